@@ -1,0 +1,216 @@
+/// Writes `JSONValue`s as compact (NDJSON) or canonical pretty text.
+///
+/// Hand-written rather than `JSONEncoder`: it runs once per event on the hot path, and its
+/// output (key order, number and string formatting) must never change under our feet.
+public enum JSONWriter {
+    public static func compact(_ value: JSONValue) -> String {
+        var out = ""
+        write(value, into: &out, indent: nil, level: 0)
+        return out
+    }
+
+    /// Two-space indentation, `"key": value`, no trailing newline.
+    public static func pretty(_ value: JSONValue) -> String {
+        var out = ""
+        write(value, into: &out, indent: "  ", level: 0)
+        return out
+    }
+
+    static func write(_ value: JSONValue, into out: inout String, indent: String?, level: Int) {
+        switch value {
+        case .null: out += "null"
+        case .bool(let b): out += b ? "true" : "false"
+        case .int(let i): out += String(i)
+        case .double(let d):
+            if d.isFinite {
+                if d == d.rounded(), abs(d) < 1e15 { out += String(Int64(d)) } else { out += String(d) }
+            } else { out += "null" }
+        case .string(let s): writeString(s, into: &out)
+        case .array(let items):
+            if items.isEmpty { out += "[]"; return }
+            out += "["
+            for (i, item) in items.enumerated() {
+                if i > 0 { out += "," }
+                newline(&out, indent, level + 1)
+                write(item, into: &out, indent: indent, level: level + 1)
+            }
+            newline(&out, indent, level)
+            out += "]"
+        case .object(let pairs):
+            if pairs.isEmpty { out += "{}"; return }
+            out += "{"
+            for (i, (key, item)) in pairs.enumerated() {
+                if i > 0 { out += "," }
+                newline(&out, indent, level + 1)
+                writeString(key, into: &out)
+                out += indent == nil ? ":" : ": "
+                write(item, into: &out, indent: indent, level: level + 1)
+            }
+            newline(&out, indent, level)
+            out += "}"
+        }
+    }
+
+    private static func newline(_ out: inout String, _ indent: String?, _ level: Int) {
+        guard let indent else { return }
+        out += "\n"
+        for _ in 0..<level { out += indent }
+    }
+
+    private static let hexDigits: [Character] = Array("0123456789abcdef")
+
+    static func writeString(_ s: String, into out: inout String) {
+        out += "\""
+        var needsEscape = false
+        for u in s.utf8 where u < 0x20 || u == 0x22 || u == 0x5c { needsEscape = true; break }
+        if !needsEscape {
+            out += s
+        } else {
+            for scalar in s.unicodeScalars {
+                switch scalar {
+                case "\"": out += "\\\""
+                case "\\": out += "\\\\"
+                case "\n": out += "\\n"
+                case "\r": out += "\\r"
+                case "\t": out += "\\t"
+                default:
+                    if scalar.value < 0x20 {
+                        out += "\\u00"
+                        out.append(hexDigits[Int(scalar.value >> 4)])
+                        out.append(hexDigits[Int(scalar.value & 0xf)])
+                    } else {
+                        out.unicodeScalars.append(scalar)
+                    }
+                }
+            }
+        }
+        out += "\""
+    }
+}
+
+/// Parses JSON text into `JSONValue` (goldens and tests read JSON back).
+public struct JSONParser {
+    public struct Failure: Error, CustomStringConvertible {
+        public let offset: Int
+        public let message: String
+        public var description: String { "invalid JSON at byte \(offset): \(message)" }
+    }
+
+    private let bytes: [UInt8]
+    private var i = 0
+
+    public static func parse(_ text: String) throws -> JSONValue {
+        var p = JSONParser(bytes: Array(text.utf8))
+        p.skipSpace()
+        let v = try p.value()
+        p.skipSpace()
+        guard p.i == p.bytes.count else { throw Failure(offset: p.i, message: "trailing characters") }
+        return v
+    }
+
+    private init(bytes: [UInt8]) { self.bytes = bytes }
+
+    private mutating func skipSpace() {
+        while i < bytes.count, bytes[i] == 0x20 || bytes[i] == 0x0a || bytes[i] == 0x0d || bytes[i] == 0x09 { i += 1 }
+    }
+
+    private mutating func expect(_ literal: String) throws {
+        for b in literal.utf8 {
+            guard i < bytes.count, bytes[i] == b else { throw Failure(offset: i, message: "expected \(literal)") }
+            i += 1
+        }
+    }
+
+    private mutating func value() throws -> JSONValue {
+        guard i < bytes.count else { throw Failure(offset: i, message: "unexpected end") }
+        switch bytes[i] {
+        case UInt8(ascii: "n"): try expect("null"); return .null
+        case UInt8(ascii: "t"): try expect("true"); return .bool(true)
+        case UInt8(ascii: "f"): try expect("false"); return .bool(false)
+        case UInt8(ascii: "\""): return .string(try string())
+        case UInt8(ascii: "["):
+            i += 1; skipSpace()
+            var items: [JSONValue] = []
+            if i < bytes.count, bytes[i] == UInt8(ascii: "]") { i += 1; return .array(items) }
+            while true {
+                skipSpace(); items.append(try value()); skipSpace()
+                guard i < bytes.count else { throw Failure(offset: i, message: "unterminated array") }
+                if bytes[i] == UInt8(ascii: ",") { i += 1; continue }
+                if bytes[i] == UInt8(ascii: "]") { i += 1; return .array(items) }
+                throw Failure(offset: i, message: "expected , or ]")
+            }
+        case UInt8(ascii: "{"):
+            i += 1; skipSpace()
+            var pairs: [(String, JSONValue)] = []
+            if i < bytes.count, bytes[i] == UInt8(ascii: "}") { i += 1; return .object(pairs) }
+            while true {
+                skipSpace()
+                guard i < bytes.count, bytes[i] == UInt8(ascii: "\"") else { throw Failure(offset: i, message: "expected key") }
+                let key = try string()
+                skipSpace(); try expect(":"); skipSpace()
+                pairs.append((key, try value()))
+                skipSpace()
+                guard i < bytes.count else { throw Failure(offset: i, message: "unterminated object") }
+                if bytes[i] == UInt8(ascii: ",") { i += 1; continue }
+                if bytes[i] == UInt8(ascii: "}") {
+                    i += 1
+                    return .object(pairs.sorted { $0.0.utf8.lexicographicallyPrecedes($1.0.utf8) })
+                }
+                throw Failure(offset: i, message: "expected , or }")
+            }
+        default:
+            return try number()
+        }
+    }
+
+    private mutating func string() throws -> String {
+        i += 1
+        var out: [UInt8] = []
+        while i < bytes.count {
+            let b = bytes[i]
+            if b == UInt8(ascii: "\"") { i += 1; return String(decoding: out, as: UTF8.self) }
+            if b == UInt8(ascii: "\\") {
+                i += 1
+                guard i < bytes.count else { break }
+                let e = bytes[i]
+                i += 1
+                switch e {
+                case UInt8(ascii: "n"): out.append(0x0a)
+                case UInt8(ascii: "r"): out.append(0x0d)
+                case UInt8(ascii: "t"): out.append(0x09)
+                case UInt8(ascii: "b"): out.append(0x08)
+                case UInt8(ascii: "f"): out.append(0x0c)
+                case UInt8(ascii: "u"):
+                    guard i + 4 <= bytes.count, var code = UInt32(String(decoding: bytes[i..<i + 4], as: UTF8.self), radix: 16)
+                    else { throw Failure(offset: i, message: "bad \\u escape") }
+                    i += 4
+                    if (0xD800..<0xDC00).contains(code), i + 6 <= bytes.count, bytes[i] == UInt8(ascii: "\\"),
+                       let low = UInt32(String(decoding: bytes[i + 2..<i + 6], as: UTF8.self), radix: 16) {
+                        code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)
+                        i += 6
+                    }
+                    out.append(contentsOf: Array(String(Unicode.Scalar(code) ?? "\u{FFFD}").utf8))
+                default: out.append(e)
+                }
+            } else {
+                out.append(b); i += 1
+            }
+        }
+        throw Failure(offset: i, message: "unterminated string")
+    }
+
+    private mutating func number() throws -> JSONValue {
+        let start = i
+        var isDouble = false
+        while i < bytes.count {
+            let b = bytes[i]
+            if (b >= 0x30 && b <= 0x39) || b == UInt8(ascii: "-") || b == UInt8(ascii: "+") { i += 1; continue }
+            if b == UInt8(ascii: ".") || b == UInt8(ascii: "e") || b == UInt8(ascii: "E") { isDouble = true; i += 1; continue }
+            break
+        }
+        let text = String(decoding: bytes[start..<i], as: UTF8.self)
+        if !isDouble, let v = Int64(text) { return .int(v) }
+        if let d = Double(text) { return .double(d) }
+        throw Failure(offset: start, message: "bad value")
+    }
+}

@@ -1,0 +1,124 @@
+import Logging
+
+/// A protocol plugin: a name, the ports it listens on, and construction from its config
+/// section. Mirrors Packetbeat's `protos.Plugin`, typed.
+public protocol ProtocolPlugin: AnyObject {
+    /// The name used in config (`protocols.<name>`), in `type` and in `-d` selectors.
+    static var name: String { get }
+    /// Ports used when the config names none.
+    static var defaultPorts: [UInt16] { get }
+    /// Reads the plugin's settings. Every key the plugin does not read is reported as unknown.
+    init(config: PluginConfig) throws
+}
+
+/// Why a direction of a TCP stream ended.
+public enum StreamEnd: String, Sendable {
+    /// A FIN was received in order.
+    case fin
+    /// A RST was received.
+    case reset
+}
+
+/// Why a connection's state is being closed for good.
+public enum CloseReason: String, Sendable {
+    /// Both directions ended (FIN/RST) and everything was delivered.
+    case closed
+    /// No packet for longer than the plugin's `connectionTimeout`, on the packet clock.
+    case timeout
+    /// The capture ended (or live capture was stopped) with the connection still open.
+    case endOfInput
+}
+
+/// What the TCP layer does with a connection's state after a gap.
+public enum GapDecision: Sendable {
+    /// Keep the state (the plugin knows how to carry on, e.g. skipping body bytes).
+    case keepState
+    /// Discard the state and the unparsed bytes; a new state is made for the next bytes,
+    /// which the plugin resynchronises on.
+    case dropState
+}
+
+/// A plugin that parses TCP streams. `ConnectionState` is the plugin's own per-connection
+/// type: the TCP layer stores one per connection and hands it back `inout`, never as `Any`.
+///
+/// Call order per connection: `makeConnectionState`, then any number of `parse`,
+/// `gapInStream` and `receivedFIN` (at most once per direction), then `connectionClosed`
+/// exactly once (unless `gapInStream` dropped the state and no bytes followed).
+public protocol TCPProtocolPlugin: ProtocolPlugin {
+    associatedtype ConnectionState
+
+    /// Idle time after which a connection is expired (packet clock). Packetbeat calls this
+    /// `transaction_timeout`.
+    var connectionTimeout: TimeSpan { get }
+
+    func makeConnectionState(for connection: ConnectionInfo) -> ConnectionState
+
+    /// New in-order bytes are in `stream`. Consume every complete message; leave a partial
+    /// message unconsumed for the next call.
+    func parse(_ stream: inout StreamBuffer, direction: Direction,
+               state: inout ConnectionState, context: PluginContext)
+
+    /// The direction ended. `stream` holds any bytes `parse` left unconsumed (the
+    /// `decodeLast` of SwiftNIO): publish or drop what they start, by the plugin's rule.
+    func receivedFIN(direction: Direction, reason: StreamEnd, remaining stream: inout StreamBuffer,
+                     state: inout ConnectionState, context: PluginContext)
+
+    /// `byteCount` bytes were lost at this point of the direction. `stream` holds the bytes
+    /// before the hole that `parse` left unconsumed.
+    func gapInStream(direction: Direction, byteCount: Int, stream: inout StreamBuffer,
+                     state: inout ConnectionState, context: PluginContext) -> GapDecision
+
+    /// The connection is gone: publish pending work with a note, or drop it by rule.
+    func connectionClosed(reason: CloseReason, state: inout ConnectionState, context: PluginContext)
+}
+
+extension TCPProtocolPlugin {
+    public func gapInStream(direction: Direction, byteCount: Int, stream: inout StreamBuffer,
+                            state: inout ConnectionState, context: PluginContext) -> GapDecision {
+        .dropState
+    }
+    public func receivedFIN(direction: Direction, reason: StreamEnd, remaining stream: inout StreamBuffer,
+                            state: inout ConnectionState, context: PluginContext) {}
+    public func connectionClosed(reason: CloseReason, state: inout ConnectionState, context: PluginContext) {}
+}
+
+/// A plugin that parses UDP datagrams. Request/response pairing across datagrams is the
+/// plugin's own state; the packet clock reaches it through `advanceClock`.
+public protocol UDPProtocolPlugin: ProtocolPlugin {
+    /// One datagram; `context.connection.client` is the side not on the plugin's port.
+    func parseDatagram(_ payload: ArraySlice<UInt8>, direction: Direction, context: PluginContext)
+    /// The packet clock moved to `now` (called at most once per second of packet time):
+    /// expire what has waited too long.
+    func advanceClock(to now: Timestamp, publisher: EventPublisher)
+    /// Input ended: publish or drop everything pending.
+    func finish(publisher: EventPublisher)
+}
+
+extension UDPProtocolPlugin {
+    public func advanceClock(to now: Timestamp, publisher: EventPublisher) {}
+    public func finish(publisher: EventPublisher) {}
+}
+
+/// Where plugins send their events.
+public protocol EventPublisher: AnyObject {
+    func publish(_ event: Event)
+}
+
+/// Everything a plugin call needs besides its state: the connection, the packet time,
+/// the publisher and a logger (enabled with `-d <plugin name>`).
+public struct PluginContext {
+    public let connection: ConnectionInfo
+    /// Timestamp of the packet being processed (at FIN, gap or close: of the last packet seen).
+    public let timestamp: Timestamp
+    public let publisher: EventPublisher
+    public let logger: Logger
+
+    public init(connection: ConnectionInfo, timestamp: Timestamp, publisher: EventPublisher, logger: Logger) {
+        self.connection = connection
+        self.timestamp = timestamp
+        self.publisher = publisher
+        self.logger = logger
+    }
+
+    public func publish(_ event: Event) { publisher.publish(event) }
+}

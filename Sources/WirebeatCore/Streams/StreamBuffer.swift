@@ -1,0 +1,95 @@
+/// The unparsed bytes of one direction of a TCP stream, in order.
+///
+/// The TCP layer appends each in-order payload; a plugin's `parse` consumes whole messages
+/// from the front and leaves a partial one in place for the next call (the contract of
+/// SwiftNIO's `ByteToMessageDecoder`). That makes a parser split-invariant by construction:
+/// it never sees segment boundaries, only bytes.
+public struct StreamBuffer: Sendable {
+    @usableFromInline var storage: [UInt8] = []
+    @usableFromInline var readerIndex = 0
+
+    public init() {}
+    public init<S: Sequence>(_ bytes: S) where S.Element == UInt8 { storage = Array(bytes) }
+
+    /// Bytes not yet consumed.
+    @inlinable public var readableBytes: Int { storage.count - readerIndex }
+    @inlinable public var isEmpty: Bool { readerIndex == storage.count }
+
+    /// The unconsumed bytes (indices are positions in the underlying storage).
+    @inlinable public var readable: ArraySlice<UInt8> { storage[readerIndex...] }
+
+    public mutating func append<C: Collection>(contentsOf bytes: C) where C.Element == UInt8 {
+        // Reclaim consumed space before growing, so a long stream does not keep its history.
+        if readerIndex > 0 && (readerIndex == storage.count || readerIndex >= 4096 && readerIndex * 2 >= storage.count) {
+            storage.removeSubrange(0..<readerIndex)
+            readerIndex = 0
+        }
+        storage.append(contentsOf: bytes)
+    }
+
+    public mutating func append(_ bytes: UnsafeRawBufferPointer) {
+        append(contentsOf: bytes.bindMemory(to: UInt8.self))
+    }
+
+    /// Consumes `count` bytes (clamped to what is there).
+    @inlinable public mutating func skip(_ count: Int) {
+        readerIndex = min(storage.count, readerIndex + max(0, count))
+    }
+
+    public mutating func removeAll() {
+        storage.removeAll(keepingCapacity: storage.count <= 65_536)
+        readerIndex = 0
+    }
+
+    /// Byte at offset `i` from the reader position.
+    @inlinable public func byte(at i: Int) -> UInt8? {
+        let p = readerIndex + i
+        return p < storage.count ? storage[p] : nil
+    }
+
+    /// Reads `count` bytes, or nil (consuming nothing) if fewer are available.
+    public mutating func readBytes(_ count: Int) -> ArraySlice<UInt8>? {
+        guard count >= 0, readableBytes >= count else { return nil }
+        let slice = storage[readerIndex..<readerIndex + count]
+        readerIndex += count
+        return slice
+    }
+
+    /// Offset from the reader position of the first LF, searching at most `limit` bytes.
+    public func offsetOfLineFeed(limit: Int = .max) -> Int? {
+        let end = min(storage.count, readerIndex &+ limit < readerIndex ? storage.count : readerIndex + limit)
+        var i = readerIndex
+        while i < end {
+            if storage[i] == 0x0a { return i - readerIndex }
+            i += 1
+        }
+        return nil
+    }
+
+    /// Reads one line ending in LF (CRLF or bare LF); the terminator is consumed but not
+    /// returned. Returns nil, consuming nothing, when no complete line is buffered.
+    public mutating func readLine() -> ArraySlice<UInt8>? {
+        guard let lf = offsetOfLineFeed() else { return nil }
+        var end = readerIndex + lf
+        if end > readerIndex && storage[end - 1] == 0x0d { end -= 1 }
+        let line = storage[readerIndex..<end]
+        readerIndex += lf + 1
+        return line
+    }
+
+    /// Offset from the reader position where `pattern` starts, or nil.
+    public func offset(of pattern: [UInt8], from start: Int = 0) -> Int? {
+        guard let first = pattern.first, pattern.count <= readableBytes else { return nil }
+        var i = readerIndex + max(0, start)
+        let last = storage.count - pattern.count
+        while i <= last {
+            if storage[i] == first {
+                var j = 1
+                while j < pattern.count && storage[i + j] == pattern[j] { j += 1 }
+                if j == pattern.count { return i - readerIndex }
+            }
+            i += 1
+        }
+        return nil
+    }
+}

@@ -1,0 +1,143 @@
+/// An IPv4 or IPv6 address, stored in two integers so flow keys hash without strings.
+public struct IPAddress: Hashable, Comparable, Sendable, CustomStringConvertible {
+    /// High and low 64 bits of the IPv6 address; IPv4 is stored as `::ffff:a.b.c.d` with `isV4` set.
+    public let high: UInt64
+    public let low: UInt64
+    public let isV4: Bool
+
+    public init(v4 value: UInt32) {
+        high = 0
+        low = 0x0000_FFFF_0000_0000 | UInt64(value)
+        isV4 = true
+    }
+
+    public init(v6High: UInt64, low: UInt64) {
+        self.high = v6High
+        self.low = low
+        isV4 = false
+    }
+
+    /// Parses dotted IPv4 or textual IPv6 (used by tests and config).
+    public init?(_ text: String) {
+        if text.contains(":") {
+            var groups: [UInt16] = []
+            let halves = text.components(separatedBy: "::")
+            guard halves.count <= 2 else { return nil }
+            func parse(_ s: String) -> [UInt16]? {
+                if s.isEmpty { return [] }
+                var out: [UInt16] = []
+                for part in s.split(separator: ":", omittingEmptySubsequences: false) {
+                    guard let v = UInt16(part, radix: 16) else { return nil }
+                    out.append(v)
+                }
+                return out
+            }
+            guard let head = parse(halves[0]) else { return nil }
+            if halves.count == 2 {
+                guard let tail = parse(halves[1]), head.count + tail.count < 8 else { return nil }
+                groups = head + Array(repeating: 0, count: 8 - head.count - tail.count) + tail
+            } else {
+                guard head.count == 8 else { return nil }
+                groups = head
+            }
+            var hi: UInt64 = 0, lo: UInt64 = 0
+            for i in 0..<4 { hi = hi << 16 | UInt64(groups[i]) }
+            for i in 4..<8 { lo = lo << 16 | UInt64(groups[i]) }
+            self.init(v6High: hi, low: lo)
+        } else {
+            let parts = text.split(separator: ".")
+            guard parts.count == 4 else { return nil }
+            var value: UInt32 = 0
+            for p in parts {
+                guard let b = UInt8(p) else { return nil }
+                value = value << 8 | UInt32(b)
+            }
+            self.init(v4: value)
+        }
+    }
+
+    public static func < (a: IPAddress, b: IPAddress) -> Bool {
+        (a.high, a.low) < (b.high, b.low)
+    }
+
+    /// Network-order bytes: 4 for IPv4, 16 for IPv6 (as Community ID hashes them).
+    public var bytes: [UInt8] {
+        if isV4 {
+            let v = UInt32(truncatingIfNeeded: low)
+            return [UInt8(v >> 24), UInt8(v >> 16 & 0xff), UInt8(v >> 8 & 0xff), UInt8(v & 0xff)]
+        }
+        var out: [UInt8] = []
+        out.reserveCapacity(16)
+        for shift in stride(from: 56, through: 0, by: -8) { out.append(UInt8(high >> UInt64(shift) & 0xff)) }
+        for shift in stride(from: 56, through: 0, by: -8) { out.append(UInt8(low >> UInt64(shift) & 0xff)) }
+        return out
+    }
+
+    /// Dotted quad, or RFC 5952 IPv6 text (lower case, longest zero run compressed).
+    public var description: String {
+        if isV4 {
+            let b = bytes
+            return "\(b[0]).\(b[1]).\(b[2]).\(b[3])"
+        }
+        var groups: [UInt16] = []
+        for shift in stride(from: 48, through: 0, by: -16) { groups.append(UInt16(high >> UInt64(shift) & 0xffff)) }
+        for shift in stride(from: 48, through: 0, by: -16) { groups.append(UInt16(low >> UInt64(shift) & 0xffff)) }
+        var bestStart = -1, bestLen = 0, i = 0
+        while i < 8 {
+            if groups[i] == 0 {
+                var j = i
+                while j < 8 && groups[j] == 0 { j += 1 }
+                if j - i > bestLen && j - i >= 2 { bestStart = i; bestLen = j - i }
+                i = j
+            } else { i += 1 }
+        }
+        func hex(_ r: Range<Int>) -> String { r.map { String(groups[$0], radix: 16) }.joined(separator: ":") }
+        if bestStart < 0 { return hex(0..<8) }
+        return hex(0..<bestStart) + "::" + hex((bestStart + bestLen)..<8)
+    }
+}
+
+/// An IP address and a transport port.
+public struct Endpoint: Hashable, Comparable, Sendable, CustomStringConvertible {
+    public var ip: IPAddress
+    public var port: UInt16
+    public init(ip: IPAddress, port: UInt16) { self.ip = ip; self.port = port }
+    public static func < (a: Endpoint, b: Endpoint) -> Bool { (a.ip, a.port) < (b.ip, b.port) }
+    public var description: String { ip.isV4 ? "\(ip):\(port)" : "[\(ip)]:\(port)" }
+}
+
+public enum Transport: String, Sendable { case tcp, udp }
+
+/// Which way a payload travels: `original` is client to server, `reverse` server to client
+/// (Packetbeat's TcpDirectionOriginal / TcpDirectionReverse).
+public enum Direction: Int, Sendable, CustomStringConvertible {
+    case original = 0
+    case reverse = 1
+    public var opposite: Direction { self == .original ? .reverse : .original }
+    public var description: String { self == .original ? "original" : "reverse" }
+}
+
+/// What a plugin knows about the connection (or UDP flow) it is parsing.
+public struct ConnectionInfo: Sendable {
+    /// Serial number in order of first sight: stable across runs of the same capture.
+    public let id: UInt64
+    public let transport: Transport
+    public let client: Endpoint
+    public let server: Endpoint
+    /// 802.1Q VLAN ids, outermost first (empty when untagged).
+    public let vlans: [UInt16]
+    /// Community ID v1 flow hash (seed 0).
+    public let communityID: String
+
+    public init(id: UInt64, transport: Transport, client: Endpoint, server: Endpoint, vlans: [UInt16] = []) {
+        self.id = id
+        self.transport = transport
+        self.client = client
+        self.server = server
+        self.vlans = vlans
+        self.communityID = CommunityID.v1(transport: transport, a: client, b: server)
+    }
+
+    /// Endpoint that sends in the given direction.
+    public func sender(_ direction: Direction) -> Endpoint { direction == .original ? client : server }
+}

@@ -1,0 +1,77 @@
+/// A point on the packet clock, in nanoseconds since the Unix epoch.
+///
+/// Wirebeat never reads the wall clock while decoding: every time in an event, every
+/// timeout and every expiry is measured against packet timestamps, so the same capture
+/// always gives the same output.
+public struct Timestamp: Comparable, Hashable, Sendable, CustomStringConvertible {
+    public var nanoseconds: Int64
+
+    public init(nanoseconds: Int64) { self.nanoseconds = nanoseconds }
+    public init(seconds: Int64, nanoseconds: Int64 = 0) {
+        self.nanoseconds = seconds &* 1_000_000_000 &+ nanoseconds
+    }
+
+    public static let zero = Timestamp(nanoseconds: 0)
+
+    public static func < (a: Timestamp, b: Timestamp) -> Bool { a.nanoseconds < b.nanoseconds }
+    public static func + (a: Timestamp, d: TimeSpan) -> Timestamp { Timestamp(nanoseconds: a.nanoseconds &+ d.nanoseconds) }
+    public static func - (a: Timestamp, b: Timestamp) -> TimeSpan { TimeSpan(nanoseconds: a.nanoseconds &- b.nanoseconds) }
+
+    /// RFC 3339 in UTC with microseconds, e.g. `2009-10-05T06:06:07.492000Z`.
+    public var rfc3339: String {
+        let micros = nanoseconds >= 0 ? nanoseconds / 1000 : (nanoseconds - 999) / 1000
+        var seconds = micros / 1_000_000
+        var fraction = micros % 1_000_000
+        if fraction < 0 { fraction += 1_000_000; seconds -= 1 }
+        var days = seconds / 86_400
+        var secondOfDay = seconds % 86_400
+        if secondOfDay < 0 { secondOfDay += 86_400; days -= 1 }
+        let (y, m, d) = Timestamp.civilDate(fromDays: days)
+        var out = ""
+        out.reserveCapacity(27)
+        Timestamp.pad(&out, y, 4); out.append("-")
+        Timestamp.pad(&out, m, 2); out.append("-")
+        Timestamp.pad(&out, d, 2); out.append("T")
+        Timestamp.pad(&out, secondOfDay / 3600, 2); out.append(":")
+        Timestamp.pad(&out, (secondOfDay / 60) % 60, 2); out.append(":")
+        Timestamp.pad(&out, secondOfDay % 60, 2); out.append(".")
+        Timestamp.pad(&out, fraction, 6); out.append("Z")
+        return out
+    }
+
+    public var description: String { rfc3339 }
+
+    private static func pad(_ out: inout String, _ value: Int64, _ width: Int) {
+        let digits = String(value)
+        if digits.count < width { out.append(String(repeating: "0", count: width - digits.count)) }
+        out.append(digits)
+    }
+
+    /// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
+    static func civilDate(fromDays z0: Int64) -> (Int64, Int64, Int64) {
+        let z = z0 + 719_468
+        let era = (z >= 0 ? z : z - 146_096) / 146_097
+        let doe = z - era * 146_097
+        let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365
+        let y = yoe + era * 400
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
+        let mp = (5 * doy + 2) / 153
+        let d = doy - (153 * mp + 2) / 5 + 1
+        let m = mp < 10 ? mp + 3 : mp - 9
+        return (m <= 2 ? y + 1 : y, m, d)
+    }
+}
+
+/// A length of packet-clock time, in nanoseconds.
+public struct TimeSpan: Comparable, Hashable, Sendable, CustomStringConvertible {
+    public var nanoseconds: Int64
+    public init(nanoseconds: Int64) { self.nanoseconds = nanoseconds }
+    public static func seconds(_ s: Int64) -> TimeSpan { TimeSpan(nanoseconds: s * 1_000_000_000) }
+    public static func milliseconds(_ ms: Int64) -> TimeSpan { TimeSpan(nanoseconds: ms * 1_000_000) }
+    public static func < (a: TimeSpan, b: TimeSpan) -> Bool { a.nanoseconds < b.nanoseconds }
+    public var description: String {
+        if nanoseconds % 1_000_000_000 == 0 { return "\(nanoseconds / 1_000_000_000)s" }
+        if nanoseconds % 1_000_000 == 0 { return "\(nanoseconds / 1_000_000)ms" }
+        return "\(nanoseconds)ns"
+    }
+}
