@@ -1,1 +1,3 @@
-print("wirebeat")
+import WirebeatCLI
+
+WirebeatCommand.main()

@@ -1,0 +1,281 @@
+/// Link-layer types Wirebeat decodes (pcap DLT values).
+public enum LinkType {
+    public static let null: Int32 = 0          // BSD loopback, host-order address family
+    public static let ethernet: Int32 = 1
+    public static let raw: Int32 = 12           // DLT_RAW on Linux
+    public static let rawOpenBSD: Int32 = 14
+    public static let rawLinktype: Int32 = 101  // LINKTYPE_RAW as written in files
+    public static let loop: Int32 = 108         // OpenBSD loopback, network-order family
+    public static let linuxSLL: Int32 = 113
+    public static let ipv4: Int32 = 228
+    public static let ipv6: Int32 = 229
+    public static let linuxSLL2: Int32 = 276
+
+    public static let supported: [Int32] = [null, ethernet, raw, rawOpenBSD, rawLinktype, loop, linuxSLL, ipv4, ipv6, linuxSLL2]
+}
+
+/// Decodes link, IP (with fragment reassembly) and TCP/UDP headers. Damaged or
+/// unsupported packets are counted by reason in `skipped` and dropped; nothing here traps
+/// on any input.
+public struct PacketDecoder {
+    public private(set) var skipped: [SkipReason: Int] = [:]
+    var fragments = FragmentReassembler()
+
+    public init() {}
+
+    mutating func skip(_ reason: SkipReason) { skipped[reason, default: 0] += 1 }
+
+    /// Decodes one captured frame; calls `handler` zero or one time.
+    public mutating func decode(linkType: Int32, timestamp: Timestamp, frame: UnsafeRawBufferPointer,
+                                handler: (DecodedPacket) -> Void) {
+        var vlans: [UInt16] = []
+        var reader = ByteCursor(frame)
+        switch linkType {
+        case LinkType.ethernet:
+            guard reader.skip(12), let etherType = reader.readUInt16() else { return skip(.malformedLink) }
+            decodeEtherType(etherType, &reader, &vlans, timestamp, handler)
+        case LinkType.null, LinkType.loop:
+            guard let raw = reader.readUInt32() else { return skip(.malformedLink) }
+            // DLT_NULL is in the capturing host's byte order: accept either.
+            let family = linkType == LinkType.loop ? raw : (raw > 0xFFFF ? raw.byteSwapped : raw)
+            switch family {
+            case 2: decodeIPv4(&reader, vlans, timestamp, handler)
+            case 10, 24, 28, 30: decodeIPv6(&reader, vlans, timestamp, handler)
+            default: skip(.notIP)
+            }
+        case LinkType.raw, LinkType.rawOpenBSD, LinkType.rawLinktype:
+            decodeByVersion(&reader, vlans, timestamp, handler)
+        case LinkType.ipv4: decodeIPv4(&reader, vlans, timestamp, handler)
+        case LinkType.ipv6: decodeIPv6(&reader, vlans, timestamp, handler)
+        case LinkType.linuxSLL:
+            guard reader.skip(14), let proto = reader.readUInt16() else { return skip(.malformedLink) }
+            decodeEtherType(proto, &reader, &vlans, timestamp, handler)
+        case LinkType.linuxSLL2:
+            guard let proto = reader.readUInt16(), reader.skip(18) else { return skip(.malformedLink) }
+            decodeEtherType(proto, &reader, &vlans, timestamp, handler)
+        default:
+            skip(.unsupportedLinkType)
+        }
+    }
+
+    private mutating func decodeEtherType(_ first: UInt16, _ reader: inout ByteCursor, _ vlans: inout [UInt16],
+                                          _ ts: Timestamp, _ handler: (DecodedPacket) -> Void) {
+        var etherType = first
+        // 802.1Q, 802.1ad (QinQ) and the old 0x9100 tag, stacked any number of times.
+        while etherType == 0x8100 || etherType == 0x88A8 || etherType == 0x9100 {
+            guard let tci = reader.readUInt16(), let next = reader.readUInt16() else { return skip(.malformedLink) }
+            vlans.append(tci & 0x0FFF)
+            etherType = next
+        }
+        switch etherType {
+        case 0x0800: decodeIPv4(&reader, vlans, ts, handler)
+        case 0x86DD: decodeIPv6(&reader, vlans, ts, handler)
+        default: skip(.notIP)
+        }
+    }
+
+    private mutating func decodeByVersion(_ reader: inout ByteCursor, _ vlans: [UInt16], _ ts: Timestamp,
+                                          _ handler: (DecodedPacket) -> Void) {
+        guard let first = reader.peekUInt8() else { return skip(.malformedLink) }
+        switch first >> 4 {
+        case 4: decodeIPv4(&reader, vlans, ts, handler)
+        case 6: decodeIPv6(&reader, vlans, ts, handler)
+        default: skip(.notIP)
+        }
+    }
+
+    private mutating func decodeIPv4(_ reader: inout ByteCursor, _ vlans: [UInt16], _ ts: Timestamp,
+                                     _ handler: (DecodedPacket) -> Void) {
+        let start = reader.offset
+        guard let verIHL = reader.readUInt8() else { return skip(.truncated) }
+        let headerLength = Int(verIHL & 0x0F) * 4
+        guard verIHL >> 4 == 4, headerLength >= 20 else { return skip(.malformedIPv4) }
+        guard reader.remaining >= headerLength - 1 else { return skip(.truncated) }
+        _ = reader.skip(1)
+        let totalLength = Int(reader.readUInt16()!)
+        let id = reader.readUInt16()!
+        let flagsOffset = reader.readUInt16()!
+        _ = reader.skip(1)
+        let proto = reader.readUInt8()!
+        _ = reader.skip(2)
+        let src = IPAddress(v4: reader.readUInt32()!)
+        let dst = IPAddress(v4: reader.readUInt32()!)
+        guard totalLength >= headerLength else { return skip(.malformedIPv4) }
+        _ = reader.seek(to: start + headerLength)
+        // Bytes of the IP payload on the wire, and how many of them were captured
+        // (Ethernet padding after totalLength is ignored).
+        let wireLength = totalLength - headerLength
+        let captured = min(wireLength, reader.remaining)
+        let moreFragments = flagsOffset & 0x2000 != 0
+        let fragmentOffset = Int(flagsOffset & 0x1FFF) * 8
+        if moreFragments || fragmentOffset > 0 {
+            guard captured == wireLength else { return skip(.fragmentDropped) }
+            let key = FragmentKey(source: src, destination: dst, protocolNumber: proto, identification: UInt32(id))
+            let piece = reader.slice(captured)
+            switch fragments.add(key: key, offset: fragmentOffset, isLast: !moreFragments, data: piece, now: ts) {
+            case .pending: skip(.fragmentPending)
+            case .dropped: skip(.fragmentDropped)
+            case .complete(let datagram):
+                datagram.withUnsafeBytes { bytes in
+                    var inner = ByteCursor(bytes)
+                    decodeTransport(proto, &inner, bytes.count, src, dst, vlans, ts, handler)
+                }
+            }
+            return
+        }
+        var inner = ByteCursor(reader.slice(captured))
+        decodeTransport(proto, &inner, wireLength, src, dst, vlans, ts, handler)
+    }
+
+    private mutating func decodeIPv6(_ reader: inout ByteCursor, _ vlans: [UInt16], _ ts: Timestamp,
+                                     _ handler: (DecodedPacket) -> Void) {
+        guard reader.remaining >= 40 else { return skip(.truncated) }
+        let versionWord = reader.readUInt32()!
+        guard versionWord >> 28 == 6 else { return skip(.malformedIPv6) }
+        let payloadLength = Int(reader.readUInt16()!)
+        var next = reader.readUInt8()!
+        _ = reader.skip(1)
+        let src = IPAddress(v6High: reader.readUInt64()!, low: reader.readUInt64()!)
+        let dst = IPAddress(v6High: reader.readUInt64()!, low: reader.readUInt64()!)
+        guard payloadLength > 0 else { return skip(.malformedIPv6) }  // jumbograms unsupported
+        var body = ByteCursor(reader.slice(min(payloadLength, reader.remaining)))
+        var wireRemaining = payloadLength
+        var fragment: (offset: Int, more: Bool, id: UInt32)?
+        // Walk the extension header chain to the transport header.
+        var hops = 0
+        while true {
+            hops += 1
+            guard hops < 16 else { return skip(.malformedIPv6) }
+            switch next {
+            case 0, 43, 60:  // hop-by-hop, routing, destination options
+                guard let nh = body.readUInt8(), let len = body.readUInt8() else { return skip(.truncated) }
+                let size = (Int(len) + 1) * 8
+                guard body.skip(size - 2) else { return skip(.truncated) }
+                wireRemaining -= size
+                next = nh
+            case 44:  // fragment
+                guard let nh = body.readUInt8(), body.skip(1), let offsetFlags = body.readUInt16(),
+                      let id = body.readUInt32() else { return skip(.truncated) }
+                fragment = (Int(offsetFlags & 0xFFF8), offsetFlags & 1 != 0, id)
+                wireRemaining -= 8
+                next = nh
+            case 51:  // authentication header
+                guard let nh = body.readUInt8(), let len = body.readUInt8() else { return skip(.truncated) }
+                let size = (Int(len) + 2) * 4
+                guard body.skip(size - 2) else { return skip(.truncated) }
+                wireRemaining -= size
+                next = nh
+            case 50: return skip(.ipsec)
+            case 59: return skip(.otherIPProtocol)
+            default:
+                guard wireRemaining >= 0 else { return skip(.malformedIPv6) }
+                if let fragment {
+                    if fragment.offset == 0 && !fragment.more {  // atomic fragment
+                        var inner = ByteCursor(body.slice(body.remaining))
+                        return decodeTransport(next, &inner, wireRemaining, src, dst, vlans, ts, handler)
+                    }
+                    guard body.remaining == wireRemaining else { return skip(.fragmentDropped) }
+                    let key = FragmentKey(source: src, destination: dst, protocolNumber: next, identification: fragment.id)
+                    switch fragments.add(key: key, offset: fragment.offset, isLast: !fragment.more,
+                                         data: body.slice(body.remaining), now: ts) {
+                    case .pending: skip(.fragmentPending)
+                    case .dropped: skip(.fragmentDropped)
+                    case .complete(let datagram):
+                        datagram.withUnsafeBytes { bytes in
+                            var inner = ByteCursor(bytes)
+                            decodeTransport(next, &inner, bytes.count, src, dst, vlans, ts, handler)
+                        }
+                    }
+                    return
+                }
+                var inner = ByteCursor(body.slice(body.remaining))
+                return decodeTransport(next, &inner, wireRemaining, src, dst, vlans, ts, handler)
+            }
+        }
+    }
+
+    /// `reader` holds the captured transport bytes; `wireLength` is their length on the wire.
+    private mutating func decodeTransport(_ proto: UInt8, _ reader: inout ByteCursor, _ wireLength: Int,
+                                          _ src: IPAddress, _ dst: IPAddress, _ vlans: [UInt16], _ ts: Timestamp,
+                                          _ handler: (DecodedPacket) -> Void) {
+        switch proto {
+        case 6:
+            guard reader.remaining >= 20 else { return skip(reader.remaining < wireLength ? .truncated : .malformedTCP) }
+            let srcPort = reader.readUInt16()!, dstPort = reader.readUInt16()!
+            let seq = reader.readUInt32()!, ack = reader.readUInt32()!
+            let offsetByte = reader.readUInt8()!, flagByte = reader.readUInt8()!
+            let headerLength = Int(offsetByte >> 4) * 4
+            guard headerLength >= 20, headerLength <= wireLength else { return skip(.malformedTCP) }
+            guard reader.seek(to: headerLength) else { return skip(.truncated) }
+            let payload = reader.slice(reader.remaining)
+            handler(DecodedPacket(timestamp: ts, transport: .tcp, source: Endpoint(ip: src, port: srcPort),
+                                  destination: Endpoint(ip: dst, port: dstPort), vlans: vlans,
+                                  sequence: seq, acknowledgment: ack, flags: TCPFlags(rawValue: flagByte & 0x1F),
+                                  payload: payload, wirePayloadLength: wireLength - headerLength))
+        case 17:
+            guard reader.remaining >= 8 else { return skip(reader.remaining < wireLength ? .truncated : .malformedUDP) }
+            let srcPort = reader.readUInt16()!, dstPort = reader.readUInt16()!
+            let length = Int(reader.readUInt16()!)
+            _ = reader.skip(2)
+            guard length >= 8, length <= wireLength else { return skip(.malformedUDP) }
+            let payload = reader.slice(min(length - 8, reader.remaining))
+            handler(DecodedPacket(timestamp: ts, transport: .udp, source: Endpoint(ip: src, port: srcPort),
+                                  destination: Endpoint(ip: dst, port: dstPort), vlans: vlans,
+                                  payload: payload, wirePayloadLength: length - 8))
+        default:
+            skip(.otherIPProtocol)
+        }
+    }
+}
+
+/// A bounds-checked big-endian reader over captured bytes: every read fails softly.
+struct ByteCursor {
+    let base: UnsafeRawBufferPointer
+    private(set) var offset = 0
+
+    init(_ base: UnsafeRawBufferPointer) { self.base = base }
+
+    var remaining: Int { base.count - offset }
+
+    mutating func skip(_ n: Int) -> Bool {
+        guard n >= 0, n <= remaining else { return false }
+        offset += n
+        return true
+    }
+    mutating func seek(to position: Int) -> Bool {
+        guard position >= 0, position <= base.count else { return false }
+        offset = position
+        return true
+    }
+    func peekUInt8() -> UInt8? { remaining >= 1 ? base[offset] : nil }
+    mutating func readUInt8() -> UInt8? {
+        guard remaining >= 1 else { return nil }
+        defer { offset += 1 }
+        return base[offset]
+    }
+    mutating func readUInt16() -> UInt16? {
+        guard remaining >= 2 else { return nil }
+        defer { offset += 2 }
+        return UInt16(base[offset]) << 8 | UInt16(base[offset + 1])
+    }
+    mutating func readUInt32() -> UInt32? {
+        guard remaining >= 4 else { return nil }
+        var v: UInt32 = 0
+        for i in 0..<4 { v = v << 8 | UInt32(base[offset + i]) }
+        offset += 4
+        return v
+    }
+    mutating func readUInt64() -> UInt64? {
+        guard remaining >= 8 else { return nil }
+        var v: UInt64 = 0
+        for i in 0..<8 { v = v << 8 | UInt64(base[offset + i]) }
+        offset += 8
+        return v
+    }
+    /// The next `n` bytes (clamped), consumed.
+    mutating func slice(_ n: Int) -> UnsafeRawBufferPointer {
+        let count = max(0, min(n, remaining))
+        defer { offset += count }
+        return UnsafeRawBufferPointer(rebasing: base[offset..<offset + count])
+    }
+}

@@ -1,0 +1,164 @@
+import CPcap
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A capture that cannot be opened or read, with a one-line reason.
+public struct CaptureError: Error, CustomStringConvertible {
+    public let message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// Packets from libpcap: a capture file (pcap or pcapng) or a live interface.
+/// Timestamps are read with nanosecond precision.
+public final class PcapSource {
+    private let handle: OpaquePointer
+    public let linkType: Int32
+    public let name: String
+    /// Set by `stop()` (e.g. from a signal handler) to end a live capture.
+    nonisolated(unsafe) private static var stopRequested: sig_atomic_t = 0
+
+    private init(handle: OpaquePointer, name: String) {
+        self.handle = handle
+        self.name = name
+        self.linkType = pcap_datalink(handle)
+    }
+
+    deinit { pcap_close(handle) }
+
+    /// Opens a capture file; missing, unreadable and non-capture files are one-line errors.
+    public static func open(file path: String) throws -> PcapSource {
+        var st = stat()
+        guard stat(path, &st) == 0 else {
+            throw CaptureError("\(path): \(String(cString: strerror(errno)))")
+        }
+        guard (st.st_mode & S_IFMT) == S_IFREG else { throw CaptureError("\(path): not a regular file") }
+        var errbuf = [CChar](repeating: 0, count: Int(PCAP_ERRBUF_SIZE))
+        guard let h = pcap_open_offline_with_tstamp_precision(path, UInt32(PCAP_TSTAMP_PRECISION_NANO), &errbuf) else {
+            let reason = String(cString: errbuf)
+            if reason.contains("unknown file format") || reason.contains("bad dump file format") {
+                throw CaptureError("\(path): not a pcap or pcapng capture (\(reason))")
+            }
+            if reason.contains("truncated") {
+                throw CaptureError("\(path): truncated capture (\(reason))")
+            }
+            throw CaptureError("\(path): cannot read capture: \(reason)")
+        }
+        return PcapSource(handle: h, name: path)
+    }
+
+    /// Opens a live capture on `interface` with a BPF filter.
+    public static func open(interface: String, filter: String, snapLength: Int32 = 262_144) throws -> PcapSource {
+        var errbuf = [CChar](repeating: 0, count: Int(PCAP_ERRBUF_SIZE))
+        guard let h = pcap_create(interface, &errbuf) else {
+            throw CaptureError("\(interface): \(String(cString: errbuf))")
+        }
+        pcap_set_snaplen(h, snapLength)
+        pcap_set_promisc(h, 0)
+        pcap_set_timeout(h, 100)
+        pcap_set_immediate_mode(h, 1)
+        _ = pcap_set_tstamp_precision(h, Int32(PCAP_TSTAMP_PRECISION_NANO))
+        let status = pcap_activate(h)
+        if status < 0 {
+            let detail = String(cString: pcap_geterr(h))
+            pcap_close(h)
+            switch status {
+            case PCAP_ERROR_PERM_DENIED:
+                throw CaptureError("\(interface): no permission to capture (run as root or grant CAP_NET_RAW): \(detail)")
+            case PCAP_ERROR_NO_SUCH_DEVICE:
+                throw CaptureError("\(interface): no such interface")
+            default:
+                throw CaptureError("\(interface): cannot capture: \(detail)")
+            }
+        }
+        let source = PcapSource(handle: h, name: interface)
+        if !filter.isEmpty {
+            var program = bpf_program()
+            guard pcap_compile(h, &program, filter, 1, PCAP_NETMASK_UNKNOWN) == 0 else {
+                throw CaptureError("bad capture filter '\(filter)': \(String(cString: pcap_geterr(h)))")
+            }
+            defer { pcap_freecode(&program) }
+            guard pcap_setfilter(h, &program) == 0 else {
+                throw CaptureError("cannot set capture filter: \(String(cString: pcap_geterr(h)))")
+            }
+        }
+        return source
+    }
+
+    public static func requestStop() { stopRequested = 1 }
+    public static var isStopRequested: Bool { stopRequested != 0 }
+    public static func resetStop() { stopRequested = 0 }
+
+    public enum ReadResult {
+        case packet
+        /// Live capture: the read timed out with no packet (check stop conditions).
+        case timeout
+        case end
+    }
+
+    /// Reads the next packet and calls `body` with its timestamp, captured bytes and
+    /// length on the wire. Throws on a read error (e.g. a capture truncated mid-record).
+    @discardableResult
+    public func next(_ body: (Timestamp, UnsafeRawBufferPointer, Int) -> Void) throws -> ReadResult {
+        var header: UnsafeMutablePointer<pcap_pkthdr>?
+        var data: UnsafePointer<UInt8>?
+        let rc = pcap_next_ex(handle, &header, &data)
+        switch rc {
+        case 1:
+            guard let header, let data else { return .timeout }
+            let h = header.pointee
+            let ts = Timestamp(seconds: Int64(h.ts.tv_sec), nanoseconds: Int64(h.ts.tv_usec))
+            body(ts, UnsafeRawBufferPointer(start: data, count: Int(h.caplen)), Int(h.len))
+            return .packet
+        case 0: return .timeout
+        case PCAP_ERROR_BREAK: return .end
+        case PCAP_ERROR: 
+            let reason = String(cString: pcap_geterr(handle))
+            if reason.contains("truncated") { throw CaptureError("\(name): truncated capture (\(reason))") }
+            throw CaptureError("\(name): read error: \(reason)")
+        default: return .end  // PCAP_ERROR_BREAK or end of file (-2)
+        }
+    }
+
+    /// Counters from the kernel for a live capture (received, dropped).
+    public var kernelStats: (received: UInt32, dropped: UInt32)? {
+        var s = pcap_stat()
+        guard pcap_stats(handle, &s) == 0 else { return nil }
+        return (s.ps_recv, s.ps_drop)
+    }
+}
+
+/// Writes packets to a pcap file (the harness saves mutated captures with it).
+public final class PcapWriter {
+    private let dead: OpaquePointer
+    private let dumper: OpaquePointer
+
+    public init(path: String, linkType: Int32, snapLength: Int32 = 262_144) throws {
+        guard let d = pcap_open_dead_with_tstamp_precision(linkType, snapLength, UInt32(PCAP_TSTAMP_PRECISION_NANO)) else {
+            throw CaptureError("cannot create a pcap writer")
+        }
+        guard let w = pcap_dump_open(d, path) else {
+            let reason = String(cString: pcap_geterr(d))
+            pcap_close(d)
+            throw CaptureError("\(path): \(reason)")
+        }
+        dead = d
+        dumper = w
+    }
+
+    public func write(timestamp: Timestamp, frame: UnsafeRawBufferPointer, wireLength: Int) {
+        var header = pcap_pkthdr()
+        header.ts.tv_sec = Int(timestamp.nanoseconds / 1_000_000_000)
+        header.ts.tv_usec = Int(timestamp.nanoseconds % 1_000_000_000)
+        header.caplen = UInt32(frame.count)
+        header.len = UInt32(wireLength)
+        frame.withMemoryRebound(to: UInt8.self) { bytes in
+            withUnsafePointer(to: &header) { h in
+                pcap_dump(UnsafeMutableRawPointer(dumper).assumingMemoryBound(to: UInt8.self), h, bytes.baseAddress)
+            }
+        }
+    }
+
+    public func close() { pcap_dump_close(dumper); pcap_close(dead) }
+}

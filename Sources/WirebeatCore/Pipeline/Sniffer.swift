@@ -1,0 +1,143 @@
+import Logging
+
+/// Counters for `--stats`: packets, what was skipped and why, the TCP layer, events.
+public struct SnifferStats: Sendable {
+    public var packets = 0
+    public var bytes = 0
+    public var tcpSegments = 0
+    public var udpDatagrams = 0
+    public var skipped: [SkipReason: Int] = [:]
+    public var tcp = TCPStats()
+    public var eventsByType: [String: Int] = [:]
+
+    public var malformedPackets: Int { skipped.filter { $0.key.isMalformed }.map(\.value).reduce(0, +) }
+
+    /// Stable JSON for printing.
+    public var json: JSONValue {
+        var e = Event()
+        e.set("packets", packets)
+        e.set("bytes", bytes)
+        e.set("tcp.segments", tcpSegments)
+        e.set("udp.datagrams", udpDatagrams)
+        for (reason, count) in skipped { e.set("skipped.\(reason.rawValue)", count) }
+        e.set("tcp.connections", tcp.connections)
+        e.set("tcp.retransmitted_segments", tcp.retransmittedSegments)
+        e.set("tcp.out_of_order_segments", tcp.outOfOrderSegments)
+        e.set("tcp.gaps", tcp.gaps)
+        e.set("tcp.gap_bytes", tcp.gapBytes)
+        e.set("tcp.stream_overflows", tcp.streamOverflows)
+        e.set("tcp.expired_connections", tcp.expiredConnections)
+        e.set("tcp.resets", tcp.resets)
+        for (type, count) in eventsByType { e.set("events.\(type)", count) }
+        return e.json
+    }
+}
+
+/// The pipeline: decoded packets go to the TCP layer or the UDP plugin for their port;
+/// events go to the publisher. Single-threaded, driven by the packet clock.
+public final class Sniffer {
+    private var decoder = PacketDecoder()
+    private let tcp: TCPLayer
+    private let udpPluginForPort: [UInt16: LoadedPlugin]
+    private let udpPlugins: [LoadedPlugin]
+    private let publisher: CountingPublisher
+    private var clock = Timestamp.zero
+    private var lastUDPTick: Timestamp?
+    private var counters = SnifferStats()
+    private var finished = false
+
+    public init(plugins: [LoadedPlugin], publisher: EventPublisher, tcpOptions: TCPOptions = TCPOptions(),
+                logging: LoggingSetup = LoggingSetup()) {
+        self.publisher = CountingPublisher(downstream: publisher)
+        tcp = TCPLayer(plugins: plugins, options: tcpOptions, publisher: self.publisher,
+                       logger: logging.logger(for: "tcp"))
+        var map: [UInt16: LoadedPlugin] = [:]
+        for plugin in plugins where plugin.udp != nil {
+            for port in plugin.ports { map[port] = plugin }
+        }
+        udpPluginForPort = map
+        udpPlugins = plugins.filter { $0.udp != nil }
+    }
+
+    /// Handles one captured frame. `frame` is only read during the call.
+    public func handle(linkType: Int32, timestamp: Timestamp, frame: UnsafeRawBufferPointer) {
+        counters.packets += 1
+        counters.bytes += frame.count
+        decoder.decode(linkType: linkType, timestamp: timestamp, frame: frame) { packet in
+            self.dispatch(packet)
+        }
+    }
+
+    /// Hands an already decoded packet on (the conformance harness and tests use this).
+    public func dispatch(_ packet: DecodedPacket) {
+        if packet.timestamp > clock { clock = packet.timestamp }
+        switch packet.transport {
+        case .tcp:
+            counters.tcpSegments += 1
+            tcp.process(packet)
+        case .udp:
+            counters.udpDatagrams += 1
+            tickUDP()
+            handleUDP(packet)
+        }
+    }
+
+    private func handleUDP(_ packet: DecodedPacket) {
+        let plugin: LoadedPlugin, client: Endpoint, server: Endpoint
+        if let p = udpPluginForPort[packet.destination.port] {
+            (plugin, client, server) = (p, packet.source, packet.destination)
+        } else if let p = udpPluginForPort[packet.source.port] {
+            (plugin, client, server) = (p, packet.destination, packet.source)
+        } else {
+            return
+        }
+        guard let udp = plugin.udp else { return }
+        let info = ConnectionInfo(id: 0, transport: .udp, client: client, server: server, vlans: packet.vlans)
+        let direction: Direction = packet.source == client ? .original : .reverse
+        let context = PluginContext(connection: info, timestamp: packet.timestamp, publisher: publisher,
+                                    logger: plugin.logger)
+        let payload = Array(packet.payload)
+        udp.parseDatagram(payload[...], direction: direction, context: context)
+    }
+
+    private func tickUDP() {
+        guard !udpPlugins.isEmpty else { return }
+        if let last = lastUDPTick, clock - last < TimeSpan.seconds(1) { return }
+        lastUDPTick = clock
+        for plugin in udpPlugins { plugin.udp?.advanceClock(to: clock, publisher: publisher) }
+    }
+
+    /// End of input: closes every connection and flushes every plugin. Idempotent.
+    public func finish() {
+        guard !finished else { return }
+        finished = true
+        tcp.finish()
+        for plugin in udpPlugins { plugin.udp?.finish(publisher: publisher) }
+    }
+
+    public var stats: SnifferStats {
+        var s = counters
+        s.skipped = decoder.skipped
+        s.tcp = tcp.stats
+        s.eventsByType = publisher.counts
+        return s
+    }
+}
+
+/// Counts events per `type` on their way out.
+final class CountingPublisher: EventPublisher {
+    let downstream: EventPublisher
+    var counts: [String: Int] = [:]
+    init(downstream: EventPublisher) { self.downstream = downstream }
+    func publish(_ event: Event) {
+        counts[event.type ?? "unknown", default: 0] += 1
+        downstream.publish(event)
+    }
+}
+
+/// Keeps events in memory (tests, goldens, the conformance harness).
+public final class CollectingPublisher: EventPublisher {
+    public private(set) var events: [Event] = []
+    public init() {}
+    public func publish(_ event: Event) { events.append(event) }
+}

@@ -1,0 +1,400 @@
+import Logging
+
+/// Limits of the TCP layer.
+public struct TCPOptions: Sendable {
+    /// Unparsed bytes a direction may hold before it is dropped (Packetbeat: 10 MiB).
+    public var maxStreamBytes = 10 * 1024 * 1024
+    /// Out-of-order segments held per direction while waiting for a hole to fill; past
+    /// this the hole is declared lost.
+    public var maxOutOfOrderSegments = 64
+    public init() {}
+}
+
+/// Counters of the TCP layer, reported by `--stats`.
+public struct TCPStats: Sendable, Equatable {
+    public var connections = 0
+    public var segments = 0
+    public var retransmittedSegments = 0
+    public var outOfOrderSegments = 0
+    public var gaps = 0
+    public var gapBytes = 0
+    public var streamOverflows = 0
+    public var expiredConnections = 0
+    public var resets = 0
+    public init() {}
+}
+
+/// Key of a connection: both endpoints in canonical order, plus VLAN tags.
+struct FlowKey: Hashable {
+    let low: Endpoint
+    let high: Endpoint
+    let vlans: [UInt16]
+
+    init(_ a: Endpoint, _ b: Endpoint, vlans: [UInt16]) {
+        if a < b { low = a; high = b } else { low = b; high = a }
+        self.vlans = vlans
+    }
+}
+
+/// Reassembly state of one direction of a connection.
+struct TCPStreamState {
+    struct Segment {
+        var sequence: UInt32
+        var data: [UInt8]
+        var fin: Bool
+    }
+
+    var hasSequence = false
+    /// Sequence number of the next byte to deliver.
+    var nextSequence: UInt32 = 0
+    var ended = false
+    /// Out-of-order segments, ordered by sequence relative to `nextSequence`.
+    var outOfOrder: [Segment] = []
+    /// Highest sequence number the peer acknowledged (bytes up to it reached the peer).
+    var peerAcknowledged: UInt32 = 0
+    var hasPeerAcknowledged = false
+    var buffer = StreamBuffer()
+
+    /// Signed distance of `sequence` from the next expected byte (handles 32-bit wraparound).
+    func offset(of sequence: UInt32) -> Int { Int(Int32(bitPattern: sequence &- nextSequence)) }
+
+    /// True when the peer acknowledged bytes we never saw: they were lost by the capture,
+    /// not by the network, so the hole will never be filled by a retransmission.
+    var peerAcknowledgedBeyondHole: Bool { hasPeerAcknowledged && offset(of: peerAcknowledged) > 0 }
+}
+
+final class TCPConnection {
+    let info: ConnectionInfo
+    let key: FlowKey
+    let plugin: LoadedPlugin
+    let handler: TCPStreamHandler
+    let timeout: TimeSpan
+    var streams = [TCPStreamState(), TCPStreamState()]
+    var lastSeen: Timestamp
+    /// Both directions ended: kept until it times out so late retransmissions are ignored
+    /// instead of starting a bogus mid-stream connection.
+    var closed = false
+
+    init(info: ConnectionInfo, key: FlowKey, plugin: LoadedPlugin, driver: TCPDriver, now: Timestamp) {
+        self.info = info
+        self.key = key
+        self.plugin = plugin
+        self.handler = driver.makeHandler(info)
+        self.timeout = driver.timeout
+        self.lastSeen = now
+    }
+}
+
+/// Tracks TCP connections and turns segments into the plugin calls of the contract:
+/// in-order bytes (`parse`), `gapInStream` with exact byte counts, `receivedFIN`, and
+/// `connectionClosed` on close, idle timeout (packet clock) or end of input.
+final class TCPLayer {
+    private var connections: [FlowKey: TCPConnection] = [:]
+    private var nextConnectionID: UInt64 = 1
+    private let pluginForPort: [UInt16: LoadedPlugin]
+    private let options: TCPOptions
+    private let publisher: EventPublisher
+    private let logger: Logger
+    private(set) var stats = TCPStats()
+    private var clock = Timestamp.zero
+    private var lastSweep: Timestamp?
+
+    init(plugins: [LoadedPlugin], options: TCPOptions, publisher: EventPublisher, logger: Logger) {
+        var map: [UInt16: LoadedPlugin] = [:]
+        for plugin in plugins where plugin.tcp != nil {
+            for port in plugin.ports { map[port] = plugin }
+        }
+        pluginForPort = map
+        self.options = options
+        self.publisher = publisher
+        self.logger = logger
+    }
+
+    var openConnections: Int { connections.values.filter { !$0.closed }.count }
+
+    private func context(_ c: TCPConnection) -> PluginContext {
+        PluginContext(connection: c.info, timestamp: clock, publisher: publisher, logger: c.plugin.logger)
+    }
+
+    // MARK: Packets
+
+    func process(_ packet: DecodedPacket) {
+        if packet.timestamp > clock { clock = packet.timestamp }
+        sweepIfDue()
+        stats.segments += 1
+        let key = FlowKey(packet.source, packet.destination, vlans: packet.vlans)
+        let flags = packet.flags
+        let isSYN = flags.contains(.syn), isACK = flags.contains(.ack)
+
+        var connection = connections[key]
+        if let c = connection, clock - c.lastSeen > c.timeout {
+            expire(c)
+            connection = nil
+        }
+        if let c = connection, c.closed {
+            // A new SYN on a closed tuple is a new connection; anything else is a straggler.
+            guard isSYN && !isACK else { c.lastSeen = clock; return }
+            connections[key] = nil
+            connection = nil
+        }
+        if connection == nil {
+            guard isSYN || packet.payload.count > 0 else { return }
+            guard let created = makeConnection(packet, key: key) else { return }
+            connection = created
+        }
+        guard let c = connection else { return }
+        c.lastSeen = clock
+        let direction: Direction = packet.source == c.info.client ? .original : .reverse
+        let d = direction.rawValue, peer = direction.opposite.rawValue
+
+        if flags.contains(.rst) {
+            stats.resets += 1
+            close(c, ending: .reset, reason: .closed)
+            return
+        }
+        if isACK {
+            // What this side acknowledges bounds what the other side can still retransmit.
+            var s = c.streams[peer]
+            if !s.hasPeerAcknowledged || Int32(bitPattern: packet.acknowledgment &- s.peerAcknowledged) > 0 {
+                s.peerAcknowledged = packet.acknowledgment
+                s.hasPeerAcknowledged = true
+                c.streams[peer].peerAcknowledged = s.peerAcknowledged
+                c.streams[peer].hasPeerAcknowledged = true
+            }
+        }
+        var start = packet.sequence
+        if isSYN {
+            start = packet.sequence &+ 1
+            if !c.streams[d].hasSequence {
+                c.streams[d].hasSequence = true
+                c.streams[d].nextSequence = start
+            }
+        }
+        let fin = flags.contains(.fin)
+        if packet.payload.count > 0 || fin {
+            if !c.streams[d].hasSequence {
+                // Picked up mid-stream: start at the first byte we see.
+                c.streams[d].hasSequence = true
+                c.streams[d].nextSequence = start
+            }
+            receive(c, direction, sequence: start, payload: packet.payload, fin: fin)
+        }
+        // A hole in the other direction that its peer has acknowledged will never fill.
+        if !c.streams[peer].outOfOrder.isEmpty && c.streams[peer].peerAcknowledgedBeyondHole {
+            flushHole(c, direction.opposite)
+        }
+        if c.streams[0].ended && c.streams[1].ended && !c.closed {
+            finishClose(c, reason: .closed)
+        }
+    }
+
+    private func makeConnection(_ packet: DecodedPacket, key: FlowKey) -> TCPConnection? {
+        let plugin: LoadedPlugin, client: Endpoint, server: Endpoint
+        if let p = pluginForPort[packet.destination.port] {
+            plugin = p
+            (client, server) = (packet.source, packet.destination)
+        } else if let p = pluginForPort[packet.source.port] {
+            plugin = p
+            (client, server) = (packet.destination, packet.source)
+        } else {
+            return nil
+        }
+        var (c, s) = (client, server)
+        // The SYN sender is the client, whatever the ports say; a SYN-ACK comes from the server.
+        if packet.flags.contains(.syn) {
+            if packet.flags.contains(.ack) { (c, s) = (packet.destination, packet.source) }
+            else { (c, s) = (packet.source, packet.destination) }
+        }
+        guard let driver = plugin.tcp else { return nil }
+        let info = ConnectionInfo(id: nextConnectionID, transport: .tcp, client: c, server: s, vlans: packet.vlans)
+        nextConnectionID += 1
+        stats.connections += 1
+        let connection = TCPConnection(info: info, key: key, plugin: plugin, driver: driver, now: clock)
+        connections[key] = connection
+        logger.debug("new connection \(info.id) \(c) -> \(s) (\(plugin.name))")
+        return connection
+    }
+
+    /// Places one segment: delivered now if in order, trimmed if it overlaps what was
+    /// delivered, buffered if it is ahead of a hole.
+    private func receive(_ c: TCPConnection, _ direction: Direction, sequence: UInt32,
+                         payload: UnsafeRawBufferPointer, fin: Bool) {
+        let d = direction.rawValue
+        guard !c.streams[d].ended else { return }
+        let ahead = c.streams[d].offset(of: sequence)
+        if ahead > 0 {
+            let segment = TCPStreamState.Segment(sequence: sequence, data: Array(payload), fin: fin)
+            if c.streams[d].peerAcknowledgedBeyondHole {
+                // Bytes up to the peer's ACK are lost for good; beyond it may be mere reordering.
+                let acknowledged = c.streams[d].peerAcknowledged
+                let lost = min(ahead, c.streams[d].offset(of: acknowledged))
+                declareGap(c, direction, byteCount: lost)
+                c.streams[d].nextSequence = c.streams[d].nextSequence &+ UInt32(lost)
+                if lost < ahead {
+                    buffer(c, direction, segment)
+                    drainOutOfOrder(c, direction)
+                    return
+                }
+                deliver(c, direction, sequence: sequence, bytes: payload, fin: fin)
+                drainOutOfOrder(c, direction)
+            } else {
+                buffer(c, direction, segment)
+            }
+            return
+        }
+        deliver(c, direction, sequence: sequence, bytes: payload, fin: fin)
+        drainOutOfOrder(c, direction)
+    }
+
+    private func buffer(_ c: TCPConnection, _ direction: Direction, _ segment: TCPStreamState.Segment) {
+        let d = direction.rawValue
+        stats.outOfOrderSegments += 1
+        let offset = c.streams[d].offset(of: segment.sequence)
+        let index = c.streams[d].outOfOrder.firstIndex { c.streams[d].offset(of: $0.sequence) > offset }
+            ?? c.streams[d].outOfOrder.count
+        c.streams[d].outOfOrder.insert(segment, at: index)
+        if c.streams[d].outOfOrder.count > options.maxOutOfOrderSegments {
+            flushHole(c, direction)
+        }
+    }
+
+    /// Delivers the part of a segment at or after `nextSequence`; earlier bytes are a retransmission.
+    private func deliver<C: Collection>(_ c: TCPConnection, _ direction: Direction, sequence: UInt32,
+                                        bytes: C, fin: Bool) where C.Element == UInt8 {
+        let d = direction.rawValue
+        guard !c.streams[d].ended else { return }
+        let behind = -c.streams[d].offset(of: sequence)
+        let count = bytes.count
+        if behind > count || (behind == count && !fin) || (behind > 0 && count == 0) {
+            stats.retransmittedSegments += 1
+            return
+        }
+        if behind > 0 { stats.retransmittedSegments += 1 }
+        let fresh = bytes.dropFirst(behind)
+        if !fresh.isEmpty {
+            c.streams[d].nextSequence = c.streams[d].nextSequence &+ UInt32(fresh.count)
+            c.streams[d].buffer.append(contentsOf: fresh)
+            parse(c, direction)
+        }
+        if fin {
+            c.streams[d].nextSequence = c.streams[d].nextSequence &+ 1
+            end(c, direction, reason: .fin)
+        }
+    }
+
+    private func parse(_ c: TCPConnection, _ direction: Direction) {
+        let d = direction.rawValue
+        let ctx = context(c)
+        c.handler.parse(&c.streams[d].buffer, direction: direction, context: ctx)
+        if c.streams[d].buffer.readableBytes > options.maxStreamBytes {
+            // The plugin could not make sense of this much data: drop it as Packetbeat does.
+            stats.streamOverflows += 1
+            let dropped = c.streams[d].buffer.readableBytes
+            logger.debug("connection \(c.info.id) \(direction): \(dropped) unparsed bytes over the cap, dropped")
+            c.streams[d].buffer.removeAll()
+            applyGap(c, direction, byteCount: dropped)
+        }
+        // The other side may have been waiting for this one (e.g. a reply deciding how to read).
+        let p = direction.opposite.rawValue
+        if !c.streams[p].buffer.isEmpty && !c.streams[p].ended {
+            c.handler.parse(&c.streams[p].buffer, direction: direction.opposite, context: ctx)
+        }
+    }
+
+    private func drainOutOfOrder(_ c: TCPConnection, _ direction: Direction) {
+        let d = direction.rawValue
+        while let first = c.streams[d].outOfOrder.first, c.streams[d].offset(of: first.sequence) <= 0 {
+            c.streams[d].outOfOrder.removeFirst()
+            deliver(c, direction, sequence: first.sequence, bytes: first.data, fin: first.fin)
+        }
+    }
+
+    /// Gives up on the hole before the first buffered segment: reports it and moves on.
+    private func flushHole(_ c: TCPConnection, _ direction: Direction) {
+        let d = direction.rawValue
+        guard let first = c.streams[d].outOfOrder.first, !c.streams[d].ended else { return }
+        let missing = c.streams[d].offset(of: first.sequence)
+        if missing > 0 {
+            declareGap(c, direction, byteCount: missing)
+            c.streams[d].nextSequence = first.sequence
+        }
+        drainOutOfOrder(c, direction)
+    }
+
+    private func declareGap(_ c: TCPConnection, _ direction: Direction, byteCount: Int) {
+        stats.gaps += 1
+        stats.gapBytes += byteCount
+        logger.debug("connection \(c.info.id) \(direction): gap of \(byteCount) bytes")
+        applyGap(c, direction, byteCount: byteCount)
+    }
+
+    private func applyGap(_ c: TCPConnection, _ direction: Direction, byteCount: Int) {
+        let d = direction.rawValue
+        let decision = c.handler.gap(direction: direction, byteCount: byteCount,
+                                     stream: &c.streams[d].buffer, context: context(c))
+        if decision == .dropState {
+            c.streams[0].buffer.removeAll()
+            c.streams[1].buffer.removeAll()
+            c.handler.resetState()
+        }
+    }
+
+    private func end(_ c: TCPConnection, _ direction: Direction, reason: StreamEnd) {
+        let d = direction.rawValue
+        guard !c.streams[d].ended else { return }
+        c.streams[d].ended = true
+        c.streams[d].outOfOrder.removeAll()
+        c.handler.receivedFIN(direction: direction, reason: reason, remaining: &c.streams[d].buffer, context: context(c))
+        c.streams[d].buffer.removeAll()
+    }
+
+    // MARK: Closing
+
+    /// Flushes what can still be delivered, ends open directions with `ending` (when the
+    /// connection really ended) and tells the plugin it is closed.
+    private func close(_ c: TCPConnection, ending: StreamEnd?, reason: CloseReason) {
+        guard !c.closed else { return }
+        for direction in [Direction.original, .reverse] {
+            while !c.streams[direction.rawValue].outOfOrder.isEmpty && !c.streams[direction.rawValue].ended {
+                flushHole(c, direction)
+            }
+        }
+        if let ending {
+            for direction in [Direction.original, .reverse] { end(c, direction, reason: ending) }
+        }
+        finishClose(c, reason: reason)
+    }
+
+    private func finishClose(_ c: TCPConnection, reason: CloseReason) {
+        c.closed = true
+        c.handler.close(reason: reason, context: context(c))
+        c.streams[0] = TCPStreamState()
+        c.streams[1] = TCPStreamState()
+        logger.debug("connection \(c.info.id) closed (\(reason.rawValue))")
+    }
+
+    private func expire(_ c: TCPConnection) {
+        if !c.closed {
+            stats.expiredConnections += 1
+            close(c, ending: nil, reason: .timeout)
+        }
+        connections[c.key] = nil
+    }
+
+    /// Expires idle connections once per second of packet time, oldest first so the
+    /// order of the events they publish does not depend on hashing.
+    private func sweepIfDue() {
+        if let last = lastSweep, clock - last < TimeSpan.seconds(1) { return }
+        lastSweep = clock
+        let idle = connections.values.filter { clock - $0.lastSeen > $0.timeout }
+        for c in idle.sorted(by: { ($0.lastSeen, $0.info.id) < ($1.lastSeen, $1.info.id) }) { expire(c) }
+    }
+
+    /// End of input: every open connection is closed, in order of creation.
+    func finish() {
+        for c in connections.values.sorted(by: { $0.info.id < $1.info.id }) where !c.closed {
+            close(c, ending: nil, reason: .endOfInput)
+        }
+        connections.removeAll()
+    }
+}
