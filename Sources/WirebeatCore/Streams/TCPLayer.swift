@@ -161,6 +161,11 @@ final class TCPLayer {
                 c.streams[peer].peerAcknowledged = s.peerAcknowledged
                 c.streams[peer].hasPeerAcknowledged = true
             }
+            // A hole in the other direction that this side acknowledged will never fill:
+            // report it before this packet's own bytes, which came after it.
+            if !c.streams[peer].outOfOrder.isEmpty && c.streams[peer].peerAcknowledgedBeyondHole {
+                flushHole(c, direction.opposite)
+            }
         }
         var start = packet.sequence
         if isSYN {
@@ -178,10 +183,6 @@ final class TCPLayer {
                 c.streams[d].nextSequence = start
             }
             receive(c, direction, sequence: start, payload: packet.payload, fin: fin)
-        }
-        // A hole in the other direction that its peer has acknowledged will never fill.
-        if !c.streams[peer].outOfOrder.isEmpty && c.streams[peer].peerAcknowledgedBeyondHole {
-            flushHole(c, direction.opposite)
         }
         if c.streams[0].ended && c.streams[1].ended && !c.closed {
             finishClose(c, reason: .closed)
