@@ -7,6 +7,7 @@ let package = Package(
     products: [
         .library(name: "WirebeatCore", targets: ["WirebeatCore"]),
         .library(name: "WirebeatPlugins", targets: ["WirebeatPlugins"]),
+        .library(name: "WirebeatConformance", targets: ["WirebeatConformance"]),
         .executable(name: "wirebeat", targets: ["wirebeat"]),
     ],
     dependencies: [
@@ -32,11 +33,13 @@ let package = Package(
         ),
         // Protocol plugins, one folder each.
         .target(name: "WirebeatPlugins", dependencies: ["WirebeatCore"]),
+        // Corpus, goldens and (later) mutation replay: reusable by any plugin package.
+        .target(name: "WirebeatConformance", dependencies: ["WirebeatCore"]),
         // The command line, as a library so tests can drive it.
         .target(
             name: "WirebeatCLI",
             dependencies: [
-                "WirebeatCore", "WirebeatPlugins",
+                "WirebeatCore", "WirebeatPlugins", "WirebeatConformance",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -45,7 +48,7 @@ let package = Package(
         .testTarget(name: "WirebeatPluginsTests", dependencies: ["WirebeatPlugins", "WirebeatCore"]),
         .testTarget(
             name: "CorpusTests",
-            dependencies: ["WirebeatCLI", "WirebeatPlugins", "WirebeatCore"]
+            dependencies: ["WirebeatCLI", "WirebeatConformance", "WirebeatPlugins", "WirebeatCore"]
         ),
     ],
     // Swift 5 mode: the pipeline is single-threaded by design (one packet clock), and

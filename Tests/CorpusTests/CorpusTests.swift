@@ -1,0 +1,52 @@
+import Foundation
+import Testing
+import WirebeatConformance
+import WirebeatCore
+import WirebeatPlugins
+
+/// Every capture under Captures/ (and every public sample in Captures/public.tsv) replayed
+/// through its plugin must give exactly its golden events.
+///
+/// `WIREBEAT_RECORD=missing` writes goldens that do not exist yet; `WIREBEAT_RECORD=all`
+/// rewrites every golden (read `git diff Golden/` afterwards). CI never sets it.
+struct CorpusTests {
+    static let root: String = Corpus.findRoot(from: #filePath) ?? FileManager.default.currentDirectoryPath
+    static let corpus: Corpus? = try? Corpus(root: root)
+    static let entries: [CorpusEntry] = corpus?.entries ?? []
+    static let record = ProcessInfo.processInfo.environment["WIREBEAT_RECORD"] ?? "never"
+
+    @Test func corpusLoads() throws {
+        _ = try Corpus(root: Self.root)
+        #expect(!Self.entries.isEmpty)
+    }
+
+    /// Public samples are part of the corpus: a machine without them must say so loudly.
+    @Test func publicSamplesArePresent() throws {
+        let corpus = try Corpus(root: Self.root)
+        let allowMissing = ProcessInfo.processInfo.environment["WIREBEAT_ALLOW_MISSING_PUBLIC"] == "1"
+        #expect(allowMissing || corpus.unavailable.isEmpty,
+                "public samples not found (set WIREBEAT_PUBLIC_CAPTURES): \(corpus.unavailable.joined(separator: ", "))")
+    }
+
+    @Test(arguments: entries)
+    func replayMatchesGolden(_ entry: CorpusEntry) throws {
+        let registry = BuiltinPlugins.registry
+        let exists = FileManager.default.fileExists(atPath: entry.goldenPath)
+        if Self.record == "all" || (Self.record == "missing" && !exists) {
+            let change = try GoldenWorkflow.update(entry, registry: registry)
+            if !change.isEmpty { print("recorded \(entry.name): \(change)") }
+            return
+        }
+        let check = try GoldenWorkflow.verify(entry, registry: registry)
+        #expect(check.passed, "\(entry.name): \(check.message)")
+    }
+
+    /// Same input, same bytes out: two replays print identical NDJSON.
+    @Test(arguments: entries)
+    func replayIsDeterministic(_ entry: CorpusEntry) throws {
+        let registry = BuiltinPlugins.registry
+        let first = try entry.replay(registry: registry).map(JSONWriter.compact)
+        let second = try entry.replay(registry: registry).map(JSONWriter.compact)
+        #expect(first == second)
+    }
+}
