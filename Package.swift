@@ -46,6 +46,7 @@ let package = Package(
         .executableTarget(name: "wirebeat", dependencies: ["WirebeatCLI"]),
         .testTarget(name: "WirebeatCoreTests", dependencies: ["WirebeatCore"]),
         .testTarget(name: "WirebeatPluginsTests", dependencies: ["WirebeatPlugins", "WirebeatCore"]),
+        .testTarget(name: "ConformanceTests", dependencies: ["WirebeatConformance", "WirebeatCore"]),
         .testTarget(
             name: "CorpusTests",
             dependencies: ["WirebeatCLI", "WirebeatConformance", "WirebeatPlugins", "WirebeatCore"]

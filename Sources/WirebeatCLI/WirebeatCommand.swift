@@ -10,7 +10,7 @@ public struct WirebeatCommand: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "wirebeat",
         abstract: "Turns network traffic into structured protocol events, one plugin per protocol.",
-        subcommands: [RunCommand.self, GoldenCommand.self],
+        subcommands: [RunCommand.self, GoldenCommand.self, ConformanceCommand.self],
         defaultSubcommand: RunCommand.self
     )
     public init() {}

@@ -41,8 +41,12 @@ public struct Corpus {
 
     public static let manifestName = "Captures/public.tsv"
 
-    public init(root: String, publicDirectory: String? = nil) throws {
+    /// Folder holding one subfolder of captures per plugin.
+    public let capturesDirectory: String
+
+    public init(root: String, publicDirectory: String? = nil, capturesDirectory: String? = nil) throws {
         self.root = root
+        self.capturesDirectory = capturesDirectory ?? (root as NSString).appendingPathComponent("Captures")
         let env = ProcessInfo.processInfo.environment["WIREBEAT_PUBLIC_CAPTURES"]
         self.publicDirectory = publicDirectory ?? env ?? (root as NSString).appendingPathComponent("../shared/captures/public")
         try loadOwnCaptures()
@@ -52,7 +56,7 @@ public struct Corpus {
 
     private mutating func loadOwnCaptures() throws {
         let fm = FileManager.default
-        let capturesDir = (root as NSString).appendingPathComponent("Captures")
+        let capturesDir = capturesDirectory
         guard let plugins = try? fm.contentsOfDirectory(atPath: capturesDir) else {
             throw CorpusError("\(capturesDir): no Captures directory")
         }

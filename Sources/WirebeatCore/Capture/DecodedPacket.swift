@@ -25,6 +25,21 @@ public struct DecodedPacket {
     public var payload: UnsafeRawBufferPointer
     /// Payload bytes on the wire; larger than `payload.count` when the snap length cut it.
     public var wirePayloadLength: Int
+
+    public init(timestamp: Timestamp, transport: Transport, source: Endpoint, destination: Endpoint,
+                vlans: [UInt16] = [], sequence: UInt32 = 0, acknowledgment: UInt32 = 0, flags: TCPFlags = [],
+                payload: UnsafeRawBufferPointer, wirePayloadLength: Int) {
+        self.timestamp = timestamp
+        self.transport = transport
+        self.source = source
+        self.destination = destination
+        self.vlans = vlans
+        self.sequence = sequence
+        self.acknowledgment = acknowledgment
+        self.flags = flags
+        self.payload = payload
+        self.wirePayloadLength = wirePayloadLength
+    }
 }
 
 /// Why a packet was not handed on. `malformed*` reasons are damage; the others are

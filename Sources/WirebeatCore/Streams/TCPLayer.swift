@@ -161,11 +161,9 @@ final class TCPLayer {
                 c.streams[peer].peerAcknowledged = s.peerAcknowledged
                 c.streams[peer].hasPeerAcknowledged = true
             }
-            // A hole in the other direction that this side acknowledged will never fill:
-            // report it before this packet's own bytes, which came after it.
-            if !c.streams[peer].outOfOrder.isEmpty && c.streams[peer].peerAcknowledgedBeyondHole {
-                flushHole(c, direction.opposite)
-            }
+            // Bytes of the other direction that this side acknowledged but the capture never
+            // showed are lost for good: report them before this packet's own bytes.
+            reportAcknowledgedLoss(c, direction.opposite)
         }
         var start = packet.sequence
         if isSYN {
@@ -308,6 +306,23 @@ final class TCPLayer {
             c.streams[d].outOfOrder.removeFirst()
             deliver(c, direction, sequence: first.sequence, bytes: first.data, fin: first.fin)
         }
+    }
+
+    /// The peer acknowledged bytes never captured: a gap of exactly that many bytes, now.
+    /// A distance of one is not enough: it is most likely a FIN the capture missed.
+    private func reportAcknowledgedLoss(_ c: TCPConnection, _ direction: Direction) {
+        let d = direction.rawValue
+        guard c.streams[d].hasSequence, !c.streams[d].ended, c.streams[d].hasPeerAcknowledged else { return }
+        let acknowledged = c.streams[d].peerAcknowledged
+        if let first = c.streams[d].outOfOrder.first,
+           c.streams[d].offset(of: first.sequence) <= c.streams[d].offset(of: acknowledged) {
+            flushHole(c, direction)
+        }
+        let missing = c.streams[d].offset(of: acknowledged)
+        guard missing >= 2, !c.streams[d].ended else { return }
+        declareGap(c, direction, byteCount: missing)
+        c.streams[d].nextSequence = acknowledged
+        drainOutOfOrder(c, direction)
     }
 
     /// Gives up on the hole before the first buffered segment: reports it and moves on.
