@@ -1,0 +1,689 @@
+import WirebeatCore
+
+/// Per-connection SMTP state: a parser per direction, the commands waiting for their replies
+/// (FIFO, so pipelined commands pair with replies in order) and the mail transactions in flight.
+///
+/// Both parsers are driven by bytes only (never by segment boundaries), so the output does not
+/// depend on how the stream was split into packets.
+public final class SMTPSession {
+    enum ClientMode {
+        /// Untrusted position (start of capture, after loss): wait for a plausible command line.
+        case resync
+        case command
+        /// Paused until the reply to the last command (DATA, AUTH, STARTTLS): what the client
+        /// sends next depends on it. Bytes stay in the stream buffer meanwhile.
+        case waiting
+        /// The next line is a response in an AUTH exchange (after a 334).
+        case authLine
+        case data(atLineStart: Bool)
+        case chunk(remaining: Int)
+        /// The reply to DATA was lost: the next line tells whether message data follows.
+        case dataOrCommand
+        /// Skipping to the end of an overlong or damaged line, then `afterDiscard`.
+        case discard
+        /// TLS started, or the connection is closed.
+        case ignore
+    }
+
+    enum ServerMode { case lines, discard, ignore }
+
+    let config: SMTPConfig
+    var clientMode = ClientMode.resync
+    var afterDiscard = ClientMode.resync
+    /// Command whose line is being discarded (its bytes are still counted).
+    var discardItem: PendingCommand?
+    var serverMode = ServerMode.lines
+    var pending: [PendingCommand] = []
+    /// Reply whose first lines have arrived.
+    var reply: Reply?
+    /// Transaction that new RCPT/DATA/BDAT commands belong to.
+    var current: MailTransaction?
+    /// Transaction receiving message data (DATA content or BDAT chunks).
+    var dataTransaction: MailTransaction?
+    /// Transaction of a DATA whose reply was lost, for `.dataOrCommand`.
+    var lostDataTransaction: MailTransaction?
+    /// Unfinished transactions, oldest first.
+    var transactions: [MailTransaction] = []
+    var helo: String?
+    /// The first server reply may still be the greeting.
+    var greetingPossible = true
+    /// Client commands were lost: replies may pair with the wrong commands until the queue
+    /// drains, so commands queued meanwhile carry "packet loss".
+    var clientLoss = false
+    /// Client bytes were lost while waiting for the reply to a blocking command.
+    var lostWhileWaiting = false
+    var clientFinished = false
+    /// Client bytes left at FIN while waiting for a reply, parsed once the reply arrives.
+    var clientTail = StreamBuffer()
+
+    static let maxPending = 1024
+
+    init(config: SMTPConfig) { self.config = config }
+
+    // MARK: - Client → server
+
+    func parseClient(_ s: inout StreamBuffer, _ ctx: PluginContext) {
+        while true {
+            switch clientMode {
+            case .ignore:
+                s.skip(s.readableBytes)
+                return
+            case .waiting:
+                return
+            case .data(let atLineStart):
+                if !consumeMessageData(&s, atLineStart: atLineStart, ctx) { return }
+            case .chunk(let remaining):
+                let n = min(remaining, s.readableBytes)
+                guard n > 0 else { return }
+                let bytes = s.readBytes(n)!
+                dataTransaction?.addData(bytes)
+                if n == remaining {
+                    dataTransaction = nil
+                    clientMode = .command
+                } else {
+                    clientMode = .chunk(remaining: remaining - n)
+                }
+            case .discard:
+                if let lf = s.offsetOfLineFeed() {
+                    discardItem?.addClientBytes(lf + 1)
+                    s.skip(lf + 1)
+                    discardItem = nil
+                    clientMode = afterDiscard
+                } else {
+                    discardItem?.addClientBytes(s.readableBytes)
+                    s.skip(s.readableBytes)
+                    return
+                }
+            case .resync, .command, .authLine, .dataOrCommand:
+                let limit = config.maxLineLength + 2
+                guard let lf = s.offsetOfLineFeed(limit: limit) else {
+                    if s.readableBytes >= limit {
+                        overlongClientLine(&s, ctx)
+                        continue
+                    }
+                    return
+                }
+                let raw = s.readable.prefix(lf + 1)
+                if case .dataOrCommand = clientMode {
+                    let (verb, rest) = SMTPSyntax.splitCommand(raw.withoutLineEnd)
+                    if !SMTPSyntax.isPlausibleCommand(verb: verb, rest: rest) {
+                        startLostData(ctx)
+                        continue
+                    }
+                }
+                s.skip(lf + 1)
+                clientLine(raw, ctx)
+            }
+        }
+    }
+
+    private func clientLine(_ raw: ArraySlice<UInt8>, _ ctx: PluginContext) {
+        let line = raw.withoutLineEnd
+        if case .authLine = clientMode {
+            authResponse(line, byteCount: raw.count)
+            return
+        }
+        let (verb, rest) = SMTPSyntax.splitCommand(line)
+        switch clientMode {
+        case .resync, .dataOrCommand:
+            guard SMTPSyntax.isPlausibleCommand(verb: verb, rest: rest) else {
+                ctx.logger.debug("smtp: resync: skipping client line of \(raw.count) bytes")
+                return
+            }
+            clientMode = .command
+        default:
+            break
+        }
+        command(verb: verb, rest: rest, raw: raw, ctx)
+    }
+
+    private func command(verb: String, rest: ArraySlice<UInt8>, raw: ArraySlice<UInt8>, _ ctx: PluginContext) {
+        let item = PendingCommand(verb: verb, start: ctx.timestamp)
+        item.param = rest.isEmpty ? nil : rest.text
+        if config.sendRequest { item.request = Array(raw) }
+        switch verb {
+        case "HELO", "EHLO":
+            if let name = rest.words.first { helo = name.text }
+            item.abortTarget = takeCurrent()
+        case "RSET", "QUIT":
+            item.abortTarget = takeCurrent()
+        case "STARTTLS":
+            item.abortTarget = takeCurrent()
+            item.blocksClient = true
+        case "MAIL":
+            let t = MailTransaction(start: ctx.timestamp, implicit: false, helo: helo)
+            t.mailFrom = SMTPSyntax.mailPath(rest, keyword: SMTPSyntax.from)
+            if let c = current, !c.finished, !c.dataStarted { t.previous = c }
+            begin(t)
+            item.transaction = t
+        case "RCPT":
+            let t = current ?? beginImplicit(ctx.timestamp)
+            item.address = SMTPSyntax.mailPath(rest, keyword: SMTPSyntax.to)
+            if let a = item.address { t.rcptTo.append(a) }
+            item.transaction = t
+        case "DATA":
+            item.transaction = current
+            item.blocksClient = true
+        case "BDAT":
+            guard let (size, last) = SMTPSyntax.bdatArguments(rest) else {
+                // The chunk length is unknown, so are the bytes that follow.
+                item.transaction = current
+                clientMode = .resync
+                break
+            }
+            let t = current ?? beginImplicit(ctx.timestamp)
+            t.dataStarted = true
+            item.transaction = t
+            item.isChunk = true
+            item.bdatLast = last
+            if last {
+                t.dataComplete = true
+                current = nil
+            }
+            if size > 0 {
+                dataTransaction = t
+                clientMode = .chunk(remaining: size)
+            }
+        case "AUTH":
+            let words = rest.words
+            let mechanism = words.first?.upperText ?? ""
+            var exchange = AuthExchange(mechanism: mechanism)
+            if words.count > 1 { exchange.clientResponse(words[1]) }
+            item.auth = exchange
+            item.param = mechanism.isEmpty ? nil : mechanism
+            if config.sendRequest {
+                var redacted = Array("AUTH".utf8)
+                if !mechanism.isEmpty { redacted += [Byte.space] + Array(mechanism.utf8) }
+                if words.count > 1 { redacted += [Byte.space] + AuthExchange.redacted }
+                item.request = redacted + [Byte.cr, Byte.lf]
+            }
+            item.transaction = current
+            item.blocksClient = true
+        default:
+            item.transaction = current
+        }
+        if item.blocksClient { clientMode = .waiting }
+        enqueue(item, clientBytes: raw.count, ctx)
+    }
+
+    private func enqueue(_ item: PendingCommand, clientBytes: Int, _ ctx: PluginContext) {
+        if clientLoss { item.notes.add(Note.packetLoss) }
+        item.addClientBytes(clientBytes)
+        pending.append(item)
+        if pending.count > SMTPSession.maxPending {
+            // A peer that never answers: do not grow without bound.
+            let oldest = pending.removeFirst()
+            oldest.notes.add(Note.noResponse)
+            complete(oldest, reply: nil, ctx)
+        }
+    }
+
+    private func authResponse(_ line: ArraySlice<UInt8>, byteCount: Int) {
+        guard let item = pending.last, item.auth != nil else {
+            clientMode = .resync
+            return
+        }
+        item.auth?.clientResponse(line)
+        item.addClientBytes(byteCount)
+        item.request?.append(contentsOf: AuthExchange.redacted + [Byte.cr, Byte.lf])
+        clientMode = .waiting
+    }
+
+    /// A line longer than `max_line_length`: dropped up to its LF, never buffered.
+    private func overlongClientLine(_ s: inout StreamBuffer, _ ctx: PluginContext) {
+        ctx.logger.debug("smtp: client line longer than \(config.maxLineLength) bytes, discarding")
+        switch clientMode {
+        case .command:
+            // The server answers it ("500 line too long"): a placeholder keeps the pairing in step.
+            let (verb, _) = SMTPSyntax.splitCommand(s.readable.prefix(64))
+            let item = PendingCommand(verb: verb, start: ctx.timestamp)
+            item.notes.add(Note.lineTooLong)
+            item.isPlaceholder = true
+            item.transaction = current
+            enqueue(item, clientBytes: 0, ctx)
+            discardItem = item
+            afterDiscard = .command
+        case .authLine:
+            // Long GSSAPI tokens: the line is consumed, not decoded.
+            if let item = pending.last, item.auth != nil {
+                discardItem = item
+                item.request?.append(contentsOf: AuthExchange.redacted + [Byte.cr, Byte.lf])
+            }
+            afterDiscard = .waiting
+        case .dataOrCommand:
+            startLostData(ctx)
+            return
+        default:
+            afterDiscard = .resync
+        }
+        discardItem?.addClientBytes(s.readableBytes)
+        s.skip(s.readableBytes)
+        clientMode = .discard
+    }
+
+    /// DATA content: consumed line by line as it arrives (the body is never buffered), dots
+    /// unstuffed, header section collected. Only a possible start of the terminator (`.` or
+    /// `.\r` at a line start) is left in the buffer. Returns false when more bytes are needed.
+    private func consumeMessageData(_ s: inout StreamBuffer, atLineStart: Bool, _ ctx: PluginContext) -> Bool {
+        guard let t = dataTransaction else {
+            clientMode = .resync
+            return true
+        }
+        var lineStart = atLineStart
+        while true {
+            if lineStart {
+                guard let b0 = s.byte(at: 0) else { clientMode = .data(atLineStart: true); return false }
+                if b0 == Byte.dot {
+                    guard let b1 = s.byte(at: 1) else { clientMode = .data(atLineStart: true); return false }
+                    var terminator = 0
+                    if b1 == Byte.lf {
+                        terminator = 2
+                    } else if b1 == Byte.cr {
+                        guard let b2 = s.byte(at: 2) else { clientMode = .data(atLineStart: true); return false }
+                        if b2 == Byte.lf { terminator = 3 }
+                    }
+                    if terminator > 0 {
+                        s.skip(terminator)
+                        t.clientBytes += terminator
+                        endOfData(t, ctx)
+                        return true
+                    }
+                    // Dot-stuffing: the leading dot is transparency, not message content.
+                    s.skip(1)
+                    t.clientBytes += 1
+                }
+                lineStart = false
+            }
+            if let lf = s.offsetOfLineFeed() {
+                t.addData(s.readBytes(lf + 1)!)
+                lineStart = true
+            } else {
+                if !s.isEmpty { t.addData(s.readBytes(s.readableBytes)!) }
+                clientMode = .data(atLineStart: false)
+                return false
+            }
+        }
+    }
+
+    private func endOfData(_ t: MailTransaction, _ ctx: PluginContext) {
+        t.dataComplete = true
+        t.headers.abandon()
+        if current === t { current = nil }
+        dataTransaction = nil
+        clientMode = .command
+        let item = PendingCommand(kind: .endOfData, verb: ".", start: ctx.timestamp)
+        item.transaction = t
+        enqueue(item, clientBytes: 0, ctx)
+    }
+
+    /// The reply to DATA was lost and the client sends something that is not a command.
+    private func startLostData(_ ctx: PluginContext) {
+        let t = lostDataTransaction.flatMap { $0.finished ? nil : $0 } ?? beginImplicit(ctx.timestamp)
+        lostDataTransaction = nil
+        t.notes.add(Note.packetLoss)
+        t.dataStarted = true
+        current = t
+        dataTransaction = t
+        clientMode = .data(atLineStart: true)
+    }
+
+    // MARK: - Server → client
+
+    func parseServer(_ s: inout StreamBuffer, _ ctx: PluginContext) {
+        while true {
+            switch serverMode {
+            case .ignore:
+                s.skip(s.readableBytes)
+                return
+            case .discard:
+                guard let lf = s.offsetOfLineFeed() else {
+                    s.skip(s.readableBytes)
+                    return
+                }
+                s.skip(lf + 1)
+                serverMode = .lines
+            case .lines:
+                let limit = config.maxLineLength + 2
+                guard let lf = s.offsetOfLineFeed(limit: limit) else {
+                    if s.readableBytes >= limit {
+                        ctx.logger.debug("smtp: server line longer than \(config.maxLineLength) bytes, discarding")
+                        greetingPossible = false
+                        s.skip(s.readableBytes)
+                        serverMode = .discard
+                        continue
+                    }
+                    return
+                }
+                let raw = s.readable.prefix(lf + 1)
+                s.skip(lf + 1)
+                serverLine(raw, ctx)
+            }
+        }
+    }
+
+    private func serverLine(_ raw: ArraySlice<UInt8>, _ ctx: PluginContext) {
+        guard let (code, isLast, text) = SMTPSyntax.replyLine(raw.withoutLineEnd) else {
+            ctx.logger.debug("smtp: skipping server line of \(raw.count) bytes that is no reply")
+            greetingPossible = false
+            return
+        }
+        var r = reply ?? Reply(code: code, raw: config.sendResponse ? [] : nil, start: ctx.timestamp, end: ctx.timestamp)
+        r.code = code
+        r.end = ctx.timestamp
+        r.bytes += raw.count
+        if r.phrases.count < Reply.maxPhrases { r.phrases.append(text.text) }
+        if r.raw != nil && r.raw!.count < Reply.maxRawBytes { r.raw!.append(contentsOf: raw) }
+        if isLast {
+            reply = nil
+            handleReply(r, ctx)
+        } else {
+            reply = r
+        }
+    }
+
+    private func handleReply(_ r: Reply, _ ctx: PluginContext) {
+        defer {
+            if pending.isEmpty { clientLoss = false }
+            resumeClientTail(ctx)
+        }
+        if greetingPossible {
+            greetingPossible = false
+            // The greeting codes of RFC 5321 3.1, at the very start of the server's stream.
+            // A client talking first (or seen first) does not change what the 220 is.
+            if [220, 421, 554].contains(r.code)
+                && (pending.isEmpty || (r.code == 220 && pending[0].verb != "STARTTLS")) {
+                ctx.publish(promptEvent(r, ctx))
+                return
+            }
+        }
+        guard let head = pending.first else {
+            if case .data = clientMode, let t = dataTransaction {
+                // E.g. 421 during the data, or the terminator was lost in a gap.
+                t.notes.add(Note.earlyReply)
+                t.serverBytes += r.bytes
+                dataTransaction = nil
+                clientMode = .resync
+                finish(t, type: "ABORTED", reply: r, ctx)
+            } else {
+                ctx.logger.debug("smtp: dropping reply \(r.code): no command waiting for it")
+            }
+            return
+        }
+        if head.auth != nil && r.code == 334 {
+            // An AUTH challenge: the exchange goes on.
+            head.addReply(r)
+            if case .waiting = clientMode, pending.count == 1 { clientMode = .authLine }
+            return
+        }
+        pending.removeFirst()
+        complete(head, reply: r, ctx)
+    }
+
+    private func resumeClientTail(_ ctx: PluginContext) {
+        guard clientFinished, !clientTail.isEmpty else { return }
+        if case .waiting = clientMode { return }
+        parseClient(&clientTail, ctx)
+    }
+
+    /// A command's reply arrived (or never will: `reply == nil`, with a note already added).
+    /// Publishes its COMMAND event, then applies what the reply means for the session.
+    func complete(_ item: PendingCommand, reply: Reply?, _ ctx: PluginContext) {
+        if let reply { item.addReply(reply) }
+        let t = item.transaction.flatMap { $0.finished ? nil : $0 }
+        if item.notes.contains(Note.packetLoss) { t?.notes.add(Note.packetLoss) }
+        let success = reply?.isSuccess ?? false
+
+        if item.kind == .endOfData {
+            if let t {
+                if reply == nil { t.notes.add(item.notes) }
+                finish(t, type: "MAIL", reply: reply, ctx)
+            }
+            return
+        }
+
+        let tlsStarted = item.verb == "STARTTLS" && reply?.code == 220
+        ctx.publish(commandEvent(item, reply: reply, tlsStarted: tlsStarted, ctx))
+
+        switch item.isPlaceholder ? "" : item.verb {
+        case "MAIL":
+            guard let t else { break }
+            let previous = t.previous
+            t.previous = nil
+            guard let reply else { break }
+            if success {
+                t.mailAccepted = true
+                if let p = previous { abort(p, note: Note.replaced, end: reply.end, ctx) }
+            } else {
+                // Refused: no transaction. A nested MAIL leaves the earlier one in place.
+                t.mailAccepted = false
+                finish(t, type: "ABORTED", reply: nil, ctx)
+                if current == nil, let p = previous, !p.finished, !p.dataStarted { current = p }
+            }
+        case "RCPT":
+            guard let t, let address = item.address, let reply else { break }
+            if reply.isSuccess { t.rcptAccepted = true } else { t.rcptRejected.append(address) }
+        case "DATA":
+            guard let reply else { break }
+            if reply.code == 354 {
+                let target = t ?? beginImplicit(item.start)
+                target.dataStarted = true
+                if lostWhileWaiting {
+                    target.notes.add(Note.packetLoss)
+                    target.headers.abandon()
+                }
+                current = target
+                if case .waiting = clientMode {
+                    dataTransaction = target
+                    clientMode = .data(atLineStart: true)
+                }
+            }
+        case "BDAT":
+            guard let t, item.isChunk else { break }
+            if let reply {
+                if !reply.isSuccess || item.bdatLast { finish(t, type: "MAIL", reply: reply, ctx) }
+            } else if item.bdatLast {
+                t.notes.add(item.notes)
+                finish(t, type: "MAIL", reply: nil, ctx)
+            }
+        case "RSET", "QUIT":
+            if let target = item.abortTarget {
+                abort(target, note: Note.abortedBy(item.verb), end: reply?.end, ctx, extra: item.notes)
+            }
+        case "HELO", "EHLO", "STARTTLS":
+            guard let target = item.abortTarget else { break }
+            if reply == nil || success || tlsStarted {
+                abort(target, note: Note.abortedBy(item.verb), end: reply?.end, ctx, extra: item.notes)
+            } else if current == nil, !target.finished {
+                current = target  // refused: the transaction goes on
+            }
+        default:
+            break
+        }
+
+        if item.blocksClient, reply != nil {
+            switch clientMode {
+            case .waiting, .authLine:
+                if tlsStarted {
+                    clientMode = .ignore
+                    serverMode = .ignore
+                } else if !(item.verb == "DATA" && reply?.code == 354) {
+                    clientMode = lostWhileWaiting ? .resync : .command
+                }
+            default:
+                break
+            }
+            lostWhileWaiting = false
+        }
+    }
+
+    // MARK: - Transactions
+
+    private func begin(_ t: MailTransaction) {
+        transactions.removeAll { $0.finished }
+        transactions.append(t)
+        current = t
+    }
+
+    private func beginImplicit(_ start: Timestamp) -> MailTransaction {
+        let t = MailTransaction(start: start, implicit: true, helo: helo)
+        begin(t)
+        return t
+    }
+
+    private func takeCurrent() -> MailTransaction? {
+        defer { current = nil }
+        return current
+    }
+
+    private func abort(_ t: MailTransaction, note: String, end: Timestamp?, _ ctx: PluginContext,
+                       extra: Notes = Notes()) {
+        guard !t.finished else { return }
+        t.notes.add(note)
+        if extra.contains(Note.packetLoss) { t.notes.add(Note.packetLoss) }
+        finish(t, type: "ABORTED", reply: nil, end: end, ctx)
+    }
+
+    /// Publishes the transaction (unless it never really existed) and forgets it.
+    private func finish(_ t: MailTransaction, type: String, reply: Reply?, end: Timestamp? = nil,
+                        _ ctx: PluginContext) {
+        guard !t.finished else { return }
+        t.finished = true
+        t.previous = nil
+        if current === t { current = nil }
+        guard type == "MAIL" || t.isWorthPublishing else { return }
+        ctx.publish(transactionEvent(t, type: type, reply: reply, end: reply?.end ?? end, ctx))
+    }
+
+    // MARK: - Loss and end of stream
+
+    func gap(_ direction: Direction, byteCount: Int, stream s: inout StreamBuffer, _ ctx: PluginContext) {
+        ctx.logger.debug("smtp: \(byteCount) bytes lost (\(direction))")
+        let leftover = s.readableBytes
+        s.skip(leftover)
+        if direction == .reverse {
+            greetingPossible = false
+            flushPending(note: Note.packetLoss, ctx)
+            if serverMode != .ignore { serverMode = .discard }
+            return
+        }
+        switch clientMode {
+        case .ignore:
+            break
+        case .data:
+            // Still in the message: keep looking for the terminator.
+            if let t = dataTransaction {
+                t.notes.add(Note.packetLoss)
+                t.headers.abandon()
+                t.dataBytes += leftover + byteCount
+                t.clientBytes += leftover + byteCount
+            }
+            clientMode = .data(atLineStart: true)
+        case .chunk(let remaining) where byteCount < remaining:
+            dataTransaction?.notes.add(Note.packetLoss)
+            dataTransaction?.headers.abandon()
+            dataTransaction?.dataBytes += byteCount
+            dataTransaction?.clientBytes += byteCount
+            clientMode = .chunk(remaining: remaining - byteCount)
+        case .chunk(let remaining):
+            dataTransaction?.notes.add(Note.packetLoss)
+            dataTransaction?.dataBytes += remaining
+            dataTransaction?.clientBytes += remaining
+            dataTransaction = nil
+            lostCommands()
+        case .waiting:
+            // What was lost depends on the reply we are waiting for.
+            lostWhileWaiting = true
+            pending.last?.notes.add(Note.packetLoss)
+        case .authLine:
+            pending.last?.notes.add(Note.packetLoss)
+            lostCommands()
+        case .discard:
+            discardItem = nil
+            clientLoss = true
+            current?.notes.add(Note.packetLoss)
+            afterDiscard = .resync
+        case .resync, .command, .dataOrCommand:
+            lostCommands()
+        }
+    }
+
+    /// Client command bytes were lost: skip the damaged line, then resynchronise.
+    private func lostCommands() {
+        clientLoss = true
+        current?.notes.add(Note.packetLoss)
+        discardItem = nil
+        afterDiscard = .resync
+        clientMode = .discard
+    }
+
+    /// Publishes every command still waiting, without a reply.
+    private func flushPending(note: String, _ ctx: PluginContext) {
+        reply = nil
+        while !pending.isEmpty {
+            let item = pending.removeFirst()
+            item.notes.add(note)
+            if item.blocksClient {
+                switch clientMode {
+                case .waiting, .authLine:
+                    if item.verb == "DATA" && note == Note.packetLoss {
+                        lostDataTransaction = item.transaction
+                        clientMode = .dataOrCommand
+                    } else {
+                        clientMode = .resync
+                    }
+                    lostWhileWaiting = false
+                default:
+                    break
+                }
+            }
+            complete(item, reply: nil, ctx)
+        }
+        clientLoss = false
+    }
+
+    /// Publishes the transactions that can no longer complete.
+    private func finishTransactions(note: String, _ ctx: PluginContext) {
+        let open = transactions
+        transactions.removeAll()
+        for t in open where !t.finished {
+            t.notes.add(note)
+            finish(t, type: t.dataComplete ? "MAIL" : "ABORTED", reply: nil, ctx)
+        }
+        current = nil
+        dataTransaction = nil
+    }
+
+    func streamEnded(_ direction: Direction, remaining s: inout StreamBuffer, _ ctx: PluginContext) {
+        if direction == .original {
+            clientFinished = true
+            if case .waiting = clientMode, !s.isEmpty {
+                clientTail = s
+            } else if !s.isEmpty {
+                ctx.logger.debug("smtp: dropping \(s.readableBytes) unfinished client bytes at end of stream")
+            }
+            s.skip(s.readableBytes)
+            return
+        }
+        // A last reply line without its CRLF is still a reply.
+        if case .lines = serverMode, !s.isEmpty, s.readableBytes <= config.maxLineLength {
+            let raw = s.readable
+            s.skip(raw.count)
+            serverLine(raw, ctx)
+        }
+        s.skip(s.readableBytes)
+        serverMode = .ignore
+        flushPending(note: Note.noResponse, ctx)
+        finishTransactions(note: Note.closedEarly, ctx)
+    }
+
+    func close(_ reason: CloseReason, _ ctx: PluginContext) {
+        if !clientTail.isEmpty {
+            ctx.logger.debug("smtp: dropping \(clientTail.readableBytes) client bytes never answered")
+            clientTail.removeAll()
+        }
+        flushPending(note: Note.noResponse, ctx)
+        finishTransactions(note: Note.closedEarly, ctx)
+        clientMode = .ignore
+        serverMode = .ignore
+    }
+}

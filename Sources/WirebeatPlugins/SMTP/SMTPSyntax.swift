@@ -1,0 +1,146 @@
+/// Byte constants and ASCII helpers: the SMTP parsers work on bytes and make Strings only
+/// for what ends up in an event.
+enum Byte {
+    static let cr: UInt8 = 0x0d, lf: UInt8 = 0x0a, space: UInt8 = 0x20, tab: UInt8 = 0x09
+    static let dot: UInt8 = 0x2e, colon: UInt8 = 0x3a, semicolon: UInt8 = 0x3b, comma: UInt8 = 0x2c
+    static let less: UInt8 = 0x3c, greater: UInt8 = 0x3e, quote: UInt8 = 0x22, backslash: UInt8 = 0x5c
+    static let at: UInt8 = 0x40, dash: UInt8 = 0x2d, equals: UInt8 = 0x3d, question: UInt8 = 0x3f
+    static let openParen: UInt8 = 0x28, closeParen: UInt8 = 0x29, underscore: UInt8 = 0x5f
+    static let star: UInt8 = 0x2a, nul: UInt8 = 0
+
+    static func isSpace(_ b: UInt8) -> Bool { b == space || b == tab }
+    static func isDigit(_ b: UInt8) -> Bool { b >= 0x30 && b <= 0x39 }
+    static func upper(_ b: UInt8) -> UInt8 { b >= 0x61 && b <= 0x7a ? b - 0x20 : b }
+    static func lower(_ b: UInt8) -> UInt8 { b >= 0x41 && b <= 0x5a ? b + 0x20 : b }
+}
+
+extension ArraySlice where Element == UInt8 {
+    var trimmingSpaces: ArraySlice<UInt8> {
+        var s = self
+        while let f = s.first, Byte.isSpace(f) { s = s.dropFirst() }
+        while let l = s.last, Byte.isSpace(l) { s = s.dropLast() }
+        return s
+    }
+
+    /// Without a trailing LF or CRLF.
+    var withoutLineEnd: ArraySlice<UInt8> {
+        var s = self
+        if s.last == Byte.lf { s = s.dropLast() }
+        if s.last == Byte.cr { s = s.dropLast() }
+        return s
+    }
+
+    func hasPrefix(ignoringCase prefix: [UInt8]) -> Bool {
+        guard count >= prefix.count else { return false }
+        var i = startIndex
+        for p in prefix {
+            if Byte.upper(self[i]) != Byte.upper(p) { return false }
+            i += 1
+        }
+        return true
+    }
+
+    /// Splits on runs of spaces and tabs.
+    var words: [ArraySlice<UInt8>] { split(whereSeparator: Byte.isSpace) }
+
+    /// UTF-8 text (invalid sequences become U+FFFD).
+    var text: String { String(decoding: self, as: UTF8.self) }
+    var upperText: String { String(decoding: lazy.map(Byte.upper), as: UTF8.self) }
+}
+
+enum SMTPSyntax {
+    static let from = Array("FROM:".utf8)
+    static let to = Array("TO:".utf8)
+    static let last = Array("LAST".utf8)
+
+    /// The verb (upper-cased, at most 64 bytes kept) and the rest of a command line, trimmed.
+    static func splitCommand(_ line: ArraySlice<UInt8>) -> (verb: String, rest: ArraySlice<UInt8>) {
+        var end = line.startIndex
+        while end < line.endIndex && !Byte.isSpace(line[end]) { end += 1 }
+        let verb = line[line.startIndex..<Swift.min(end, line.startIndex + 64)]
+        return (verb.upperText, line[end...].trimmingSpaces)
+    }
+
+    /// Whether a line at an untrusted position (connection picked up mid-stream, after a gap)
+    /// is a command we can resynchronise on: a known verb with arguments of the right shape,
+    /// so that message text such as "Help me" or "Data follows" is not taken for a command.
+    static func isPlausibleCommand(verb: String, rest: ArraySlice<UInt8>) -> Bool {
+        switch verb {
+        case "MAIL": return rest.hasPrefix(ignoringCase: from)
+        case "RCPT": return rest.hasPrefix(ignoringCase: to)
+        case "DATA", "RSET", "QUIT", "STARTTLS": return rest.isEmpty
+        case "EHLO", "HELO": return !rest.isEmpty && rest.words.count == 1
+        case "VRFY", "EXPN": return !rest.isEmpty
+        case "NOOP", "HELP": return rest.words.count <= 1
+        case "AUTH":
+            guard let mech = rest.words.first else { return false }
+            return rest.words.count <= 2 && mech.allSatisfy { isMechanismByte($0) }
+        case "BDAT": return bdatArguments(rest) != nil
+        default: return false
+        }
+    }
+
+    static func isMechanismByte(_ b: UInt8) -> Bool {
+        let u = Byte.upper(b)
+        return (u >= 0x41 && u <= 0x5a) || Byte.isDigit(b) || b == Byte.dash || b == Byte.underscore
+    }
+
+    /// `BDAT <size> [LAST]`.
+    static func bdatArguments(_ rest: ArraySlice<UInt8>) -> (size: Int, last: Bool)? {
+        let words = rest.words
+        guard let sizeWord = words.first, sizeWord.count <= 18, sizeWord.allSatisfy(Byte.isDigit) else { return nil }
+        var size = 0
+        for d in sizeWord { size = size * 10 + Int(d - 0x30) }
+        switch words.count {
+        case 1: return (size, false)
+        case 2 where words[1].count == last.count && words[1].hasPrefix(ignoringCase: last): return (size, true)
+        default: return nil
+        }
+    }
+
+    /// A reply line `ddd[ -]text` or a bare `ddd`; the first digit must be 2 to 5.
+    static func replyLine(_ line: ArraySlice<UInt8>) -> (code: Int, isLast: Bool, text: ArraySlice<UInt8>)? {
+        guard line.count >= 3 else { return nil }
+        let i = line.startIndex
+        let d0 = line[i], d1 = line[i + 1], d2 = line[i + 2]
+        guard d0 >= 0x32 && d0 <= 0x35, Byte.isDigit(d1), Byte.isDigit(d2) else { return nil }
+        let code = Int(d0 - 0x30) * 100 + Int(d1 - 0x30) * 10 + Int(d2 - 0x30)
+        if line.count == 3 { return (code, true, line[(i + 3)...]) }
+        switch line[i + 3] {
+        case Byte.space: return (code, true, line[(i + 4)...])
+        case Byte.dash: return (code, false, line[(i + 4)...])
+        default: return nil
+        }
+    }
+
+    /// The address of `FROM:<path> params` / `TO:<path> params`: no angle brackets, no ESMTP
+    /// parameters, no source route; `""` for the null path `<>`. Lenient about a space after
+    /// the colon and a missing pair of brackets, as servers are.
+    static func mailPath(_ rest: ArraySlice<UInt8>, keyword: [UInt8]) -> String? {
+        guard rest.hasPrefix(ignoringCase: keyword) else { return nil }
+        var s = rest.dropFirst(keyword.count)
+        while let f = s.first, Byte.isSpace(f) { s = s.dropFirst() }
+        guard let first = s.first else { return nil }
+        if first == Byte.less {
+            var i = s.index(after: s.startIndex)
+            var inQuote = false, escaped = false
+            while i < s.endIndex {
+                let b = s[i]
+                if escaped { escaped = false }
+                else if b == Byte.backslash { escaped = true }
+                else if b == Byte.quote { inQuote.toggle() }
+                else if b == Byte.greater && !inQuote { break }
+                i += 1
+            }
+            var inner = s[s.index(after: s.startIndex)..<i]
+            // RFC 5321 4.1.1.3: a source route (`<@relay:user@host>`) is accepted and ignored.
+            if inner.first == Byte.at, let colon = inner.firstIndex(of: Byte.colon) {
+                inner = inner[inner.index(after: colon)...]
+            }
+            return inner.trimmingSpaces.text
+        }
+        var end = s.startIndex
+        while end < s.endIndex && !Byte.isSpace(s[end]) { end += 1 }
+        return s[..<end].text
+    }
+}

@@ -1,0 +1,132 @@
+import WirebeatCore
+
+/// The notes SMTP events carry in `error.message`; one wording per situation.
+enum Note {
+    static let packetLoss = "packet loss"
+    static let noResponse = "no response"
+    static let closedEarly = "connection closed before the mail transaction completed"
+    static let mailNotSeen = "MAIL command not seen"
+    static let lineTooLong = "command line too long"
+    static let earlyReply = "server replied before the end of the message data"
+    static let replaced = "mail transaction replaced by a new MAIL command"
+    static func abortedBy(_ verb: String) -> String { "mail transaction aborted by \(verb)" }
+}
+
+/// Notes in the order they were added, without repeats.
+struct Notes {
+    private(set) var list: [String] = []
+    var isEmpty: Bool { list.isEmpty }
+    func contains(_ note: String) -> Bool { list.contains(note) }
+    mutating func add(_ note: String) { if !list.contains(note) { list.append(note) } }
+    mutating func add(_ other: Notes) { for n in other.list { add(n) } }
+}
+
+/// A complete (possibly multi-line) server reply.
+struct Reply {
+    static let maxPhrases = 256
+    static let maxRawBytes = 65_536
+
+    var code: Int
+    var phrases: [String] = []
+    var bytes = 0
+    /// The raw text, kept only for `send_response`.
+    var raw: [UInt8]?
+    let start: Timestamp
+    var end: Timestamp
+
+    var isSuccess: Bool { code >= 200 && code < 300 }
+    var isError: Bool { code >= 400 }
+}
+
+/// A command sent and not yet answered, or the end of a message's data (`.`), whose reply
+/// completes its mail transaction.
+final class PendingCommand {
+    enum Kind { case command, endOfData }
+
+    let kind: Kind
+    let verb: String
+    var param: String?
+    let start: Timestamp
+    var clientBytes = 0
+    var serverBytes = 0
+    var request: [UInt8]?
+    var response: [UInt8]?
+    var notes = Notes()
+    /// The transaction whose byte counts and fields this command feeds.
+    var transaction: MailTransaction?
+    /// The transaction this command ends (RSET, QUIT, HELO/EHLO, STARTTLS).
+    var abortTarget: MailTransaction?
+    var address: String?
+    var auth: AuthExchange?
+    /// A valid `BDAT <size> [LAST]`, whose reply matters to its transaction.
+    var isChunk = false
+    var bdatLast = false
+    /// Stands for a line too long to parse: only its reply is paired, nothing is inferred.
+    var isPlaceholder = false
+    /// The client waits for this command's reply before sending more (DATA, AUTH, STARTTLS).
+    var blocksClient = false
+
+    init(kind: Kind = .command, verb: String, start: Timestamp) {
+        self.kind = kind
+        self.verb = verb
+        self.start = start
+    }
+
+    func addClientBytes(_ n: Int) {
+        clientBytes += n
+        transaction?.clientBytes += n
+    }
+
+    func addReply(_ reply: Reply) {
+        serverBytes += reply.bytes
+        transaction?.serverBytes += reply.bytes
+        if let raw = reply.raw {
+            response = (response ?? []) + raw.prefix(max(0, Reply.maxRawBytes - (response?.count ?? 0)))
+        }
+    }
+}
+
+/// One mail transaction: MAIL FROM, the RCPTs, the message data, the final reply.
+final class MailTransaction {
+    let start: Timestamp
+    /// Started by RCPT/DATA/BDAT without a MAIL we saw (connection picked up mid-transaction).
+    let implicit: Bool
+    var helo: String?
+    var mailFrom: String?
+    var rcptTo: [String] = []
+    var rcptRejected: [String] = []
+    var notes = Notes()
+    var clientBytes = 0
+    var serverBytes = 0
+    /// nil while the MAIL is unanswered.
+    var mailAccepted: Bool?
+    var rcptAccepted = false
+    var dataStarted = false
+    /// The terminating `.` or `BDAT ... LAST` was sent.
+    var dataComplete = false
+    var dataBytes = 0
+    var headers = MessageHeaderCollector()
+    /// A transaction still open when this one's MAIL was sent (nested MAIL): it stays current
+    /// if the server refuses the new MAIL.
+    var previous: MailTransaction?
+    /// Published or discarded: never touched again.
+    var finished = false
+
+    init(start: Timestamp, implicit: Bool, helo: String?) {
+        self.start = start
+        self.implicit = implicit
+        self.helo = helo
+        if implicit { notes.add(Note.mailNotSeen) }
+    }
+
+    /// A refused MAIL (or a RCPT-only fragment the server refused) is no transaction at all.
+    var isWorthPublishing: Bool {
+        implicit ? (rcptAccepted || dataStarted) : mailAccepted != false
+    }
+
+    func addData<C: Collection>(_ bytes: C) where C.Element == UInt8 {
+        dataBytes += bytes.count
+        clientBytes += bytes.count
+        headers.feed(bytes)
+    }
+}
