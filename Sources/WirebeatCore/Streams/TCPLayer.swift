@@ -153,6 +153,12 @@ final class TCPLayer {
             return
         }
         if isACK {
+            if !c.streams[peer].hasSequence && !c.streams[peer].ended {
+                // Nothing seen from the other side yet: its stream starts where this side's ACK
+                // points, so bytes it later acknowledges without our seeing them count as gaps.
+                c.streams[peer].hasSequence = true
+                c.streams[peer].nextSequence = packet.acknowledgment
+            }
             // What this side acknowledges bounds what the other side can still retransmit.
             var s = c.streams[peer]
             if !s.hasPeerAcknowledged || Int32(bitPattern: packet.acknowledgment &- s.peerAcknowledged) > 0 {
