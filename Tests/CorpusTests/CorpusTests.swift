@@ -50,3 +50,20 @@ struct CorpusTests {
         #expect(first == second)
     }
 }
+
+/// The conformance harness over the corpus: each capture × mode is a named test case.
+struct CorpusConformanceTests {
+    static let modes: [MutationMode] = MutationMode.allCases
+
+    @Test(arguments: CorpusTests.entries, modes)
+    func mutatedReplays(_ entry: CorpusEntry, _ mode: MutationMode) throws {
+        guard FileManager.default.fileExists(atPath: entry.goldenPath) else { return }  // reported by replayMatchesGolden
+        let suite = ConformanceSuite(registry: BuiltinPlugins.registry)
+        let (capture, golden, timeout) = try suite.prepare(entry)
+        guard let result = suite.run(entry, mode: mode, capture: capture, golden: golden, timeout: timeout) else {
+            return  // the mode does not apply to this capture (e.g. drop without UDP)
+        }
+        #expect(result.failedCount == 0,
+                "\(result.failedCount) of \(result.runs) failed:\n\(result.failures.map(\.description).joined(separator: "\n\n"))")
+    }
+}
