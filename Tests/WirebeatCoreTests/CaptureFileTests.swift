@@ -195,3 +195,54 @@ struct CaptureFileTests {
         #expect(recorder.log.count == 3)
     }
 }
+
+/// Capture files written byte by byte (not by libpcap): microsecond pcap in both byte
+/// orders and pcapng, to check the file formats and the timestamp conversion to nanoseconds.
+struct HandWrittenCaptureTests {
+    static func le32(_ v: UInt32) -> [UInt8] { PacketBuilder.be32(v.byteSwapped) }
+    static func le16(_ v: UInt16) -> [UInt8] { [UInt8(v & 0xff), UInt8(v >> 8)] }
+
+    static let frame = Conversation().packet(Conversation().c(0, "HELLO", ack: 0))
+    static let seconds: UInt32 = 1_700_000_000
+    static let micros: UInt32 = 123_456
+
+    static func classicPcap(bigEndian: Bool) -> [UInt8] {
+        let u32: (UInt32) -> [UInt8] = bigEndian ? PacketBuilder.be32 : le32
+        let u16: (UInt16) -> [UInt8] = bigEndian ? PacketBuilder.be16 : le16
+        var file = u32(0xA1B2_C3D4) + u16(2) + u16(4) + u32(0) + u32(0) + u32(65_535) + u32(UInt32(LinkType.rawLinktype))
+        file += u32(seconds) + u32(micros) + u32(UInt32(frame.count)) + u32(UInt32(frame.count + 10))
+        return file + frame
+    }
+
+    static func pcapng() -> [UInt8] {
+        var file = le32(0x0A0D_0D0A) + le32(28) + le32(0x1A2B_3C4D) + le16(1) + le16(0) + [UInt8](repeating: 0xFF, count: 8) + le32(28)
+        file += le32(1) + le32(20) + le16(UInt16(LinkType.rawLinktype)) + le16(0) + le32(65_535) + le32(20)
+        let padded = frame + [UInt8](repeating: 0, count: (4 - frame.count % 4) % 4)
+        let ts = UInt64(seconds) * 1_000_000 + UInt64(micros)  // default if_tsresol: microseconds
+        let length = UInt32(32 + padded.count)
+        file += le32(6) + le32(length) + le32(0) + le32(UInt32(ts >> 32)) + le32(UInt32(ts & 0xFFFF_FFFF))
+        file += le32(UInt32(frame.count)) + le32(UInt32(frame.count + 10)) + padded + le32(length)
+        return file
+    }
+
+    @Test(arguments: ["pcap-le", "pcap-be", "pcapng"])
+    func readsFormatAndTimestamp(_ format: String) throws {
+        let dir = try makeTemporaryDirectory(format)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("capture.\(format)").path
+        let bytes = format == "pcapng" ? Self.pcapng() : Self.classicPcap(bigEndian: format == "pcap-be")
+        #expect(FileManager.default.createFile(atPath: path, contents: Data(bytes)))
+        let source = try PcapSource.open(file: path)
+        // libpcap maps the file's LINKTYPE_RAW (101) to the platform's DLT_RAW (12 on Linux).
+        #expect([LinkType.raw, LinkType.rawOpenBSD, LinkType.rawLinktype].contains(source.linkType))
+        var packets: [(Timestamp, [UInt8], Int)] = []
+        while try source.next({ packets.append(($0, Array($1), $2)) }) == .packet {}
+        #expect(packets.count == 1)
+        #expect(packets.first?.0 == Timestamp(seconds: Int64(Self.seconds), nanoseconds: Int64(Self.micros) * 1000))
+        #expect(packets.first?.1 == Self.frame)
+        #expect(packets.first?.2 == Self.frame.count + 10)
+        let (sniffer, recorder) = try CaptureFileTests.recorderSniffer()
+        try Replay.run(file: path, into: sniffer)
+        #expect(recorder.log == ["C:HELLO", "close endOfInput"])
+    }
+}

@@ -231,3 +231,27 @@ struct ConfigTests {
         #expect(unread.unknownKeys == ["a", "b"])
     }
 }
+
+extension ConfigTests {
+    @Test func sameProtocolTwiceInTheMapForm() {
+        // YAML forbids duplicate keys; either the YAML parser or the config rejects it.
+        guard let e = Self.configError("protocols:\n  recorder: {ports: [1]}\n  recorder: {ports: [2]}\n") else {
+            Issue.record("no error"); return
+        }
+        #expect(e.key == "protocols.recorder" || e.key == "", "\(e)")
+        #expect(!e.description.contains("\n"))
+    }
+
+    @Test func statsJSONIsStable() throws {
+        let (sniffer, _) = try CaptureFileTests.recorderSniffer()
+        for frame in [[UInt8](), Frames.v4TCP, PacketBuilder.ethernet([], etherType: 0x0806)] {
+            frame.withUnsafeBytes { sniffer.handle(linkType: LinkType.ethernet, timestamp: .zero, frame: $0) }
+        }
+        let json = sniffer.stats.json
+        #expect(json.value(at: "packets") == 3)
+        #expect(json.value(at: "skipped.malformed_link") == 1)
+        #expect(json.value(at: "skipped.not_ip") == 2)
+        #expect(json.value(at: "tcp.segments") == 0)
+        #expect(JSONWriter.compact(json) == JSONWriter.compact(sniffer.stats.json))
+    }
+}
