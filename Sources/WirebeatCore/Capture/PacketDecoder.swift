@@ -222,6 +222,8 @@ public struct PacketDecoder {
             handler(DecodedPacket(timestamp: ts, transport: .udp, source: Endpoint(ip: src, port: srcPort),
                                   destination: Endpoint(ip: dst, port: dstPort), vlans: vlans,
                                   payload: payload, wirePayloadLength: length - 8))
+        case 50:  // ESP: encrypted, as in the IPv6 header chain
+            skip(.ipsec)
         default:
             skip(.otherIPProtocol)
         }

@@ -30,6 +30,7 @@ public struct Event: Sendable {
 
     /// The nested JSON object, keys sorted at every level.
     public var json: JSONValue {
+        guard !fields.isEmpty else { return .object([]) }
         let tree = Node()
         for (path, value) in fields { tree.insert(path.split(separator: ".")[...], value) }
         return tree.json

@@ -134,10 +134,16 @@ public enum ConfigParsing {
         let units: [(String, Double)] = [("ms", 1e6), ("us", 1e3), ("ns", 1), ("s", 1e9), ("m", 60e9), ("h", 3600e9)]
         for (suffix, scale) in units where s.hasSuffix(suffix) {
             guard let v = Double(s.dropLast(suffix.count)), v >= 0, v < 1e9 else { return nil }
-            return TimeSpan(nanoseconds: Int64(v * scale))
+            return nanoseconds(v * scale)
         }
         guard let v = Double(s), v >= 0, v < 1e9 else { return nil }
-        return TimeSpan(nanoseconds: Int64(v * 1e9))
+        return nanoseconds(v * 1e9)
+    }
+
+    /// Rounded (decimal fractions are inexact in binary); nil past what Int64 holds.
+    private static func nanoseconds(_ value: Double) -> TimeSpan? {
+        let n = value.rounded()
+        return n < 9.2e18 ? TimeSpan(nanoseconds: Int64(n)) : nil
     }
 
     /// A whole number, optionally with a binary size suffix (`10MiB`, `64KiB`).

@@ -33,7 +33,7 @@ public struct StreamBuffer: Sendable {
 
     /// Consumes `count` bytes (clamped to what is there).
     @inlinable public mutating func skip(_ count: Int) {
-        readerIndex = min(storage.count, readerIndex + max(0, count))
+        readerIndex += min(readableBytes, max(0, count))
     }
 
     public mutating func removeAll() {
