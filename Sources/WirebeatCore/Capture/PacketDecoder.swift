@@ -133,15 +133,22 @@ public struct PacketDecoder {
         let versionWord = reader.readUInt32()!
         guard versionWord >> 28 == 6 else { return skip(.malformedIPv6) }
         let payloadLength = Int(reader.readUInt16()!)
-        var next = reader.readUInt8()!
+        let next = reader.readUInt8()!
         _ = reader.skip(1)
         let src = IPAddress(v6High: reader.readUInt64()!, low: reader.readUInt64()!)
         let dst = IPAddress(v6High: reader.readUInt64()!, low: reader.readUInt64()!)
         guard payloadLength > 0 else { return skip(.malformedIPv6) }  // jumbograms unsupported
         var body = ByteCursor(reader.slice(min(payloadLength, reader.remaining)))
-        var wireRemaining = payloadLength
-        var fragment: (offset: Int, more: Bool, id: UInt32)?
-        // Walk the extension header chain to the transport header.
+        walkIPv6(next: next, &body, wireRemaining: payloadLength, src, dst, vlans, ts, handler, reassembled: false)
+    }
+
+    /// Walks the IPv6 extension header chain to the transport header. A fragment header
+    /// hands the rest of the packet to reassembly; the chain goes on in the whole datagram.
+    private mutating func walkIPv6(next first: UInt8, _ body: inout ByteCursor, wireRemaining wire: Int,
+                                   _ src: IPAddress, _ dst: IPAddress, _ vlans: [UInt16], _ ts: Timestamp,
+                                   _ handler: (DecodedPacket) -> Void, reassembled: Bool) {
+        var next = first
+        var wireRemaining = wire
         var hops = 0
         while true {
             hops += 1
@@ -153,41 +160,39 @@ public struct PacketDecoder {
                 guard body.skip(size - 2) else { return skip(.truncated) }
                 wireRemaining -= size
                 next = nh
-            case 44:  // fragment
-                guard let nh = body.readUInt8(), body.skip(1), let offsetFlags = body.readUInt16(),
-                      let id = body.readUInt32() else { return skip(.truncated) }
-                fragment = (Int(offsetFlags & 0xFFF8), offsetFlags & 1 != 0, id)
-                wireRemaining -= 8
-                next = nh
             case 51:  // authentication header
                 guard let nh = body.readUInt8(), let len = body.readUInt8() else { return skip(.truncated) }
                 let size = (Int(len) + 2) * 4
                 guard body.skip(size - 2) else { return skip(.truncated) }
                 wireRemaining -= size
                 next = nh
+            case 44:  // fragment
+                guard !reassembled else { return skip(.malformedIPv6) }
+                guard let nh = body.readUInt8(), body.skip(1), let offsetFlags = body.readUInt16(),
+                      let id = body.readUInt32() else { return skip(.truncated) }
+                wireRemaining -= 8
+                let offset = Int(offsetFlags & 0xFFF8), more = offsetFlags & 1 != 0
+                if offset == 0 && !more {  // atomic fragment: nothing to reassemble
+                    next = nh
+                    continue
+                }
+                guard wireRemaining >= 0, body.remaining == wireRemaining else { return skip(.fragmentDropped) }
+                let key = FragmentKey(source: src, destination: dst, protocolNumber: 44, identification: id)
+                switch fragments.add(key: key, offset: offset, isLast: !more, data: body.slice(body.remaining), now: ts) {
+                case .pending: skip(.fragmentPending)
+                case .dropped: skip(.fragmentDropped)
+                case .complete(let datagram):
+                    // The next-header value of the first fragment describes the datagram.
+                    datagram.withUnsafeBytes { bytes in
+                        var inner = ByteCursor(bytes)
+                        walkIPv6(next: nh, &inner, wireRemaining: bytes.count, src, dst, vlans, ts, handler, reassembled: true)
+                    }
+                }
+                return
             case 50: return skip(.ipsec)
             case 59: return skip(.otherIPProtocol)
             default:
                 guard wireRemaining >= 0 else { return skip(.malformedIPv6) }
-                if let fragment {
-                    if fragment.offset == 0 && !fragment.more {  // atomic fragment
-                        var inner = ByteCursor(body.slice(body.remaining))
-                        return decodeTransport(next, &inner, wireRemaining, src, dst, vlans, ts, handler)
-                    }
-                    guard body.remaining == wireRemaining else { return skip(.fragmentDropped) }
-                    let key = FragmentKey(source: src, destination: dst, protocolNumber: next, identification: fragment.id)
-                    switch fragments.add(key: key, offset: fragment.offset, isLast: !fragment.more,
-                                         data: body.slice(body.remaining), now: ts) {
-                    case .pending: skip(.fragmentPending)
-                    case .dropped: skip(.fragmentDropped)
-                    case .complete(let datagram):
-                        datagram.withUnsafeBytes { bytes in
-                            var inner = ByteCursor(bytes)
-                            decodeTransport(next, &inner, bytes.count, src, dst, vlans, ts, handler)
-                        }
-                    }
-                    return
-                }
                 var inner = ByteCursor(body.slice(body.remaining))
                 return decodeTransport(next, &inner, wireRemaining, src, dst, vlans, ts, handler)
             }

@@ -34,6 +34,7 @@ public final class PcapSource {
             throw CaptureError("\(path): \(String(cString: strerror(errno)))")
         }
         guard (st.st_mode & S_IFMT) == S_IFREG else { throw CaptureError("\(path): not a regular file") }
+        guard st.st_size > 0 else { throw CaptureError("\(path): empty file, not a pcap or pcapng capture") }
         var errbuf = [CChar](repeating: 0, count: Int(PCAP_ERRBUF_SIZE))
         guard let h = pcap_open_offline_with_tstamp_precision(path, UInt32(PCAP_TSTAMP_PRECISION_NANO), &errbuf) else {
             let reason = String(cString: errbuf)
