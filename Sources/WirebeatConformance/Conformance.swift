@@ -107,7 +107,7 @@ public struct ConformanceSuite {
                 continue
             }
             let verdict = Judge.check(mode, golden: golden, actual: events, mutation: mutation)
-            if case .lossy = mode.expectation, let time = mutation.damageTime {
+            if case .lossy = mutation.expectation ?? mode.expectation, let time = mutation.damageTime {
                 let (got, total) = Judge.recovery(golden: golden, actual: events, after: time)
                 result.recovered += got
                 result.recoverable += total
@@ -145,7 +145,7 @@ public enum Judge {
 
     /// nil when the output meets the mode's expectation, else a readable reason.
     public static func check(_ mode: MutationMode, golden: [JSONValue], actual: [JSONValue], mutation: Mutation) -> String? {
-        switch mode.expectation {
+        switch mutation.expectation ?? mode.expectation {
         case .survives:
             return nil
         case .identical:

@@ -74,6 +74,8 @@ public struct Mutation: Sendable {
     /// Bytes now arrive at other packet times (reordering, coalescing): an "identical"
     /// expectation then compares events without their time fields.
     public var movesTime = false
+    /// Set where the mode's usual expectation does not hold for this mutation.
+    public var expectation: Expectation?
     public let packets: [CapturedPacket]
 }
 
@@ -235,7 +237,15 @@ public struct MutationPlanner {
         for i in spread(dataIndices(.tcp) + udp, budget.positions) {
             var result = packets
             result.insert(packets[i], at: i + 1)
-            out.append(mutation(.duplicate, "packet \(i) sent twice", touched: packets[i].transport == .udp ? [i] : [], result))
+            if packets[i].transport == .udp {
+                // A repeated datagram is new traffic to UDP (no sequence numbers to dedupe by):
+                // the plugin may report it, with a note, but must not lose or garble the rest.
+                var m = mutation(.duplicate, "datagram \(i) sent twice", touched: [i], result)
+                m.expectation = .lossy(note: nil)
+                out.append(m)
+            } else {
+                out.append(mutation(.duplicate, "packet \(i) sent twice", touched: [], result))
+            }
         }
         for (i, j) in spread(neighbourPairs(), budget.positions) {
             // A retransmission overlapping the end of segment i and the start of segment j.
