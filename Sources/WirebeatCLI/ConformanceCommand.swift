@@ -88,10 +88,26 @@ public struct ConformanceCommand: ParsableCommand {
                 throw fail("\(junit): \(error)")
             }
         }
+        // The independent dissector's view of the same captures.
+        var disagreements = 0
+        if TsharkCrossCheck.tsharkPath == nil {
+            print("tshark cross-check: skipped (tshark not installed)")
+        } else {
+            for entry in entries {
+                do {
+                    guard let outcome = try TsharkCrossCheck.run(entry, registry: BuiltinPlugins.registry) else { continue }
+                    print("tshark cross-check \(outcome)")
+                    if !outcome.agrees { disagreements += 1 }
+                } catch {
+                    print("tshark cross-check \(entry.name): \(error)")
+                    disagreements += 1
+                }
+            }
+        }
         let failedRuns = flat.map(\.failedCount).reduce(0, +)
         let errorCount = errors.compactMap { $0 }.count
-        if failedRuns > 0 || errorCount > 0 {
-            throw fail("\(failedRuns) mutated replay(s) failed, \(errorCount) capture(s) could not run")
+        if failedRuns > 0 || errorCount > 0 || disagreements > 0 {
+            throw fail("\(failedRuns) mutated replay(s) failed, \(errorCount) capture(s) could not run, \(disagreements) disagreement(s) with tshark")
         }
     }
 }

@@ -67,3 +67,12 @@ struct CorpusConformanceTests {
                 "\(result.failedCount) of \(result.runs) failed:\n\(result.failures.map(\.description).joined(separator: "\n\n"))")
     }
 }
+
+/// Where tshark is installed, what each plugin extracts agrees with tshark's dissection.
+struct CrossCheckTests {
+    @Test(.enabled(if: TsharkCrossCheck.tsharkPath != nil, "tshark is not installed"), arguments: CorpusTests.entries)
+    func agreesWithTshark(_ entry: CorpusEntry) throws {
+        guard let outcome = try TsharkCrossCheck.run(entry, registry: BuiltinPlugins.registry) else { return }
+        #expect(outcome.agrees, "\(outcome)")
+    }
+}

@@ -10,8 +10,11 @@ public struct DissectorCrossCheck: Sendable {
     public var decodeAs: String
     /// tshark display filter selecting the packets of interest (e.g. `smtp.req`).
     public var displayFilter: String
-    /// tshark fields, one column each (multi-valued fields come comma-separated).
+    /// tshark fields, one column each; the values of a field that occurs several times in a
+    /// packet (pipelined commands) are joined with `DissectorCrossCheck.aggregator`.
     public var fields: [String]
+    /// Joins multiple occurrences of a field in one cell (ASCII unit separator: never in text).
+    public static let aggregator = "\u{1F}"
     /// Records from tshark's rows (each row has one string per field, in order).
     public var recordsFromRows: @Sendable ([[String]]) -> [String]
     /// Records from the plugin's events.
