@@ -86,6 +86,13 @@ enum DNSEvents {
                 for option in edns.decodedOptions { e.set("dns.opt.\(option.key)", option.value) }
             }
         }
+        if response?.message != nil, let edns = query?.message?.edns {
+            // What the client asked for (the response's OPT is in dns.opt).
+            e.set("dns.query_opt.version", Int(edns.version))
+            e.set("dns.query_opt.do", edns.dnssecOK)
+            e.set("dns.query_opt.udp_size", edns.udpSize)
+            for option in edns.decodedOptions { e.set("dns.query_opt.\(option.key)", option.value) }
+        }
         if let r = response?.message {
             e.set("dns.response_code", DNSCodes.rcode(r.rcode))
             e.set("dns.answers_count", r.header.answerCount)
