@@ -269,7 +269,7 @@ extension DNSPlugin: DissectorComparable {
             recordsFromEvents: { events in
                 var out: [String] = []
                 for e in events {
-                    guard let name = e.value(at: "dns.question.name")?.stringValue,
+                    guard let name = (e.value(at: "dns.question.name")?.stringValue).map(DNSPlugin.unescaped),
                           let type = e.value(at: "dns.question.type")?.stringValue else { continue }
                     if e.value(at: "source.bytes") != nil { out.append("Q \(name) \(type)") }
                     if e.value(at: "destination.bytes") != nil {
@@ -281,5 +281,22 @@ extension DNSPlugin: DissectorComparable {
                 }
                 return out
             })
+    }
+
+    /// tshark prints label bytes as they are: `odd\032name\.x` → `odd name.x`.
+    static func unescaped(_ name: String) -> String {
+        var out: [UInt8] = []
+        let b = Array(name.utf8)
+        var i = 0
+        while i < b.count {
+            if b[i] == UInt8(ascii: "\\"), i + 1 < b.count {
+                if i + 3 < b.count, let v = UInt8(String(decoding: b[(i + 1)...(i + 3)], as: UTF8.self)) {
+                    out.append(v); i += 4; continue
+                }
+                out.append(b[i + 1]); i += 2; continue
+            }
+            out.append(b[i]); i += 1
+        }
+        return String(decoding: out, as: UTF8.self)
     }
 }
