@@ -81,7 +81,7 @@ struct DNSMessageTests {
         let edns = try #require(message.edns)
         #expect(edns.udpSize == 1232 && edns.dnssecOK && edns.version == 0 && edns.extendedRcode == 1)
         #expect(message.rcode == 16)
-        let options = Dictionary(uniqueKeysWithValues: edns.decodedOptions.map { ($0.key, $0.value) })
+        let options = Dictionary(uniqueKeysWithValues: edns.decodedOptions.map { ($0.key, $0.value ?? .null) })
         #expect(options["ecs"] == "198.51.100.0/24/0")
         #expect(options["cookie"] == "0102030405060708")
         #expect(options["nsid"] == "6e73")

@@ -2,13 +2,14 @@ import WirebeatCore
 
 /// EDNS options as event fields (`dns.opt.*`) and as dig prints them.
 extension EDNS {
-    /// (field suffix under `dns.opt.`, value, dig label, dig text), in message order.
-    var decodedOptions: [(key: String, value: JSONValue, label: String, text: String)] {
+    /// (field suffix under `dns.opt.`, value — nil for an empty option whose value is a
+    /// number, dig label, dig text), in message order.
+    var decodedOptions: [(key: String, value: JSONValue?, label: String, text: String)] {
         options.map { option in
             let d = option.data
             switch option.code {
             case 3:
-                return ("nsid", .string(hex(d)), "NSID", hex(d))
+                return ("nsid", d.isEmpty ? nil : .string(hex(d)), "NSID", hex(d))
             case 5, 6, 7:
                 let key = ["dau", "dhu", "n3u"][Int(option.code) - 5]
                 let list = d.map(String.init).joined(separator: " ")
@@ -21,7 +22,7 @@ extension EDNS {
                     let v = Int64(d[0]) << 24 | Int64(d[1]) << 16 | Int64(d[2]) << 8 | Int64(d[3])
                     return ("expire", .int(v), "EXPIRE", String(v))
                 }
-                return ("expire", .string(hex(d)), "EXPIRE", hex(d))
+                return ("expire", d.isEmpty ? nil : .string(hex(d)), "EXPIRE", hex(d))
             case 10:
                 return ("cookie", .string(hex(d)), "COOKIE", hex(d))
             case 11:
@@ -29,7 +30,7 @@ extension EDNS {
                     let v = Int64(d[0]) << 8 | Int64(d[1])
                     return ("tcp_keepalive", .int(v), "TCP-KEEPALIVE", String(v))
                 }
-                return ("tcp_keepalive", .string(hex(d)), "TCP-KEEPALIVE", hex(d))
+                return ("tcp_keepalive", d.isEmpty ? nil : .string(hex(d)), "TCP-KEEPALIVE", hex(d))
             case 12:
                 return ("padding", .int(Int64(d.count)), "PADDING", "\(d.count) bytes")
             case 15:

@@ -83,7 +83,7 @@ enum DNSEvents {
                 e.set("dns.opt.do", edns.dnssecOK)
                 e.set("dns.opt.udp_size", edns.udpSize)
                 e.set("dns.opt.ext_rcode", DNSCodes.rcode(Int(edns.extendedRcode) << 4))
-                for option in edns.decodedOptions { e.set("dns.opt.\(option.key)", option.value) }
+                setOptions(&e, "dns.opt", edns)
             }
         }
         if response?.message != nil, let edns = query?.message?.edns {
@@ -91,7 +91,7 @@ enum DNSEvents {
             e.set("dns.query_opt.version", Int(edns.version))
             e.set("dns.query_opt.do", edns.dnssecOK)
             e.set("dns.query_opt.udp_size", edns.udpSize)
-            for option in edns.decodedOptions { e.set("dns.query_opt.\(option.key)", option.value) }
+            setOptions(&e, "dns.query_opt", edns)
         }
         if let r = response?.message {
             e.set("dns.response_code", DNSCodes.rcode(r.rcode))
@@ -122,5 +122,13 @@ enum DNSEvents {
         if settings.sendResponse, let r = response?.message { e.set("response", r.digText) }
         for note in notes { e.addNote(note) }
         return e
+    }
+
+    /// One field per option with a value, and `<prefix>.options`: every option's name, in order.
+    private static func setOptions(_ e: inout Event, _ prefix: String, _ edns: EDNS) {
+        let options = edns.decodedOptions
+        guard !options.isEmpty else { return }
+        e.set("\(prefix).options", options.map(\.key))
+        for option in options { e.set("\(prefix).\(option.key)", option.value) }
     }
 }
