@@ -1,0 +1,285 @@
+/// DNS messages (RFC 1035 and successors): header, questions and resource records, parsed
+/// from untrusted bytes. Every read is bounds-checked; a message that ends early or breaks
+/// a rule keeps what was parsed before the fault and says why in `fault`.
+
+/// Why parsing stopped early.
+struct DNSFault: Error, Equatable, CustomStringConvertible {
+    enum Kind: Equatable {
+        /// The bytes ended before what the message announced (counts, lengths).
+        case truncated
+        /// A rule was broken: pointer loop, forward pointer, name too long, bad RDATA.
+        case malformed
+    }
+    let kind: Kind
+    let detail: String
+
+    static func truncated(_ detail: String) -> DNSFault { DNSFault(kind: .truncated, detail: detail) }
+    static func malformed(_ detail: String) -> DNSFault { DNSFault(kind: .malformed, detail: detail) }
+
+    /// The note published with the event.
+    var description: String { (kind == .truncated ? "truncated message: " : "malformed message: ") + detail }
+}
+
+/// Big-endian reads over one whole message (names may point anywhere before them).
+struct DNSReader {
+    let bytes: [UInt8]
+    var position: Int
+    /// Reads stop here (the end of the RDATA being decoded); name pointers may reach before it.
+    let end: Int
+
+    init(_ bytes: [UInt8], position: Int = 0, end: Int? = nil) {
+        self.bytes = bytes
+        self.position = position
+        self.end = min(end ?? bytes.count, bytes.count)
+    }
+
+    var remaining: Int { end - position }
+
+    mutating func u8(_ what: @autoclosure () -> String) throws -> UInt8 {
+        guard position < end else { throw DNSFault.truncated("\(what()) missing at byte \(position)") }
+        defer { position += 1 }
+        return bytes[position]
+    }
+
+    mutating func u16(_ what: @autoclosure () -> String) throws -> UInt16 {
+        guard remaining >= 2 else { throw DNSFault.truncated("\(what()) missing at byte \(position)") }
+        defer { position += 2 }
+        return UInt16(bytes[position]) << 8 | UInt16(bytes[position + 1])
+    }
+
+    mutating func u32(_ what: @autoclosure () -> String) throws -> UInt32 {
+        guard remaining >= 4 else { throw DNSFault.truncated("\(what()) missing at byte \(position)") }
+        defer { position += 4 }
+        return UInt32(bytes[position]) << 24 | UInt32(bytes[position + 1]) << 16
+            | UInt32(bytes[position + 2]) << 8 | UInt32(bytes[position + 3])
+    }
+
+    mutating func take(_ count: Int, _ what: @autoclosure () -> String) throws -> ArraySlice<UInt8> {
+        guard count >= 0, remaining >= count else {
+            throw DNSFault.truncated("\(what()) needs \(count) bytes at byte \(position), \(max(0, remaining)) left")
+        }
+        defer { position += count }
+        return bytes[position..<position + count]
+    }
+
+    /// A domain name with compression. Pointers must point strictly before the label that
+    /// holds them (so decompression always terminates), at most `maxPointers` of them, and
+    /// the name is at most 255 octets in wire form (RFC 1035 §3.1).
+    mutating func name() throws -> DNSName {
+        var labels: [[UInt8]] = []
+        var wireLength = 1
+        var cursor = position
+        var jumped = false
+        var pointers = 0
+        var lowestTarget = position
+        while true {
+            let bound = jumped ? bytes.count : end
+            guard cursor < bound else { throw DNSFault.truncated("name cut short at byte \(cursor)") }
+            let length = Int(bytes[cursor])
+            switch length & 0xC0 {
+            case 0x00:
+                if length == 0 {
+                    if !jumped { position = cursor + 1 }
+                    return DNSName(labels: labels)
+                }
+                guard cursor + 1 + length <= bound else { throw DNSFault.truncated("label cut short at byte \(cursor)") }
+                wireLength += length + 1
+                guard wireLength <= 255 else { throw DNSFault.malformed("name longer than 255 octets at byte \(position)") }
+                labels.append(Array(bytes[(cursor + 1)...(cursor + length)]))
+                cursor += 1 + length
+            case 0xC0:
+                guard cursor + 1 < bound else { throw DNSFault.truncated("name pointer cut short at byte \(cursor)") }
+                let target = (length & 0x3F) << 8 | Int(bytes[cursor + 1])
+                // Strictly backwards from every pointer followed so far: no loops, no forward references.
+                guard target < lowestTarget, target < cursor else {
+                    throw DNSFault.malformed("name pointer at byte \(cursor) to \(target) does not point backwards (loop)")
+                }
+                pointers += 1
+                guard pointers <= 64 else { throw DNSFault.malformed("more than 64 name pointers at byte \(position)") }
+                if !jumped { position = cursor + 2 }
+                jumped = true
+                lowestTarget = target
+                cursor = target
+            default:
+                throw DNSFault.malformed("reserved label type 0x\(String(length & 0xC0, radix: 16)) at byte \(cursor)")
+            }
+        }
+    }
+}
+
+/// A domain name as its labels (raw bytes, no dots).
+struct DNSName: Equatable, Hashable {
+    var labels: [[UInt8]]
+
+    static let root = DNSName(labels: [])
+
+    /// Presentation form with escapes for odd bytes, as dig prints it, without the final dot
+    /// (`"."` for the root).
+    var text: String {
+        if labels.isEmpty { return "." }
+        return labels.map(DNSName.escape).joined(separator: ".")
+    }
+
+    /// As dig prints it: with the final dot.
+    var absolute: String { labels.isEmpty ? "." : text + "." }
+
+    static func escape(_ label: [UInt8]) -> String {
+        var s = ""
+        for b in label {
+            switch b {
+            case UInt8(ascii: "."), UInt8(ascii: "\\"), UInt8(ascii: "\""), UInt8(ascii: "("), UInt8(ascii: ")"),
+                 UInt8(ascii: ";"), UInt8(ascii: "@"), UInt8(ascii: "$"):
+                s += "\\" + String(UnicodeScalar(b))
+            case 0x21...0x7E:
+                s.unicodeScalars.append(UnicodeScalar(b))
+            default:
+                s += decimalEscape(b)
+            }
+        }
+        return s
+    }
+
+    static func decimalEscape(_ b: UInt8) -> String {
+        let d = String(b)
+        return "\\" + String(repeating: "0", count: 3 - d.count) + d
+    }
+}
+
+/// The fixed 12-byte header.
+struct DNSHeader: Equatable {
+    var id: UInt16
+    var flags: UInt16
+    var questionCount: UInt16
+    var answerCount: UInt16
+    var authorityCount: UInt16
+    var additionalCount: UInt16
+
+    var isResponse: Bool { flags & 0x8000 != 0 }
+    var opcode: Int { Int(flags >> 11 & 0xF) }
+    var authoritative: Bool { flags & 0x0400 != 0 }
+    var truncated: Bool { flags & 0x0200 != 0 }
+    var recursionDesired: Bool { flags & 0x0100 != 0 }
+    var recursionAvailable: Bool { flags & 0x0080 != 0 }
+    var zero: Bool { flags & 0x0040 != 0 }
+    var authenticData: Bool { flags & 0x0020 != 0 }
+    var checkingDisabled: Bool { flags & 0x0010 != 0 }
+    var rcode: Int { Int(flags & 0xF) }
+}
+
+struct DNSQuestion: Equatable {
+    var name: DNSName
+    var type: UInt16
+    var qclass: UInt16
+}
+
+/// A resource record; `data` is its RDATA decoded for presentation.
+struct DNSRecord: Equatable {
+    var name: DNSName
+    var type: UInt16
+    var rclass: UInt16
+    var ttl: UInt32
+    var rdata: [UInt8]
+    var data: RData
+}
+
+/// EDNS(0) from the OPT pseudo-record (RFC 6891).
+struct EDNS: Equatable {
+    var udpSize: UInt16
+    var extendedRcode: UInt8
+    var version: UInt8
+    var dnssecOK: Bool
+    var zFlags: UInt16
+    var options: [EDNSOption]
+}
+
+struct EDNSOption: Equatable {
+    var code: UInt16
+    var data: [UInt8]
+}
+
+/// A parsed message; sections hold what was read before a fault, if any.
+struct DNSMessage: Equatable {
+    var header: DNSHeader
+    var questions: [DNSQuestion] = []
+    var answers: [DNSRecord] = []
+    var authorities: [DNSRecord] = []
+    /// Additional records other than OPT.
+    var additionals: [DNSRecord] = []
+    var edns: EDNS?
+    /// Size of the message in bytes.
+    var size: Int
+    /// Why parsing stopped early, or a rule the message broke (several OPT, bad RDATA).
+    var faults: [DNSFault] = []
+
+    /// The response code with the EDNS extension (RFC 6891 §6.1.3).
+    var rcode: Int { Int(edns?.extendedRcode ?? 0) << 4 | header.rcode }
+
+    enum HeaderError: Error { case tooShort(Int) }
+
+    /// Parses `bytes`; throws only when there is no complete header.
+    static func parse(_ bytes: [UInt8]) throws -> DNSMessage {
+        var r = DNSReader(bytes)
+        guard bytes.count >= 12 else { throw HeaderError.tooShort(bytes.count) }
+        let header = DNSHeader(id: try r.u16("id"), flags: try r.u16("flags"), questionCount: try r.u16("qdcount"),
+                               answerCount: try r.u16("ancount"), authorityCount: try r.u16("nscount"),
+                               additionalCount: try r.u16("arcount"))
+        var m = DNSMessage(header: header, size: bytes.count)
+        do {
+            for _ in 0..<header.questionCount {
+                let name = try r.name()
+                m.questions.append(DNSQuestion(name: name, type: try r.u16("question type"), qclass: try r.u16("question class")))
+            }
+            for _ in 0..<header.answerCount { m.answers.append(try record(&r, &m)) }
+            for _ in 0..<header.authorityCount { m.authorities.append(try record(&r, &m)) }
+            for _ in 0..<header.additionalCount {
+                let rr = try record(&r, &m)
+                if rr.type == DNSType.OPT {
+                    if m.edns != nil { m.faults.append(.malformed("more than one OPT record")); continue }
+                    if !rr.name.labels.isEmpty { m.faults.append(.malformed("OPT record not owned by the root")) }
+                    m.edns = EDNS(udpSize: rr.rclass, extendedRcode: UInt8(rr.ttl >> 24), version: UInt8(rr.ttl >> 16 & 0xFF),
+                                  dnssecOK: rr.ttl & 0x8000 != 0, zFlags: UInt16(rr.ttl & 0x7FFF),
+                                  options: parseOptions(rr.rdata, &m))
+                } else {
+                    m.additionals.append(rr)
+                }
+            }
+            if r.remaining > 0 { m.faults.append(.malformed("\(r.remaining) bytes after the last record")) }
+        } catch let fault as DNSFault {
+            m.faults.append(fault)
+        }
+        return m
+    }
+
+    private static func record(_ r: inout DNSReader, _ m: inout DNSMessage) throws -> DNSRecord {
+        let name = try r.name()
+        let type = try r.u16("record type"), rclass = try r.u16("record class")
+        let ttl = try r.u32("record TTL")
+        let length = Int(try r.u16("RDLENGTH"))
+        let start = r.position
+        let rdata = Array(try r.take(length, "RDATA of \(DNSType.name(type))"))
+        var data: RData
+        do {
+            data = try RData.decode(type: type, bytes: r.bytes, start: start, end: start + length)
+        } catch let fault as DNSFault {
+            m.faults.append(.malformed("bad RDATA of \(DNSType.name(type)) \(name.text): \(fault.detail)"))
+            data = .unknown(rdata)
+        }
+        return DNSRecord(name: name, type: type, rclass: rclass, ttl: ttl, rdata: rdata, data: data)
+    }
+
+    private static func parseOptions(_ rdata: [UInt8], _ m: inout DNSMessage) -> [EDNSOption] {
+        var r = DNSReader(rdata)
+        var out: [EDNSOption] = []
+        while r.remaining > 0 {
+            do {
+                let code = try r.u16("option code")
+                let length = Int(try r.u16("option length"))
+                out.append(EDNSOption(code: code, data: Array(try r.take(length, "option data"))))
+            } catch {
+                m.faults.append(.malformed("OPT option cut short"))
+                break
+            }
+        }
+        return out
+    }
+}

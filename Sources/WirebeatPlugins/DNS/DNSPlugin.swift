@@ -1,0 +1,302 @@
+import WirebeatCore
+
+/// DNS over UDP and over TCP (2-byte length framing, RFC 1035 §4.2.2 / RFC 7766).
+///
+/// A query and its response are paired by message ID within (client endpoint, server
+/// endpoint, transport) and published as one `type: dns` event at the query's time.
+/// Queries without a response are published at `transaction_timeout` (UDP, packet clock),
+/// when the connection ends (TCP) or at the end of input, with a note.
+public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
+    public static let name = "dns"
+    public static let defaultPorts: [UInt16] = [53]
+
+    let settings: DNSConfig
+    public var connectionTimeout: TimeSpan { settings.transactionTimeout }
+
+    /// Most UDP queries kept waiting at once; beyond it the oldest is published early.
+    static let maxPendingUDP = 100_000
+
+    public init(config: PluginConfig) throws {
+        var s = DNSConfig()
+        s.sendRequest = try config.bool("send_request", default: s.sendRequest)
+        s.sendResponse = try config.bool("send_response", default: s.sendResponse)
+        s.includeAuthorities = try config.bool("include_authorities", default: s.includeAuthorities)
+        s.includeAdditionals = try config.bool("include_additionals", default: s.includeAdditionals)
+        s.transactionTimeout = try config.duration("transaction_timeout", default: s.transactionTimeout)
+        settings = s
+    }
+
+    // MARK: TCP
+
+    public struct ConnectionState {
+        /// Queries waiting for their response, in arrival order.
+        var pending: [DNSObserved] = []
+        /// Per direction: framing is lost (after a gap or a bad length) until a whole, clean
+        /// message is found again.
+        var lost = [false, false]
+        /// A gap happened: what cannot be paired may be its victim.
+        var hadGap = false
+    }
+
+    public func makeConnectionState(for connection: ConnectionInfo) -> ConnectionState { ConnectionState() }
+
+    public func parse(_ stream: inout StreamBuffer, direction: Direction, state: inout ConnectionState,
+                      context: PluginContext) {
+        while true {
+            if state.lost[direction.rawValue] {
+                guard DNSPlugin.resync(&stream) else { return }
+                context.logger.debug("dns: \(direction) framing found again")
+                state.lost[direction.rawValue] = false
+            }
+            guard let b0 = stream.byte(at: 0), let b1 = stream.byte(at: 1) else { return }
+            let length = Int(b0) << 8 | Int(b1)
+            if length < 12 {
+                // Not a DNS message: the framing cannot be trusted from here.
+                let bytes = Array(stream.readBytes(min(length + 2, stream.readableBytes))!.dropFirst(2))
+                context.logger.debug("dns: \(direction) frame of \(length) bytes; resynchronising")
+                var observed = observe(bytes, direction, context, lossHint: false)
+                observed.notes.append("bad TCP frame length \(length)")
+                tcpMessage(observed, state: &state, context: context)
+                state.lost[direction.rawValue] = true
+                continue
+            }
+            guard stream.readableBytes >= 2 + length else { return }
+            stream.skip(2)
+            let bytes = Array(stream.readBytes(length)!)
+            tcpMessage(observe(bytes, direction, context, lossHint: false), state: &state, context: context)
+        }
+    }
+
+    private func observe(_ bytes: [UInt8], _ direction: Direction, _ context: PluginContext, lossHint: Bool) -> DNSObserved {
+        let sender = context.connection.sender(direction), receiver = context.connection.sender(direction.opposite)
+        return DNSObserved(bytes: bytes, time: context.timestamp, sender: sender, receiver: receiver, lossHint: lossHint)
+    }
+
+    private func publish(_ context: PluginContext, query: DNSObserved?, response: DNSObserved?, notes: [String]) {
+        context.publish(DNSEvents.event(query: query, response: response, notes: notes, transport: context.connection.transport,
+                                        connectionID: context.connection.id, vlans: context.connection.vlans,
+                                        settings: settings))
+    }
+
+    private func tcpMessage(_ m: DNSObserved, state: inout ConnectionState, context: PluginContext) {
+        guard let header = m.message?.header else {
+            publish(context, query: m, response: nil, notes: [])
+            return
+        }
+        if !header.isResponse {
+            if let old = state.pending.firstIndex(where: { $0.message?.header.id == header.id && $0.sender == m.sender }) {
+                let previous = state.pending.remove(at: old)
+                publish(context, query: previous, response: nil, notes: [DNSPlugin.duplicateIDNote])
+            }
+            state.pending.append(m)
+            return
+        }
+        if let i = state.pending.firstIndex(where: { $0.message?.header.id == header.id && $0.sender == m.receiver }) {
+            let query = state.pending.remove(at: i)
+            publish(context, query: query, response: m, notes: [])
+        } else {
+            publish(context, query: nil, response: m, notes: ["unmatched response"] + (state.hadGap ? ["packet loss"] : []))
+        }
+    }
+
+    public func gapInStream(direction: Direction, byteCount: Int, stream: inout StreamBuffer,
+                            state: inout ConnectionState, context: PluginContext) -> GapDecision {
+        // The bytes before the hole are part of a message that can never be completed, and the
+        // bytes after it may start anywhere: look for a message boundary again.
+        context.logger.debug("dns: \(byteCount) bytes lost (\(direction)); \(stream.readableBytes) buffered bytes dropped")
+        stream.removeAll()
+        state.lost[direction.rawValue] = true
+        state.hadGap = true
+        return .keepState
+    }
+
+    public func receivedFIN(direction: Direction, reason: StreamEnd, remaining stream: inout StreamBuffer,
+                            state: inout ConnectionState, context: PluginContext) {
+        guard !state.lost[direction.rawValue], stream.readableBytes >= 14 else {
+            stream.removeAll()
+            return
+        }
+        // A message cut short by the end of the stream: publish what it says, with a note.
+        stream.skip(2)
+        let bytes = Array(stream.readBytes(stream.readableBytes)!)
+        var observed = observe(bytes, direction, context, lossHint: false)
+        observed.notes.append("stream ended inside a message")
+        tcpMessage(observed, state: &state, context: context)
+    }
+
+    public func connectionClosed(reason: CloseReason, state: inout ConnectionState, context: PluginContext) {
+        for query in state.pending {
+            publish(context, query: query, response: nil, notes: ["no response"] + (state.hadGap ? ["packet loss"] : []))
+        }
+        state.pending.removeAll()
+    }
+
+    static let duplicateIDNote = "another query with the same ID was received before a response"
+
+    /// Drops bytes until the stream starts with a length prefix and a whole message that
+    /// parses cleanly and looks like DNS. Returns false when more bytes are needed.
+    static func resync(_ stream: inout StreamBuffer) -> Bool {
+        while stream.readableBytes >= 2 {
+            let length = Int(stream.byte(at: 0)!) << 8 | Int(stream.byte(at: 1)!)
+            if length >= 17 {
+                guard stream.readableBytes >= 14 else { return false }
+                if plausibleHeader(stream, length: length) {
+                    guard stream.readableBytes >= 2 + length else { return false }
+                    let bytes = Array(stream.readable.dropFirst(2).prefix(length))
+                    if let m = try? DNSMessage.parse(bytes), m.faults.isEmpty { return true }
+                }
+            }
+            stream.skip(1)
+        }
+        return false
+    }
+
+    private static func plausibleHeader(_ s: StreamBuffer, length: Int) -> Bool {
+        func u16(_ i: Int) -> Int { Int(s.byte(at: i)!) << 8 | Int(s.byte(at: i + 1)!) }
+        let flags = u16(4)
+        let opcode = flags >> 11 & 0xF
+        guard [0, 4, 5].contains(opcode), flags & 0x0040 == 0, flags & 0xF <= 10, u16(6) == 1 else { return false }
+        return u16(8) + u16(10) + u16(12) <= (length - 17) / 11
+    }
+
+    // MARK: UDP
+
+    struct UDPKey: Hashable {
+        var client: Endpoint
+        var server: Endpoint
+        var id: UInt16
+        var vlans: [UInt16]
+    }
+
+    private var udpPending: [UDPKey: (serial: Int, query: DNSObserved)] = [:]
+    /// Responses already paired, kept for `transaction_timeout` to recognise a repeated datagram.
+    private var udpAnswered: [UDPKey: (time: Timestamp, bytes: [UInt8])] = [:]
+    private var serial = 0
+
+    public func parseDatagram(_ payload: ArraySlice<UInt8>, direction: Direction, context: PluginContext) {
+        let m = observe(Array(payload), direction, context, lossHint: true)
+        let vlans = context.connection.vlans
+        func publish(_ query: DNSObserved?, _ response: DNSObserved?, _ notes: [String]) {
+            context.publish(DNSEvents.event(query: query, response: response, notes: notes, transport: .udp, connectionID: 0,
+                                            vlans: vlans, settings: settings))
+        }
+        guard let header = m.message?.header else {
+            if direction == .original { publish(m, nil, []) } else { publish(nil, m, []) }
+            return
+        }
+        if !header.isResponse {
+            let key = UDPKey(client: m.sender, server: m.receiver, id: header.id, vlans: vlans)
+            if let old = udpPending.removeValue(forKey: key) {
+                publish(old.query, nil, [DNSPlugin.duplicateIDNote])
+            }
+            if udpPending.count >= DNSPlugin.maxPendingUDP, let oldest = udpPending.min(by: { $0.value.serial < $1.value.serial }) {
+                udpPending.removeValue(forKey: oldest.key)
+                publish(oldest.value.query, nil, ["no response", "too many queries waiting"])
+            }
+            serial += 1
+            udpPending[key] = (serial, m)
+            udpAnswered.removeValue(forKey: key)
+            return
+        }
+        let key = UDPKey(client: m.receiver, server: m.sender, id: header.id, vlans: vlans)
+        if let pending = udpPending.removeValue(forKey: key) {
+            publish(pending.query, m, [])
+            udpAnswered[key] = (m.time, m.raw)
+        } else if let answered = udpAnswered[key], answered.bytes == m.raw {
+            publish(nil, m, ["duplicate response"])
+        } else {
+            // On UDP a response without its query most often means the query was not captured.
+            publish(nil, m, ["unmatched response", "possible packet loss"])
+        }
+    }
+
+    public func advanceClock(to now: Timestamp, publisher: EventPublisher) {
+        let timeout = settings.transactionTimeout
+        let expired = udpPending.filter { now - $0.value.query.time > timeout }.sorted { $0.value.serial < $1.value.serial }
+        for (key, entry) in expired {
+            udpPending.removeValue(forKey: key)
+            publishUnanswered(entry.query, vlans: key.vlans, publisher)
+        }
+        udpAnswered = udpAnswered.filter { now - $0.value.time <= timeout }
+    }
+
+    public func finish(publisher: EventPublisher) {
+        for (key, entry) in udpPending.sorted(by: { $0.value.serial < $1.value.serial }) {
+            publishUnanswered(entry.query, vlans: key.vlans, publisher)
+        }
+        udpPending.removeAll()
+        udpAnswered.removeAll()
+    }
+
+    private func publishUnanswered(_ query: DNSObserved, vlans: [UInt16], _ publisher: EventPublisher) {
+        // A sniffer cannot tell a server that stayed silent from a lost datagram.
+        publisher.publish(DNSEvents.event(query: query, response: nil, notes: ["no response", "possible packet loss"],
+                                          transport: .udp, connectionID: 0, vlans: vlans, settings: settings))
+    }
+}
+
+// MARK: tshark cross-check
+
+extension DNSPlugin: DissectorComparable {
+    /// "Q name TYPE" per query and "R name TYPE RCODE" per response, from tshark's DNS
+    /// dissector and from the events.
+    public static var crossCheck: DissectorCrossCheck {
+        DissectorCrossCheck(
+            decodeAs: "dns", displayFilter: "dns",
+            fields: ["dns.qry.name", "dns.qry.type", "dns.flags.response", "dns.flags.rcode"],
+            recordsFromRows: { rows in
+                var out: [String] = []
+                for row in rows where row.count >= 4 {
+                    // Several DNS messages in one TCP segment come comma-separated.
+                    let names = row[0].split(separator: ",", omittingEmptySubsequences: false)
+                    let types = row[1].split(separator: ",", omittingEmptySubsequences: false)
+                    let responses = row[2].split(separator: ",", omittingEmptySubsequences: false)
+                    let rcodes = row[3].split(separator: ",", omittingEmptySubsequences: false)
+                    for i in responses.indices where i < names.count && i < types.count && !types[i].isEmpty {
+                        let name = names[i] == "<Root>" ? "." : String(names[i])
+                        let type = UInt16(types[i]).map(DNSType.name) ?? String(types[i])
+                        let isResponse = responses[i] == "1" || responses[i] == "True"
+                        if isResponse {
+                            let rcode = i < rcodes.count ? Int(rcodes[i]).map(DNSCodes.rcode) ?? String(rcodes[i]) : "?"
+                            out.append("R \(name) \(type) \(rcode)")
+                        } else {
+                            out.append("Q \(name) \(type)")
+                        }
+                    }
+                }
+                return out
+            },
+            recordsFromEvents: { events in
+                var out: [String] = []
+                for e in events {
+                    guard let name = (e.value(at: "dns.question.name")?.stringValue).map(DNSPlugin.unescaped),
+                          let type = e.value(at: "dns.question.type")?.stringValue else { continue }
+                    if e.value(at: "source.bytes") != nil { out.append("Q \(name) \(type)") }
+                    if e.value(at: "destination.bytes") != nil {
+                        // tshark shows the header's 4-bit RCODE.
+                        let rcode = e.value(at: "dns.response_code")?.stringValue ?? "?"
+                        let base = DNSCodes.rcodes.first(where: { $0.value == rcode }).map { $0.key & 0xF }
+                        out.append("R \(name) \(type) \(base.map(DNSCodes.rcode) ?? rcode)")
+                    }
+                }
+                return out
+            })
+    }
+
+    /// tshark prints label bytes as they are: `odd\032name\.x` → `odd name.x`.
+    static func unescaped(_ name: String) -> String {
+        var out: [UInt8] = []
+        let b = Array(name.utf8)
+        var i = 0
+        while i < b.count {
+            if b[i] == UInt8(ascii: "\\"), i + 1 < b.count {
+                if i + 3 < b.count, let v = UInt8(String(decoding: b[(i + 1)...(i + 3)], as: UTF8.self)) {
+                    out.append(v); i += 4; continue
+                }
+                out.append(b[i + 1]); i += 2; continue
+            }
+            out.append(b[i]); i += 1
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+}

@@ -1,0 +1,249 @@
+import Testing
+@testable import WirebeatPlugins
+import WirebeatCore
+
+/// Pairing, timeouts, TCP framing and gaps, malformed input and fuzzing of the DNS plugin.
+struct DNSPluginTests {
+    // MARK: UDP pairing
+
+    @Test func queryAndResponsePair() throws {
+        let h = DNSHarness(["send_request": .scalar("true"), "send_response": .scalar("true")])
+        h.udp(DNSBuilder.query(id: 1, "example.test", DNSType.A, edns: true), .original)
+        h.udp(DNSBuilder.response(id: 1, "example.test", addresses: [[192, 0, 2, 1], [192, 0, 2, 2]]), .reverse)
+        let e = try #require(h.events.first)
+        #expect(h.events.count == 1)
+        #expect(e.string("status") == "OK")
+        #expect(e.string("type") == "dns")
+        #expect(e.string("dns.question.name") == "example.test")
+        #expect(e.string("dns.question.type") == "A")
+        #expect(e.string("dns.response_code") == "NOERROR")
+        #expect(e.value(at: "dns.resolved_ip") == .array(["192.0.2.1", "192.0.2.2"]))
+        #expect(e.value(at: "dns.answers_count") == 2)
+        #expect(e.value(at: "dns.flags.authoritative") == true)
+        #expect(e.value(at: "dns.query_opt.do") == true)
+        #expect(e.string("client.ip") == "10.0.0.1" && e.string("server.ip") == "10.0.0.53")
+        #expect(e.string("@timestamp") == e.string("event.start"))
+        #expect(e.string("request")?.contains(";example.test.\t\tIN\tA") == true)
+        #expect(e.string("response")?.contains("example.test.\t300\tIN\tA\t192.0.2.2") == true)
+        #expect(e.value(at: "error") == nil)
+    }
+
+    @Test func nxdomainIsAnError() throws {
+        let h = DNSHarness()
+        h.udp(DNSBuilder.query(id: 2, "nothere.test", DNSType.A), .original)
+        h.udp(DNSBuilder.response(id: 2, "nothere.test", addresses: [], rcode: 3), .reverse)
+        #expect(h.events.first?.string("dns.response_code") == "NXDOMAIN")
+        #expect(h.events.first?.string("status") == "Error")
+    }
+
+    @Test func pairingNeedsTheSameIDAndEndpoints() throws {
+        let h = DNSHarness()
+        h.udp(DNSBuilder.query(id: 3, "a.test", DNSType.A), .original)
+        h.udp(DNSBuilder.response(id: 4, "a.test"), .reverse)
+        #expect(h.events.count == 1)
+        #expect(h.events[0].string("error.message") == "unmatched response; possible packet loss")
+        #expect(h.events[0].string("status") == "Error")
+        h.plugin.finish(publisher: h.publisher)
+        #expect(h.events.count == 2)
+        #expect(h.events[1].string("error.message") == "no response; possible packet loss")
+        #expect(h.events[1].string("dns.question.name") == "a.test")
+        #expect(h.events[1].value(at: "event.end") == nil)
+    }
+
+    @Test func unansweredQueryExpiresOnThePacketClock() throws {
+        let h = DNSHarness(["transaction_timeout": .scalar("2s")])
+        h.udp(DNSBuilder.query(id: 5, "slow.test", DNSType.A), .original)
+        h.plugin.advanceClock(to: h.time + .seconds(1), publisher: h.publisher)
+        #expect(h.events.isEmpty)
+        h.plugin.advanceClock(to: h.time + .seconds(3), publisher: h.publisher)
+        #expect(h.events.count == 1)
+        #expect(h.events[0].string("error.message")?.hasPrefix("no response") == true)
+        // The late response no longer has a query.
+        h.udp(DNSBuilder.response(id: 5, "slow.test"), .reverse, after: 3)
+        #expect(h.events.count == 2)
+        #expect(h.events[1].string("error.message")?.contains("unmatched response") == true)
+        h.plugin.finish(publisher: h.publisher)
+        #expect(h.events.count == 2)
+    }
+
+    @Test func secondQueryWithTheSameIDClosesTheFirst() throws {
+        let h = DNSHarness()
+        h.udp(DNSBuilder.query(id: 6, "first.test", DNSType.A), .original)
+        h.udp(DNSBuilder.query(id: 6, "second.test", DNSType.A), .original)
+        #expect(h.events.count == 1)
+        #expect(h.events[0].string("dns.question.name") == "first.test")
+        #expect(h.events[0].string("error.message") == DNSPlugin.duplicateIDNote)
+        h.udp(DNSBuilder.response(id: 6, "second.test"), .reverse)
+        #expect(h.events.count == 2)
+        #expect(h.events[1].string("dns.question.name") == "second.test")
+        #expect(h.events[1].string("status") == "OK")
+    }
+
+    @Test func repeatedResponseIsNoted() throws {
+        let h = DNSHarness()
+        h.udp(DNSBuilder.query(id: 7, "dup.test", DNSType.A), .original)
+        h.udp(DNSBuilder.response(id: 7, "dup.test"), .reverse)
+        h.udp(DNSBuilder.response(id: 7, "dup.test"), .reverse)
+        #expect(h.events.count == 2)
+        #expect(h.events[0].string("status") == "OK")
+        #expect(h.events[1].string("error.message") == "duplicate response")
+    }
+
+    @Test func malformedDatagramsArePublishedWithANote() throws {
+        let h = DNSHarness()
+        h.udp([1, 2, 3], .original)
+        #expect(h.events.count == 1)
+        #expect(h.events[0].string("error.message")?.contains("shorter than a DNS header") == true)
+        // A response cut short (as by a snap length) still pairs, with notes.
+        h.udp(DNSBuilder.query(id: 8, "cut.test", DNSType.A), .original)
+        let response = DNSBuilder.response(id: 8, "cut.test")
+        h.udp(Array(response.prefix(response.count - 3)), .reverse)
+        #expect(h.events.count == 2)
+        let message = try #require(h.events[1].string("error.message"))
+        #expect(message.contains("truncated message") && message.contains("packet loss"))
+        #expect(h.events[1].string("dns.question.name") == "cut.test")
+    }
+
+    // MARK: TCP
+
+    /// Two queries and their responses, pipelined, on one connection.
+    static let clientStream = framed(DNSBuilder.query(id: 10, "one.test", DNSType.A, edns: true))
+        + framed(DNSBuilder.query(id: 11, "two.test", DNSType.AAAA))
+    static let serverStream = framed(DNSBuilder.response(id: 11, "two.test", addresses: [[192, 0, 2, 2]]))
+        + framed(DNSBuilder.response(id: 10, "one.test"))
+
+    /// Feeds both directions in chunks cut at `cuts`, client first.
+    static func runTCP(clientCuts: [Int], serverCuts: [Int], gapAt: (Direction, Int, Int)? = nil) -> DNSHarness {
+        let h = DNSHarness()
+        var state = h.plugin.makeConnectionState(for: h.context(.tcp).connection)
+        for (direction, bytes, cuts) in [(Direction.original, clientStream, clientCuts), (.reverse, serverStream, serverCuts)] {
+            var stream = StreamBuffer()
+            let points = [0] + cuts.filter { $0 > 0 && $0 < bytes.count } + [bytes.count]
+            for k in 0..<(points.count - 1) {
+                var chunk = Array(bytes[points[k]..<points[k + 1]])
+                if let (d, start, length) = gapAt, d == direction, start >= points[k], start < points[k + 1] {
+                    let lost = min(length, chunk.count - (start - points[k]))
+                    stream.append(contentsOf: chunk[..<(start - points[k])])
+                    h.plugin.parse(&stream, direction: direction, state: &state, context: h.context(.tcp))
+                    _ = h.plugin.gapInStream(direction: direction, byteCount: lost, stream: &stream, state: &state,
+                                             context: h.context(.tcp))
+                    chunk = Array(chunk[(start - points[k] + lost)...])
+                }
+                stream.append(contentsOf: chunk)
+                h.plugin.parse(&stream, direction: direction, state: &state, context: h.context(.tcp))
+            }
+        }
+        h.plugin.connectionClosed(reason: .closed, state: &state, context: h.context(.tcp))
+        return h
+    }
+
+    @Test func tcpFramingSplitAtEveryByte() throws {
+        let whole = Self.runTCP(clientCuts: [], serverCuts: []).events
+        #expect(whole.count == 2)
+        #expect(whole.map { $0.string("dns.question.name") } == ["two.test", "one.test"])
+        #expect(whole.allSatisfy { $0.string("status") == "OK" && $0.string("network.transport") == "tcp" })
+        for cut in 1..<Self.clientStream.count {
+            #expect(Self.runTCP(clientCuts: [cut], serverCuts: []).events == whole, "client cut at \(cut)")
+        }
+        for cut in 1..<Self.serverStream.count {
+            #expect(Self.runTCP(clientCuts: [], serverCuts: [cut]).events == whole, "server cut at \(cut)")
+        }
+        let bytewise = Self.runTCP(clientCuts: Array(1..<Self.clientStream.count), serverCuts: Array(1..<Self.serverStream.count))
+        #expect(bytewise.events == whole)
+    }
+
+    @Test func tcpQueryWithoutResponseIsPublishedAtClose() throws {
+        let h = DNSHarness()
+        var state = h.plugin.makeConnectionState(for: h.context(.tcp).connection)
+        var stream = StreamBuffer(framed(DNSBuilder.query(id: 12, "lonely.test", DNSType.A)))
+        h.plugin.parse(&stream, direction: .original, state: &state, context: h.context(.tcp))
+        #expect(h.events.isEmpty)
+        h.plugin.connectionClosed(reason: .timeout, state: &state, context: h.context(.tcp))
+        #expect(h.events.count == 1)
+        #expect(h.events[0].string("error.message") == "no response")
+    }
+
+    /// Every byte of the server stream lost in turn (10 bytes at a time): events equal the
+    /// undamaged ones or carry `packet loss`, and framing is found again.
+    @Test func tcpGapResynchronises() throws {
+        let whole = Self.runTCP(clientCuts: [], serverCuts: []).events
+        for start in 0..<Self.serverStream.count {
+            let events = Self.runTCP(clientCuts: [], serverCuts: [], gapAt: (.reverse, start, 10)).events
+            for e in events where !whole.contains(e) {
+                #expect(e.string("error.message")?.contains("packet loss") == true, "gap at \(start): \(e)")
+            }
+            #expect(events.count <= 2 + 1)
+        }
+        // Loss inside the first response: the second is still found and paired.
+        let events = Self.runTCP(clientCuts: [], serverCuts: [], gapAt: (.reverse, 5, 4)).events
+        #expect(events.contains(whole[1]))
+        #expect(events.contains { $0.string("dns.question.name") == "two.test" && $0.string("error.message") == "no response; packet loss" })
+        // Loss in the client stream: the response to the lost query is unmatched, with a note.
+        let lostQuery = Self.runTCP(clientCuts: [], serverCuts: [], gapAt: (.original, 3, 5)).events
+        #expect(lostQuery.contains(whole[0]))
+        #expect(lostQuery.contains { $0.string("error.message") == "unmatched response; packet loss" })
+    }
+
+    @Test func tcpBadFrameLengthResynchronises() throws {
+        let h = DNSHarness()
+        var state = h.plugin.makeConnectionState(for: h.context(.tcp).connection)
+        var stream = StreamBuffer([0, 3, 1, 2, 3, 0xFF] + Self.clientStream)
+        h.plugin.parse(&stream, direction: .original, state: &state, context: h.context(.tcp))
+        var server = StreamBuffer(Self.serverStream)
+        h.plugin.parse(&server, direction: .reverse, state: &state, context: h.context(.tcp))
+        #expect(h.events.count == 3)
+        #expect(h.events[0].string("error.message")?.contains("bad TCP frame length 3") == true)
+        #expect(h.events[1...].allSatisfy { $0.string("status") == "OK" })
+    }
+
+    // MARK: fuzz
+
+    /// Thousands of random and mutated messages through the parser and both transports:
+    /// no crash, no hang, and every datagram gives at most a bounded number of events.
+    @Test func fuzz() throws {
+        var rng = SplitMix(state: 0xD15EA5E)
+        var seeds: [[UInt8]] = [DNSBuilder.query(id: 1, "example.test", DNSType.A, edns: true),
+                                DNSBuilder.response(id: 1, "example.test", addresses: [[1, 2, 3, 4], [5, 6, 7, 8]])]
+        for (type, rdata, _, _) in DNSMessageTests.rdataCases {
+            var m = DNSBuilder(id: 2, flags: 0x8400, counts: (1, 1, 0, 1))
+            m.question("example.test", type)
+            m.record([0xC0, 12], type, rdata: rdata)
+            m.record([0], DNSType.OPT, rclass: 1232, rdata: [0, 8, 0, 7, 0, 1, 24, 0, 198, 51, 100])
+            seeds.append(m.bytes)
+        }
+        let h = DNSHarness()
+        var tcpState = h.plugin.makeConnectionState(for: h.context(.tcp).connection)
+        var tcpStream = StreamBuffer()
+        for i in 0..<6000 {
+            var bytes: [UInt8]
+            if i % 5 == 0 {
+                bytes = (0..<Int.random(in: 0...80, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) }
+            } else {
+                bytes = seeds[Int.random(in: 0..<seeds.count, using: &rng)]
+                for _ in 0..<Int.random(in: 1...6, using: &rng) {
+                    switch Int.random(in: 0..<4, using: &rng) {
+                    case 0 where !bytes.isEmpty: bytes[Int.random(in: 0..<bytes.count, using: &rng)] = UInt8.random(in: 0...255, using: &rng)
+                    case 1 where !bytes.isEmpty: bytes.removeLast(Int.random(in: 0...bytes.count, using: &rng))
+                    case 2: bytes.insert(contentsOf: [0xC0, UInt8.random(in: 0...255, using: &rng)],
+                                         at: Int.random(in: 0...bytes.count, using: &rng))
+                    default: if bytes.count > 12 { bytes[Int.random(in: 4..<12, using: &rng)] = 0xFF }
+                    }
+                }
+            }
+            _ = try? DNSMessage.parse(bytes)
+            let before = h.publisher.events.count
+            h.udp(bytes, Bool.random(using: &rng) ? .original : .reverse)
+            #expect(h.publisher.events.count - before <= 2)
+            tcpStream.append(contentsOf: i % 7 == 0 ? bytes : framed(bytes))
+            h.plugin.parse(&tcpStream, direction: Bool.random(using: &rng) ? .original : .reverse, state: &tcpState,
+                           context: h.context(.tcp))
+            if i % 500 == 0 {
+                _ = h.plugin.gapInStream(direction: .original, byteCount: 3, stream: &tcpStream, state: &tcpState, context: h.context(.tcp))
+            }
+        }
+        h.plugin.finish(publisher: h.publisher)
+        h.plugin.connectionClosed(reason: .endOfInput, state: &tcpState, context: h.context(.tcp))
+        // Every event is valid JSON with a type.
+        #expect(h.events.allSatisfy { $0.string("type") == "dns" })
+    }
+}
