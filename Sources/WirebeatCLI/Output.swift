@@ -9,12 +9,15 @@ public enum OutputFormat: String, CaseIterable, Sendable {
     case bulk
 }
 
-/// Writes events as lines to a file or stdout through one large stdio buffer.
+/// Writes events as lines to a file or stdout, batching them in one byte buffer so a
+/// replay makes one write per 256 KiB of output, not one per event.
 final class LineWriter: EventPublisher {
     private let file: UnsafeMutablePointer<FILE>
     private let ownsFile: Bool
     private let format: OutputFormat
-    private let bulkAction: String
+    private let bulkAction: [UInt8]
+    private var buffer: [UInt8] = []
+    private let flushThreshold = 256 * 1024
 
     init(path: String?, format: OutputFormat, index: String) throws {
         if let path, path != "-" {
@@ -27,21 +30,28 @@ final class LineWriter: EventPublisher {
             file = stdout
             ownsFile = false
         }
-        setvbuf(file, nil, _IOFBF, 1 << 20)
         self.format = format
-        bulkAction = JSONWriter.compact(.object([("index", .object([("_index", .string(index))]))])) + "\n"
+        bulkAction = Array((JSONWriter.compact(.object([("index", .object([("_index", .string(index))]))])) + "\n").utf8)
+        buffer.reserveCapacity(flushThreshold + 64 * 1024)
     }
 
     func publish(_ event: Event) {
-        if format == .bulk { fputs(bulkAction, file) }
-        var line = JSONWriter.compact(event.json)
-        line += "\n"
-        fputs(line, file)
+        if format == .bulk { buffer.append(contentsOf: bulkAction) }
+        event.writeCompactJSON(into: &buffer)
+        buffer.append(0x0A)
+        if buffer.count >= flushThreshold { flush() }
     }
 
-    func flush() { fflush(file) }
-    func close() {
+    func flush() {
+        if !buffer.isEmpty {
+            buffer.withUnsafeBytes { _ = fwrite($0.baseAddress, 1, $0.count, file) }
+            buffer.removeAll(keepingCapacity: true)
+        }
         fflush(file)
+    }
+
+    func close() {
+        flush()
         if ownsFile { fclose(file) }
     }
 }

@@ -41,6 +41,17 @@ struct CorpusTests {
         #expect(check.passed, "\(entry.name): \(check.message)")
     }
 
+    /// The streaming writer used for output prints exactly the canonical JSON of the event.
+    @Test(arguments: entries)
+    func streamedJSONEqualsCanonicalJSON(_ entry: CorpusEntry) throws {
+        let plugins = try entry.loadPlugins(registry: BuiltinPlugins.registry)
+        for event in try Replay.collect(file: entry.capturePath, plugins: plugins).events {
+            var bytes: [UInt8] = []
+            event.writeCompactJSON(into: &bytes)
+            #expect(String(decoding: bytes, as: UTF8.self) == JSONWriter.compact(event.json))
+        }
+    }
+
     /// Same input, same bytes out: two replays print identical NDJSON.
     @Test(arguments: entries)
     func replayIsDeterministic(_ entry: CorpusEntry) throws {

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Re-records the memcache captures from a real memcached on loopback (run as root).
+#   apt-get install -y memcached tcpdump python3
+#   Captures/memcache/record.sh [scenario…]    # default: all; see RECIPES.md
+# Each scenario gets a fresh server (so cas values, stats and item counts start from zero)
+# and its own tcpdump; both are stopped by their own pids.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+port=11211
+scenarios=("$@")
+[ ${#scenarios[@]} -gt 0 ] || scenarios=(set-get-delete multi-get pipelined counters-stats)
+user=memcache; id "$user" >/dev/null 2>&1 || user=root
+
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; pids=(); }
+trap cleanup EXIT
+
+for s in "${scenarios[@]}"; do
+    out="$here/$s.pcap"
+    # -U 0: no UDP listener; -t 1: one worker thread, so replies are written in request order.
+    memcached -l 127.0.0.1 -p "$port" -U 0 -t 1 -u "$user" -m 16 &
+    server=$!; pids+=("$server")
+    tcpdump -i lo -s 0 -U -w "$out" "tcp port $port" 2>/dev/null &
+    dump=$!; pids+=("$dump")
+    sleep 1                                  # let both start listening
+    python3 "$here/client.py" "$s" "$port"
+    sleep 0.5                                # last ACKs and FINs
+    kill -INT "$dump"; wait "$dump" || true
+    kill "$server"; wait "$server" || true
+    pids=()
+    echo "$s: $(tcpdump -r "$out" 2>/dev/null | wc -l) packets -> $out"
+done
