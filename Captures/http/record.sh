@@ -203,8 +203,12 @@ scenario_auth() {
 }
 scenario_wrk() {
     cat >"$WORK/five.lua" <<'EOF'
--- Stop after five responses: a tiny keep-alive burst.
-local responses = 0
+-- Five distinct requests on one keep-alive connection, then stop: a tiny burst.
+local sent, responses = 0, 0
+function request()
+    sent = sent + 1
+    return wrk.format("GET", "/small.txt?n=" .. sent)
+end
 function response(status, headers, body)
     responses = responses + 1
     if responses >= 5 then wrk.thread:stop() end

@@ -40,6 +40,8 @@ public final class HTTPSession {
         var lineStart: Timestamp?
         /// The next line follows lost bytes and may be the tail of a line.
         var suspectLine = false
+        /// Looking for a message start after lost bytes: messages may be skipped meanwhile.
+        var resyncing = false
     }
 
     let config: HTTPConfig
@@ -141,17 +143,24 @@ public final class HTTPSession {
             side.suspectLine = false
             if text.isEmpty { return }  // blank lines between messages are allowed (RFC 9112 2.2)
             if isClient {
-                guard let r = HTTPSyntax.requestLine(text), !suspect || HTTPSession.standardMethods.contains(r.method) else {
+                if let r = HTTPSyntax.requestLine(text), !suspect || HTTPSession.standardMethods.contains(r.method) {
+                    startRequest(r, raw: raw, time: time, side, ctx)
+                } else if let (offset, r) = HTTPSyntax.embeddedRequestLine(text, methods: HTTPSession.standardMethods) {
+                    // The tail of a body without a final LF, then a request.
+                    ctx.logger.debug("http: request line found after \(offset) bytes of something else")
+                    startRequest(r, raw: raw.dropFirst(offset), time: time, side, ctx)
+                } else {
                     ctx.logger.debug("http: skipping client line of \(raw.count) bytes: no request line")
-                    return
                 }
-                startRequest(r, raw: raw, time: time, side, ctx)
             } else {
-                guard let r = HTTPSyntax.statusLine(text) else {
+                if let r = HTTPSyntax.statusLine(text) {
+                    startResponse(r, raw: raw, time: time, side, ctx)
+                } else if let (offset, r) = HTTPSyntax.embeddedStatusLine(text) {
+                    ctx.logger.debug("http: status line found after \(offset) bytes of something else")
+                    startResponse(r, raw: raw.dropFirst(offset), time: time, side, ctx)
+                } else {
                     ctx.logger.debug("http: skipping server line of \(raw.count) bytes: no status line")
-                    return
                 }
-                startResponse(r, raw: raw, time: time, side, ctx)
             }
         case .headers:
             guard let m = side.message else { side.phase = .start; return }
@@ -196,6 +205,7 @@ public final class HTTPSession {
         m.target = r.target
         m.version = r.version
         consume(m, raw, raw: true, ctx)
+        side.resyncing = false
         let t = HTTPTransaction(request: m)
         transactions.append(t)
         side.message = m
@@ -217,6 +227,7 @@ public final class HTTPSession {
         m.statusCode = r.code
         m.phrase = r.phrase
         consume(m, raw, raw: true, ctx)
+        side.resyncing = false
         let t: HTTPTransaction
         if let waiting = transactions.first(where: { !$0.hasFinalResponse && !$0.responseLost }) {
             t = waiting
@@ -391,7 +402,10 @@ public final class HTTPSession {
     }
 
     private func publish(_ t: HTTPTransaction, _ ctx: PluginContext) {
-        if t.response == nil, !settled, let q = t.request, q.epoch < lossEpoch { t.notes.add(HTTPNote.packetLoss) }
+        // No response: it may have been lost, or skipped while the server side resynchronised.
+        if t.response == nil, let q = t.request, server.resyncing || (!settled && q.epoch < lossEpoch) {
+            t.notes.add(HTTPNote.packetLoss)
+        }
         ctx.publish(event(t, ctx))
     }
 
@@ -461,6 +475,7 @@ public final class HTTPSession {
         side.transaction = nil
         side.phase = .start
         side.suspectLine = true
+        side.resyncing = true
         if isClient {
             // A request was lost: a stand-in takes the response meant for it.
             if let t = partial, transactions.contains(where: { $0 === t }) {

@@ -62,6 +62,34 @@ enum HTTPSyntax {
         return StatusLine(version: v, code: code, phrase: phrase[...].trimmingSpaces.text)
     }
 
+    /// A status line starting inside `line` (after the tail of a body that did not end in LF):
+    /// its offset and value.
+    static func embeddedStatusLine(_ line: ArraySlice<UInt8>) -> (Int, StatusLine)? {
+        var i = line.startIndex + 1
+        while i + 12 <= line.endIndex {
+            if line[i] == UInt8(ascii: "H"), line[i...].hasPrefix(ignoringCase: httpSlash), let s = statusLine(line[i...]) {
+                return (i - line.startIndex, s)
+            }
+            i += 1
+        }
+        return nil
+    }
+
+    /// A request line with one of `methods` starting inside `line` (after the tail of a body
+    /// that did not end in LF): its offset and value. Linear in the line's length.
+    static func embeddedRequestLine(_ line: ArraySlice<UInt8>, methods: Set<String>) -> (Int, RequestLine)? {
+        guard let sp2 = line.lastIndex(of: Byte.space), version(line[(sp2 + 1)...]) != nil,
+              let sp1 = line[..<sp2].lastIndex(of: Byte.space) else { return nil }
+        let before = line[..<sp1]
+        for m in methods.sorted() {
+            let bytes = Array(m.utf8)
+            guard before.count > bytes.count, before.suffix(bytes.count).elementsEqual(bytes) else { continue }
+            let start = sp1 - bytes.count
+            if let r = requestLine(line[start...]) { return (start - line.startIndex, r) }
+        }
+        return nil
+    }
+
     /// `name: value` (value trimmed), nil when the line is no header field.
     static func headerField(_ line: ArraySlice<UInt8>) -> (name: ArraySlice<UInt8>, value: ArraySlice<UInt8>)? {
         guard let colon = line.firstIndex(of: Byte.colon), colon > line.startIndex else { return nil }
