@@ -53,6 +53,8 @@ final class HTTPMessage {
     /// Raw text for `send_request`/`send_response`, up to `max_message_size`.
     var raw: [UInt8]?
     var notes = Notes()
+    /// Request started when no earlier request was waiting for its response.
+    var afterAnswers = false
     /// Loss counter of the session when the message started (see `HTTPSession.lossEpoch`).
     let epoch: Int
 
@@ -77,8 +79,6 @@ final class HTTPTransaction {
     var notes = Notes()
     /// A placeholder for requests lost in a gap: the next response pairs with it.
     var standIn = false
-    /// The client waits for the response before sending more (CONNECT, Upgrade).
-    var blocksClient = false
     /// Set when the pairing of this transaction cannot be trusted (loss before it settled).
     var pairingLossy = false
     /// The response (or its start) was lost in a gap: the transaction is published without one.

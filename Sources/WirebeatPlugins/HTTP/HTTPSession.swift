@@ -24,8 +24,6 @@ public final class HTTPSession {
         case body(Body)
         /// Skipping the rest of an overlong line, then `then`.
         case discard(then: DiscardTarget)
-        /// The client waits for the response to a CONNECT or Upgrade request; bytes stay buffered.
-        case waiting
         /// Tunnel, switched protocol or closed direction: bytes are ignored.
         case ignore
     }
@@ -68,8 +66,6 @@ public final class HTTPSession {
             switch side.phase {
             case .ignore:
                 s.skip(s.readableBytes)
-                return
-            case .waiting:
                 return
             case .discard(let then):
                 let message = side.message
@@ -206,6 +202,8 @@ public final class HTTPSession {
         m.version = r.version
         consume(m, raw, raw: true, ctx)
         side.resyncing = false
+        // Sent when every earlier request had its answer: nothing lost can pair with its response.
+        m.afterAnswers = !transactions.contains { !$0.hasFinalResponse && !$0.responseLost }
         let t = HTTPTransaction(request: m)
         transactions.append(t)
         side.message = m
@@ -238,13 +236,19 @@ public final class HTTPSession {
         if !m.isInterim {
             t.response = m
             if !settled {
-                let clean = !t.standIn && t.request.map { $0.epoch == lossEpoch } == true && m.epoch == lossEpoch
+                // A request sent after the loss, when nothing else awaited an answer, and a
+                // response begun after the loss: the pairing is back in step.
+                let clean = !t.standIn && t.request.map { $0.epoch == lossEpoch && $0.afterAnswers } == true
+                    && m.epoch == lossEpoch
                 if clean { settled = true } else { t.pairingLossy = true }
             }
         }
         side.message = m
         side.transaction = t
         side.phase = .headers
+        // Without its request (lost, or never seen) the response's framing is a guess (it
+        // may answer a HEAD): what follows is trusted again from the next clean start line.
+        if t.request == nil { side.resyncing = true }
     }
 
     private func header(_ text: ArraySlice<UInt8>, raw: ArraySlice<UInt8>, _ m: HTTPMessage) {
@@ -300,8 +304,6 @@ public final class HTTPSession {
     }
 
     private func requestHeadersDone(_ m: HTTPMessage, _ side: Side, _ ctx: PluginContext) {
-        let t = side.transaction
-        if m.method.uppercased() == "CONNECT" || m.upgrade { t?.blocksClient = true }
         if m.chunked {
             side.phase = .body(.chunkSize)
         } else if let n = m.contentLength {
@@ -361,12 +363,7 @@ public final class HTTPSession {
         let t = side.transaction
         side.transaction = nil
         if isClient {
-            if let t, t.blocksClient, !t.hasFinalResponse, !t.responseLost {
-                side.phase = .waiting
-            } else if case .ignore = side.phase {
-            } else {
-                side.phase = .start
-            }
+            if case .ignore = side.phase {} else { side.phase = .start }
         } else if let t {
             if m.isInterim {
                 t.interimCodes.append(m.statusCode)
@@ -379,11 +376,17 @@ public final class HTTPSession {
                 let tunnel = m.statusCode == 101 || (method == "CONNECT" && m.statusCode >= 200 && m.statusCode < 300)
                 if tunnel {
                     ctx.logger.debug("http: \(m.statusCode) to \(method.isEmpty ? "?" : method): not parsing this connection further")
+                    // What the client sent after the request is tunnel content, not requests:
+                    // the transactions parsed from it are dropped (the client does not wait
+                    // for the answer, and neither does the parser, so the output never depends
+                    // on how the two directions interleave within a segment).
                     client.phase = .ignore
                     server.phase = .ignore
-                    if let q = client.message { q.complete = true; client.message = nil; client.transaction = nil }
-                } else if case .waiting = client.phase, t.blocksClient {
-                    client.phase = .start
+                    client.message = nil
+                    client.transaction = nil
+                    if let i = transactions.firstIndex(where: { $0 === t }) {
+                        transactions.removeSubrange((i + 1)...)
+                    }
                 }
             }
         }
@@ -423,11 +426,6 @@ public final class HTTPSession {
         switch side.phase {
         case .ignore:
             return
-        case .waiting:
-            // Bytes sent after a CONNECT/Upgrade request: tunnel data or further requests.
-            lossEpoch += 1
-            settled = false
-            side.suspectLine = true
         case .body(.length(let remaining)):
             guard let m = side.message else { messagesLost(side, isClient: isClient, ctx); return }
             m.notes.add(HTTPNote.packetLoss)
