@@ -11,6 +11,11 @@ compared as multisets. Exit status 1 when any capture disagrees.
 import collections, json, subprocess, sys
 
 PORTS = [80, 8080, 8000, 5000, 8002]
+# Methods tshark dissects as requests (as tsharkMethods in HTTPPlugin.swift).
+TSHARK_METHODS = set("""GET HEAD POST PUT DELETE OPTIONS TRACE CONNECT PATCH PROPFIND PROPPATCH MKCOL COPY MOVE
+LOCK UNLOCK SEARCH REPORT CHECKIN CHECKOUT UNCHECKOUT MKACTIVITY MERGE LABEL UPDATE VERSION-CONTROL
+BASELINE-CONTROL MKWORKSPACE ORDERPATCH ACL POLL BMOVE BCOPY BDELETE BPROPFIND BPROPPATCH NOTIFY
+SUBSCRIBE UNSUBSCRIBE M-SEARCH SSDP MKCALENDAR""".split())
 
 def tshark_records(path):
     cmd = ["tshark", "-r", path]
@@ -42,7 +47,7 @@ def plugin_records(path, wirebeat):
             continue
         h = e.get("http", {})
         m = h.get("request", {}).get("method")
-        if m:
+        if m in TSHARK_METHODS:
             records.append(f"REQ {m} {e.get('url', {}).get('original', '')}")
         r = h.get("response", {})
         records += [f"RESP {c}" for c in r.get("interim_status_codes", [])]

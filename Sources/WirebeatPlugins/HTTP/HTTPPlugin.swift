@@ -76,9 +76,18 @@ public final class HTTPPlugin: TCPProtocolPlugin {
     }
 }
 
+/// Request methods Wireshark's HTTP dissector recognises (its `is_http_request_or_reply`).
+let tsharkMethods: Set<String> = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "TRACE", "CONNECT", "PATCH",
+    "PROPFIND", "PROPPATCH", "MKCOL", "COPY", "MOVE", "LOCK", "UNLOCK", "SEARCH", "REPORT",
+    "CHECKIN", "CHECKOUT", "UNCHECKOUT", "MKACTIVITY", "MERGE", "LABEL", "UPDATE", "VERSION-CONTROL",
+    "BASELINE-CONTROL", "MKWORKSPACE", "ORDERPATCH", "ACL", "POLL", "BMOVE", "BCOPY", "BDELETE",
+    "BPROPFIND", "BPROPPATCH", "NOTIFY", "SUBSCRIBE", "UNSUBSCRIBE", "M-SEARCH", "SSDP", "MKCALENDAR",
+]
+
 extension HTTPPlugin: DissectorComparable {
-    /// Requests as `REQ <method> <request-target>`, responses (interim ones too) as
-    /// `RESP <code>`.
+    /// Requests as `REQ <method> <request-target>` (methods tshark knows), responses
+    /// (interim ones too) as `RESP <code>`.
     public static var crossCheck: DissectorCrossCheck {
         DissectorCrossCheck(
             decodeAs: "http",
@@ -104,7 +113,8 @@ extension HTTPPlugin: DissectorComparable {
             recordsFromEvents: { events in
                 var out: [String] = []
                 for e in events {
-                    if let method = e.value(at: "http.request.method")?.stringValue {
+                    // tshark dissects only the methods it knows as requests (not e.g. BREW).
+                    if let method = e.value(at: "http.request.method")?.stringValue, tsharkMethods.contains(method) {
                         out.append("REQ \(method) \(e.value(at: "url.original")?.stringValue ?? "")")
                     }
                     if let interim = e.value(at: "http.response.interim_status_codes")?.arrayValue {
