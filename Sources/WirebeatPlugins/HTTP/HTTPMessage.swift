@@ -1,0 +1,92 @@
+import WirebeatCore
+
+/// The notes HTTP events carry in `error.message`.
+enum HTTPNote {
+    static let packetLoss = "packet loss"
+    static let unmatchedRequest = "Unmatched request"
+    static let unmatchedResponse = "Unmatched response"
+    static let incompleteRequest = "request incomplete: connection ended"
+    static let incompleteResponse = "response incomplete: connection ended"
+    static let tooLarge = "message larger than max_message_size: not stored beyond it"
+    static let badContentLength = "invalid Content-Length"
+    static let badChunk = "invalid chunked encoding"
+    static let lineTooLong = "line too long"
+    static let tooManyPending = "too many requests waiting for a response"
+    static let tunnel = "connection switched protocols: not parsed further"
+    static let resetBeforeEnd = "connection reset before the end of the response"
+    static let timeoutBeforeEnd = "connection expired before the end of the response"
+}
+
+/// One request or response, filled in as its bytes are consumed.
+final class HTTPMessage {
+    let isRequest: Bool
+    /// Packet time of the first byte, and of the last byte consumed so far.
+    let start: Timestamp
+    var end: Timestamp
+
+    // Start line.
+    var method = ""
+    var target = ""
+    var version = ""
+    var statusCode = 0
+    var phrase = ""
+
+    /// Header fields kept for the event: lower-cased name, value (credentials redacted).
+    var headers: [(name: String, value: String)] = []
+    var contentLength: Int?
+    var chunked = false
+    /// `Transfer-Encoding` present but not ending in chunked.
+    var otherTransferEncoding = false
+    var connectionClose = false
+    var upgrade = false
+    var host: String?
+    var userAgent: String?
+    var user: String?
+    var contentType: String?
+    var forwardedFor: String?
+
+    /// Bytes of the whole message (start line, headers, framing, body) and of the body alone.
+    var bytes = 0
+    var bodyBytes = 0
+    var headersComplete = false
+    var complete = false
+    /// Raw text for `send_request`/`send_response`, up to `max_message_size`.
+    var raw: [UInt8]?
+    var notes = Notes()
+    /// Request started when no earlier request was waiting for its response.
+    var afterAnswers = false
+    /// Loss counter of the session when the message started (see `HTTPSession.lossEpoch`).
+    let epoch: Int
+
+    init(isRequest: Bool, start: Timestamp, epoch: Int, keepRaw: Bool) {
+        self.isRequest = isRequest
+        self.start = start
+        self.end = start
+        self.epoch = epoch
+        raw = keepRaw ? [] : nil
+    }
+
+    var isInterim: Bool { !isRequest && statusCode >= 100 && statusCode < 200 && statusCode != 101 }
+}
+
+/// A request and the responses to it (interim ones, then the final one). Either side may be
+/// missing: a request lost in a gap (`request == nil`, `standIn`), or a response never seen.
+final class HTTPTransaction {
+    var request: HTTPMessage?
+    var response: HTTPMessage?
+    var interimCodes: [Int] = []
+    var interimBytes = 0
+    var notes = Notes()
+    /// A placeholder for requests lost in a gap: the next response pairs with it.
+    var standIn = false
+    /// Set when the pairing of this transaction cannot be trusted (loss before it settled).
+    var pairingLossy = false
+    /// The response (or its start) was lost in a gap: the transaction is published without one.
+    var responseLost = false
+
+    init(request: HTTPMessage?) { self.request = request }
+
+    var requestDone: Bool { request?.complete ?? true }
+    var responseDone: Bool { response?.complete ?? false }
+    var hasFinalResponse: Bool { response != nil }
+}

@@ -1,0 +1,574 @@
+import WirebeatCore
+
+/// Per-connection HTTP state: a parser per direction and the transactions in flight, oldest
+/// first (responses pair with requests in order, so pipelining needs nothing more).
+///
+/// Both parsers are driven by bytes only, never by segment boundaries: the output does not
+/// depend on how the stream was cut into packets.
+public final class HTTPSession {
+    enum Body {
+        case length(Int)
+        case chunkSize
+        case chunkData(Int)
+        /// The CRLF after a chunk's data.
+        case chunkEnd
+        case trailers
+        /// Response delimited by the end of the connection.
+        case untilClose
+    }
+
+    enum Phase {
+        /// At a message boundary (or resynchronising): waiting for a start line.
+        case start
+        case headers
+        case body(Body)
+        /// Skipping the rest of an overlong line, then `then`.
+        case discard(then: DiscardTarget)
+        /// Tunnel, switched protocol or closed direction: bytes are ignored.
+        case ignore
+    }
+
+    enum DiscardTarget { case start, headers }
+
+    final class Side {
+        var phase = Phase.start
+        var message: HTTPMessage?
+        var transaction: HTTPTransaction?
+        /// Packet time of the first byte of the line being read.
+        var lineStart: Timestamp?
+        /// The next line follows lost bytes and may be the tail of a line.
+        var suspectLine = false
+        /// Looking for a message start after lost bytes: messages may be skipped meanwhile.
+        var resyncing = false
+    }
+
+    let config: HTTPConfig
+    let client = Side()
+    let server = Side()
+    var transactions: [HTTPTransaction] = []
+    /// Counts losses that may have cost whole messages (and so the pairing).
+    var lossEpoch = 0
+    /// Requests and responses pair correctly (no loss, or a clean pairing since the last one).
+    var settled = true
+
+    static let standardMethods: Set<String> = ["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"]
+
+    init(config: HTTPConfig) { self.config = config }
+
+    // MARK: - Parsing
+
+    func parse(_ s: inout StreamBuffer, _ direction: Direction, _ ctx: PluginContext) {
+        if direction == .original { parse(&s, client, isClient: true, ctx) } else { parse(&s, server, isClient: false, ctx) }
+    }
+
+    private func parse(_ s: inout StreamBuffer, _ side: Side, isClient: Bool, _ ctx: PluginContext) {
+        while true {
+            switch side.phase {
+            case .ignore:
+                s.skip(s.readableBytes)
+                return
+            case .discard(let then):
+                let message = side.message
+                if let lf = s.offsetOfLineFeed() {
+                    if let m = message { consume(m, s.readBytes(lf + 1)!, raw: false, ctx) } else { s.skip(lf + 1) }
+                    side.lineStart = nil
+                    side.phase = then == .headers && message != nil ? .headers : .start
+                } else {
+                    if let m = message { consume(m, s.readBytes(s.readableBytes)!, raw: false, ctx) } else { s.skip(s.readableBytes) }
+                    return
+                }
+            case .body(.length(let remaining)):
+                guard let m = side.message else { side.phase = .start; continue }
+                if remaining == 0 { finishMessage(side, isClient: isClient, ctx); continue }
+                let n = min(remaining, s.readableBytes)
+                guard n > 0 else { return }
+                consumeBody(m, s.readBytes(n)!, ctx)
+                if n == remaining { finishMessage(side, isClient: isClient, ctx) } else { side.phase = .body(.length(remaining - n)); return }
+            case .body(.chunkData(let remaining)):
+                guard let m = side.message else { side.phase = .start; continue }
+                let n = min(remaining, s.readableBytes)
+                guard n > 0 else { return }
+                consumeBody(m, s.readBytes(n)!, ctx)
+                side.phase = n == remaining ? .body(.chunkEnd) : .body(.chunkData(remaining - n))
+                if n < remaining { return }
+            case .body(.untilClose):
+                guard let m = side.message else { side.phase = .start; continue }
+                guard !s.isEmpty else { return }
+                consumeBody(m, s.readBytes(s.readableBytes)!, ctx)
+                return
+            case .start, .headers, .body(.chunkSize), .body(.chunkEnd), .body(.trailers):
+                if s.isEmpty { return }
+                if side.lineStart == nil { side.lineStart = ctx.timestamp }
+                let limit = HTTPConfig.maxLineLength + 2
+                guard let lf = s.offsetOfLineFeed(limit: limit) else {
+                    if s.readableBytes >= limit { overlongLine(&s, side, isClient: isClient, ctx); continue }
+                    return
+                }
+                let raw = s.readBytes(lf + 1)!
+                let time = side.lineStart ?? ctx.timestamp
+                side.lineStart = nil
+                line(raw, time: time, side, isClient: isClient, ctx)
+            }
+        }
+    }
+
+    /// A line longer than `maxLineLength`: never buffered, skipped up to its LF.
+    private func overlongLine(_ s: inout StreamBuffer, _ side: Side, isClient: Bool, _ ctx: PluginContext) {
+        ctx.logger.debug("http: \(isClient ? "client" : "server") line longer than \(HTTPConfig.maxLineLength) bytes, skipping it")
+        switch side.phase {
+        case .headers:
+            side.message?.notes.add(HTTPNote.lineTooLong)
+            side.phase = .discard(then: .headers)
+        case .body:
+            // A chunk-size or trailer line this long: the framing is lost.
+            if let m = side.message { m.notes.add(HTTPNote.badChunk) }
+            finishMessage(side, isClient: isClient, ctx)
+            messagesLost(side, isClient: isClient, ctx)
+            side.phase = .discard(then: .start)
+        default:
+            side.phase = .discard(then: .start)
+        }
+        if let m = side.message, case .discard = side.phase { consume(m, s.readBytes(s.readableBytes)!, raw: false, ctx) } else { s.skip(s.readableBytes) }
+    }
+
+    private func line(_ raw: ArraySlice<UInt8>, time: Timestamp, _ side: Side, isClient: Bool, _ ctx: PluginContext) {
+        let text = raw.withoutLineEnd
+        switch side.phase {
+        case .start:
+            let suspect = side.suspectLine
+            side.suspectLine = false
+            if text.isEmpty { return }  // blank lines between messages are allowed (RFC 9112 2.2)
+            if isClient {
+                if let r = HTTPSyntax.requestLine(text), !suspect || HTTPSession.standardMethods.contains(r.method) {
+                    startRequest(r, raw: raw, time: time, side, ctx)
+                } else if let (offset, r) = HTTPSyntax.embeddedRequestLine(text, methods: HTTPSession.standardMethods) {
+                    // The tail of a body without a final LF, then a request.
+                    ctx.logger.debug("http: request line found after \(offset) bytes of something else")
+                    startRequest(r, raw: raw.dropFirst(offset), time: time, side, ctx)
+                } else {
+                    ctx.logger.debug("http: skipping client line of \(raw.count) bytes: no request line")
+                }
+            } else {
+                if let r = HTTPSyntax.statusLine(text) {
+                    startResponse(r, raw: raw, time: time, side, ctx)
+                } else if let (offset, r) = HTTPSyntax.embeddedStatusLine(text) {
+                    ctx.logger.debug("http: status line found after \(offset) bytes of something else")
+                    startResponse(r, raw: raw.dropFirst(offset), time: time, side, ctx)
+                } else {
+                    ctx.logger.debug("http: skipping server line of \(raw.count) bytes: no status line")
+                }
+            }
+        case .headers:
+            guard let m = side.message else { side.phase = .start; return }
+            if text.isEmpty {
+                consume(m, raw, raw: true, ctx)
+                m.headersComplete = true
+                if isClient { requestHeadersDone(m, side, ctx) } else { responseHeadersDone(m, side, ctx) }
+            } else {
+                header(text, raw: raw, m)
+                consume(m, raw, raw: false, ctx)
+            }
+        case .body(.chunkSize):
+            guard let m = side.message else { side.phase = .start; return }
+            consume(m, raw, raw: true, ctx)
+            guard let size = HTTPSyntax.chunkSize(text) else { badChunk(side, isClient: isClient, ctx); return }
+            side.phase = size == 0 ? .body(.trailers) : .body(.chunkData(size))
+        case .body(.chunkEnd):
+            guard let m = side.message else { side.phase = .start; return }
+            consume(m, raw, raw: true, ctx)
+            if !text.isEmpty { badChunk(side, isClient: isClient, ctx); return }
+            side.phase = .body(.chunkSize)
+        case .body(.trailers):
+            guard let m = side.message else { side.phase = .start; return }
+            consume(m, raw, raw: true, ctx)
+            if text.isEmpty { finishMessage(side, isClient: isClient, ctx) }
+        default:
+            break
+        }
+    }
+
+    private func badChunk(_ side: Side, isClient: Bool, _ ctx: PluginContext) {
+        side.message?.notes.add(HTTPNote.badChunk)
+        finishMessage(side, isClient: isClient, ctx)
+    }
+
+    // MARK: - Messages
+
+    private func startRequest(_ r: HTTPSyntax.RequestLine, raw: ArraySlice<UInt8>, time: Timestamp, _ side: Side,
+                              _ ctx: PluginContext) {
+        let m = HTTPMessage(isRequest: true, start: time, epoch: lossEpoch, keepRaw: config.sendRequest)
+        m.method = r.method
+        m.target = r.target
+        m.version = r.version
+        consume(m, raw, raw: true, ctx)
+        side.resyncing = false
+        // Sent when every earlier request had its answer: nothing lost can pair with its response.
+        m.afterAnswers = !transactions.contains { !$0.hasFinalResponse && !$0.responseLost }
+        let t = HTTPTransaction(request: m)
+        transactions.append(t)
+        side.message = m
+        side.transaction = t
+        side.phase = .headers
+        if transactions.count > HTTPConfig.maxPending, let oldest = transactions.first, oldest !== server.transaction {
+            // A server that never answers: do not grow without bound.
+            transactions.removeFirst()
+            oldest.notes.add(HTTPNote.tooManyPending)
+            if let q = oldest.request, !q.complete { q.complete = true }
+            publish(oldest, ctx)
+        }
+    }
+
+    private func startResponse(_ r: HTTPSyntax.StatusLine, raw: ArraySlice<UInt8>, time: Timestamp, _ side: Side,
+                               _ ctx: PluginContext) {
+        let m = HTTPMessage(isRequest: false, start: time, epoch: lossEpoch, keepRaw: config.sendResponse)
+        m.version = r.version
+        m.statusCode = r.code
+        m.phrase = r.phrase
+        consume(m, raw, raw: true, ctx)
+        side.resyncing = false
+        let t: HTTPTransaction
+        if let waiting = transactions.first(where: { !$0.hasFinalResponse && !$0.responseLost }) {
+            t = waiting
+        } else {
+            t = HTTPTransaction(request: nil)
+            transactions.append(t)
+        }
+        if !m.isInterim {
+            t.response = m
+            if !settled {
+                // A request sent after the loss, when nothing else awaited an answer, and a
+                // response begun after the loss: the pairing is back in step.
+                let clean = !t.standIn && t.request.map { $0.epoch == lossEpoch && $0.afterAnswers } == true
+                    && m.epoch == lossEpoch
+                if clean { settled = true } else { t.pairingLossy = true }
+            }
+        }
+        side.message = m
+        side.transaction = t
+        side.phase = .headers
+        // Without its request (lost, or never seen) the response's framing is a guess (it
+        // may answer a HEAD): what follows is trusted again from the next clean start line.
+        if t.request == nil { side.resyncing = true }
+    }
+
+    private func header(_ text: ArraySlice<UInt8>, raw: ArraySlice<UInt8>, _ m: HTTPMessage) {
+        if let first = text.first, Byte.isSpace(first) {
+            // obs-fold: continues the previous field's value.
+            if !m.headers.isEmpty, !HTTPSyntax.isCredentialHeader(m.headers[m.headers.count - 1].name) {
+                m.headers[m.headers.count - 1].value += " " + text.trimmingSpaces.text
+            }
+            appendRaw(m, raw)
+            return
+        }
+        guard let (nameBytes, valueBytes) = HTTPSyntax.headerField(text) else {
+            appendRaw(m, raw)
+            return
+        }
+        let name = nameBytes.text.lowercased()
+        let credential = HTTPSyntax.isCredentialHeader(name)
+        if credential {
+            let redacted = HTTPSyntax.redactedCredentials(valueBytes)
+            appendRaw(m, (Array(nameBytes) + Array(": ".utf8) + redacted + [Byte.cr, Byte.lf])[...])
+        } else {
+            appendRaw(m, raw)
+        }
+        let value = valueBytes.prefix(8192).text
+        switch name {
+        case "content-length":
+            if let n = HTTPSyntax.contentLength(valueBytes), m.contentLength == nil || m.contentLength == n {
+                m.contentLength = n
+            } else {
+                m.contentLength = -1
+            }
+        case "transfer-encoding":
+            let codings = HTTPSyntax.tokens(value)
+            if codings.last == "chunked" { m.chunked = true; m.otherTransferEncoding = false } else if !codings.isEmpty { m.chunked = false; m.otherTransferEncoding = true }
+        case "connection":
+            let t = HTTPSyntax.tokens(value)
+            if t.contains("close") { m.connectionClose = true }
+            if t.contains("upgrade") { m.upgrade = true }
+        case "host": if m.host == nil { m.host = value }
+        case "user-agent": if m.userAgent == nil { m.userAgent = value }
+        case "content-type": if m.contentType == nil { m.contentType = value }
+        case "authorization": if m.user == nil { m.user = HTTPSyntax.basicAuthUser(valueBytes.text) }
+        default: break
+        }
+        if let real = config.realIPHeader, name == real, m.forwardedFor == nil {
+            let first = value.split(separator: ",").first.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
+            if !first.isEmpty { m.forwardedFor = first }
+        }
+        if (config.sendAllHeaders || config.sendHeaders.contains(name)) && m.headers.count < 256 {
+            let kept = credential ? HTTPSyntax.redactedCredentials(valueBytes)[...].text : value
+            m.headers.append((name, kept))
+        }
+    }
+
+    private func requestHeadersDone(_ m: HTTPMessage, _ side: Side, _ ctx: PluginContext) {
+        if m.chunked {
+            side.phase = .body(.chunkSize)
+        } else if let n = m.contentLength {
+            if n < 0 {
+                m.notes.add(HTTPNote.badContentLength)
+                finishMessage(side, isClient: true, ctx)
+            } else {
+                side.phase = .body(.length(n))
+            }
+        } else {
+            finishMessage(side, isClient: true, ctx)
+        }
+    }
+
+    private func responseHeadersDone(_ m: HTTPMessage, _ side: Side, _ ctx: PluginContext) {
+        let method = side.transaction?.request?.method.uppercased() ?? ""
+        let code = m.statusCode
+        if m.isInterim || code == 101 || (method == "CONNECT" && code >= 200 && code < 300)
+            || method == "HEAD" || code == 204 || code == 304 {
+            finishMessage(side, isClient: false, ctx)
+        } else if m.chunked {
+            side.phase = .body(.chunkSize)
+        } else if m.otherTransferEncoding {
+            side.phase = .body(.untilClose)
+        } else if let n = m.contentLength, n >= 0 {
+            side.phase = .body(.length(n))
+        } else {
+            if m.contentLength != nil { m.notes.add(HTTPNote.badContentLength) }
+            side.phase = .body(.untilClose)
+        }
+    }
+
+    /// Bytes of message framing (start line, headers, chunk lines): counted, and stored if `raw`.
+    private func consume(_ m: HTTPMessage, _ bytes: ArraySlice<UInt8>, raw: Bool, _ ctx: PluginContext) {
+        m.bytes += bytes.count
+        m.end = ctx.timestamp
+        if raw { appendRaw(m, bytes) }
+        if m.bytes > config.maxMessageSize { m.notes.add(HTTPNote.tooLarge) }
+    }
+
+    private func consumeBody(_ m: HTTPMessage, _ bytes: ArraySlice<UInt8>, _ ctx: PluginContext) {
+        m.bodyBytes += bytes.count
+        consume(m, bytes, raw: true, ctx)
+    }
+
+    private func appendRaw(_ m: HTTPMessage, _ bytes: ArraySlice<UInt8>) {
+        guard m.raw != nil else { return }
+        let room = config.maxMessageSize - m.raw!.count
+        if room > 0 { m.raw!.append(contentsOf: bytes.prefix(room)) }
+    }
+
+    /// The message on `side` is complete (or given up on with a note).
+    private func finishMessage(_ side: Side, isClient: Bool, _ ctx: PluginContext) {
+        guard let m = side.message else { side.phase = .start; return }
+        m.complete = true
+        side.message = nil
+        let t = side.transaction
+        side.transaction = nil
+        if isClient {
+            if case .ignore = side.phase {} else { side.phase = .start }
+        } else if let t {
+            if m.isInterim {
+                t.interimCodes.append(m.statusCode)
+                t.interimBytes += m.bytes
+                if t.response == nil, t.interimCodes.count > 64 { t.interimCodes.removeFirst() }
+            }
+            side.phase = .start
+            if !m.isInterim, m.headersComplete {
+                let method = t.request?.method.uppercased() ?? ""
+                let tunnel = m.statusCode == 101 || (method == "CONNECT" && m.statusCode >= 200 && m.statusCode < 300)
+                if tunnel {
+                    ctx.logger.debug("http: \(m.statusCode) to \(method.isEmpty ? "?" : method): not parsing this connection further")
+                    // What the client sent after the request is tunnel content, not requests:
+                    // the transactions parsed from it are dropped (the client does not wait
+                    // for the answer, and neither does the parser, so the output never depends
+                    // on how the two directions interleave within a segment).
+                    client.phase = .ignore
+                    server.phase = .ignore
+                    client.message = nil
+                    client.transaction = nil
+                    if let i = transactions.firstIndex(where: { $0 === t }) {
+                        transactions.removeSubrange((i + 1)...)
+                    }
+                }
+            }
+        }
+        publishReady(ctx)
+    }
+
+    // MARK: - Publishing
+
+    /// Publishes complete transactions from the front of the queue, in order.
+    private func publishReady(_ ctx: PluginContext) {
+        while let t = transactions.first, t.requestDone, t.responseDone || t.responseLost {
+            transactions.removeFirst()
+            if t.standIn && t.response == nil { continue }
+            publish(t, ctx)
+        }
+    }
+
+    private func publish(_ t: HTTPTransaction, _ ctx: PluginContext) {
+        // No response: it may have been lost, or skipped while the server side resynchronised.
+        if t.response == nil, let q = t.request, server.resyncing || (!settled && q.epoch < lossEpoch) {
+            t.notes.add(HTTPNote.packetLoss)
+        }
+        ctx.publish(event(t, ctx))
+    }
+
+    // MARK: - Loss
+
+    func gap(_ direction: Direction, byteCount n: Int, stream s: inout StreamBuffer, _ ctx: PluginContext) {
+        let isClient = direction == .original
+        ctx.logger.debug("http: \(n) bytes lost (\(direction))")
+        s.skip(s.readableBytes)
+        if isClient { gap(client, isClient: true, n, ctx) } else { gap(server, isClient: false, n, ctx) }
+    }
+
+    private func gap(_ side: Side, isClient: Bool, _ n: Int, _ ctx: PluginContext) {
+        side.lineStart = nil
+        switch side.phase {
+        case .ignore:
+            return
+        case .body(.length(let remaining)):
+            guard let m = side.message else { messagesLost(side, isClient: isClient, ctx); return }
+            m.notes.add(HTTPNote.packetLoss)
+            let inBody = min(n, remaining)
+            m.bodyBytes += inBody
+            m.bytes += inBody
+            if n < remaining {
+                side.phase = .body(.length(remaining - n))
+            } else {
+                finishMessage(side, isClient: isClient, ctx)
+                if n > remaining { messagesLost(side, isClient: isClient, ctx) }
+            }
+        case .body(.chunkData(let remaining)) where n < remaining:
+            guard let m = side.message else { messagesLost(side, isClient: isClient, ctx); return }
+            m.notes.add(HTTPNote.packetLoss)
+            m.bodyBytes += n
+            m.bytes += n
+            side.phase = .body(.chunkData(remaining - n))
+        case .body(.untilClose):
+            guard let m = side.message else { messagesLost(side, isClient: isClient, ctx); return }
+            m.notes.add(HTTPNote.packetLoss)
+            m.bodyBytes += n
+            m.bytes += n
+        case .body:
+            // The chunked framing is lost: the message ends here, marked.
+            if let m = side.message {
+                m.notes.add(HTTPNote.packetLoss)
+                finishMessage(side, isClient: isClient, ctx)
+            }
+            messagesLost(side, isClient: isClient, ctx)
+        case .headers, .discard:
+            messagesLost(side, isClient: isClient, ctx)
+        case .start:
+            messagesLost(side, isClient: isClient, ctx)
+        }
+    }
+
+    /// Whole messages (or their start) may be in the lost bytes: drop the partial message on
+    /// this side, account for what the loss does to the pairing, and resynchronise.
+    private func messagesLost(_ side: Side, isClient: Bool, _ ctx: PluginContext) {
+        lossEpoch += 1
+        settled = false
+        let partial = side.transaction
+        side.message = nil
+        side.transaction = nil
+        side.phase = .start
+        side.suspectLine = true
+        side.resyncing = true
+        if isClient {
+            // A request was lost: a stand-in takes the response meant for it.
+            if let t = partial, transactions.contains(where: { $0 === t }) {
+                t.request = nil
+                t.standIn = true
+            } else {
+                let t = HTTPTransaction(request: nil)
+                t.standIn = true
+                transactions.append(t)
+            }
+        } else {
+            // The response to the oldest unanswered request was lost (or its start was).
+            if let t = partial, t.response != nil, !(t.response!.complete) { t.response = nil }
+            if let t = transactions.first(where: { !$0.hasFinalResponse && !$0.responseLost }) {
+                t.responseLost = true
+                t.notes.add(HTTPNote.packetLoss)
+            }
+            publishReady(ctx)
+        }
+    }
+
+    // MARK: - End of stream
+
+    func streamEnded(_ direction: Direction, reason: StreamEnd, remaining s: inout StreamBuffer, _ ctx: PluginContext) {
+        if !s.isEmpty { ctx.logger.debug("http: \(s.readableBytes) unparsed bytes at the end of the \(direction) stream") }
+        s.skip(s.readableBytes)
+        if direction == .original {
+            if let m = client.message {
+                m.notes.add(HTTPNote.incompleteRequest)
+                m.complete = true
+                client.message = nil
+                client.transaction = nil
+            }
+            client.phase = .ignore
+            publishReady(ctx)
+            return
+        }
+        endResponse(closedCleanly: reason == .fin, note: reason == .fin ? HTTPNote.incompleteResponse : HTTPNote.resetBeforeEnd, ctx)
+        server.phase = .ignore
+        flushAll(ctx)
+    }
+
+    func close(_ reason: CloseReason, _ ctx: PluginContext) {
+        if let m = client.message {
+            m.notes.add(HTTPNote.incompleteRequest)
+            m.complete = true
+            client.message = nil
+            client.transaction = nil
+        }
+        let note: String
+        switch reason {
+        case .closed: note = HTTPNote.incompleteResponse
+        case .timeout: note = HTTPNote.timeoutBeforeEnd
+        case .endOfInput: note = HTTPNote.incompleteResponse
+        }
+        endResponse(closedCleanly: reason == .closed, note: note, ctx)
+        client.phase = .ignore
+        server.phase = .ignore
+        flushAll(ctx)
+    }
+
+    /// The server's stream ended: a close-delimited body is complete (when the end is a FIN);
+    /// any other partial response is published with `note`.
+    private func endResponse(closedCleanly: Bool, note: String, _ ctx: PluginContext) {
+        guard let m = server.message else { return }
+        if case .body(.untilClose) = server.phase, closedCleanly {
+        } else {
+            m.notes.add(note)
+        }
+        if !m.isInterim || m.headersComplete {
+            m.headersComplete = true
+        }
+        let t = server.transaction
+        m.complete = true
+        server.message = nil
+        server.transaction = nil
+        if m.isInterim, let t {
+            t.interimCodes.append(m.statusCode)
+            t.interimBytes += m.bytes
+        }
+    }
+
+    /// Publishes every transaction, complete or not, in order.
+    private func flushAll(_ ctx: PluginContext) {
+        let all = transactions
+        transactions.removeAll()
+        for t in all {
+            if t.standIn && t.response == nil { continue }
+            if let q = t.request, !q.complete {
+                q.notes.add(HTTPNote.incompleteRequest)
+                q.complete = true
+            }
+            publish(t, ctx)
+        }
+    }
+}
+
+import Foundation  // trimmingCharacters

@@ -1,0 +1,215 @@
+import WirebeatCore
+
+/// Recognisers for HTTP/1.x syntax (RFC 9112), on bytes.
+enum HTTPSyntax {
+    struct RequestLine {
+        var method: String
+        var target: String
+        /// "1.0", "1.1"
+        var version: String
+    }
+
+    struct StatusLine {
+        var version: String
+        var code: Int
+        var phrase: String
+    }
+
+    static let httpSlash = Array("HTTP/".utf8)
+
+    /// tchar of RFC 9110 5.6.2.
+    static func isTokenChar(_ b: UInt8) -> Bool {
+        switch b {
+        case 0x30...0x39, 0x41...0x5a, 0x61...0x7a: return true
+        case UInt8(ascii: "!"), UInt8(ascii: "#"), UInt8(ascii: "$"), UInt8(ascii: "%"), UInt8(ascii: "&"),
+             UInt8(ascii: "'"), UInt8(ascii: "*"), UInt8(ascii: "+"), UInt8(ascii: "-"), UInt8(ascii: "."),
+             UInt8(ascii: "^"), UInt8(ascii: "_"), UInt8(ascii: "`"), UInt8(ascii: "|"), UInt8(ascii: "~"):
+            return true
+        default: return false
+        }
+    }
+
+    /// `d.d` after `HTTP/`, major version 1 (or 0.9/1.x variants seen in the wild: only 1.x accepted).
+    private static func version(_ s: ArraySlice<UInt8>) -> String? {
+        guard s.count == 8, s.hasPrefix(ignoringCase: httpSlash) else { return nil }
+        let major = s[s.startIndex + 5], dot = s[s.startIndex + 6], minor = s[s.startIndex + 7]
+        guard major == UInt8(ascii: "1"), dot == Byte.dot, Byte.isDigit(minor) else { return nil }
+        return "1.\(Character(UnicodeScalar(minor)))"
+    }
+
+    /// `METHOD SP request-target SP HTTP/1.x`: method a token of at most 32 characters, the
+    /// target without controls or spaces.
+    static func requestLine(_ line: ArraySlice<UInt8>) -> RequestLine? {
+        guard let sp1 = line.firstIndex(of: Byte.space), sp1 > line.startIndex, sp1 - line.startIndex <= 32 else { return nil }
+        let method = line[line.startIndex..<sp1]
+        guard method.allSatisfy(isTokenChar) else { return nil }
+        guard let sp2 = line.lastIndex(of: Byte.space), sp2 > sp1 + 1 else { return nil }
+        let target = line[(sp1 + 1)..<sp2]
+        guard target.allSatisfy({ $0 > 0x20 && $0 != 0x7f }) else { return nil }
+        guard let v = version(line[(sp2 + 1)...]) else { return nil }
+        return RequestLine(method: method.text, target: target.text, version: v)
+    }
+
+    /// `HTTP/1.x SP ddd [SP reason-phrase]`.
+    static func statusLine(_ line: ArraySlice<UInt8>) -> StatusLine? {
+        guard line.count >= 12, let v = version(line.prefix(8)), line[line.startIndex + 8] == Byte.space else { return nil }
+        let digits = line[(line.startIndex + 9)..<(line.startIndex + 12)]
+        guard digits.allSatisfy(Byte.isDigit), digits.first! != UInt8(ascii: "0") else { return nil }
+        let rest = line[(line.startIndex + 12)...]
+        guard rest.isEmpty || rest.first == Byte.space else { return nil }
+        let code = digits.reduce(0) { $0 * 10 + Int($1 - 0x30) }
+        let phrase = rest.dropFirst().filter { $0 >= 0x20 && $0 != 0x7f || $0 == Byte.tab }
+        return StatusLine(version: v, code: code, phrase: phrase[...].trimmingSpaces.text)
+    }
+
+    /// A status line starting inside `line` (after the tail of a body that did not end in LF):
+    /// its offset and value.
+    static func embeddedStatusLine(_ line: ArraySlice<UInt8>) -> (Int, StatusLine)? {
+        var i = line.startIndex + 1
+        while i + 12 <= line.endIndex {
+            if line[i] == UInt8(ascii: "H"), line[i...].hasPrefix(ignoringCase: httpSlash), let s = statusLine(line[i...]) {
+                return (i - line.startIndex, s)
+            }
+            i += 1
+        }
+        return nil
+    }
+
+    /// A request line with one of `methods` starting inside `line` (after the tail of a body
+    /// that did not end in LF): its offset and value. Linear in the line's length.
+    static func embeddedRequestLine(_ line: ArraySlice<UInt8>, methods: Set<String>) -> (Int, RequestLine)? {
+        guard let sp2 = line.lastIndex(of: Byte.space), version(line[(sp2 + 1)...]) != nil,
+              let sp1 = line[..<sp2].lastIndex(of: Byte.space) else { return nil }
+        let before = line[..<sp1]
+        for m in methods.sorted() {
+            let bytes = Array(m.utf8)
+            guard before.count > bytes.count, before.suffix(bytes.count).elementsEqual(bytes) else { continue }
+            let start = sp1 - bytes.count
+            if let r = requestLine(line[start...]) { return (start - line.startIndex, r) }
+        }
+        return nil
+    }
+
+    /// `name: value` (value trimmed), nil when the line is no header field.
+    static func headerField(_ line: ArraySlice<UInt8>) -> (name: ArraySlice<UInt8>, value: ArraySlice<UInt8>)? {
+        guard let colon = line.firstIndex(of: Byte.colon), colon > line.startIndex else { return nil }
+        let name = line[line.startIndex..<colon]
+        guard name.allSatisfy(isTokenChar) else { return nil }
+        return (name, line[(colon + 1)...].trimmingSpaces)
+    }
+
+    /// A Content-Length value: digits only (a list of equal values is accepted); nil if invalid.
+    static func contentLength(_ value: ArraySlice<UInt8>) -> Int? {
+        var result: Int?
+        for part in value.split(separator: Byte.comma) {
+            let digits = part.trimmingSpaces
+            guard !digits.isEmpty, digits.count <= 18, digits.allSatisfy(Byte.isDigit) else { return nil }
+            let n = digits.reduce(0) { $0 * 10 + Int($1 - 0x30) }
+            if let r = result, r != n { return nil }
+            result = n
+        }
+        return result
+    }
+
+    /// The size of a chunk-size line (`hex [; ext]`), nil if invalid.
+    static func chunkSize(_ line: ArraySlice<UInt8>) -> Int? {
+        var digits = line
+        if let semi = line.firstIndex(of: Byte.semicolon) { digits = line[..<semi] }
+        digits = digits.trimmingSpaces
+        guard !digits.isEmpty, digits.count <= 15 else { return nil }
+        var n = 0
+        for b in digits {
+            let v: Int
+            switch b {
+            case 0x30...0x39: v = Int(b - 0x30)
+            case 0x41...0x46: v = Int(b - 0x41 + 10)
+            case 0x61...0x66: v = Int(b - 0x61 + 10)
+            default: return nil
+            }
+            n = n * 16 + v
+        }
+        return n
+    }
+
+    /// Comma-separated, lower-cased tokens of a header value (`Connection`, `Transfer-Encoding`).
+    static func tokens(_ value: String) -> [String] {
+        value.lowercased().split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+    }
+
+    /// The user of `Basic <base64(user:password)>`; the password is never returned.
+    static func basicAuthUser(_ value: String) -> String? {
+        let parts = value.split(separator: " ", maxSplits: 1)
+        guard parts.count == 2, parts[0].lowercased() == "basic",
+              let decoded = Base64.decode(Array(parts[1].utf8)),
+              let colon = decoded.firstIndex(of: Byte.colon) else { return nil }
+        let user = decoded[..<colon]
+        guard !user.isEmpty, user.count <= 256, !user.contains(where: { $0 < 0x20 || $0 == 0x7f }) else { return nil }
+        return user.text
+    }
+
+    /// `Authorization` value with its credentials replaced: `Basic [redacted]`.
+    static func redactedCredentials(_ value: ArraySlice<UInt8>) -> [UInt8] {
+        let scheme = value.prefix { !Byte.isSpace($0) }
+        return scheme.count < value.count ? Array(scheme) + Array(" [redacted]".utf8) : Array("[redacted]".utf8)
+    }
+
+    static func isCredentialHeader(_ lowerName: String) -> Bool {
+        lowerName == "authorization" || lowerName == "proxy-authorization"
+    }
+}
+
+/// The URL fields of a request: from the target and the Host header.
+struct HTTPURL {
+    var path: String?
+    var query: String?
+    var domain: String?
+    var port: Int?
+    var full: String?
+
+    init(target: String, method: String, host: String?) {
+        var authority = host
+        var rest = Substring(target)
+        if method.uppercased() == "CONNECT" {
+            // authority-form: host:port
+            authority = target
+            rest = ""
+        } else if let r = rest.range(of: "://"), rest[..<r.lowerBound].allSatisfy({ $0.isLetter || $0 == "+" || $0 == "-" || $0 == "." }) {
+            // absolute-form (to a proxy): its authority wins over Host.
+            let afterScheme = rest[r.upperBound...]
+            let end = afterScheme.firstIndex(where: { $0 == "/" || $0 == "?" }) ?? afterScheme.endIndex
+            var auth = afterScheme[..<end]
+            if let at = auth.lastIndex(of: "@") { auth = auth[auth.index(after: at)...] }  // no userinfo
+            authority = String(auth)
+            rest = afterScheme[end...]
+            if rest.isEmpty || rest.first == "?" { rest = "/" + rest }
+        }
+        if !rest.isEmpty && rest != "*" {
+            if let q = rest.firstIndex(of: "?") {
+                path = String(rest[..<q])
+                query = String(rest[rest.index(after: q)...])
+            } else {
+                path = String(rest)
+            }
+        } else if rest == "*" {
+            path = "*"
+        }
+        if let a = authority, !a.isEmpty {
+            var hostPart = Substring(a), portPart: Substring?
+            if a.hasPrefix("["), let close = a.firstIndex(of: "]") {
+                hostPart = a[a.index(after: a.startIndex)..<close]
+                let after = a[a.index(after: close)...]
+                if after.hasPrefix(":") { portPart = after.dropFirst() }
+            } else if let colon = a.lastIndex(of: ":") {
+                hostPart = a[..<colon]
+                portPart = a[a.index(after: colon)...]
+            }
+            domain = hostPart.isEmpty ? nil : String(hostPart)
+            if let p = portPart, let n = Int(p), (0...65535).contains(n) { port = n }
+            if method.uppercased() != "CONNECT", let pathText = path, pathText.hasPrefix("/") {
+                full = "http://" + a + pathText + (query.map { "?" + $0 } ?? "")
+            }
+        }
+    }
+}
+
+import Foundation  // trimmingCharacters
