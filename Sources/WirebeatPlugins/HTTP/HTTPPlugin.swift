@@ -95,17 +95,16 @@ extension HTTPPlugin: DissectorComparable {
             fields: ["http.request.method", "http.request.uri", "http.response.code"],
             recordsFromRows: { rows in
                 var out: [String] = []
+                let separator = DissectorCrossCheck.aggregator
                 for row in rows {
-                    let methods = row.count > 0 ? row[0].split(separator: ",", omittingEmptySubsequences: false) : []
-                    let uriText = row.count > 1 ? row[1] : ""
-                    // A URI may itself contain commas: split only when the counts agree.
-                    var uris = uriText.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
-                    if uris.count != methods.count { uris = methods.count == 1 ? [uriText] : uris }
+                    // Pipelined messages in one packet share a row, their values joined by the aggregator.
+                    let methods = row.count > 0 ? row[0].components(separatedBy: separator) : []
+                    let uris = row.count > 1 ? row[1].components(separatedBy: separator) : []
                     for (i, m) in methods.enumerated() where !m.isEmpty {
                         out.append("REQ \(m) \(i < uris.count ? uris[i] : "")")
                     }
                     if row.count > 2 {
-                        for code in row[2].split(separator: ",") where !code.isEmpty { out.append("RESP \(code)") }
+                        for code in row[2].components(separatedBy: separator) where !code.isEmpty { out.append("RESP \(code)") }
                     }
                 }
                 return out
@@ -126,3 +125,5 @@ extension HTTPPlugin: DissectorComparable {
             })
     }
 }
+
+import Foundation

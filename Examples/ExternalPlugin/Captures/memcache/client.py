@@ -16,7 +16,7 @@ PAUSE = 0.02
 
 class Client:
     def __init__(self):
-        self.s = socket.create_connection((HOST, PORT))
+        self.s = socket.create_connection((HOST, PORT), timeout=5)
         self.s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.buf = b""
 
@@ -69,7 +69,7 @@ def set_get_delete():
     c = Client()
     c.ask("set greeting 0 0 11\r\n", "hello world\r\n")          # command line, then data block
     c.ask("get greeting\r\n")
-    c.ask("set page 5 3600 40\r\n", "<html><body>", "memcached</body></html>", "\r\n")  # data in 3 segments
+    c.ask("set page 5 3600 35\r\n", "<html><body>", "memcached</body></html>", "\r\n")  # data in 3 segments
     c.ask("gets page\r\n")
     c.ask("add greeting 0 0 3\r\nhey\r\n")                      # exists: NOT_STORED
     c.ask("replace nothing 0 0 2\r\nno\r\n")                     # missing: NOT_STORED

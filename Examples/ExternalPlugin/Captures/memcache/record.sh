@@ -20,12 +20,18 @@ for s in "${scenarios[@]}"; do
     # -U 0: no UDP listener; -t 1: one worker thread, so replies are written in request order.
     memcached -l 127.0.0.1 -p "$port" -U 0 -t 1 -u "$user" -m 16 &
     server=$!; pids+=("$server")
-    tcpdump -i lo -s 0 -U -w "$out" "tcp port $port" 2>/dev/null &
+    # Wait until the server accepts (this probe happens before tcpdump starts, so it is not
+    # captured), then until tcpdump says it is listening.
+    for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+    log="$(mktemp)"
+    tcpdump -i lo -s 0 -U --immediate-mode -Z root -w "$out" "tcp port $port" 2>"$log" &
     dump=$!; pids+=("$dump")
-    sleep 1                                  # let both start listening
+    for _ in $(seq 100); do grep -q "listening on" "$log" && break; sleep 0.1; done
+    sleep 0.3
     python3 "$here/client.py" "$s" "$port"
-    sleep 0.5                                # last ACKs and FINs
+    sleep 1                                  # last ACKs and FINs
     kill -INT "$dump"; wait "$dump" || true
+    grep -E "captured|dropped" "$log" | tr "\n" " "; echo; rm -f "$log"
     kill "$server"; wait "$server" || true
     pids=()
     echo "$s: $(tcpdump -r "$out" 2>/dev/null | wc -l) packets -> $out"
