@@ -153,10 +153,12 @@ public enum Judge {
             if mutation.movesTime && golden.map(stripTime) == actual.map(stripTime) { return nil }
             return "output differs from the golden:\n" + EventDiff.describe(expected: golden, actual: actual)
         case .lossy(let note):
-            if let problem = lossy(golden: golden, actual: actual, note: note, ignoringTime: false, mutation: mutation) {
+            let ending = mode == .fin || mode == .rst
+            if let problem = lossy(golden: golden, actual: actual, note: note, ignoringTime: false, mutation: mutation,
+                                   acceptEndedByCut: ending) {
                 return problem
             }
-            return mode == .fin || mode == .rst ? flushedAtEnd(golden: golden, actual: actual, mutation: mutation) : nil
+            return ending ? flushedAtEnd(golden: golden, actual: actual, mutation: mutation) : nil
         case .lossyIgnoringTime:
             if let problem = lossy(golden: golden, actual: actual, note: nil, ignoringTime: true, mutation: mutation) {
                 return problem
@@ -186,27 +188,52 @@ public enum Judge {
     static func expiredAtTimeout(golden: [JSONValue], actual: [JSONValue], mutation: Mutation) -> String? {
         guard let cut = mutation.damageTime?.rfc3339 else { return nil }
         let touched = Set(mutation.touchedFlows.map(\.key))
-        let produced = Set(actual.filter { $0.value(at: "error.message") == nil }.map { JSONWriter.compact(stripTime($0)) })
-        for (index, event) in golden.enumerated() where touched.contains(flowKey(event)) {
-            guard let start = event["@timestamp"]?.stringValue, let end = event.value(at: "event.end")?.stringValue,
-                  start <= cut, end > cut else { continue }
-            if produced.contains(JSONWriter.compact(stripTime(event))) {
+        // Count, not set membership: identical transactions that did not span the idle time
+        // may legitimately come out whole.
+        var produced: [String: Int] = [:]
+        for e in actual where e.value(at: "error.message") == nil { produced[JSONWriter.compact(stripTime(e)), default: 0] += 1 }
+        var allowed: [String: Int] = [:]
+        var spanning: [(Int, JSONValue)] = []
+        for (index, event) in golden.enumerated() {
+            let start = event["@timestamp"]?.stringValue ?? "", end = event.value(at: "event.end")?.stringValue ?? ""
+            if touched.contains(flowKey(event)) && start <= cut && end > cut {
+                spanning.append((index, event))
+            } else {
+                allowed[JSONWriter.compact(stripTime(event)), default: 0] += 1
+            }
+        }
+        for (index, event) in spanning {
+            let k = JSONWriter.compact(stripTime(event))
+            if produced[k, default: 0] > allowed[k, default: 0] {
                 return "golden event #\(index) spans the idle time but came out whole: state was kept past the timeout:\n" + JSONWriter.pretty(event)
             }
         }
         return nil
     }
 
+    /// - Parameter acceptEndedByCut: (FIN/RST) an event of the cut connection that begins as
+    ///   a golden event begins and ends at the cut is the same transaction ended by the cut —
+    ///   e.g. a body delimited by the connection's close — and needs no note.
     private static func lossy(golden: [JSONValue], actual: [JSONValue], note: String?, ignoringTime: Bool,
-                              mutation: Mutation) -> String? {
+                              mutation: Mutation, acceptEndedByCut: Bool = false) -> String? {
         func key(_ e: JSONValue) -> String { JSONWriter.compact(ignoringTime ? stripTime(e) : e) }
         var available: [String: Int] = [:]
         for e in golden { available[key(e), default: 0] += 1 }
+        let touched = Set(mutation.touchedFlows.map(\.key))
+        let cut = mutation.damageTime?.rfc3339 ?? ""
+        var goldenStarts: [String: Int] = [:]
+        for e in golden { goldenStarts[(e["@timestamp"]?.stringValue ?? "") + flowKey(e), default: 0] += 1 }
         for (index, event) in actual.enumerated() {
             let k = key(event)
             if let n = available[k], n > 0 { available[k] = n - 1; continue }
             let message = event.value(at: "error.message")?.stringValue
             if let message, note == nil || message.contains(note!) { continue }
+            if acceptEndedByCut, touched.contains(flowKey(event)),
+               let end = event.value(at: "event.end")?.stringValue, end >= cut,
+               let n = goldenStarts[(event["@timestamp"]?.stringValue ?? "") + flowKey(event)], n > 0 {
+                goldenStarts[(event["@timestamp"]?.stringValue ?? "") + flowKey(event)] = n - 1
+                continue
+            }
             let want = note.map { "a '\($0)' note" } ?? "a note in error.message"
             let nearest = nearestGolden(to: event, in: golden)
             return "event #\(index) matches no golden event and carries no \(want)" +
@@ -216,7 +243,6 @@ public enum Judge {
                 .joined(separator: "\n")
         }
         // Connections the mutation did not touch must come out whole.
-        let touched = Set(mutation.touchedFlows.map(\.key))
         var remaining: [String: Int] = [:]
         for e in actual { remaining[key(e), default: 0] += 1 }
         for (index, event) in golden.enumerated() where !touched.contains(flowKey(event)) {

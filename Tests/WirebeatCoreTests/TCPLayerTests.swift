@@ -107,3 +107,24 @@ struct TCPLayerTests {
         #expect((plugins[0].instance as! Hoarder).gaps == [120, 120])
     }
 }
+
+/// A snap-length cut (captured bytes fewer than on the wire) is a gap of exactly the
+/// missing bytes, reported as soon as the segment is delivered.
+struct SnapLengthTests {
+    @Test func cutSegmentIsAGapAtOnce() throws {
+        let t = Conversation()
+        var registry = PluginRegistry()
+        registry.register(RecordingPlugin.self)
+        let plugins = try registry.load([("recorder", [:])])
+        let sniffer = Sniffer(plugins: plugins, publisher: CollectingPublisher())
+        var frames = (t.handshake + [t.c(0, "ABCDEFGHIJ")]).map(t.packet)
+        frames[frames.count - 1].removeLast(6)  // captured "ABCD", 10 bytes on the wire
+        for (i, frame) in frames.enumerated() {
+            frame.withUnsafeBytes { sniffer.handle(linkType: LinkType.raw, timestamp: Timestamp(seconds: Int64(i)), frame: $0) }
+        }
+        let recorder = plugins[0].instance as! RecordingPlugin
+        #expect(recorder.log == ["C:ABCD", "gap C 6"])
+        sniffer.finish()
+        #expect(sniffer.stats.tcp.gapBytes == 6)
+    }
+}

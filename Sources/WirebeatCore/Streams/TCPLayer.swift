@@ -41,6 +41,8 @@ struct TCPStreamState {
     struct Segment {
         var sequence: UInt32
         var data: [UInt8]
+        /// Bytes after `data` that were on the wire but not captured (snap length).
+        var missing: Int
         var fin: Bool
     }
 
@@ -186,7 +188,8 @@ final class TCPLayer {
                 c.streams[d].hasSequence = true
                 c.streams[d].nextSequence = start
             }
-            receive(c, direction, sequence: start, payload: packet.payload, fin: fin)
+            receive(c, direction, sequence: start, payload: packet.payload,
+                    missing: max(0, packet.wirePayloadLength - packet.payload.count), fin: fin)
         }
         if c.streams[0].ended && c.streams[1].ended && !c.closed {
             finishClose(c, reason: .closed)
@@ -223,12 +226,12 @@ final class TCPLayer {
     /// Places one segment: delivered now if in order, trimmed if it overlaps what was
     /// delivered, buffered if it is ahead of a hole.
     private func receive(_ c: TCPConnection, _ direction: Direction, sequence: UInt32,
-                         payload: UnsafeRawBufferPointer, fin: Bool) {
+                         payload: UnsafeRawBufferPointer, missing: Int, fin: Bool) {
         let d = direction.rawValue
         guard !c.streams[d].ended else { return }
         let ahead = c.streams[d].offset(of: sequence)
         if ahead > 0 {
-            let segment = TCPStreamState.Segment(sequence: sequence, data: Array(payload), fin: fin)
+            let segment = TCPStreamState.Segment(sequence: sequence, data: Array(payload), missing: missing, fin: fin)
             if c.streams[d].peerAcknowledgedBeyondHole {
                 // Bytes up to the peer's ACK are lost for good; beyond it may be mere reordering.
                 let acknowledged = c.streams[d].peerAcknowledged
@@ -240,14 +243,14 @@ final class TCPLayer {
                     drainOutOfOrder(c, direction)
                     return
                 }
-                deliver(c, direction, sequence: sequence, bytes: payload, fin: fin)
+                deliver(c, direction, sequence: sequence, bytes: payload, missing: missing, fin: fin)
                 drainOutOfOrder(c, direction)
             } else {
                 buffer(c, direction, segment)
             }
             return
         }
-        deliver(c, direction, sequence: sequence, bytes: payload, fin: fin)
+        deliver(c, direction, sequence: sequence, bytes: payload, missing: missing, fin: fin)
         drainOutOfOrder(c, direction)
     }
 
@@ -263,23 +266,29 @@ final class TCPLayer {
         }
     }
 
-    /// Delivers the part of a segment at or after `nextSequence`; earlier bytes are a retransmission.
+    /// Delivers the part of a segment at or after `nextSequence`; earlier bytes are a
+    /// retransmission. Bytes the snap length cut off (`missing`) are a gap, reported at once.
     private func deliver<C: Collection>(_ c: TCPConnection, _ direction: Direction, sequence: UInt32,
-                                        bytes: C, fin: Bool) where C.Element == UInt8 {
+                                        bytes: C, missing: Int = 0, fin: Bool) where C.Element == UInt8 {
         let d = direction.rawValue
         guard !c.streams[d].ended else { return }
         let behind = -c.streams[d].offset(of: sequence)
-        let count = bytes.count
-        if behind > count || (behind == count && !fin) || (behind > 0 && count == 0) {
+        let count = bytes.count, total = count + missing
+        if behind > total || (behind == total && !fin) || (behind > 0 && total == 0) {
             stats.retransmittedSegments += 1
             return
         }
         if behind > 0 { stats.retransmittedSegments += 1 }
-        let fresh = bytes.dropFirst(behind)
+        let fresh = bytes.dropFirst(min(behind, count))
         if !fresh.isEmpty {
             c.streams[d].nextSequence = c.streams[d].nextSequence &+ UInt32(fresh.count)
             c.streams[d].buffer.append(contentsOf: fresh)
             parse(c, direction)
+        }
+        let lostTail = behind > count ? total - behind : missing
+        if lostTail > 0 && !c.streams[d].ended {
+            declareGap(c, direction, byteCount: lostTail)
+            c.streams[d].nextSequence = c.streams[d].nextSequence &+ UInt32(lostTail)
         }
         if fin {
             c.streams[d].nextSequence = c.streams[d].nextSequence &+ 1
@@ -310,7 +319,7 @@ final class TCPLayer {
         let d = direction.rawValue
         while let first = c.streams[d].outOfOrder.first, c.streams[d].offset(of: first.sequence) <= 0 {
             c.streams[d].outOfOrder.removeFirst()
-            deliver(c, direction, sequence: first.sequence, bytes: first.data, fin: first.fin)
+            deliver(c, direction, sequence: first.sequence, bytes: first.data, missing: first.missing, fin: first.fin)
         }
     }
 
