@@ -10,6 +10,14 @@ port=11211
 scenarios=("$@")
 [ ${#scenarios[@]} -gt 0 ] || scenarios=(set-get-delete multi-get pipelined counters-stats)
 user=memcache; id "$user" >/dev/null 2>&1 || user=root
+for tool in memcached tcpdump python3; do
+    command -v "$tool" >/dev/null || { echo "record.sh: $tool not found (apt-get install -y memcached tcpdump python3)" >&2; exit 1; }
+done
+# Debian's package may run a system memcached on the same port: it must not answer instead of ours.
+if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    echo "record.sh: something already listens on 127.0.0.1:$port (a system memcached?); stop it first" >&2
+    exit 1
+fi
 
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; pids=(); }
