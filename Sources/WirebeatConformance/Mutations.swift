@@ -68,7 +68,7 @@ public struct Mutation: Sendable {
     public let seed: UInt64
     public let parameters: String
     /// Flows whose packets were changed; the others must come out as in the golden.
-    public let touchedFlows: Set<FlowID>
+    public var touchedFlows: Set<FlowID>
     /// Packet time of the damage (for the recovery ratio).
     public let damageTime: Timestamp?
     /// Bytes now arrive at other packet times (reordering, coalescing): an "identical"
@@ -315,12 +315,17 @@ public struct MutationPlanner {
         return mutation(reset ? .rst : .fin, "connection ended with \(reset ? "RST" : "FIN") after packet \(i)", touched: [i], result)
     }
 
-    /// Shifts every packet after `i` later by more than the idle timeout.
+    /// Shifts every packet after `i` later by more than the idle timeout. Every connection
+    /// with packets on both sides of the pause expires, so all of them count as touched.
     private func idle(after i: Int) -> Mutation {
         var result = packets
         let shift = connectionTimeout.nanoseconds + 1_000_000_000
         for k in (i + 1)..<result.count { result[k].timestamp = Timestamp(nanoseconds: result[k].timestamp.nanoseconds + shift) }
-        return mutation(.timeout, "idle \(TimeSpan(nanoseconds: shift)) after packet \(i)", touched: [i], result)
+        let before = Set(packets[...i].map(\.flow))
+        let across = packets.indices.filter { $0 > i && before.contains(packets[$0].flow) }
+        var m = mutation(.timeout, "idle \(TimeSpan(nanoseconds: shift)) after packet \(i)", touched: [i], result)
+        m.touchedFlows.formUnion(across.map { packets[$0].flow })
+        return m
     }
 
     private func truncations() -> [Mutation] {

@@ -48,6 +48,7 @@ public struct CorpusCheck: CustomStringConvertible {
         lines.append(ConformanceReport.table(conformance))
         for failure in conformance.flatMap(\.failures) { lines.append("FAIL \(failure)") }
         for outcome in crossChecks { lines.append("tshark \(outcome)") }
+        if TsharkCrossCheck.tsharkPath == nil { lines.append("tshark cross-check skipped: tshark is not installed") }
         lines += errors.map { "ERROR \($0)" }
         return lines.joined(separator: "\n")
     }

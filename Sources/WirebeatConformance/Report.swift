@@ -22,12 +22,16 @@ public enum ConformanceReport {
                 out.append(line)
             }
             let runs = rows.map(\.runs).reduce(0, +), passed = rows.map(\.passed).reduce(0, +)
-            let recovered = rows.map(\.recovered).reduce(0, +), recoverable = rows.map(\.recoverable).reduce(0, +)
-            var summary = "\(runs) runs, \(passed) passed, \(runs - passed) failed"
-            if recoverable > 0 {
-                summary += "; recovery after loss \(recovered)/\(recoverable) golden events (\(recovered * 100 / recoverable)%)"
+            out.append("\(runs) runs, \(passed) passed, \(runs - passed) failed")
+            // Recovery: golden events after the damage that still came out unchanged, per mode
+            // (fin/rst end the connection, so only what came before the cut can be there).
+            var recovery: [String] = []
+            for mode in modes {
+                let r = rows.filter { $0.mode == mode }
+                let got = r.map(\.recovered).reduce(0, +), total = r.map(\.recoverable).reduce(0, +)
+                if total > 0 { recovery.append("\(mode) \(got)/\(total) (\(got * 100 / total)%)") }
             }
-            out.append(summary)
+            if !recovery.isEmpty { out.append("recovery after damage: " + recovery.joined(separator: ", ")) }
             out.append("")
         }
         return out.joined(separator: "\n")

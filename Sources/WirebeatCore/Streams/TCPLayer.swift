@@ -214,7 +214,8 @@ final class TCPLayer {
             else { (c, s) = (packet.source, packet.destination) }
         }
         guard let driver = plugin.tcp else { return nil }
-        let info = ConnectionInfo(id: nextConnectionID, transport: .tcp, client: c, server: s, vlans: packet.vlans)
+        let info = ConnectionInfo(id: nextConnectionID, transport: .tcp, client: c, server: s, vlans: packet.vlans,
+                                  startedMidStream: !packet.flags.contains(.syn))
         nextConnectionID += 1
         stats.connections += 1
         let connection = TCPConnection(info: info, key: key, plugin: plugin, driver: driver, now: clock)

@@ -128,13 +128,18 @@ public struct ConnectionInfo: Sendable {
     public let vlans: [UInt16]
     /// Community ID v1 flow hash (seed 0).
     public let communityID: String
+    /// TCP: no SYN was seen, so the first bytes may be the middle of a message (a capture
+    /// started late, or state expired and picked up again).
+    public let startedMidStream: Bool
 
-    public init(id: UInt64, transport: Transport, client: Endpoint, server: Endpoint, vlans: [UInt16] = []) {
+    public init(id: UInt64, transport: Transport, client: Endpoint, server: Endpoint, vlans: [UInt16] = [],
+                startedMidStream: Bool = false) {
         self.id = id
         self.transport = transport
         self.client = client
         self.server = server
         self.vlans = vlans
+        self.startedMidStream = startedMidStream
         self.communityID = CommunityID.v1(transport: transport, a: client, b: server)
     }
 
