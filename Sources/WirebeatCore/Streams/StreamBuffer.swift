@@ -7,6 +7,9 @@
 public struct StreamBuffer: Sendable {
     @usableFromInline var storage: [UInt8] = []
     @usableFromInline var readerIndex = 0
+    /// Storage index up to which a search found no LF: a parser waiting for the end of a line
+    /// that arrives a few bytes at a time scans each byte once, not once per call.
+    @usableFromInline var noLineFeedBefore = 0
 
     public init() {}
     public init<S: Sequence>(_ bytes: S) where S.Element == UInt8 { storage = Array(bytes) }
@@ -22,6 +25,7 @@ public struct StreamBuffer: Sendable {
         // Reclaim consumed space before growing, so a long stream does not keep its history.
         if readerIndex > 0 && (readerIndex == storage.count || readerIndex >= 4096 && readerIndex * 2 >= storage.count) {
             storage.removeSubrange(0..<readerIndex)
+            noLineFeedBefore = max(0, noLineFeedBefore - readerIndex)
             readerIndex = 0
         }
         storage.append(contentsOf: bytes)
@@ -39,6 +43,7 @@ public struct StreamBuffer: Sendable {
     public mutating func removeAll() {
         storage.removeAll(keepingCapacity: storage.count <= 65_536)
         readerIndex = 0
+        noLineFeedBefore = 0
     }
 
     /// Byte at offset `i` from the reader position.
@@ -56,13 +61,14 @@ public struct StreamBuffer: Sendable {
     }
 
     /// Offset from the reader position of the first LF, searching at most `limit` bytes.
-    public func offsetOfLineFeed(limit: Int = .max) -> Int? {
-        let end = min(storage.count, readerIndex &+ limit < readerIndex ? storage.count : readerIndex + limit)
-        var i = readerIndex
+    public mutating func offsetOfLineFeed(limit: Int = .max) -> Int? {
+        let end = limit >= storage.count - readerIndex ? storage.count : readerIndex + limit
+        var i = max(readerIndex, noLineFeedBefore)
         while i < end {
             if storage[i] == 0x0a { return i - readerIndex }
             i += 1
         }
+        noLineFeedBefore = max(noLineFeedBefore, end)
         return nil
     }
 
