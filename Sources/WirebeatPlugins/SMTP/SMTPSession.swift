@@ -256,8 +256,10 @@ public final class SMTPSession {
         default:
             afterDiscard = .resync
         }
-        discardItem?.addClientBytes(s.readableBytes)
-        s.skip(s.readableBytes)
+        // No LF in the first `limit` bytes: drop those; `.discard` goes on to the LF.
+        let limit = config.maxLineLength + 2
+        discardItem?.addClientBytes(limit)
+        s.skip(limit)
         clientMode = .discard
     }
 
@@ -348,7 +350,7 @@ public final class SMTPSession {
                     if s.readableBytes >= limit {
                         ctx.logger.debug("smtp: server line longer than \(config.maxLineLength) bytes, discarding")
                         greetingPossible = false
-                        s.skip(s.readableBytes)
+                        s.skip(limit)
                         serverMode = .discard
                         continue
                     }
