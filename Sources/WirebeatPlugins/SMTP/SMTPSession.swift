@@ -52,17 +52,55 @@ public final class SMTPSession {
     var clientLoss = false
     /// Client bytes were lost while waiting for the reply to a blocking command.
     var lostWhileWaiting = false
-    var clientFinished = false
-    /// Client bytes left at FIN while waiting for a reply, parsed once the reply arrives.
-    var clientTail = StreamBuffer()
+    /// Server bytes were lost: the next reply may be the damaged one's tail.
+    var serverLoss = false
+    /// Client bytes that arrived while waiting for a reply (and what follows them until they
+    /// are parsed). They are parsed as soon as the reply is, before the server's next reply,
+    /// so the pairing does not depend on how the two directions' segments interleave.
+    var clientStash = StreamBuffer()
 
     static let maxPending = 1024
+    var maxStash: Int { max(65_536, 4 * config.maxLineLength) }
 
     init(config: SMTPConfig) { self.config = config }
 
     // MARK: - Client → server
 
+    var isWaiting: Bool { if case .waiting = clientMode { return true } else { return false } }
+
     func parseClient(_ s: inout StreamBuffer, _ ctx: PluginContext) {
+        if !clientStash.isEmpty || isWaiting { stash(&s) }
+        if clientStash.isEmpty {
+            parseClientBytes(&s, ctx)
+            if isWaiting { stash(&s) }
+        } else {
+            drainStash(ctx)
+            // Only past the stash's size limit do bytes stay in the core's buffer.
+            if clientStash.isEmpty && !s.isEmpty {
+                parseClientBytes(&s, ctx)
+                if isWaiting { stash(&s) }
+            }
+        }
+    }
+
+    /// Moves client bytes into the stash (bounded while waiting: a client that sends a whole
+    /// message without waiting for 354 leaves the excess to the core's buffer).
+    private func stash(_ s: inout StreamBuffer, unbounded: Bool = false) {
+        let room = isWaiting && !unbounded ? max(0, maxStash - clientStash.readableBytes) : s.readableBytes
+        let n = min(room, s.readableBytes)
+        guard n > 0 else { return }
+        clientStash.append(contentsOf: s.readable.prefix(n))
+        s.skip(n)
+    }
+
+    /// Parses stashed client bytes, unless still waiting for a reply.
+    private func drainStash(_ ctx: PluginContext) {
+        guard !clientStash.isEmpty, !isWaiting else { return }
+        parseClientBytes(&clientStash, ctx)
+        if clientStash.isEmpty { clientStash.removeAll() }
+    }
+
+    private func parseClientBytes(_ s: inout StreamBuffer, _ ctx: PluginContext) {
         while true {
             switch clientMode {
             case .ignore:
@@ -386,8 +424,10 @@ public final class SMTPSession {
     private func handleReply(_ r: Reply, _ ctx: PluginContext) {
         defer {
             if pending.isEmpty { clientLoss = false }
-            resumeClientTail(ctx)
+            drainStash(ctx)
         }
+        let afterLoss = serverLoss
+        serverLoss = false
         if greetingPossible {
             greetingPossible = false
             // The greeting codes of RFC 5321 3.1, at the very start of the server's stream.
@@ -411,6 +451,8 @@ public final class SMTPSession {
             }
             return
         }
+        // The first reply after lost server bytes may have lost its first lines.
+        if afterLoss { head.notes.add(Note.packetLoss) }
         if head.auth != nil && r.code == 334 {
             // An AUTH challenge: the exchange goes on.
             head.addReply(r)
@@ -419,12 +461,6 @@ public final class SMTPSession {
         }
         pending.removeFirst()
         complete(head, reply: r, ctx)
-    }
-
-    private func resumeClientTail(_ ctx: PluginContext) {
-        guard clientFinished, !clientTail.isEmpty else { return }
-        if case .waiting = clientMode { return }
-        parseClient(&clientTail, ctx)
     }
 
     /// A command's reply arrived (or never will: `reply == nil`, with a note already added).
@@ -565,7 +601,11 @@ public final class SMTPSession {
         if direction == .reverse {
             greetingPossible = false
             flushPending(note: Note.packetLoss, ctx)
-            if serverMode != .ignore { serverMode = .discard }
+            if serverMode != .ignore {
+                serverMode = .discard
+                serverLoss = true
+            }
+            drainStash(ctx)
             return
         }
         switch clientMode {
@@ -657,9 +697,9 @@ public final class SMTPSession {
 
     func streamEnded(_ direction: Direction, remaining s: inout StreamBuffer, _ ctx: PluginContext) {
         if direction == .original {
-            clientFinished = true
-            if case .waiting = clientMode, !s.isEmpty {
-                clientTail = s
+            if isWaiting || !clientStash.isEmpty {
+                // Still to be parsed once the awaited reply arrives.
+                stash(&s, unbounded: true)
             } else if !s.isEmpty {
                 ctx.logger.debug("smtp: dropping \(s.readableBytes) unfinished client bytes at end of stream")
             }
@@ -676,12 +716,13 @@ public final class SMTPSession {
         serverMode = .ignore
         flushPending(note: Note.noResponse, ctx)
         finishTransactions(note: Note.closedEarly, ctx)
+        drainStash(ctx)
     }
 
     func close(_ reason: CloseReason, _ ctx: PluginContext) {
-        if !clientTail.isEmpty {
-            ctx.logger.debug("smtp: dropping \(clientTail.readableBytes) client bytes never answered")
-            clientTail.removeAll()
+        if !clientStash.isEmpty {
+            ctx.logger.debug("smtp: dropping \(clientStash.readableBytes) client bytes never answered")
+            clientStash.removeAll()
         }
         flushPending(note: Note.noResponse, ctx)
         finishTransactions(note: Note.closedEarly, ctx)
