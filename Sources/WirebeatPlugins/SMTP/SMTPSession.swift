@@ -21,6 +21,8 @@ public final class SMTPSession {
         case dataOrCommand
         /// Skipping to the end of an overlong or damaged line, then `afterDiscard`.
         case discard
+        /// A 220 answered a STARTTLS we did not see: a TLS record next means TLS started.
+        case maybeTLS
         /// TLS started, or the connection is closed.
         case ignore
     }
@@ -30,8 +32,17 @@ public final class SMTPSession {
     let config: SMTPConfig
     var clientMode = ClientMode.resync
     var afterDiscard = ClientMode.resync
+    var afterMaybeTLS = ClientMode.resync
     /// Command whose line is being discarded (its bytes are still counted).
     var discardItem: PendingCommand?
+    /// The line being discarded was damaged by a gap: its reply (if any) is one more the
+    /// commands we see do not account for.
+    var discardAfterLoss = false
+    /// Client command bytes were lost since the last transaction boundary: a transaction
+    /// starting without a MAIL we saw may have lost it.
+    var mailMayBeLost = false
+    /// Client command bytes were lost before any HELO/EHLO was seen: `smtp.helo` is unknown.
+    var heloMayBeLost = false
     var serverMode = ServerMode.lines
     var pending: [PendingCommand] = []
     /// Reply whose first lines have arrived.
@@ -52,7 +63,7 @@ public final class SMTPSession {
     var clientLoss = false
     /// Client bytes were lost while waiting for the reply to a blocking command.
     var lostWhileWaiting = false
-    /// Server bytes were lost: the next reply may be the damaged one's tail.
+    /// Server bytes were lost: the next reply paired with a command may be a damaged one's tail.
     var serverLoss = false
     /// Client bytes that arrived while waiting for a reply (and what follows them until they
     /// are parsed). They are parsed as soon as the reply is, before the server's next reply,
@@ -83,6 +94,16 @@ public final class SMTPSession {
         }
     }
 
+    private func endDiscard() {
+        discardItem = nil
+        clientMode = afterDiscard
+        if discardAfterLoss {
+            discardAfterLoss = false
+            clientLoss = true
+            current?.notes.add(Note.packetLoss)
+        }
+    }
+
     /// Moves client bytes into the stash (bounded while waiting: a client that sends a whole
     /// message without waiting for 354 leaves the excess to the core's buffer).
     private func stash(_ s: inout StreamBuffer, unbounded: Bool = false) {
@@ -108,6 +129,18 @@ public final class SMTPSession {
                 return
             case .waiting:
                 return
+            case .maybeTLS:
+                guard let first = s.byte(at: 0) else { return }
+                if first == 0x16 {  // TLS handshake record
+                    ctx.logger.debug("smtp: TLS after an unseen STARTTLS, no more parsing")
+                    clientMode = .ignore
+                    serverMode = .ignore
+                    flushPending(note: Note.packetLoss, ctx)
+                } else if case .maybeTLS = afterMaybeTLS {
+                    clientMode = .resync
+                } else {
+                    clientMode = afterMaybeTLS
+                }
             case .data(let atLineStart):
                 if !consumeMessageData(&s, atLineStart: atLineStart, ctx) { return }
             case .chunk(let remaining):
@@ -125,8 +158,7 @@ public final class SMTPSession {
                 if let lf = s.offsetOfLineFeed() {
                     discardItem?.addClientBytes(lf + 1)
                     s.skip(lf + 1)
-                    discardItem = nil
-                    clientMode = afterDiscard
+                    endDiscard()
                 } else {
                     discardItem?.addClientBytes(s.readableBytes)
                     s.skip(s.readableBytes)
@@ -182,6 +214,7 @@ public final class SMTPSession {
         switch verb {
         case "HELO", "EHLO":
             if let name = rest.words.first { helo = name.text }
+            heloMayBeLost = false
             item.abortTarget = takeCurrent()
         case "RSET", "QUIT":
             item.abortTarget = takeCurrent()
@@ -190,8 +223,10 @@ public final class SMTPSession {
             item.blocksClient = true
         case "MAIL":
             let t = MailTransaction(start: ctx.timestamp, implicit: false, helo: helo)
+            if heloMayBeLost { t.notes.add(Note.packetLoss) }
             t.mailFrom = SMTPSyntax.mailPath(rest, keyword: SMTPSyntax.from)
             if let c = current, !c.finished, !c.dataStarted { t.previous = c }
+            mailMayBeLost = false
             begin(t)
             item.transaction = t
         case "RCPT":
@@ -427,7 +462,6 @@ public final class SMTPSession {
             drainStash(ctx)
         }
         let afterLoss = serverLoss
-        serverLoss = false
         if greetingPossible {
             greetingPossible = false
             // The greeting codes of RFC 5321 3.1, at the very start of the server's stream.
@@ -438,21 +472,18 @@ public final class SMTPSession {
                 return
             }
         }
-        guard let head = pending.first else {
-            if case .data = clientMode, let t = dataTransaction {
-                // E.g. 421 during the data, or the terminator was lost in a gap.
-                t.notes.add(Note.earlyReply)
-                t.serverBytes += r.bytes
-                dataTransaction = nil
-                clientMode = .resync
-                finish(t, type: "ABORTED", reply: r, ctx)
-            } else {
-                ctx.logger.debug("smtp: dropping reply \(r.code): no command waiting for it")
-            }
+        // 334 only answers AUTH, 354 only DATA, 220 only STARTTLS (after the greeting): anything
+        // else means the pairing is off.
+        guard let head = pending.first, !(r.code == 334 && head.auth == nil),
+              !(r.code == 354 && head.verb != "DATA"), !(r.code == 220 && head.verb != "STARTTLS") else {
+            unexpectedReply(r, ctx)
             return
         }
         // The first reply after lost server bytes may have lost its first lines.
-        if afterLoss { head.notes.add(Note.packetLoss) }
+        if afterLoss {
+            head.notes.add(Note.packetLoss)
+            serverLoss = false
+        }
         if head.auth != nil && r.code == 334 {
             // An AUTH challenge: the exchange goes on.
             head.addReply(r)
@@ -461,6 +492,48 @@ public final class SMTPSession {
         }
         pending.removeFirst()
         complete(head, reply: r, ctx)
+    }
+
+    /// A reply with no command to pair it with (lost commands, capture started mid-session).
+    private func unexpectedReply(_ r: Reply, _ ctx: PluginContext) {
+        if case .discard = clientMode, [220, 334, 354].contains(r.code) {
+            // The client waited for this reply, so the damaged line it answers is complete.
+            endDiscard()
+        }
+        switch (r.code, clientMode) {
+        case (_, .data):
+            guard let t = dataTransaction else { break }
+            // E.g. 421 during the data, or the terminator was lost in a gap.
+            t.notes.add(Note.earlyReply)
+            t.serverBytes += r.bytes
+            dataTransaction = nil
+            clientMode = .resync
+            finish(t, type: "ABORTED", reply: r, ctx)
+            return
+        case (334, .command), (334, .resync):
+            // A challenge to an AUTH we did not see: the client's next line is a credential and
+            // must never be taken for a command.
+            clientMode = .authLine
+        case (354, .command), (354, .resync), (354, .waiting), (354, .authLine), (354, .dataOrCommand):
+            // Whatever we thought was pending, message data follows; its end re-aligns pairing.
+            if !pending.isEmpty { flushPending(note: Note.packetLoss, ctx) }
+            let t = current.flatMap { $0.finished || $0.dataComplete ? nil : $0 } ?? beginImplicit(r.start)
+            if clientLoss || mailMayBeLost { t.notes.add(Note.packetLoss) }
+            t.dataStarted = true
+            t.serverBytes += r.bytes
+            current = t
+            dataTransaction = t
+            clientMode = .data(atLineStart: true)
+            return
+        case (220, .command), (220, .resync), (220, .waiting), (220, .authLine), (220, .dataOrCommand):
+            if !pending.isEmpty { flushPending(note: Note.packetLoss, ctx) }
+            if case .maybeTLS = clientMode { break }  // the flush already decided so
+            afterMaybeTLS = clientMode
+            clientMode = .maybeTLS
+        default:
+            break
+        }
+        ctx.logger.debug("smtp: dropping reply \(r.code): no command waiting for it")
     }
 
     /// A command's reply arrived (or never will: `reply == nil`, with a note already added).
@@ -564,12 +637,13 @@ public final class SMTPSession {
 
     private func beginImplicit(_ start: Timestamp) -> MailTransaction {
         let t = MailTransaction(start: start, implicit: true, helo: helo)
+        if mailMayBeLost || heloMayBeLost { t.notes.add(Note.packetLoss) }
         begin(t)
         return t
     }
 
     private func takeCurrent() -> MailTransaction? {
-        defer { current = nil }
+        defer { current = nil; mailMayBeLost = false }
         return current
     }
 
@@ -601,8 +675,11 @@ public final class SMTPSession {
         if direction == .reverse {
             greetingPossible = false
             flushPending(note: Note.packetLoss, ctx)
+            // No skipping to the next LF: if the hole ended at a line boundary, that line is a
+            // whole reply. A fragment is rarely a valid reply line; either way, the first
+            // reply paired after the gap is marked.
             if serverMode != .ignore {
-                serverMode = .discard
+                serverMode = .lines
                 serverLoss = true
             }
             drainStash(ctx)
@@ -612,7 +689,9 @@ public final class SMTPSession {
         case .ignore:
             break
         case .data:
-            // Still in the message: keep looking for the terminator.
+            // Still in the message: keep looking for the terminator. (If the terminator was
+            // in the hole, so may be the next MAIL.)
+            mailMayBeLost = true
             if let t = dataTransaction {
                 t.notes.add(Note.packetLoss)
                 t.headers.abandon()
@@ -642,9 +721,12 @@ public final class SMTPSession {
         case .discard:
             discardItem = nil
             clientLoss = true
+            discardAfterLoss = true
+            mailMayBeLost = true
+            if helo == nil { heloMayBeLost = true }
             current?.notes.add(Note.packetLoss)
             afterDiscard = .resync
-        case .resync, .command, .dataOrCommand:
+        case .resync, .command, .dataOrCommand, .maybeTLS:
             lostCommands()
         }
     }
@@ -652,6 +734,9 @@ public final class SMTPSession {
     /// Client command bytes were lost: skip the damaged line, then resynchronise.
     private func lostCommands() {
         clientLoss = true
+        discardAfterLoss = true
+        mailMayBeLost = true
+        if helo == nil { heloMayBeLost = true }
         current?.notes.add(Note.packetLoss)
         discardItem = nil
         afterDiscard = .resync
@@ -670,6 +755,9 @@ public final class SMTPSession {
                     if item.verb == "DATA" && note == Note.packetLoss {
                         lostDataTransaction = item.transaction
                         clientMode = .dataOrCommand
+                    } else if item.verb == "STARTTLS" && note == Note.packetLoss {
+                        afterMaybeTLS = .resync
+                        clientMode = .maybeTLS
                     } else {
                         clientMode = .resync
                     }
