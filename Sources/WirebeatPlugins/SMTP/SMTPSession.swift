@@ -21,6 +21,8 @@ public final class SMTPSession {
         case dataOrCommand
         /// Skipping to the end of an overlong or damaged line, then `afterDiscard`.
         case discard
+        /// A 220 answered a STARTTLS we did not see: a TLS record next means TLS started.
+        case maybeTLS
         /// TLS started, or the connection is closed.
         case ignore
     }
@@ -30,8 +32,17 @@ public final class SMTPSession {
     let config: SMTPConfig
     var clientMode = ClientMode.resync
     var afterDiscard = ClientMode.resync
+    var afterMaybeTLS = ClientMode.resync
     /// Command whose line is being discarded (its bytes are still counted).
     var discardItem: PendingCommand?
+    /// The line being discarded was damaged by a gap: its reply (if any) is one more the
+    /// commands we see do not account for.
+    var discardAfterLoss = false
+    /// Client command bytes were lost since the last transaction boundary: a transaction
+    /// starting without a MAIL we saw may have lost it.
+    var mailMayBeLost = false
+    /// Client command bytes were lost before any HELO/EHLO was seen: `smtp.helo` is unknown.
+    var heloMayBeLost = false
     var serverMode = ServerMode.lines
     var pending: [PendingCommand] = []
     /// Reply whose first lines have arrived.
@@ -52,17 +63,65 @@ public final class SMTPSession {
     var clientLoss = false
     /// Client bytes were lost while waiting for the reply to a blocking command.
     var lostWhileWaiting = false
-    var clientFinished = false
-    /// Client bytes left at FIN while waiting for a reply, parsed once the reply arrives.
-    var clientTail = StreamBuffer()
+    /// Server bytes were lost: the next reply paired with a command may be a damaged one's tail.
+    var serverLoss = false
+    /// Client bytes that arrived while waiting for a reply (and what follows them until they
+    /// are parsed). They are parsed as soon as the reply is, before the server's next reply,
+    /// so the pairing does not depend on how the two directions' segments interleave.
+    var clientStash = StreamBuffer()
 
     static let maxPending = 1024
+    var maxStash: Int { max(65_536, 4 * config.maxLineLength) }
 
     init(config: SMTPConfig) { self.config = config }
 
     // MARK: - Client → server
 
+    var isWaiting: Bool { if case .waiting = clientMode { return true } else { return false } }
+
     func parseClient(_ s: inout StreamBuffer, _ ctx: PluginContext) {
+        if !clientStash.isEmpty || isWaiting { stash(&s) }
+        if clientStash.isEmpty {
+            parseClientBytes(&s, ctx)
+            if isWaiting { stash(&s) }
+        } else {
+            drainStash(ctx)
+            // Only past the stash's size limit do bytes stay in the core's buffer.
+            if clientStash.isEmpty && !s.isEmpty {
+                parseClientBytes(&s, ctx)
+                if isWaiting { stash(&s) }
+            }
+        }
+    }
+
+    private func endDiscard() {
+        discardItem = nil
+        clientMode = afterDiscard
+        if discardAfterLoss {
+            discardAfterLoss = false
+            clientLoss = true
+            current?.notes.add(Note.packetLoss)
+        }
+    }
+
+    /// Moves client bytes into the stash (bounded while waiting: a client that sends a whole
+    /// message without waiting for 354 leaves the excess to the core's buffer).
+    private func stash(_ s: inout StreamBuffer, unbounded: Bool = false) {
+        let room = isWaiting && !unbounded ? max(0, maxStash - clientStash.readableBytes) : s.readableBytes
+        let n = min(room, s.readableBytes)
+        guard n > 0 else { return }
+        clientStash.append(contentsOf: s.readable.prefix(n))
+        s.skip(n)
+    }
+
+    /// Parses stashed client bytes, unless still waiting for a reply.
+    private func drainStash(_ ctx: PluginContext) {
+        guard !clientStash.isEmpty, !isWaiting else { return }
+        parseClientBytes(&clientStash, ctx)
+        if clientStash.isEmpty { clientStash.removeAll() }
+    }
+
+    private func parseClientBytes(_ s: inout StreamBuffer, _ ctx: PluginContext) {
         while true {
             switch clientMode {
             case .ignore:
@@ -70,6 +129,18 @@ public final class SMTPSession {
                 return
             case .waiting:
                 return
+            case .maybeTLS:
+                guard let first = s.byte(at: 0) else { return }
+                if first == 0x16 {  // TLS handshake record
+                    ctx.logger.debug("smtp: TLS after an unseen STARTTLS, no more parsing")
+                    clientMode = .ignore
+                    serverMode = .ignore
+                    flushPending(note: Note.packetLoss, ctx)
+                } else if case .maybeTLS = afterMaybeTLS {
+                    clientMode = .resync
+                } else {
+                    clientMode = afterMaybeTLS
+                }
             case .data(let atLineStart):
                 if !consumeMessageData(&s, atLineStart: atLineStart, ctx) { return }
             case .chunk(let remaining):
@@ -87,8 +158,7 @@ public final class SMTPSession {
                 if let lf = s.offsetOfLineFeed() {
                     discardItem?.addClientBytes(lf + 1)
                     s.skip(lf + 1)
-                    discardItem = nil
-                    clientMode = afterDiscard
+                    endDiscard()
                 } else {
                     discardItem?.addClientBytes(s.readableBytes)
                     s.skip(s.readableBytes)
@@ -144,6 +214,7 @@ public final class SMTPSession {
         switch verb {
         case "HELO", "EHLO":
             if let name = rest.words.first { helo = name.text }
+            heloMayBeLost = false
             item.abortTarget = takeCurrent()
         case "RSET", "QUIT":
             item.abortTarget = takeCurrent()
@@ -152,8 +223,10 @@ public final class SMTPSession {
             item.blocksClient = true
         case "MAIL":
             let t = MailTransaction(start: ctx.timestamp, implicit: false, helo: helo)
+            if heloMayBeLost { t.notes.add(Note.packetLoss) }
             t.mailFrom = SMTPSyntax.mailPath(rest, keyword: SMTPSyntax.from)
             if let c = current, !c.finished, !c.dataStarted { t.previous = c }
+            mailMayBeLost = false
             begin(t)
             item.transaction = t
         case "RCPT":
@@ -256,8 +329,10 @@ public final class SMTPSession {
         default:
             afterDiscard = .resync
         }
-        discardItem?.addClientBytes(s.readableBytes)
-        s.skip(s.readableBytes)
+        // No LF in the first `limit` bytes: drop those; `.discard` goes on to the LF.
+        let limit = config.maxLineLength + 2
+        discardItem?.addClientBytes(limit)
+        s.skip(limit)
         clientMode = .discard
     }
 
@@ -348,7 +423,7 @@ public final class SMTPSession {
                     if s.readableBytes >= limit {
                         ctx.logger.debug("smtp: server line longer than \(config.maxLineLength) bytes, discarding")
                         greetingPossible = false
-                        s.skip(s.readableBytes)
+                        s.skip(limit)
                         serverMode = .discard
                         continue
                     }
@@ -384,8 +459,9 @@ public final class SMTPSession {
     private func handleReply(_ r: Reply, _ ctx: PluginContext) {
         defer {
             if pending.isEmpty { clientLoss = false }
-            resumeClientTail(ctx)
+            drainStash(ctx)
         }
+        let afterLoss = serverLoss
         if greetingPossible {
             greetingPossible = false
             // The greeting codes of RFC 5321 3.1, at the very start of the server's stream.
@@ -396,18 +472,17 @@ public final class SMTPSession {
                 return
             }
         }
-        guard let head = pending.first else {
-            if case .data = clientMode, let t = dataTransaction {
-                // E.g. 421 during the data, or the terminator was lost in a gap.
-                t.notes.add(Note.earlyReply)
-                t.serverBytes += r.bytes
-                dataTransaction = nil
-                clientMode = .resync
-                finish(t, type: "ABORTED", reply: r, ctx)
-            } else {
-                ctx.logger.debug("smtp: dropping reply \(r.code): no command waiting for it")
-            }
+        // 334 only answers AUTH, 354 only DATA, 220 only STARTTLS (after the greeting): anything
+        // else means the pairing is off.
+        guard let head = pending.first, !(r.code == 334 && head.auth == nil),
+              !(r.code == 354 && head.verb != "DATA"), !(r.code == 220 && head.verb != "STARTTLS") else {
+            unexpectedReply(r, ctx)
             return
+        }
+        // The first reply after lost server bytes may have lost its first lines.
+        if afterLoss {
+            head.notes.add(Note.packetLoss)
+            serverLoss = false
         }
         if head.auth != nil && r.code == 334 {
             // An AUTH challenge: the exchange goes on.
@@ -419,10 +494,46 @@ public final class SMTPSession {
         complete(head, reply: r, ctx)
     }
 
-    private func resumeClientTail(_ ctx: PluginContext) {
-        guard clientFinished, !clientTail.isEmpty else { return }
-        if case .waiting = clientMode { return }
-        parseClient(&clientTail, ctx)
+    /// A reply with no command to pair it with (lost commands, capture started mid-session).
+    private func unexpectedReply(_ r: Reply, _ ctx: PluginContext) {
+        if case .discard = clientMode, [220, 334, 354].contains(r.code) {
+            // The client waited for this reply, so the damaged line it answers is complete.
+            endDiscard()
+        }
+        switch (r.code, clientMode) {
+        case (_, .data):
+            guard let t = dataTransaction else { break }
+            // E.g. 421 during the data, or the terminator was lost in a gap.
+            t.notes.add(Note.earlyReply)
+            t.serverBytes += r.bytes
+            dataTransaction = nil
+            clientMode = .resync
+            finish(t, type: "ABORTED", reply: r, ctx)
+            return
+        case (334, .command), (334, .resync):
+            // A challenge to an AUTH we did not see: the client's next line is a credential and
+            // must never be taken for a command.
+            clientMode = .authLine
+        case (354, .command), (354, .resync), (354, .waiting), (354, .authLine), (354, .dataOrCommand):
+            // Whatever we thought was pending, message data follows; its end re-aligns pairing.
+            if !pending.isEmpty { flushPending(note: Note.packetLoss, ctx) }
+            let t = current.flatMap { $0.finished || $0.dataComplete ? nil : $0 } ?? beginImplicit(r.start)
+            if clientLoss || mailMayBeLost { t.notes.add(Note.packetLoss) }
+            t.dataStarted = true
+            t.serverBytes += r.bytes
+            current = t
+            dataTransaction = t
+            clientMode = .data(atLineStart: true)
+            return
+        case (220, .command), (220, .resync), (220, .waiting), (220, .authLine), (220, .dataOrCommand):
+            if !pending.isEmpty { flushPending(note: Note.packetLoss, ctx) }
+            if case .maybeTLS = clientMode { break }  // the flush already decided so
+            afterMaybeTLS = clientMode
+            clientMode = .maybeTLS
+        default:
+            break
+        }
+        ctx.logger.debug("smtp: dropping reply \(r.code): no command waiting for it")
     }
 
     /// A command's reply arrived (or never will: `reply == nil`, with a note already added).
@@ -526,12 +637,13 @@ public final class SMTPSession {
 
     private func beginImplicit(_ start: Timestamp) -> MailTransaction {
         let t = MailTransaction(start: start, implicit: true, helo: helo)
+        if mailMayBeLost || heloMayBeLost { t.notes.add(Note.packetLoss) }
         begin(t)
         return t
     }
 
     private func takeCurrent() -> MailTransaction? {
-        defer { current = nil }
+        defer { current = nil; mailMayBeLost = false }
         return current
     }
 
@@ -563,14 +675,23 @@ public final class SMTPSession {
         if direction == .reverse {
             greetingPossible = false
             flushPending(note: Note.packetLoss, ctx)
-            if serverMode != .ignore { serverMode = .discard }
+            // No skipping to the next LF: if the hole ended at a line boundary, that line is a
+            // whole reply. A fragment is rarely a valid reply line; either way, the first
+            // reply paired after the gap is marked.
+            if serverMode != .ignore {
+                serverMode = .lines
+                serverLoss = true
+            }
+            drainStash(ctx)
             return
         }
         switch clientMode {
         case .ignore:
             break
         case .data:
-            // Still in the message: keep looking for the terminator.
+            // Still in the message: keep looking for the terminator. (If the terminator was
+            // in the hole, so may be the next MAIL.)
+            mailMayBeLost = true
             if let t = dataTransaction {
                 t.notes.add(Note.packetLoss)
                 t.headers.abandon()
@@ -600,9 +721,12 @@ public final class SMTPSession {
         case .discard:
             discardItem = nil
             clientLoss = true
+            discardAfterLoss = true
+            mailMayBeLost = true
+            if helo == nil { heloMayBeLost = true }
             current?.notes.add(Note.packetLoss)
             afterDiscard = .resync
-        case .resync, .command, .dataOrCommand:
+        case .resync, .command, .dataOrCommand, .maybeTLS:
             lostCommands()
         }
     }
@@ -610,6 +734,9 @@ public final class SMTPSession {
     /// Client command bytes were lost: skip the damaged line, then resynchronise.
     private func lostCommands() {
         clientLoss = true
+        discardAfterLoss = true
+        mailMayBeLost = true
+        if helo == nil { heloMayBeLost = true }
         current?.notes.add(Note.packetLoss)
         discardItem = nil
         afterDiscard = .resync
@@ -628,6 +755,9 @@ public final class SMTPSession {
                     if item.verb == "DATA" && note == Note.packetLoss {
                         lostDataTransaction = item.transaction
                         clientMode = .dataOrCommand
+                    } else if item.verb == "STARTTLS" && note == Note.packetLoss {
+                        afterMaybeTLS = .resync
+                        clientMode = .maybeTLS
                     } else {
                         clientMode = .resync
                     }
@@ -655,9 +785,9 @@ public final class SMTPSession {
 
     func streamEnded(_ direction: Direction, remaining s: inout StreamBuffer, _ ctx: PluginContext) {
         if direction == .original {
-            clientFinished = true
-            if case .waiting = clientMode, !s.isEmpty {
-                clientTail = s
+            if isWaiting || !clientStash.isEmpty {
+                // Still to be parsed once the awaited reply arrives.
+                stash(&s, unbounded: true)
             } else if !s.isEmpty {
                 ctx.logger.debug("smtp: dropping \(s.readableBytes) unfinished client bytes at end of stream")
             }
@@ -674,12 +804,13 @@ public final class SMTPSession {
         serverMode = .ignore
         flushPending(note: Note.noResponse, ctx)
         finishTransactions(note: Note.closedEarly, ctx)
+        drainStash(ctx)
     }
 
     func close(_ reason: CloseReason, _ ctx: PluginContext) {
-        if !clientTail.isEmpty {
-            ctx.logger.debug("smtp: dropping \(clientTail.readableBytes) client bytes never answered")
-            clientTail.removeAll()
+        if !clientStash.isEmpty {
+            ctx.logger.debug("smtp: dropping \(clientStash.readableBytes) client bytes never answered")
+            clientStash.removeAll()
         }
         flushPending(note: Note.noResponse, ctx)
         finishTransactions(note: Note.closedEarly, ctx)
