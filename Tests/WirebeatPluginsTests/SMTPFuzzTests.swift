@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 import WirebeatCore
 @testable import WirebeatPlugins
@@ -68,9 +69,11 @@ func randomConversation(_ rng: inout SplitMix64) -> [Step] {
 }
 
 @Test func randomInputNeverCrashesAndIsSplitInvariant() {
-    var rng = SplitMix64(seed: 0x5EED)
+    // SMTP_FUZZ_ITERATIONS / SMTP_FUZZ_SEED for longer runs.
+    let env = ProcessInfo.processInfo.environment
+    var rng = SplitMix64(seed: env["SMTP_FUZZ_SEED"].flatMap { UInt64($0) } ?? 0x5EED)
     let closes: [CloseReason] = [.closed, .timeout, .endOfInput]
-    for iteration in 0..<400 {
+    for iteration in 0..<(env["SMTP_FUZZ_ITERATIONS"].flatMap { Int($0) } ?? 400) {
         let steps = randomConversation(&rng)
         let close = closes[iteration % 3]
         let whole = jsonLines(runSMTP(steps, close: close))
