@@ -11,7 +11,7 @@ public final class SMTPSession {
         case resync
         case command
         /// Paused until the reply to the last command (DATA, AUTH, STARTTLS): what the client
-        /// sends next depends on it. Bytes stay in the stream buffer meanwhile.
+        /// sends next depends on it. Its bytes wait in `clientStash` meanwhile.
         case waiting
         /// The next line is a response in an AUTH exchange (after a 334).
         case authLine
@@ -65,9 +65,9 @@ public final class SMTPSession {
     var lostWhileWaiting = false
     /// Server bytes were lost: the next reply paired with a command may be a damaged one's tail.
     var serverLoss = false
-    /// Client bytes that arrived while waiting for a reply (and what follows them until they
-    /// are parsed). They are parsed as soon as the reply is, before the server's next reply,
-    /// so the pairing does not depend on how the two directions' segments interleave.
+    /// Client bytes not parsed yet: a partial line, or bytes sent while waiting for a reply.
+    /// They are parsed as soon as that reply is, before the server's next reply, so the
+    /// pairing does not depend on how the core interleaves the two directions' segments.
     var clientStash = StreamBuffer()
 
     static let maxPending = 1024
