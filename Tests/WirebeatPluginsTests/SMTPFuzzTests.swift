@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 import WirebeatCore
 @testable import WirebeatPlugins
@@ -14,13 +15,16 @@ func expectLossRule(_ steps: [Step], damaged: [Step], sourceLocation: SourceLoca
 }
 
 @Test func lossRuleHoldsForEveryGapPosition() {
-    var rng = SplitMix64(seed: 7)
-    let sessions = [plainSession, pipelinedSession, bdatSession, authSession, pickupSession, starttlsSession]
+    let env = ProcessInfo.processInfo.environment
+    var rng = SplitMix64(seed: env["SMTP_FUZZ_SEED"].flatMap { UInt64($0) } ?? 7)
+    let extraRanges = env["SMTP_LOSS_RANGES"].flatMap { Int($0) } ?? 12
+    let sessions = [plainSession, pipelinedSession, bdatSession, authSession, pickupSession, starttlsSession,
+                    rsetSession]
     for session in sessions {
         for (index, step) in session.enumerated() {
             guard let (direction, bytes) = step.payload, !bytes.isEmpty else { continue }
             var ranges: [Range<Int>] = [0..<bytes.count, 0..<1, (bytes.count - 1)..<bytes.count]
-            for _ in 0..<12 {
+            for _ in 0..<extraRanges {
                 let a = Int.random(in: 0..<bytes.count, using: &rng)
                 let b = Int.random(in: (a + 1)...bytes.count, using: &rng)
                 ranges.append(a..<b)
@@ -68,9 +72,11 @@ func randomConversation(_ rng: inout SplitMix64) -> [Step] {
 }
 
 @Test func randomInputNeverCrashesAndIsSplitInvariant() {
-    var rng = SplitMix64(seed: 0x5EED)
+    // SMTP_FUZZ_ITERATIONS / SMTP_FUZZ_SEED for longer runs.
+    let env = ProcessInfo.processInfo.environment
+    var rng = SplitMix64(seed: env["SMTP_FUZZ_SEED"].flatMap { UInt64($0) } ?? 0x5EED)
     let closes: [CloseReason] = [.closed, .timeout, .endOfInput]
-    for iteration in 0..<400 {
+    for iteration in 0..<(env["SMTP_FUZZ_ITERATIONS"].flatMap { Int($0) } ?? 400) {
         let steps = randomConversation(&rng)
         let close = closes[iteration % 3]
         let whole = jsonLines(runSMTP(steps, close: close))

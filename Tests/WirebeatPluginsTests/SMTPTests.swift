@@ -195,18 +195,20 @@ let secretTexts = ["s3cretPass", authPlain, "hunter2", "aHVudGVyMg=="]
     #expect(mail.first?.string("email.subject") == "lower")
 }
 
+let rsetSession: [Step] = [greeting] + ehlo + [
+    .client("MAIL FROM:<a@example.org>\r\n"), .server("250 ok\r\n"),
+    .client("RCPT TO:<b@example.com>\r\n"), .server("250 ok\r\n"),
+    .client("RSET\r\n"), .server("250 2.0.0 Ok\r\n"),
+    .client("MAIL FROM:<spam@example.net>\r\n"), .server("550 5.7.1 go away\r\n"),
+    .client("RCPT TO:<x@example.com>\r\n"), .server("503 5.5.1 need MAIL\r\n"),
+    .client("MAIL FROM:<c@example.org>\r\n"), .server("250 ok\r\n"),
+    .client("RCPT TO:<d@example.com>\r\n"), .server("250 ok\r\n"),
+    .client("DATA\r\n"), .server("354 go\r\n"),
+    .client("\r\nhi\r\n.\r\n"), .server("250 queued\r\n"),
+] + quit
+
 @Test func rsetAbortsAndRefusedMailStartsClean() {
-    let events = runSMTP([greeting] + ehlo + [
-        .client("MAIL FROM:<a@example.org>\r\n"), .server("250 ok\r\n"),
-        .client("RCPT TO:<b@example.com>\r\n"), .server("250 ok\r\n"),
-        .client("RSET\r\n"), .server("250 2.0.0 Ok\r\n"),
-        .client("MAIL FROM:<spam@example.net>\r\n"), .server("550 5.7.1 go away\r\n"),
-        .client("RCPT TO:<x@example.com>\r\n"), .server("503 5.5.1 need MAIL\r\n"),
-        .client("MAIL FROM:<c@example.org>\r\n"), .server("250 ok\r\n"),
-        .client("RCPT TO:<d@example.com>\r\n"), .server("250 ok\r\n"),
-        .client("DATA\r\n"), .server("354 go\r\n"),
-        .client("\r\nhi\r\n.\r\n"), .server("250 queued\r\n"),
-    ] + quit)
+    let events = runSMTP(rsetSession)
     let aborted = events.ofType("ABORTED")
     #expect(aborted.count == 1)
     #expect(aborted.first?.string("smtp.mail_from") == "a@example.org")

@@ -11,7 +11,7 @@ public final class SMTPSession {
         case resync
         case command
         /// Paused until the reply to the last command (DATA, AUTH, STARTTLS): what the client
-        /// sends next depends on it. Bytes stay in the stream buffer meanwhile.
+        /// sends next depends on it. Its bytes wait in `clientStash` meanwhile.
         case waiting
         /// The next line is a response in an AUTH exchange (after a 334).
         case authLine
@@ -21,8 +21,6 @@ public final class SMTPSession {
         case dataOrCommand
         /// Skipping to the end of an overlong or damaged line, then `afterDiscard`.
         case discard
-        /// A 220 answered a STARTTLS we did not see: a TLS record next means TLS started.
-        case maybeTLS
         /// TLS started, or the connection is closed.
         case ignore
     }
@@ -32,7 +30,9 @@ public final class SMTPSession {
     let config: SMTPConfig
     var clientMode = ClientMode.resync
     var afterDiscard = ClientMode.resync
-    var afterMaybeTLS = ClientMode.resync
+    /// A 220 answered a STARTTLS we did not see (or whose reply was lost): if the client's
+    /// next bytes are a TLS record, TLS started.
+    var tlsCheck = false
     /// Command whose line is being discarded (its bytes are still counted).
     var discardItem: PendingCommand?
     /// The line being discarded was damaged by a gap: its reply (if any) is one more the
@@ -65,9 +65,9 @@ public final class SMTPSession {
     var lostWhileWaiting = false
     /// Server bytes were lost: the next reply paired with a command may be a damaged one's tail.
     var serverLoss = false
-    /// Client bytes that arrived while waiting for a reply (and what follows them until they
-    /// are parsed). They are parsed as soon as the reply is, before the server's next reply,
-    /// so the pairing does not depend on how the two directions' segments interleave.
+    /// Client bytes not parsed yet: a partial line, or bytes sent while waiting for a reply.
+    /// They are parsed as soon as that reply is, before the server's next reply, so the
+    /// pairing does not depend on how the core interleaves the two directions' segments.
     var clientStash = StreamBuffer()
 
     static let maxPending = 1024
@@ -79,19 +79,26 @@ public final class SMTPSession {
 
     var isWaiting: Bool { if case .waiting = clientMode { return true } else { return false } }
 
+    /// Client bytes are parsed as they arrive; whatever cannot be parsed yet (a partial line,
+    /// bytes sent while waiting for a reply) moves to `clientStash`, where a server reply that
+    /// changes the client's mode finds it at once. So no byte is parsed later than the reply
+    /// that decides its meaning, whichever way the core interleaves the two directions.
     func parseClient(_ s: inout StreamBuffer, _ ctx: PluginContext) {
-        if !clientStash.isEmpty || isWaiting { stash(&s) }
-        if clientStash.isEmpty {
-            parseClientBytes(&s, ctx)
-            if isWaiting { stash(&s) }
-        } else {
-            drainStash(ctx)
-            // Only past the stash's size limit do bytes stay in the core's buffer.
-            if clientStash.isEmpty && !s.isEmpty {
-                parseClientBytes(&s, ctx)
-                if isWaiting { stash(&s) }
+        if tlsCheck, let first = s.byte(at: 0) {
+            tlsCheck = false
+            if first == 0x16 {  // a TLS handshake record
+                ctx.logger.debug("smtp: TLS after a STARTTLS we did not see answered, no more parsing")
+                clientMode = .ignore
+                serverMode = .ignore
+                clientStash.removeAll()
+                flushPending(note: Note.packetLoss, ctx)
             }
         }
+        if clientStash.isEmpty { parseClientBytes(&s, ctx) }
+        // Past the stash's limit (a client sending a whole message without waiting for 354),
+        // bytes stay in the core's buffer.
+        stash(&s)
+        drainStash(ctx)
     }
 
     private func endDiscard() {
@@ -129,18 +136,6 @@ public final class SMTPSession {
                 return
             case .waiting:
                 return
-            case .maybeTLS:
-                guard let first = s.byte(at: 0) else { return }
-                if first == 0x16 {  // TLS handshake record
-                    ctx.logger.debug("smtp: TLS after an unseen STARTTLS, no more parsing")
-                    clientMode = .ignore
-                    serverMode = .ignore
-                    flushPending(note: Note.packetLoss, ctx)
-                } else if case .maybeTLS = afterMaybeTLS {
-                    clientMode = .resync
-                } else {
-                    clientMode = afterMaybeTLS
-                }
             case .data(let atLineStart):
                 if !consumeMessageData(&s, atLineStart: atLineStart, ctx) { return }
             case .chunk(let remaining):
@@ -527,9 +522,7 @@ public final class SMTPSession {
             return
         case (220, .command), (220, .resync), (220, .waiting), (220, .authLine), (220, .dataOrCommand):
             if !pending.isEmpty { flushPending(note: Note.packetLoss, ctx) }
-            if case .maybeTLS = clientMode { break }  // the flush already decided so
-            afterMaybeTLS = clientMode
-            clientMode = .maybeTLS
+            tlsCheck = true
         default:
             break
         }
@@ -670,7 +663,7 @@ public final class SMTPSession {
 
     func gap(_ direction: Direction, byteCount: Int, stream s: inout StreamBuffer, _ ctx: PluginContext) {
         ctx.logger.debug("smtp: \(byteCount) bytes lost (\(direction))")
-        let leftover = s.readableBytes
+        var leftover = s.readableBytes
         s.skip(leftover)
         if direction == .reverse {
             greetingPossible = false
@@ -685,6 +678,10 @@ public final class SMTPSession {
             drainStash(ctx)
             return
         }
+        // Unparsed bytes before the hole cannot be completed any more.
+        leftover += clientStash.readableBytes
+        clientStash.removeAll()
+        tlsCheck = false
         switch clientMode {
         case .ignore:
             break
@@ -726,7 +723,7 @@ public final class SMTPSession {
             if helo == nil { heloMayBeLost = true }
             current?.notes.add(Note.packetLoss)
             afterDiscard = .resync
-        case .resync, .command, .dataOrCommand, .maybeTLS:
+        case .resync, .command, .dataOrCommand:
             lostCommands()
         }
     }
@@ -756,8 +753,8 @@ public final class SMTPSession {
                         lostDataTransaction = item.transaction
                         clientMode = .dataOrCommand
                     } else if item.verb == "STARTTLS" && note == Note.packetLoss {
-                        afterMaybeTLS = .resync
-                        clientMode = .maybeTLS
+                        tlsCheck = true
+                        clientMode = .resync
                     } else {
                         clientMode = .resync
                     }
@@ -785,13 +782,11 @@ public final class SMTPSession {
 
     func streamEnded(_ direction: Direction, remaining s: inout StreamBuffer, _ ctx: PluginContext) {
         if direction == .original {
-            if isWaiting || !clientStash.isEmpty {
-                // Still to be parsed once the awaited reply arrives.
-                stash(&s, unbounded: true)
-            } else if !s.isEmpty {
-                ctx.logger.debug("smtp: dropping \(s.readableBytes) unfinished client bytes at end of stream")
+            stash(&s, unbounded: true)
+            if !isWaiting && !clientStash.isEmpty {
+                ctx.logger.debug("smtp: dropping \(clientStash.readableBytes) unfinished client bytes at end of stream")
+                clientStash.removeAll()
             }
-            s.skip(s.readableBytes)
             return
         }
         // A last reply line without its CRLF is still a reply.
