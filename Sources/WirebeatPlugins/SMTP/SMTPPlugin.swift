@@ -34,7 +34,7 @@ public final class SMTPPlugin: TCPProtocolPlugin {
     }
 
     public func makeConnectionState(for connection: ConnectionInfo) -> SMTPSession {
-        SMTPSession(config: settings)
+        SMTPSession(config: settings, startedMidStream: connection.startedMidStream)
     }
 
     public func parse(_ stream: inout StreamBuffer, direction: Direction, state: inout SMTPSession,

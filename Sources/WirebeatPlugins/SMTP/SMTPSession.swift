@@ -73,7 +73,18 @@ public final class SMTPSession {
     static let maxPending = 1024
     var maxStash: Int { max(65_536, 4 * config.maxLineLength) }
 
-    init(config: SMTPConfig) { self.config = config }
+    /// No SYN was seen: HELO/EHLO may have gone by before the capture (or before state expired).
+    let startedMidStream: Bool
+
+    init(config: SMTPConfig, startedMidStream: Bool = false) {
+        self.config = config
+        self.startedMidStream = startedMidStream
+    }
+
+    /// A transaction of a session picked up mid-stream may lack its HELO: say so.
+    private func noteMissingHelo(_ t: MailTransaction) {
+        if helo == nil && startedMidStream { t.notes.add(Note.heloNotSeen) }
+    }
 
     // MARK: - Client → server
 
@@ -219,6 +230,7 @@ public final class SMTPSession {
         case "MAIL":
             let t = MailTransaction(start: ctx.timestamp, implicit: false, helo: helo)
             if heloMayBeLost { t.notes.add(Note.packetLoss) }
+            noteMissingHelo(t)
             t.mailFrom = SMTPSyntax.mailPath(rest, keyword: SMTPSyntax.from)
             if let c = current, !c.finished, !c.dataStarted { t.previous = c }
             mailMayBeLost = false
@@ -631,6 +643,7 @@ public final class SMTPSession {
     private func beginImplicit(_ start: Timestamp) -> MailTransaction {
         let t = MailTransaction(start: start, implicit: true, helo: helo)
         if mailMayBeLost || heloMayBeLost { t.notes.add(Note.packetLoss) }
+        noteMissingHelo(t)
         begin(t)
         return t
     }

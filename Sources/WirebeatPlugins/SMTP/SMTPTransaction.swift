@@ -9,6 +9,7 @@ enum Note {
     static let lineTooLong = "command line too long"
     static let earlyReply = "server replied before the end of the message data"
     static let replaced = "mail transaction replaced by a new MAIL command"
+    static let heloNotSeen = "session picked up mid-stream: HELO/EHLO not seen"
     static func abortedBy(_ verb: String) -> String { "mail transaction aborted by \(verb)" }
 }
 
