@@ -208,13 +208,18 @@ public struct MutationPlanner {
     // MARK: reorder, duplicate
 
     /// Pairs (i, j) of consecutive data segments of one direction with no data from the
-    /// other direction in between (a reply in between would make the swap impossible on a real network).
+    /// other direction in between (a reply in between would make the swap impossible on a
+    /// real network) and the same acknowledgment number (the sender learned nothing new from
+    /// its peer in between, so no ACK evidence of loss moves with the swap).
     private func neighbourPairs() -> [(Int, Int)] {
         var pairs: [(Int, Int)] = []
         var lastData: [FlowID: (index: Int, source: Endpoint)] = [:]
         for i in packets.indices where packets[i].transport == .tcp && !packets[i].payload.isEmpty {
             let p = packets[i]
-            if let last = lastData[p.flow], last.source == p.source { pairs.append((last.index, i)) }
+            if let last = lastData[p.flow], last.source == p.source,
+               packets[last.index].acknowledgment == p.acknowledgment {
+                pairs.append((last.index, i))
+            }
             lastData[p.flow] = (i, p.source)
         }
         return pairs
