@@ -87,3 +87,23 @@ struct CrossCheckTests {
         #expect(outcome.agrees, "\(outcome)")
     }
 }
+
+/// Secrets never reach events, even with the raw request/response text turned on: the
+/// passwords of the recorded AUTH and Basic-auth sessions, in clear and in base64.
+struct SecretsTests {
+    static let secrets = [
+        "s3cret-Passw0rd", "czNjcmV0LVBhc3N3MHJk", "AGFsaWNlAHMzY3JldC1QYXNzdzByZA", "YWxpY2U6czNjcmV0LVBhc3N3MHJk",
+        "punjab@123", "cHVuamFiQDEyMw",  // the Wireshark SMTP sample's AUTH LOGIN password
+    ]
+
+    @Test(arguments: CorpusTests.entries.filter { $0.plugin != "dns" })
+    func noSecretInEvents(_ entry: CorpusEntry) throws {
+        let plugins = try BuiltinPlugins.registry.load([(entry.plugin, ["send_request": .scalar("true"),
+                                                                         "send_response": .scalar("true")])])
+        let text = try Replay.collect(file: entry.capturePath, plugins: plugins).events
+            .map { JSONWriter.compact($0.json) }.joined(separator: "\n")
+        for secret in Self.secrets {
+            #expect(!text.contains(secret), "\(entry.name) leaks \(secret)")
+        }
+    }
+}
