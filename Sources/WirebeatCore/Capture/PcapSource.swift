@@ -16,6 +16,9 @@ public final class PcapSource {
     private let handle: OpaquePointer
     public let linkType: Int32
     public let name: String
+    /// Live capture: the descriptor polled between reads, so waiting for traffic never
+    /// blocks past the read timeout (stop conditions are checked at least every 100 ms).
+    private var liveDescriptor: Int32 = -1
     /// Set by `stop()` (e.g. from a signal handler) to end a live capture.
     nonisolated(unsafe) private static var stopRequested: sig_atomic_t = 0
 
@@ -74,6 +77,8 @@ public final class PcapSource {
             }
         }
         let source = PcapSource(handle: h, name: interface)
+        var errbuf2 = [CChar](repeating: 0, count: Int(PCAP_ERRBUF_SIZE))
+        if pcap_setnonblock(h, 1, &errbuf2) == 0 { source.liveDescriptor = pcap_get_selectable_fd(h) }
         if !filter.isEmpty {
             var program = bpf_program()
             guard pcap_compile(h, &program, filter, 1, PCAP_NETMASK_UNKNOWN) == 0 else {
@@ -112,7 +117,13 @@ public final class PcapSource {
             let ts = Timestamp(seconds: Int64(h.ts.tv_sec), nanoseconds: Int64(h.ts.tv_usec))
             body(ts, UnsafeRawBufferPointer(start: data, count: Int(h.caplen)), Int(h.len))
             return .packet
-        case 0: return .timeout
+        case 0:
+            // Non-blocking live capture with nothing to read: wait up to 100 ms for traffic.
+            if liveDescriptor >= 0 {
+                var fds = pollfd(fd: liveDescriptor, events: Int16(POLLIN), revents: 0)
+                _ = poll(&fds, 1, 100)
+            }
+            return .timeout
         case PCAP_ERROR_BREAK: return .end
         case PCAP_ERROR: 
             let reason = String(cString: pcap_geterr(handle))
