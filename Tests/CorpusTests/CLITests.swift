@@ -55,6 +55,26 @@ struct CLITests {
         #expect(lines.allSatisfy { (try? JSONParser.parse(String($0))) != nil })
     }
 
+    /// An idle live capture still stops on --duration (reads never block past 100 ms).
+    @Test(.enabled(if: binary != nil && getuid() == 0, "live capture needs root"))
+    func liveCaptureStopsOnDuration() throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: Self.binary!)
+        process.arguments = ["-i", "lo", "--duration", "1s", "--filter", "tcp port 9", "--stats"]
+        let err = Pipe()
+        process.standardError = err
+        process.standardOutput = FileHandle.nullDevice
+        let started = Date()
+        try process.run()
+        let killer = DispatchWorkItem { process.terminate() }
+        DispatchQueue.global().asyncAfter(deadline: .now() + 15, execute: killer)
+        process.waitUntilExit()
+        killer.cancel()
+        #expect(process.terminationReason == .exit && process.terminationStatus == 0)
+        #expect(Date().timeIntervalSince(started) < 10, "an idle capture must stop on --duration")
+        #expect(String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).contains("\"packets\""))
+    }
+
     @Test(.enabled(if: binary != nil)) func missingFile() throws {
         Self.expectOneLineError(try Self.run(["-I", "/nonexistent/x.pcap"]), mentioning: "No such file")
     }
