@@ -112,7 +112,6 @@ final class TCPLayer {
         self.logger = logger
     }
 
-    var openConnections: Int { connections.values.filter { !$0.closed }.count }
 
     private func context(_ c: TCPConnection) -> PluginContext {
         PluginContext(connection: c.info, timestamp: clock, publisher: publisher, logger: c.plugin.logger)
