@@ -128,6 +128,9 @@ public struct ConnectionInfo: Sendable {
     public let vlans: [UInt16]
     /// Community ID v1 flow hash (seed 0).
     public let communityID: String
+    /// `client.ip` and `server.ip` as events print them, formatted once per connection.
+    let clientIPText: String
+    let serverIPText: String
 
     public init(id: UInt64, transport: Transport, client: Endpoint, server: Endpoint, vlans: [UInt16] = []) {
         self.id = id
@@ -136,6 +139,8 @@ public struct ConnectionInfo: Sendable {
         self.server = server
         self.vlans = vlans
         self.communityID = CommunityID.v1(transport: transport, a: client, b: server)
+        self.clientIPText = client.ip.description
+        self.serverIPText = server.ip.description
     }
 
     /// Endpoint that sends in the given direction.
