@@ -62,6 +62,19 @@ public struct Event: Sendable {
         return a.count < b.count
     }
 
+    /// The first 16 bytes of the name at `from` in `arena`, ranked as `namePrecedes` ranks
+    /// them (`.` is 0, any other byte b is b + 1: valid UTF-8 has no 0xFF), big-endian, padded
+    /// with 0. Keys order as the names do, except that equal keys need the full comparison.
+    static func sortKey(_ arena: [UInt8], from: Int) -> (UInt64, UInt64) {
+        var k0: UInt64 = 0, k1: UInt64 = 0
+        for i in 0..<16 {
+            let p = from + i
+            let rank: UInt64 = p < arena.count ? (arena[p] == 0x2E ? 0 : UInt64(arena[p] &+ 1)) : 0
+            if i < 8 { k0 = k0 << 8 | rank } else { k1 = k1 << 8 | rank }
+        }
+        return (k0, k1)
+    }
+
     static func namePrecedes(_ a: [UInt8], _ b: [UInt8]) -> Bool {
         a.withUnsafeBufferPointer { x in b.withUnsafeBufferPointer { y in namePrecedes(x, y) } }
     }
@@ -107,9 +120,12 @@ public struct Event: Sendable {
         arena.reserveCapacity(fields.count * 24)
         var entries: [(start: Int, end: Int, value: JSONValue)] = []
         entries.reserveCapacity(fields.count)
+        var order: [(key: (UInt64, UInt64), entry: Int)] = []  // small, cheap to move while sorting
+        order.reserveCapacity(fields.count)
         for (name, value) in fields {
             let start = arena.count
             arena.append(contentsOf: name.utf8)
+            order.append((Event.sortKey(arena, from: start), entries.count))
             entries.append((start, arena.count, value))
         }
         arena.withUnsafeBufferPointer { arena in
@@ -117,13 +133,19 @@ public struct Event: Sendable {
                 out.append(UInt8(ascii: "{")); out.append(UInt8(ascii: "}")); return
             }
             func bytes(_ from: Int, _ to: Int) -> UnsafeBufferPointer<UInt8> { UnsafeBufferPointer(start: base + from, count: to - from) }
-            entries.sort { Event.namePrecedes(bytes($0.start, $0.end), bytes($1.start, $1.end)) }
+            // Most names differ in their first 16 bytes: compare two integers, bytes on a tie.
+            order.sort { a, b in
+                if a.key != b.key { return a.key < b.key }
+                let x = entries[a.entry], y = entries[b.entry]
+                return Event.namePrecedes(bytes(x.start, x.end), bytes(y.start, y.end))
+            }
             var open: [Int] = []              // offsets of the dots of the previous name that opened objects
             var previous = 0                  // start of the previous name in the arena
             var dots: [Int] = []              // offsets of the dots of the current name
             var hasMember: [Bool] = [false]   // per depth: a member was written (comma needed)
             out.append(UInt8(ascii: "{"))
-            for entry in entries {
+            for item in order {
+                let entry = entries[item.entry]
                 dots.removeAll(keepingCapacity: true)
                 for i in entry.start..<entry.end where base[i] == 0x2E { dots.append(i - entry.start) }
                 // Leading components shared with the objects already open: same dot offsets
