@@ -1,3 +1,9 @@
+#if canImport(Glibc)
+import Glibc  // memcmp
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// One published event: a set of dotted ECS field names (`source.ip`, `smtp.mail_from`)
 /// that serialises to nested JSON objects with keys in a stable order.
 public struct Event: Sendable {
@@ -5,6 +11,9 @@ public struct Event: Sendable {
     public private(set) var fields: [String: JSONValue] = [:]
 
     public init() {}
+
+    /// An event with room for `capacity` fields (no rehashing while a transaction is built).
+    init(capacity: Int) { fields.reserveCapacity(capacity) }
 
     public subscript(field: String) -> JSONValue? {
         get { fields[field] }
@@ -32,14 +41,42 @@ public struct Event: Sendable {
     /// nested objects with sorted keys print in (a `.` sorts before every other byte).
     var sortedFieldNames: [String] {
         fields.keys.sorted { a, b in
-            var i = a.utf8.makeIterator(), j = b.utf8.makeIterator()
-            while true {
-                guard let x = i.next() else { return j.next() != nil }
-                guard let y = j.next() else { return false }
-                if x == y { continue }
-                return (x == 0x2E ? 0 : UInt16(x) + 1) < (y == 0x2E ? 0 : UInt16(y) + 1)
-            }
+            // Native strings are contiguous UTF-8: compare the bytes, not String indices.
+            if let r = a.utf8.withContiguousStorageIfAvailable({ x in
+                b.utf8.withContiguousStorageIfAvailable { y in Event.namePrecedes(x, y) }
+            }), let r { return r }
+            return Event.namePrecedes(Array(a.utf8), Array(b.utf8))
         }
+    }
+
+    /// The order of `sortedFieldNames` on UTF-8 bytes: `.` ranks below every byte.
+    @inline(__always)
+    static func namePrecedes(_ a: UnsafeBufferPointer<UInt8>, _ b: UnsafeBufferPointer<UInt8>) -> Bool {
+        let n = min(a.count, b.count)
+        var i = 0
+        while i < n {
+            let x = a[i], y = b[i]
+            if x != y { return (x == 0x2E ? 0 : UInt16(x) + 1) < (y == 0x2E ? 0 : UInt16(y) + 1) }
+            i += 1
+        }
+        return a.count < b.count
+    }
+
+    /// The first 16 bytes of the name at `from` in `arena`, ranked as `namePrecedes` ranks
+    /// them (`.` is 0, any other byte b is b + 1: valid UTF-8 has no 0xFF), big-endian, padded
+    /// with 0. Keys order as the names do, except that equal keys need the full comparison.
+    static func sortKey(_ arena: [UInt8], from: Int) -> (UInt64, UInt64) {
+        var k0: UInt64 = 0, k1: UInt64 = 0
+        for i in 0..<16 {
+            let p = from + i
+            let rank: UInt64 = p < arena.count ? (arena[p] == 0x2E ? 0 : UInt64(arena[p] &+ 1)) : 0
+            if i < 8 { k0 = k0 << 8 | rank } else { k1 = k1 << 8 | rank }
+        }
+        return (k0, k1)
+    }
+
+    static func namePrecedes(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+        a.withUnsafeBufferPointer { x in b.withUnsafeBufferPointer { y in namePrecedes(x, y) } }
     }
 
     /// The nested JSON object, keys sorted at every level.
@@ -74,37 +111,76 @@ public struct Event: Sendable {
 
     /// Appends the event as one line of compact JSON (no newline), keys sorted at every
     /// level: the hot path of the output, written straight into bytes.
+    ///
+    /// The names' UTF-8 is copied side by side into one buffer, so sorting them and finding
+    /// the objects they open and close is plain byte work: no String indexing, no Substring
+    /// per component, no dictionary lookup per field (the values travel with their names).
     public func writeCompactJSON(into out: inout [UInt8]) {
-        let names = sortedFieldNames
-        var open: [Substring] = []        // object path currently open
-        var hasMember: [Bool] = [false]   // per depth: a member was written (comma needed)
-        out.append(UInt8(ascii: "{"))
-        for name in names {
-            let parts = name.split(separator: ".", omittingEmptySubsequences: false)
-            var common = 0
-            while common < open.count && common < parts.count - 1 && open[common] == parts[common] { common += 1 }
-            while open.count > common {
-                open.removeLast()
-                hasMember.removeLast()
-                out.append(UInt8(ascii: "}"))
+        var arena: [UInt8] = []
+        arena.reserveCapacity(fields.count * 24)
+        var entries: [(start: Int, end: Int, value: JSONValue)] = []
+        entries.reserveCapacity(fields.count)
+        var order: [(key: (UInt64, UInt64), entry: Int)] = []  // small, cheap to move while sorting
+        order.reserveCapacity(fields.count)
+        for (name, value) in fields {
+            let start = arena.count
+            arena.append(contentsOf: name.utf8)
+            order.append((Event.sortKey(arena, from: start), entries.count))
+            entries.append((start, arena.count, value))
+        }
+        arena.withUnsafeBufferPointer { arena in
+            guard let base = arena.baseAddress, !entries.isEmpty else {
+                out.append(UInt8(ascii: "{")); out.append(UInt8(ascii: "}")); return
             }
-            for part in parts[common..<(parts.count - 1)] {
+            func bytes(_ from: Int, _ to: Int) -> UnsafeBufferPointer<UInt8> { UnsafeBufferPointer(start: base + from, count: to - from) }
+            // Most names differ in their first 16 bytes: compare two integers, bytes on a tie.
+            order.sort { a, b in
+                if a.key != b.key { return a.key < b.key }
+                let x = entries[a.entry], y = entries[b.entry]
+                return Event.namePrecedes(bytes(x.start, x.end), bytes(y.start, y.end))
+            }
+            var open: [Int] = []              // offsets of the dots of the previous name that opened objects
+            var previous = 0                  // start of the previous name in the arena
+            var dots: [Int] = []              // offsets of the dots of the current name
+            var hasMember: [Bool] = [false]   // per depth: a member was written (comma needed)
+            out.append(UInt8(ascii: "{"))
+            for item in order {
+                let entry = entries[item.entry]
+                dots.removeAll(keepingCapacity: true)
+                for i in entry.start..<entry.end where base[i] == 0x2E { dots.append(i - entry.start) }
+                // Leading components shared with the objects already open: same dot offsets
+                // and same bytes before them.
+                var common = 0
+                while common < open.count && common < dots.count && open[common] == dots[common]
+                        && memcmp(base + previous, base + entry.start, dots[common]) == 0 {
+                    common += 1
+                }
+                while open.count > common {
+                    open.removeLast()
+                    hasMember.removeLast()
+                    out.append(UInt8(ascii: "}"))
+                }
+                for k in common..<dots.count {
+                    if hasMember[hasMember.count - 1] { out.append(UInt8(ascii: ",")) }
+                    hasMember[hasMember.count - 1] = true
+                    let from = k == 0 ? 0 : dots[k - 1] + 1
+                    JSONWriter.writeString(bytes(entry.start + from, entry.start + dots[k]), into: &out)
+                    out.append(UInt8(ascii: ":"))
+                    out.append(UInt8(ascii: "{"))
+                    open.append(dots[k])
+                    hasMember.append(false)
+                }
                 if hasMember[hasMember.count - 1] { out.append(UInt8(ascii: ",")) }
                 hasMember[hasMember.count - 1] = true
-                JSONWriter.writeString(part, into: &out)
+                let last = dots.last.map { $0 + 1 } ?? 0
+                JSONWriter.writeString(bytes(entry.start + last, entry.end), into: &out)
                 out.append(UInt8(ascii: ":"))
-                out.append(UInt8(ascii: "{"))
-                open.append(part)
-                hasMember.append(false)
+                JSONWriter.write(entry.value, into: &out, indent: nil, level: 0)
+                previous = entry.start
             }
-            if hasMember[hasMember.count - 1] { out.append(UInt8(ascii: ",")) }
-            hasMember[hasMember.count - 1] = true
-            JSONWriter.writeString(parts[parts.count - 1], into: &out)
-            out.append(UInt8(ascii: ":"))
-            JSONWriter.write(fields[name]!, into: &out, indent: nil, level: 0)
+            for _ in open { out.append(UInt8(ascii: "}")) }
+            out.append(UInt8(ascii: "}"))
         }
-        for _ in open { out.append(UInt8(ascii: "}")) }
-        out.append(UInt8(ascii: "}"))
     }
 }
 

@@ -84,20 +84,37 @@ public enum JSONWriter {
     private static let hexDigits = Array("0123456789abcdef".utf8)
 
     static func writeString<S: StringProtocol>(_ s: S, into out: inout [UInt8]) {
+        // Native strings are contiguous UTF-8: escape straight from their bytes.
+        if s.utf8.withContiguousStorageIfAvailable({ writeString($0, into: &out) }) == nil {
+            Array(s.utf8).withUnsafeBufferPointer { writeString($0, into: &out) }
+        }
+    }
+
+    /// Writes UTF-8 `bytes` as a JSON string. Runs of bytes that need no escape (nearly all
+    /// of them) are appended in one copy, not byte by byte.
+    static func writeString(_ bytes: UnsafeBufferPointer<UInt8>, into out: inout [UInt8]) {
         out.append(UInt8(ascii: "\""))
-        for u in s.utf8 {
+        var run = 0, i = 0
+        let n = bytes.count
+        while i < n {
+            let u = bytes[i]
+            if u >= 0x20 && u != UInt8(ascii: "\"") && u != UInt8(ascii: "\\") { i += 1; continue }
+            if run < i { out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[run..<i])) }
             switch u {
             case UInt8(ascii: "\""): out.append(UInt8(ascii: "\\")); out.append(UInt8(ascii: "\""))
             case UInt8(ascii: "\\"): out.append(UInt8(ascii: "\\")); out.append(UInt8(ascii: "\\"))
             case 0x0A: out.append(UInt8(ascii: "\\")); out.append(UInt8(ascii: "n"))
             case 0x0D: out.append(UInt8(ascii: "\\")); out.append(UInt8(ascii: "r"))
             case 0x09: out.append(UInt8(ascii: "\\")); out.append(UInt8(ascii: "t"))
-            case 0..<0x20:
-                out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "u"), UInt8(ascii: "0"), UInt8(ascii: "0"),
-                                        hexDigits[Int(u >> 4)], hexDigits[Int(u & 0xF)]])
-            default: out.append(u)
+            default:
+                out.append(UInt8(ascii: "\\")); out.append(UInt8(ascii: "u"))
+                out.append(UInt8(ascii: "0")); out.append(UInt8(ascii: "0"))
+                out.append(hexDigits[Int(u >> 4)]); out.append(hexDigits[Int(u & 0xF)])
             }
+            i += 1
+            run = i
         }
+        if run < n { out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[run..<n])) }
         out.append(UInt8(ascii: "\""))
     }
 }

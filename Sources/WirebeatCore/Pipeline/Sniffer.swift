@@ -92,12 +92,26 @@ public final class Sniffer {
             return
         }
         guard let udp = plugin.udp else { return }
-        let info = ConnectionInfo(id: 0, transport: .udp, client: client, server: server, vlans: packet.vlans)
+        let info = udpFlow(client: client, server: server, vlans: packet.vlans)
         let direction: Direction = packet.source == client ? .original : .reverse
         let context = PluginContext(connection: info, timestamp: packet.timestamp, publisher: publisher,
                                     logger: plugin.logger)
         let payload = Array(packet.payload)
         udp.parseDatagram(payload[...], direction: direction, context: context)
+    }
+
+    /// Connection info per UDP flow, cached: its Community ID (a SHA-1) and IP text would
+    /// otherwise be computed for every datagram. Bounded: emptied when full.
+    private var udpFlows: [UDPFlowKey: ConnectionInfo] = [:]
+    private static let maxUDPFlows = 4096
+
+    private func udpFlow(client: Endpoint, server: Endpoint, vlans: [UInt16]) -> ConnectionInfo {
+        let key = UDPFlowKey(client: client, server: server, vlans: vlans)
+        if let info = udpFlows[key] { return info }
+        if udpFlows.count >= Sniffer.maxUDPFlows { udpFlows.removeAll(keepingCapacity: true) }
+        let info = ConnectionInfo(id: 0, transport: .udp, client: client, server: server, vlans: vlans)
+        udpFlows[key] = info
+        return info
     }
 
     private func tickUDP() {
@@ -140,4 +154,10 @@ public final class CollectingPublisher: EventPublisher {
     public private(set) var events: [Event] = []
     public init() {}
     public func publish(_ event: Event) { events.append(event) }
+}
+
+struct UDPFlowKey: Hashable {
+    let client: Endpoint
+    let server: Endpoint
+    let vlans: [UInt16]
 }

@@ -131,6 +131,9 @@ public struct ConnectionInfo: Sendable {
     /// TCP: no SYN was seen, so the first bytes may be the middle of a message (a capture
     /// started late, or state expired and picked up again).
     public let startedMidStream: Bool
+    /// `client.ip` and `server.ip` as events print them, formatted once per connection.
+    let clientIPText: String
+    let serverIPText: String
 
     public init(id: UInt64, transport: Transport, client: Endpoint, server: Endpoint, vlans: [UInt16] = [],
                 startedMidStream: Bool = false) {
@@ -141,6 +144,8 @@ public struct ConnectionInfo: Sendable {
         self.vlans = vlans
         self.startedMidStream = startedMidStream
         self.communityID = CommunityID.v1(transport: transport, a: client, b: server)
+        self.clientIPText = client.ip.description
+        self.serverIPText = server.ip.description
     }
 
     /// Endpoint that sends in the given direction.

@@ -64,13 +64,13 @@ extension HTTPSession {
 
     static func mimeType(_ contentType: String?) -> String? {
         guard let c = contentType else { return nil }
-        let base = c.split(separator: ";", maxSplits: 1).first.map { $0.trimmingCharacters(in: .whitespaces).lowercased() } ?? ""
+        let base = c.split(separator: ";", maxSplits: 1).first.map { HTTPSyntax.trimmedWhitespace($0).lowercased() } ?? ""
         return base.isEmpty ? nil : base
     }
 
     /// The request target with the password of an absolute URI's userinfo removed.
     static func redactedTarget(_ target: String) -> String {
-        guard let scheme = target.range(of: "://") else { return target }
+        guard HTTPSyntax.mayHaveScheme(target), let scheme = target.range(of: "://") else { return target }
         let rest = target[scheme.upperBound...]
         let authorityEnd = rest.firstIndex(where: { $0 == "/" || $0 == "?" || $0 == "#" }) ?? rest.endIndex
         let authority = rest[..<authorityEnd]

@@ -272,7 +272,7 @@ public final class HTTPSession {
         } else {
             appendRaw(m, raw)
         }
-        let value = valueBytes.prefix(8192).text
+        lazy var value = valueBytes.prefix(8192).text  // a String only for the headers that use it
         switch name {
         case "content-length":
             if let n = HTTPSyntax.contentLength(valueBytes), m.contentLength == nil || m.contentLength == n {

@@ -133,8 +133,22 @@ enum HTTPSyntax {
 
     /// Comma-separated, lower-cased tokens of a header value (`Connection`, `Transfer-Encoding`).
     static func tokens(_ value: String) -> [String] {
-        value.lowercased().split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        value.lowercased().split(separator: ",").map { trimmedWhitespace($0) }.filter { !$0.isEmpty }
     }
+
+    /// `trimmingCharacters(in: .whitespaces)` without Foundation for ASCII text (where
+    /// .whitespaces is space and tab): it runs for several headers of every message.
+    static func trimmedWhitespace(_ s: Substring) -> String {
+        let utf8 = s.utf8
+        guard !utf8.contains(where: { $0 >= 0x80 }) else { return s.trimmingCharacters(in: .whitespaces) }
+        let isBlank = { (b: UInt8) in b == Byte.space || b == Byte.tab }
+        guard let first = utf8.firstIndex(where: { !isBlank($0) }) else { return "" }
+        let last = utf8.lastIndex(where: { !isBlank($0) })!
+        return String(decoding: utf8[first...last], as: UTF8.self)
+    }
+
+    /// Whether `text` may hold `://` (Foundation's `range(of:)` is slow and usually finds nothing).
+    static func mayHaveScheme<S: StringProtocol>(_ text: S) -> Bool { text.utf8.contains(Byte.colon) }
 
     /// The user of `Basic <base64(user:password)>`; the password is never returned.
     static func basicAuthUser(_ value: String) -> String? {
@@ -173,7 +187,7 @@ struct HTTPURL {
             // authority-form: host:port
             authority = target
             rest = ""
-        } else if let r = rest.range(of: "://"), rest[..<r.lowerBound].allSatisfy({ $0.isLetter || $0 == "+" || $0 == "-" || $0 == "." }) {
+        } else if HTTPSyntax.mayHaveScheme(rest), let r = rest.range(of: "://"), rest[..<r.lowerBound].allSatisfy({ $0.isLetter || $0 == "+" || $0 == "-" || $0 == "." }) {
             // absolute-form (to a proxy): its authority wins over Host.
             let afterScheme = rest[r.upperBound...]
             let end = afterScheme.firstIndex(where: { $0 == "/" || $0 == "?" }) ?? afterScheme.endIndex
