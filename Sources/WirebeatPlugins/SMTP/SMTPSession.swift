@@ -475,7 +475,10 @@ public final class SMTPSession {
             // A client talking first (or seen first) does not change what the 220 is.
             if [220, 421, 554].contains(r.code)
                 && (pending.isEmpty || (r.code == 220 && pending[0].verb != "STARTTLS")) {
-                ctx.publish(promptEvent(r, ctx))
+                var e = promptEvent(r, ctx)
+                // Without the SYN, a first 220 may answer a STARTTLS that went by unseen.
+                if startedMidStream { e.addNote(Note.greetingNotCertain) }
+                ctx.publish(e)
                 return
             }
         }

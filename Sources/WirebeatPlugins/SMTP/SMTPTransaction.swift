@@ -10,6 +10,7 @@ enum Note {
     static let earlyReply = "server replied before the end of the message data"
     static let replaced = "mail transaction replaced by a new MAIL command"
     static let heloNotSeen = "session picked up mid-stream: HELO/EHLO not seen"
+    static let greetingNotCertain = "session picked up mid-stream: this reply may not be the greeting"
     static func abortedBy(_ verb: String) -> String { "mail transaction aborted by \(verb)" }
 }
 
