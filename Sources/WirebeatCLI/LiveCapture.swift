@@ -5,17 +5,18 @@ import Glibc
 
 /// Live capture: reads until Ctrl-C (SIGINT/SIGTERM), a packet count or a duration.
 public enum LiveCapture {
-    /// A BPF filter matching the plugins' ports on their transports, tagged or not.
-    public static func filter(for plugins: [LoadedPlugin]) -> String {
+    /// A BPF filter matching the plugins' ports on their transports, tagged or not, and the
+    /// same without the VLAN part for link types where `vlan` does not compile (`-i any`).
+    public static func filter(for plugins: [LoadedPlugin]) -> (filter: String, untagged: String) {
         var terms: [String] = []
         for plugin in plugins {
             for transport in plugin.transports {
                 for port in plugin.ports { terms.append("\(transport.rawValue) port \(port)") }
             }
         }
-        guard !terms.isEmpty else { return "" }
-        let any = "(" + terms.joined(separator: " or ") + ")"
-        return "\(any) or (vlan and \(any))"
+        guard !terms.isEmpty else { return ("", "") }
+        let ports = "(" + terms.joined(separator: " or ") + ")"
+        return ("\(ports) or (vlan and \(ports))", ports)
     }
 
     public static func run(source: PcapSource, sniffer: Sniffer, maxPackets: Int?, stopAfter: TimeSpan?) throws {

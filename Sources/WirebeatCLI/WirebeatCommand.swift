@@ -134,8 +134,13 @@ public struct RunCommand: ParsableCommand {
 
     private func capture(interface: String, sniffer: Sniffer, plugins: [LoadedPlugin], config: ConfigFile,
                          stopAfter: TimeSpan?) throws {
-        let bpf = filter ?? config.captureFilter ?? LiveCapture.filter(for: plugins)
-        let source = try PcapSource.open(interface: interface, filter: bpf)
+        let built = LiveCapture.filter(for: plugins)
+        let source: PcapSource
+        if let chosen = filter ?? config.captureFilter {
+            source = try PcapSource.open(interface: interface, filter: chosen)
+        } else {
+            source = try PcapSource.open(interface: interface, filter: built.filter, fallbackFilter: built.untagged)
+        }
         try LiveCapture.run(source: source, sniffer: sniffer, maxPackets: count, stopAfter: stopAfter)
     }
 

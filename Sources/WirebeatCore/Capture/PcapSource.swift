@@ -52,8 +52,10 @@ public final class PcapSource {
         return PcapSource(handle: h, name: path)
     }
 
-    /// Opens a live capture on `interface` with a BPF filter.
-    public static func open(interface: String, filter: String, snapLength: Int32 = 262_144) throws -> PcapSource {
+    /// Opens a live capture on `interface` with a BPF filter. `fallbackFilter` is used when
+    /// `filter` does not compile for the interface's link type (`vlan` on `any`, say).
+    public static func open(interface: String, filter: String, fallbackFilter: String? = nil,
+                            snapLength: Int32 = 262_144) throws -> PcapSource {
         var errbuf = [CChar](repeating: 0, count: Int(PCAP_ERRBUF_SIZE))
         guard let h = pcap_create(interface, &errbuf) else {
             throw CaptureError("\(interface): \(String(cString: errbuf))")
@@ -81,8 +83,11 @@ public final class PcapSource {
         if pcap_setnonblock(h, 1, &errbuf2) == 0 { source.liveDescriptor = pcap_get_selectable_fd(h) }
         if !filter.isEmpty {
             var program = bpf_program()
-            guard pcap_compile(h, &program, filter, 1, PCAP_NETMASK_UNKNOWN) == 0 else {
-                throw CaptureError("bad capture filter '\(filter)': \(String(cString: pcap_geterr(h)))")
+            if pcap_compile(h, &program, filter, 1, PCAP_NETMASK_UNKNOWN) != 0 {
+                let reason = String(cString: pcap_geterr(h))
+                guard let fallbackFilter, pcap_compile(h, &program, fallbackFilter, 1, PCAP_NETMASK_UNKNOWN) == 0 else {
+                    throw CaptureError("bad capture filter '\(filter)': \(reason)")
+                }
             }
             defer { pcap_freecode(&program) }
             guard pcap_setfilter(h, &program) == 0 else {
