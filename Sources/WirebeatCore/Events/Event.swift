@@ -159,11 +159,37 @@ public struct Event: Sendable {
 
     /// Appends the event as one line of compact JSON (no newline), keys sorted at every
     /// level: the hot path of the output, written straight into bytes.
+    public func writeCompactJSON(into out: inout [UInt8]) {
+        // A plugin builds its events with the same names in the same order over and over:
+        // the JSON around the values (braces, keys, commas) is built once per sequence of
+        // names (and of removed ones) and cached; an event is then that text with its values.
+        var absent: [Int] = []
+        for (i, value) in values.enumerated() where value == nil { absent.append(i) }
+        let layout = EventLayoutCache.shared.layout(for: names, absent: absent) ?? {
+            let built = Event.layout(names: names, absent: absent)
+            EventLayoutCache.shared.store(names, absent, built)
+            return built
+        }()
+        layout.text.withUnsafeBufferPointer { text in
+            var from = 0
+            for slot in layout.slots {
+                out.append(contentsOf: UnsafeBufferPointer(rebasing: text[from..<slot.offset]))
+                JSONWriter.write(values[slot.value]!, into: &out, indent: nil, level: 0)
+                from = slot.offset
+            }
+            out.append(contentsOf: UnsafeBufferPointer(rebasing: text[from...]))
+        }
+    }
+
+    /// The compact JSON of an event with these names, values left out: `slots` says where
+    /// each value goes (its offset in `text`) and which one (its index in `names`). Names in
+    /// `absent` (ascending) are left out; of a name set more than once, the last one counts.
     ///
     /// The names' UTF-8 is copied side by side into one buffer, so sorting them and finding
     /// the objects they open and close is plain byte work: no String indexing, no Substring
-    /// per component, no dictionary lookup per field (the values travel with their names).
-    public func writeCompactJSON(into out: inout [UInt8]) {
+    /// per component.
+    static func layout(names: [String], absent: [Int]) -> EventLayout {
+        var layout = EventLayout()
         var arena: [UInt8] = []
         arena.reserveCapacity(names.count * 24)
         var entries: [(start: Int, end: Int)] = []
@@ -175,23 +201,19 @@ public struct Event: Sendable {
         }
         arena.withUnsafeBufferPointer { arena in
             guard let base = arena.baseAddress, !entries.isEmpty else {
-                out.append(UInt8(ascii: "{")); out.append(UInt8(ascii: "}")); return
+                layout.text = Array("{}".utf8)
+                return
             }
             func bytes(_ from: Int, _ to: Int) -> UnsafeBufferPointer<UInt8> { UnsafeBufferPointer(start: base + from, count: to - from) }
-            // A plugin builds its events with the same names in the same order over and over:
-            // the sorted order is computed once per sequence of names and cached.
-            let order = EventOrderCache.shared.order(for: names) ?? {
-                let computed = Event.sortedOrder(base, entries)
-                EventOrderCache.shared.store(names, computed)
-                return computed
-            }()
+            let order = Event.sortedOrder(base, entries)
+            var out: [UInt8] = []
             var open: [Int] = []              // offsets of the dots of the previous name that opened objects
             var previous = 0                  // start of the previous name in the arena
             var dots: [Int] = []              // offsets of the dots of the current name
             var hasMember: [Bool] = [false]   // per depth: a member was written (comma needed)
             out.append(UInt8(ascii: "{"))
             for index in order {
-                guard let value = values[index] else { continue }  // removed
+                if absent.contains(index) { continue }  // removed (set to nil last)
                 let entry = entries[index]
                 dots.removeAll(keepingCapacity: true)
                 for i in entry.start..<entry.end where base[i] == 0x2E { dots.append(i - entry.start) }
@@ -222,42 +244,60 @@ public struct Event: Sendable {
                 let last = dots.last.map { $0 + 1 } ?? 0
                 JSONWriter.writeString(bytes(entry.start + last, entry.end), into: &out)
                 out.append(UInt8(ascii: ":"))
-                JSONWriter.write(value, into: &out, indent: nil, level: 0)
+                layout.slots.append((out.count, index))
                 previous = entry.start
             }
             for _ in open { out.append(UInt8(ascii: "}")) }
             out.append(UInt8(ascii: "}"))
+            layout.text = out
         }
+        return layout
     }
 }
 
-import Foundation  // trimmingCharacters
+/// See `Event.layout`.
+struct EventLayout {
+    var text: [UInt8] = []
+    var slots: [(offset: Int, value: Int)] = []
+}
 
-/// Output orders of the sequences of names events were built with (see `writeCompactJSON`).
+import Foundation  // trimmingCharacters, NSLock
+
+/// Layouts of the sequences of names events were built with (see `writeCompactJSON`).
 /// Shared by every thread that writes events, hence the lock; bounded.
-final class EventOrderCache: @unchecked Sendable {
-    static let shared = EventOrderCache()
+final class EventLayoutCache: @unchecked Sendable {
+    static let shared = EventLayoutCache()
     private let lock = NSLock()
-    private var cached: [(names: [String], order: [Int])] = []
+    private var cached: [(names: [String], absent: [Int], layout: EventLayout)] = []
+    private var lastHit = 0
     private var next = 0
-    private static let capacity = 64
+    private static let capacity = 128
 
-    func order(for names: [String]) -> [Int]? {
+    func layout(for names: [String], absent: [Int]) -> EventLayout? {
         lock.lock()
         defer { lock.unlock() }
-        // Names are mostly literals: equal arrays compare pointer by pointer.
-        for entry in cached where entry.names.count == names.count && entry.names == names { return entry.order }
+        // Names are mostly literals: equal arrays compare pointer by pointer. The last hit
+        // first: events of one kind tend to come in runs.
+        func matches(_ i: Int) -> Bool {
+            let e = cached[i]
+            return e.names.count == names.count && e.absent == absent && e.names == names
+        }
+        if lastHit < cached.count && matches(lastHit) { return cached[lastHit].layout }
+        for i in cached.indices where matches(i) {
+            lastHit = i
+            return cached[i].layout
+        }
         return nil
     }
 
-    func store(_ names: [String], _ order: [Int]) {
+    func store(_ names: [String], _ absent: [Int], _ layout: EventLayout) {
         lock.lock()
         defer { lock.unlock() }
-        if cached.count < EventOrderCache.capacity {
-            cached.append((names, order))
+        if cached.count < EventLayoutCache.capacity {
+            cached.append((names, absent, layout))
         } else {
-            cached[next] = (names, order)   // full: replace in turn
-            next = (next + 1) % EventOrderCache.capacity
+            cached[next] = (names, absent, layout)   // full: replace in turn
+            next = (next + 1) % EventLayoutCache.capacity
         }
     }
 }
