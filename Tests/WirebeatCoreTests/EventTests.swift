@@ -62,6 +62,29 @@ struct EventTests {
         }
     }
 
+    @Test func laterSetsReplaceAndNilRemoves() {
+        // Events keep names in set order (later sets win); the writer caches the sorted order
+        // per sequence of names, so the same names with different values must still print right.
+        for removed in [false, true, false] {
+            var e = Event()
+            e.set("b.x", 1)
+            e.set("a", "first")
+            e.set("b.y", 2)
+            e.set("a", "second")
+            e["b.x"] = removed ? nil : .int(3)
+            e.addNote("one")
+            e.addNote("two")
+            #expect(e["a"] == .string("second"))
+            #expect(e.fields.count == (removed ? 3 : 4))
+            var bytes: [UInt8] = []
+            e.writeCompactJSON(into: &bytes)
+            let text = String(decoding: bytes, as: UTF8.self)
+            #expect(text == JSONWriter.compact(e.json))
+            #expect(text == (removed ? #"{"a":"second","b":{"y":2},"error":{"message":"one; two"}}"#
+                                     : #"{"a":"second","b":{"x":3,"y":2},"error":{"message":"one; two"}}"#))
+        }
+    }
+
     @Test func emptyContainersAndScalars() {
         #expect(JSONWriter.compact(.object([])) == "{}")
         #expect(JSONWriter.pretty(.object([])) == "{}")

@@ -7,35 +7,53 @@ import Darwin
 /// One published event: a set of dotted ECS field names (`source.ip`, `smtp.mail_from`)
 /// that serialises to nested JSON objects with keys in a stable order.
 public struct Event: Sendable {
+    // Names and values in the order they were set; setting a name again appends, and reads
+    // take the last value (nil: removed). A dictionary hashed every one of the ~40 names of
+    // each event (a fifth of the instructions on DNS); the serialiser sorts the names anyway
+    // and keeps the last value of each.
+    private var names: [String] = []
+    private var values: [JSONValue?] = []
+
     /// Fields by dotted name; later `set` calls replace earlier ones.
-    public private(set) var fields: [String: JSONValue] = [:]
+    public var fields: [String: JSONValue] {
+        var d: [String: JSONValue] = [:]
+        d.reserveCapacity(names.count)
+        for (name, value) in zip(names, values) { d[name] = value }
+        return d
+    }
 
     public init() {}
 
-    /// An event with room for `capacity` fields (no rehashing while a transaction is built).
-    init(capacity: Int) { fields.reserveCapacity(capacity) }
+    /// An event with room for `capacity` fields (no reallocation while a transaction is built).
+    init(capacity: Int) {
+        names.reserveCapacity(capacity)
+        values.reserveCapacity(capacity)
+    }
 
     public subscript(field: String) -> JSONValue? {
-        get { fields[field] }
-        set { fields[field] = newValue }
+        get { names.lastIndex(of: field).flatMap { values[$0] } }
+        set {
+            names.append(field)
+            values.append(newValue)
+        }
     }
 
     public mutating func set(_ field: String, _ value: (any JSONRepresentable)?) {
-        fields[field] = value?.jsonValue
+        self[field] = value?.jsonValue
     }
 
     /// Appends `note` to `error.message`, keeping earlier notes (they are joined with "; ").
     public mutating func addNote(_ note: String) {
-        if case let .string(existing)? = fields["error.message"], !existing.isEmpty {
+        if case let .string(existing)? = self["error.message"], !existing.isEmpty {
             if !existing.split(separator: ";").map({ $0.trimmingCharacters(in: .whitespaces) }).contains(note) {
-                fields["error.message"] = .string(existing + "; " + note)
+                self["error.message"] = .string(existing + "; " + note)
             }
         } else {
-            fields["error.message"] = .string(note)
+            self["error.message"] = .string(note)
         }
     }
 
-    public var type: String? { fields["type"]?.stringValue }
+    public var type: String? { self["type"]?.stringValue }
 
     /// Field names in output order: component by component, each in byte order — the order
     /// nested objects with sorted keys print in (a `.` sorts before every other byte).
@@ -65,14 +83,43 @@ public struct Event: Sendable {
     /// The first 16 bytes of the name at `from` in `arena`, ranked as `namePrecedes` ranks
     /// them (`.` is 0, any other byte b is b + 1: valid UTF-8 has no 0xFF), big-endian, padded
     /// with 0. Keys order as the names do, except that equal keys need the full comparison.
-    static func sortKey(_ arena: [UInt8], from: Int) -> (UInt64, UInt64) {
+    static func sortKey(_ arena: UnsafeBufferPointer<UInt8>, from: Int, end: Int) -> (UInt64, UInt64) {
         var k0: UInt64 = 0, k1: UInt64 = 0
         for i in 0..<16 {
             let p = from + i
-            let rank: UInt64 = p < arena.count ? (arena[p] == 0x2E ? 0 : UInt64(arena[p] &+ 1)) : 0
+            let rank: UInt64 = p < end ? (arena[p] == 0x2E ? 0 : UInt64(arena[p] &+ 1)) : 0
             if i < 8 { k0 = k0 << 8 | rank } else { k1 = k1 << 8 | rank }
         }
         return (k0, k1)
+    }
+
+    /// Indices of the names (`entries`: byte ranges from `base`) in output order, the last
+    /// one set of each name only.
+    static func sortedOrder(_ base: UnsafePointer<UInt8>, _ entries: [(start: Int, end: Int)]) -> [Int] {
+        func bytes(_ e: (start: Int, end: Int)) -> UnsafeBufferPointer<UInt8> { UnsafeBufferPointer(start: base + e.start, count: e.end - e.start) }
+        let arena = UnsafeBufferPointer(start: base, count: entries.last.map { $0.end } ?? 0)
+        var order: [(key: (UInt64, UInt64), entry: Int)] = []  // small, cheap to move while sorting
+        order.reserveCapacity(entries.count)
+        for (i, e) in entries.enumerated() { order.append((sortKey(arena, from: e.start, end: e.end), i)) }
+        // Most names differ in their first 16 bytes: compare two integers, bytes on a tie.
+        // Equal names in the order they were set, so the last one set comes last.
+        order.sort { a, b in
+            if a.key != b.key { return a.key < b.key }
+            let x = bytes(entries[a.entry]), y = bytes(entries[b.entry])
+            if namePrecedes(x, y) { return true }
+            if namePrecedes(y, x) { return false }
+            return a.entry < b.entry
+        }
+        var result: [Int] = []
+        result.reserveCapacity(order.count)
+        for (k, item) in order.enumerated() {
+            if k + 1 < order.count && order[k + 1].key == item.key {
+                let x = entries[item.entry], y = entries[order[k + 1].entry]
+                if x.end - x.start == y.end - y.start && memcmp(base + x.start, base + y.start, x.end - x.start) == 0 { continue }
+            }
+            result.append(item.entry)
+        }
+        return result
     }
 
     static func namePrecedes(_ a: [UInt8], _ b: [UInt8]) -> Bool {
@@ -82,6 +129,7 @@ public struct Event: Sendable {
     /// The nested JSON object, keys sorted at every level.
     public var json: JSONValue {
         // Build bottom-up from the sorted names: each run of names sharing a prefix is one object.
+        let fields = self.fields
         let names = sortedFieldNames
         let paths = names.map { $0.split(separator: ".", omittingEmptySubsequences: false).map(String.init) }
         func build(_ range: Range<Int>, depth: Int) -> JSONValue {
@@ -111,41 +159,62 @@ public struct Event: Sendable {
 
     /// Appends the event as one line of compact JSON (no newline), keys sorted at every
     /// level: the hot path of the output, written straight into bytes.
+    public func writeCompactJSON(into out: inout [UInt8]) {
+        // A plugin builds its events with the same names in the same order over and over:
+        // the JSON around the values (braces, keys, commas) is built once per sequence of
+        // names (and of removed ones) and cached; an event is then that text with its values.
+        var absent: [Int] = []
+        for (i, value) in values.enumerated() where value == nil { absent.append(i) }
+        let layout = EventLayoutCache.shared.layout(for: names, absent: absent) ?? {
+            let built = Event.layout(names: names, absent: absent)
+            EventLayoutCache.shared.store(names, absent, built)
+            return built
+        }()
+        layout.text.withUnsafeBufferPointer { text in
+            var from = 0
+            for slot in layout.slots {
+                out.append(contentsOf: UnsafeBufferPointer(rebasing: text[from..<slot.offset]))
+                JSONWriter.write(values[slot.value]!, into: &out, indent: nil, level: 0)
+                from = slot.offset
+            }
+            out.append(contentsOf: UnsafeBufferPointer(rebasing: text[from...]))
+        }
+    }
+
+    /// The compact JSON of an event with these names, values left out: `slots` says where
+    /// each value goes (its offset in `text`) and which one (its index in `names`). Names in
+    /// `absent` (ascending) are left out; of a name set more than once, the last one counts.
     ///
     /// The names' UTF-8 is copied side by side into one buffer, so sorting them and finding
     /// the objects they open and close is plain byte work: no String indexing, no Substring
-    /// per component, no dictionary lookup per field (the values travel with their names).
-    public func writeCompactJSON(into out: inout [UInt8]) {
+    /// per component.
+    static func layout(names: [String], absent: [Int]) -> EventLayout {
+        var layout = EventLayout()
         var arena: [UInt8] = []
-        arena.reserveCapacity(fields.count * 24)
-        var entries: [(start: Int, end: Int, value: JSONValue)] = []
-        entries.reserveCapacity(fields.count)
-        var order: [(key: (UInt64, UInt64), entry: Int)] = []  // small, cheap to move while sorting
-        order.reserveCapacity(fields.count)
-        for (name, value) in fields {
+        arena.reserveCapacity(names.count * 24)
+        var entries: [(start: Int, end: Int)] = []
+        entries.reserveCapacity(names.count)
+        for name in names {
             let start = arena.count
             arena.append(contentsOf: name.utf8)
-            order.append((Event.sortKey(arena, from: start), entries.count))
-            entries.append((start, arena.count, value))
+            entries.append((start, arena.count))
         }
         arena.withUnsafeBufferPointer { arena in
             guard let base = arena.baseAddress, !entries.isEmpty else {
-                out.append(UInt8(ascii: "{")); out.append(UInt8(ascii: "}")); return
+                layout.text = Array("{}".utf8)
+                return
             }
             func bytes(_ from: Int, _ to: Int) -> UnsafeBufferPointer<UInt8> { UnsafeBufferPointer(start: base + from, count: to - from) }
-            // Most names differ in their first 16 bytes: compare two integers, bytes on a tie.
-            order.sort { a, b in
-                if a.key != b.key { return a.key < b.key }
-                let x = entries[a.entry], y = entries[b.entry]
-                return Event.namePrecedes(bytes(x.start, x.end), bytes(y.start, y.end))
-            }
+            let order = Event.sortedOrder(base, entries)
+            var out: [UInt8] = []
             var open: [Int] = []              // offsets of the dots of the previous name that opened objects
             var previous = 0                  // start of the previous name in the arena
             var dots: [Int] = []              // offsets of the dots of the current name
             var hasMember: [Bool] = [false]   // per depth: a member was written (comma needed)
             out.append(UInt8(ascii: "{"))
-            for item in order {
-                let entry = entries[item.entry]
+            for index in order {
+                if absent.contains(index) { continue }  // removed (set to nil last)
+                let entry = entries[index]
                 dots.removeAll(keepingCapacity: true)
                 for i in entry.start..<entry.end where base[i] == 0x2E { dots.append(i - entry.start) }
                 // Leading components shared with the objects already open: same dot offsets
@@ -175,13 +244,60 @@ public struct Event: Sendable {
                 let last = dots.last.map { $0 + 1 } ?? 0
                 JSONWriter.writeString(bytes(entry.start + last, entry.end), into: &out)
                 out.append(UInt8(ascii: ":"))
-                JSONWriter.write(entry.value, into: &out, indent: nil, level: 0)
+                layout.slots.append((out.count, index))
                 previous = entry.start
             }
             for _ in open { out.append(UInt8(ascii: "}")) }
             out.append(UInt8(ascii: "}"))
+            layout.text = out
         }
+        return layout
     }
 }
 
-import Foundation  // trimmingCharacters
+/// See `Event.layout`.
+struct EventLayout {
+    var text: [UInt8] = []
+    var slots: [(offset: Int, value: Int)] = []
+}
+
+import Foundation  // trimmingCharacters, NSLock
+
+/// Layouts of the sequences of names events were built with (see `writeCompactJSON`).
+/// Shared by every thread that writes events, hence the lock; bounded.
+final class EventLayoutCache: @unchecked Sendable {
+    static let shared = EventLayoutCache()
+    private let lock = NSLock()
+    private var cached: [(names: [String], absent: [Int], layout: EventLayout)] = []
+    private var lastHit = 0
+    private var next = 0
+    private static let capacity = 128
+
+    func layout(for names: [String], absent: [Int]) -> EventLayout? {
+        lock.lock()
+        defer { lock.unlock() }
+        // Names are mostly literals: equal arrays compare pointer by pointer. The last hit
+        // first: events of one kind tend to come in runs.
+        func matches(_ i: Int) -> Bool {
+            let e = cached[i]
+            return e.names.count == names.count && e.absent == absent && e.names == names
+        }
+        if lastHit < cached.count && matches(lastHit) { return cached[lastHit].layout }
+        for i in cached.indices where matches(i) {
+            lastHit = i
+            return cached[i].layout
+        }
+        return nil
+    }
+
+    func store(_ names: [String], _ absent: [Int], _ layout: EventLayout) {
+        lock.lock()
+        defer { lock.unlock() }
+        if cached.count < EventLayoutCache.capacity {
+            cached.append((names, absent, layout))
+        } else {
+            cached[next] = (names, absent, layout)   // full: replace in turn
+            next = (next + 1) % EventLayoutCache.capacity
+        }
+    }
+}

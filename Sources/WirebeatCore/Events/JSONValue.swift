@@ -59,5 +59,7 @@ extension Bool: JSONRepresentable { public var jsonValue: JSONValue { .bool(self
 extension Double: JSONRepresentable { public var jsonValue: JSONValue { .double(self) } }
 extension JSONValue: JSONRepresentable { public var jsonValue: JSONValue { self } }
 extension Array: JSONRepresentable where Element: JSONRepresentable {
-    public var jsonValue: JSONValue { .array(map(\.jsonValue)) }
+    // A closure, not `\.jsonValue`: a key path in a generic context is instantiated at run
+    // time (swift_getKeyPath) on every call.
+    public var jsonValue: JSONValue { .array(map { $0.jsonValue }) }
 }

@@ -117,26 +117,43 @@ struct DNSName: Equatable, Hashable {
     /// (`"."` for the root).
     var text: String {
         if labels.isEmpty { return "." }
-        return labels.map(DNSName.escape).joined(separator: ".")
+        // Bytes first, one String at the end (appending scalars to a String one by one is slow).
+        var out: [UInt8] = []
+        out.reserveCapacity(labels.reduce(labels.count) { $0 + $1.count })
+        for (i, label) in labels.enumerated() {
+            if i > 0 { out.append(UInt8(ascii: ".")) }
+            DNSName.escape(label, into: &out)
+        }
+        return String(decoding: out, as: UTF8.self)
     }
 
     /// As dig prints it: with the final dot.
     var absolute: String { labels.isEmpty ? "." : text + "." }
 
     static func escape(_ label: [UInt8]) -> String {
-        var s = ""
+        var out: [UInt8] = []
+        escape(label, into: &out)
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// Appends the label as dig prints it: special characters behind a backslash, bytes
+    /// outside printable ASCII as `\DDD`.
+    static func escape(_ label: [UInt8], into out: inout [UInt8]) {
         for b in label {
             switch b {
             case UInt8(ascii: "."), UInt8(ascii: "\\"), UInt8(ascii: "\""), UInt8(ascii: "("), UInt8(ascii: ")"),
                  UInt8(ascii: ";"), UInt8(ascii: "@"), UInt8(ascii: "$"):
-                s += "\\" + String(UnicodeScalar(b))
+                out.append(UInt8(ascii: "\\"))
+                out.append(b)
             case 0x21...0x7E:
-                s.unicodeScalars.append(UnicodeScalar(b))
+                out.append(b)
             default:
-                s += decimalEscape(b)
+                out.append(UInt8(ascii: "\\"))
+                out.append(0x30 + b / 100)
+                out.append(0x30 + b / 10 % 10)
+                out.append(0x30 + b % 10)
             }
         }
-        return s
     }
 
     static func decimalEscape(_ b: UInt8) -> String {

@@ -75,7 +75,7 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
     private func publish(_ context: PluginContext, query: DNSObserved?, response: DNSObserved?, notes: [String]) {
         context.publish(DNSEvents.event(query: query, response: response, notes: notes, transport: context.connection.transport,
                                         connectionID: context.connection.id, vlans: context.connection.vlans,
-                                        settings: settings))
+                                        settings: settings, known: context.connection))
     }
 
     private func tcpMessage(_ m: DNSObserved, state: inout ConnectionState, context: PluginContext) {
@@ -170,15 +170,31 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
 
     private var udpPending: [UDPKey: (serial: Int, query: DNSObserved)] = [:]
     /// Responses already paired, kept for `transaction_timeout` to recognise a repeated datagram.
-    private var udpAnswered: [UDPKey: (time: Timestamp, bytes: [UInt8])] = [:]
+    /// Keyed by the hash of their `UDPKey` and holding a fingerprint of the bytes, not the
+    /// bytes: at tens of thousands of queries a second, the full keys and bytes of a 10 s
+    /// window took ~70 MB. Both are 64-bit seeded hashes; a false match needs two collisions.
+    private var udpAnswered: [Int: AnsweredUDP] = [:]
     private var serial = 0
+
+    struct AnsweredUDP {
+        var time: Timestamp
+        var fingerprint: Int
+    }
+
+    /// A seeded 64-bit hash of a response's bytes and length.
+    static func fingerprint(_ bytes: [UInt8]) -> Int {
+        var h = Hasher()
+        h.combine(bytes.count)
+        bytes.withUnsafeBytes { h.combine(bytes: $0) }
+        return h.finalize()
+    }
 
     public func parseDatagram(_ payload: ArraySlice<UInt8>, direction: Direction, context: PluginContext) {
         let m = observe(Array(payload), direction, context, lossHint: true)
         let vlans = context.connection.vlans
         func publish(_ query: DNSObserved?, _ response: DNSObserved?, _ notes: [String]) {
             context.publish(DNSEvents.event(query: query, response: response, notes: notes, transport: .udp, connectionID: 0,
-                                            vlans: vlans, settings: settings))
+                                            vlans: vlans, settings: settings, known: context.connection))
         }
         guard let header = m.message?.header else {
             if direction == .original { publish(m, nil, []) } else { publish(nil, m, []) }
@@ -195,14 +211,14 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
             }
             serial += 1
             udpPending[key] = (serial, m)
-            udpAnswered.removeValue(forKey: key)
+            udpAnswered.removeValue(forKey: key.hashValue)
             return
         }
         let key = UDPKey(client: m.receiver, server: m.sender, id: header.id, vlans: vlans)
         if let pending = udpPending.removeValue(forKey: key) {
             publish(pending.query, m, [])
-            udpAnswered[key] = (m.time, m.raw)
-        } else if let answered = udpAnswered[key], answered.bytes == m.raw {
+            udpAnswered[key.hashValue] = AnsweredUDP(time: m.time, fingerprint: DNSPlugin.fingerprint(m.raw))
+        } else if let answered = udpAnswered[key.hashValue], answered.fingerprint == DNSPlugin.fingerprint(m.raw) {
             publish(nil, m, ["duplicate response"])
         } else {
             // On UDP a response without its query most often means the query was not captured.
@@ -217,7 +233,10 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
             udpPending.removeValue(forKey: key)
             publishUnanswered(entry.query, vlans: key.vlans, publisher)
         }
-        udpAnswered = udpAnswered.filter { now - $0.value.time <= timeout }
+        // Removed in place (keys first: removing while iterating would copy the table, as
+        // `filter` would build a second one as large as the first).
+        let stale = udpAnswered.compactMap { now - $0.value.time > timeout ? $0.key : nil }
+        for key in stale { udpAnswered.removeValue(forKey: key) }
     }
 
     public func finish(publisher: EventPublisher) {

@@ -50,11 +50,19 @@ struct DNSObserved {
 /// Builds the published event of a query and its response (either may be missing).
 enum DNSEvents {
     static func event(query: DNSObserved?, response: DNSObserved?, notes extra: [String], transport: Transport,
-                      connectionID: UInt64, vlans: [UInt16], settings: DNSConfig) -> Event {
+                      connectionID: UInt64, vlans: [UInt16], settings: DNSConfig, known: ConnectionInfo? = nil) -> Event {
         guard let first = query ?? response else { preconditionFailure("an event needs a message") }
         let client = query?.sender ?? first.receiver
         let server = query?.receiver ?? first.sender
-        let connection = ConnectionInfo(id: connectionID, transport: transport, client: client, server: server, vlans: vlans)
+        // The flow's own info (cached by the sniffer) when it describes the same tuple: a new
+        // ConnectionInfo costs a SHA-1 (Community ID) and two IP texts per event.
+        let connection: ConnectionInfo
+        if let known, known.id == connectionID, known.transport == transport, known.client == client,
+           known.server == server, known.vlans == vlans {
+            connection = known
+        } else {
+            connection = ConnectionInfo(id: connectionID, transport: transport, client: client, server: server, vlans: vlans)
+        }
         var notes = (query?.notes ?? []) + (response?.notes ?? [])
         notes += extra
         let main = response?.message ?? query?.message

@@ -64,22 +64,25 @@ struct MessageHeaders {
     /// Unfolded fields (lower-cased name, value) in order. A line not ended by LF is cut off
     /// (the collector stopped inside it) and dropped.
     static func fields(_ raw: ArraySlice<UInt8>) -> [(String, ArraySlice<UInt8>)] {
-        var lines = raw.split(separator: Byte.lf, omittingEmptySubsequences: false)
-        lines.removeLast()  // the part after the last LF: empty or incomplete
-        var result: [(String, [UInt8])] = []
-        for var line in lines {
+        // Values are slices of `raw` (no copy, no array of lines); only a folded value is
+        // copied, to join its lines.
+        var result: [(String, ArraySlice<UInt8>)] = []
+        var lineStart = raw.startIndex
+        while let lf = raw[lineStart...].firstIndex(of: Byte.lf) {  // the part after the last LF is dropped
+            var line = raw[lineStart..<lf]
+            lineStart = lf + 1
             if line.last == Byte.cr { line = line.dropLast() }
             if let first = line.first, Byte.isSpace(first) {
                 // Folded continuation: unfolding removes only the line break.
-                if !result.isEmpty { result[result.count - 1].1 += line }
+                if !result.isEmpty { result[result.count - 1].1 = (Array(result[result.count - 1].1) + line)[...] }
                 continue
             }
             guard let colon = line.firstIndex(of: Byte.colon) else { continue }
             let name = line[..<colon].trimmingSpaces
             guard !name.isEmpty, name.count <= 76 else { continue }
-            result.append((String(decoding: name.lazy.map(Byte.lower), as: UTF8.self), Array(line[(colon + 1)...])))
+            result.append((String(decoding: name.lazy.map(Byte.lower), as: UTF8.self), line[(colon + 1)...]))
         }
-        return result.map { ($0.0, $0.1[...]) }
+        return result
     }
 
     static func messageID(_ value: ArraySlice<UInt8>) -> String? {
