@@ -44,17 +44,8 @@ enum Split {
     case random(seed: UInt64)
 }
 
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
+/// The core's seeded generator (SplitMix64).
+typealias SplitMix64 = SeededRandom
 
 /// Feeds a conversation to `plugin` the way the TCP layer does: each piece is appended and
 /// parsed, then the other direction is parsed again if it holds bytes (a side may wait for its
