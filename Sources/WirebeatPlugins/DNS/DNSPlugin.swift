@@ -169,11 +169,15 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
     }
 
     private var udpPending: [UDPKey: (serial: Int, query: DNSObserved)] = [:]
-    /// Responses already paired, kept for `transaction_timeout` to recognise a repeated datagram.
+    /// Responses already paired, kept for `duplicateWindow` to recognise a repeated datagram.
     /// Keyed by the hash of their `UDPKey` and holding a fingerprint of the bytes, not the
     /// bytes: at tens of thousands of queries a second, the full keys and bytes of a 10 s
     /// window took ~70 MB. Both are 64-bit seeded hashes; a false match needs two collisions.
     private var udpAnswered: [Int: AnsweredUDP] = [:]
+    /// How long a paired response is remembered. A duplicated datagram follows its original
+    /// within milliseconds; a window as long as `transaction_timeout` only made memory grow
+    /// with the query rate (a later copy is still published, as "unmatched response").
+    static let duplicateWindow = TimeSpan.seconds(1)
     private var serial = 0
 
     struct AnsweredUDP {
@@ -235,7 +239,8 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
         }
         // Removed in place (keys first: removing while iterating would copy the table, as
         // `filter` would build a second one as large as the first).
-        let stale = udpAnswered.compactMap { now - $0.value.time > timeout ? $0.key : nil }
+        let window = min(timeout, DNSPlugin.duplicateWindow)
+        let stale = udpAnswered.compactMap { now - $0.value.time > window ? $0.key : nil }
         for key in stale { udpAnswered.removeValue(forKey: key) }
     }
 
