@@ -21,23 +21,8 @@ if [[ $EUID -ne 0 ]]; then
 fi
 
 # --- 1. packages -----------------------------------------------------------
-need=()
-for p in bind9 bind9-dnsutils bind9utils tcpdump iproute2; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || need+=("$p")
-done
-if ((${#need[@]})); then
-    # Don't let the package's maintainer scripts start the system named.
-    made_policy=0
-    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
-        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
-        chmod +x /usr/sbin/policy-rc.d
-        made_policy=1
-    fi
-    rc=0
-    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${need[@]}" || rc=$?
-    if ((made_policy)); then rm -f /usr/sbin/policy-rc.d; fi
-    ((rc == 0)) || exit "$rc"
-fi
+source "$HERE/../../scripts/install-packages.sh"
+install_packages --no-recommends bind9 bind9-dnsutils bind9utils tcpdump iproute2
 
 # --- 2. free port 53 --------------------------------------------------------
 port_busy() { ss -lnuptH 'sport = :53' | grep -q . || ss -lntpH 'sport = :53' | grep -q .; }

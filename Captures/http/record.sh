@@ -24,23 +24,8 @@ if [[ $EUID -ne 0 ]]; then
 fi
 
 # --- 1. packages -----------------------------------------------------------
-need=()
-for p in nginx-light lighttpd apache2-utils curl wrk tcpdump tshark python3 iproute2; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || need+=("$p")
-done
-if ((${#need[@]})); then
-    # Don't let the packages' maintainer scripts start the system services.
-    made_policy=0
-    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
-        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
-        chmod +x /usr/sbin/policy-rc.d
-        made_policy=1
-    fi
-    rc=0
-    DEBIAN_FRONTEND=noninteractive apt-get install -y "${need[@]}" || rc=$?
-    if ((made_policy)); then rm -f /usr/sbin/policy-rc.d; fi
-    ((rc == 0)) || exit "$rc"
-fi
+source "$HERE/../../scripts/install-packages.sh"
+install_packages nginx-light lighttpd apache2-utils curl wrk tcpdump tshark python3 iproute2
 
 for port in $NGINX_PORT $LIGHTTPD_PORT; do
     if ss -ltnH "( sport = :$port )" | grep -q .; then

@@ -22,23 +22,8 @@ if [[ $EUID -ne 0 ]]; then
 fi
 
 # --- 1. packages -----------------------------------------------------------
-need=()
-for p in exim4-daemon-light swaks tcpdump tshark openssl python3 libnet-ssleay-perl libio-socket-ssl-perl iproute2; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || need+=("$p")
-done
-if ((${#need[@]})); then
-    # Don't let the package's maintainer scripts start the system exim4 service.
-    made_policy=0
-    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
-        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
-        chmod +x /usr/sbin/policy-rc.d
-        made_policy=1
-    fi
-    rc=0
-    DEBIAN_FRONTEND=noninteractive apt-get install -y "${need[@]}" || rc=$?
-    if ((made_policy)); then rm -f /usr/sbin/policy-rc.d; fi
-    ((rc == 0)) || exit "$rc"
-fi
+source "$HERE/../../scripts/install-packages.sh"
+install_packages exim4-daemon-light swaks tcpdump tshark openssl python3 libnet-ssleay-perl libio-socket-ssl-perl iproute2
 EXIM=$(command -v exim4 || command -v exim)
 
 # If the system exim4 (or anything else) holds our ports, stop the system service.
