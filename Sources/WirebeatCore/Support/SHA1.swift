@@ -1,19 +1,32 @@
-/// SHA-1 and Base64, just enough for Community ID flow hashes (no crypto dependency needed).
-enum SHA1 {
-    static func digest(_ message: [UInt8]) -> [UInt8] {
-        var h0: UInt32 = 0x67452301, h1: UInt32 = 0xEFCDAB89, h2: UInt32 = 0x98BADCFE
-        var h3: UInt32 = 0x10325476, h4: UInt32 = 0xC3D2E1F0
+/// The Merkle–Damgård steps SHA-1 and SHA-256 share: padding to 64-byte blocks with the
+/// big-endian bit length at the end, and reading a block as sixteen big-endian words.
+enum MessagePadding {
+    static func padded(_ message: [UInt8]) -> [UInt8] {
         var data = message
         let bitLength = UInt64(message.count) * 8
         data.append(0x80)
         while data.count % 64 != 56 { data.append(0) }
         for shift in stride(from: 56, through: 0, by: -8) { data.append(UInt8(bitLength >> UInt64(shift) & 0xff)) }
+        return data
+    }
+
+    static func loadWords(_ data: [UInt8], _ chunk: Int, into w: inout [UInt32]) {
+        for t in 0..<16 {
+            let b = chunk + t * 4
+            w[t] = UInt32(data[b]) << 24 | UInt32(data[b + 1]) << 16 | UInt32(data[b + 2]) << 8 | UInt32(data[b + 3])
+        }
+    }
+}
+
+/// SHA-1 and Base64, just enough for Community ID flow hashes (no crypto dependency needed).
+enum SHA1 {
+    static func digest(_ message: [UInt8]) -> [UInt8] {
+        var h0: UInt32 = 0x67452301, h1: UInt32 = 0xEFCDAB89, h2: UInt32 = 0x98BADCFE
+        var h3: UInt32 = 0x10325476, h4: UInt32 = 0xC3D2E1F0
+        let data = MessagePadding.padded(message)
         var w = [UInt32](repeating: 0, count: 80)
         for chunk in stride(from: 0, to: data.count, by: 64) {
-            for t in 0..<16 {
-                let b = chunk + t * 4
-                w[t] = UInt32(data[b]) << 24 | UInt32(data[b + 1]) << 16 | UInt32(data[b + 2]) << 8 | UInt32(data[b + 3])
-            }
+            MessagePadding.loadWords(data, chunk, into: &w)
             for t in 16..<80 {
                 let x = w[t - 3] ^ w[t - 8] ^ w[t - 14] ^ w[t - 16]
                 w[t] = x << 1 | x >> 31
