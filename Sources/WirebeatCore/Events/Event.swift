@@ -6,19 +6,34 @@ import Darwin
 
 /// One published event: a set of dotted ECS field names (`source.ip`, `smtp.mail_from`)
 /// that serialises to nested JSON objects with keys in a stable order.
+///
+/// Values are encoded to JSON the moment they are set, into one byte arena: writing an event
+/// out is then copying bytes (see `writeCompactJSON`), and building one allocates no String
+/// or `JSONValue` per field. Reading a field back (`event["x"]`, `fields`, `json`) decodes
+/// its bytes; tests and the conformance harness do that, the output path never does.
 public struct Event: Sendable {
-    // Names and values in the order they were set; setting a name again appends, and reads
-    // take the last value (nil: removed). A dictionary hashed every one of the ~40 names of
-    // each event (a fifth of the instructions on DNS); the serialiser sorts the names anyway
-    // and keeps the last value of each.
+    // Names and value spans in the order they were set; setting a name again appends, and
+    // reads take the last one (a negative `end`: removed). The serialiser sorts the names
+    // anyway and keeps the last value of each.
     private var names: [String] = []
-    private var values: [JSONValue?] = []
+    private var spans: [ValueSpan] = []
+    /// The JSON text of every value set, back to back.
+    private var encoded: [UInt8] = []
+    /// The value of `type` (counted per event on the way out): kept aside so reading it
+    /// does not decode JSON.
+    public private(set) var type: String?
+
+    struct ValueSpan: Sendable {
+        var start: Int32
+        var end: Int32   // < 0: the field was removed
+        var isRemoved: Bool { end < 0 }
+    }
 
     /// Fields by dotted name; later `set` calls replace earlier ones.
     public var fields: [String: JSONValue] {
         var d: [String: JSONValue] = [:]
         d.reserveCapacity(names.count)
-        for (name, value) in zip(names, values) { d[name] = value }
+        for (name, span) in zip(names, spans) { d[name] = decode(span) }
         return d
     }
 
@@ -27,19 +42,92 @@ public struct Event: Sendable {
     /// An event with room for `capacity` fields (no reallocation while a transaction is built).
     init(capacity: Int) {
         names.reserveCapacity(capacity)
-        values.reserveCapacity(capacity)
+        spans.reserveCapacity(capacity)
+        encoded.reserveCapacity(capacity * 16)
     }
 
     public subscript(field: String) -> JSONValue? {
-        get { names.lastIndex(of: field).flatMap { values[$0] } }
+        get { names.lastIndex(of: field).flatMap { decode(spans[$0]) } }
         set {
-            names.append(field)
-            values.append(newValue)
+            guard let newValue else { remove(field); return }
+            let start = beginValue(field)
+            JSONWriter.write(newValue, into: &encoded, indent: nil, level: 0)
+            endValue(start)
+            if isTypeName(field) { type = newValue.stringValue }
         }
     }
 
     public mutating func set(_ field: String, _ value: (any JSONRepresentable)?) {
-        self[field] = value?.jsonValue
+        guard let value else { remove(field); return }
+        let start = beginValue(field)
+        value.writeJSON(into: &encoded)
+        endValue(start)
+        if isTypeName(field) { type = value.jsonValue.stringValue }
+    }
+
+    /// `set` without boxing the value in an existential (picked when the type is known).
+    public mutating func set<Value: JSONRepresentable>(_ field: String, _ value: Value?) {
+        guard let value else { remove(field); return }
+        let start = beginValue(field)
+        value.writeJSON(into: &encoded)
+        endValue(start)
+        if isTypeName(field) { type = value.jsonValue.stringValue }
+    }
+
+    /// A string given as UTF-8 bytes (e.g. a slice of a parsed message), without making a
+    /// String of it. Invalid UTF-8 is replaced by U+FFFD, as `String(decoding:as:)` does.
+    public mutating func set<Bytes: Collection>(_ field: String, utf8 bytes: Bytes) where Bytes.Element == UInt8 {
+        let start = beginValue(field)
+        let written: Void? = bytes.withContiguousStorageIfAvailable { JSONWriter.writeUTF8String($0, into: &encoded) }
+        if written == nil { Array(bytes).withUnsafeBufferPointer { JSONWriter.writeUTF8String($0, into: &encoded) } }
+        endValue(start)
+        if isTypeName(field) { type = String(decoding: bytes, as: UTF8.self) }
+    }
+
+    /// A time as RFC 3339 text (UTC, microseconds), written straight into the event.
+    public mutating func set(_ field: String, timestamp: Timestamp) {
+        let start = beginValue(field)
+        timestamp.writeRFC3339JSON(into: &encoded)
+        endValue(start)
+    }
+
+    /// A value already encoded as JSON text (e.g. per-connection text encoded once). The
+    /// caller guarantees it is one valid JSON value.
+    public mutating func set(_ field: String, encodedJSON bytes: [UInt8]) {
+        let start = beginValue(field)
+        encoded.append(contentsOf: bytes)
+        endValue(start)
+    }
+
+    @inline(__always) private mutating func beginValue(_ field: String) -> Int {
+        names.append(field)
+        return encoded.count
+    }
+
+    @inline(__always) private mutating func endValue(_ start: Int) {
+        spans.append(ValueSpan(start: Int32(truncatingIfNeeded: start), end: Int32(truncatingIfNeeded: encoded.count)))
+    }
+
+    private mutating func remove(_ field: String) {
+        names.append(field)
+        spans.append(ValueSpan(start: 0, end: -1))
+        if isTypeName(field) { type = nil }
+    }
+
+    @inline(__always) private func isTypeName(_ field: String) -> Bool {
+        field.utf8.count == 4 && field == "type"
+    }
+
+    /// The value of a span, read back from its JSON text.
+    private func decode(_ span: ValueSpan) -> JSONValue? {
+        guard !span.isRemoved else { return nil }
+        let bytes = Array(encoded[Int(span.start)..<Int(span.end)])
+        // The common case, a string with nothing escaped, without the general parser.
+        if bytes.count >= 2, bytes.first == UInt8(ascii: "\""), bytes.last == UInt8(ascii: "\""),
+           !bytes.contains(UInt8(ascii: "\\")) {
+            return .string(String(decoding: bytes[1..<bytes.count - 1], as: UTF8.self))
+        }
+        return try? JSONParser.parse(bytes: bytes)
     }
 
     /// Appends `note` to `error.message`, keeping earlier notes (they are joined with "; ").
@@ -52,8 +140,6 @@ public struct Event: Sendable {
             self["error.message"] = .string(note)
         }
     }
-
-    public var type: String? { self["type"]?.stringValue }
 
     /// Field names in output order: component by component, each in byte order — the order
     /// nested objects with sorted keys print in (a `.` sorts before every other byte).
@@ -164,20 +250,23 @@ public struct Event: Sendable {
         // the JSON around the values (braces, keys, commas) is built once per sequence of
         // names (and of removed ones) and cached; an event is then that text with its values.
         var absent: [Int] = []
-        for (i, value) in values.enumerated() where value == nil { absent.append(i) }
+        for (i, span) in spans.enumerated() where span.isRemoved { absent.append(i) }
         let layout = EventLayoutCache.shared.layout(for: names, absent: absent) ?? {
             let built = Event.layout(names: names, absent: absent)
             EventLayoutCache.shared.store(names, absent, built)
             return built
         }()
         layout.text.withUnsafeBufferPointer { text in
-            var from = 0
-            for slot in layout.slots {
-                out.append(contentsOf: UnsafeBufferPointer(rebasing: text[from..<slot.offset]))
-                JSONWriter.write(values[slot.value]!, into: &out, indent: nil, level: 0)
-                from = slot.offset
+            encoded.withUnsafeBufferPointer { values in
+                var from = 0
+                for slot in layout.slots {
+                    out.append(contentsOf: UnsafeBufferPointer(rebasing: text[from..<slot.offset]))
+                    let span = spans[slot.value]
+                    out.append(contentsOf: UnsafeBufferPointer(rebasing: values[Int(span.start)..<Int(span.end)]))
+                    from = slot.offset
+                }
+                out.append(contentsOf: UnsafeBufferPointer(rebasing: text[from...]))
             }
-            out.append(contentsOf: UnsafeBufferPointer(rebasing: text[from...]))
         }
     }
 
@@ -276,17 +365,26 @@ final class EventLayoutCache: @unchecked Sendable {
     func layout(for names: [String], absent: [Int]) -> EventLayout? {
         lock.lock()
         defer { lock.unlock() }
-        // Names are mostly literals: equal arrays compare pointer by pointer. The last hit
-        // first: events of one kind tend to come in runs.
-        func matches(_ i: Int) -> Bool {
+        // Names are mostly literals, so the names of two events built by the same code have
+        // the same representation: compare the arrays' memory first (equal bits are equal
+        // strings), String by String only when that fails. The last hit first: events of
+        // one kind tend to come in runs.
+        func sameBits(_ i: Int) -> Bool {
+            let e = cached[i]
+            guard e.names.count == names.count && e.absent == absent else { return false }
+            if names.isEmpty { return true }
+            return e.names.withUnsafeBytes { a in names.withUnsafeBytes { b in memcmp(a.baseAddress!, b.baseAddress!, a.count) == 0 } }
+        }
+        func equal(_ i: Int) -> Bool {
             let e = cached[i]
             return e.names.count == names.count && e.absent == absent && e.names == names
         }
-        if lastHit < cached.count && matches(lastHit) { return cached[lastHit].layout }
-        for i in cached.indices where matches(i) {
+        if lastHit < cached.count && sameBits(lastHit) { return cached[lastHit].layout }
+        for i in cached.indices where sameBits(i) {
             lastHit = i
             return cached[i].layout
         }
+        for i in cached.indices where equal(i) { return cached[i].layout }
         return nil
     }
 

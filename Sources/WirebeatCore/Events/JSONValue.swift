@@ -48,18 +48,59 @@ extension JSONValue: ExpressibleByStringLiteral, ExpressibleByIntegerLiteral, Ex
 }
 
 /// Values that can be stored in an event field.
-public protocol JSONRepresentable { var jsonValue: JSONValue { get } }
-extension String: JSONRepresentable { public var jsonValue: JSONValue { .string(self) } }
-extension Substring: JSONRepresentable { public var jsonValue: JSONValue { .string(String(self)) } }
-extension Int: JSONRepresentable { public var jsonValue: JSONValue { .int(Int64(self)) } }
-extension Int64: JSONRepresentable { public var jsonValue: JSONValue { .int(self) } }
-extension UInt16: JSONRepresentable { public var jsonValue: JSONValue { .int(Int64(self)) } }
-extension UInt32: JSONRepresentable { public var jsonValue: JSONValue { .int(Int64(self)) } }
-extension Bool: JSONRepresentable { public var jsonValue: JSONValue { .bool(self) } }
+public protocol JSONRepresentable {
+    var jsonValue: JSONValue { get }
+    /// Appends the value's compact JSON text. The default goes through `jsonValue`; the
+    /// common types write themselves directly (events encode values as they are set).
+    func writeJSON(into out: inout [UInt8])
+}
+
+extension JSONRepresentable {
+    public func writeJSON(into out: inout [UInt8]) { JSONWriter.write(jsonValue, into: &out, indent: nil, level: 0) }
+}
+
+extension String: JSONRepresentable {
+    public var jsonValue: JSONValue { .string(self) }
+    public func writeJSON(into out: inout [UInt8]) { JSONWriter.writeString(self, into: &out) }
+}
+extension Substring: JSONRepresentable {
+    public var jsonValue: JSONValue { .string(String(self)) }
+    public func writeJSON(into out: inout [UInt8]) { JSONWriter.writeString(self, into: &out) }
+}
+extension Int: JSONRepresentable {
+    public var jsonValue: JSONValue { .int(Int64(self)) }
+    public func writeJSON(into out: inout [UInt8]) { JSONWriter.writeInt(Int64(self), into: &out) }
+}
+extension Int64: JSONRepresentable {
+    public var jsonValue: JSONValue { .int(self) }
+    public func writeJSON(into out: inout [UInt8]) { JSONWriter.writeInt(self, into: &out) }
+}
+extension UInt16: JSONRepresentable {
+    public var jsonValue: JSONValue { .int(Int64(self)) }
+    public func writeJSON(into out: inout [UInt8]) { JSONWriter.writeInt(Int64(self), into: &out) }
+}
+extension UInt32: JSONRepresentable {
+    public var jsonValue: JSONValue { .int(Int64(self)) }
+    public func writeJSON(into out: inout [UInt8]) { JSONWriter.writeInt(Int64(self), into: &out) }
+}
+extension Bool: JSONRepresentable {
+    public var jsonValue: JSONValue { .bool(self) }
+}
 extension Double: JSONRepresentable { public var jsonValue: JSONValue { .double(self) } }
-extension JSONValue: JSONRepresentable { public var jsonValue: JSONValue { self } }
+extension JSONValue: JSONRepresentable {
+    public var jsonValue: JSONValue { self }
+    public func writeJSON(into out: inout [UInt8]) { JSONWriter.write(self, into: &out, indent: nil, level: 0) }
+}
 extension Array: JSONRepresentable where Element: JSONRepresentable {
     // A closure, not `\.jsonValue`: a key path in a generic context is instantiated at run
     // time (swift_getKeyPath) on every call.
     public var jsonValue: JSONValue { .array(map { $0.jsonValue }) }
+    public func writeJSON(into out: inout [UInt8]) {
+        out.append(UInt8(ascii: "["))
+        for (i, item) in enumerated() {
+            if i > 0 { out.append(UInt8(ascii: ",")) }
+            item.writeJSON(into: &out)
+        }
+        out.append(UInt8(ascii: "]"))
+    }
 }

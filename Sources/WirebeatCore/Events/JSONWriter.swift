@@ -90,6 +90,18 @@ public enum JSONWriter {
         }
     }
 
+    /// Writes bytes that should be UTF-8 as a JSON string; invalid sequences become U+FFFD
+    /// (what `String(decoding:as:)` makes of them), so the output is always valid UTF-8.
+    static func writeUTF8String(_ bytes: UnsafeBufferPointer<UInt8>, into out: inout [UInt8]) {
+        var ascii = true
+        for b in bytes where b >= 0x80 { ascii = false; break }
+        if ascii {
+            writeString(bytes, into: &out)
+        } else {
+            writeString(String(decoding: bytes, as: UTF8.self), into: &out)
+        }
+    }
+
     /// Writes UTF-8 `bytes` as a JSON string. Runs of bytes that need no escape (nearly all
     /// of them) are appended in one copy, not byte by byte.
     static func writeString(_ bytes: UnsafeBufferPointer<UInt8>, into out: inout [UInt8]) {
@@ -131,7 +143,12 @@ public struct JSONParser {
     private var i = 0
 
     public static func parse(_ text: String) throws -> JSONValue {
-        var p = JSONParser(bytes: Array(text.utf8))
+        try parse(bytes: Array(text.utf8))
+    }
+
+    /// Parses UTF-8 JSON text given as bytes.
+    public static func parse(bytes: [UInt8]) throws -> JSONValue {
+        var p = JSONParser(bytes: bytes)
         p.skipSpace()
         let v = try p.value()
         p.skipSpace()

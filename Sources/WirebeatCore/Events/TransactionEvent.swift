@@ -19,40 +19,35 @@ extension Event {
         // Every event carries these ~30 fields: literal keys, constant values built once, and
         // per-connection text (IPs, Community ID) computed once per connection, not per event.
         var e = Event(capacity: 48)
-        let startText = start.rfc3339
-        e.set("@timestamp", startText)
+        e.set("@timestamp", timestamp: start)
         e.set("type", type)
-        e.set("status", status.rawValue)
-        e["event.kind"] = TransactionConstants.event
-        e["event.category"] = TransactionConstants.category
-        e["event.type"] = TransactionConstants.eventType
+        e.set("status", encodedJSON: status == .ok ? TransactionConstants.ok : TransactionConstants.error)
+        e.set("event.kind", encodedJSON: TransactionConstants.event)
+        e.set("event.category", encodedJSON: TransactionConstants.category)
+        e.set("event.type", encodedJSON: TransactionConstants.eventType)
         e.set("event.dataset", type)
-        e.set("event.start", startText)
+        e.set("event.start", timestamp: start)
         if let end {
-            e.set("event.end", end.rfc3339)
+            e.set("event.end", timestamp: end)
             e.set("event.duration", max(0, (end - start).nanoseconds))
         }
-        let client = connection.client, server = connection.server
-        let clientIP = JSONValue.string(connection.clientIPText), serverIP = JSONValue.string(connection.serverIPText)
-        let clientPort = JSONValue.int(Int64(client.port)), serverPort = JSONValue.int(Int64(server.port))
-        let clientBytes = requestBytes.map { JSONValue.int(Int64($0)) }
-        let serverBytes = responseBytes.map { JSONValue.int(Int64($0)) }
-        e["source.ip"] = clientIP
-        e["source.port"] = clientPort
-        e["source.bytes"] = clientBytes
-        e["client.ip"] = clientIP
-        e["client.port"] = clientPort
-        e["client.bytes"] = clientBytes
-        e["destination.ip"] = serverIP
-        e["destination.port"] = serverPort
-        e["destination.bytes"] = serverBytes
-        e["server.ip"] = serverIP
-        e["server.port"] = serverPort
-        e["server.bytes"] = serverBytes
-        e["network.transport"] = connection.transport == .tcp ? TransactionConstants.tcp : TransactionConstants.udp
-        e["network.type"] = client.ip.isV4 ? TransactionConstants.ipv4 : TransactionConstants.ipv6
+        let flow = connection.encoded
+        e.set("source.ip", encodedJSON: flow.clientIP)
+        e.set("source.port", encodedJSON: flow.clientPort)
+        e.set("source.bytes", requestBytes)
+        e.set("client.ip", encodedJSON: flow.clientIP)
+        e.set("client.port", encodedJSON: flow.clientPort)
+        e.set("client.bytes", requestBytes)
+        e.set("destination.ip", encodedJSON: flow.serverIP)
+        e.set("destination.port", encodedJSON: flow.serverPort)
+        e.set("destination.bytes", responseBytes)
+        e.set("server.ip", encodedJSON: flow.serverIP)
+        e.set("server.port", encodedJSON: flow.serverPort)
+        e.set("server.bytes", responseBytes)
+        e.set("network.transport", encodedJSON: connection.transport == .tcp ? TransactionConstants.tcp : TransactionConstants.udp)
+        e.set("network.type", encodedJSON: connection.client.ip.isV4 ? TransactionConstants.ipv4 : TransactionConstants.ipv6)
         e.set("network.protocol", type)
-        e.set("network.community_id", connection.communityID)
+        e.set("network.community_id", encodedJSON: flow.communityID)
         if requestBytes != nil || responseBytes != nil {
             e.set("network.bytes", (requestBytes ?? 0) + (responseBytes ?? 0))
         }
@@ -61,13 +56,15 @@ extension Event {
     }
 }
 
-/// Values every transaction event shares, built once.
+/// Values every transaction event shares, as JSON text, encoded once.
 enum TransactionConstants {
-    static let event = JSONValue.string("event")
-    static let category = JSONValue.array([.string("network")])
-    static let eventType = JSONValue.array([.string("connection"), .string("protocol")])
-    static let tcp = JSONValue.string(Transport.tcp.rawValue)
-    static let udp = JSONValue.string(Transport.udp.rawValue)
-    static let ipv4 = JSONValue.string("ipv4")
-    static let ipv6 = JSONValue.string("ipv6")
+    static let event = Array(#""event""#.utf8)
+    static let category = Array(#"["network"]"#.utf8)
+    static let eventType = Array(#"["connection","protocol"]"#.utf8)
+    static let tcp = Array(#""tcp""#.utf8)
+    static let udp = Array(#""udp""#.utf8)
+    static let ipv4 = Array(#""ipv4""#.utf8)
+    static let ipv6 = Array(#""ipv6""#.utf8)
+    static let ok = Array(#""OK""#.utf8)
+    static let error = Array(#""Error""#.utf8)
 }

@@ -134,6 +134,8 @@ public struct ConnectionInfo: Sendable {
     /// `client.ip` and `server.ip` as events print them, formatted once per connection.
     let clientIPText: String
     let serverIPText: String
+    /// The per-connection values of every event, as JSON text, encoded once.
+    let encoded: EncodedFlow
 
     public init(id: UInt64, transport: Transport, client: Endpoint, server: Endpoint, vlans: [UInt16] = [],
                 startedMidStream: Bool = false) {
@@ -146,8 +148,32 @@ public struct ConnectionInfo: Sendable {
         self.communityID = CommunityID.v1(transport: transport, a: client, b: server)
         self.clientIPText = client.ip.description
         self.serverIPText = server.ip.description
+        self.encoded = EncodedFlow(clientIP: clientIPText, serverIP: serverIPText, client: client, server: server,
+                                   communityID: communityID)
     }
 
     /// Endpoint that sends in the given direction.
     public func sender(_ direction: Direction) -> Endpoint { direction == .original ? client : server }
+}
+
+/// JSON text of the values every event of a connection repeats (see `Event.transaction`).
+final class EncodedFlow: Sendable {
+    let clientIP: [UInt8]
+    let serverIP: [UInt8]
+    let clientPort: [UInt8]
+    let serverPort: [UInt8]
+    let communityID: [UInt8]
+
+    init(clientIP: String, serverIP: String, client: Endpoint, server: Endpoint, communityID: String) {
+        func json(_ value: some JSONRepresentable) -> [UInt8] {
+            var out: [UInt8] = []
+            value.writeJSON(into: &out)
+            return out
+        }
+        self.clientIP = json(clientIP)
+        self.serverIP = json(serverIP)
+        self.clientPort = json(client.port)
+        self.serverPort = json(server.port)
+        self.communityID = json(communityID)
+    }
 }

@@ -61,6 +61,43 @@ public struct Timestamp: Comparable, Hashable, Sendable, CustomStringConvertible
 
     public var description: String { rfc3339 }
 
+    /// `rfc3339` as a JSON string, appended to `out` without making a String.
+    public func writeRFC3339JSON(into out: inout [UInt8]) {
+        out.append(UInt8(ascii: "\""))
+        let micros = nanoseconds >= 0 ? nanoseconds / 1000 : (nanoseconds - 999) / 1000
+        var seconds = micros / 1_000_000
+        var fraction = micros % 1_000_000
+        if fraction < 0 { fraction += 1_000_000; seconds -= 1 }
+        var days = seconds / 86_400
+        var secondOfDay = seconds % 86_400
+        if secondOfDay < 0 { secondOfDay += 86_400; days -= 1 }
+        let (y, m, d) = Timestamp.civilDate(fromDays: days)
+        guard (0...9999).contains(y) else {
+            out.append(contentsOf: rfc3339.utf8)
+            out.append(UInt8(ascii: "\""))
+            return
+        }
+        var text: (UInt64, UInt64, UInt64, UInt32) = (0, 0, 0, 0)  // 27 bytes, on the stack
+        withUnsafeMutableBytes(of: &text) { buffer in
+            func put(_ value: Int64, _ width: Int, at offset: Int) {
+                var v = value
+                for k in stride(from: offset + width - 1, through: offset, by: -1) {
+                    buffer[k] = UInt8(truncatingIfNeeded: 0x30 + v % 10)
+                    v /= 10
+                }
+            }
+            put(y, 4, at: 0); buffer[4] = UInt8(ascii: "-")
+            put(m, 2, at: 5); buffer[7] = UInt8(ascii: "-")
+            put(d, 2, at: 8); buffer[10] = UInt8(ascii: "T")
+            put(secondOfDay / 3600, 2, at: 11); buffer[13] = UInt8(ascii: ":")
+            put((secondOfDay / 60) % 60, 2, at: 14); buffer[16] = UInt8(ascii: ":")
+            put(secondOfDay % 60, 2, at: 17); buffer[19] = UInt8(ascii: ".")
+            put(fraction, 6, at: 20); buffer[26] = UInt8(ascii: "Z")
+            out.append(contentsOf: UnsafeRawBufferPointer(rebasing: buffer[0..<27]))
+        }
+        out.append(UInt8(ascii: "\""))
+    }
+
     private static func pad(_ out: inout String, _ value: Int64, _ width: Int) {
         let digits = String(value)
         if digits.count < width { out.append(String(repeating: "0", count: width - digits.count)) }
