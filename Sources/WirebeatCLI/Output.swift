@@ -16,7 +16,7 @@ final class LineWriter: EventPublisher {
     private let ownsFile: Bool
     private let format: OutputFormat
     private let bulkAction: [UInt8]
-    private var buffer: [UInt8] = []
+    private let buffer = OutputBuffer(capacity: 320 * 1024)
     private let flushThreshold = 256 * 1024
 
     init(path: String?, format: OutputFormat, index: String) throws {
@@ -32,20 +32,19 @@ final class LineWriter: EventPublisher {
         }
         self.format = format
         bulkAction = Array((JSONWriter.compact(.object([("index", .object([("_index", .string(index))]))])) + "\n").utf8)
-        buffer.reserveCapacity(flushThreshold + 64 * 1024)
     }
 
     func publish(_ event: Event) {
-        if format == .bulk { buffer.append(contentsOf: bulkAction) }
-        event.writeCompactJSON(into: &buffer)
+        if format == .bulk { buffer.append(bulkAction) }
+        event.writeCompactJSON(into: buffer)
         buffer.append(0x0A)
         if buffer.count >= flushThreshold { flush() }
     }
 
     func flush() {
-        if !buffer.isEmpty {
-            buffer.withUnsafeBytes { _ = fwrite($0.baseAddress, 1, $0.count, file) }
-            buffer.removeAll(keepingCapacity: true)
+        if buffer.count > 0 {
+            _ = fwrite(buffer.bytes.baseAddress, 1, buffer.count, file)
+            buffer.removeAll()
         }
         fflush(file)
     }

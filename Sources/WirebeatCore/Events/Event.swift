@@ -57,6 +57,9 @@ public struct Event: Sendable {
         }
     }
 
+    /// Any value; nil removes the field. Disfavoured: a value whose type is known at the
+    /// call site takes one of the concrete overloads below, which skip the existential box.
+    @_disfavoredOverload
     public mutating func set(_ field: String, _ value: (any JSONRepresentable)?) {
         guard let value else { remove(field); return }
         let start = beginValue(field)
@@ -65,13 +68,60 @@ public struct Event: Sendable {
         if isTypeName(field) { type = value.jsonValue.stringValue }
     }
 
-    /// `set` without boxing the value in an existential (picked when the type is known).
+    /// An optional value of a known type; nil removes the field.
     public mutating func set<Value: JSONRepresentable>(_ field: String, _ value: Value?) {
         guard let value else { remove(field); return }
         let start = beginValue(field)
         value.writeJSON(into: &encoded)
         endValue(start)
         if isTypeName(field) { type = value.jsonValue.stringValue }
+    }
+
+    // The value types plugins set most, each without generics or existentials: these run
+    // some forty times per event.
+    public mutating func set(_ field: String, _ value: String) {
+        let start = beginValue(field)
+        JSONWriter.writeString(value, into: &encoded)
+        endValue(start)
+        if isTypeName(field) { type = value }
+    }
+
+    public mutating func set(_ field: String, _ value: Substring) {
+        let start = beginValue(field)
+        JSONWriter.writeString(value, into: &encoded)
+        endValue(start)
+        if isTypeName(field) { type = String(value) }
+    }
+
+    public mutating func set(_ field: String, _ value: Int) { set(field, int64: Int64(value)) }
+    public mutating func set(_ field: String, _ value: Int64) { set(field, int64: value) }
+    public mutating func set(_ field: String, _ value: UInt16) { set(field, int64: Int64(value)) }
+    public mutating func set(_ field: String, _ value: UInt32) { set(field, int64: Int64(value)) }
+
+    private mutating func set(_ field: String, int64 value: Int64) {
+        let start = beginValue(field)
+        JSONWriter.writeInt(value, into: &encoded)
+        endValue(start)
+        if isTypeName(field) { type = nil }
+    }
+
+    public mutating func set(_ field: String, _ value: Bool) {
+        let start = beginValue(field)
+        encoded.append(contentsOf: value ? JSONWriter.trueBytes : JSONWriter.falseBytes)
+        endValue(start)
+        if isTypeName(field) { type = nil }
+    }
+
+    public mutating func set(_ field: String, _ value: [String]) {
+        let start = beginValue(field)
+        encoded.append(UInt8(ascii: "["))
+        for (i, item) in value.enumerated() {
+            if i > 0 { encoded.append(UInt8(ascii: ",")) }
+            JSONWriter.writeString(item, into: &encoded)
+        }
+        encoded.append(UInt8(ascii: "]"))
+        endValue(start)
+        if isTypeName(field) { type = nil }
     }
 
     /// A string given as UTF-8 bytes (e.g. a slice of a parsed message), without making a
@@ -89,6 +139,7 @@ public struct Event: Sendable {
         let start = beginValue(field)
         timestamp.writeRFC3339JSON(into: &encoded)
         endValue(start)
+        if isTypeName(field) { type = timestamp.rfc3339 }
     }
 
     /// A value already encoded as JSON text (e.g. per-connection text encoded once). The
@@ -97,6 +148,7 @@ public struct Event: Sendable {
         let start = beginValue(field)
         encoded.append(contentsOf: bytes)
         endValue(start)
+        if isTypeName(field) { type = (try? JSONParser.parse(bytes: bytes))?.stringValue }
     }
 
     @inline(__always) private mutating func beginValue(_ field: String) -> Int {
@@ -244,28 +296,59 @@ public struct Event: Sendable {
     }
 
     /// Appends the event as one line of compact JSON (no newline), keys sorted at every
-    /// level: the hot path of the output, written straight into bytes.
+    /// level.
     public func writeCompactJSON(into out: inout [UInt8]) {
-        // A plugin builds its events with the same names in the same order over and over:
-        // the JSON around the values (braces, keys, commas) is built once per sequence of
-        // names (and of removed ones) and cached; an event is then that text with its values.
+        let layout = cachedLayout()
+        let bound = layout.text.count + encoded.count
+        let start = out.count
+        out.append(contentsOf: repeatElement(0, count: bound))
+        let written = out.withUnsafeMutableBufferPointer { write(layout, to: $0.baseAddress! + start) }
+        out.removeLast(bound - written)
+    }
+
+    /// Appends the event as one line of compact JSON (no newline) to an output buffer: the
+    /// hot path of the output, a few copies of bytes per field.
+    public func writeCompactJSON(into out: OutputBuffer) {
+        let layout = cachedLayout()
+        let end = out.reserveTail(layout.text.count + encoded.count)
+        out.commitTail(write(layout, to: end))
+    }
+
+    /// A plugin builds its events with the same names in the same order over and over: the
+    /// JSON around the values (braces, keys, commas) is built once per sequence of names (and
+    /// of removed ones) and cached; an event is then that text with its values in between.
+    private func cachedLayout() -> EventLayout {
         var absent: [Int] = []
         for (i, span) in spans.enumerated() where span.isRemoved { absent.append(i) }
-        let layout = EventLayoutCache.shared.layout(for: names, absent: absent) ?? {
-            let built = Event.layout(names: names, absent: absent)
-            EventLayoutCache.shared.store(names, absent, built)
-            return built
-        }()
+        if let layout = EventLayoutCache.shared.layout(for: names, absent: absent) { return layout }
+        let built = Event.layout(names: names, absent: absent)
+        EventLayoutCache.shared.store(names, absent, built)
+        return built
+    }
+
+    /// Writes the layout's text with the values in their slots at `destination` (room for
+    /// the text and every value is there); returns the bytes written.
+    private func write(_ layout: EventLayout, to destination: UnsafeMutablePointer<UInt8>) -> Int {
         layout.text.withUnsafeBufferPointer { text in
             encoded.withUnsafeBufferPointer { values in
-                var from = 0
-                for slot in layout.slots {
-                    out.append(contentsOf: UnsafeBufferPointer(rebasing: text[from..<slot.offset]))
-                    let span = spans[slot.value]
-                    out.append(contentsOf: UnsafeBufferPointer(rebasing: values[Int(span.start)..<Int(span.end)]))
-                    from = slot.offset
+                spans.withUnsafeBufferPointer { spans in
+                    var p = destination
+                    var from = 0
+                    for slot in layout.slots {
+                        let textCount = slot.offset - from
+                        (p).update(from: text.baseAddress! + from, count: textCount)
+                        p += textCount
+                        let span = spans[slot.value]
+                        let valueCount = Int(span.end - span.start)
+                        p.update(from: values.baseAddress! + Int(span.start), count: valueCount)
+                        p += valueCount
+                        from = slot.offset
+                    }
+                    let rest = text.count - from
+                    p.update(from: text.baseAddress! + from, count: rest)
+                    p += rest
+                    return p - destination
                 }
-                out.append(contentsOf: UnsafeBufferPointer(rebasing: text[from...]))
             }
         }
     }

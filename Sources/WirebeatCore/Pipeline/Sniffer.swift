@@ -141,10 +141,20 @@ public final class Sniffer {
 /// Counts events per `type` on their way out.
 final class CountingPublisher: EventPublisher {
     let downstream: EventPublisher
-    var counts: [String: Int] = [:]
+    // A handful of types, most often the same one again: a short list beats hashing the
+    // type string of every event.
+    private var tally: [(type: String, count: Int)] = []
     init(downstream: EventPublisher) { self.downstream = downstream }
+    var counts: [String: Int] {
+        Dictionary(tally.map { ($0.type, $0.count) }, uniquingKeysWith: +)
+    }
     func publish(_ event: Event) {
-        counts[event.type ?? "unknown", default: 0] += 1
+        let type = event.type ?? "unknown"
+        if let i = tally.firstIndex(where: { $0.type == type }) {
+            tally[i].count += 1
+        } else {
+            tally.append((type, 1))
+        }
         downstream.publish(event)
     }
 }

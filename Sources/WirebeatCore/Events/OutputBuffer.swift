@@ -1,0 +1,51 @@
+/// A growable byte buffer that event lines are written into through a raw pointer: one
+/// capacity check per event instead of one per appended piece (an event is ~80 pieces).
+public final class OutputBuffer {
+    public private(set) var count = 0
+    public private(set) var capacity: Int
+    private var storage: UnsafeMutablePointer<UInt8>
+
+    public init(capacity: Int = 1 << 16) {
+        self.capacity = max(capacity, 64)
+        storage = .allocate(capacity: self.capacity)
+    }
+
+    deinit { storage.deallocate() }
+
+    /// The bytes written so far (valid until the next write).
+    public var bytes: UnsafeBufferPointer<UInt8> { UnsafeBufferPointer(start: storage, count: count) }
+
+    public func append(_ byte: UInt8) {
+        if count == capacity { grow(to: count + 1) }
+        storage[count] = byte
+        count += 1
+    }
+
+    public func append(_ bytes: [UInt8]) {
+        bytes.withUnsafeBufferPointer { b in
+            let end = reserveTail(b.count)
+            if b.count > 0 { end.update(from: b.baseAddress!, count: b.count) }
+            commitTail(b.count)
+        }
+    }
+
+    public func removeAll() { count = 0 }
+
+    /// Room for `n` more bytes at the returned address; `commitTail` says how many were used.
+    func reserveTail(_ n: Int) -> UnsafeMutablePointer<UInt8> {
+        if count + n > capacity { grow(to: count + n) }
+        return storage + count
+    }
+
+    func commitTail(_ n: Int) { count += n }
+
+    private func grow(to needed: Int) {
+        var newCapacity = capacity * 2
+        while newCapacity < needed { newCapacity *= 2 }
+        let newStorage = UnsafeMutablePointer<UInt8>.allocate(capacity: newCapacity)
+        newStorage.update(from: storage, count: count)
+        storage.deallocate()
+        storage = newStorage
+        capacity = newCapacity
+    }
+}
