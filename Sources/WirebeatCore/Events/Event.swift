@@ -19,6 +19,9 @@ public struct Event: Sendable {
     private var spans: [ValueSpan] = []
     /// The JSON text of every value set, back to back.
     private var encoded: [UInt8] = []
+    /// JSON text shared by many events (a connection's addresses, ports, Community ID): its
+    /// values are referred to, not copied (see `setShared`).
+    private var sharedText: [UInt8] = []
     /// The value of `type` (counted per event on the way out): kept aside so reading it
     /// does not decode JSON.
     public private(set) var type: String?
@@ -26,6 +29,8 @@ public struct Event: Sendable {
     struct ValueSpan: Sendable {
         var start: Int32
         var end: Int32   // < 0: the field was removed
+        /// In `sharedText`, not in `encoded`.
+        var isShared = false
         var isRemoved: Bool { end < 0 }
     }
 
@@ -151,6 +156,22 @@ public struct Event: Sendable {
         if isTypeName(field) { type = (try? JSONParser.parse(bytes: bytes))?.stringValue }
     }
 
+    /// Uses `text` for the values `setShared` refers to (one buffer per event).
+    mutating func useSharedText(_ text: [UInt8]) { sharedText = text }
+
+    /// A value that is the bytes `start..<end` of the shared text (see `useSharedText`):
+    /// no encoding and no copy, the cost of a field that every event of a connection repeats.
+    mutating func setShared(_ field: String, _ range: SharedRange) {
+        names.append(field)
+        spans.append(ValueSpan(start: range.start, end: range.end, isShared: true))
+    }
+
+    /// `field` gets the value the previous `set` stored (`client.ip` is `source.ip`).
+    mutating func repeatLastValue(as field: String) {
+        names.append(field)
+        spans.append(spans[spans.count - 1])
+    }
+
     @inline(__always) private mutating func beginValue(_ field: String) -> Int {
         names.append(field)
         return encoded.count
@@ -173,7 +194,7 @@ public struct Event: Sendable {
     /// The value of a span, read back from its JSON text.
     private func decode(_ span: ValueSpan) -> JSONValue? {
         guard !span.isRemoved else { return nil }
-        let bytes = Array(encoded[Int(span.start)..<Int(span.end)])
+        let bytes = Array((span.isShared ? sharedText : encoded)[Int(span.start)..<Int(span.end)])
         // The common case, a string with nothing escaped, without the general parser.
         if bytes.count >= 2, bytes.first == UInt8(ascii: "\""), bytes.last == UInt8(ascii: "\""),
            !bytes.contains(UInt8(ascii: "\\")) {
@@ -299,7 +320,7 @@ public struct Event: Sendable {
     /// level.
     public func writeCompactJSON(into out: inout [UInt8]) {
         let layout = cachedLayout()
-        let bound = layout.text.count + encoded.count
+        let bound = valueBound(layout)
         let start = out.count
         out.append(contentsOf: repeatElement(0, count: bound))
         let written = out.withUnsafeMutableBufferPointer { write(layout, to: $0.baseAddress! + start) }
@@ -310,7 +331,7 @@ public struct Event: Sendable {
     /// hot path of the output, a few copies of bytes per field.
     public func writeCompactJSON(into out: OutputBuffer) {
         let layout = cachedLayout()
-        let end = out.reserveTail(layout.text.count + encoded.count)
+        let end = out.reserveTail(valueBound(layout))
         out.commitTail(write(layout, to: end))
     }
 
@@ -326,11 +347,22 @@ public struct Event: Sendable {
         return built
     }
 
+    /// Room enough for the event's JSON: the layout's text and every value (shared ones may
+    /// be written more than once).
+    private func valueBound(_ layout: EventLayout) -> Int {
+        var bound = layout.text.count + encoded.count
+        if !sharedText.isEmpty {
+            for span in spans where span.isShared { bound += Int(span.end - span.start) }
+        }
+        return bound
+    }
+
     /// Writes the layout's text with the values in their slots at `destination` (room for
     /// the text and every value is there); returns the bytes written.
     private func write(_ layout: EventLayout, to destination: UnsafeMutablePointer<UInt8>) -> Int {
         layout.text.withUnsafeBufferPointer { text in
             encoded.withUnsafeBufferPointer { values in
+              sharedText.withUnsafeBufferPointer { shared in
                 spans.withUnsafeBufferPointer { spans in
                     var p = destination
                     var from = 0
@@ -340,7 +372,8 @@ public struct Event: Sendable {
                         p += textCount
                         let span = spans[slot.value]
                         let valueCount = Int(span.end - span.start)
-                        p.update(from: values.baseAddress! + Int(span.start), count: valueCount)
+                        let base = span.isShared ? shared.baseAddress! : values.baseAddress!
+                        p.update(from: base + Int(span.start), count: valueCount)
                         p += valueCount
                         from = slot.offset
                     }
@@ -349,6 +382,7 @@ public struct Event: Sendable {
                     p += rest
                     return p - destination
                 }
+              }
             }
         }
     }

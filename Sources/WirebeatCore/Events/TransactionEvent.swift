@@ -18,36 +18,39 @@ extension Event {
                                    responseBytes: Int? = nil) -> Event {
         // Every event carries these ~30 fields: literal keys, constant values built once, and
         // per-connection text (IPs, Community ID) computed once per connection, not per event.
-        var e = Event(capacity: 48)
+        var e = Event(capacity: 64)
+        // What the connection's events repeat is encoded once per connection and referred to;
+        // a value printed under two names (`source.ip` = `client.ip`) is stored once.
+        let flow = connection.encoded
+        e.useSharedText(flow.text)
         e.set("@timestamp", timestamp: start)
+        e.repeatLastValue(as: "event.start")
         e.set("type", type)
-        e.set("status", encodedJSON: status == .ok ? TransactionConstants.ok : TransactionConstants.error)
-        e.set("event.kind", encodedJSON: TransactionConstants.event)
-        e.set("event.category", encodedJSON: TransactionConstants.category)
-        e.set("event.type", encodedJSON: TransactionConstants.eventType)
-        e.set("event.dataset", type)
-        e.set("event.start", timestamp: start)
+        e.repeatLastValue(as: "event.dataset")
+        e.repeatLastValue(as: "network.protocol")
+        e.setShared("status", status == .ok ? flow.statusOK : flow.statusError)
+        e.setShared("event.kind", flow.eventKind)
+        e.setShared("event.category", flow.eventCategory)
+        e.setShared("event.type", flow.eventType)
         if let end {
             e.set("event.end", timestamp: end)
             e.set("event.duration", max(0, (end - start).nanoseconds))
         }
-        let flow = connection.encoded
-        e.set("source.ip", encodedJSON: flow.clientIP)
-        e.set("source.port", encodedJSON: flow.clientPort)
+        e.setShared("source.ip", flow.clientIP)
+        e.setShared("client.ip", flow.clientIP)
+        e.setShared("source.port", flow.clientPort)
+        e.setShared("client.port", flow.clientPort)
+        e.setShared("destination.ip", flow.serverIP)
+        e.setShared("server.ip", flow.serverIP)
+        e.setShared("destination.port", flow.serverPort)
+        e.setShared("server.port", flow.serverPort)
         e.set("source.bytes", requestBytes)
-        e.set("client.ip", encodedJSON: flow.clientIP)
-        e.set("client.port", encodedJSON: flow.clientPort)
-        e.set("client.bytes", requestBytes)
-        e.set("destination.ip", encodedJSON: flow.serverIP)
-        e.set("destination.port", encodedJSON: flow.serverPort)
+        e.repeatLastValue(as: "client.bytes")
         e.set("destination.bytes", responseBytes)
-        e.set("server.ip", encodedJSON: flow.serverIP)
-        e.set("server.port", encodedJSON: flow.serverPort)
-        e.set("server.bytes", responseBytes)
-        e.set("network.transport", encodedJSON: connection.transport == .tcp ? TransactionConstants.tcp : TransactionConstants.udp)
-        e.set("network.type", encodedJSON: connection.client.ip.isV4 ? TransactionConstants.ipv4 : TransactionConstants.ipv6)
-        e.set("network.protocol", type)
-        e.set("network.community_id", encodedJSON: flow.communityID)
+        e.repeatLastValue(as: "server.bytes")
+        e.setShared("network.transport", flow.transport)
+        e.setShared("network.type", flow.networkType)
+        e.setShared("network.community_id", flow.communityID)
         if requestBytes != nil || responseBytes != nil {
             e.set("network.bytes", (requestBytes ?? 0) + (responseBytes ?? 0))
         }
@@ -56,15 +59,3 @@ extension Event {
     }
 }
 
-/// Values every transaction event shares, as JSON text, encoded once.
-enum TransactionConstants {
-    static let event = Array(#""event""#.utf8)
-    static let category = Array(#"["network"]"#.utf8)
-    static let eventType = Array(#"["connection","protocol"]"#.utf8)
-    static let tcp = Array(#""tcp""#.utf8)
-    static let udp = Array(#""udp""#.utf8)
-    static let ipv4 = Array(#""ipv4""#.utf8)
-    static let ipv6 = Array(#""ipv6""#.utf8)
-    static let ok = Array(#""OK""#.utf8)
-    static let error = Array(#""Error""#.utf8)
-}

@@ -149,31 +149,47 @@ public struct ConnectionInfo: Sendable {
         self.clientIPText = client.ip.description
         self.serverIPText = server.ip.description
         self.encoded = EncodedFlow(clientIP: clientIPText, serverIP: serverIPText, client: client, server: server,
-                                   communityID: communityID)
+                                   communityID: communityID, transport: transport)
     }
 
     /// Endpoint that sends in the given direction.
     public func sender(_ direction: Direction) -> Endpoint { direction == .original ? client : server }
 }
 
-/// JSON text of the values every event of a connection repeats (see `Event.transaction`).
+/// JSON text of the values every event of a connection repeats (see `Event.transaction`),
+/// encoded once per connection into one buffer that its events refer to.
 final class EncodedFlow: Sendable {
-    let clientIP: [UInt8]
-    let serverIP: [UInt8]
-    let clientPort: [UInt8]
-    let serverPort: [UInt8]
-    let communityID: [UInt8]
+    let text: [UInt8]
+    let clientIP, serverIP, clientPort, serverPort, communityID, transport, networkType: SharedRange
+    // Constants of every transaction event, kept in the same buffer (an event refers to one).
+    let eventKind, eventCategory, eventType, statusOK, statusError: SharedRange
 
-    init(clientIP: String, serverIP: String, client: Endpoint, server: Endpoint, communityID: String) {
-        func json(_ value: some JSONRepresentable) -> [UInt8] {
-            var out: [UInt8] = []
-            value.writeJSON(into: &out)
-            return out
+    init(clientIP: String, serverIP: String, client: Endpoint, server: Endpoint, communityID: String,
+         transport: Transport) {
+        var text: [UInt8] = []
+        func add(_ value: some JSONRepresentable) -> SharedRange {
+            let start = text.count
+            value.writeJSON(into: &text)
+            return SharedRange(start: Int32(start), end: Int32(text.count))
         }
-        self.clientIP = json(clientIP)
-        self.serverIP = json(serverIP)
-        self.clientPort = json(client.port)
-        self.serverPort = json(server.port)
-        self.communityID = json(communityID)
+        self.clientIP = add(clientIP)
+        self.serverIP = add(serverIP)
+        self.clientPort = add(client.port)
+        self.serverPort = add(server.port)
+        self.communityID = add(communityID)
+        self.transport = add(transport.rawValue)
+        self.networkType = add(client.ip.isV4 ? "ipv4" : "ipv6")
+        self.eventKind = add("event")
+        self.eventCategory = add(["network"])
+        self.eventType = add(["connection", "protocol"])
+        self.statusOK = add(EventStatus.ok.rawValue)
+        self.statusError = add(EventStatus.error.rawValue)
+        self.text = text
     }
+}
+
+/// Bytes `start..<end` of a buffer of JSON text shared by events.
+struct SharedRange: Sendable {
+    let start: Int32
+    let end: Int32
 }

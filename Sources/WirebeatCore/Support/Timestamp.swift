@@ -61,6 +61,16 @@ public struct Timestamp: Comparable, Hashable, Sendable, CustomStringConvertible
 
     public var description: String { rfc3339 }
 
+    /// "00", "01", … "99", back to back.
+    private static let digitPairs: [UInt8] = {
+        var pairs: [UInt8] = []
+        for n in 0..<100 {
+            pairs.append(UInt8(0x30 + n / 10))
+            pairs.append(UInt8(0x30 + n % 10))
+        }
+        return pairs
+    }()
+
     /// `rfc3339` as a JSON string, appended to `out` without making a String.
     public func writeRFC3339JSON(into out: inout [UInt8]) {
         out.append(UInt8(ascii: "\""))
@@ -77,22 +87,24 @@ public struct Timestamp: Comparable, Hashable, Sendable, CustomStringConvertible
             out.append(UInt8(ascii: "\""))
             return
         }
-        var text: (UInt64, UInt64, UInt64, UInt32) = (0, 0, 0, 0)  // 27 bytes, on the stack
+        // "YYYY-MM-DDThh:mm:ss.ffffffZ" assembled on the stack two digits at a time.
+        var text: (UInt64, UInt64, UInt64, UInt32) = (0, 0, 0, 0)
         withUnsafeMutableBytes(of: &text) { buffer in
-            func put(_ value: Int64, _ width: Int, at offset: Int) {
-                var v = value
-                for k in stride(from: offset + width - 1, through: offset, by: -1) {
-                    buffer[k] = UInt8(truncatingIfNeeded: 0x30 + v % 10)
-                    v /= 10
+            Timestamp.digitPairs.withUnsafeBufferPointer { pairs in
+                func two(_ value: Int64, at offset: Int) {
+                    let k = Int(value) &* 2
+                    buffer[offset] = pairs[k]
+                    buffer[offset + 1] = pairs[k + 1]
                 }
+                two(y / 100, at: 0); two(y % 100, at: 2); buffer[4] = UInt8(ascii: "-")
+                two(m, at: 5); buffer[7] = UInt8(ascii: "-")
+                two(d, at: 8); buffer[10] = UInt8(ascii: "T")
+                two(secondOfDay / 3600, at: 11); buffer[13] = UInt8(ascii: ":")
+                two((secondOfDay / 60) % 60, at: 14); buffer[16] = UInt8(ascii: ":")
+                two(secondOfDay % 60, at: 17); buffer[19] = UInt8(ascii: ".")
+                two(fraction / 10_000, at: 20); two(fraction / 100 % 100, at: 22); two(fraction % 100, at: 24)
+                buffer[26] = UInt8(ascii: "Z")
             }
-            put(y, 4, at: 0); buffer[4] = UInt8(ascii: "-")
-            put(m, 2, at: 5); buffer[7] = UInt8(ascii: "-")
-            put(d, 2, at: 8); buffer[10] = UInt8(ascii: "T")
-            put(secondOfDay / 3600, 2, at: 11); buffer[13] = UInt8(ascii: ":")
-            put((secondOfDay / 60) % 60, 2, at: 14); buffer[16] = UInt8(ascii: ":")
-            put(secondOfDay % 60, 2, at: 17); buffer[19] = UInt8(ascii: ".")
-            put(fraction, 6, at: 20); buffer[26] = UInt8(ascii: "Z")
             out.append(contentsOf: UnsafeRawBufferPointer(rebasing: buffer[0..<27]))
         }
         out.append(UInt8(ascii: "\""))
