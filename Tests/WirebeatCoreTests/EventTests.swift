@@ -315,6 +315,32 @@ struct EventTests {
         for (key, value) in expected { #expect(e[key] == value, "\(key)") }
     }
 
+    /// Both output paths print every value, shared and repeated ones included (values printed
+    /// under several names once overflowed the room reserved for the line), exactly as the
+    /// JSON tree of the event does.
+    @Test func compactOutputPathsAgreeWithTheTree() {
+        let conn = ConnectionInfo(id: 3, transport: .tcp, client: Endpoint(ip: IPAddress("10.1.2.3")!, port: 40000),
+                                  server: Endpoint(ip: IPAddress("10.9.8.7")!, port: 25), vlans: [7])
+        let start = Timestamp(nanoseconds: 1_700_000_000_123_456_789)
+        var e = Event.transaction(type: "smtp", connection: conn, start: start, end: start + TimeSpan(nanoseconds: 5_000),
+                                  status: .error, requestBytes: 123_456_789, responseBytes: 987_654_321)
+        e.set("smtp.mail_from", "a@example.com")
+        e.set("smtp.helo", nil as String?)
+        e.set("smtp.rcpt_to", ["b@example.com", "c\"quoted\"@example.com"])
+        e.set("smtp.data", utf8: Array("caf\u{E9} \n".utf8) + [0xFF])
+        e.set("smtp.when", timestamp: start)
+        var array: [UInt8] = [0x41]
+        e.writeCompactJSON(into: &array)
+        let buffer = OutputBuffer(capacity: 64)
+        buffer.append(0x41)
+        e.writeCompactJSON(into: buffer)
+        #expect(array == Array(buffer.bytes))
+        #expect(String(decoding: array.dropFirst(), as: UTF8.self) == JSONWriter.compact(e.json))
+        #expect(e["smtp.data"] == "caf\u{E9} \n\u{FFFD}")
+        #expect(e["client.bytes"] == 123_456_789 && e["server.bytes"] == 987_654_321)
+        #expect(e.type == "smtp")
+    }
+
     @Test func transactionIPv6WithoutEndOrBytes() {
         let client = Endpoint(ip: IPAddress("fe80::200:86ff:fe05:80da")!, port: 1026)
         let server = Endpoint(ip: IPAddress("fe80::260:97ff:fe07:69ea")!, port: 22)

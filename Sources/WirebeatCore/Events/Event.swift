@@ -347,13 +347,11 @@ public struct Event: Sendable {
         return built
     }
 
-    /// Room enough for the event's JSON: the layout's text and every value (shared ones may
-    /// be written more than once).
+    /// Room enough for the event's JSON: the layout's text and every value span (a value
+    /// may be printed under several names; one set twice is counted twice).
     private func valueBound(_ layout: EventLayout) -> Int {
-        var bound = layout.text.count + encoded.count
-        if !sharedText.isEmpty {
-            for span in spans where span.isShared { bound += Int(span.end - span.start) }
-        }
+        var bound = layout.text.count
+        for span in spans where !span.isRemoved { bound += Int(span.end - span.start) }
         return bound
     }
 

@@ -1,9 +1,9 @@
 /// A growable byte buffer that event lines are written into through a raw pointer: one
 /// capacity check per event instead of one per appended piece (an event is ~80 pieces).
 public final class OutputBuffer {
-    public private(set) var count = 0
-    public private(set) var capacity: Int
-    private var storage: UnsafeMutablePointer<UInt8>
+    @exclusivity(unchecked) public private(set) var count = 0
+    @exclusivity(unchecked) public private(set) var capacity: Int
+    @exclusivity(unchecked) private var storage: UnsafeMutablePointer<UInt8>
 
     public init(capacity: Int = 1 << 16) {
         self.capacity = max(capacity, 64)

@@ -36,15 +36,15 @@ public struct SnifferStats: Sendable {
 /// The pipeline: decoded packets go to the TCP layer or the UDP plugin for their port;
 /// events go to the publisher. Single-threaded, driven by the packet clock.
 public final class Sniffer {
-    private var decoder = PacketDecoder()
+    @exclusivity(unchecked) private var decoder = PacketDecoder()
     private let tcp: TCPLayer
     private let udpPluginForPort: [UInt16: LoadedPlugin]
     private let udpPlugins: [LoadedPlugin]
     private let publisher: CountingPublisher
-    private var clock = Timestamp.zero
-    private var lastUDPTick: Timestamp?
-    private var counters = SnifferStats()
-    private var finished = false
+    @exclusivity(unchecked) private var clock = Timestamp.zero
+    @exclusivity(unchecked) private var lastUDPTick: Timestamp?
+    @exclusivity(unchecked) private var counters = SnifferStats()
+    @exclusivity(unchecked) private var finished = false
 
     public init(plugins: [LoadedPlugin], publisher: EventPublisher, tcpOptions: TCPOptions = TCPOptions(),
                 logging: LoggingSetup = LoggingSetup()) {
@@ -102,7 +102,7 @@ public final class Sniffer {
 
     /// Connection info per UDP flow, cached: its Community ID (a SHA-1) and IP text would
     /// otherwise be computed for every datagram. Bounded: emptied when full.
-    private var udpFlows: [UDPFlowKey: ConnectionInfo] = [:]
+    @exclusivity(unchecked) private var udpFlows: [UDPFlowKey: ConnectionInfo] = [:]
     private static let maxUDPFlows = 4096
 
     private func udpFlow(client: Endpoint, server: Endpoint, vlans: [UInt16]) -> ConnectionInfo {
@@ -143,7 +143,7 @@ final class CountingPublisher: EventPublisher {
     let downstream: EventPublisher
     // A handful of types, most often the same one again: a short list beats hashing the
     // type string of every event.
-    private var tally: [(type: String, count: Int)] = []
+    @exclusivity(unchecked) private var tally: [(type: String, count: Int)] = []
     init(downstream: EventPublisher) { self.downstream = downstream }
     var counts: [String: Int] {
         Dictionary(tally.map { ($0.type, $0.count) }, uniquingKeysWith: +)

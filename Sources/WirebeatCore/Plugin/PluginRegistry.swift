@@ -48,7 +48,7 @@ protocol TCPStreamHandler: AnyObject {
 final class TCPStreamHandlerBox<P: TCPProtocolPlugin>: TCPStreamHandler {
     let plugin: P
     let connection: ConnectionInfo
-    var state: P.ConnectionState
+    @exclusivity(unchecked) var state: P.ConnectionState
 
     init(plugin: P, connection: ConnectionInfo) {
         self.plugin = plugin

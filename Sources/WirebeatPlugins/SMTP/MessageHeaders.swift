@@ -12,15 +12,25 @@ struct MessageHeaderCollector {
 
     mutating func feed<C: Collection>(_ bytes: C) where C.Element == UInt8 {
         guard !complete else { return }
-        for b in bytes {
+        if bytes.withContiguousStorageIfAvailable({ feed(contiguous: $0) }) == nil {
+            Array(bytes).withUnsafeBufferPointer { feed(contiguous: $0) }
+        }
+    }
+
+    /// Scans for the empty line that ends the headers, copying runs of bytes at once.
+    private mutating func feed(contiguous bytes: UnsafeBufferPointer<UInt8>) {
+        var i = 0
+        defer { raw.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[0..<i])) }
+        while i < bytes.count {
+            let b = bytes[i]
             if b == Byte.lf {
-                if lineLength == 0 { complete = true; return }
+                if lineLength == 0 { complete = true; return }   // the empty line itself is not kept
                 lineLength = 0
             } else if b != Byte.cr {
                 lineLength += 1
             }
-            raw.append(b)
-            if raw.count >= MessageHeaderCollector.limit { complete = true; return }
+            i += 1
+            if raw.count + i >= MessageHeaderCollector.limit { complete = true; return }
         }
     }
 
@@ -41,46 +51,69 @@ struct MessageHeaders {
     var xMailer: String?
     var contentType: String?
 
-    init(_ raw: ArraySlice<UInt8>) {
-        var seen = Set<String>()
-        for (name, value) in MessageHeaders.fields(raw) where !seen.contains(name) {
-            switch name {
-            case "subject": subject = RFC2047.decode(value.trimmingSpaces)
-            case "message-id": messageID = MessageHeaders.messageID(value)
-            case "from": from = MessageHeaders.addresses(value)
-            case "to": to = MessageHeaders.addresses(value)
-            case "cc": cc = MessageHeaders.addresses(value)
-            case "reply-to": replyTo = MessageHeaders.addresses(value)
-            case "x-mailer": xMailer = RFC2047.decode(value.trimmingSpaces)
-            case "content-type":
-                let type = value[..<(value.firstIndex(of: Byte.semicolon) ?? value.endIndex)].trimmingSpaces
-                if !type.isEmpty { contentType = type.text }
-            default: continue
+    /// The header fields published, by their lower-case names.
+    private enum Field: Int, CaseIterable {
+        case subject, messageID, from, to, cc, replyTo, xMailer, contentType
+
+        static let names: [[UInt8]] = ["subject", "message-id", "from", "to", "cc", "reply-to", "x-mailer",
+                                       "content-type"].map { Array($0.utf8) }
+
+        /// The field a header name (any case) stands for, compared as bytes: no String per
+        /// header line.
+        init?(name: ArraySlice<UInt8>) {
+            for (i, candidate) in Field.names.enumerated() where candidate.count == name.count {
+                if zip(candidate, name).allSatisfy({ $0 == Byte.lower($1) }) {
+                    self.init(rawValue: i)
+                    return
+                }
             }
-            seen.insert(name)
+            return nil
         }
     }
 
-    /// Unfolded fields (lower-cased name, value) in order. A line not ended by LF is cut off
+    init(_ raw: ArraySlice<UInt8>) {
+        var seen: UInt16 = 0   // bit per Field: the first occurrence of each counts
+        for (field, value) in MessageHeaders.fields(raw) where seen & (1 << field.rawValue) == 0 {
+            switch field {
+            case .subject: subject = RFC2047.decode(value.trimmingSpaces)
+            case .messageID: messageID = MessageHeaders.messageID(value)
+            case .from: from = MessageHeaders.addresses(value)
+            case .to: to = MessageHeaders.addresses(value)
+            case .cc: cc = MessageHeaders.addresses(value)
+            case .replyTo: replyTo = MessageHeaders.addresses(value)
+            case .xMailer: xMailer = RFC2047.decode(value.trimmingSpaces)
+            case .contentType:
+                let type = value[..<(value.firstIndex(of: Byte.semicolon) ?? value.endIndex)].trimmingSpaces
+                if !type.isEmpty { contentType = type.text }
+            }
+            seen |= 1 << field.rawValue
+        }
+    }
+
+    /// Unfolded values of the published fields, in order. A line not ended by LF is cut off
     /// (the collector stopped inside it) and dropped.
-    static func fields(_ raw: ArraySlice<UInt8>) -> [(String, ArraySlice<UInt8>)] {
+    private static func fields(_ raw: ArraySlice<UInt8>) -> [(Field, ArraySlice<UInt8>)] {
         // Values are slices of `raw` (no copy, no array of lines); only a folded value is
-        // copied, to join its lines.
-        var result: [(String, ArraySlice<UInt8>)] = []
+        // copied, to join its lines. Other fields are skipped, continuation lines included.
+        var result: [(Field, ArraySlice<UInt8>)] = []
         var lineStart = raw.startIndex
+        var inPublishedField = false
         while let lf = raw[lineStart...].firstIndex(of: Byte.lf) {  // the part after the last LF is dropped
             var line = raw[lineStart..<lf]
             lineStart = lf + 1
             if line.last == Byte.cr { line = line.dropLast() }
             if let first = line.first, Byte.isSpace(first) {
                 // Folded continuation: unfolding removes only the line break.
-                if !result.isEmpty { result[result.count - 1].1 = (Array(result[result.count - 1].1) + line)[...] }
+                if inPublishedField { result[result.count - 1].1 = (Array(result[result.count - 1].1) + line)[...] }
                 continue
             }
+            // A line that is no field at all leaves a continuation to the field before it.
             guard let colon = line.firstIndex(of: Byte.colon) else { continue }
             let name = line[..<colon].trimmingSpaces
             guard !name.isEmpty, name.count <= 76 else { continue }
-            result.append((String(decoding: name.lazy.map(Byte.lower), as: UTF8.self), line[(colon + 1)...]))
+            guard let field = Field(name: name) else { inPublishedField = false; continue }
+            result.append((field, line[(colon + 1)...]))
+            inPublishedField = true
         }
         return result
     }

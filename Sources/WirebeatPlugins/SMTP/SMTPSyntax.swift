@@ -45,7 +45,11 @@ extension ArraySlice where Element == UInt8 {
 
     /// UTF-8 text (invalid sequences become U+FFFD).
     var text: String { String(decoding: self, as: UTF8.self) }
-    var upperText: String { String(decoding: lazy.map(Byte.upper), as: UTF8.self) }
+    var upperText: String {
+        // Verbs mostly come in upper case already: no copy then.
+        if !contains(where: { $0 >= 0x61 && $0 <= 0x7a }) { return text }
+        return String(decoding: map(Byte.upper), as: UTF8.self)
+    }
 }
 
 enum SMTPSyntax {

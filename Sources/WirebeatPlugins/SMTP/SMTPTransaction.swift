@@ -41,32 +41,32 @@ struct Reply {
 }
 
 /// A command sent and not yet answered, or the end of a message's data (`.`), whose reply
-/// completes its mail transaction.
+/// completes its mail transaction. (`@exclusivity(unchecked)`: see `SMTPSession`.)
 final class PendingCommand {
     enum Kind { case command, endOfData }
 
     let kind: Kind
     let verb: String
-    var param: String?
+    @exclusivity(unchecked) var param: String?
     let start: Timestamp
-    var clientBytes = 0
-    var serverBytes = 0
-    var request: [UInt8]?
-    var response: [UInt8]?
-    var notes = Notes()
+    @exclusivity(unchecked) var clientBytes = 0
+    @exclusivity(unchecked) var serverBytes = 0
+    @exclusivity(unchecked) var request: [UInt8]?
+    @exclusivity(unchecked) var response: [UInt8]?
+    @exclusivity(unchecked) var notes = Notes()
     /// The transaction whose byte counts and fields this command feeds.
-    var transaction: MailTransaction?
+    @exclusivity(unchecked) var transaction: MailTransaction?
     /// The transaction this command ends (RSET, QUIT, HELO/EHLO, STARTTLS).
-    var abortTarget: MailTransaction?
-    var address: String?
-    var auth: AuthExchange?
+    @exclusivity(unchecked) var abortTarget: MailTransaction?
+    @exclusivity(unchecked) var address: String?
+    @exclusivity(unchecked) var auth: AuthExchange?
     /// A valid `BDAT <size> [LAST]`, whose reply matters to its transaction.
-    var isChunk = false
-    var bdatLast = false
+    @exclusivity(unchecked) var isChunk = false
+    @exclusivity(unchecked) var bdatLast = false
     /// Stands for a line too long to parse: only its reply is paired, nothing is inferred.
-    var isPlaceholder = false
+    @exclusivity(unchecked) var isPlaceholder = false
     /// The client waits for this command's reply before sending more (DATA, AUTH, STARTTLS).
-    var blocksClient = false
+    @exclusivity(unchecked) var blocksClient = false
 
     init(kind: Kind = .command, verb: String, start: Timestamp) {
         self.kind = kind
@@ -89,30 +89,31 @@ final class PendingCommand {
 }
 
 /// One mail transaction: MAIL FROM, the RCPTs, the message data, the final reply.
+/// (`@exclusivity(unchecked)`: see `SMTPSession`.)
 final class MailTransaction {
     let start: Timestamp
     /// Started by RCPT/DATA/BDAT without a MAIL we saw (connection picked up mid-transaction).
     let implicit: Bool
-    var helo: String?
-    var mailFrom: String?
-    var rcptTo: [String] = []
-    var rcptRejected: [String] = []
-    var notes = Notes()
-    var clientBytes = 0
-    var serverBytes = 0
+    @exclusivity(unchecked) var helo: String?
+    @exclusivity(unchecked) var mailFrom: String?
+    @exclusivity(unchecked) var rcptTo: [String] = []
+    @exclusivity(unchecked) var rcptRejected: [String] = []
+    @exclusivity(unchecked) var notes = Notes()
+    @exclusivity(unchecked) var clientBytes = 0
+    @exclusivity(unchecked) var serverBytes = 0
     /// nil while the MAIL is unanswered.
-    var mailAccepted: Bool?
-    var rcptAccepted = false
-    var dataStarted = false
+    @exclusivity(unchecked) var mailAccepted: Bool?
+    @exclusivity(unchecked) var rcptAccepted = false
+    @exclusivity(unchecked) var dataStarted = false
     /// The terminating `.` or `BDAT ... LAST` was sent.
-    var dataComplete = false
-    var dataBytes = 0
-    var headers = MessageHeaderCollector()
+    @exclusivity(unchecked) var dataComplete = false
+    @exclusivity(unchecked) var dataBytes = 0
+    @exclusivity(unchecked) var headers = MessageHeaderCollector()
     /// A transaction still open when this one's MAIL was sent (nested MAIL): it stays current
     /// if the server refuses the new MAIL.
-    var previous: MailTransaction?
+    @exclusivity(unchecked) var previous: MailTransaction?
     /// Published or discarded: never touched again.
-    var finished = false
+    @exclusivity(unchecked) var finished = false
 
     init(start: Timestamp, implicit: Bool, helo: String?) {
         self.start = start
