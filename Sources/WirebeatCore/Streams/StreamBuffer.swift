@@ -1,3 +1,9 @@
+#if canImport(Glibc)
+import Glibc  // memchr
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// The unparsed bytes of one direction of a TCP stream, in order.
 ///
 /// The TCP layer appends each in-order payload; a plugin's `parse` consumes whole messages
@@ -63,10 +69,14 @@ public struct StreamBuffer: Sendable {
     /// Offset from the reader position of the first LF, searching at most `limit` bytes.
     public mutating func offsetOfLineFeed(limit: Int = .max) -> Int? {
         let end = limit >= storage.count - readerIndex ? storage.count : readerIndex + limit
-        var i = max(readerIndex, noLineFeedBefore)
-        while i < end {
-            if storage[i] == 0x0a { return i - readerIndex }
-            i += 1
+        let from = max(readerIndex, noLineFeedBefore)
+        if from < end {
+            // memchr: vectorised, some ten times faster than a byte loop on message bodies.
+            let found: Int? = storage.withUnsafeBufferPointer { bytes in
+                guard let hit = memchr(bytes.baseAddress! + from, 0x0a, end - from) else { return nil }
+                return bytes.baseAddress!.distance(to: hit.assumingMemoryBound(to: UInt8.self))
+            }
+            if let found { return found - readerIndex }
         }
         noLineFeedBefore = max(noLineFeedBefore, end)
         return nil
