@@ -69,23 +69,24 @@ enum DNSEvents {
         let ok = notes.isEmpty && response?.message.map { $0.rcode == 0 } == true
         var e = Event.transaction(type: "dns", connection: connection, start: first.time, end: response?.time,
                                   status: ok ? .ok : .error, requestBytes: query?.bytes, responseBytes: response?.bytes)
+        // Values are JSON text made here (tables of constant text, bytes written into `json`):
+        // no String, array or `JSONValue` tree per field.
+        var json: [UInt8] = []
+        json.reserveCapacity(512)
         if let main {
             let h = main.header
-            e.set("dns.type", response != nil ? "answer" : "query")
-            e.set("dns.id", h.id)
-            e.set("dns.op_code", DNSCodes.opcode(h.opcode))
-            e.set("method", DNSCodes.opcode(h.opcode))
-            e.set("dns.flags.authoritative", h.authoritative)
-            e.set("dns.flags.truncated_response", h.truncated)
-            e.set("dns.flags.recursion_desired", h.recursionDesired)
-            e.set("dns.flags.recursion_available", h.recursionAvailable)
-            e.set("dns.flags.authentic_data", h.authenticData)
-            e.set("dns.flags.checking_disabled", h.checkingDisabled)
-            var headerFlags = ["AA", "TC", "RD", "RA", "AD", "CD"].enumerated()
-                .filter { [h.authoritative, h.truncated, h.recursionDesired, h.recursionAvailable, h.authenticData, h.checkingDisabled][$0.offset] }
-                .map(\.element)
-            if main.edns?.dnssecOK == true { headerFlags.append("DO") }
-            e.set("dns.header_flags", headerFlags)
+            e.set("dns.type", encodedJSON: response != nil ? DNSEncoded.answer : DNSEncoded.query)
+            setValue(&e, "dns.id", h.id)
+            let opcode = DNSEncoded.opcode(h.opcode)
+            e.set("dns.op_code", encodedJSON: opcode)
+            e.set("method", encodedJSON: opcode)
+            e.set("dns.flags.authoritative", encodedJSON: DNSEncoded.bool(h.authoritative))
+            e.set("dns.flags.truncated_response", encodedJSON: DNSEncoded.bool(h.truncated))
+            e.set("dns.flags.recursion_desired", encodedJSON: DNSEncoded.bool(h.recursionDesired))
+            e.set("dns.flags.recursion_available", encodedJSON: DNSEncoded.bool(h.recursionAvailable))
+            e.set("dns.flags.authentic_data", encodedJSON: DNSEncoded.bool(h.authenticData))
+            e.set("dns.flags.checking_disabled", encodedJSON: DNSEncoded.bool(h.checkingDisabled))
+            e.set("dns.header_flags", encodedJSON: DNSEncoded.headerFlags(h, dnssecOK: main.edns?.dnssecOK == true))
             if let edns = main.edns {
                 e.set("dns.opt.version", Int(edns.version))
                 e.set("dns.opt.do", edns.dnssecOK)
@@ -102,34 +103,71 @@ enum DNSEvents {
             setOptions(&e, "dns.query_opt", edns)
         }
         if let r = response?.message {
-            e.set("dns.response_code", DNSCodes.rcode(r.rcode))
-            e.set("dns.answers_count", r.header.answerCount)
-            e.set("dns.authorities_count", r.header.authorityCount)
-            e.set("dns.additionals_count", r.header.additionalCount)
-            if !r.answers.isEmpty { e.set("dns.answers", JSONValue.array(r.answers.map(\.json))) }
-            if settings.includeAuthorities && !r.authorities.isEmpty {
-                e.set("dns.authorities", JSONValue.array(r.authorities.map(\.json)))
+            e.set("dns.response_code", encodedJSON: DNSEncoded.rcode(r.rcode))
+            setValue(&e, "dns.answers_count", r.header.answerCount)
+            setValue(&e, "dns.authorities_count", r.header.authorityCount)
+            setValue(&e, "dns.additionals_count", r.header.additionalCount)
+            if !r.answers.isEmpty { setRecords(&e, "dns.answers", r.answers, &json) }
+            if settings.includeAuthorities && !r.authorities.isEmpty { setRecords(&e, "dns.authorities", r.authorities, &json) }
+            if settings.includeAdditionals && !r.additionals.isEmpty { setRecords(&e, "dns.additionals", r.additionals, &json) }
+            // The addresses among the answers, as a JSON array of strings.
+            json.removeAll(keepingCapacity: true)
+            for rr in r.answers {
+                guard case .address(let ip) = rr.data else { continue }
+                json.append(json.isEmpty ? UInt8(ascii: "[") : UInt8(ascii: ","))
+                json.append(DNSJSON.quote)
+                DNSJSON.ip(ip, into: &json)
+                json.append(DNSJSON.quote)
             }
-            if settings.includeAdditionals && !r.additionals.isEmpty {
-                e.set("dns.additionals", JSONValue.array(r.additionals.map(\.json)))
+            if !json.isEmpty {
+                json.append(UInt8(ascii: "]"))
+                e.set("dns.resolved_ip", encodedJSON: json)
             }
-            let ips = r.answers.compactMap { rr -> String? in
-                if case .address(let ip) = rr.data { return ip.description }
-                return nil
-            }
-            if !ips.isEmpty { e.set("dns.resolved_ip", ips) }
         }
         if let q = (query?.message ?? response?.message)?.questions.first {
-            e.set("dns.question.name", q.name.text)
-            e.set("dns.question.type", DNSType.name(q.type))
-            e.set("dns.question.class", DNSClass.name(q.qclass))
-            e.set("resource", q.name.text)
-            e.set("query", "class \(DNSClass.name(q.qclass)), type \(DNSType.name(q.type)), \(q.name.text)")
+            let type = DNSEncoded.type(q.type), qclass = DNSEncoded.class(q.qclass)
+            e.set("dns.question.type", encodedJSON: type)
+            e.set("dns.question.class", encodedJSON: qclass)
+            json.removeAll(keepingCapacity: true)
+            json.append(DNSJSON.quote)
+            q.name.write(into: &json, json: true)
+            json.append(DNSJSON.quote)
+            e.set("dns.question.name", encodedJSON: json)
+            e.set("resource", encodedJSON: json)
+            // "class IN, type A, example.test": the names' text is the inside of their JSON strings.
+            json.removeAll(keepingCapacity: true)
+            DNSJSON.raw(#""class "#, into: &json)
+            json.append(contentsOf: qclass.dropFirst().dropLast())
+            DNSJSON.raw(", type ", into: &json)
+            json.append(contentsOf: type.dropFirst().dropLast())
+            DNSJSON.raw(", ", into: &json)
+            q.name.write(into: &json, json: true)
+            json.append(DNSJSON.quote)
+            e.set("query", encodedJSON: json)
         }
         if settings.sendRequest, let q = query?.message { e.set("request", q.digText) }
         if settings.sendResponse, let r = response?.message { e.set("response", r.digText) }
         for note in notes { e.addNote(note) }
         return e
+    }
+
+    /// `Event.set` with a concrete type. Called with one directly, Swift picks the overload
+    /// taking `any JSONRepresentable` (boxing the value); from a generic context, the generic one.
+    @inline(__always)
+    private static func setValue<Value: JSONRepresentable>(_ e: inout Event, _ name: String, _ value: Value) {
+        e.set(name, Optional(value))
+    }
+
+    /// A section's records as a JSON array (`json` is scratch space).
+    private static func setRecords(_ e: inout Event, _ name: String, _ records: [DNSRecord], _ json: inout [UInt8]) {
+        json.removeAll(keepingCapacity: true)
+        json.append(UInt8(ascii: "["))
+        for (i, rr) in records.enumerated() {
+            if i > 0 { json.append(UInt8(ascii: ",")) }
+            rr.writeJSON(into: &json)
+        }
+        json.append(UInt8(ascii: "]"))
+        e.set(name, encodedJSON: json)
     }
 
     /// One field per option with a value, and `<prefix>.options`: every option's name, in order.
