@@ -99,9 +99,6 @@ enum DNSJSON {
 enum DNSEncoded {
     static let answer = DNSJSON.quoted("answer")
     static let query = DNSJSON.quoted("query")
-    static let `true` = Array("true".utf8)
-    static let `false` = Array("false".utf8)
-    static func bool(_ b: Bool) -> [UInt8] { b ? `true` : `false` }
 
     /// By number up to CAA (257), the highest common one; a lookup instead of hashing the
     /// number into `DNSType.names` for every record.
@@ -126,10 +123,24 @@ enum DNSEncoded {
         return out
     }
 
+    /// The `dns.flags` object for each combination of AA TC RD RA AD CD (bits 5…0), printed
+    /// by JSONWriter from an object with its keys sorted.
+    private static let flagObjects: [[UInt8]] = (0..<64).map { bits in
+        let names = ["authoritative", "truncated_response", "recursion_desired", "recursion_available",
+                     "authentic_data", "checking_disabled"]
+        let pairs = names.enumerated().map { ($0.element, JSONValue.bool(bits >> (5 - $0.offset) & 1 != 0)) }
+        var out: [UInt8] = []
+        JSONWriter.write(.object(pairs.sorted { $0.0.utf8.lexicographicallyPrecedes($1.0.utf8) }), into: &out, indent: nil, level: 0)
+        return out
+    }
+
+    static func flags(_ h: DNSHeader) -> [UInt8] { flagObjects[headerBits(h)] }
+
+    /// AA is flag bit 0x0400, TC 0x0200, RD 0x0100, RA 0x0080, (Z 0x0040), AD 0x0020, CD 0x0010.
+    private static func headerBits(_ h: DNSHeader) -> Int { Int(h.flags >> 5 & 0x3C) | Int(h.flags >> 4 & 0x3) }
+
     static func headerFlags(_ h: DNSHeader, dnssecOK: Bool) -> [UInt8] {
-        // AA is flag bit 0x0400, TC 0x0200, RD 0x0100, RA 0x0080, (Z 0x0040), AD 0x0020, CD 0x0010.
-        let bits = Int(h.flags >> 5 & 0x3C) | Int(h.flags >> 4 & 0x3) | (dnssecOK ? 64 : 0)
-        return headerFlags[bits]
+        headerFlags[headerBits(h) | (dnssecOK ? 64 : 0)]
     }
 }
 

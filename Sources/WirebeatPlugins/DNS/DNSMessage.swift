@@ -300,6 +300,9 @@ struct DNSMessage: Equatable {
                                answerCount: try r.u16("ancount"), authorityCount: try r.u16("nscount"),
                                additionalCount: try r.u16("arcount"))
         var m = DNSMessage(header: header, size: bytes.count)
+        // Room for the counts announced (bounded: they may lie), so no section grows twice.
+        m.questions.reserveCapacity(min(Int(header.questionCount), 8))
+        m.answers.reserveCapacity(min(Int(header.answerCount), 32))
         do {
             for _ in 0..<header.questionCount {
                 let name = try r.name()
