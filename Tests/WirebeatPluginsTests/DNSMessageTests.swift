@@ -57,6 +57,11 @@ struct DNSMessageTests {
         #expect(json.string("type") == DNSType.name(type))
         #expect(json.string("name") == "example.test")
         for (key, value) in fields { #expect(json[key] == value, "\(key)") }
+        // Events get the record written straight into bytes: the same text JSONWriter prints.
+        var direct: [UInt8] = [], viaTree: [UInt8] = []
+        answer.writeJSON(into: &direct)
+        JSONWriter.write(json, into: &viaTree, indent: nil, level: 0)
+        #expect(String(decoding: direct, as: UTF8.self) == String(decoding: viaTree, as: UTF8.self))
         // Every record also prints as a dig line.
         #expect(answer.digLine.hasPrefix("example.test.\t300\tIN\t\(DNSType.name(type))\t"))
     }

@@ -65,8 +65,11 @@ struct DNSReader {
     /// A domain name with compression. Pointers must point strictly before the label that
     /// holds them (so decompression always terminates), at most `maxPointers` of them, and
     /// the name is at most 255 octets in wire form (RFC 1035 §3.1).
+    ///
+    /// Only checks the name: the result points at it in the message (no copy of its labels),
+    /// and printing it walks the same, now validated, labels and pointers again.
     mutating func name() throws -> DNSName {
-        var labels: [[UInt8]] = []
+        let start = position
         var wireLength = 1
         var cursor = position
         var jumped = false
@@ -80,12 +83,11 @@ struct DNSReader {
             case 0x00:
                 if length == 0 {
                     if !jumped { position = cursor + 1 }
-                    return DNSName(labels: labels)
+                    return DNSName(message: bytes, start: start)
                 }
                 guard cursor + 1 + length <= bound else { throw DNSFault.truncated("label cut short at byte \(cursor)") }
                 wireLength += length + 1
                 guard wireLength <= 255 else { throw DNSFault.malformed("name longer than 255 octets at byte \(position)") }
-                labels.append(Array(bytes[(cursor + 1)...(cursor + length)]))
                 cursor += 1 + length
             case 0xC0:
                 guard cursor + 1 < bound else { throw DNSFault.truncated("name pointer cut short at byte \(cursor)") }
@@ -107,48 +109,104 @@ struct DNSReader {
     }
 }
 
-/// A domain name as its labels (raw bytes, no dots).
+/// A domain name: where it starts in its (already validated) message. Holding the message
+/// costs a reference count, not an allocation per label; the labels are read when the name
+/// is printed, which most names are exactly once.
 struct DNSName: Equatable, Hashable {
-    var labels: [[UInt8]]
+    let message: [UInt8]
+    let start: Int
 
-    static let root = DNSName(labels: [])
+    static let root = DNSName(message: [0], start: 0)
+
+    /// Calls `body` with the range of each label in `message`, in order (pointers followed).
+    @inline(__always)
+    func forEachLabel(_ body: (Range<Int>) -> Void) {
+        var i = start
+        while true {
+            let length = Int(message[i])
+            if length & 0xC0 == 0xC0 {
+                i = (length & 0x3F) << 8 | Int(message[i + 1])
+            } else if length == 0 {
+                return
+            } else {
+                body(i + 1 ..< i + 1 + length)
+                i += 1 + length
+            }
+        }
+    }
+
+    var isRoot: Bool {
+        var root = true
+        forEachLabel { _ in root = false }
+        return root
+    }
+
+    /// The labels' bytes (tests, comparisons; printing does not need them).
+    var labels: [[UInt8]] {
+        var out: [[UInt8]] = []
+        forEachLabel { out.append(Array(message[$0])) }
+        return out
+    }
+
+    static func == (a: DNSName, b: DNSName) -> Bool { a.labels == b.labels }
+    func hash(into hasher: inout Hasher) { hasher.combine(labels) }
 
     /// Presentation form with escapes for odd bytes, as dig prints it, without the final dot
     /// (`"."` for the root).
     var text: String {
-        if labels.isEmpty { return "." }
-        // Bytes first, one String at the end (appending scalars to a String one by one is slow).
         var out: [UInt8] = []
-        out.reserveCapacity(labels.reduce(labels.count) { $0 + $1.count })
-        for (i, label) in labels.enumerated() {
-            if i > 0 { out.append(UInt8(ascii: ".")) }
-            DNSName.escape(label, into: &out)
-        }
+        write(into: &out, json: false)
         return String(decoding: out, as: UTF8.self)
     }
 
     /// As dig prints it: with the final dot.
-    var absolute: String { labels.isEmpty ? "." : text + "." }
+    var absolute: String { isRoot ? "." : text + "." }
 
-    static func escape(_ label: [UInt8]) -> String {
-        var out: [UInt8] = []
-        escape(label, into: &out)
-        return String(decoding: out, as: UTF8.self)
+    /// Appends `text`; with `json`, escaped for the inside of a JSON string as the core's
+    /// JSONWriter escapes (the text is printable ASCII: only `\` and `"` need it).
+    func write(into out: inout [UInt8], json: Bool) {
+        var first = true
+        message.withUnsafeBufferPointer { m in
+            forEachLabel { label in
+                if !first { out.append(UInt8(ascii: ".")) }
+                first = false
+                // Nearly every label is letters, digits and hyphens: copy it whole.
+                if m[label].allSatisfy({ $0 > 0x20 && $0 < 0x7F && !DNSName.isSpecial($0) }) {
+                    out.append(contentsOf: UnsafeBufferPointer(rebasing: m[label]))
+                } else {
+                    DNSName.escape(m[label], into: &out, json: json)
+                }
+            }
+        }
+        if first { out.append(UInt8(ascii: ".")) }
+    }
+
+    @inline(__always) static func isSpecial(_ b: UInt8) -> Bool {
+        switch b {
+        case UInt8(ascii: "."), UInt8(ascii: "\\"), UInt8(ascii: "\""), UInt8(ascii: "("), UInt8(ascii: ")"),
+             UInt8(ascii: ";"), UInt8(ascii: "@"), UInt8(ascii: "$"):
+            return true
+        default:
+            return false
+        }
     }
 
     /// Appends the label as dig prints it: special characters behind a backslash, bytes
-    /// outside printable ASCII as `\DDD`.
-    static func escape(_ label: [UInt8], into out: inout [UInt8]) {
+    /// outside printable ASCII as `\DDD`. With `json`, each `\` and `"` written is escaped
+    /// again for a JSON string.
+    static func escape<Label: Collection>(_ label: Label, into out: inout [UInt8], json: Bool = false) where Label.Element == UInt8 {
+        let backslash = UInt8(ascii: "\\")
         for b in label {
-            switch b {
-            case UInt8(ascii: "."), UInt8(ascii: "\\"), UInt8(ascii: "\""), UInt8(ascii: "("), UInt8(ascii: ")"),
-                 UInt8(ascii: ";"), UInt8(ascii: "@"), UInt8(ascii: "$"):
-                out.append(UInt8(ascii: "\\"))
+            if isSpecial(b) {
+                out.append(backslash)
+                if json { out.append(backslash) }
+                if json && (b == backslash || b == UInt8(ascii: "\"")) { out.append(backslash) }
                 out.append(b)
-            case 0x21...0x7E:
+            } else if b > 0x20 && b < 0x7F {
                 out.append(b)
-            default:
-                out.append(UInt8(ascii: "\\"))
+            } else {
+                out.append(backslash)
+                if json { out.append(backslash) }
                 out.append(0x30 + b / 100)
                 out.append(0x30 + b / 10 % 10)
                 out.append(0x30 + b % 10)
@@ -195,7 +253,8 @@ struct DNSRecord: Equatable {
     var type: UInt16
     var rclass: UInt16
     var ttl: UInt32
-    var rdata: [UInt8]
+    /// The RDATA, a slice of the message (its indices are message offsets).
+    var rdata: ArraySlice<UInt8>
     var data: RData
 }
 
@@ -241,6 +300,9 @@ struct DNSMessage: Equatable {
                                answerCount: try r.u16("ancount"), authorityCount: try r.u16("nscount"),
                                additionalCount: try r.u16("arcount"))
         var m = DNSMessage(header: header, size: bytes.count)
+        // Room for the counts announced (bounded: they may lie), so no section grows twice.
+        m.questions.reserveCapacity(min(Int(header.questionCount), 8))
+        m.answers.reserveCapacity(min(Int(header.answerCount), 32))
         do {
             for _ in 0..<header.questionCount {
                 let name = try r.name()
@@ -252,7 +314,7 @@ struct DNSMessage: Equatable {
                 let rr = try record(&r, &m)
                 if rr.type == DNSType.OPT {
                     if m.edns != nil { m.faults.append(.malformed("more than one OPT record")); continue }
-                    if !rr.name.labels.isEmpty { m.faults.append(.malformed("OPT record not owned by the root")) }
+                    if !rr.name.isRoot { m.faults.append(.malformed("OPT record not owned by the root")) }
                     m.edns = EDNS(udpSize: rr.rclass, extendedRcode: UInt8(rr.ttl >> 24), version: UInt8(rr.ttl >> 16 & 0xFF),
                                   dnssecOK: rr.ttl & 0x8000 != 0, zFlags: UInt16(rr.ttl & 0x7FFF),
                                   options: parseOptions(rr.rdata, &m))
@@ -273,7 +335,7 @@ struct DNSMessage: Equatable {
         let ttl = try r.u32("record TTL")
         let length = Int(try r.u16("RDLENGTH"))
         let start = r.position
-        let rdata = Array(try r.take(length, "RDATA of \(DNSType.name(type))"))
+        let rdata = try r.take(length, "RDATA of \(DNSType.name(type))")
         var data: RData
         do {
             data = try RData.decode(type: type, bytes: r.bytes, start: start, end: start + length)
@@ -284,8 +346,8 @@ struct DNSMessage: Equatable {
         return DNSRecord(name: name, type: type, rclass: rclass, ttl: ttl, rdata: rdata, data: data)
     }
 
-    private static func parseOptions(_ rdata: [UInt8], _ m: inout DNSMessage) -> [EDNSOption] {
-        var r = DNSReader(rdata)
+    private static func parseOptions(_ rdata: ArraySlice<UInt8>, _ m: inout DNSMessage) -> [EDNSOption] {
+        var r = DNSReader(Array(rdata))
         var out: [EDNSOption] = []
         while r.remaining > 0 {
             do {

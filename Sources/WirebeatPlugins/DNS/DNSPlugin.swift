@@ -166,6 +166,18 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
         var server: Endpoint
         var id: UInt16
         var vlans: [UInt16]
+
+        /// Hashed a few times per message: five words (IPv4 addresses have `high` 0), not
+        /// each field of each endpoint on its own.
+        func hash(into h: inout Hasher) {
+            h.combine(client.ip.low)
+            h.combine(client.ip.high)
+            h.combine(server.ip.low)
+            h.combine(server.ip.high)
+            h.combine(UInt64(client.port) | UInt64(server.port) << 16 | UInt64(id) << 32
+                      | (client.ip.isV4 ? 1 << 48 : 0) | (server.ip.isV4 ? 1 << 49 : 0))
+            h.combine(vlans)
+        }
     }
 
     private var udpPending: [UDPKey: (serial: Int, query: DNSObserved)] = [:]
@@ -206,15 +218,16 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
         }
         if !header.isResponse {
             let key = UDPKey(client: m.sender, server: m.receiver, id: header.id, vlans: vlans)
-            if let old = udpPending.removeValue(forKey: key) {
+            serial += 1
+            // One lookup to store the query and find a previous one with the same key. A new
+            // key may overflow the table: the oldest query (never this one) makes room.
+            if let old = udpPending.updateValue((serial, m), forKey: key) {
                 publish(old.query, nil, [DNSPlugin.duplicateIDNote])
-            }
-            if udpPending.count >= DNSPlugin.maxPendingUDP, let oldest = udpPending.min(by: { $0.value.serial < $1.value.serial }) {
+            } else if udpPending.count > DNSPlugin.maxPendingUDP,
+                      let oldest = udpPending.min(by: { $0.value.serial < $1.value.serial }) {
                 udpPending.removeValue(forKey: oldest.key)
                 publish(oldest.value.query, nil, ["no response", "too many queries waiting"])
             }
-            serial += 1
-            udpPending[key] = (serial, m)
             udpAnswered.removeValue(forKey: key.hashValue)
             return
         }

@@ -67,31 +67,34 @@ enum DNSCodes {
 
 /// Decoded RDATA: the presentation text (as dig prints it) plus structured fields for the
 /// types Packetbeat gives them to.
+///
+/// The common types keep their parts (names point into the message, TXT strings are a
+/// slice of it): their text is written straight into the event when it is published, and
+/// decoding a record allocates nothing.
 enum RData: Equatable {
     case address(IPAddress)
     case name(DNSName)
-    /// Presentation text and extra fields (sorted by key when published).
-    case text(String, fields: [(String, JSONValue)])
+    case mx(preference: UInt16, host: DNSName)
+    case soa(mname: DNSName, rname: DNSName, serial: UInt32, refresh: UInt32, retry: UInt32, expire: UInt32, minimum: UInt32)
+    case srv(priority: UInt16, weight: UInt16, port: UInt16, target: DNSName)
+    /// TXT, HINFO, SPF: character-strings (already checked to be whole), printed quoted.
+    case strings(ArraySlice<UInt8>)
+    /// Other types: their presentation text.
+    case text(String)
     /// Unknown type, or RDATA that could not be decoded: RFC 3597 `\# len hex`.
-    case unknown([UInt8])
-
-    static func == (a: RData, b: RData) -> Bool {
-        switch (a, b) {
-        case let (.address(x), .address(y)): return x == y
-        case let (.name(x), .name(y)): return x == y
-        case let (.text(x, f), .text(y, g)): return x == y && f.count == g.count && zip(f, g).allSatisfy { $0.0 == $1.0 && $0.1 == $1.1 }
-        case let (.unknown(x), .unknown(y)): return x == y
-        default: return false
-        }
-    }
+    case unknown(ArraySlice<UInt8>)
 
     /// The value of `dns.answers[].data`: names without the final dot (as Packetbeat),
     /// other types in dig's presentation format.
     var data: String {
         switch self {
         case .address(let ip): return ip.description
-        case .name(let n): return n.text
-        case .text(let s, _): return s
+        case .name(let n), .mx(_, let n), .soa(let n, _, _, _, _, _, _), .srv(_, _, _, let n): return n.text
+        case .strings(let bytes):
+            var out: [UInt8] = []
+            RData.writeStrings(bytes, into: &out, json: false)
+            return String(decoding: out, as: UTF8.self)
+        case .text(let s): return s
         case .unknown(let bytes): return RData.generic(bytes)
         }
     }
@@ -104,12 +107,22 @@ enum RData: Equatable {
         }
     }
 
+    /// The extra fields of MX, SOA and SRV in `dns.answers`, sorted by key.
     var fields: [(String, JSONValue)] {
-        if case .text(_, let f) = self { return f }
-        return []
+        switch self {
+        case let .mx(preference, _):
+            return [("preference", .int(Int64(preference)))]
+        case let .soa(_, rname, serial, refresh, retry, expire, minimum):
+            return [("expire", .int(Int64(expire))), ("minimum", .int(Int64(minimum))), ("refresh", .int(Int64(refresh))),
+                    ("retry", .int(Int64(retry))), ("rname", .string(rname.text)), ("serial", .int(Int64(serial)))]
+        case let .srv(priority, weight, port, _):
+            return [("port", .int(Int64(port))), ("priority", .int(Int64(priority))), ("weight", .int(Int64(weight)))]
+        default:
+            return []
+        }
     }
 
-    static func generic(_ bytes: [UInt8]) -> String {
+    static func generic(_ bytes: ArraySlice<UInt8>) -> String {
         bytes.isEmpty ? "\\# 0" : "\\# \(bytes.count) " + hex(bytes, upper: true)
     }
 
@@ -137,46 +150,43 @@ enum RData: Equatable {
         case DNSType.MX:
             let preference = try r.u16("preference")
             let host = try name()
-            return try finish(.text(host.text, fields: [("preference", .int(Int64(preference)))]))
+            return try finish(.mx(preference: preference, host: host))
         case DNSType.SOA:
             let mname = try name(), rname = try name()
             let serial = try r.u32("serial"), refresh = try r.u32("refresh"), retry = try r.u32("retry")
             let expire = try r.u32("expire"), minimum = try r.u32("minimum")
-            return try finish(.text(mname.text, fields: [
-                ("expire", .int(Int64(expire))), ("minimum", .int(Int64(minimum))), ("refresh", .int(Int64(refresh))),
-                ("retry", .int(Int64(retry))), ("rname", .string(rname.text)), ("serial", .int(Int64(serial))),
-            ]))
+            return try finish(.soa(mname: mname, rname: rname, serial: serial, refresh: refresh, retry: retry,
+                                   expire: expire, minimum: minimum))
         case DNSType.TXT, DNSType.HINFO, 99:
-            var strings: [String] = []
-            while r.position < end { strings.append(quoted(try characterString(&r))) }
-            if type == DNSType.HINFO && strings.count != 2 { throw DNSFault.malformed("HINFO needs 2 strings") }
-            return .text(strings.joined(separator: " "), fields: [])
+            // Checked here, printed from the bytes when published.
+            var count = 0
+            while r.position < end { _ = try characterString(&r); count += 1 }
+            if type == DNSType.HINFO && count != 2 { throw DNSFault.malformed("HINFO needs 2 strings") }
+            return .strings(rdata)
         case DNSType.SRV:
             let priority = try r.u16("priority"), weight = try r.u16("weight"), port = try r.u16("port")
             let target = try name()
-            return try finish(.text(target.text, fields: [
-                ("port", .int(Int64(port))), ("priority", .int(Int64(priority))), ("weight", .int(Int64(weight))),
-            ]))
+            return try finish(.srv(priority: priority, weight: weight, port: port, target: target))
         case DNSType.NAPTR:
             let order = try r.u16("order"), preference = try r.u16("preference")
             let flags = try characterString(&r), services = try characterString(&r), regexp = try characterString(&r)
             let replacement = try name()
-            return try finish(.text("\(order) \(preference) \(quoted(flags)) \(quoted(services)) \(quoted(regexp)) \(replacement.absolute)", fields: []))
+            return try finish(.text("\(order) \(preference) \(quoted(flags)) \(quoted(services)) \(quoted(regexp)) \(replacement.absolute)"))
         case DNSType.CAA:
             let flags = try r.u8("flags")
             let tagLength = Int(try r.u8("tag length"))
             guard tagLength > 0 else { throw DNSFault.malformed("empty CAA tag") }
             let tag = try r.take(tagLength, "tag")
             let value = try r.take(end - r.position, "value")
-            return .text("\(flags) \(String(decoding: tag, as: UTF8.self)) \(quoted(value))", fields: [])
+            return .text("\(flags) \(String(decoding: tag, as: UTF8.self)) \(quoted(value))")
         case DNSType.DS, DNSType.CDS, 32769:
             let keyTag = try r.u16("key tag"), algorithm = try r.u8("algorithm"), digestType = try r.u8("digest type")
             let digest = try r.take(end - r.position, "digest")
-            return .text("\(keyTag) \(algorithm) \(digestType) \(hex(digest, upper: true))", fields: [])
+            return .text("\(keyTag) \(algorithm) \(digestType) \(hex(digest, upper: true))")
         case DNSType.DNSKEY, DNSType.CDNSKEY, 25:
             let flags = try r.u16("flags"), proto = try r.u8("protocol"), algorithm = try r.u8("algorithm")
             let key = try r.take(end - r.position, "key")
-            return .text("\(flags) \(proto) \(algorithm) \(base64(key))", fields: [])
+            return .text("\(flags) \(proto) \(algorithm) \(base64(key))")
         case DNSType.RRSIG, 24:
             let covered = try r.u16("type covered"), algorithm = try r.u8("algorithm"), labels = try r.u8("labels")
             let originalTTL = try r.u32("original TTL"), expiration = try r.u32("expiration")
@@ -184,11 +194,11 @@ enum RData: Equatable {
             let signer = try name()
             let signature = try r.take(end - r.position, "signature")
             return .text("\(DNSType.name(covered)) \(algorithm) \(labels) \(originalTTL) \(rrsigTime(expiration)) "
-                         + "\(rrsigTime(inception)) \(keyTag) \(signer.absolute) \(base64(signature))", fields: [])
+                         + "\(rrsigTime(inception)) \(keyTag) \(signer.absolute) \(base64(signature))")
         case DNSType.NSEC:
             let next = try name()
             let types = try typeBitmap(&r, end: end)
-            return .text(([next.absolute] + types).joined(separator: " "), fields: [])
+            return .text(([next.absolute] + types).joined(separator: " "))
         case DNSType.NSEC3:
             let algorithm = try r.u8("algorithm"), flags = try r.u8("flags"), iterations = try r.u16("iterations")
             let salt = try r.take(Int(try r.u8("salt length")), "salt")
@@ -196,21 +206,21 @@ enum RData: Equatable {
             let types = try typeBitmap(&r, end: end)
             let saltText = salt.isEmpty ? "-" : hex(salt, upper: true)
             return .text(([String(algorithm), String(flags), String(iterations), saltText, base32hex(hash)] + types)
-                .joined(separator: " "), fields: [])
+                .joined(separator: " "))
         case DNSType.NSEC3PARAM:
             let algorithm = try r.u8("algorithm"), flags = try r.u8("flags"), iterations = try r.u16("iterations")
             let salt = try r.take(Int(try r.u8("salt length")), "salt")
-            return try finish(.text("\(algorithm) \(flags) \(iterations) \(salt.isEmpty ? "-" : hex(salt, upper: true))", fields: []))
+            return try finish(.text("\(algorithm) \(flags) \(iterations) \(salt.isEmpty ? "-" : hex(salt, upper: true))"))
         case DNSType.SSHFP:
             let algorithm = try r.u8("algorithm"), fpType = try r.u8("fingerprint type")
-            return .text("\(algorithm) \(fpType) \(hex(try r.take(end - r.position, "fingerprint"), upper: true))", fields: [])
+            return .text("\(algorithm) \(fpType) \(hex(try r.take(end - r.position, "fingerprint"), upper: true))")
         case DNSType.TLSA, 53:
             let usage = try r.u8("usage"), selector = try r.u8("selector"), matching = try r.u8("matching type")
-            return .text("\(usage) \(selector) \(matching) \(hex(try r.take(end - r.position, "data"), upper: true))", fields: [])
+            return .text("\(usage) \(selector) \(matching) \(hex(try r.take(end - r.position, "data"), upper: true))")
         case DNSType.SVCB, DNSType.HTTPS:
-            return .text(try svcb(&r, end: end), fields: [])
+            return .text(try svcb(&r, end: end))
         default:
-            return .unknown(Array(rdata))
+            return .unknown(rdata)
         }
     }
 
@@ -229,6 +239,39 @@ enum RData: Equatable {
             }
         }
         return s + "\""
+    }
+
+    /// Character-strings (whole, as `decode` checked) as dig prints them: each quoted and
+    /// escaped as `quoted` does, separated by spaces. With `json`, each `\\` and `"` written
+    /// is escaped again for a JSON string (the text is printable ASCII).
+    static func writeStrings(_ rdata: ArraySlice<UInt8>, into out: inout [UInt8], json: Bool) {
+        let backslash = UInt8(ascii: "\\"), quote = UInt8(ascii: "\"")
+        @inline(__always) func special(_ b: UInt8) {
+            if json { out.append(backslash) }
+            out.append(b)
+        }
+        var i = rdata.startIndex
+        while i < rdata.endIndex {
+            let end = i + 1 + Int(rdata[i])
+            if i > rdata.startIndex { out.append(UInt8(ascii: " ")) }
+            special(quote)
+            for b in rdata[(i + 1)..<end] {
+                switch b {
+                case quote, backslash:
+                    special(backslash)
+                    special(b)
+                case 0x20...0x7E:
+                    out.append(b)
+                default:
+                    special(backslash)
+                    out.append(0x30 + b / 100)
+                    out.append(0x30 + b / 10 % 10)
+                    out.append(0x30 + b % 10)
+                }
+            }
+            special(quote)
+            i = end
+        }
     }
 
     /// Type bit maps of NSEC/NSEC3 (RFC 4034 §4.1.2).

@@ -114,10 +114,13 @@ extension DNSRecord {
 
     var presentationData: String {
         switch data {
-        case .text where [DNSType.MX, DNSType.SOA, DNSType.SRV].contains(type):
-            // Structured in events; dig prints the whole RDATA.
-            if let full = try? RData.fullText(type: type, fields: data.fields, name: data.data) { return full }
-            return data.presentation
+        // Structured in events; dig prints the whole RDATA.
+        case let .mx(preference, host):
+            return "\(preference) \(host.absolute)"
+        case let .srv(priority, weight, port, target):
+            return "\(priority) \(weight) \(port) \(target.absolute)"
+        case let .soa(mname, rname, serial, refresh, retry, expire, minimum):
+            return "\(mname.absolute) \(rname.absolute) \(serial) \(refresh) \(retry) \(expire) \(minimum)"
         default:
             return data.presentation
         }
@@ -131,24 +134,5 @@ extension DNSRecord {
         ]
         pairs += data.fields
         return .object(pairs.sorted { $0.0.utf8.lexicographicallyPrecedes($1.0.utf8) })
-    }
-}
-
-extension RData {
-    /// dig's text of MX, SOA and SRV from the structured fields.
-    static func fullText(type: UInt16, fields: [(String, JSONValue)], name: String) throws -> String {
-        func f(_ k: String) -> String {
-            switch fields.first(where: { $0.0 == k })?.1 {
-            case .int(let v)?: return String(v)
-            case .string(let s)?: return s == "." ? s : s + "."
-            default: return "?"
-            }
-        }
-        let host = name == "." ? name : name + "."
-        switch type {
-        case DNSType.MX: return "\(f("preference")) \(host)"
-        case DNSType.SRV: return "\(f("priority")) \(f("weight")) \(f("port")) \(host)"
-        default: return "\(host) \(f("rname")) \(f("serial")) \(f("refresh")) \(f("retry")) \(f("expire")) \(f("minimum"))"
-        }
     }
 }

@@ -14,13 +14,18 @@ struct DNSConfig {
 }
 
 /// One message as seen on the wire.
-struct DNSObserved {
+///
+/// A class: a message waits in a table for its partner and is then dropped whole, and
+/// releasing one reference is far cheaper than destroying a large struct field by field
+/// (which the compiler does through generic value witnesses when it sits in a dictionary
+/// value tuple).
+final class DNSObserved {
     /// nil when the payload is shorter than a DNS header.
-    var message: DNSMessage?
-    var raw: [UInt8]
-    var time: Timestamp
-    var sender: Endpoint
-    var receiver: Endpoint
+    let message: DNSMessage?
+    let raw: [UInt8]
+    let time: Timestamp
+    let sender: Endpoint
+    let receiver: Endpoint
     /// Notes about this message (faults, loss).
     var notes: [String] = []
 
@@ -29,16 +34,15 @@ struct DNSObserved {
         self.time = time
         self.sender = sender
         self.receiver = receiver
-        do {
-            let m = try DNSMessage.parse(bytes)
-            message = m
+        let m = try? DNSMessage.parse(bytes)
+        message = m
+        if let m {
             for fault in m.faults {
                 notes.append(fault.description)
                 // A datagram that ends before what it announced was most likely cut by the snap length.
                 if fault.kind == .truncated && lossHint { notes.append("possible packet loss") }
             }
-        } catch {
-            message = nil
+        } else {
             notes.append("malformed message: \(bytes.count) bytes, shorter than a DNS header")
             if lossHint && !bytes.isEmpty { notes.append("possible packet loss") }
         }
@@ -69,23 +73,21 @@ enum DNSEvents {
         let ok = notes.isEmpty && response?.message.map { $0.rcode == 0 } == true
         var e = Event.transaction(type: "dns", connection: connection, start: first.time, end: response?.time,
                                   status: ok ? .ok : .error, requestBytes: query?.bytes, responseBytes: response?.bytes)
+        // Values are JSON text made here (tables of constant text, bytes written into `json`):
+        // no String, array or `JSONValue` tree per field.
+        var json: [UInt8] = []
+        json.reserveCapacity(512)
         if let main {
             let h = main.header
-            e.set("dns.type", response != nil ? "answer" : "query")
-            e.set("dns.id", h.id)
-            e.set("dns.op_code", DNSCodes.opcode(h.opcode))
-            e.set("method", DNSCodes.opcode(h.opcode))
-            e.set("dns.flags.authoritative", h.authoritative)
-            e.set("dns.flags.truncated_response", h.truncated)
-            e.set("dns.flags.recursion_desired", h.recursionDesired)
-            e.set("dns.flags.recursion_available", h.recursionAvailable)
-            e.set("dns.flags.authentic_data", h.authenticData)
-            e.set("dns.flags.checking_disabled", h.checkingDisabled)
-            var headerFlags = ["AA", "TC", "RD", "RA", "AD", "CD"].enumerated()
-                .filter { [h.authoritative, h.truncated, h.recursionDesired, h.recursionAvailable, h.authenticData, h.checkingDisabled][$0.offset] }
-                .map(\.element)
-            if main.edns?.dnssecOK == true { headerFlags.append("DO") }
-            e.set("dns.header_flags", headerFlags)
+            e.set("dns.type", encodedJSON: response != nil ? DNSEncoded.answer : DNSEncoded.query)
+            setNumber(&e, "dns.id", h.id, &json)
+            let opcode = DNSEncoded.opcode(h.opcode)
+            e.set("dns.op_code", encodedJSON: opcode)
+            e.set("method", encodedJSON: opcode)
+            // The whole `dns.flags` object as one value: it prints where its six members would
+            // (the event nests dotted names into objects), and one value is cheaper to set than six.
+            e.set("dns.flags", encodedJSON: DNSEncoded.flags(h))
+            e.set("dns.header_flags", encodedJSON: DNSEncoded.headerFlags(h, dnssecOK: main.edns?.dnssecOK == true))
             if let edns = main.edns {
                 e.set("dns.opt.version", Int(edns.version))
                 e.set("dns.opt.do", edns.dnssecOK)
@@ -102,34 +104,80 @@ enum DNSEvents {
             setOptions(&e, "dns.query_opt", edns)
         }
         if let r = response?.message {
-            e.set("dns.response_code", DNSCodes.rcode(r.rcode))
-            e.set("dns.answers_count", r.header.answerCount)
-            e.set("dns.authorities_count", r.header.authorityCount)
-            e.set("dns.additionals_count", r.header.additionalCount)
-            if !r.answers.isEmpty { e.set("dns.answers", JSONValue.array(r.answers.map(\.json))) }
-            if settings.includeAuthorities && !r.authorities.isEmpty {
-                e.set("dns.authorities", JSONValue.array(r.authorities.map(\.json)))
+            e.set("dns.response_code", encodedJSON: DNSEncoded.rcode(r.rcode))
+            setNumber(&e, "dns.answers_count", r.header.answerCount, &json)
+            setNumber(&e, "dns.authorities_count", r.header.authorityCount, &json)
+            setNumber(&e, "dns.additionals_count", r.header.additionalCount, &json)
+            if !r.answers.isEmpty { setRecords(&e, "dns.answers", r.answers, &json) }
+            if settings.includeAuthorities && !r.authorities.isEmpty { setRecords(&e, "dns.authorities", r.authorities, &json) }
+            if settings.includeAdditionals && !r.additionals.isEmpty { setRecords(&e, "dns.additionals", r.additionals, &json) }
+            // The addresses among the answers, as a JSON array of strings.
+            json.removeAll(keepingCapacity: true)
+            for rr in r.answers {
+                guard case .address(let ip) = rr.data else { continue }
+                json.append(json.isEmpty ? UInt8(ascii: "[") : UInt8(ascii: ","))
+                json.append(DNSJSON.quote)
+                DNSJSON.ip(ip, into: &json)
+                json.append(DNSJSON.quote)
             }
-            if settings.includeAdditionals && !r.additionals.isEmpty {
-                e.set("dns.additionals", JSONValue.array(r.additionals.map(\.json)))
+            if !json.isEmpty {
+                json.append(UInt8(ascii: "]"))
+                e.set("dns.resolved_ip", encodedJSON: json)
             }
-            let ips = r.answers.compactMap { rr -> String? in
-                if case .address(let ip) = rr.data { return ip.description }
-                return nil
-            }
-            if !ips.isEmpty { e.set("dns.resolved_ip", ips) }
         }
         if let q = (query?.message ?? response?.message)?.questions.first {
-            e.set("dns.question.name", q.name.text)
-            e.set("dns.question.type", DNSType.name(q.type))
-            e.set("dns.question.class", DNSClass.name(q.qclass))
-            e.set("resource", q.name.text)
-            e.set("query", "class \(DNSClass.name(q.qclass)), type \(DNSType.name(q.type)), \(q.name.text)")
+            let type = DNSEncoded.type(q.type), qclass = DNSEncoded.class(q.qclass)
+            json.removeAll(keepingCapacity: true)
+            json.append(DNSJSON.quote)
+            q.name.write(into: &json, json: true)
+            json.append(DNSJSON.quote)
+            e.set("resource", encodedJSON: json)
+            // `dns.question` as one object (keys in byte order), as `dns.flags`.
+            json.removeAll(keepingCapacity: true)
+            DNSJSON.raw(#"{"class":"#, into: &json)
+            json.append(contentsOf: qclass)
+            DNSJSON.raw(#","name":""#, into: &json)
+            q.name.write(into: &json, json: true)
+            DNSJSON.raw(#"","type":"#, into: &json)
+            json.append(contentsOf: type)
+            json.append(UInt8(ascii: "}"))
+            e.set("dns.question", encodedJSON: json)
+            // "class IN, type A, example.test": the names' text is the inside of their JSON strings.
+            json.removeAll(keepingCapacity: true)
+            DNSJSON.raw(#""class "#, into: &json)
+            json.append(contentsOf: qclass.dropFirst().dropLast())
+            DNSJSON.raw(", type ", into: &json)
+            json.append(contentsOf: type.dropFirst().dropLast())
+            DNSJSON.raw(", ", into: &json)
+            q.name.write(into: &json, json: true)
+            json.append(DNSJSON.quote)
+            e.set("query", encodedJSON: json)
         }
         if settings.sendRequest, let q = query?.message { e.set("request", q.digText) }
         if settings.sendResponse, let r = response?.message { e.set("response", r.digText) }
         for note in notes { e.addNote(note) }
         return e
+    }
+
+    /// A number, written by hand into `json` (scratch space). `e.set(name, someInt)` would pick
+    /// the overload taking `any JSONRepresentable`, and the generic one is not specialised
+    /// across modules: either costs about twice as much as this.
+    private static func setNumber(_ e: inout Event, _ name: String, _ value: UInt16, _ json: inout [UInt8]) {
+        json.removeAll(keepingCapacity: true)
+        DNSJSON.int(UInt32(value), into: &json)
+        e.set(name, encodedJSON: json)
+    }
+
+    /// A section's records as a JSON array (`json` is scratch space).
+    private static func setRecords(_ e: inout Event, _ name: String, _ records: [DNSRecord], _ json: inout [UInt8]) {
+        json.removeAll(keepingCapacity: true)
+        json.append(UInt8(ascii: "["))
+        for (i, rr) in records.enumerated() {
+            if i > 0 { json.append(UInt8(ascii: ",")) }
+            rr.writeJSON(into: &json)
+        }
+        json.append(UInt8(ascii: "]"))
+        e.set(name, encodedJSON: json)
     }
 
     /// One field per option with a value, and `<prefix>.options`: every option's name, in order.

@@ -1,0 +1,204 @@
+import WirebeatCore
+
+/// The DNS values of an event written straight into JSON text, for `Event.set(_:encodedJSON:)`:
+/// no String, no `JSONValue` tree per value. The output must be byte for byte what the core's
+/// JSONWriter prints for the same values (the goldens and the bench outputs check it), so the
+/// escaping below is JSONWriter's.
+enum DNSJSON {
+    static let quote = UInt8(ascii: "\"")
+
+    /// Appends literal JSON text (keys, punctuation).
+    @inline(__always)
+    static func raw(_ text: StaticString, into out: inout [UInt8]) {
+        out.append(contentsOf: UnsafeBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
+    }
+
+    /// A JSON string of valid UTF-8 text, escaped as JSONWriter does: `"`, `\`, \n, \r and \t
+    /// by a backslash, other bytes below 0x20 as \u00XX (lower-case hex), the rest as they are.
+    static func string(_ s: String, into out: inout [UInt8]) {
+        out.append(quote)
+        for b in s.utf8 {
+            switch b {
+            case quote, UInt8(ascii: "\\"): out.append(UInt8(ascii: "\\")); out.append(b)
+            case 0x0A: out.append(UInt8(ascii: "\\")); out.append(UInt8(ascii: "n"))
+            case 0x0D: out.append(UInt8(ascii: "\\")); out.append(UInt8(ascii: "r"))
+            case 0x09: out.append(UInt8(ascii: "\\")); out.append(UInt8(ascii: "t"))
+            case 0..<0x20:
+                raw("\\u00", into: &out)
+                out.append(hexDigits[Int(b >> 4)])
+                out.append(hexDigits[Int(b & 0xF)])
+            default: out.append(b)
+            }
+        }
+        out.append(quote)
+    }
+
+    private static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
+
+    /// A JSON string for text known to need no escaping (type, class and code names).
+    static func quoted(_ s: String) -> [UInt8] {
+        var out: [UInt8] = []
+        string(s, into: &out)
+        return out
+    }
+
+    /// A non-negative integer in decimal.
+    static func int(_ value: UInt32, into out: inout [UInt8]) {
+        var divisor: UInt32 = 1
+        while divisor <= value / 10 { divisor *= 10 }
+        var rest = value
+        while true {
+            out.append(UInt8(ascii: "0") + UInt8(rest / divisor))
+            rest %= divisor
+            if divisor == 1 { return }
+            divisor /= 10
+        }
+    }
+
+    /// An address as `IPAddress.description` prints it (dotted quad, or RFC 5952 IPv6:
+    /// lower-case hex, the first longest run of two or more zero groups as `::`), without
+    /// making the String.
+    static func ip(_ ip: IPAddress, into out: inout [UInt8]) {
+        if ip.isV4 {
+            let v = UInt32(truncatingIfNeeded: ip.low)
+            for shift: UInt32 in [24, 16, 8, 0] {
+                if shift != 24 { out.append(UInt8(ascii: ".")) }
+                int(v >> shift & 0xFF, into: &out)
+            }
+            return
+        }
+        @inline(__always) func group(_ i: Int) -> UInt16 {
+            UInt16(truncatingIfNeeded: (i < 4 ? ip.high : ip.low) >> UInt64(48 - 16 * (i % 4)))
+        }
+        var bestStart = -1, bestLength = 0, i = 0
+        while i < 8 {
+            if group(i) == 0 {
+                var j = i
+                while j < 8 && group(j) == 0 { j += 1 }
+                if j - i > bestLength && j - i >= 2 { bestStart = i; bestLength = j - i }
+                i = j
+            } else { i += 1 }
+        }
+        func groups(_ range: Range<Int>) {
+            for k in range {
+                if k != range.lowerBound { out.append(UInt8(ascii: ":")) }
+                let g = group(k)
+                var shift = 12
+                while shift > 0 && g >> UInt16(shift) == 0 { shift -= 4 }
+                while shift >= 0 { out.append(hexDigits[Int(g >> UInt16(shift) & 0xF)]); shift -= 4 }
+            }
+        }
+        if bestStart < 0 { groups(0..<8); return }
+        groups(0..<bestStart)
+        raw("::", into: &out)
+        groups((bestStart + bestLength)..<8)
+    }
+}
+
+/// Values that recur in every event, as JSON text built once.
+enum DNSEncoded {
+    static let answer = DNSJSON.quoted("answer")
+    static let query = DNSJSON.quoted("query")
+
+    /// By number up to CAA (257), the highest common one; a lookup instead of hashing the
+    /// number into `DNSType.names` for every record.
+    private static let types: [[UInt8]] = (0...257).map { DNSJSON.quoted(DNSType.name(UInt16($0))) }
+    static func type(_ t: UInt16) -> [UInt8] { t <= 257 ? types[Int(t)] : DNSJSON.quoted(DNSType.name(t)) }
+
+    private static let internet = DNSJSON.quoted(DNSClass.name(1))
+    static func `class`(_ c: UInt16) -> [UInt8] { c == 1 ? internet : DNSJSON.quoted(DNSClass.name(c)) }
+
+    private static let opcodes: [[UInt8]] = (0..<16).map { DNSJSON.quoted(DNSCodes.opcode($0)) }
+    static func opcode(_ op: Int) -> [UInt8] { opcodes[op & 0xF] }
+
+    private static let rcodes: [[UInt8]] = (0..<24).map { DNSJSON.quoted(DNSCodes.rcode($0)) }
+    static func rcode(_ code: Int) -> [UInt8] { code < 24 ? rcodes[code] : DNSJSON.quoted(DNSCodes.rcode(code)) }
+
+    /// `dns.header_flags` for every combination of AA TC RD RA AD CD (bits 5…0) and DO (bit 6).
+    private static let headerFlags: [[UInt8]] = (0..<128).map { bits in
+        var names = ["AA", "TC", "RD", "RA", "AD", "CD"].enumerated().filter { bits >> (5 - $0.offset) & 1 != 0 }.map(\.element)
+        if bits & 64 != 0 { names.append("DO") }
+        var out: [UInt8] = []
+        names.writeJSON(into: &out)
+        return out
+    }
+
+    /// The `dns.flags` object for each combination of AA TC RD RA AD CD (bits 5…0), printed
+    /// by JSONWriter from an object with its keys sorted.
+    private static let flagObjects: [[UInt8]] = (0..<64).map { bits in
+        let names = ["authoritative", "truncated_response", "recursion_desired", "recursion_available",
+                     "authentic_data", "checking_disabled"]
+        let pairs = names.enumerated().map { ($0.element, JSONValue.bool(bits >> (5 - $0.offset) & 1 != 0)) }
+        var out: [UInt8] = []
+        JSONWriter.write(.object(pairs.sorted { $0.0.utf8.lexicographicallyPrecedes($1.0.utf8) }), into: &out, indent: nil, level: 0)
+        return out
+    }
+
+    static func flags(_ h: DNSHeader) -> [UInt8] { flagObjects[headerBits(h)] }
+
+    /// AA is flag bit 0x0400, TC 0x0200, RD 0x0100, RA 0x0080, (Z 0x0040), AD 0x0020, CD 0x0010.
+    private static func headerBits(_ h: DNSHeader) -> Int { Int(h.flags >> 5 & 0x3C) | Int(h.flags >> 4 & 0x3) }
+
+    static func headerFlags(_ h: DNSHeader, dnssecOK: Bool) -> [UInt8] {
+        headerFlags[headerBits(h) | (dnssecOK ? 64 : 0)]
+    }
+}
+
+extension DNSRecord {
+    /// Appends the record as `json` prints through JSONWriter: the same members, keys in
+    /// byte order (class, data, …, name, …, ttl, type, …), written directly.
+    func writeJSON(into out: inout [UInt8]) {
+        DNSJSON.raw(#"{"class":"#, into: &out)
+        out.append(contentsOf: DNSEncoded.class(rclass))
+        DNSJSON.raw(#","data":"#, into: &out)
+        writeDataJSON(into: &out)
+        // The extra fields of MX, SOA and SRV go where their keys sort.
+        switch data {
+        case let .soa(_, rname, serial, refresh, retry, expire, minimum):
+            DNSJSON.raw(#","expire":"#, into: &out); DNSJSON.int(expire, into: &out)
+            DNSJSON.raw(#","minimum":"#, into: &out); DNSJSON.int(minimum, into: &out)
+            writeName(into: &out)
+            DNSJSON.raw(#","refresh":"#, into: &out); DNSJSON.int(refresh, into: &out)
+            DNSJSON.raw(#","retry":"#, into: &out); DNSJSON.int(retry, into: &out)
+            DNSJSON.raw(#","rname":""#, into: &out); rname.write(into: &out, json: true); out.append(DNSJSON.quote)
+            DNSJSON.raw(#","serial":"#, into: &out); DNSJSON.int(serial, into: &out)
+        case let .mx(preference, _):
+            writeName(into: &out)
+            DNSJSON.raw(#","preference":"#, into: &out); DNSJSON.int(UInt32(preference), into: &out)
+        case let .srv(priority, _, port, _):
+            writeName(into: &out)
+            DNSJSON.raw(#","port":"#, into: &out); DNSJSON.int(UInt32(port), into: &out)
+            DNSJSON.raw(#","priority":"#, into: &out); DNSJSON.int(UInt32(priority), into: &out)
+        default:
+            writeName(into: &out)
+        }
+        DNSJSON.raw(#","ttl":"#, into: &out)
+        DNSJSON.int(ttl, into: &out)
+        DNSJSON.raw(#","type":"#, into: &out)
+        out.append(contentsOf: DNSEncoded.type(type))
+        if case let .srv(_, weight, _, _) = data {
+            DNSJSON.raw(#","weight":"#, into: &out); DNSJSON.int(UInt32(weight), into: &out)
+        }
+        out.append(UInt8(ascii: "}"))
+    }
+
+    private func writeName(into out: inout [UInt8]) {
+        DNSJSON.raw(#","name":""#, into: &out)
+        name.write(into: &out, json: true)
+        out.append(DNSJSON.quote)
+    }
+
+    /// `data.data` as a JSON string.
+    private func writeDataJSON(into out: inout [UInt8]) {
+        switch data {
+        case .address(let ip):
+            out.append(DNSJSON.quote); DNSJSON.ip(ip, into: &out); out.append(DNSJSON.quote)
+        case .name(let n), .mx(_, let n), .soa(let n, _, _, _, _, _, _), .srv(_, _, _, let n):
+            out.append(DNSJSON.quote); n.write(into: &out, json: true); out.append(DNSJSON.quote)
+        case .strings(let bytes):
+            out.append(DNSJSON.quote); RData.writeStrings(bytes, into: &out, json: true); out.append(DNSJSON.quote)
+        case .text, .unknown:
+            DNSJSON.string(data.data, into: &out)
+        }
+    }
+}
