@@ -264,41 +264,53 @@ public final class HTTPSession {
             appendRaw(m, raw)
             return
         }
-        let name = nameBytes.text.lowercased()
-        let credential = HTTPSyntax.isCredentialHeader(name)
+        // Names are matched on their bytes, in any case: no lower-cased String per header.
+        let known = HTTPSyntax.KnownHeader(name: nameBytes)
+        let credential = known == .authorization || known == .proxyAuthorization
         if credential {
             let redacted = HTTPSyntax.redactedCredentials(valueBytes)
             appendRaw(m, (Array(nameBytes) + Array(": ".utf8) + redacted + [Byte.cr, Byte.lf])[...])
         } else {
             appendRaw(m, raw)
         }
-        lazy var value = valueBytes.prefix(8192).text  // a String only for the headers that use it
-        switch name {
-        case "content-length":
+        let value = valueBytes.prefix(8192)  // what is kept of a value
+        switch known {
+        case .contentLength?:
             if let n = HTTPSyntax.contentLength(valueBytes), m.contentLength == nil || m.contentLength == n {
                 m.contentLength = n
             } else {
                 m.contentLength = -1
             }
-        case "transfer-encoding":
-            let codings = HTTPSyntax.tokens(value)
-            if codings.last == "chunked" { m.chunked = true; m.otherTransferEncoding = false } else if !codings.isEmpty { m.chunked = false; m.otherTransferEncoding = true }
-        case "connection":
-            let t = HTTPSyntax.tokens(value)
-            if t.contains("close") { m.connectionClose = true }
-            if t.contains("upgrade") { m.upgrade = true }
-        case "host": if m.host == nil { m.host = value }
-        case "user-agent": if m.userAgent == nil { m.userAgent = value }
-        case "content-type": if m.contentType == nil { m.contentType = value }
-        case "authorization": if m.user == nil { m.user = HTTPSyntax.basicAuthUser(valueBytes.text) }
-        default: break
+        case .transferEncoding?:
+            // The last coding decides; no coding at all changes nothing.
+            var last: ArraySlice<UInt8>?
+            HTTPSyntax.forEachToken(value) { last = $0 }
+            if let last {
+                let chunked = HTTPSyntax.equalsIgnoringCase(last, "chunked")
+                m.chunked = chunked
+                m.otherTransferEncoding = !chunked
+            }
+        case .connection?:
+            HTTPSyntax.forEachToken(value) { token in
+                if HTTPSyntax.equalsIgnoringCase(token, "close") { m.connectionClose = true }
+                if HTTPSyntax.equalsIgnoringCase(token, "upgrade") { m.upgrade = true }
+            }
+        case .host?: if m.host == nil { m.host = value.text }
+        case .userAgent?: if m.userAgent == nil { m.userAgent = value.text }
+        case .contentType?: if m.contentType == nil { m.contentType = value.text }
+        case .authorization?: if m.user == nil { m.user = HTTPSyntax.basicAuthUser(valueBytes.text) }
+        case .proxyAuthorization?, nil: break
         }
+        // Headers picked by the configuration are compared by name as Strings, as configured:
+        // only when such settings exist.
+        guard config.realIPHeader != nil || config.sendAllHeaders || !config.sendHeaders.isEmpty else { return }
+        let name = nameBytes.text.lowercased()
         if let real = config.realIPHeader, name == real, m.forwardedFor == nil {
-            let first = value.split(separator: ",").first.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
+            let first = value.text.split(separator: ",").first.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
             if !first.isEmpty { m.forwardedFor = first }
         }
         if (config.sendAllHeaders || config.sendHeaders.contains(name)) && m.headers.count < 256 {
-            let kept = credential ? HTTPSyntax.redactedCredentials(valueBytes)[...].text : value
+            let kept = credential ? HTTPSyntax.redactedCredentials(valueBytes)[...].text : value.text
             m.headers.append((name, kept))
         }
     }

@@ -131,6 +131,63 @@ enum HTTPSyntax {
         return n
     }
 
+    /// The header fields the parser acts on.
+    enum KnownHeader {
+        case contentLength, transferEncoding, connection, host, userAgent, contentType
+        case authorization, proxyAuthorization
+
+        /// Recognised from the name's bytes, in any case: the length picks the candidate,
+        /// one comparison confirms it (no lower-cased String per header).
+        init?(name: ArraySlice<UInt8>) {
+            let candidate: KnownHeader, lowerName: StaticString
+            switch name.count {
+            case 4: (candidate, lowerName) = (.host, "host")
+            case 10:
+                (candidate, lowerName) = Byte.lower(name[name.startIndex]) == UInt8(ascii: "c")
+                    ? (.connection, "connection") : (.userAgent, "user-agent")
+            case 12: (candidate, lowerName) = (.contentType, "content-type")
+            case 13: (candidate, lowerName) = (.authorization, "authorization")
+            case 14: (candidate, lowerName) = (.contentLength, "content-length")
+            case 17: (candidate, lowerName) = (.transferEncoding, "transfer-encoding")
+            case 19: (candidate, lowerName) = (.proxyAuthorization, "proxy-authorization")
+            default: return nil
+            }
+            guard HTTPSyntax.equalsIgnoringCase(name, lowerName) else { return nil }
+            self = candidate
+        }
+    }
+
+    /// ASCII bytes equal to `lower` (lower-case ASCII) in any case.
+    static func equalsIgnoringCase(_ bytes: ArraySlice<UInt8>, _ lower: StaticString) -> Bool {
+        lower.withUTF8Buffer { lower in
+            guard bytes.count == lower.count else { return false }
+            var i = bytes.startIndex
+            for l in lower {
+                if Byte.lower(bytes[i]) != l { return false }
+                i += 1
+            }
+            return true
+        }
+    }
+
+    /// Calls `body` with each comma-separated token of a header value (`Connection`,
+    /// `Transfer-Encoding`), trimmed of spaces and tabs, empty ones left out; compare them
+    /// with `equalsIgnoringCase`.
+    static func forEachToken(_ value: ArraySlice<UInt8>, _ body: (ArraySlice<UInt8>) -> Void) {
+        guard !value.contains(where: { $0 >= 0x80 }) else {
+            // Not ASCII: Unicode lower-casing and white space, as `tokens` has them.
+            for token in tokens(value.text) { body(ArraySlice(token.utf8)) }
+            return
+        }
+        var from = value.startIndex
+        while from <= value.endIndex {
+            let end = value[from...].firstIndex(of: Byte.comma) ?? value.endIndex
+            let token = value[from..<end].trimmingSpaces
+            if !token.isEmpty { body(token) }
+            from = end + 1
+        }
+    }
+
     /// Comma-separated, lower-cased tokens of a header value (`Connection`, `Transfer-Encoding`).
     static func tokens(_ value: String) -> [String] {
         value.lowercased().split(separator: ",").map { trimmedWhitespace($0) }.filter { !$0.isEmpty }
