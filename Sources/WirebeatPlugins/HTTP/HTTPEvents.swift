@@ -17,33 +17,43 @@ extension HTTPSession {
         let serverBytes: Int? = r != nil || t.interimBytes > 0 ? (r?.bytes ?? 0) + t.interimBytes : nil
         var e = Event.transaction(type: "http", connection: ctx.connection, start: start, end: r?.end,
                                   status: failed ? .error : .ok, requestBytes: q?.bytes, responseBytes: serverBytes)
-        e.set("http.version", q?.version ?? r?.version)
+        // Values go in as UTF-8 bytes, Ints and pre-encoded JSON: no String per field.
+        if let version = q?.minorVersion ?? r?.minorVersion {
+            e.set("http.version", encodedJSON: HTTPSyntax.versionJSON[version])
+        }
         if let q {
-            e.set("http.request.method", q.method)
-            e.set("url.original", HTTPSession.redactedTarget(q.target))
-            let url = HTTPURL(target: q.target, method: q.method, host: q.host)
-            e.set("url.path", url.path)
-            e.set("url.query", url.query)
-            e.set("url.domain", url.domain)
-            e.set("url.port", url.port)
-            e.set("url.full", url.full)
-            e.set("http.request.bytes", q.bytes)
-            e.set("http.request.body.bytes", q.bodyBytes)
-            e.set("http.request.mime_type", HTTPSession.mimeType(q.contentType))
-            e.set("user_agent.original", q.userAgent)
-            e.set("user.name", q.user)
-            e.set("network.forwarded_ip", q.forwardedFor)
+            let kept = q.kept
+            let target = kept[q.target]
+            e.set("http.request.method", utf8: kept[q.method])
+            if let redacted = HTTPSession.redactedTarget(target) {
+                e.set("url.original", utf8: redacted.utf8)
+            } else {
+                e.set("url.original", utf8: target)
+            }
+            let url = HTTPURL(target: target, isConnect: q.methodIs("connect"), host: q.host.map { kept[$0] })
+            if let path = url.path { e.set("url.path", utf8: path) }
+            if let query = url.query { e.set("url.query", utf8: query) }
+            if let domain = url.domain { e.set("url.domain", utf8: domain) }
+            if let port = url.port { e.set("url.port", int: port) }
+            if url.full(into: &scratch) { e.set("url.full", utf8: scratch) }
+            e.set("http.request.bytes", int: q.bytes)
+            e.set("http.request.body.bytes", int: q.bodyBytes)
+            if let c = q.contentType, let mime = HTTPSession.mimeType(kept[c]) { e.set("http.request.mime_type", utf8: mime) }
+            if let ua = q.userAgent { e.set("user_agent.original", utf8: kept[ua]) }
+            if let user = q.user { e.set("user.name", utf8: user.utf8) }
+            if let ip = q.forwardedFor { e.set("network.forwarded_ip", utf8: ip.utf8) }
             setHeaders(&e, "http.request.headers", q.headers)
-            if let raw = q.raw { e.set("request", raw[...].text) }
+            if let raw = q.raw { e.set("request", utf8: raw) }
         }
         if let r {
-            e.set("http.response.status_code", r.statusCode)
-            e.set("http.response.status_phrase", r.phrase)
-            e.set("http.response.bytes", r.bytes)
-            e.set("http.response.body.bytes", r.bodyBytes)
-            e.set("http.response.mime_type", HTTPSession.mimeType(r.contentType))
+            let kept = r.kept
+            e.set("http.response.status_code", int: r.statusCode)
+            e.set("http.response.status_phrase", utf8: kept[r.phrase])
+            e.set("http.response.bytes", int: r.bytes)
+            e.set("http.response.body.bytes", int: r.bodyBytes)
+            if let c = r.contentType, let mime = HTTPSession.mimeType(kept[c]) { e.set("http.response.mime_type", utf8: mime) }
             setHeaders(&e, "http.response.headers", r.headers)
-            if let raw = r.raw { e.set("response", raw[...].text) }
+            if let raw = r.raw { e.set("response", utf8: raw) }
         }
         if !t.interimCodes.isEmpty { e.set("http.response.interim_status_codes", t.interimCodes) }
         for note in notes.list { e.addNote(note) }
@@ -62,21 +72,46 @@ extension HTTPSession {
         for (key, value) in joined { e.set("\(prefix).\(key)", value) }
     }
 
-    static func mimeType(_ contentType: String?) -> String? {
-        guard let c = contentType else { return nil }
+    /// `type/subtype` of a Content-Type value, lower-cased; nil if there is none.
+    static func mimeType(_ contentType: ArraySlice<UInt8>) -> ArraySlice<UInt8>? {
+        guard contentType.allSatisfy({ $0 < 0x80 }) else {
+            // Not ASCII: Unicode white space and lower-casing, as Strings have them.
+            return mimeType(contentType.text).map { Array($0.utf8)[...] }
+        }
+        // The first non-empty part between semicolons (what `split` gives first), trimmed.
+        let start = contentType.firstIndex { $0 != Byte.semicolon } ?? contentType.endIndex
+        let rest = contentType[start...]
+        let base = rest[..<(rest.firstIndex(of: Byte.semicolon) ?? rest.endIndex)].trimmingSpaces
+        if base.isEmpty { return nil }
+        // Nearly always lower case already: a copy only when not.
+        return base.contains(where: { $0 >= 0x41 && $0 <= 0x5a }) ? base.map(Byte.lower)[...] : base
+    }
+
+    static func mimeType(_ c: String) -> String? {
         let base = c.split(separator: ";", maxSplits: 1).first.map { HTTPSyntax.trimmedWhitespace($0).lowercased() } ?? ""
         return base.isEmpty ? nil : base
     }
 
-    /// The request target with the password of an absolute URI's userinfo removed.
-    static func redactedTarget(_ target: String) -> String {
-        guard HTTPSyntax.mayHaveScheme(target), let scheme = target.range(of: "://") else { return target }
-        let rest = target[scheme.upperBound...]
+    /// The request target with the password of an absolute URI's userinfo removed; nil when
+    /// there is nothing to remove.
+    static func redactedTarget(_ target: ArraySlice<UInt8>) -> String? {
+        // Most targets are paths, without the `:` of a scheme: no String made for them.
+        guard target.contains(Byte.colon) else { return nil }
+        let text = target.text
+        guard let scheme = text.range(of: "://") else { return nil }
+        let rest = text[scheme.upperBound...]
         let authorityEnd = rest.firstIndex(where: { $0 == "/" || $0 == "?" || $0 == "#" }) ?? rest.endIndex
         let authority = rest[..<authorityEnd]
-        guard let at = authority.lastIndex(of: "@"), let colon = authority[..<at].firstIndex(of: ":") else { return target }
-        return String(target[..<colon]) + ":[redacted]" + String(target[at...])
+        guard let at = authority.lastIndex(of: "@"), let colon = authority[..<at].firstIndex(of: ":") else { return nil }
+        return String(text[..<colon]) + ":[redacted]" + String(text[at...])
     }
+}
+
+extension Event {
+    /// An Int through the generic `set`: a plain `set(name, someInt)` resolves to the
+    /// `any JSONRepresentable` overload, which boxes the value; `Optional(_:)` steers the
+    /// overload resolution to the generic one.
+    fileprivate mutating func set(_ field: String, int value: Int) { set(field, Optional(value)) }
 }
 
 import Foundation  // replacingOccurrences, trimmingCharacters

@@ -50,6 +50,8 @@ public final class HTTPSession {
     var lossEpoch = 0
     /// Requests and responses pair correctly (no loss, or a clean pairing since the last one).
     var settled = true
+    /// Reused to assemble `url.full` (no array per event).
+    var scratch: [UInt8] = []
 
     static let standardMethods: Set<String> = ["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"]
 
@@ -139,7 +141,7 @@ public final class HTTPSession {
             side.suspectLine = false
             if text.isEmpty { return }  // blank lines between messages are allowed (RFC 9112 2.2)
             if isClient {
-                if let r = HTTPSyntax.requestLine(text), !suspect || HTTPSession.standardMethods.contains(r.method) {
+                if let r = HTTPSyntax.requestLine(text), !suspect || HTTPSession.standardMethods.contains(r.method.text) {
                     startRequest(r, raw: raw, time: time, side, ctx)
                 } else if let (offset, r) = HTTPSyntax.embeddedRequestLine(text, methods: HTTPSession.standardMethods) {
                     // The tail of a body without a final LF, then a request.
@@ -197,9 +199,9 @@ public final class HTTPSession {
     private func startRequest(_ r: HTTPSyntax.RequestLine, raw: ArraySlice<UInt8>, time: Timestamp, _ side: Side,
                               _ ctx: PluginContext) {
         let m = HTTPMessage(isRequest: true, start: time, epoch: lossEpoch, keepRaw: config.sendRequest)
-        m.method = r.method
-        m.target = r.target
-        m.version = r.version
+        m.method = m.keep(r.method)
+        m.target = m.keep(r.target)
+        m.minorVersion = r.minorVersion
         consume(m, raw, raw: true, ctx)
         side.resyncing = false
         // Sent when every earlier request had its answer: nothing lost can pair with its response.
@@ -221,9 +223,9 @@ public final class HTTPSession {
     private func startResponse(_ r: HTTPSyntax.StatusLine, raw: ArraySlice<UInt8>, time: Timestamp, _ side: Side,
                                _ ctx: PluginContext) {
         let m = HTTPMessage(isRequest: false, start: time, epoch: lossEpoch, keepRaw: config.sendResponse)
-        m.version = r.version
+        m.minorVersion = r.minorVersion
         m.statusCode = r.code
-        m.phrase = r.phrase
+        m.phrase = m.keep(r.phrase)
         consume(m, raw, raw: true, ctx)
         side.resyncing = false
         let t: HTTPTransaction
@@ -295,9 +297,9 @@ public final class HTTPSession {
                 if HTTPSyntax.equalsIgnoringCase(token, "close") { m.connectionClose = true }
                 if HTTPSyntax.equalsIgnoringCase(token, "upgrade") { m.upgrade = true }
             }
-        case .host?: if m.host == nil { m.host = value.text }
-        case .userAgent?: if m.userAgent == nil { m.userAgent = value.text }
-        case .contentType?: if m.contentType == nil { m.contentType = value.text }
+        case .host?: if m.host == nil { m.host = m.keep(value) }
+        case .userAgent?: if m.userAgent == nil { m.userAgent = m.keep(value) }
+        case .contentType?: if m.contentType == nil { m.contentType = m.keep(value) }
         case .authorization?: if m.user == nil { m.user = HTTPSyntax.basicAuthUser(valueBytes.text) }
         case .proxyAuthorization?, nil: break
         }
@@ -331,10 +333,10 @@ public final class HTTPSession {
     }
 
     private func responseHeadersDone(_ m: HTTPMessage, _ side: Side, _ ctx: PluginContext) {
-        let method = side.transaction?.request?.method.uppercased() ?? ""
+        let request = side.transaction?.request
         let code = m.statusCode
-        if m.isInterim || code == 101 || (method == "CONNECT" && code >= 200 && code < 300)
-            || method == "HEAD" || code == 204 || code == 304 {
+        if m.isInterim || code == 101 || (request?.methodIs("connect") == true && code >= 200 && code < 300)
+            || request?.methodIs("head") == true || code == 204 || code == 304 {
             finishMessage(side, isClient: false, ctx)
         } else if m.chunked {
             side.phase = .body(.chunkSize)
@@ -384,9 +386,10 @@ public final class HTTPSession {
             }
             side.phase = .start
             if !m.isInterim, m.headersComplete {
-                let method = t.request?.method.uppercased() ?? ""
-                let tunnel = m.statusCode == 101 || (method == "CONNECT" && m.statusCode >= 200 && m.statusCode < 300)
+                let tunnel = m.statusCode == 101
+                    || (t.request?.methodIs("connect") == true && m.statusCode >= 200 && m.statusCode < 300)
                 if tunnel {
+                    let method = t.request.map { $0.kept[$0.method].text.uppercased() } ?? ""
                     ctx.logger.debug("http: \(m.statusCode) to \(method.isEmpty ? "?" : method): not parsing this connection further")
                     // What the client sent after the request is tunnel content, not requests:
                     // the transactions parsed from it are dropped (the client does not wait
