@@ -59,6 +59,9 @@ final class HTTPMessage {
     var complete = false
     /// Raw text for `send_request`/`send_response`, up to `max_message_size`.
     var raw: [UInt8]?
+    /// `raw` is kept: a constant, so reading it needs no exclusivity check (`raw` does, as
+    /// it is appended to).
+    let keepsRaw: Bool
     var notes = Notes()
     /// Request started when no earlier request was waiting for its response.
     var afterAnswers = false
@@ -70,6 +73,7 @@ final class HTTPMessage {
         self.start = start
         self.end = start
         self.epoch = epoch
+        keepsRaw = keepRaw
         raw = keepRaw ? [] : nil
         kept.reserveCapacity(128)  // a start line and a few values, usually
     }

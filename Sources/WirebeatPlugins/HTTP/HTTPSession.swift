@@ -50,8 +50,6 @@ public final class HTTPSession {
     var lossEpoch = 0
     /// Requests and responses pair correctly (no loss, or a clean pairing since the last one).
     var settled = true
-    /// Reused to assemble `url.full` (no array per event).
-    var scratch: [UInt8] = []
 
     static let standardMethods: Set<String> = ["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"]
 
@@ -134,7 +132,7 @@ public final class HTTPSession {
     }
 
     private func line(_ raw: ArraySlice<UInt8>, time: Timestamp, _ side: Side, isClient: Bool, _ ctx: PluginContext) {
-        let text = raw.withoutLineEnd
+        let text = HTTPSyntax.withoutLineEnd(raw)
         switch side.phase {
         case .start:
             let suspect = side.suspectLine
@@ -269,11 +267,13 @@ public final class HTTPSession {
         // Names are matched on their bytes, in any case: no lower-cased String per header.
         let known = HTTPSyntax.KnownHeader(name: nameBytes)
         let credential = known == .authorization || known == .proxyAuthorization
-        if credential {
-            let redacted = HTTPSyntax.redactedCredentials(valueBytes)
-            appendRaw(m, (Array(nameBytes) + Array(": ".utf8) + redacted + [Byte.cr, Byte.lf])[...])
-        } else {
-            appendRaw(m, raw)
+        if m.keepsRaw {
+            if credential {
+                let redacted = HTTPSyntax.redactedCredentials(valueBytes)
+                appendRaw(m, (Array(nameBytes) + Array(": ".utf8) + redacted + [Byte.cr, Byte.lf])[...])
+            } else {
+                appendRaw(m, raw)
+            }
         }
         let value = valueBytes.prefix(8192)  // what is kept of a value
         switch known {
@@ -364,7 +364,7 @@ public final class HTTPSession {
     }
 
     private func appendRaw(_ m: HTTPMessage, _ bytes: ArraySlice<UInt8>) {
-        guard m.raw != nil else { return }
+        guard m.keepsRaw else { return }
         let room = config.maxMessageSize - m.raw!.count
         if room > 0 { m.raw!.append(contentsOf: bytes.prefix(room)) }
     }

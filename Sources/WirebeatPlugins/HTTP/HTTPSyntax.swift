@@ -67,7 +67,7 @@ enum HTTPSyntax {
         let isPhraseByte = { (b: UInt8) in b >= 0x20 && b != 0x7f || b == Byte.tab }
         var phrase = rest.dropFirst()
         if !phrase.allSatisfy(isPhraseByte) { phrase = phrase.filter(isPhraseByte)[...] }  // rare: a copy without controls
-        return StatusLine(minorVersion: v, code: code, phrase: phrase.trimmingSpaces)
+        return StatusLine(minorVersion: v, code: code, phrase: trimmed(phrase))
     }
 
     /// A status line starting inside `line` (after the tail of a body that did not end in LF):
@@ -100,21 +100,47 @@ enum HTTPSyntax {
 
     /// `name: value` (value trimmed), nil when the line is no header field.
     static func headerField(_ line: ArraySlice<UInt8>) -> (name: ArraySlice<UInt8>, value: ArraySlice<UInt8>)? {
-        guard let colon = line.firstIndex(of: Byte.colon), colon > line.startIndex else { return nil }
-        let name = line[line.startIndex..<colon]
-        guard name.allSatisfy(isTokenChar) else { return nil }
-        return (name, line[(colon + 1)...].trimmingSpaces)
+        // One pass: the name's bytes are checked on the way to the colon.
+        var colon = line.startIndex
+        while colon < line.endIndex && line[colon] != Byte.colon {
+            guard isTokenChar(line[colon]) else { return nil }
+            colon += 1
+        }
+        guard colon < line.endIndex, colon > line.startIndex else { return nil }
+        return (line[line.startIndex..<colon], trimmed(line[(colon + 1)...]))
+    }
+
+    /// Without leading and trailing spaces and tabs (`trimmingSpaces`, by index: it runs for
+    /// every header line).
+    static func trimmed(_ s: ArraySlice<UInt8>) -> ArraySlice<UInt8> {
+        var start = s.startIndex, end = s.endIndex
+        while start < end && Byte.isSpace(s[start]) { start += 1 }
+        while end > start && Byte.isSpace(s[end - 1]) { end -= 1 }
+        return s[start..<end]
+    }
+
+    /// Without a trailing LF or CRLF (`withoutLineEnd`, by index).
+    static func withoutLineEnd(_ s: ArraySlice<UInt8>) -> ArraySlice<UInt8> {
+        var end = s.endIndex
+        if end > s.startIndex && s[end - 1] == Byte.lf { end -= 1 }
+        if end > s.startIndex && s[end - 1] == Byte.cr { end -= 1 }
+        return s[s.startIndex..<end]
     }
 
     /// A Content-Length value: digits only (a list of equal values is accepted); nil if invalid.
     static func contentLength(_ value: ArraySlice<UInt8>) -> Int? {
         var result: Int?
-        for part in value.split(separator: Byte.comma) {
-            let digits = part.trimmingSpaces
-            guard !digits.isEmpty, digits.count <= 18, digits.allSatisfy(Byte.isDigit) else { return nil }
-            let n = digits.reduce(0) { $0 * 10 + Int($1 - 0x30) }
-            if let r = result, r != n { return nil }
-            result = n
+        var from = value.startIndex
+        while from < value.endIndex {
+            let end = value[from...].firstIndex(of: Byte.comma) ?? value.endIndex
+            if end > from {  // empty parts are left out, as `split` leaves them
+                let digits = trimmed(value[from..<end])
+                guard !digits.isEmpty, digits.count <= 18, digits.allSatisfy(Byte.isDigit) else { return nil }
+                let n = digits.reduce(0) { $0 * 10 + Int($1 - 0x30) }
+                if let r = result, r != n { return nil }
+                result = n
+            }
+            from = end + 1
         }
         return result
     }
@@ -123,7 +149,7 @@ enum HTTPSyntax {
     static func chunkSize(_ line: ArraySlice<UInt8>) -> Int? {
         var digits = line
         if let semi = line.firstIndex(of: Byte.semicolon) { digits = line[..<semi] }
-        digits = digits.trimmingSpaces
+        digits = trimmed(digits)
         guard !digits.isEmpty, digits.count <= 15 else { return nil }
         var n = 0
         for b in digits {
@@ -190,7 +216,7 @@ enum HTTPSyntax {
         var from = value.startIndex
         while from <= value.endIndex {
             let end = value[from...].firstIndex(of: Byte.comma) ?? value.endIndex
-            let token = value[from..<end].trimmingSpaces
+            let token = trimmed(value[from..<end])
             if !token.isEmpty { body(token) }
             from = end + 1
         }
@@ -306,11 +332,11 @@ struct HTTPURL {
         }
     }
 
-    /// `url.full`: `http://`, the authority, the path and `?query`, into `out` (emptied first).
-    /// False when there is none.
-    func full(into out: inout [UInt8]) -> Bool {
-        guard let fullAuthority, let path else { return false }
-        out.removeAll(keepingCapacity: true)
+    /// `url.full`: `http://`, the authority, the path and `?query`.
+    var full: [UInt8]? {
+        guard let fullAuthority, let path else { return nil }
+        var out: [UInt8] = []
+        out.reserveCapacity(HTTPURL.httpPrefix.count + fullAuthority.count + path.count + 1 + (query?.count ?? 0))
         out.append(contentsOf: HTTPURL.httpPrefix)
         out.append(contentsOf: fullAuthority)
         out.append(contentsOf: path)
@@ -318,7 +344,7 @@ struct HTTPURL {
             out.append(Byte.question)
             out.append(contentsOf: query)
         }
-        return true
+        return out
     }
 
     private static func isLetter(_ b: UInt8) -> Bool { (b >= 0x41 && b <= 0x5a) || (b >= 0x61 && b <= 0x7a) }
