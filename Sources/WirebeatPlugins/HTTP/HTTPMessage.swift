@@ -24,12 +24,19 @@ final class HTTPMessage {
     let start: Timestamp
     var end: Timestamp
 
+    /// The values of the start line and of the headers the event needs, copied out of the
+    /// stream buffer (which is reused) into this one array: the fields below are ranges of
+    /// it. One allocation per message instead of a String per value, and the event takes
+    /// the bytes as they are (`Event.set(_:utf8:)`).
+    private(set) var kept: [UInt8] = []
+
     // Start line.
-    var method = ""
-    var target = ""
-    var version = ""
+    var method: Range<Int> = 0..<0
+    var target: Range<Int> = 0..<0
+    /// The `x` of `HTTP/1.x`, 0...9.
+    var minorVersion = 0
     var statusCode = 0
-    var phrase = ""
+    var phrase: Range<Int> = 0..<0
 
     /// Header fields kept for the event: lower-cased name, value (credentials redacted).
     var headers: [(name: String, value: String)] = []
@@ -39,10 +46,10 @@ final class HTTPMessage {
     var otherTransferEncoding = false
     var connectionClose = false
     var upgrade = false
-    var host: String?
-    var userAgent: String?
+    var host: Range<Int>?
+    var userAgent: Range<Int>?
+    var contentType: Range<Int>?
     var user: String?
-    var contentType: String?
     var forwardedFor: String?
 
     /// Bytes of the whole message (start line, headers, framing, body) and of the body alone.
@@ -52,6 +59,9 @@ final class HTTPMessage {
     var complete = false
     /// Raw text for `send_request`/`send_response`, up to `max_message_size`.
     var raw: [UInt8]?
+    /// `raw` is kept: a constant, so reading it needs no exclusivity check (`raw` does, as
+    /// it is appended to).
+    let keepsRaw: Bool
     var notes = Notes()
     /// Request started when no earlier request was waiting for its response.
     var afterAnswers = false
@@ -63,7 +73,21 @@ final class HTTPMessage {
         self.start = start
         self.end = start
         self.epoch = epoch
+        keepsRaw = keepRaw
         raw = keepRaw ? [] : nil
+        kept.reserveCapacity(128)  // a start line and a few values, usually
+    }
+
+    /// Copies `bytes` into `kept`; their range there.
+    func keep(_ bytes: ArraySlice<UInt8>) -> Range<Int> {
+        let start = kept.count
+        kept.append(contentsOf: bytes)
+        return start..<kept.count
+    }
+
+    /// The request's method is `lowerName` in any case (the framing rules compare it so).
+    func methodIs(_ lowerName: StaticString) -> Bool {
+        HTTPSyntax.equalsIgnoringCase(kept[method], lowerName)
     }
 
     var isInterim: Bool { !isRequest && statusCode >= 100 && statusCode < 200 && statusCode != 101 }

@@ -132,14 +132,14 @@ public final class HTTPSession {
     }
 
     private func line(_ raw: ArraySlice<UInt8>, time: Timestamp, _ side: Side, isClient: Bool, _ ctx: PluginContext) {
-        let text = raw.withoutLineEnd
+        let text = HTTPSyntax.withoutLineEnd(raw)
         switch side.phase {
         case .start:
             let suspect = side.suspectLine
             side.suspectLine = false
             if text.isEmpty { return }  // blank lines between messages are allowed (RFC 9112 2.2)
             if isClient {
-                if let r = HTTPSyntax.requestLine(text), !suspect || HTTPSession.standardMethods.contains(r.method) {
+                if let r = HTTPSyntax.requestLine(text), !suspect || HTTPSession.standardMethods.contains(r.method.text) {
                     startRequest(r, raw: raw, time: time, side, ctx)
                 } else if let (offset, r) = HTTPSyntax.embeddedRequestLine(text, methods: HTTPSession.standardMethods) {
                     // The tail of a body without a final LF, then a request.
@@ -197,9 +197,9 @@ public final class HTTPSession {
     private func startRequest(_ r: HTTPSyntax.RequestLine, raw: ArraySlice<UInt8>, time: Timestamp, _ side: Side,
                               _ ctx: PluginContext) {
         let m = HTTPMessage(isRequest: true, start: time, epoch: lossEpoch, keepRaw: config.sendRequest)
-        m.method = r.method
-        m.target = r.target
-        m.version = r.version
+        m.method = m.keep(r.method)
+        m.target = m.keep(r.target)
+        m.minorVersion = r.minorVersion
         consume(m, raw, raw: true, ctx)
         side.resyncing = false
         // Sent when every earlier request had its answer: nothing lost can pair with its response.
@@ -221,9 +221,9 @@ public final class HTTPSession {
     private func startResponse(_ r: HTTPSyntax.StatusLine, raw: ArraySlice<UInt8>, time: Timestamp, _ side: Side,
                                _ ctx: PluginContext) {
         let m = HTTPMessage(isRequest: false, start: time, epoch: lossEpoch, keepRaw: config.sendResponse)
-        m.version = r.version
+        m.minorVersion = r.minorVersion
         m.statusCode = r.code
-        m.phrase = r.phrase
+        m.phrase = m.keep(r.phrase)
         consume(m, raw, raw: true, ctx)
         side.resyncing = false
         let t: HTTPTransaction
@@ -264,41 +264,55 @@ public final class HTTPSession {
             appendRaw(m, raw)
             return
         }
-        let name = nameBytes.text.lowercased()
-        let credential = HTTPSyntax.isCredentialHeader(name)
-        if credential {
-            let redacted = HTTPSyntax.redactedCredentials(valueBytes)
-            appendRaw(m, (Array(nameBytes) + Array(": ".utf8) + redacted + [Byte.cr, Byte.lf])[...])
-        } else {
-            appendRaw(m, raw)
+        // Names are matched on their bytes, in any case: no lower-cased String per header.
+        let known = HTTPSyntax.KnownHeader(name: nameBytes)
+        let credential = known == .authorization || known == .proxyAuthorization
+        if m.keepsRaw {
+            if credential {
+                let redacted = HTTPSyntax.redactedCredentials(valueBytes)
+                appendRaw(m, (Array(nameBytes) + Array(": ".utf8) + redacted + [Byte.cr, Byte.lf])[...])
+            } else {
+                appendRaw(m, raw)
+            }
         }
-        lazy var value = valueBytes.prefix(8192).text  // a String only for the headers that use it
-        switch name {
-        case "content-length":
+        let value = valueBytes.prefix(8192)  // what is kept of a value
+        switch known {
+        case .contentLength?:
             if let n = HTTPSyntax.contentLength(valueBytes), m.contentLength == nil || m.contentLength == n {
                 m.contentLength = n
             } else {
                 m.contentLength = -1
             }
-        case "transfer-encoding":
-            let codings = HTTPSyntax.tokens(value)
-            if codings.last == "chunked" { m.chunked = true; m.otherTransferEncoding = false } else if !codings.isEmpty { m.chunked = false; m.otherTransferEncoding = true }
-        case "connection":
-            let t = HTTPSyntax.tokens(value)
-            if t.contains("close") { m.connectionClose = true }
-            if t.contains("upgrade") { m.upgrade = true }
-        case "host": if m.host == nil { m.host = value }
-        case "user-agent": if m.userAgent == nil { m.userAgent = value }
-        case "content-type": if m.contentType == nil { m.contentType = value }
-        case "authorization": if m.user == nil { m.user = HTTPSyntax.basicAuthUser(valueBytes.text) }
-        default: break
+        case .transferEncoding?:
+            // The last coding decides; no coding at all changes nothing.
+            var last: ArraySlice<UInt8>?
+            HTTPSyntax.forEachToken(value) { last = $0 }
+            if let last {
+                let chunked = HTTPSyntax.equalsIgnoringCase(last, "chunked")
+                m.chunked = chunked
+                m.otherTransferEncoding = !chunked
+            }
+        case .connection?:
+            HTTPSyntax.forEachToken(value) { token in
+                if HTTPSyntax.equalsIgnoringCase(token, "close") { m.connectionClose = true }
+                if HTTPSyntax.equalsIgnoringCase(token, "upgrade") { m.upgrade = true }
+            }
+        case .host?: if m.host == nil { m.host = m.keep(value) }
+        case .userAgent?: if m.userAgent == nil { m.userAgent = m.keep(value) }
+        case .contentType?: if m.contentType == nil { m.contentType = m.keep(value) }
+        case .authorization?: if m.user == nil { m.user = HTTPSyntax.basicAuthUser(valueBytes.text) }
+        case .proxyAuthorization?, nil: break
         }
+        // Headers picked by the configuration are compared by name as Strings, as configured:
+        // only when such settings exist.
+        guard config.realIPHeader != nil || config.sendAllHeaders || !config.sendHeaders.isEmpty else { return }
+        let name = nameBytes.text.lowercased()
         if let real = config.realIPHeader, name == real, m.forwardedFor == nil {
-            let first = value.split(separator: ",").first.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
+            let first = value.text.split(separator: ",").first.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
             if !first.isEmpty { m.forwardedFor = first }
         }
         if (config.sendAllHeaders || config.sendHeaders.contains(name)) && m.headers.count < 256 {
-            let kept = credential ? HTTPSyntax.redactedCredentials(valueBytes)[...].text : value
+            let kept = credential ? HTTPSyntax.redactedCredentials(valueBytes)[...].text : value.text
             m.headers.append((name, kept))
         }
     }
@@ -319,10 +333,10 @@ public final class HTTPSession {
     }
 
     private func responseHeadersDone(_ m: HTTPMessage, _ side: Side, _ ctx: PluginContext) {
-        let method = side.transaction?.request?.method.uppercased() ?? ""
+        let request = side.transaction?.request
         let code = m.statusCode
-        if m.isInterim || code == 101 || (method == "CONNECT" && code >= 200 && code < 300)
-            || method == "HEAD" || code == 204 || code == 304 {
+        if m.isInterim || code == 101 || (request?.methodIs("connect") == true && code >= 200 && code < 300)
+            || request?.methodIs("head") == true || code == 204 || code == 304 {
             finishMessage(side, isClient: false, ctx)
         } else if m.chunked {
             side.phase = .body(.chunkSize)
@@ -350,7 +364,7 @@ public final class HTTPSession {
     }
 
     private func appendRaw(_ m: HTTPMessage, _ bytes: ArraySlice<UInt8>) {
-        guard m.raw != nil else { return }
+        guard m.keepsRaw else { return }
         let room = config.maxMessageSize - m.raw!.count
         if room > 0 { m.raw!.append(contentsOf: bytes.prefix(room)) }
     }
@@ -372,9 +386,10 @@ public final class HTTPSession {
             }
             side.phase = .start
             if !m.isInterim, m.headersComplete {
-                let method = t.request?.method.uppercased() ?? ""
-                let tunnel = m.statusCode == 101 || (method == "CONNECT" && m.statusCode >= 200 && m.statusCode < 300)
+                let tunnel = m.statusCode == 101
+                    || (t.request?.methodIs("connect") == true && m.statusCode >= 200 && m.statusCode < 300)
                 if tunnel {
+                    let method = t.request.map { $0.kept[$0.method].text.uppercased() } ?? ""
                     ctx.logger.debug("http: \(m.statusCode) to \(method.isEmpty ? "?" : method): not parsing this connection further")
                     // What the client sent after the request is tunnel content, not requests:
                     // the transactions parsed from it are dropped (the client does not wait

@@ -2,18 +2,23 @@ import WirebeatCore
 
 /// Recognisers for HTTP/1.x syntax (RFC 9112), on bytes.
 enum HTTPSyntax {
+    /// Parts of the line as slices of it: the parser copies what it keeps.
     struct RequestLine {
-        var method: String
-        var target: String
-        /// "1.0", "1.1"
-        var version: String
+        var method: ArraySlice<UInt8>
+        var target: ArraySlice<UInt8>
+        /// The `x` of `HTTP/1.x`, 0...9.
+        var minorVersion: Int
     }
 
     struct StatusLine {
-        var version: String
+        var minorVersion: Int
         var code: Int
-        var phrase: String
+        /// Without controls, trimmed.
+        var phrase: ArraySlice<UInt8>
     }
+
+    /// `http.version` values as JSON text (`"1.0"` to `"1.9"`), by minor version.
+    static let versionJSON: [[UInt8]] = (0...9).map { Array("\"1.\($0)\"".utf8) }
 
     static let httpSlash = Array("HTTP/".utf8)
 
@@ -30,11 +35,12 @@ enum HTTPSyntax {
     }
 
     /// `d.d` after `HTTP/`, major version 1 (or 0.9/1.x variants seen in the wild: only 1.x accepted).
-    private static func version(_ s: ArraySlice<UInt8>) -> String? {
+    /// The minor version.
+    private static func version(_ s: ArraySlice<UInt8>) -> Int? {
         guard s.count == 8, s.hasPrefix(ignoringCase: httpSlash) else { return nil }
         let major = s[s.startIndex + 5], dot = s[s.startIndex + 6], minor = s[s.startIndex + 7]
         guard major == UInt8(ascii: "1"), dot == Byte.dot, Byte.isDigit(minor) else { return nil }
-        return "1.\(Character(UnicodeScalar(minor)))"
+        return Int(minor - UInt8(ascii: "0"))
     }
 
     /// `METHOD SP request-target SP HTTP/1.x`: method a token of at most 32 characters, the
@@ -47,7 +53,7 @@ enum HTTPSyntax {
         let target = line[(sp1 + 1)..<sp2]
         guard target.allSatisfy({ $0 > 0x20 && $0 != 0x7f }) else { return nil }
         guard let v = version(line[(sp2 + 1)...]) else { return nil }
-        return RequestLine(method: method.text, target: target.text, version: v)
+        return RequestLine(method: method, target: target, minorVersion: v)
     }
 
     /// `HTTP/1.x SP ddd [SP reason-phrase]`.
@@ -58,8 +64,10 @@ enum HTTPSyntax {
         let rest = line[(line.startIndex + 12)...]
         guard rest.isEmpty || rest.first == Byte.space else { return nil }
         let code = digits.reduce(0) { $0 * 10 + Int($1 - 0x30) }
-        let phrase = rest.dropFirst().filter { $0 >= 0x20 && $0 != 0x7f || $0 == Byte.tab }
-        return StatusLine(version: v, code: code, phrase: phrase[...].trimmingSpaces.text)
+        let isPhraseByte = { (b: UInt8) in b >= 0x20 && b != 0x7f || b == Byte.tab }
+        var phrase = rest.dropFirst()
+        if !phrase.allSatisfy(isPhraseByte) { phrase = phrase.filter(isPhraseByte)[...] }  // rare: a copy without controls
+        return StatusLine(minorVersion: v, code: code, phrase: trimmed(phrase))
     }
 
     /// A status line starting inside `line` (after the tail of a body that did not end in LF):
@@ -92,21 +100,47 @@ enum HTTPSyntax {
 
     /// `name: value` (value trimmed), nil when the line is no header field.
     static func headerField(_ line: ArraySlice<UInt8>) -> (name: ArraySlice<UInt8>, value: ArraySlice<UInt8>)? {
-        guard let colon = line.firstIndex(of: Byte.colon), colon > line.startIndex else { return nil }
-        let name = line[line.startIndex..<colon]
-        guard name.allSatisfy(isTokenChar) else { return nil }
-        return (name, line[(colon + 1)...].trimmingSpaces)
+        // One pass: the name's bytes are checked on the way to the colon.
+        var colon = line.startIndex
+        while colon < line.endIndex && line[colon] != Byte.colon {
+            guard isTokenChar(line[colon]) else { return nil }
+            colon += 1
+        }
+        guard colon < line.endIndex, colon > line.startIndex else { return nil }
+        return (line[line.startIndex..<colon], trimmed(line[(colon + 1)...]))
+    }
+
+    /// Without leading and trailing spaces and tabs (`trimmingSpaces`, by index: it runs for
+    /// every header line).
+    static func trimmed(_ s: ArraySlice<UInt8>) -> ArraySlice<UInt8> {
+        var start = s.startIndex, end = s.endIndex
+        while start < end && Byte.isSpace(s[start]) { start += 1 }
+        while end > start && Byte.isSpace(s[end - 1]) { end -= 1 }
+        return s[start..<end]
+    }
+
+    /// Without a trailing LF or CRLF (`withoutLineEnd`, by index).
+    static func withoutLineEnd(_ s: ArraySlice<UInt8>) -> ArraySlice<UInt8> {
+        var end = s.endIndex
+        if end > s.startIndex && s[end - 1] == Byte.lf { end -= 1 }
+        if end > s.startIndex && s[end - 1] == Byte.cr { end -= 1 }
+        return s[s.startIndex..<end]
     }
 
     /// A Content-Length value: digits only (a list of equal values is accepted); nil if invalid.
     static func contentLength(_ value: ArraySlice<UInt8>) -> Int? {
         var result: Int?
-        for part in value.split(separator: Byte.comma) {
-            let digits = part.trimmingSpaces
-            guard !digits.isEmpty, digits.count <= 18, digits.allSatisfy(Byte.isDigit) else { return nil }
-            let n = digits.reduce(0) { $0 * 10 + Int($1 - 0x30) }
-            if let r = result, r != n { return nil }
-            result = n
+        var from = value.startIndex
+        while from < value.endIndex {
+            let end = value[from...].firstIndex(of: Byte.comma) ?? value.endIndex
+            if end > from {  // empty parts are left out, as `split` leaves them
+                let digits = trimmed(value[from..<end])
+                guard !digits.isEmpty, digits.count <= 18, digits.allSatisfy(Byte.isDigit) else { return nil }
+                let n = digits.reduce(0) { $0 * 10 + Int($1 - 0x30) }
+                if let r = result, r != n { return nil }
+                result = n
+            }
+            from = end + 1
         }
         return result
     }
@@ -115,7 +149,7 @@ enum HTTPSyntax {
     static func chunkSize(_ line: ArraySlice<UInt8>) -> Int? {
         var digits = line
         if let semi = line.firstIndex(of: Byte.semicolon) { digits = line[..<semi] }
-        digits = digits.trimmingSpaces
+        digits = trimmed(digits)
         guard !digits.isEmpty, digits.count <= 15 else { return nil }
         var n = 0
         for b in digits {
@@ -129,6 +163,63 @@ enum HTTPSyntax {
             n = n * 16 + v
         }
         return n
+    }
+
+    /// The header fields the parser acts on.
+    enum KnownHeader {
+        case contentLength, transferEncoding, connection, host, userAgent, contentType
+        case authorization, proxyAuthorization
+
+        /// Recognised from the name's bytes, in any case: the length picks the candidate,
+        /// one comparison confirms it (no lower-cased String per header).
+        init?(name: ArraySlice<UInt8>) {
+            let candidate: KnownHeader, lowerName: StaticString
+            switch name.count {
+            case 4: (candidate, lowerName) = (.host, "host")
+            case 10:
+                (candidate, lowerName) = Byte.lower(name[name.startIndex]) == UInt8(ascii: "c")
+                    ? (.connection, "connection") : (.userAgent, "user-agent")
+            case 12: (candidate, lowerName) = (.contentType, "content-type")
+            case 13: (candidate, lowerName) = (.authorization, "authorization")
+            case 14: (candidate, lowerName) = (.contentLength, "content-length")
+            case 17: (candidate, lowerName) = (.transferEncoding, "transfer-encoding")
+            case 19: (candidate, lowerName) = (.proxyAuthorization, "proxy-authorization")
+            default: return nil
+            }
+            guard HTTPSyntax.equalsIgnoringCase(name, lowerName) else { return nil }
+            self = candidate
+        }
+    }
+
+    /// ASCII bytes equal to `lower` (lower-case ASCII) in any case.
+    static func equalsIgnoringCase(_ bytes: ArraySlice<UInt8>, _ lower: StaticString) -> Bool {
+        lower.withUTF8Buffer { lower in
+            guard bytes.count == lower.count else { return false }
+            var i = bytes.startIndex
+            for l in lower {
+                if Byte.lower(bytes[i]) != l { return false }
+                i += 1
+            }
+            return true
+        }
+    }
+
+    /// Calls `body` with each comma-separated token of a header value (`Connection`,
+    /// `Transfer-Encoding`), trimmed of spaces and tabs, empty ones left out; compare them
+    /// with `equalsIgnoringCase`.
+    static func forEachToken(_ value: ArraySlice<UInt8>, _ body: (ArraySlice<UInt8>) -> Void) {
+        guard !value.contains(where: { $0 >= 0x80 }) else {
+            // Not ASCII: Unicode lower-casing and white space, as `tokens` has them.
+            for token in tokens(value.text) { body(ArraySlice(token.utf8)) }
+            return
+        }
+        var from = value.startIndex
+        while from <= value.endIndex {
+            let end = value[from...].firstIndex(of: Byte.comma) ?? value.endIndex
+            let token = trimmed(value[from..<end])
+            if !token.isEmpty { body(token) }
+            from = end + 1
+        }
     }
 
     /// Comma-separated, lower-cased tokens of a header value (`Connection`, `Transfer-Encoding`).
@@ -172,18 +263,122 @@ enum HTTPSyntax {
     }
 }
 
-/// The URL fields of a request: from the target and the Host header.
+/// The URL fields of a request: from the target and the Host header, as bytes (slices of
+/// them, or of a copy).
 struct HTTPURL {
-    var path: String?
-    var query: String?
-    var domain: String?
+    var path: ArraySlice<UInt8>?
+    var query: ArraySlice<UInt8>?
+    var domain: ArraySlice<UInt8>?
     var port: Int?
-    var full: String?
+    /// Where the request went (Host, or the authority of an absolute target), when
+    /// `url.full` is made of it.
+    var fullAuthority: ArraySlice<UInt8>?
 
-    init(target: String, method: String, host: String?) {
+    private static let slash: ArraySlice<UInt8> = [UInt8(ascii: "/")]
+    private static let httpPrefix = Array("http://".utf8)
+
+    init(target: ArraySlice<UInt8>, isConnect: Bool, host: ArraySlice<UInt8>?) {
+        guard target.allSatisfy({ $0 < 0x80 }), host?.allSatisfy({ $0 < 0x80 }) ?? true else {
+            // Not ASCII: Character rules (Unicode letters, grapheme clusters) apply, as the
+            // String version has them.
+            self = HTTPURL(text: target.text, isConnect: isConnect, host: host?.text)
+            return
+        }
+        // ASCII: one byte is one Character, so byte searches find what String searches would.
+        var authority = host
+        var rest = target
+        var slashFirst = false  // an absolute target without a path: the path is "/"
+        if isConnect {
+            // authority-form: host:port
+            authority = target
+            rest = []
+        } else if let r = HTTPURL.schemeSeparator(target),
+                  target[..<r].allSatisfy({ HTTPURL.isLetter($0) || $0 == UInt8(ascii: "+") || $0 == Byte.dash || $0 == Byte.dot }) {
+            // absolute-form (to a proxy): its authority wins over Host.
+            let afterScheme = target[(r + 3)...]
+            let end = afterScheme.firstIndex(where: { $0 == UInt8(ascii: "/") || $0 == Byte.question }) ?? afterScheme.endIndex
+            var auth = afterScheme[..<end]
+            if let at = auth.lastIndex(of: Byte.at) { auth = auth[(at + 1)...] }  // no userinfo
+            authority = auth
+            rest = afterScheme[end...]
+            slashFirst = rest.isEmpty || rest.first == Byte.question
+        }
+        if slashFirst {
+            path = HTTPURL.slash
+            if !rest.isEmpty { query = rest.dropFirst() }
+        } else if rest.count == 1 && rest.first == Byte.star {
+            path = rest
+        } else if !rest.isEmpty {
+            if let q = rest.firstIndex(of: Byte.question) {
+                path = rest[..<q]
+                query = rest[(q + 1)...]
+            } else {
+                path = rest
+            }
+        }
+        if let a = authority, !a.isEmpty {
+            var hostPart = a, portPart: ArraySlice<UInt8>?
+            if a.first == UInt8(ascii: "["), let close = a.firstIndex(of: UInt8(ascii: "]")) {
+                hostPart = a[(a.startIndex + 1)..<close]
+                let after = a[(close + 1)...]
+                if after.first == Byte.colon { portPart = after.dropFirst() }
+            } else if let colon = a.lastIndex(of: Byte.colon) {
+                hostPart = a[..<colon]
+                portPart = a[(colon + 1)...]
+            }
+            domain = hostPart.isEmpty ? nil : hostPart
+            if let p = portPart { port = HTTPURL.portNumber(p) }
+            if !isConnect, let path, path.first == UInt8(ascii: "/") { fullAuthority = a }
+        }
+    }
+
+    /// `url.full`: `http://`, the authority, the path and `?query`.
+    var full: [UInt8]? {
+        guard let fullAuthority, let path else { return nil }
+        var out: [UInt8] = []
+        out.reserveCapacity(HTTPURL.httpPrefix.count + fullAuthority.count + path.count + 1 + (query?.count ?? 0))
+        out.append(contentsOf: HTTPURL.httpPrefix)
+        out.append(contentsOf: fullAuthority)
+        out.append(contentsOf: path)
+        if let query {
+            out.append(Byte.question)
+            out.append(contentsOf: query)
+        }
+        return out
+    }
+
+    private static func isLetter(_ b: UInt8) -> Bool { (b >= 0x41 && b <= 0x5a) || (b >= 0x61 && b <= 0x7a) }
+
+    /// Offset of the first `://`, if the target has one.
+    private static func schemeSeparator(_ target: ArraySlice<UInt8>) -> Int? {
+        var i = target.startIndex
+        while let colon = target[i...].firstIndex(of: Byte.colon) {
+            if target[colon...].starts(with: "://".utf8) { return colon }
+            i = colon + 1
+        }
+        return nil
+    }
+
+    /// A port as `Int(_:)` reads it (an optional sign, decimal digits), nil outside 0...65535.
+    private static func portNumber(_ text: ArraySlice<UInt8>) -> Int? {
+        var digits = text
+        let negative = digits.first == Byte.dash
+        if negative || digits.first == UInt8(ascii: "+") { digits = digits.dropFirst() }
+        guard !digits.isEmpty else { return nil }
+        var n = 0
+        for b in digits {
+            guard Byte.isDigit(b) else { return nil }
+            n = n * 10 + Int(b - UInt8(ascii: "0"))
+            if n > 65535 { return nil }  // out of range whatever follows
+        }
+        return negative && n != 0 ? nil : n
+    }
+
+    /// The fields from non-ASCII text, with String (Character) semantics.
+    private init(text target: String, isConnect: Bool, host: String?) {
         var authority = host
         var rest = Substring(target)
-        if method.uppercased() == "CONNECT" {
+        if isConnect {
             // authority-form: host:port
             authority = target
             rest = ""
@@ -197,16 +392,19 @@ struct HTTPURL {
             rest = afterScheme[end...]
             if rest.isEmpty || rest.first == "?" { rest = "/" + rest }
         }
+        func bytes<S: StringProtocol>(_ s: S) -> ArraySlice<UInt8> { Array(s.utf8)[...] }
+        var pathText: String?
         if !rest.isEmpty && rest != "*" {
             if let q = rest.firstIndex(of: "?") {
-                path = String(rest[..<q])
-                query = String(rest[rest.index(after: q)...])
+                pathText = String(rest[..<q])
+                query = bytes(rest[rest.index(after: q)...])
             } else {
-                path = String(rest)
+                pathText = String(rest)
             }
         } else if rest == "*" {
-            path = "*"
+            pathText = "*"
         }
+        path = pathText.map(bytes)
         if let a = authority, !a.isEmpty {
             var hostPart = Substring(a), portPart: Substring?
             if a.hasPrefix("["), let close = a.firstIndex(of: "]") {
@@ -217,11 +415,10 @@ struct HTTPURL {
                 hostPart = a[..<colon]
                 portPart = a[a.index(after: colon)...]
             }
-            domain = hostPart.isEmpty ? nil : String(hostPart)
+            domain = hostPart.isEmpty ? nil : bytes(hostPart)
             if let p = portPart, let n = Int(p), (0...65535).contains(n) { port = n }
-            if method.uppercased() != "CONNECT", let pathText = path, pathText.hasPrefix("/") {
-                full = "http://" + a + pathText + (query.map { "?" + $0 } ?? "")
-            }
+            // String concatenation is concatenation of UTF-8: `full(into:)` makes the same text.
+            if !isConnect, let pathText, pathText.hasPrefix("/") { fullAuthority = bytes(a) }
         }
     }
 }
