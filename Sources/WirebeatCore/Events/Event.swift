@@ -139,6 +139,16 @@ public struct Event: Sendable {
         if isTypeName(field) { type = String(decoding: bytes, as: UTF8.self) }
     }
 
+    /// `set(_:utf8:)` for the usual byte containers, without generics across modules.
+    public mutating func set(_ field: String, utf8 bytes: ArraySlice<UInt8>) {
+        let start = beginValue(field)
+        bytes.withUnsafeBufferPointer { JSONWriter.writeUTF8String($0, into: &encoded) }
+        endValue(start)
+        if isTypeName(field) { type = String(decoding: bytes, as: UTF8.self) }
+    }
+
+    public mutating func set(_ field: String, utf8 bytes: [UInt8]) { set(field, utf8: bytes[...]) }
+
     /// A time as RFC 3339 text (UTC, microseconds), written straight into the event.
     public mutating func set(_ field: String, timestamp: Timestamp) {
         let start = beginValue(field)
