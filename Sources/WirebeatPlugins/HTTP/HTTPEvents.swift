@@ -17,9 +17,7 @@ extension HTTPSession {
         let serverBytes: Int? = r != nil || t.interimBytes > 0 ? (r?.bytes ?? 0) + t.interimBytes : nil
         var e = Event.transaction(type: "http", connection: ctx.connection, start: start, end: r?.end,
                                   status: failed ? .error : .ok, requestBytes: q?.bytes, responseBytes: serverBytes)
-        // Values go in as JSON text built here (see `set(_:text:using:)`): no String per field.
-        var json: [UInt8] = []
-        json.reserveCapacity(256)
+        // Values go in from the message's bytes (`set(_:utf8:)`): no String per field.
         if let version = q?.minorVersion ?? r?.minorVersion {
             e.set("http.version", encodedJSON: HTTPSyntax.versionJSON[version])
         }
@@ -27,24 +25,24 @@ extension HTTPSession {
         if let q {
             let kept = q.kept
             let target = kept[q.target]
-            e.set("http.request.method", text: kept[q.method], using: &json)
+            e.set("http.request.method", utf8: kept[q.method])
             if let redacted = HTTPSession.redactedTarget(target) {
                 e.set("url.original", utf8: redacted.utf8)
             } else {
-                e.set("url.original", text: target, using: &json)
+                e.set("url.original", utf8: target)
             }
             let url = HTTPURL(target: target, isConnect: q.methodIs("connect"), host: q.host.map { kept[$0] })
-            if let path = url.path { e.set("url.path", text: path, using: &json) }
-            if let query = url.query { e.set("url.query", text: query, using: &json) }
-            if let domain = url.domain { e.set("url.domain", text: domain, using: &json) }
-            if let port = url.port { e.set("url.port", int: port, using: &json) }
-            if let full = url.full { e.set("url.full", text: full[...], using: &json) }
-            e.set("http.request.bytes", int: q.bytes, using: &json)
-            e.set("http.request.body.bytes", int: q.bodyBytes, using: &json)
+            if let path = url.path { e.set("url.path", utf8: path) }
+            if let query = url.query { e.set("url.query", utf8: query) }
+            if let domain = url.domain { e.set("url.domain", utf8: domain) }
+            if let port = url.port { e.set("url.port", port) }
+            if let full = url.full { e.set("url.full", utf8: full[...]) }
+            e.set("http.request.bytes", q.bytes)
+            e.set("http.request.body.bytes", q.bodyBytes)
             if let c = q.contentType, let mime = HTTPSession.mimeType(kept[c]) {
-                e.set("http.request.mime_type", text: mime, using: &json)
+                e.set("http.request.mime_type", utf8: mime)
             }
-            if let ua = q.userAgent { e.set("user_agent.original", text: kept[ua], using: &json) }
+            if let ua = q.userAgent { e.set("user_agent.original", utf8: kept[ua]) }
             if let user = q.user { e.set("user.name", utf8: user.utf8) }
             if let ip = q.forwardedFor { e.set("network.forwarded_ip", utf8: ip.utf8) }
             if sendsHeaders { setHeaders(&e, "http.request.headers", q.headers) }
@@ -52,12 +50,12 @@ extension HTTPSession {
         }
         if let r {
             let kept = r.kept
-            e.set("http.response.status_code", int: r.statusCode, using: &json)
-            e.set("http.response.status_phrase", text: kept[r.phrase], using: &json)
-            e.set("http.response.bytes", int: r.bytes, using: &json)
-            e.set("http.response.body.bytes", int: r.bodyBytes, using: &json)
+            e.set("http.response.status_code", r.statusCode)
+            e.set("http.response.status_phrase", utf8: kept[r.phrase])
+            e.set("http.response.bytes", r.bytes)
+            e.set("http.response.body.bytes", r.bodyBytes)
             if let c = r.contentType, let mime = HTTPSession.mimeType(kept[c]) {
-                e.set("http.response.mime_type", text: mime, using: &json)
+                e.set("http.response.mime_type", utf8: mime)
             }
             if sendsHeaders { setHeaders(&e, "http.response.headers", r.headers) }
             if r.keepsRaw, let raw = r.raw { e.set("response", utf8: raw) }
@@ -112,43 +110,6 @@ extension HTTPSession {
         let authority = rest[..<authorityEnd]
         guard let at = authority.lastIndex(of: "@"), let colon = authority[..<at].firstIndex(of: ":") else { return nil }
         return String(text[..<colon]) + ":[redacted]" + String(text[at...])
-    }
-}
-
-extension Event {
-    // Event's setters for an Int (`set(_:_:)`, which resolves to its `any JSONRepresentable`
-    // overload) and for UTF-8 bytes (`set(_:utf8:)`, generic) are not specialised across the
-    // module boundary: each costs several hundred instructions. The JSON text of a number,
-    // or of a string that needs no escaping, is simple enough to build here in a reused
-    // buffer and hand over as `encodedJSON`, which is a plain copy.
-
-    /// An Int, as `JSONWriter` writes it.
-    fileprivate mutating func set(_ field: String, int value: Int, using json: inout [UInt8]) {
-        json.removeAll(keepingCapacity: true)
-        if value < 0 { json.append(UInt8(ascii: "-")) }
-        let magnitude = value.magnitude
-        var unit: UInt = 1  // of the leading digit
-        while unit <= magnitude / 10 { unit *= 10 }
-        repeat {
-            json.append(UInt8(ascii: "0") + UInt8(magnitude / unit % 10))
-            unit /= 10
-        } while unit > 0
-        set(field, encodedJSON: json)
-    }
-
-    /// A string from UTF-8 bytes, as `set(_:utf8:)` would write it: printable ASCII other
-    /// than `"` and `\` needs no escaping, so its JSON text is the bytes in quotes; anything
-    /// else takes `set(_:utf8:)` (escapes, repairs of invalid UTF-8).
-    fileprivate mutating func set(_ field: String, text bytes: ArraySlice<UInt8>, using json: inout [UInt8]) {
-        guard bytes.allSatisfy({ $0 >= 0x20 && $0 < 0x80 && $0 != UInt8(ascii: "\"") && $0 != UInt8(ascii: "\\") }) else {
-            set(field, utf8: bytes)
-            return
-        }
-        json.removeAll(keepingCapacity: true)
-        json.append(UInt8(ascii: "\""))
-        json.append(contentsOf: bytes)
-        json.append(UInt8(ascii: "\""))
-        set(field, encodedJSON: json)
     }
 }
 
