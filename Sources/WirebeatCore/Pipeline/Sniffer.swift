@@ -170,4 +170,7 @@ struct UDPFlowKey: Hashable {
     let client: Endpoint
     let server: Endpoint
     let vlans: [UInt16]
+
+    // Looked up for every datagram (see `Endpoint.foldedHash`).
+    func hash(into hasher: inout Hasher) { hasher.combine(Endpoint.foldedHash(client, server, vlans: vlans)) }
 }

@@ -34,6 +34,9 @@ struct FlowKey: Hashable {
         if a < b { low = a; high = b } else { low = b; high = a }
         self.vlans = vlans
     }
+
+    // Looked up for every segment (see `Endpoint.foldedHash`).
+    func hash(into hasher: inout Hasher) { hasher.combine(Endpoint.foldedHash(low, high, vlans: vlans)) }
 }
 
 /// Reassembly state of one direction of a connection.
