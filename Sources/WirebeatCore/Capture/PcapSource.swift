@@ -28,7 +28,10 @@ public final class PcapSource {
         self.linkType = pcap_datalink(handle)
     }
 
-    deinit { pcap_close(handle) }
+    deinit {
+        pcap_close(handle)
+        fileBuffer?.deallocate()
+    }
 
     /// Opens a capture file; missing, unreadable and non-capture files are one-line errors.
     public static func open(file path: String) throws -> PcapSource {
@@ -39,7 +42,16 @@ public final class PcapSource {
         guard (st.st_mode & S_IFMT) == S_IFREG else { throw CaptureError("\(path): not a regular file") }
         guard st.st_size > 0 else { throw CaptureError("\(path): empty file, not a pcap or pcapng capture") }
         var errbuf = [CChar](repeating: 0, count: Int(PCAP_ERRBUF_SIZE))
-        guard let h = pcap_open_offline_with_tstamp_precision(path, UInt32(PCAP_TSTAMP_PRECISION_NANO), &errbuf) else {
+        // The file is opened here so its stdio buffer can be 1 MiB: libpcap's own open reads
+        // through the default 4 KiB one, a read(2) per 4 KiB (15,700 calls for 64 MB).
+        guard let file = fopen(path, "rb") else {
+            throw CaptureError("\(path): \(String(cString: strerror(errno)))")
+        }
+        let buffer = UnsafeMutablePointer<CChar>.allocate(capacity: PcapSource.fileBufferSize)
+        setvbuf(file, buffer, _IOFBF, PcapSource.fileBufferSize)  // glibc ignores the size without a buffer
+        guard let h = pcap_fopen_offline_with_tstamp_precision(file, UInt32(PCAP_TSTAMP_PRECISION_NANO), &errbuf) else {
+            fclose(file)  // not closed by libpcap when it fails
+            buffer.deallocate()
             let reason = String(cString: errbuf)
             if reason.contains("unknown file format") || reason.contains("bad dump file format") {
                 throw CaptureError("\(path): not a pcap or pcapng capture (\(reason))")
@@ -49,8 +61,14 @@ public final class PcapSource {
             }
             throw CaptureError("\(path): cannot read capture: \(reason)")
         }
-        return PcapSource(handle: h, name: path)
+        let source = PcapSource(handle: h, name: path)
+        source.fileBuffer = buffer
+        return source
     }
+
+    private static let fileBufferSize = 1 << 20
+    /// The stdio buffer of a capture file: freed after `pcap_close` closed the file.
+    private var fileBuffer: UnsafeMutablePointer<CChar>?
 
     /// Opens a live capture on `interface` with a BPF filter. `fallbackFilter` is used when
     /// `filter` does not compile for the interface's link type (`vlan` on `any`, say).
