@@ -17,6 +17,12 @@ public struct Event: Sendable {
     // anyway and keeps the last value of each.
     private var names: [String] = []
     private var spans: [ValueSpan] = []
+    /// Names of the first spans, shared by every event built the same way (the ~25 fields
+    /// of `transaction`): a name there costs no append, no retain and no release per event.
+    /// `names` holds the names of the spans after them.
+    private var baseNames: [String] = []
+    /// All names, in the order set (slow paths only).
+    private var allNames: [String] { baseNames.isEmpty ? names : baseNames + names }
     /// The JSON text of every value set, back to back.
     private var encoded: [UInt8] = []
     /// JSON text shared by many events (a connection's addresses, ports, Community ID): its
@@ -37,8 +43,8 @@ public struct Event: Sendable {
     /// Fields by dotted name; later `set` calls replace earlier ones.
     public var fields: [String: JSONValue] {
         var d: [String: JSONValue] = [:]
-        d.reserveCapacity(names.count)
-        for (name, span) in zip(names, spans) { d[name] = decode(span) }
+        d.reserveCapacity(spans.count)
+        for (name, span) in zip(allNames, spans) { d[name] = decode(span) }
         return d
     }
 
@@ -51,8 +57,17 @@ public struct Event: Sendable {
         encoded.reserveCapacity(capacity * 16)
     }
 
+    /// An event whose first fields will be set in the order of `baseNames` (checked in debug
+    /// builds), plus room for `capacity` more.
+    init(baseNames: [String], capacity: Int) {
+        self.baseNames = baseNames
+        names.reserveCapacity(capacity)
+        spans.reserveCapacity(capacity)
+        encoded.reserveCapacity(capacity * 16)
+    }
+
     public subscript(field: String) -> JSONValue? {
-        get { names.lastIndex(of: field).flatMap { decode(spans[$0]) } }
+        get { allNames.lastIndex(of: field).flatMap { decode(spans[$0]) } }
         set {
             guard let newValue else { remove(field); return }
             let start = beginValue(field)
@@ -172,18 +187,26 @@ public struct Event: Sendable {
     /// A value that is the bytes `start..<end` of the shared text (see `useSharedText`):
     /// no encoding and no copy, the cost of a field that every event of a connection repeats.
     mutating func setShared(_ field: String, _ range: SharedRange) {
-        names.append(field)
+        appendName(field)
         spans.append(ValueSpan(start: range.start, end: range.end, isShared: true))
     }
 
     /// `field` gets the value the previous `set` stored (`client.ip` is `source.ip`).
     mutating func repeatLastValue(as field: String) {
-        names.append(field)
+        appendName(field)
         spans.append(spans[spans.count - 1])
     }
 
+    @inline(__always) private mutating func appendName(_ field: String) {
+        if spans.count < baseNames.count {
+            assert(baseNames[spans.count] == field, "\(field) set out of the base order")
+        } else {
+            names.append(field)
+        }
+    }
+
     @inline(__always) private mutating func beginValue(_ field: String) -> Int {
-        names.append(field)
+        appendName(field)
         return encoded.count
     }
 
@@ -192,7 +215,7 @@ public struct Event: Sendable {
     }
 
     private mutating func remove(_ field: String) {
-        names.append(field)
+        appendName(field)
         spans.append(ValueSpan(start: 0, end: -1))
         if isTypeName(field) { type = nil }
     }
@@ -351,9 +374,9 @@ public struct Event: Sendable {
     private func cachedLayout() -> EventLayout {
         var absent: [Int] = []
         for (i, span) in spans.enumerated() where span.isRemoved { absent.append(i) }
-        if let layout = EventLayoutCache.shared.layout(for: names, absent: absent) { return layout }
-        let built = Event.layout(names: names, absent: absent)
-        EventLayoutCache.shared.store(names, absent, built)
+        if let layout = EventLayoutCache.shared.layout(base: baseNames, names: names, absent: absent) { return layout }
+        let built = Event.layout(names: allNames, absent: absent)
+        EventLayoutCache.shared.store(baseNames, names, absent, built)
         return built
     }
 
@@ -482,27 +505,32 @@ import Foundation  // trimmingCharacters, NSLock
 final class EventLayoutCache: @unchecked Sendable {
     static let shared = EventLayoutCache()
     private let lock = NSLock()
-    private var cached: [(names: [String], absent: [Int], layout: EventLayout)] = []
+    private var cached: [(base: [String], names: [String], absent: [Int], layout: EventLayout)] = []
     private var lastHit = 0
     private var next = 0
     private static let capacity = 128
 
-    func layout(for names: [String], absent: [Int]) -> EventLayout? {
+    func layout(base: [String], names: [String], absent: [Int]) -> EventLayout? {
         lock.lock()
         defer { lock.unlock() }
         // Names are mostly literals, so the names of two events built by the same code have
         // the same representation: compare the arrays' memory first (equal bits are equal
         // strings), String by String only when that fails. The last hit first: events of
         // one kind tend to come in runs.
+        func sameBits(_ a: [String], _ b: [String]) -> Bool {
+            guard a.count == b.count else { return false }
+            if a.isEmpty { return true }
+            return a.withUnsafeBytes { x in b.withUnsafeBytes { y in
+                x.baseAddress == y.baseAddress || memcmp(x.baseAddress!, y.baseAddress!, x.count) == 0
+            } }
+        }
         func sameBits(_ i: Int) -> Bool {
             let e = cached[i]
-            guard e.names.count == names.count && e.absent == absent else { return false }
-            if names.isEmpty { return true }
-            return e.names.withUnsafeBytes { a in names.withUnsafeBytes { b in memcmp(a.baseAddress!, b.baseAddress!, a.count) == 0 } }
+            return e.absent == absent && sameBits(e.names, names) && sameBits(e.base, base)
         }
         func equal(_ i: Int) -> Bool {
             let e = cached[i]
-            return e.names.count == names.count && e.absent == absent && e.names == names
+            return e.absent == absent && e.base + e.names == base + names
         }
         if lastHit < cached.count && sameBits(lastHit) { return cached[lastHit].layout }
         for i in cached.indices where sameBits(i) {
@@ -513,13 +541,13 @@ final class EventLayoutCache: @unchecked Sendable {
         return nil
     }
 
-    func store(_ names: [String], _ absent: [Int], _ layout: EventLayout) {
+    func store(_ base: [String], _ names: [String], _ absent: [Int], _ layout: EventLayout) {
         lock.lock()
         defer { lock.unlock() }
         if cached.count < EventLayoutCache.capacity {
-            cached.append((names, absent, layout))
+            cached.append((base, names, absent, layout))
         } else {
-            cached[next] = (names, absent, layout)   // full: replace in turn
+            cached[next] = (base, names, absent, layout)   // full: replace in turn
             next = (next + 1) % EventLayoutCache.capacity
         }
     }

@@ -18,9 +18,10 @@ extension Event {
                                    responseBytes: Int? = nil) -> Event {
         // Every event carries these ~30 fields: literal keys, constant values built once, and
         // per-connection text (IPs, Community ID) computed once per connection, not per event.
-        var e = Event(capacity: 64)
         // What the connection's events repeat is encoded once per connection and referred to;
-        // a value printed under two names (`source.ip` = `client.ip`) is stored once.
+        // a value printed under two names (`source.ip` = `client.ip`) is stored once. The
+        // fields every event has come first, in the order of `baseNames` (shared, not copied).
+        var e = Event(baseNames: TransactionFields.baseNames, capacity: 40)
         let flow = connection.encoded
         e.useSharedText(flow.text)
         e.set("@timestamp", timestamp: start)
@@ -32,10 +33,6 @@ extension Event {
         e.setShared("event.kind", flow.eventKind)
         e.setShared("event.category", flow.eventCategory)
         e.setShared("event.type", flow.eventType)
-        if let end {
-            e.set("event.end", timestamp: end)
-            e.set("event.duration", max(0, (end - start).nanoseconds))
-        }
         e.setShared("source.ip", flow.clientIP)
         e.setShared("client.ip", flow.clientIP)
         e.setShared("source.port", flow.clientPort)
@@ -51,6 +48,11 @@ extension Event {
         e.setShared("network.transport", flow.transport)
         e.setShared("network.type", flow.networkType)
         e.setShared("network.community_id", flow.communityID)
+        // Fields some events have.
+        if let end {
+            e.set("event.end", timestamp: end)
+            e.set("event.duration", max(0, (end - start).nanoseconds))
+        }
         if requestBytes != nil || responseBytes != nil {
             e.set("network.bytes", (requestBytes ?? 0) + (responseBytes ?? 0))
         }
@@ -59,3 +61,13 @@ extension Event {
     }
 }
 
+
+/// The names `Event.transaction` sets on every event, in the order it sets them.
+enum TransactionFields {
+    static let baseNames = [
+        "@timestamp", "event.start", "type", "event.dataset", "network.protocol", "status", "event.kind",
+        "event.category", "event.type", "source.ip", "client.ip", "source.port", "client.port", "destination.ip",
+        "server.ip", "destination.port", "server.port", "source.bytes", "client.bytes", "destination.bytes",
+        "server.bytes", "network.transport", "network.type", "network.community_id",
+    ]
+}
