@@ -146,12 +146,20 @@ enum DNSEncoded {
 
 extension DNSRecord {
     /// Appends the record as `json` prints through JSONWriter: the same members, keys in
-    /// byte order (class, data, …, name, …, ttl, type, …), written directly.
-    func writeJSON(into out: inout [UInt8]) {
-        DNSJSON.raw(#"{"class":"#, into: &out)
-        out.append(contentsOf: DNSEncoded.class(rclass))
-        DNSJSON.raw(#","data":"#, into: &out)
+    /// byte order (class, data, …, name, …, ttl, type, …), written directly. Returns where
+    /// the value of `data` is in `out`.
+    @discardableResult
+    func writeJSON(into out: inout [UInt8]) -> Range<Int> {
+        if rclass == 1 {
+            DNSJSON.raw(#"{"class":"IN","data":"#, into: &out)   // nearly always
+        } else {
+            DNSJSON.raw(#"{"class":"#, into: &out)
+            out.append(contentsOf: DNSEncoded.class(rclass))
+            DNSJSON.raw(#","data":"#, into: &out)
+        }
+        let dataStart = out.count
         writeDataJSON(into: &out)
+        let dataEnd = out.count
         // The extra fields of MX, SOA and SRV go where their keys sort.
         switch data {
         case let .soa(_, rname, serial, refresh, retry, expire, minimum):
@@ -180,6 +188,7 @@ extension DNSRecord {
             DNSJSON.raw(#","weight":"#, into: &out); DNSJSON.int(UInt32(weight), into: &out)
         }
         out.append(UInt8(ascii: "}"))
+        return dataStart..<dataEnd
     }
 
     private func writeName(into out: inout [UInt8]) {

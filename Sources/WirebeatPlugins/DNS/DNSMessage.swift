@@ -165,20 +165,51 @@ struct DNSName: Equatable, Hashable {
     /// Appends `text`; with `json`, escaped for the inside of a JSON string as the core's
     /// JSONWriter escapes (the text is printable ASCII: only `\` and `"` need it).
     func write(into out: inout [UInt8], json: Bool) {
-        var first = true
         message.withUnsafeBufferPointer { m in
-            forEachLabel { label in
-                if !first { out.append(UInt8(ascii: ".")) }
-                first = false
-                // Nearly every label is letters, digits and hyphens: copy it whole.
-                if m[label].allSatisfy({ $0 > 0x20 && $0 < 0x7F && !DNSName.isSpecial($0) }) {
-                    out.append(contentsOf: UnsafeBufferPointer(rebasing: m[label]))
-                } else {
-                    DNSName.escape(m[label], into: &out, json: json)
+            var i = start
+            var first = true
+            while true {
+                // A run of labels stored one after another, up to a pointer or the end.
+                let run = i
+                var plain = true
+                while m[i] != 0 && m[i] & 0xC0 == 0 {
+                    let end = i + 1 + Int(m[i])
+                    for k in (i + 1)..<end where !DNSName.isPlain(m[k]) { plain = false }
+                    i = end
                 }
+                if i > run && plain {
+                    // Nearly every name is letters, digits and hyphens: the run is copied whole,
+                    // then its length bytes become dots (the name's first one is left out).
+                    let from = first ? run + 1 : run
+                    let base = out.count - from
+                    out.append(contentsOf: UnsafeBufferPointer(rebasing: m[from..<i]))
+                    var j = run
+                    while j < i {
+                        if j >= from { out[base + j] = UInt8(ascii: ".") }
+                        j += 1 + Int(m[j])
+                    }
+                    first = false
+                } else {
+                    var j = run
+                    while j < i {
+                        if !first { out.append(UInt8(ascii: ".")) }
+                        first = false
+                        DNSName.escape(m[(j + 1)..<(j + 1 + Int(m[j]))], into: &out, json: json)
+                        j += 1 + Int(m[j])
+                    }
+                }
+                if m[i] == 0 { break }
+                i = (Int(m[i]) & 0x3F) << 8 | Int(m[i + 1])
             }
+            if first { out.append(UInt8(ascii: ".")) }   // the root
         }
-        if first { out.append(UInt8(ascii: ".")) }
+    }
+
+    /// Printed as it is in a name: printable ASCII other than the special characters below.
+    /// (Bit b of the masks: byte b, then b + 64; computed from `isSpecial`.)
+    @inline(__always) static func isPlain(_ b: UInt8) -> Bool {
+        b < 64 ? (0xf7ff_bcea_0000_0000 as UInt64) >> b & 1 != 0
+               : b < 128 && (0x7fff_ffff_efff_fffe as UInt64) >> (b - 64) & 1 != 0
     }
 
     @inline(__always) static func isSpecial(_ b: UInt8) -> Bool {
@@ -273,19 +304,33 @@ struct EDNSOption: Equatable {
     var data: [UInt8]
 }
 
+/// Where a section's records are in the message: the first one's offset and how many were
+/// read whole.
+struct DNSSection: Equatable {
+    var start = 0
+    var count = 0
+}
+
 /// A parsed message; sections hold what was read before a fault, if any.
+///
+/// Parsing checks every record but keeps only where each section starts: the records are
+/// read again from `bytes` when the event is written (`forEachRecord`), which costs less
+/// than building, copying and freeing an array of records per message.
 struct DNSMessage: Equatable {
+    /// The whole message.
+    let bytes: [UInt8]
     var header: DNSHeader
-    var questions: [DNSQuestion] = []
-    var answers: [DNSRecord] = []
-    var authorities: [DNSRecord] = []
-    /// Additional records other than OPT.
-    var additionals: [DNSRecord] = []
+    var questionSection = DNSSection()
+    var answerSection = DNSSection()
+    var authoritySection = DNSSection()
+    /// Including OPT records (which `additionals` leaves out).
+    var additionalSection = DNSSection()
     var edns: EDNS?
-    /// Size of the message in bytes.
-    var size: Int
     /// Why parsing stopped early, or a rule the message broke (several OPT, bad RDATA).
     var faults: [DNSFault] = []
+
+    /// Size of the message in bytes.
+    var size: Int { bytes.count }
 
     /// The response code with the EDNS extension (RFC 6891 §6.1.3).
     var rcode: Int { Int(edns?.extendedRcode ?? 0) << 4 | header.rcode }
@@ -299,27 +344,33 @@ struct DNSMessage: Equatable {
         let header = DNSHeader(id: try r.u16("id"), flags: try r.u16("flags"), questionCount: try r.u16("qdcount"),
                                answerCount: try r.u16("ancount"), authorityCount: try r.u16("nscount"),
                                additionalCount: try r.u16("arcount"))
-        var m = DNSMessage(header: header, size: bytes.count)
-        // Room for the counts announced (bounded: they may lie), so no section grows twice.
-        m.questions.reserveCapacity(min(Int(header.questionCount), 8))
-        m.answers.reserveCapacity(min(Int(header.answerCount), 32))
+        var m = DNSMessage(bytes: bytes, header: header)
         do {
+            m.questionSection.start = r.position
             for _ in 0..<header.questionCount {
-                let name = try r.name()
-                m.questions.append(DNSQuestion(name: name, type: try r.u16("question type"), qclass: try r.u16("question class")))
+                _ = try question(&r)
+                m.questionSection.count += 1
             }
-            for _ in 0..<header.answerCount { m.answers.append(try record(&r, &m)) }
-            for _ in 0..<header.authorityCount { m.authorities.append(try record(&r, &m)) }
+            m.answerSection.start = r.position
+            for _ in 0..<header.answerCount {
+                _ = try check(&r, &m)
+                m.answerSection.count += 1
+            }
+            m.authoritySection.start = r.position
+            for _ in 0..<header.authorityCount {
+                _ = try check(&r, &m)
+                m.authoritySection.count += 1
+            }
+            m.additionalSection.start = r.position
             for _ in 0..<header.additionalCount {
-                let rr = try record(&r, &m)
+                let rr = try check(&r, &m)
+                m.additionalSection.count += 1
                 if rr.type == DNSType.OPT {
                     if m.edns != nil { m.faults.append(.malformed("more than one OPT record")); continue }
                     if !rr.name.isRoot { m.faults.append(.malformed("OPT record not owned by the root")) }
                     m.edns = EDNS(udpSize: rr.rclass, extendedRcode: UInt8(rr.ttl >> 24), version: UInt8(rr.ttl >> 16 & 0xFF),
                                   dnssecOK: rr.ttl & 0x8000 != 0, zFlags: UInt16(rr.ttl & 0x7FFF),
                                   options: parseOptions(rr.rdata, &m))
-                } else {
-                    m.additionals.append(rr)
                 }
             }
             if r.remaining > 0 { m.faults.append(.malformed("\(r.remaining) bytes after the last record")) }
@@ -329,7 +380,24 @@ struct DNSMessage: Equatable {
         return m
     }
 
-    private static func record(_ r: inout DNSReader, _ m: inout DNSMessage) throws -> DNSRecord {
+    private static func question(_ r: inout DNSReader) throws -> DNSQuestion {
+        let name = try r.name()
+        return DNSQuestion(name: name, type: try r.u16("question type"), qclass: try r.u16("question class"))
+    }
+
+    /// Reads a record, noting in `m` RDATA that cannot be decoded.
+    private static func check(_ r: inout DNSReader, _ m: inout DNSMessage) throws -> DNSRecord {
+        var badData: DNSFault?
+        let rr = try record(&r, badData: &badData)
+        if let badData {
+            m.faults.append(.malformed("bad RDATA of \(DNSType.name(rr.type)) \(rr.name.text): \(badData.detail)"))
+        }
+        return rr
+    }
+
+    /// Reads the record at `r`'s position; RDATA that cannot be decoded is kept as unknown
+    /// data, and `badData` says why.
+    private static func record(_ r: inout DNSReader, badData: inout DNSFault?) throws -> DNSRecord {
         let name = try r.name()
         let type = try r.u16("record type"), rclass = try r.u16("record class")
         let ttl = try r.u32("record TTL")
@@ -340,10 +408,45 @@ struct DNSMessage: Equatable {
         do {
             data = try RData.decode(type: type, bytes: r.bytes, start: start, end: start + length)
         } catch let fault as DNSFault {
-            m.faults.append(.malformed("bad RDATA of \(DNSType.name(type)) \(name.text): \(fault.detail)"))
+            badData = fault
             data = .unknown(rdata)
         }
         return DNSRecord(name: name, type: type, rclass: rclass, ttl: ttl, rdata: rdata, data: data)
+    }
+
+    /// Calls `body` with each record of `section`, in order (read again: `parse` checked them).
+    @inline(__always)
+    func forEachRecord(in section: DNSSection, _ body: (DNSRecord) -> Void) {
+        var r = DNSReader(bytes, position: section.start)
+        var ignored: DNSFault?
+        for _ in 0..<section.count {
+            guard let rr = try? DNSMessage.record(&r, badData: &ignored) else { return }
+            body(rr)
+        }
+    }
+
+    private func records(_ section: DNSSection) -> [DNSRecord] {
+        var out: [DNSRecord] = []
+        forEachRecord(in: section) { out.append($0) }
+        return out
+    }
+
+    // The sections as arrays (tests, dig text); events are written with `forEachRecord`.
+    var answers: [DNSRecord] { records(answerSection) }
+    var authorities: [DNSRecord] { records(authoritySection) }
+    /// Additional records other than OPT.
+    var additionals: [DNSRecord] { records(additionalSection).filter { $0.type != DNSType.OPT } }
+
+    /// The first question, if any.
+    var firstQuestion: DNSQuestion? {
+        guard questionSection.count > 0 else { return nil }
+        var r = DNSReader(bytes, position: questionSection.start)
+        return try? DNSMessage.question(&r)
+    }
+
+    var questions: [DNSQuestion] {
+        var r = DNSReader(bytes, position: questionSection.start)
+        return (0..<questionSection.count).compactMap { _ in try? DNSMessage.question(&r) }
     }
 
     private static func parseOptions(_ rdata: ArraySlice<UInt8>, _ m: inout DNSMessage) -> [EDNSOption] {

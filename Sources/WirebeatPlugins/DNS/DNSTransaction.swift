@@ -69,122 +69,171 @@ enum DNSEvents {
         }
         var notes = (query?.notes ?? []) + (response?.notes ?? [])
         notes += extra
-        let main = response?.message ?? query?.message
-        let ok = notes.isEmpty && response?.message.map { $0.rcode == 0 } == true
+        // Each message read once: every `query?.message` would copy the struct.
+        let q = query?.message, r = response?.message
+        let ok = notes.isEmpty && r.map { $0.rcode == 0 } == true
         var e = Event.transaction(type: "dns", connection: connection, start: first.time, end: response?.time,
                                   status: ok ? .ok : .error, requestBytes: query?.bytes, responseBytes: response?.bytes)
         // Values are JSON text made here (tables of constant text, bytes written into `json`):
         // no String, array or `JSONValue` tree per field.
         var json: [UInt8] = []
-        json.reserveCapacity(512)
-        if let main {
-            let h = main.header
-            e.set("dns.type", encodedJSON: response != nil ? DNSEncoded.answer : DNSEncoded.query)
-            setNumber(&e, "dns.id", h.id, &json)
-            let opcode = DNSEncoded.opcode(h.opcode)
-            e.set("dns.op_code", encodedJSON: opcode)
-            e.set("method", encodedJSON: opcode)
-            // The whole `dns.flags` object as one value: it prints where its six members would
-            // (the event nests dotted names into objects), and one value is cheaper to set than six.
-            e.set("dns.flags", encodedJSON: DNSEncoded.flags(h))
-            e.set("dns.header_flags", encodedJSON: DNSEncoded.headerFlags(h, dnssecOK: main.edns?.dnssecOK == true))
-            if let edns = main.edns {
-                e.set("dns.opt.version", Int(edns.version))
-                e.set("dns.opt.do", edns.dnssecOK)
-                e.set("dns.opt.udp_size", edns.udpSize)
-                e.set("dns.opt.ext_rcode", DNSCodes.rcode(Int(edns.extendedRcode) << 4))
-                setOptions(&e, "dns.opt", edns)
-            }
-        }
-        if response?.message != nil, let edns = query?.message?.edns {
-            // What the client asked for (the response's OPT is in dns.opt).
-            e.set("dns.query_opt.version", Int(edns.version))
-            e.set("dns.query_opt.do", edns.dnssecOK)
-            e.set("dns.query_opt.udp_size", edns.udpSize)
-            setOptions(&e, "dns.query_opt", edns)
-        }
-        if let r = response?.message {
-            e.set("dns.response_code", encodedJSON: DNSEncoded.rcode(r.rcode))
-            setNumber(&e, "dns.answers_count", r.header.answerCount, &json)
-            setNumber(&e, "dns.authorities_count", r.header.authorityCount, &json)
-            setNumber(&e, "dns.additionals_count", r.header.additionalCount, &json)
-            if !r.answers.isEmpty { setRecords(&e, "dns.answers", r.answers, &json) }
-            if settings.includeAuthorities && !r.authorities.isEmpty { setRecords(&e, "dns.authorities", r.authorities, &json) }
-            if settings.includeAdditionals && !r.additionals.isEmpty { setRecords(&e, "dns.additionals", r.additionals, &json) }
-            // The addresses among the answers, as a JSON array of strings.
-            json.removeAll(keepingCapacity: true)
-            for rr in r.answers {
-                guard case .address(let ip) = rr.data else { continue }
-                json.append(json.isEmpty ? UInt8(ascii: "[") : UInt8(ascii: ","))
+        json.reserveCapacity(1024)
+        if let main = r ?? q {
+            let question = (q ?? r)?.firstQuestion
+            // The whole `dns` object as one value, members in key order: the event prints it
+            // where its members would go (it nests dotted names into objects, and nothing else
+            // sets `dns.*`), and one value costs far less to set than a dozen.
+            writeDNS(main, query: q, response: r, question: question, isAnswer: response != nil,
+                     settings: settings, into: &json)
+            e.set("dns", encodedJSON: json)
+            e.set("method", encodedJSON: DNSEncoded.opcode(main.header.opcode))
+            if let question {
+                let type = DNSEncoded.type(question.type), qclass = DNSEncoded.class(question.qclass)
+                json.removeAll(keepingCapacity: true)
                 json.append(DNSJSON.quote)
-                DNSJSON.ip(ip, into: &json)
+                question.name.write(into: &json, json: true)
                 json.append(DNSJSON.quote)
-            }
-            if !json.isEmpty {
-                json.append(UInt8(ascii: "]"))
-                e.set("dns.resolved_ip", encodedJSON: json)
+                e.set("resource", encodedJSON: json)
+                // "class IN, type A, example.test": the names' text is the inside of their JSON strings.
+                json.removeAll(keepingCapacity: true)
+                DNSJSON.raw(#""class "#, into: &json)
+                json.append(contentsOf: qclass.dropFirst().dropLast())
+                DNSJSON.raw(", type ", into: &json)
+                json.append(contentsOf: type.dropFirst().dropLast())
+                DNSJSON.raw(", ", into: &json)
+                question.name.write(into: &json, json: true)
+                json.append(DNSJSON.quote)
+                e.set("query", encodedJSON: json)
             }
         }
-        if let q = (query?.message ?? response?.message)?.questions.first {
-            let type = DNSEncoded.type(q.type), qclass = DNSEncoded.class(q.qclass)
-            json.removeAll(keepingCapacity: true)
-            json.append(DNSJSON.quote)
-            q.name.write(into: &json, json: true)
-            json.append(DNSJSON.quote)
-            e.set("resource", encodedJSON: json)
-            // `dns.question` as one object (keys in byte order), as `dns.flags`.
-            json.removeAll(keepingCapacity: true)
-            DNSJSON.raw(#"{"class":"#, into: &json)
-            json.append(contentsOf: qclass)
-            DNSJSON.raw(#","name":""#, into: &json)
-            q.name.write(into: &json, json: true)
-            DNSJSON.raw(#"","type":"#, into: &json)
-            json.append(contentsOf: type)
-            json.append(UInt8(ascii: "}"))
-            e.set("dns.question", encodedJSON: json)
-            // "class IN, type A, example.test": the names' text is the inside of their JSON strings.
-            json.removeAll(keepingCapacity: true)
-            DNSJSON.raw(#""class "#, into: &json)
-            json.append(contentsOf: qclass.dropFirst().dropLast())
-            DNSJSON.raw(", type ", into: &json)
-            json.append(contentsOf: type.dropFirst().dropLast())
-            DNSJSON.raw(", ", into: &json)
-            q.name.write(into: &json, json: true)
-            json.append(DNSJSON.quote)
-            e.set("query", encodedJSON: json)
-        }
-        if settings.sendRequest, let q = query?.message { e.set("request", q.digText) }
-        if settings.sendResponse, let r = response?.message { e.set("response", r.digText) }
+        if settings.sendRequest, let q { e.set("request", q.digText) }
+        if settings.sendResponse, let r { e.set("response", r.digText) }
         for note in notes { e.addNote(note) }
         return e
     }
 
-    /// A number, written by hand into `json` (scratch space). `e.set(name, someInt)` would pick
-    /// the overload taking `any JSONRepresentable`, and the generic one is not specialised
-    /// across modules: either costs about twice as much as this.
-    private static func setNumber(_ e: inout Event, _ name: String, _ value: UInt16, _ json: inout [UInt8]) {
-        json.removeAll(keepingCapacity: true)
-        DNSJSON.int(UInt32(value), into: &json)
-        e.set(name, encodedJSON: json)
-    }
-
-    /// A section's records as a JSON array (`json` is scratch space).
-    private static func setRecords(_ e: inout Event, _ name: String, _ records: [DNSRecord], _ json: inout [UInt8]) {
-        json.removeAll(keepingCapacity: true)
-        json.append(UInt8(ascii: "["))
-        for (i, rr) in records.enumerated() {
-            if i > 0 { json.append(UInt8(ascii: ",")) }
-            rr.writeJSON(into: &json)
+    /// The `dns` object of an event (`main`: the response, else the query; `isAnswer`: there
+    /// is a response, parsed or not).
+    private static func writeDNS(_ main: DNSMessage, query q: DNSMessage?, response r: DNSMessage?, question: DNSQuestion?,
+                                 isAnswer: Bool, settings: DNSConfig, into json: inout [UInt8]) {
+        let h = main.header
+        // Where the answers' addresses are in `json`: `resolved_ip` lists them again.
+        var addresses: [Range<Int>] = []
+        json.append(UInt8(ascii: "{"))
+        if let r {
+            var ignored: [Range<Int>] = []
+            if settings.includeAdditionals {
+                writeRecords(#""additionals":["#, r, r.additionalSection, skipOPT: true, addresses: &ignored, into: &json)
+            }
+            DNSJSON.raw(json.count > 1 ? ",\"" : "\"", into: &json)
+            DNSJSON.raw(#"additionals_count":"#, into: &json)
+            DNSJSON.int(UInt32(r.header.additionalCount), into: &json)
+            writeRecords(#""answers":["#, r, r.answerSection, skipOPT: false, addresses: &addresses, into: &json)
+            DNSJSON.raw(#","answers_count":"#, into: &json)
+            DNSJSON.int(UInt32(r.header.answerCount), into: &json)
+            if settings.includeAuthorities {
+                writeRecords(#""authorities":["#, r, r.authoritySection, skipOPT: false, addresses: &ignored, into: &json)
+            }
+            DNSJSON.raw(#","authorities_count":"#, into: &json)
+            DNSJSON.int(UInt32(r.header.authorityCount), into: &json)
+            json.append(UInt8(ascii: ","))
         }
-        json.append(UInt8(ascii: "]"))
-        e.set(name, encodedJSON: json)
+        // `flags` is a pre-built object, `header_flags` a pre-built array.
+        DNSJSON.raw(#""flags":"#, into: &json)
+        json.append(contentsOf: DNSEncoded.flags(h))
+        DNSJSON.raw(#","header_flags":"#, into: &json)
+        json.append(contentsOf: DNSEncoded.headerFlags(h, dnssecOK: main.edns?.dnssecOK == true))
+        DNSJSON.raw(#","id":"#, into: &json)
+        DNSJSON.int(UInt32(h.id), into: &json)
+        DNSJSON.raw(#","op_code":"#, into: &json)
+        json.append(contentsOf: DNSEncoded.opcode(h.opcode))
+        if let edns = main.edns {
+            DNSJSON.raw(#","opt":"#, into: &json)
+            writeOpt(edns, extendedRcode: true, into: &json)
+        }
+        if r != nil, let edns = q?.edns {
+            // What the client asked for (the response's OPT is in dns.opt).
+            DNSJSON.raw(#","query_opt":"#, into: &json)
+            writeOpt(edns, extendedRcode: false, into: &json)
+        }
+        if let question {
+            // Keys in byte order: class, name, type.
+            DNSJSON.raw(#","question":{"class":"#, into: &json)
+            json.append(contentsOf: DNSEncoded.class(question.qclass))
+            DNSJSON.raw(#","name":""#, into: &json)
+            question.name.write(into: &json, json: true)
+            DNSJSON.raw(#"","type":"#, into: &json)
+            json.append(contentsOf: DNSEncoded.type(question.type))
+            json.append(UInt8(ascii: "}"))
+        }
+        if let r {
+            // The addresses among the answers, as a JSON array of strings: their text is
+            // already in `json`.
+            for (i, range) in addresses.enumerated() {
+                DNSJSON.raw(i == 0 ? #","resolved_ip":["# : ",", into: &json)
+                json.append(contentsOf: json[range])
+            }
+            if !addresses.isEmpty { json.append(UInt8(ascii: "]")) }
+            DNSJSON.raw(#","response_code":"#, into: &json)
+            json.append(contentsOf: DNSEncoded.rcode(r.rcode))
+        }
+        DNSJSON.raw(#","type":"#, into: &json)
+        json.append(contentsOf: isAnswer ? DNSEncoded.answer : DNSEncoded.query)
+        json.append(UInt8(ascii: "}"))
     }
 
-    /// One field per option with a value, and `<prefix>.options`: every option's name, in order.
-    private static func setOptions(_ e: inout Event, _ prefix: String, _ edns: EDNS) {
+    /// `"key":[records]`, after a comma unless it is the object's first member (the object
+    /// starts at the beginning of `json`); nothing when the section has no records.
+    /// `addresses` gets where the JSON strings of A and AAAA data are.
+    private static func writeRecords(_ key: StaticString, _ m: DNSMessage, _ section: DNSSection, skipOPT: Bool,
+                                     addresses: inout [Range<Int>], into json: inout [UInt8]) {
+        var first = true
+        m.forEachRecord(in: section) { rr in
+            if skipOPT && rr.type == DNSType.OPT { return }
+            if first {
+                if json.count > 1 { json.append(UInt8(ascii: ",")) }
+                DNSJSON.raw(key, into: &json)
+            } else {
+                json.append(UInt8(ascii: ","))
+            }
+            first = false
+            let data = rr.writeJSON(into: &json)
+            if case .address = rr.data { addresses.append(data) }
+        }
+        if !first { json.append(UInt8(ascii: "]")) }
+    }
+
+    /// `dns.opt` / `dns.query_opt`: the OPT record's fields, each option with a value under
+    /// its name, and `options`, every option's name in order. Rare: built from a list of
+    /// members sorted by key, as the event would sort them as separate fields.
+    private static func writeOpt(_ edns: EDNS, extendedRcode: Bool, into json: inout [UInt8]) {
+        var members: [(key: String, value: [UInt8])] = []
+        func add(_ key: String, _ value: JSONValue) {
+            var text: [UInt8] = []
+            value.writeJSON(into: &text)
+            members.append((key, text))
+        }
+        add("version", .int(Int64(edns.version)))
+        add("do", .bool(edns.dnssecOK))
+        add("udp_size", .int(Int64(edns.udpSize)))
+        if extendedRcode { add("ext_rcode", .string(DNSCodes.rcode(Int(edns.extendedRcode) << 4))) }
         let options = edns.decodedOptions
-        guard !options.isEmpty else { return }
-        e.set("\(prefix).options", options.map(\.key))
-        for option in options { e.set("\(prefix).\(option.key)", option.value) }
+        if !options.isEmpty {
+            add("options", .array(options.map { .string($0.key) }))
+            // Of an option given twice the last counts; one without a value removes the field.
+            for option in options {
+                members.removeAll { $0.key == option.key }
+                if let value = option.value { add(option.key, value) }
+            }
+        }
+        members.sort { $0.key.utf8.lexicographicallyPrecedes($1.key.utf8) }
+        json.append(UInt8(ascii: "{"))
+        for (i, member) in members.enumerated() {
+            if i > 0 { json.append(UInt8(ascii: ",")) }
+            DNSJSON.string(member.key, into: &json)
+            json.append(UInt8(ascii: ":"))
+            json.append(contentsOf: member.value)
+        }
+        json.append(UInt8(ascii: "}"))
     }
 }
