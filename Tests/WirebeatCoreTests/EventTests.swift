@@ -329,6 +329,13 @@ struct EventTests {
         e.set("smtp.rcpt_to", ["b@example.com", "c\"quoted\"@example.com"])
         e.set("smtp.data", utf8: Array("caf\u{E9} \n".utf8) + [0xFF])
         e.set("smtp.when", timestamp: start)
+        e.set("smtp.pair", writingJSON: { out in
+            out.append(contentsOf: Array(#"{"a":"#.utf8))
+            JSONWriter.writeInt(-7, into: &out)
+            out.append(contentsOf: Array(#","b":"#.utf8))
+            JSONWriter.writeString("x\ty", into: &out)
+            out.append(UInt8(ascii: "}"))
+        })
         var array: [UInt8] = [0x41]
         e.writeCompactJSON(into: &array)
         let buffer = OutputBuffer(capacity: 64)
@@ -339,6 +346,7 @@ struct EventTests {
         #expect(e["smtp.data"] == "caf\u{E9} \n\u{FFFD}")
         #expect(e["client.bytes"] == 123_456_789 && e["server.bytes"] == 987_654_321)
         #expect(e.type == "smtp")
+        #expect(e.json.value(at: "smtp.pair.a") == -7 && e.json.value(at: "smtp.pair.b") == "x\ty")
     }
 
     @Test func transactionIPv6WithoutEndOrBytes() {

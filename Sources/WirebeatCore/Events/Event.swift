@@ -197,6 +197,16 @@ public struct Event: Sendable {
         spans.append(spans[spans.count - 1])
     }
 
+    /// A value whose JSON text `write` appends straight into the event (no scratch buffer,
+    /// no copy): for values a plugin assembles itself, e.g. an array of objects. The caller
+    /// guarantees exactly one valid JSON value, objects with their keys in byte order.
+    public mutating func set(_ field: String, writingJSON write: (inout [UInt8]) -> Void) {
+        let start = beginValue(field)
+        write(&encoded)
+        endValue(start)
+        if isTypeName(field) { type = decode(spans[spans.count - 1])?.stringValue }
+    }
+
     @inline(__always) private mutating func appendName(_ field: String) {
         if spans.count < baseNames.count {
             assert(baseNames[spans.count] == field, "\(field) set out of the base order")

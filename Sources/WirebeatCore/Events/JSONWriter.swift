@@ -63,7 +63,8 @@ public enum JSONWriter {
         for _ in 0..<(level * indent) { out.append(0x20) }
     }
 
-    static func writeInt(_ value: Int64, into out: inout [UInt8]) {
+    /// Appends an integer as JSON (also for plugins that write a value's JSON themselves).
+    public static func writeInt(_ value: Int64, into out: inout [UInt8]) {
         if value >= 0 && value < 10 { out.append(UInt8(ascii: "0") &+ UInt8(value)); return }
         var magnitude = value.magnitude
         // Digits from the right end of a stack buffer, then one append.
@@ -82,7 +83,8 @@ public enum JSONWriter {
 
     private static let hexDigits = Array("0123456789abcdef".utf8)
 
-    static func writeString<S: StringProtocol>(_ s: S, into out: inout [UInt8]) {
+    /// Appends a JSON string: quotes, escapes; non-ASCII UTF-8 is copied as is.
+    public static func writeString<S: StringProtocol>(_ s: S, into out: inout [UInt8]) {
         // Native strings are contiguous UTF-8: escape straight from their bytes.
         if s.utf8.withContiguousStorageIfAvailable({ writeString($0, into: &out) }) == nil {
             Array(s.utf8).withUnsafeBufferPointer { writeString($0, into: &out) }
@@ -91,7 +93,7 @@ public enum JSONWriter {
 
     /// Writes bytes that should be UTF-8 as a JSON string; invalid sequences become U+FFFD
     /// (what `String(decoding:as:)` makes of them), so the output is always valid UTF-8.
-    static func writeUTF8String(_ bytes: UnsafeBufferPointer<UInt8>, into out: inout [UInt8]) {
+    public static func writeUTF8String(_ bytes: UnsafeBufferPointer<UInt8>, into out: inout [UInt8]) {
         var ascii = true
         for b in bytes where b >= 0x80 { ascii = false; break }
         if ascii {
