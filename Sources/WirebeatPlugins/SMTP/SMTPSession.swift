@@ -452,14 +452,15 @@ public final class SMTPSession {
             greetingPossible = false
             return
         }
-        var r = reply ?? Reply(code: code, raw: config.sendResponse ? [] : nil, start: ctx.timestamp, end: ctx.timestamp)
+        // Taken out of `reply` so that appending to its buffers does not copy them.
+        var r = reply.take() ?? Reply(code: code, raw: config.sendResponse ? [] : nil, start: ctx.timestamp, end: ctx.timestamp)
         r.code = code
         r.end = ctx.timestamp
         r.bytes += raw.count
-        if r.phrases.count < Reply.maxPhrases { r.phrases.append(text.text) }
+        r.addPhrase(text)
         if r.raw != nil && r.raw!.count < Reply.maxRawBytes { r.raw!.append(contentsOf: raw) }
         if isLast {
-            reply = nil
+            r.finish()
             handleReply(r, ctx)
         } else {
             reply = r
