@@ -47,16 +47,7 @@ extension SMTPSession {
         if let reply { setResponse(&e, reply) }
         if t.dataStarted {
             e.set("smtp.data_bytes", t.dataBytes)
-            let h = t.headers.parsed
-            if let v = h.subject { e.set("email.subject", v) }
-            if let v = h.messageID { e.set("email.message_id", v) }
-            if let v = h.xMailer { e.set("email.x_mailer", v) }
-            if let v = h.contentType { e.set("email.content_type", v) }
-            for (field, list) in [("email.from.address", h.from), ("email.to.address", h.to),
-                                  ("email.cc.address", h.cc), ("email.reply_to.address", h.replyTo)]
-            where !list.isEmpty {
-                e.set(field, list)
-            }
+            t.headers.publish(into: &e)
         }
         for note in t.notes.list { e.addNote(note) }
         return e

@@ -147,9 +147,9 @@ final class MailTransaction {
         implicit ? (rcptAccepted || dataStarted) : mailAccepted != false
     }
 
-    func addData<C: Collection>(_ bytes: C) where C.Element == UInt8 {
+    func addData(_ bytes: UnsafeBufferPointer<UInt8>) {
         dataBytes += bytes.count
         clientBytes += bytes.count
-        headers.feed(bytes)
+        if !headers.complete { headers.feed(contiguous: bytes) }
     }
 }
