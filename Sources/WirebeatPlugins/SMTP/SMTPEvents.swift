@@ -75,26 +75,34 @@ enum SMTPJSON {
         return out
     }
 
+
     /// Bytes that should be UTF-8 as a JSON string; invalid sequences become U+FFFD, as
     /// `String(decoding:as:)` (and so the core's writer) makes them.
     static func string(_ bytes: UnsafeBufferPointer<UInt8>, into out: inout [UInt8]) {
-        for b in bytes where b >= 0x80 {
-            var s = String(decoding: bytes, as: UTF8.self)
-            s.withUTF8 { escaped($0, into: &out) }
-            return
-        }
-        escaped(bytes, into: &out)
+        let start = out.count
+        if escapedASCII(bytes, into: &out) { return }
+        // Not ASCII: through a String, which repairs invalid UTF-8 as the core does.
+        out.removeSubrange(start...)
+        var s = String(decoding: bytes, as: UTF8.self)
+        s.withUTF8 { _ = escapedASCII($0, into: &out, allowingNonASCII: true) }
     }
 
-    /// Valid UTF-8 as a JSON string, escaped as JSONWriter does: `"`, `\`, \n, \r and \t by a
-    /// backslash, other bytes below 0x20 as \u00XX (lower-case hex); runs copied at once.
-    private static func escaped(_ bytes: UnsafeBufferPointer<UInt8>, into out: inout [UInt8]) {
+    /// Writes `bytes` as a JSON string, escaped as JSONWriter does: `"`, `\\`, \\n, \\r and
+    /// \\t by a backslash, other bytes below 0x20 as \\u00XX (lower-case hex); runs copied at
+    /// once. Stops and returns false at a byte above 0x7F unless `allowingNonASCII`.
+    private static func escapedASCII(_ bytes: UnsafeBufferPointer<UInt8>, into out: inout [UInt8],
+                                     allowingNonASCII: Bool = false) -> Bool {
+        let n = bytes.count
+        out.reserveCapacity(out.count + n + 2)
         out.append(Byte.quote)
         var run = 0, i = 0
-        let n = bytes.count
         while i < n {
             let u = bytes[i]
-            if u >= 0x20 && u != Byte.quote && u != Byte.backslash { i += 1; continue }
+            if u >= 0x20 && u != Byte.quote && u != Byte.backslash && (u < 0x80 || allowingNonASCII) {
+                i += 1
+                continue
+            }
+            if u >= 0x80 { return false }
             if run < i { out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[run..<i])) }
             out.append(Byte.backslash)
             switch u {
@@ -111,6 +119,7 @@ enum SMTPJSON {
         }
         if run < n { out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[run..<n])) }
         out.append(Byte.quote)
+        return true
     }
 
     private static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)

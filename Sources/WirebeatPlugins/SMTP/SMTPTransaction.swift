@@ -44,6 +44,7 @@ struct Reply {
         self.raw = raw
         self.start = start
         self.end = end
+        phrasesJSON.reserveCapacity(128)  // most replies: one allocation
     }
 
     mutating func addPhrase(_ text: ArraySlice<UInt8>) {
