@@ -1,4 +1,9 @@
 import WirebeatCore
+#if canImport(Glibc)
+import Glibc  // memchr
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// Collects the header section of a message as its data streams by (already dot-unstuffed),
 /// up to the first empty line or `limit` bytes; the body is never kept.
@@ -10,15 +15,8 @@ struct MessageHeaderCollector {
     private var lineLength = 0
     private(set) var complete = false
 
-    mutating func feed<C: Collection>(_ bytes: C) where C.Element == UInt8 {
-        guard !complete else { return }
-        if bytes.withContiguousStorageIfAvailable({ feed(contiguous: $0) }) == nil {
-            Array(bytes).withUnsafeBufferPointer { feed(contiguous: $0) }
-        }
-    }
-
     /// Scans for the empty line that ends the headers, copying runs of bytes at once.
-    private mutating func feed(contiguous bytes: UnsafeBufferPointer<UInt8>) {
+    mutating func feed(contiguous bytes: UnsafeBufferPointer<UInt8>) {
         var i = 0
         defer { raw.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[0..<i])) }
         while i < bytes.count {
@@ -37,32 +35,28 @@ struct MessageHeaderCollector {
     /// Stop collecting (data was lost): what is complete so far is still parsed.
     mutating func abandon() { complete = true }
 
-    var parsed: MessageHeaders { MessageHeaders(raw[...]) }
+    /// Sets the `email.*` fields of the headers collected so far.
+    func publish(into e: inout Event) { MessageHeaders.publish(raw, into: &e) }
 }
 
-/// The header fields Wirebeat publishes (`email.*`), from the first occurrence of each.
-struct MessageHeaders {
-    var subject: String?
-    var messageID: String?
-    var from: [String] = []
-    var to: [String] = []
-    var cc: [String] = []
-    var replyTo: [String] = []
-    var xMailer: String?
-    var contentType: String?
-
+/// The header fields Wirebeat publishes (`email.*`), from the first occurrence of each,
+/// written straight into the event: values are byte ranges of the collected header section
+/// (only a folded value is copied, to join its lines), never a String unless RFC 2047
+/// decoding needs one.
+enum MessageHeaders {
     /// The header fields published, by their lower-case names.
-    private enum Field: Int, CaseIterable {
+    private enum Field: Int {
         case subject, messageID, from, to, cc, replyTo, xMailer, contentType
 
         static let names: [[UInt8]] = ["subject", "message-id", "from", "to", "cc", "reply-to", "x-mailer",
                                        "content-type"].map { Array($0.utf8) }
 
-        /// The field a header name (any case) stands for, compared as bytes: no String per
-        /// header line.
-        init?(name: ArraySlice<UInt8>) {
+        /// The field a header name (any case) stands for, compared as bytes.
+        init?(name: UnsafeBufferPointer<UInt8>) {
             for (i, candidate) in Field.names.enumerated() where candidate.count == name.count {
-                if zip(candidate, name).allSatisfy({ $0 == Byte.lower($1) }) {
+                var k = 0
+                while k < name.count && candidate[k] == Byte.lower(name[k]) { k += 1 }
+                if k == name.count {
                     self.init(rawValue: i)
                     return
                 }
@@ -71,113 +65,174 @@ struct MessageHeaders {
         }
     }
 
-    init(_ raw: ArraySlice<UInt8>) {
+    /// Unfolds the published fields of `raw` and sets them in `e`. A line not ended by LF is
+    /// cut off (the collector stopped inside it) and dropped. Other fields are skipped,
+    /// continuation lines included; so are repeats of a field.
+    static func publish(_ raw: [UInt8], into e: inout Event) {
         var seen: UInt16 = 0   // bit per Field: the first occurrence of each counts
-        for (field, value) in MessageHeaders.fields(raw) where seen & (1 << field.rawValue) == 0 {
-            switch field {
-            case .subject: subject = RFC2047.decode(value.trimmingSpaces)
-            case .messageID: messageID = MessageHeaders.messageID(value)
-            case .from: from = MessageHeaders.addresses(value)
-            case .to: to = MessageHeaders.addresses(value)
-            case .cc: cc = MessageHeaders.addresses(value)
-            case .replyTo: replyTo = MessageHeaders.addresses(value)
-            case .xMailer: xMailer = RFC2047.decode(value.trimmingSpaces)
-            case .contentType:
-                let type = value[..<(value.firstIndex(of: Byte.semicolon) ?? value.endIndex)].trimmingSpaces
-                if !type.isEmpty { contentType = type.text }
+        // The field whose value may go on in continuation lines, its value in `raw`, and its
+        // value with those lines joined once it has any.
+        var pending: Field?
+        var valueStart = 0, valueEnd = 0
+        var folded: [UInt8]?
+
+        func flush() {
+            guard let field = pending else { return }
+            pending = nil
+            if let joined = folded {
+                folded = nil
+                set(field, joined[...], into: &e)
+            } else {
+                set(field, raw[valueStart..<valueEnd], into: &e)
             }
-            seen |= 1 << field.rawValue
+        }
+
+        raw.withUnsafeBufferPointer { buf in
+            let n = buf.count
+            var lineStart = 0
+            while lineStart < n {
+                guard let found = memchr(buf.baseAddress! + lineStart, Int32(Byte.lf), n - lineStart) else { break }
+                let lf = buf.baseAddress!.distance(to: found.assumingMemoryBound(to: UInt8.self))
+                let start = lineStart
+                var end = lf
+                lineStart = lf + 1
+                if end > start && buf[end - 1] == Byte.cr { end -= 1 }
+                if start < end && Byte.isSpace(buf[start]) {
+                    // Folded continuation: unfolding removes only the line break.
+                    if pending != nil {
+                        if folded == nil { folded = Array(buf[valueStart..<valueEnd]) }
+                        folded!.append(contentsOf: UnsafeBufferPointer(rebasing: buf[start..<end]))
+                    }
+                    continue
+                }
+                // A line that is no field at all leaves a continuation to the field before it.
+                var colon = start
+                while colon < end && buf[colon] != Byte.colon { colon += 1 }
+                guard colon < end else { continue }
+                var nameStart = start, nameEnd = colon
+                while nameStart < nameEnd && Byte.isSpace(buf[nameStart]) { nameStart += 1 }
+                while nameEnd > nameStart && Byte.isSpace(buf[nameEnd - 1]) { nameEnd -= 1 }
+                guard nameStart < nameEnd, nameEnd - nameStart <= 76 else { continue }
+                flush()
+                guard let field = Field(name: UnsafeBufferPointer(rebasing: buf[nameStart..<nameEnd])),
+                      seen & (1 << field.rawValue) == 0 else { continue }
+                seen |= 1 << field.rawValue
+                pending = field
+                valueStart = colon + 1
+                valueEnd = end
+            }
+        }
+        flush()
+    }
+
+    private static func set(_ field: Field, _ value: ArraySlice<UInt8>, into e: inout Event) {
+        switch field {
+        case .subject: setText("email.subject", value.trimmingSpaces, into: &e)
+        case .xMailer: setText("email.x_mailer", value.trimmingSpaces, into: &e)
+        case .messageID:
+            if let id = messageID(value) { e.set("email.message_id", utf8: id) }
+        case .contentType:
+            let type = value[..<(value.firstIndex(of: Byte.semicolon) ?? value.endIndex)].trimmingSpaces
+            if !type.isEmpty { e.set("email.content_type", utf8: type) }
+        case .from: setAddresses("email.from.address", value, into: &e)
+        case .to: setAddresses("email.to.address", value, into: &e)
+        case .cc: setAddresses("email.cc.address", value, into: &e)
+        case .replyTo: setAddresses("email.reply_to.address", value, into: &e)
         }
     }
 
-    /// Unfolded values of the published fields, in order. A line not ended by LF is cut off
-    /// (the collector stopped inside it) and dropped.
-    private static func fields(_ raw: ArraySlice<UInt8>) -> [(Field, ArraySlice<UInt8>)] {
-        // Values are slices of `raw` (no copy, no array of lines); only a folded value is
-        // copied, to join its lines. Other fields are skipped, continuation lines included.
-        var result: [(Field, ArraySlice<UInt8>)] = []
-        var lineStart = raw.startIndex
-        var inPublishedField = false
-        while let lf = raw[lineStart...].firstIndex(of: Byte.lf) {  // the part after the last LF is dropped
-            var line = raw[lineStart..<lf]
-            lineStart = lf + 1
-            if line.last == Byte.cr { line = line.dropLast() }
-            if let first = line.first, Byte.isSpace(first) {
-                // Folded continuation: unfolding removes only the line break.
-                if inPublishedField { result[result.count - 1].1 = (Array(result[result.count - 1].1) + line)[...] }
-                continue
-            }
-            // A line that is no field at all leaves a continuation to the field before it.
-            guard let colon = line.firstIndex(of: Byte.colon) else { continue }
-            let name = line[..<colon].trimmingSpaces
-            guard !name.isEmpty, name.count <= 76 else { continue }
-            guard let field = Field(name: name) else { inPublishedField = false; continue }
-            result.append((field, line[(colon + 1)...]))
-            inPublishedField = true
-        }
-        return result
+    /// Unstructured text: as it is, unless it may hold RFC 2047 encoded-words.
+    private static func setText(_ name: String, _ text: ArraySlice<UInt8>, into e: inout Event) {
+        if RFC2047.mayBeEncoded(text) { e.set(name, RFC2047.decode(text)) } else { e.set(name, utf8: text) }
     }
 
-    static func messageID(_ value: ArraySlice<UInt8>) -> String? {
+    static func messageID(_ value: ArraySlice<UInt8>) -> ArraySlice<UInt8>? {
         var v = value.trimmingSpaces
         if let open = v.firstIndex(of: Byte.less) {
             v = v[(open + 1)...]
             v = v[..<(v.firstIndex(of: Byte.greater) ?? v.endIndex)]
         }
         v = v.trimmingSpaces
-        return v.isEmpty ? nil : v.text
+        return v.isEmpty ? nil : v
+    }
+
+    private static func setAddresses(_ name: String, _ value: ArraySlice<UInt8>, into e: inout Event) {
+        var json: [UInt8] = []
+        value.withUnsafeBufferPointer { addresses($0, into: &json) }
+        if !json.isEmpty {
+            json.append(UInt8(ascii: "]"))
+            e.set(name, encodedJSON: json)
+        }
     }
 
     /// The addresses of an address list (RFC 5322 3.4): display names, comments and group
-    /// names dropped, `<...>` taken when present.
-    static func addresses(_ value: ArraySlice<UInt8>) -> [String] {
-        var result: [String] = []
-        var bare: [UInt8] = []
-        var angle: [UInt8]?
-        var inQuote = false, inAngle = false, escaped = false
-        var commentDepth = 0
+    /// names dropped, `<...>` taken when present. Written to `json` as the strings of a JSON
+    /// array without its `]`; nothing when there are none.
+    static func addresses(_ value: UnsafeBufferPointer<UInt8>, into json: inout [UInt8]) {
+        // The bytes of the current address outside and inside `<...>` go to two scratch areas
+        // on the stack (each at most the value's length), not to growing arrays.
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 2 * value.count + 2) { scratch in
+            let bareBase = scratch.baseAddress!, angleBase = scratch.baseAddress! + value.count + 1
+            var bare = 0
+            var angle = -1   // < 0: no `<...>` in this address
+            var inQuote = false, inAngle = false, escaped = false
+            var commentDepth = 0
 
-        func flush() {
-            let address = (angle ?? bare)[...].trimmingSpaces
-            if !address.isEmpty { result.append(address.text) }
-            bare.removeAll(keepingCapacity: true)
-            angle = nil
-        }
+            func flush() {
+                var p = angle >= 0 ? angleBase : bareBase
+                var n = angle >= 0 ? angle : bare
+                while n > 0 && Byte.isSpace(p[0]) { p += 1; n -= 1 }
+                while n > 0 && Byte.isSpace(p[n - 1]) { n -= 1 }
+                if n > 0 {
+                    json.append(json.isEmpty ? UInt8(ascii: "[") : Byte.comma)
+                    SMTPJSON.string(UnsafeBufferPointer(start: p, count: n), into: &json)
+                }
+                bare = 0
+                angle = -1
+            }
+            @inline(__always) func keep(_ b: UInt8) {
+                if inAngle { angleBase[angle] = b; angle += 1 } else { bareBase[bare] = b; bare += 1 }
+            }
 
-        for b in value {
-            if escaped { escaped = false; if inAngle { angle?.append(b) } else { bare.append(b) }; continue }
-            if b == Byte.backslash && (inQuote || commentDepth > 0) { escaped = true; continue }
-            if commentDepth > 0 {
-                if b == Byte.openParen { commentDepth += 1 } else if b == Byte.closeParen { commentDepth -= 1 }
-                continue
+            for b in value {
+                if escaped { escaped = false; keep(b); continue }
+                if b == Byte.backslash && (inQuote || commentDepth > 0) { escaped = true; continue }
+                if commentDepth > 0 {
+                    if b == Byte.openParen { commentDepth += 1 } else if b == Byte.closeParen { commentDepth -= 1 }
+                    continue
+                }
+                if inQuote {
+                    if b == Byte.quote { inQuote = false }
+                    keep(b)
+                    continue
+                }
+                if inAngle {
+                    if b == Byte.greater { inAngle = false } else { keep(b) }
+                    continue
+                }
+                switch b {
+                case Byte.quote: inQuote = true; keep(b)
+                case Byte.openParen: commentDepth = 1
+                case Byte.less: inAngle = true; angle = 0
+                case Byte.comma, Byte.semicolon: flush()
+                case Byte.colon: bare = 0; angle = -1  // "group name:"
+                default: keep(b)
+                }
             }
-            if inQuote {
-                if b == Byte.quote { inQuote = false }
-                if inAngle { angle?.append(b) } else { bare.append(b) }
-                continue
-            }
-            if inAngle {
-                if b == Byte.greater { inAngle = false } else { angle?.append(b) }
-                continue
-            }
-            switch b {
-            case Byte.quote: inQuote = true; bare.append(b)
-            case Byte.openParen: commentDepth = 1
-            case Byte.less: inAngle = true; angle = []
-            case Byte.comma, Byte.semicolon: flush()
-            case Byte.colon: bare.removeAll(keepingCapacity: true); angle = nil  // "group name:"
-            default: bare.append(b)
-            }
+            flush()
         }
-        flush()
-        return result
     }
 }
 
 /// RFC 2047 encoded-words (`=?charset?B|Q?text?=`) in unstructured header text.
 enum RFC2047 {
+    /// Whether `decode` may find an encoded-word (it returns the text as it is otherwise).
+    static func mayBeEncoded(_ text: ArraySlice<UInt8>) -> Bool {
+        text.count >= 8 && text.firstIndex(of: Byte.question) != nil
+    }
+
     static func decode(_ text: ArraySlice<UInt8>) -> String {
-        guard text.count >= 8, text.firstIndex(of: Byte.question) != nil else { return text.text }
+        guard mayBeEncoded(text) else { return text.text }
         var out = ""
         var literalStart = text.startIndex
         var afterEncodedWord = false

@@ -1,4 +1,9 @@
 import WirebeatCore
+#if canImport(Glibc)
+import Glibc  // memchr
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// Per-connection SMTP state: a parser per direction, the commands waiting for their replies
 /// (FIFO, so pipelined commands pair with replies in order) and the mail transactions in flight.
@@ -156,7 +161,7 @@ public final class SMTPSession {
                 let n = min(remaining, s.readableBytes)
                 guard n > 0 else { return }
                 let bytes = s.readBytes(n)!
-                dataTransaction?.addData(bytes)
+                if let t = dataTransaction { bytes.withUnsafeBufferPointer { t.addData($0) } }
                 if n == remaining {
                     dataTransaction = nil
                     clientMode = .command
@@ -354,40 +359,55 @@ public final class SMTPSession {
             clientMode = .resync
             return true
         }
+        // One pass over the buffer's bytes (memchr per line), no slice per line.
         var lineStart = atLineStart
-        while true {
-            if lineStart {
-                guard let b0 = s.byte(at: 0) else { clientMode = .data(atLineStart: true); return false }
-                if b0 == Byte.dot {
-                    guard let b1 = s.byte(at: 1) else { clientMode = .data(atLineStart: true); return false }
-                    var terminator = 0
-                    if b1 == Byte.lf {
-                        terminator = 2
-                    } else if b1 == Byte.cr {
-                        guard let b2 = s.byte(at: 2) else { clientMode = .data(atLineStart: true); return false }
-                        if b2 == Byte.lf { terminator = 3 }
+        var terminatorFound = false
+        let used: Int = s.readable.withUnsafeBufferPointer { buf in
+            let n = buf.count
+            var i = 0
+            while true {
+                if lineStart {
+                    guard i < n else { return i }
+                    if buf[i] == Byte.dot {
+                        guard i + 1 < n else { return i }
+                        var terminator = 0
+                        if buf[i + 1] == Byte.lf {
+                            terminator = 2
+                        } else if buf[i + 1] == Byte.cr {
+                            guard i + 2 < n else { return i }
+                            if buf[i + 2] == Byte.lf { terminator = 3 }
+                        }
+                        if terminator > 0 {
+                            t.clientBytes += terminator
+                            terminatorFound = true
+                            return i + terminator
+                        }
+                        // Dot-stuffing: the leading dot is transparency, not message content.
+                        i += 1
+                        t.clientBytes += 1
                     }
-                    if terminator > 0 {
-                        s.skip(terminator)
-                        t.clientBytes += terminator
-                        endOfData(t, ctx)
-                        return true
-                    }
-                    // Dot-stuffing: the leading dot is transparency, not message content.
-                    s.skip(1)
-                    t.clientBytes += 1
+                    lineStart = false
                 }
-                lineStart = false
-            }
-            if let lf = s.offsetOfLineFeed() {
-                t.addData(s.readBytes(lf + 1)!)
-                lineStart = true
-            } else {
-                if !s.isEmpty { t.addData(s.readBytes(s.readableBytes)!) }
-                clientMode = .data(atLineStart: false)
-                return false
+                guard i < n else { return i }
+                let lineEnd: Int
+                if let lf = memchr(buf.baseAddress! + i, Int32(Byte.lf), n - i) {
+                    lineEnd = buf.baseAddress!.distance(to: lf.assumingMemoryBound(to: UInt8.self)) + 1
+                    lineStart = true
+                } else {
+                    lineEnd = n
+                }
+                if lineEnd > i { t.addData(UnsafeBufferPointer(rebasing: buf[i..<lineEnd])) }
+                i = lineEnd
+                if !lineStart { return i }
             }
         }
+        s.skip(used)
+        if terminatorFound {
+            endOfData(t, ctx)
+            return true
+        }
+        clientMode = .data(atLineStart: lineStart)
+        return false
     }
 
     private func endOfData(_ t: MailTransaction, _ ctx: PluginContext) {
@@ -452,14 +472,15 @@ public final class SMTPSession {
             greetingPossible = false
             return
         }
-        var r = reply ?? Reply(code: code, raw: config.sendResponse ? [] : nil, start: ctx.timestamp, end: ctx.timestamp)
+        // Taken out of `reply` so that appending to its buffers does not copy them.
+        var r = reply.take() ?? Reply(code: code, raw: config.sendResponse ? [] : nil, start: ctx.timestamp, end: ctx.timestamp)
         r.code = code
         r.end = ctx.timestamp
         r.bytes += raw.count
-        if r.phrases.count < Reply.maxPhrases { r.phrases.append(text.text) }
+        r.addPhrase(text)
         if r.raw != nil && r.raw!.count < Reply.maxRawBytes { r.raw!.append(contentsOf: raw) }
         if isLast {
-            reply = nil
+            r.finish()
             handleReply(r, ctx)
         } else {
             reply = r

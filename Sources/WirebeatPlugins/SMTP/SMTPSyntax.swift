@@ -16,10 +16,11 @@ enum Byte {
 
 extension ArraySlice where Element == UInt8 {
     var trimmingSpaces: ArraySlice<UInt8> {
-        var s = self
-        while let f = s.first, Byte.isSpace(f) { s = s.dropFirst() }
-        while let l = s.last, Byte.isSpace(l) { s = s.dropLast() }
-        return s
+        // By index: one slice made, not one per byte dropped.
+        var lo = startIndex, hi = endIndex
+        while lo < hi && Byte.isSpace(self[lo]) { lo += 1 }
+        while hi > lo && Byte.isSpace(self[hi - 1]) { hi -= 1 }
+        return self[lo..<hi]
     }
 
     /// Without a trailing LF or CRLF.

@@ -29,12 +29,33 @@ struct Reply {
     static let maxRawBytes = 65_536
 
     var code: Int
-    var phrases: [String] = []
+    /// `smtp.response.phrases` (each line's text) as JSON text, built as the lines arrive:
+    /// `[` and the strings so far; `finish()` closes it.
+    private(set) var phrasesJSON: [UInt8] = [UInt8(ascii: "[")]
+    private var phraseCount = 0
     var bytes = 0
     /// The raw text, kept only for `send_response`.
     var raw: [UInt8]?
     let start: Timestamp
     var end: Timestamp
+
+    init(code: Int, raw: [UInt8]?, start: Timestamp, end: Timestamp) {
+        self.code = code
+        self.raw = raw
+        self.start = start
+        self.end = end
+        phrasesJSON.reserveCapacity(128)  // most replies: one allocation
+    }
+
+    mutating func addPhrase(_ text: ArraySlice<UInt8>) {
+        guard phraseCount < Reply.maxPhrases else { return }
+        if phraseCount > 0 { phrasesJSON.append(Byte.comma) }
+        phraseCount += 1
+        text.withUnsafeBufferPointer { SMTPJSON.string($0, into: &phrasesJSON) }
+    }
+
+    /// The last line is in.
+    mutating func finish() { phrasesJSON.append(UInt8(ascii: "]")) }
 
     var isSuccess: Bool { code >= 200 && code < 300 }
     var isError: Bool { code >= 400 }
@@ -127,9 +148,9 @@ final class MailTransaction {
         implicit ? (rcptAccepted || dataStarted) : mailAccepted != false
     }
 
-    func addData<C: Collection>(_ bytes: C) where C.Element == UInt8 {
+    func addData(_ bytes: UnsafeBufferPointer<UInt8>) {
         dataBytes += bytes.count
         clientBytes += bytes.count
-        headers.feed(bytes)
+        if !headers.complete { headers.feed(contiguous: bytes) }
     }
 }
