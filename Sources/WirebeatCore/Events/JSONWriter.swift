@@ -93,25 +93,35 @@ public enum JSONWriter {
 
     /// Writes bytes that should be UTF-8 as a JSON string; invalid sequences become U+FFFD
     /// (what `String(decoding:as:)` makes of them), so the output is always valid UTF-8.
+    /// ASCII (the usual case) is escaped in one pass; anything else is repaired first.
     public static func writeUTF8String(_ bytes: UnsafeBufferPointer<UInt8>, into out: inout [UInt8]) {
-        var ascii = true
-        for b in bytes where b >= 0x80 { ascii = false; break }
-        if ascii {
-            writeString(bytes, into: &out)
-        } else {
-            writeString(String(decoding: bytes, as: UTF8.self), into: &out)
-        }
+        let start = out.count
+        if writeEscaped(bytes, into: &out, asciiOnly: true) { return }
+        out.removeSubrange(start...)
+        writeString(String(decoding: bytes, as: UTF8.self), into: &out)
     }
 
-    /// Writes UTF-8 `bytes` as a JSON string. Runs of bytes that need no escape (nearly all
-    /// of them) are appended in one copy, not byte by byte.
-    static func writeString(_ bytes: UnsafeBufferPointer<UInt8>, into out: inout [UInt8]) {
+    /// Writes valid UTF-8 `bytes` as a JSON string.
+    public static func writeString(_ bytes: UnsafeBufferPointer<UInt8>, into out: inout [UInt8]) {
+        _ = writeEscaped(bytes, into: &out, asciiOnly: false)
+    }
+
+    /// Quotes and escapes: `"`, `\`, \n, \r and \t by a backslash, other bytes below 0x20
+    /// as \u00XX (lower-case hex), the rest as they are. Runs of bytes that need no escape
+    /// (nearly all of them) are appended in one copy. With `asciiOnly`, stops at the first
+    /// byte above 0x7F and returns false (the caller removes what was written).
+    private static func writeEscaped(_ bytes: UnsafeBufferPointer<UInt8>, into out: inout [UInt8],
+                                     asciiOnly: Bool) -> Bool {
         out.append(UInt8(ascii: "\""))
         var run = 0, i = 0
         let n = bytes.count
         while i < n {
             let u = bytes[i]
-            if u >= 0x20 && u != UInt8(ascii: "\"") && u != UInt8(ascii: "\\") { i += 1; continue }
+            if u >= 0x20 && u != UInt8(ascii: "\"") && u != UInt8(ascii: "\\") && (u < 0x80 || !asciiOnly) {
+                i += 1
+                continue
+            }
+            if u >= 0x80 { return false }
             if run < i { out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[run..<i])) }
             switch u {
             case UInt8(ascii: "\""): out.append(UInt8(ascii: "\\")); out.append(UInt8(ascii: "\""))
@@ -129,6 +139,7 @@ public enum JSONWriter {
         }
         if run < n { out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[run..<n])) }
         out.append(UInt8(ascii: "\""))
+        return true
     }
 }
 

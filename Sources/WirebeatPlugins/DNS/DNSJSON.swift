@@ -2,10 +2,11 @@ import WirebeatCore
 
 /// The DNS values of an event written straight into JSON text, for `Event.set(_:encodedJSON:)`:
 /// no String, no `JSONValue` tree per value. The output must be byte for byte what the core's
-/// JSONWriter prints for the same values (the goldens and the bench outputs check it), so the
-/// escaping below is JSONWriter's.
+/// JSONWriter prints for the same values (the goldens and the bench outputs check it), so
+/// strings and numbers go through JSONWriter itself.
 enum DNSJSON {
     static let quote = UInt8(ascii: "\"")
+    private static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
 
     /// Appends literal JSON text (keys, punctuation).
     @inline(__always)
@@ -13,27 +14,9 @@ enum DNSJSON {
         out.append(contentsOf: UnsafeBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
     }
 
-    /// A JSON string of valid UTF-8 text, escaped as JSONWriter does: `"`, `\`, \n, \r and \t
-    /// by a backslash, other bytes below 0x20 as \u00XX (lower-case hex), the rest as they are.
-    static func string(_ s: String, into out: inout [UInt8]) {
-        out.append(quote)
-        for b in s.utf8 {
-            switch b {
-            case quote, UInt8(ascii: "\\"): out.append(UInt8(ascii: "\\")); out.append(b)
-            case 0x0A: out.append(UInt8(ascii: "\\")); out.append(UInt8(ascii: "n"))
-            case 0x0D: out.append(UInt8(ascii: "\\")); out.append(UInt8(ascii: "r"))
-            case 0x09: out.append(UInt8(ascii: "\\")); out.append(UInt8(ascii: "t"))
-            case 0..<0x20:
-                raw("\\u00", into: &out)
-                out.append(hexDigits[Int(b >> 4)])
-                out.append(hexDigits[Int(b & 0xF)])
-            default: out.append(b)
-            }
-        }
-        out.append(quote)
-    }
-
-    private static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
+    /// A JSON string of valid UTF-8 text, as the core's JSONWriter writes it.
+    @inline(__always)
+    static func string(_ s: String, into out: inout [UInt8]) { JSONWriter.writeString(s, into: &out) }
 
     /// A JSON string for text known to need no escaping (type, class and code names).
     static func quoted(_ s: String) -> [UInt8] {
@@ -43,17 +26,8 @@ enum DNSJSON {
     }
 
     /// A non-negative integer in decimal.
-    static func int(_ value: UInt32, into out: inout [UInt8]) {
-        var divisor: UInt32 = 1
-        while divisor <= value / 10 { divisor *= 10 }
-        var rest = value
-        while true {
-            out.append(UInt8(ascii: "0") + UInt8(rest / divisor))
-            rest %= divisor
-            if divisor == 1 { return }
-            divisor /= 10
-        }
-    }
+    @inline(__always)
+    static func int(_ value: UInt32, into out: inout [UInt8]) { JSONWriter.writeInt(Int64(value), into: &out) }
 
     /// An address as `IPAddress.description` prints it (dotted quad, or RFC 5952 IPv6:
     /// lower-case hex, the first longest run of two or more zero groups as `::`), without

@@ -60,8 +60,8 @@ extension SMTPSession {
 }
 
 /// JSON text the plugin writes itself, for `Event.set(_:encodedJSON:)`: constant values
-/// encoded once, and reply phrases encoded as their lines arrive (no String per line). The
-/// output must be byte for byte what the core's JSONWriter prints for the same values.
+/// encoded once, and reply phrases encoded as their lines arrive (no String per line), with
+/// the core's JSONWriter so the bytes are what it prints for the same values.
 enum SMTPJSON {
     static let prompt = quoted("PROMPT")
     static let command = quoted("COMMAND")
@@ -70,57 +70,13 @@ enum SMTPJSON {
 
     static func quoted(_ s: String) -> [UInt8] {
         var out: [UInt8] = []
-        var s = s
-        s.withUTF8 { string($0, into: &out) }
+        JSONWriter.writeString(s, into: &out)
         return out
     }
 
-
-    /// Bytes that should be UTF-8 as a JSON string; invalid sequences become U+FFFD, as
-    /// `String(decoding:as:)` (and so the core's writer) makes them.
+    /// Bytes that should be UTF-8 as a JSON string, as the core writes them (invalid UTF-8
+    /// repaired to U+FFFD).
     static func string(_ bytes: UnsafeBufferPointer<UInt8>, into out: inout [UInt8]) {
-        let start = out.count
-        if escapedASCII(bytes, into: &out) { return }
-        // Not ASCII: through a String, which repairs invalid UTF-8 as the core does.
-        out.removeSubrange(start...)
-        var s = String(decoding: bytes, as: UTF8.self)
-        s.withUTF8 { _ = escapedASCII($0, into: &out, allowingNonASCII: true) }
+        JSONWriter.writeUTF8String(bytes, into: &out)
     }
-
-    /// Writes `bytes` as a JSON string, escaped as JSONWriter does: `"`, `\\`, \\n, \\r and
-    /// \\t by a backslash, other bytes below 0x20 as \\u00XX (lower-case hex); runs copied at
-    /// once. Stops and returns false at a byte above 0x7F unless `allowingNonASCII`.
-    private static func escapedASCII(_ bytes: UnsafeBufferPointer<UInt8>, into out: inout [UInt8],
-                                     allowingNonASCII: Bool = false) -> Bool {
-        let n = bytes.count
-        out.reserveCapacity(out.count + n + 2)
-        out.append(Byte.quote)
-        var run = 0, i = 0
-        while i < n {
-            let u = bytes[i]
-            if u >= 0x20 && u != Byte.quote && u != Byte.backslash && (u < 0x80 || allowingNonASCII) {
-                i += 1
-                continue
-            }
-            if u >= 0x80 { return false }
-            if run < i { out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[run..<i])) }
-            out.append(Byte.backslash)
-            switch u {
-            case Byte.quote, Byte.backslash: out.append(u)
-            case Byte.lf: out.append(UInt8(ascii: "n"))
-            case Byte.cr: out.append(UInt8(ascii: "r"))
-            case Byte.tab: out.append(UInt8(ascii: "t"))
-            default:
-                out.append(UInt8(ascii: "u")); out.append(UInt8(ascii: "0")); out.append(UInt8(ascii: "0"))
-                out.append(hexDigits[Int(u >> 4)]); out.append(hexDigits[Int(u & 0xF)])
-            }
-            i += 1
-            run = i
-        }
-        if run < n { out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[run..<n])) }
-        out.append(Byte.quote)
-        return true
-    }
-
-    private static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
 }
