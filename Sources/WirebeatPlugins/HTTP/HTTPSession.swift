@@ -31,25 +31,26 @@ public final class HTTPSession {
     enum DiscardTarget { case start, headers }
 
     final class Side {
-        var phase = Phase.start
-        var message: HTTPMessage?
-        var transaction: HTTPTransaction?
+        @exclusivity(unchecked) var phase = Phase.start
+        @exclusivity(unchecked) var message: HTTPMessage?
+        @exclusivity(unchecked) var transaction: HTTPTransaction?
         /// Packet time of the first byte of the line being read.
-        var lineStart: Timestamp?
+        @exclusivity(unchecked) var lineStart: Timestamp?
         /// The next line follows lost bytes and may be the tail of a line.
-        var suspectLine = false
+        @exclusivity(unchecked) var suspectLine = false
         /// Looking for a message start after lost bytes: messages may be skipped meanwhile.
-        var resyncing = false
+        @exclusivity(unchecked) var resyncing = false
     }
 
     let config: HTTPConfig
     let client = Side()
     let server = Side()
-    var transactions: [HTTPTransaction] = []
+    // `@exclusivity(unchecked)` here and below: see `HTTPMessage`.
+    @exclusivity(unchecked) var transactions: [HTTPTransaction] = []
     /// Counts losses that may have cost whole messages (and so the pairing).
-    var lossEpoch = 0
+    @exclusivity(unchecked) var lossEpoch = 0
     /// Requests and responses pair correctly (no loss, or a clean pairing since the last one).
-    var settled = true
+    @exclusivity(unchecked) var settled = true
 
     static let standardMethods: Set<String> = ["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"]
 
