@@ -22,16 +22,16 @@ enum HTTPSyntax {
 
     static let httpSlash = Array("HTTP/".utf8)
 
-    /// tchar of RFC 9110 5.6.2.
+    /// tchar of RFC 9110 5.6.2: `!#$%&'*+-.^_`|~`, digits and letters, one bit per ASCII byte
+    /// (bytes 0-63, then 64-127). A shift and a test instead of a range switch: it runs for
+    /// every byte of every header name.
+    private static let tokenCharsLow: UInt64 = 0x03ff_6cfa_0000_0000
+    private static let tokenCharsHigh: UInt64 = 0x57ff_ffff_c7ff_fffe
+
     static func isTokenChar(_ b: UInt8) -> Bool {
-        switch b {
-        case 0x30...0x39, 0x41...0x5a, 0x61...0x7a: return true
-        case UInt8(ascii: "!"), UInt8(ascii: "#"), UInt8(ascii: "$"), UInt8(ascii: "%"), UInt8(ascii: "&"),
-             UInt8(ascii: "'"), UInt8(ascii: "*"), UInt8(ascii: "+"), UInt8(ascii: "-"), UInt8(ascii: "."),
-             UInt8(ascii: "^"), UInt8(ascii: "_"), UInt8(ascii: "`"), UInt8(ascii: "|"), UInt8(ascii: "~"):
-            return true
-        default: return false
-        }
+        if b < 64 { return (tokenCharsLow >> UInt64(b)) & 1 != 0 }
+        if b < 128 { return (tokenCharsHigh >> UInt64(b &- 64)) & 1 != 0 }
+        return false
     }
 
     /// `d.d` after `HTTP/`, major version 1 (or 0.9/1.x variants seen in the wild: only 1.x accepted).
@@ -100,14 +100,26 @@ enum HTTPSyntax {
 
     /// `name: value` (value trimmed), nil when the line is no header field.
     static func headerField(_ line: ArraySlice<UInt8>) -> (name: ArraySlice<UInt8>, value: ArraySlice<UInt8>)? {
-        // One pass: the name's bytes are checked on the way to the colon.
-        var colon = line.startIndex
-        while colon < line.endIndex && line[colon] != Byte.colon {
-            guard isTokenChar(line[colon]) else { return nil }
-            colon += 1
-        }
-        guard colon < line.endIndex, colon > line.startIndex else { return nil }
+        let nameLength = line.withUnsafeBufferPointer(fieldNameLength)
+        guard nameLength > 0 else { return nil }
+        let colon = line.startIndex + nameLength
         return (line[line.startIndex..<colon], trimmed(line[(colon + 1)...]))
+    }
+
+    /// The length of the token before the first colon; 0 if there is none or another byte
+    /// comes first. A loop of its own over raw bytes (no index checks), returning one Int: it
+    /// runs for every byte of every header name. (Not inlined: inlined, the loop carried the
+    /// caller's result registers and was twice as long.)
+    @inline(never)
+    private static func fieldNameLength(_ bytes: UnsafeBufferPointer<UInt8>) -> Int {
+        var i = 0
+        while i < bytes.count {
+            let b = bytes[i]
+            if b == Byte.colon { return i }
+            if !isTokenChar(b) { return 0 }
+            i &+= 1
+        }
+        return 0
     }
 
     /// Without leading and trailing spaces and tabs (`trimmingSpaces`, by index: it runs for
@@ -193,13 +205,12 @@ enum HTTPSyntax {
 
     /// ASCII bytes equal to `lower` (lower-case ASCII) in any case.
     static func equalsIgnoringCase(_ bytes: ArraySlice<UInt8>, _ lower: StaticString) -> Bool {
-        lower.withUTF8Buffer { lower in
-            guard bytes.count == lower.count else { return false }
-            var i = bytes.startIndex
-            for l in lower {
-                if Byte.lower(bytes[i]) != l { return false }
-                i += 1
-            }
+        // Raw pointers on both sides: no closure over the StaticString, no index checks.
+        let n = lower.utf8CodeUnitCount
+        guard bytes.count == n else { return false }
+        let l = lower.utf8Start
+        return bytes.withUnsafeBufferPointer { b in
+            for i in 0..<n where Byte.lower(b[i]) != l[i] { return false }
             return true
         }
     }
@@ -332,11 +343,12 @@ struct HTTPURL {
         }
     }
 
-    /// `url.full`: `http://`, the authority, the path and `?query`.
-    var full: [UInt8]? {
-        guard let fullAuthority, let path else { return nil }
-        var out: [UInt8] = []
-        out.reserveCapacity(HTTPURL.httpPrefix.count + fullAuthority.count + path.count + 1 + (query?.count ?? 0))
+    /// `url.full` (`http://`, the authority, the path and `?query`) written over `out`; false
+    /// (and `out` left as it was) when there is none. The caller's buffer is reused from one
+    /// event to the next: no array allocated per event.
+    func full(into out: inout [UInt8]) -> Bool {
+        guard let fullAuthority, let path else { return false }
+        out.removeAll(keepingCapacity: true)
         out.append(contentsOf: HTTPURL.httpPrefix)
         out.append(contentsOf: fullAuthority)
         out.append(contentsOf: path)
@@ -344,7 +356,7 @@ struct HTTPURL {
             out.append(Byte.question)
             out.append(contentsOf: query)
         }
-        return out
+        return true
     }
 
     private static func isLetter(_ b: UInt8) -> Bool { (b >= 0x41 && b <= 0x5a) || (b >= 0x61 && b <= 0x7a) }
