@@ -90,6 +90,12 @@ final class HTTPMessage {
         return start..<kept.count
     }
 
+    func keep(_ bytes: UnsafeBufferPointer<UInt8>) -> Range<Int> {
+        let start = kept.count
+        kept.append(contentsOf: bytes)
+        return start..<kept.count
+    }
+
     /// The request's method is `lowerName` in any case (the framing rules compare it so).
     func methodIs(_ lowerName: StaticString) -> Bool {
         HTTPSyntax.equalsIgnoringCase(kept[method], lowerName)

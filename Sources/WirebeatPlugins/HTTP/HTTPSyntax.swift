@@ -98,20 +98,13 @@ enum HTTPSyntax {
         return nil
     }
 
-    /// `name: value` (value trimmed), nil when the line is no header field.
-    static func headerField(_ line: ArraySlice<UInt8>) -> (name: ArraySlice<UInt8>, value: ArraySlice<UInt8>)? {
-        let nameLength = line.withUnsafeBufferPointer(fieldNameLength)
-        guard nameLength > 0 else { return nil }
-        let colon = line.startIndex + nameLength
-        return (line[line.startIndex..<colon], trimmed(line[(colon + 1)...]))
-    }
-
-    /// The length of the token before the first colon; 0 if there is none or another byte
-    /// comes first. A loop of its own over raw bytes (no index checks), returning one Int: it
-    /// runs for every byte of every header name. (Not inlined: inlined, the loop carried the
-    /// caller's result registers and was twice as long.)
+    /// The length of a header field's name: of the token before the line's first colon; 0 if
+    /// there is none or another byte comes first (no header field). A loop of its own over raw
+    /// bytes (no index checks), returning one Int: it runs for every byte of every header
+    /// name. (Not inlined: inlined, the loop carried the caller's registers and was twice as
+    /// long.)
     @inline(never)
-    private static func fieldNameLength(_ bytes: UnsafeBufferPointer<UInt8>) -> Int {
+    static func fieldNameLength(_ bytes: UnsafeBufferPointer<UInt8>) -> Int {
         var i = 0
         while i < bytes.count {
             let b = bytes[i]
@@ -131,6 +124,22 @@ enum HTTPSyntax {
         return s[start..<end]
     }
 
+    /// `trimmed` in place in a buffer (a header value being parsed).
+    static func trimmed(_ s: UnsafeBufferPointer<UInt8>) -> UnsafeBufferPointer<UInt8> {
+        var start = 0, end = s.count
+        while start < end && Byte.isSpace(s[start]) { start += 1 }
+        while end > start && Byte.isSpace(s[end - 1]) { end -= 1 }
+        return UnsafeBufferPointer(rebasing: s[start..<end])
+    }
+
+    /// `withoutLineEnd` in place in a buffer (a header line being parsed).
+    static func withoutLineEnd(_ s: UnsafeBufferPointer<UInt8>) -> UnsafeBufferPointer<UInt8> {
+        var end = s.count
+        if end > 0 && s[end - 1] == Byte.lf { end -= 1 }
+        if end > 0 && s[end - 1] == Byte.cr { end -= 1 }
+        return UnsafeBufferPointer(rebasing: s[..<end])
+    }
+
     /// Without a trailing LF or CRLF (`withoutLineEnd`, by index).
     static func withoutLineEnd(_ s: ArraySlice<UInt8>) -> ArraySlice<UInt8> {
         var end = s.endIndex
@@ -140,13 +149,14 @@ enum HTTPSyntax {
     }
 
     /// A Content-Length value: digits only (a list of equal values is accepted); nil if invalid.
-    static func contentLength(_ value: ArraySlice<UInt8>) -> Int? {
+    static func contentLength(_ value: UnsafeBufferPointer<UInt8>) -> Int? {
         var result: Int?
-        var from = value.startIndex
-        while from < value.endIndex {
-            let end = value[from...].firstIndex(of: Byte.comma) ?? value.endIndex
+        var from = 0
+        while from < value.count {
+            var end = from
+            while end < value.count && value[end] != Byte.comma { end += 1 }
             if end > from {  // empty parts are left out, as `split` leaves them
-                let digits = trimmed(value[from..<end])
+                let digits = trimmed(UnsafeBufferPointer(rebasing: value[from..<end]))
                 guard !digits.isEmpty, digits.count <= 18, digits.allSatisfy(Byte.isDigit) else { return nil }
                 let n = digits.reduce(0) { $0 * 10 + Int($1 - 0x30) }
                 if let r = result, r != n { return nil }
@@ -184,12 +194,12 @@ enum HTTPSyntax {
 
         /// Recognised from the name's bytes, in any case: the length picks the candidate,
         /// one comparison confirms it (no lower-cased String per header).
-        init?(name: ArraySlice<UInt8>) {
+        init?(name: UnsafeBufferPointer<UInt8>) {
             let candidate: KnownHeader, lowerName: StaticString
             switch name.count {
             case 4: (candidate, lowerName) = (.host, "host")
             case 10:
-                (candidate, lowerName) = Byte.lower(name[name.startIndex]) == UInt8(ascii: "c")
+                (candidate, lowerName) = Byte.lower(name[0]) == UInt8(ascii: "c")
                     ? (.connection, "connection") : (.userAgent, "user-agent")
             case 12: (candidate, lowerName) = (.contentType, "content-type")
             case 13: (candidate, lowerName) = (.authorization, "authorization")
@@ -204,30 +214,33 @@ enum HTTPSyntax {
     }
 
     /// ASCII bytes equal to `lower` (lower-case ASCII) in any case.
-    static func equalsIgnoringCase(_ bytes: ArraySlice<UInt8>, _ lower: StaticString) -> Bool {
+    static func equalsIgnoringCase(_ bytes: UnsafeBufferPointer<UInt8>, _ lower: StaticString) -> Bool {
         // Raw pointers on both sides: no closure over the StaticString, no index checks.
         let n = lower.utf8CodeUnitCount
         guard bytes.count == n else { return false }
         let l = lower.utf8Start
-        return bytes.withUnsafeBufferPointer { b in
-            for i in 0..<n where Byte.lower(b[i]) != l[i] { return false }
-            return true
-        }
+        for i in 0..<n where Byte.lower(bytes[i]) != l[i] { return false }
+        return true
+    }
+
+    static func equalsIgnoringCase(_ bytes: ArraySlice<UInt8>, _ lower: StaticString) -> Bool {
+        bytes.withUnsafeBufferPointer { equalsIgnoringCase($0, lower) }
     }
 
     /// Calls `body` with each comma-separated token of a header value (`Connection`,
     /// `Transfer-Encoding`), trimmed of spaces and tabs, empty ones left out; compare them
-    /// with `equalsIgnoringCase`.
-    static func forEachToken(_ value: ArraySlice<UInt8>, _ body: (ArraySlice<UInt8>) -> Void) {
+    /// with `equalsIgnoringCase`. A token is valid only during its call.
+    static func forEachToken(_ value: UnsafeBufferPointer<UInt8>, _ body: (UnsafeBufferPointer<UInt8>) -> Void) {
         guard !value.contains(where: { $0 >= 0x80 }) else {
             // Not ASCII: Unicode lower-casing and white space, as `tokens` has them.
-            for token in tokens(value.text) { body(ArraySlice(token.utf8)) }
+            for token in tokens(value.text) { Array(token.utf8).withUnsafeBufferPointer(body) }
             return
         }
-        var from = value.startIndex
-        while from <= value.endIndex {
-            let end = value[from...].firstIndex(of: Byte.comma) ?? value.endIndex
-            let token = trimmed(value[from..<end])
+        var from = 0
+        while from <= value.count {
+            var end = from
+            while end < value.count && value[end] != Byte.comma { end += 1 }
+            let token = trimmed(UnsafeBufferPointer(rebasing: value[from..<end]))
             if !token.isEmpty { body(token) }
             from = end + 1
         }
@@ -264,7 +277,7 @@ enum HTTPSyntax {
     }
 
     /// `Authorization` value with its credentials replaced: `Basic [redacted]`.
-    static func redactedCredentials(_ value: ArraySlice<UInt8>) -> [UInt8] {
+    static func redactedCredentials(_ value: UnsafeBufferPointer<UInt8>) -> [UInt8] {
         let scheme = value.prefix { !Byte.isSpace($0) }
         return scheme.count < value.count ? Array(scheme) + Array(" [redacted]".utf8) : Array("[redacted]".utf8)
     }
@@ -272,6 +285,11 @@ enum HTTPSyntax {
     static func isCredentialHeader(_ lowerName: String) -> Bool {
         lowerName == "authorization" || lowerName == "proxy-authorization"
     }
+}
+
+extension UnsafeBufferPointer where Element == UInt8 {
+    /// UTF-8 text (invalid sequences become U+FFFD), as `ArraySlice.text`.
+    var text: String { String(decoding: self, as: UTF8.self) }
 }
 
 /// The URL fields of a request: from the target and the Host header, as bytes (slices of
