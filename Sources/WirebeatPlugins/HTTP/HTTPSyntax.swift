@@ -29,9 +29,8 @@ enum HTTPSyntax {
     private static let tokenCharsHigh: UInt64 = 0x57ff_ffff_c7ff_fffe
 
     static func isTokenChar(_ b: UInt8) -> Bool {
-        if b < 64 { return (tokenCharsLow >> UInt64(b)) & 1 != 0 }
-        if b < 128 { return (tokenCharsHigh >> UInt64(b &- 64)) & 1 != 0 }
-        return false
+        let mask = b & 64 == 0 ? tokenCharsLow : tokenCharsHigh
+        return b < 128 && (mask >> UInt64(b & 63)) & 1 != 0
     }
 
     /// `d.d` after `HTTP/`, major version 1 (or 0.9/1.x variants seen in the wild: only 1.x accepted).
@@ -106,13 +105,8 @@ enum HTTPSyntax {
     @inline(never)
     static func fieldNameLength(_ bytes: UnsafeBufferPointer<UInt8>) -> Int {
         var i = 0
-        while i < bytes.count {
-            let b = bytes[i]
-            if b == Byte.colon { return i }
-            if !isTokenChar(b) { return 0 }
-            i &+= 1
-        }
-        return 0
+        while i < bytes.count && isTokenChar(bytes[i]) { i &+= 1 }
+        return i < bytes.count && bytes[i] == Byte.colon ? i : 0  // (a colon is no tchar)
     }
 
     /// Without leading and trailing spaces and tabs (`trimmingSpaces`, by index: it runs for
@@ -208,8 +202,30 @@ enum HTTPSyntax {
             case 19: (candidate, lowerName) = (.proxyAuthorization, "proxy-authorization")
             default: return nil
             }
-            guard HTTPSyntax.equalsIgnoringCase(name, lowerName) else { return nil }
+            guard KnownHeader.tokenEqualsIgnoringCase(name, lowerName) else { return nil }
             self = candidate
+        }
+
+        /// `equalsIgnoringCase` for a token (a header name) and a lower-case name of letters
+        /// and dashes, 8 bytes at a time. Setting bit 5 (0x20) lower-cases A-Z; on a tchar it
+        /// makes no other letter, and a dash only of a dash: exact for tokens.
+        private static func tokenEqualsIgnoringCase(_ name: UnsafeBufferPointer<UInt8>, _ lower: StaticString) -> Bool {
+            let n = name.count
+            guard n == lower.utf8CodeUnitCount else { return false }
+            let a = UnsafeRawPointer(name.baseAddress!), b = UnsafeRawPointer(lower.utf8Start)
+            guard n >= 8 else {
+                for i in 0..<n where a.load(fromByteOffset: i, as: UInt8.self) | 0x20 != b.load(fromByteOffset: i, as: UInt8.self) {
+                    return false
+                }
+                return true
+            }
+            func word(_ p: UnsafeRawPointer, _ at: Int) -> UInt64 { p.loadUnaligned(fromByteOffset: at, as: UInt64.self) }
+            var i = 0
+            while i < n - 8 {
+                if word(a, i) | 0x2020_2020_2020_2020 != word(b, i) { return false }
+                i += 8
+            }
+            return word(a, n - 8) | 0x2020_2020_2020_2020 == word(b, n - 8)  // the last 8, overlapping
         }
     }
 
