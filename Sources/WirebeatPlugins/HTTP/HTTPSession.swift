@@ -56,7 +56,13 @@ public final class HTTPSession {
 
     static let standardMethods: Set<String> = ["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"]
 
-    init(config: HTTPConfig) { self.config = config }
+    /// Some header is published or read by name as configured (see the end of `header`).
+    let picksHeaders: Bool
+
+    init(config: HTTPConfig) {
+        self.config = config
+        picksHeaders = config.realIPHeader != nil || config.sendAllHeaders || !config.sendHeaders.isEmpty
+    }
 
     // MARK: - Parsing
 
@@ -351,7 +357,7 @@ public final class HTTPSession {
         }
         // Headers picked by the configuration are compared by name as Strings, as configured:
         // only when such settings exist.
-        guard config.realIPHeader != nil || config.sendAllHeaders || !config.sendHeaders.isEmpty else { return }
+        guard picksHeaders else { return }
         let name = nameBytes.text.lowercased()
         if let real = config.realIPHeader, name == real, m.forwardedFor == nil {
             let first = value.text.split(separator: ",").first.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""

@@ -20,7 +20,15 @@ enum HTTPSyntax {
     /// `http.version` values as JSON text (`"1.0"` to `"1.9"`), by minor version.
     static let versionJSON: [[UInt8]] = (0...9).map { Array("\"1.\($0)\"".utf8) }
 
-    static let httpSlash = Array("HTTP/".utf8)
+    /// `HTTP/` in any case at the start of `s`. Clearing bit 5 upper-cases a-z and makes
+    /// 'H', 'T' or 'P' of nothing else: no array, no per-byte case mapping of both sides.
+    static func startsWithHTTPSlash(_ s: ArraySlice<UInt8>) -> Bool {
+        guard s.count >= 5 else { return false }
+        let i = s.startIndex
+        return s[i] & 0xdf == UInt8(ascii: "H") && s[i + 1] & 0xdf == UInt8(ascii: "T")
+            && s[i + 2] & 0xdf == UInt8(ascii: "T") && s[i + 3] & 0xdf == UInt8(ascii: "P")
+            && s[i + 4] == UInt8(ascii: "/")
+    }
 
     /// tchar of RFC 9110 5.6.2: `!#$%&'*+-.^_`|~`, digits and letters, one bit per ASCII byte
     /// (bytes 0-63, then 64-127). A shift and a test instead of a range switch: it runs for
@@ -36,7 +44,7 @@ enum HTTPSyntax {
     /// `d.d` after `HTTP/`, major version 1 (or 0.9/1.x variants seen in the wild: only 1.x accepted).
     /// The minor version.
     private static func version(_ s: ArraySlice<UInt8>) -> Int? {
-        guard s.count == 8, s.hasPrefix(ignoringCase: httpSlash) else { return nil }
+        guard s.count == 8, startsWithHTTPSlash(s) else { return nil }
         let major = s[s.startIndex + 5], dot = s[s.startIndex + 6], minor = s[s.startIndex + 7]
         guard major == UInt8(ascii: "1"), dot == Byte.dot, Byte.isDigit(minor) else { return nil }
         return Int(minor - UInt8(ascii: "0"))
@@ -74,7 +82,7 @@ enum HTTPSyntax {
     static func embeddedStatusLine(_ line: ArraySlice<UInt8>) -> (Int, StatusLine)? {
         var i = line.startIndex + 1
         while i + 12 <= line.endIndex {
-            if line[i] == UInt8(ascii: "H"), line[i...].hasPrefix(ignoringCase: httpSlash), let s = statusLine(line[i...]) {
+            if line[i] == UInt8(ascii: "H"), startsWithHTTPSlash(line[i...]), let s = statusLine(line[i...]) {
                 return (i - line.startIndex, s)
             }
             i += 1
