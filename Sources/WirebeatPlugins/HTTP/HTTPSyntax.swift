@@ -44,23 +44,36 @@ enum HTTPSyntax {
     /// `d.d` after `HTTP/`, major version 1 (or 0.9/1.x variants seen in the wild: only 1.x accepted).
     /// The minor version.
     private static func version(_ s: ArraySlice<UInt8>) -> Int? {
-        guard s.count == 8, startsWithHTTPSlash(s) else { return nil }
-        let major = s[s.startIndex + 5], dot = s[s.startIndex + 6], minor = s[s.startIndex + 7]
-        guard major == UInt8(ascii: "1"), dot == Byte.dot, Byte.isDigit(minor) else { return nil }
-        return Int(minor - UInt8(ascii: "0"))
+        s.withUnsafeBufferPointer(version)
+    }
+
+    private static func version(_ s: UnsafeBufferPointer<UInt8>) -> Int? {
+        // Clearing bit 5 upper-cases a-z and makes 'H', 'T' or 'P' of nothing else.
+        guard s.count == 8, s[0] & 0xdf == UInt8(ascii: "H"), s[1] & 0xdf == UInt8(ascii: "T"),
+              s[2] & 0xdf == UInt8(ascii: "T"), s[3] & 0xdf == UInt8(ascii: "P"), s[4] == UInt8(ascii: "/"),
+              s[5] == UInt8(ascii: "1"), s[6] == Byte.dot, Byte.isDigit(s[7]) else { return nil }
+        return Int(s[7] - UInt8(ascii: "0"))
     }
 
     /// `METHOD SP request-target SP HTTP/1.x`: method a token of at most 32 characters, the
     /// target without controls or spaces.
     static func requestLine(_ line: ArraySlice<UInt8>) -> RequestLine? {
-        guard let sp1 = line.firstIndex(of: Byte.space), sp1 > line.startIndex, sp1 - line.startIndex <= 32 else { return nil }
-        let method = line[line.startIndex..<sp1]
-        guard method.allSatisfy(isTokenChar) else { return nil }
+        // Checked on the raw bytes (no index checks, no slice per step); the two slices are
+        // made once at the end.
+        guard let (sp1, sp2, minor) = line.withUnsafeBufferPointer(requestLineParts) else { return nil }
+        let start = line.startIndex
+        return RequestLine(method: line[start..<(start + sp1)], target: line[(start + sp1 + 1)..<(start + sp2)],
+                           minorVersion: minor)
+    }
+
+    /// `requestLine`'s checks: the offsets of its two spaces, and the minor version.
+    private static func requestLineParts(_ line: UnsafeBufferPointer<UInt8>) -> (Int, Int, Int)? {
+        guard let sp1 = line.firstIndex(of: Byte.space), sp1 > 0, sp1 <= 32 else { return nil }
+        for i in 0..<sp1 where !isTokenChar(line[i]) { return nil }
         guard let sp2 = line.lastIndex(of: Byte.space), sp2 > sp1 + 1 else { return nil }
-        let target = line[(sp1 + 1)..<sp2]
-        guard target.allSatisfy({ $0 > 0x20 && $0 != 0x7f }) else { return nil }
-        guard let v = version(line[(sp2 + 1)...]) else { return nil }
-        return RequestLine(method: method, target: target, minorVersion: v)
+        for i in (sp1 + 1)..<sp2 where line[i] <= 0x20 || line[i] == 0x7f { return nil }
+        guard line.count - sp2 - 1 == 8, let v = version(UnsafeBufferPointer(rebasing: line[(sp2 + 1)...])) else { return nil }
+        return (sp1, sp2, v)
     }
 
     /// `HTTP/1.x SP ddd [SP reason-phrase]`.
