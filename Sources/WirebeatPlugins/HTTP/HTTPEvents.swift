@@ -36,7 +36,7 @@ extension HTTPSession {
             if let query = url.query { e.set("url.query", utf8: query) }
             if let domain = url.domain { e.set("url.domain", utf8: domain) }
             if let port = url.port { e.set("url.port", port) }
-            if let full = url.full { e.set("url.full", utf8: full[...]) }
+            if url.full(into: &urlBuffer) { e.set("url.full", utf8: urlBuffer) }
             e.set("http.request.bytes", q.bytes)
             e.set("http.request.body.bytes", q.bodyBytes)
             if let c = q.contentType, let mime = HTTPSession.mimeType(kept[c]) {

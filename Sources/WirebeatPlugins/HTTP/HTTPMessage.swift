@@ -18,53 +18,58 @@ enum HTTPNote {
 }
 
 /// One request or response, filled in as its bytes are consumed.
+///
+/// `@exclusivity(unchecked)` on the stored properties here and in `HTTPTransaction` and
+/// `HTTPSession`: they are touched only on the pipeline's one thread, never through
+/// overlapping inout accesses, and the run-time check of every access cost some 2,000
+/// instructions per transaction.
 final class HTTPMessage {
     let isRequest: Bool
     /// Packet time of the first byte, and of the last byte consumed so far.
     let start: Timestamp
-    var end: Timestamp
+    @exclusivity(unchecked) var end: Timestamp
 
     /// The values of the start line and of the headers the event needs, copied out of the
     /// stream buffer (which is reused) into this one array: the fields below are ranges of
     /// it. One allocation per message instead of a String per value, and the event takes
     /// the bytes as they are (`Event.set(_:utf8:)`).
-    private(set) var kept: [UInt8] = []
+    @exclusivity(unchecked) private(set) var kept: [UInt8] = []
 
     // Start line.
-    var method: Range<Int> = 0..<0
-    var target: Range<Int> = 0..<0
+    @exclusivity(unchecked) var method: Range<Int> = 0..<0
+    @exclusivity(unchecked) var target: Range<Int> = 0..<0
     /// The `x` of `HTTP/1.x`, 0...9.
-    var minorVersion = 0
-    var statusCode = 0
-    var phrase: Range<Int> = 0..<0
+    @exclusivity(unchecked) var minorVersion = 0
+    @exclusivity(unchecked) var statusCode = 0
+    @exclusivity(unchecked) var phrase: Range<Int> = 0..<0
 
     /// Header fields kept for the event: lower-cased name, value (credentials redacted).
-    var headers: [(name: String, value: String)] = []
-    var contentLength: Int?
-    var chunked = false
+    @exclusivity(unchecked) var headers: [(name: String, value: String)] = []
+    @exclusivity(unchecked) var contentLength: Int?
+    @exclusivity(unchecked) var chunked = false
     /// `Transfer-Encoding` present but not ending in chunked.
-    var otherTransferEncoding = false
-    var connectionClose = false
-    var upgrade = false
-    var host: Range<Int>?
-    var userAgent: Range<Int>?
-    var contentType: Range<Int>?
-    var user: String?
-    var forwardedFor: String?
+    @exclusivity(unchecked) var otherTransferEncoding = false
+    @exclusivity(unchecked) var connectionClose = false
+    @exclusivity(unchecked) var upgrade = false
+    @exclusivity(unchecked) var host: Range<Int>?
+    @exclusivity(unchecked) var userAgent: Range<Int>?
+    @exclusivity(unchecked) var contentType: Range<Int>?
+    @exclusivity(unchecked) var user: String?
+    @exclusivity(unchecked) var forwardedFor: String?
 
     /// Bytes of the whole message (start line, headers, framing, body) and of the body alone.
-    var bytes = 0
-    var bodyBytes = 0
-    var headersComplete = false
-    var complete = false
+    @exclusivity(unchecked) var bytes = 0
+    @exclusivity(unchecked) var bodyBytes = 0
+    @exclusivity(unchecked) var headersComplete = false
+    @exclusivity(unchecked) var complete = false
     /// Raw text for `send_request`/`send_response`, up to `max_message_size`.
-    var raw: [UInt8]?
+    @exclusivity(unchecked) var raw: [UInt8]?
     /// `raw` is kept: a constant, so reading it needs no exclusivity check (`raw` does, as
     /// it is appended to).
     let keepsRaw: Bool
-    var notes = Notes()
+    @exclusivity(unchecked) var notes = Notes()
     /// Request started when no earlier request was waiting for its response.
-    var afterAnswers = false
+    @exclusivity(unchecked) var afterAnswers = false
     /// Loss counter of the session when the message started (see `HTTPSession.lossEpoch`).
     let epoch: Int
 
@@ -85,6 +90,12 @@ final class HTTPMessage {
         return start..<kept.count
     }
 
+    func keep(_ bytes: UnsafeBufferPointer<UInt8>) -> Range<Int> {
+        let start = kept.count
+        kept.append(contentsOf: bytes)
+        return start..<kept.count
+    }
+
     /// The request's method is `lowerName` in any case (the framing rules compare it so).
     func methodIs(_ lowerName: StaticString) -> Bool {
         HTTPSyntax.equalsIgnoringCase(kept[method], lowerName)
@@ -96,17 +107,17 @@ final class HTTPMessage {
 /// A request and the responses to it (interim ones, then the final one). Either side may be
 /// missing: a request lost in a gap (`request == nil`, `standIn`), or a response never seen.
 final class HTTPTransaction {
-    var request: HTTPMessage?
-    var response: HTTPMessage?
-    var interimCodes: [Int] = []
-    var interimBytes = 0
-    var notes = Notes()
+    @exclusivity(unchecked) var request: HTTPMessage?
+    @exclusivity(unchecked) var response: HTTPMessage?
+    @exclusivity(unchecked) var interimCodes: [Int] = []
+    @exclusivity(unchecked) var interimBytes = 0
+    @exclusivity(unchecked) var notes = Notes()
     /// A placeholder for requests lost in a gap: the next response pairs with it.
-    var standIn = false
+    @exclusivity(unchecked) var standIn = false
     /// Set when the pairing of this transaction cannot be trusted (loss before it settled).
-    var pairingLossy = false
+    @exclusivity(unchecked) var pairingLossy = false
     /// The response (or its start) was lost in a gap: the transaction is published without one.
-    var responseLost = false
+    @exclusivity(unchecked) var responseLost = false
 
     init(request: HTTPMessage?) { self.request = request }
 

@@ -31,29 +31,38 @@ public final class HTTPSession {
     enum DiscardTarget { case start, headers }
 
     final class Side {
-        var phase = Phase.start
-        var message: HTTPMessage?
-        var transaction: HTTPTransaction?
+        @exclusivity(unchecked) var phase = Phase.start
+        @exclusivity(unchecked) var message: HTTPMessage?
+        @exclusivity(unchecked) var transaction: HTTPTransaction?
         /// Packet time of the first byte of the line being read.
-        var lineStart: Timestamp?
+        @exclusivity(unchecked) var lineStart: Timestamp?
         /// The next line follows lost bytes and may be the tail of a line.
-        var suspectLine = false
+        @exclusivity(unchecked) var suspectLine = false
         /// Looking for a message start after lost bytes: messages may be skipped meanwhile.
-        var resyncing = false
+        @exclusivity(unchecked) var resyncing = false
     }
 
     let config: HTTPConfig
     let client = Side()
     let server = Side()
-    var transactions: [HTTPTransaction] = []
+    // `@exclusivity(unchecked)` here and below: see `HTTPMessage`.
+    @exclusivity(unchecked) var transactions: [HTTPTransaction] = []
     /// Counts losses that may have cost whole messages (and so the pairing).
-    var lossEpoch = 0
+    @exclusivity(unchecked) var lossEpoch = 0
     /// Requests and responses pair correctly (no loss, or a clean pairing since the last one).
-    var settled = true
+    @exclusivity(unchecked) var settled = true
+    /// Where `url.full` is assembled for each event (see `HTTPURL.full(into:)`).
+    @exclusivity(unchecked) var urlBuffer: [UInt8] = []
 
     static let standardMethods: Set<String> = ["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"]
 
-    init(config: HTTPConfig) { self.config = config }
+    /// Some header is published or read by name as configured (see the end of `header`).
+    let picksHeaders: Bool
+
+    init(config: HTTPConfig) {
+        self.config = config
+        picksHeaders = config.realIPHeader != nil || config.sendAllHeaders || !config.sendHeaders.isEmpty
+    }
 
     // MARK: - Parsing
 
@@ -98,6 +107,11 @@ public final class HTTPSession {
                 return
             case .start, .headers, .body(.chunkSize), .body(.chunkEnd), .body(.trailers):
                 if s.isEmpty { return }
+                if case .headers = side.phase, let m = side.message {
+                    if headerLines(&s, m, side, isClient: isClient, ctx) { continue }
+                    if s.isEmpty { return }
+                    // What is left is the start of a line, or an overlong one.
+                }
                 if side.lineStart == nil { side.lineStart = ctx.timestamp }
                 let limit = HTTPConfig.maxLineLength + 2
                 guard let lf = s.offsetOfLineFeed(limit: limit) else {
@@ -110,6 +124,39 @@ public final class HTTPSession {
                 line(raw, time: time, side, isClient: isClient, ctx)
             }
         }
+    }
+
+    /// Header lines, most of the lines by far: all the complete ones at the front of `s` are
+    /// parsed in place, as raw bytes (no slice of the buffer, so no retain and release, per
+    /// line). True when the blank line ending them was parsed (the phase changed).
+    private func headerLines(_ s: inout StreamBuffer, _ m: HTTPMessage, _ side: Side, isClient: Bool,
+                             _ ctx: PluginContext) -> Bool {
+        let limit = HTTPConfig.maxLineLength + 2  // as `parse` searches
+        var consumed = 0, ended = false
+        s.readable.withUnsafeBufferPointer { buffer in
+            guard let base = buffer.baseAddress else { return }
+            while consumed < buffer.count {
+                let start = base + consumed
+                guard let lf = memchr(start, Int32(Byte.lf), min(buffer.count - consumed, limit)) else { return }
+                let raw = UnsafeBufferPointer(start: start, count: start.distance(to: lf.assumingMemoryBound(to: UInt8.self)) + 1)
+                consumed += raw.count
+                let text = HTTPSyntax.withoutLineEnd(raw)
+                if text.isEmpty {
+                    consume(m, raw, raw: true, ctx)
+                    m.headersComplete = true
+                    if isClient { requestHeadersDone(m, side, ctx) } else { responseHeadersDone(m, side, ctx) }
+                    ended = true
+                    return
+                }
+                header(text, raw: raw, m)
+                consume(m, raw, raw: false, ctx)
+            }
+        }
+        if consumed > 0 {
+            s.skip(consumed)
+            side.lineStart = nil
+        }
+        return ended
     }
 
     /// A line longer than `maxLineLength`: never buffered, skipped up to its LF.
@@ -165,7 +212,8 @@ public final class HTTPSession {
                 m.headersComplete = true
                 if isClient { requestHeadersDone(m, side, ctx) } else { responseHeadersDone(m, side, ctx) }
             } else {
-                header(text, raw: raw, m)
+                // (Header lines are parsed by `headerLines`; this one is there for completeness.)
+                text.withUnsafeBufferPointer { text in raw.withUnsafeBufferPointer { header(text, raw: $0, m) } }
                 consume(m, raw, raw: false, ctx)
             }
         case .body(.chunkSize):
@@ -251,19 +299,24 @@ public final class HTTPSession {
         if t.request == nil { side.resyncing = true }
     }
 
-    private func header(_ text: ArraySlice<UInt8>, raw: ArraySlice<UInt8>, _ m: HTTPMessage) {
+    /// One header line: `text` without its line end, `raw` with it, both in place in the
+    /// stream buffer (valid during the call only: what is kept is copied).
+    private func header(_ text: UnsafeBufferPointer<UInt8>, raw: UnsafeBufferPointer<UInt8>, _ m: HTTPMessage) {
         if let first = text.first, Byte.isSpace(first) {
             // obs-fold: continues the previous field's value.
             if !m.headers.isEmpty, !HTTPSyntax.isCredentialHeader(m.headers[m.headers.count - 1].name) {
-                m.headers[m.headers.count - 1].value += " " + text.trimmingSpaces.text
+                m.headers[m.headers.count - 1].value += " " + HTTPSyntax.trimmed(text).text
             }
             appendRaw(m, raw)
             return
         }
-        guard let (nameBytes, valueBytes) = HTTPSyntax.headerField(text) else {
+        let nameLength = HTTPSyntax.fieldNameLength(text)
+        guard nameLength > 0 else {  // no header field
             appendRaw(m, raw)
             return
         }
+        let nameBytes = UnsafeBufferPointer(rebasing: text[..<nameLength])
+        let valueBytes = HTTPSyntax.trimmed(UnsafeBufferPointer(rebasing: text[(nameLength + 1)...]))
         // Names are matched on their bytes, in any case: no lower-cased String per header.
         let known = HTTPSyntax.KnownHeader(name: nameBytes)
         let credential = known == .authorization || known == .proxyAuthorization
@@ -275,7 +328,7 @@ public final class HTTPSession {
                 appendRaw(m, raw)
             }
         }
-        let value = valueBytes.prefix(8192)  // what is kept of a value
+        let value = UnsafeBufferPointer(rebasing: valueBytes.prefix(8192))  // what is kept of a value
         switch known {
         case .contentLength?:
             if let n = HTTPSyntax.contentLength(valueBytes), m.contentLength == nil || m.contentLength == n {
@@ -285,10 +338,9 @@ public final class HTTPSession {
             }
         case .transferEncoding?:
             // The last coding decides; no coding at all changes nothing.
-            var last: ArraySlice<UInt8>?
-            HTTPSyntax.forEachToken(value) { last = $0 }
-            if let last {
-                let chunked = HTTPSyntax.equalsIgnoringCase(last, "chunked")
+            var lastIsChunked: Bool?
+            HTTPSyntax.forEachToken(value) { lastIsChunked = HTTPSyntax.equalsIgnoringCase($0, "chunked") }
+            if let chunked = lastIsChunked {
                 m.chunked = chunked
                 m.otherTransferEncoding = !chunked
             }
@@ -305,7 +357,7 @@ public final class HTTPSession {
         }
         // Headers picked by the configuration are compared by name as Strings, as configured:
         // only when such settings exist.
-        guard config.realIPHeader != nil || config.sendAllHeaders || !config.sendHeaders.isEmpty else { return }
+        guard picksHeaders else { return }
         let name = nameBytes.text.lowercased()
         if let real = config.realIPHeader, name == real, m.forwardedFor == nil {
             let first = value.text.split(separator: ",").first.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
@@ -352,6 +404,10 @@ public final class HTTPSession {
 
     /// Bytes of message framing (start line, headers, chunk lines): counted, and stored if `raw`.
     private func consume(_ m: HTTPMessage, _ bytes: ArraySlice<UInt8>, raw: Bool, _ ctx: PluginContext) {
+        bytes.withUnsafeBufferPointer { consume(m, $0, raw: raw, ctx) }
+    }
+
+    private func consume(_ m: HTTPMessage, _ bytes: UnsafeBufferPointer<UInt8>, raw: Bool, _ ctx: PluginContext) {
         m.bytes += bytes.count
         m.end = ctx.timestamp
         if raw { appendRaw(m, bytes) }
@@ -365,8 +421,13 @@ public final class HTTPSession {
 
     private func appendRaw(_ m: HTTPMessage, _ bytes: ArraySlice<UInt8>) {
         guard m.keepsRaw else { return }
+        bytes.withUnsafeBufferPointer { appendRaw(m, $0) }
+    }
+
+    private func appendRaw(_ m: HTTPMessage, _ bytes: UnsafeBufferPointer<UInt8>) {
+        guard m.keepsRaw else { return }
         let room = config.maxMessageSize - m.raw!.count
-        if room > 0 { m.raw!.append(contentsOf: bytes.prefix(room)) }
+        if room > 0 { m.raw!.append(contentsOf: UnsafeBufferPointer(rebasing: bytes.prefix(room))) }
     }
 
     /// The message on `side` is complete (or given up on with a note).

@@ -20,40 +20,60 @@ enum HTTPSyntax {
     /// `http.version` values as JSON text (`"1.0"` to `"1.9"`), by minor version.
     static let versionJSON: [[UInt8]] = (0...9).map { Array("\"1.\($0)\"".utf8) }
 
-    static let httpSlash = Array("HTTP/".utf8)
+    /// `HTTP/` in any case at the start of `s`. Clearing bit 5 upper-cases a-z and makes
+    /// 'H', 'T' or 'P' of nothing else: no array, no per-byte case mapping of both sides.
+    static func startsWithHTTPSlash(_ s: ArraySlice<UInt8>) -> Bool {
+        guard s.count >= 5 else { return false }
+        let i = s.startIndex
+        return s[i] & 0xdf == UInt8(ascii: "H") && s[i + 1] & 0xdf == UInt8(ascii: "T")
+            && s[i + 2] & 0xdf == UInt8(ascii: "T") && s[i + 3] & 0xdf == UInt8(ascii: "P")
+            && s[i + 4] == UInt8(ascii: "/")
+    }
 
-    /// tchar of RFC 9110 5.6.2.
+    /// tchar of RFC 9110 5.6.2: `!#$%&'*+-.^_`|~`, digits and letters, one bit per ASCII byte
+    /// (bytes 0-63, then 64-127). A shift and a test instead of a range switch: it runs for
+    /// every byte of every header name.
+    private static let tokenCharsLow: UInt64 = 0x03ff_6cfa_0000_0000
+    private static let tokenCharsHigh: UInt64 = 0x57ff_ffff_c7ff_fffe
+
     static func isTokenChar(_ b: UInt8) -> Bool {
-        switch b {
-        case 0x30...0x39, 0x41...0x5a, 0x61...0x7a: return true
-        case UInt8(ascii: "!"), UInt8(ascii: "#"), UInt8(ascii: "$"), UInt8(ascii: "%"), UInt8(ascii: "&"),
-             UInt8(ascii: "'"), UInt8(ascii: "*"), UInt8(ascii: "+"), UInt8(ascii: "-"), UInt8(ascii: "."),
-             UInt8(ascii: "^"), UInt8(ascii: "_"), UInt8(ascii: "`"), UInt8(ascii: "|"), UInt8(ascii: "~"):
-            return true
-        default: return false
-        }
+        let mask = b & 64 == 0 ? tokenCharsLow : tokenCharsHigh
+        return b < 128 && (mask >> UInt64(b & 63)) & 1 != 0
     }
 
     /// `d.d` after `HTTP/`, major version 1 (or 0.9/1.x variants seen in the wild: only 1.x accepted).
     /// The minor version.
     private static func version(_ s: ArraySlice<UInt8>) -> Int? {
-        guard s.count == 8, s.hasPrefix(ignoringCase: httpSlash) else { return nil }
-        let major = s[s.startIndex + 5], dot = s[s.startIndex + 6], minor = s[s.startIndex + 7]
-        guard major == UInt8(ascii: "1"), dot == Byte.dot, Byte.isDigit(minor) else { return nil }
-        return Int(minor - UInt8(ascii: "0"))
+        s.withUnsafeBufferPointer(version)
+    }
+
+    private static func version(_ s: UnsafeBufferPointer<UInt8>) -> Int? {
+        // Clearing bit 5 upper-cases a-z and makes 'H', 'T' or 'P' of nothing else.
+        guard s.count == 8, s[0] & 0xdf == UInt8(ascii: "H"), s[1] & 0xdf == UInt8(ascii: "T"),
+              s[2] & 0xdf == UInt8(ascii: "T"), s[3] & 0xdf == UInt8(ascii: "P"), s[4] == UInt8(ascii: "/"),
+              s[5] == UInt8(ascii: "1"), s[6] == Byte.dot, Byte.isDigit(s[7]) else { return nil }
+        return Int(s[7] - UInt8(ascii: "0"))
     }
 
     /// `METHOD SP request-target SP HTTP/1.x`: method a token of at most 32 characters, the
     /// target without controls or spaces.
     static func requestLine(_ line: ArraySlice<UInt8>) -> RequestLine? {
-        guard let sp1 = line.firstIndex(of: Byte.space), sp1 > line.startIndex, sp1 - line.startIndex <= 32 else { return nil }
-        let method = line[line.startIndex..<sp1]
-        guard method.allSatisfy(isTokenChar) else { return nil }
+        // Checked on the raw bytes (no index checks, no slice per step); the two slices are
+        // made once at the end.
+        guard let (sp1, sp2, minor) = line.withUnsafeBufferPointer(requestLineParts) else { return nil }
+        let start = line.startIndex
+        return RequestLine(method: line[start..<(start + sp1)], target: line[(start + sp1 + 1)..<(start + sp2)],
+                           minorVersion: minor)
+    }
+
+    /// `requestLine`'s checks: the offsets of its two spaces, and the minor version.
+    private static func requestLineParts(_ line: UnsafeBufferPointer<UInt8>) -> (Int, Int, Int)? {
+        guard let sp1 = line.firstIndex(of: Byte.space), sp1 > 0, sp1 <= 32 else { return nil }
+        for i in 0..<sp1 where !isTokenChar(line[i]) { return nil }
         guard let sp2 = line.lastIndex(of: Byte.space), sp2 > sp1 + 1 else { return nil }
-        let target = line[(sp1 + 1)..<sp2]
-        guard target.allSatisfy({ $0 > 0x20 && $0 != 0x7f }) else { return nil }
-        guard let v = version(line[(sp2 + 1)...]) else { return nil }
-        return RequestLine(method: method, target: target, minorVersion: v)
+        for i in (sp1 + 1)..<sp2 where line[i] <= 0x20 || line[i] == 0x7f { return nil }
+        guard line.count - sp2 - 1 == 8, let v = version(UnsafeBufferPointer(rebasing: line[(sp2 + 1)...])) else { return nil }
+        return (sp1, sp2, v)
     }
 
     /// `HTTP/1.x SP ddd [SP reason-phrase]`.
@@ -75,7 +95,7 @@ enum HTTPSyntax {
     static func embeddedStatusLine(_ line: ArraySlice<UInt8>) -> (Int, StatusLine)? {
         var i = line.startIndex + 1
         while i + 12 <= line.endIndex {
-            if line[i] == UInt8(ascii: "H"), line[i...].hasPrefix(ignoringCase: httpSlash), let s = statusLine(line[i...]) {
+            if line[i] == UInt8(ascii: "H"), startsWithHTTPSlash(line[i...]), let s = statusLine(line[i...]) {
                 return (i - line.startIndex, s)
             }
             i += 1
@@ -98,16 +118,16 @@ enum HTTPSyntax {
         return nil
     }
 
-    /// `name: value` (value trimmed), nil when the line is no header field.
-    static func headerField(_ line: ArraySlice<UInt8>) -> (name: ArraySlice<UInt8>, value: ArraySlice<UInt8>)? {
-        // One pass: the name's bytes are checked on the way to the colon.
-        var colon = line.startIndex
-        while colon < line.endIndex && line[colon] != Byte.colon {
-            guard isTokenChar(line[colon]) else { return nil }
-            colon += 1
-        }
-        guard colon < line.endIndex, colon > line.startIndex else { return nil }
-        return (line[line.startIndex..<colon], trimmed(line[(colon + 1)...]))
+    /// The length of a header field's name: of the token before the line's first colon; 0 if
+    /// there is none or another byte comes first (no header field). A loop of its own over raw
+    /// bytes (no index checks), returning one Int: it runs for every byte of every header
+    /// name. (Not inlined: inlined, the loop carried the caller's registers and was twice as
+    /// long.)
+    @inline(never)
+    static func fieldNameLength(_ bytes: UnsafeBufferPointer<UInt8>) -> Int {
+        var i = 0
+        while i < bytes.count && isTokenChar(bytes[i]) { i &+= 1 }
+        return i < bytes.count && bytes[i] == Byte.colon ? i : 0  // (a colon is no tchar)
     }
 
     /// Without leading and trailing spaces and tabs (`trimmingSpaces`, by index: it runs for
@@ -119,6 +139,22 @@ enum HTTPSyntax {
         return s[start..<end]
     }
 
+    /// `trimmed` in place in a buffer (a header value being parsed).
+    static func trimmed(_ s: UnsafeBufferPointer<UInt8>) -> UnsafeBufferPointer<UInt8> {
+        var start = 0, end = s.count
+        while start < end && Byte.isSpace(s[start]) { start += 1 }
+        while end > start && Byte.isSpace(s[end - 1]) { end -= 1 }
+        return UnsafeBufferPointer(rebasing: s[start..<end])
+    }
+
+    /// `withoutLineEnd` in place in a buffer (a header line being parsed).
+    static func withoutLineEnd(_ s: UnsafeBufferPointer<UInt8>) -> UnsafeBufferPointer<UInt8> {
+        var end = s.count
+        if end > 0 && s[end - 1] == Byte.lf { end -= 1 }
+        if end > 0 && s[end - 1] == Byte.cr { end -= 1 }
+        return UnsafeBufferPointer(rebasing: s[..<end])
+    }
+
     /// Without a trailing LF or CRLF (`withoutLineEnd`, by index).
     static func withoutLineEnd(_ s: ArraySlice<UInt8>) -> ArraySlice<UInt8> {
         var end = s.endIndex
@@ -128,13 +164,14 @@ enum HTTPSyntax {
     }
 
     /// A Content-Length value: digits only (a list of equal values is accepted); nil if invalid.
-    static func contentLength(_ value: ArraySlice<UInt8>) -> Int? {
+    static func contentLength(_ value: UnsafeBufferPointer<UInt8>) -> Int? {
         var result: Int?
-        var from = value.startIndex
-        while from < value.endIndex {
-            let end = value[from...].firstIndex(of: Byte.comma) ?? value.endIndex
+        var from = 0
+        while from < value.count {
+            var end = from
+            while end < value.count && value[end] != Byte.comma { end += 1 }
             if end > from {  // empty parts are left out, as `split` leaves them
-                let digits = trimmed(value[from..<end])
+                let digits = trimmed(UnsafeBufferPointer(rebasing: value[from..<end]))
                 guard !digits.isEmpty, digits.count <= 18, digits.allSatisfy(Byte.isDigit) else { return nil }
                 let n = digits.reduce(0) { $0 * 10 + Int($1 - 0x30) }
                 if let r = result, r != n { return nil }
@@ -172,12 +209,12 @@ enum HTTPSyntax {
 
         /// Recognised from the name's bytes, in any case: the length picks the candidate,
         /// one comparison confirms it (no lower-cased String per header).
-        init?(name: ArraySlice<UInt8>) {
+        init?(name: UnsafeBufferPointer<UInt8>) {
             let candidate: KnownHeader, lowerName: StaticString
             switch name.count {
             case 4: (candidate, lowerName) = (.host, "host")
             case 10:
-                (candidate, lowerName) = Byte.lower(name[name.startIndex]) == UInt8(ascii: "c")
+                (candidate, lowerName) = Byte.lower(name[0]) == UInt8(ascii: "c")
                     ? (.connection, "connection") : (.userAgent, "user-agent")
             case 12: (candidate, lowerName) = (.contentType, "content-type")
             case 13: (candidate, lowerName) = (.authorization, "authorization")
@@ -186,37 +223,61 @@ enum HTTPSyntax {
             case 19: (candidate, lowerName) = (.proxyAuthorization, "proxy-authorization")
             default: return nil
             }
-            guard HTTPSyntax.equalsIgnoringCase(name, lowerName) else { return nil }
+            guard KnownHeader.tokenEqualsIgnoringCase(name, lowerName) else { return nil }
             self = candidate
+        }
+
+        /// `equalsIgnoringCase` for a token (a header name) and a lower-case name of letters
+        /// and dashes, 8 bytes at a time. Setting bit 5 (0x20) lower-cases A-Z; on a tchar it
+        /// makes no other letter, and a dash only of a dash: exact for tokens.
+        private static func tokenEqualsIgnoringCase(_ name: UnsafeBufferPointer<UInt8>, _ lower: StaticString) -> Bool {
+            let n = name.count
+            guard n == lower.utf8CodeUnitCount else { return false }
+            let a = UnsafeRawPointer(name.baseAddress!), b = UnsafeRawPointer(lower.utf8Start)
+            guard n >= 8 else {
+                for i in 0..<n where a.load(fromByteOffset: i, as: UInt8.self) | 0x20 != b.load(fromByteOffset: i, as: UInt8.self) {
+                    return false
+                }
+                return true
+            }
+            func word(_ p: UnsafeRawPointer, _ at: Int) -> UInt64 { p.loadUnaligned(fromByteOffset: at, as: UInt64.self) }
+            var i = 0
+            while i < n - 8 {
+                if word(a, i) | 0x2020_2020_2020_2020 != word(b, i) { return false }
+                i += 8
+            }
+            return word(a, n - 8) | 0x2020_2020_2020_2020 == word(b, n - 8)  // the last 8, overlapping
         }
     }
 
     /// ASCII bytes equal to `lower` (lower-case ASCII) in any case.
+    static func equalsIgnoringCase(_ bytes: UnsafeBufferPointer<UInt8>, _ lower: StaticString) -> Bool {
+        // Raw pointers on both sides: no closure over the StaticString, no index checks.
+        let n = lower.utf8CodeUnitCount
+        guard bytes.count == n else { return false }
+        let l = lower.utf8Start
+        for i in 0..<n where Byte.lower(bytes[i]) != l[i] { return false }
+        return true
+    }
+
     static func equalsIgnoringCase(_ bytes: ArraySlice<UInt8>, _ lower: StaticString) -> Bool {
-        lower.withUTF8Buffer { lower in
-            guard bytes.count == lower.count else { return false }
-            var i = bytes.startIndex
-            for l in lower {
-                if Byte.lower(bytes[i]) != l { return false }
-                i += 1
-            }
-            return true
-        }
+        bytes.withUnsafeBufferPointer { equalsIgnoringCase($0, lower) }
     }
 
     /// Calls `body` with each comma-separated token of a header value (`Connection`,
     /// `Transfer-Encoding`), trimmed of spaces and tabs, empty ones left out; compare them
-    /// with `equalsIgnoringCase`.
-    static func forEachToken(_ value: ArraySlice<UInt8>, _ body: (ArraySlice<UInt8>) -> Void) {
+    /// with `equalsIgnoringCase`. A token is valid only during its call.
+    static func forEachToken(_ value: UnsafeBufferPointer<UInt8>, _ body: (UnsafeBufferPointer<UInt8>) -> Void) {
         guard !value.contains(where: { $0 >= 0x80 }) else {
             // Not ASCII: Unicode lower-casing and white space, as `tokens` has them.
-            for token in tokens(value.text) { body(ArraySlice(token.utf8)) }
+            for token in tokens(value.text) { Array(token.utf8).withUnsafeBufferPointer(body) }
             return
         }
-        var from = value.startIndex
-        while from <= value.endIndex {
-            let end = value[from...].firstIndex(of: Byte.comma) ?? value.endIndex
-            let token = trimmed(value[from..<end])
+        var from = 0
+        while from <= value.count {
+            var end = from
+            while end < value.count && value[end] != Byte.comma { end += 1 }
+            let token = trimmed(UnsafeBufferPointer(rebasing: value[from..<end]))
             if !token.isEmpty { body(token) }
             from = end + 1
         }
@@ -253,7 +314,7 @@ enum HTTPSyntax {
     }
 
     /// `Authorization` value with its credentials replaced: `Basic [redacted]`.
-    static func redactedCredentials(_ value: ArraySlice<UInt8>) -> [UInt8] {
+    static func redactedCredentials(_ value: UnsafeBufferPointer<UInt8>) -> [UInt8] {
         let scheme = value.prefix { !Byte.isSpace($0) }
         return scheme.count < value.count ? Array(scheme) + Array(" [redacted]".utf8) : Array("[redacted]".utf8)
     }
@@ -261,6 +322,11 @@ enum HTTPSyntax {
     static func isCredentialHeader(_ lowerName: String) -> Bool {
         lowerName == "authorization" || lowerName == "proxy-authorization"
     }
+}
+
+extension UnsafeBufferPointer where Element == UInt8 {
+    /// UTF-8 text (invalid sequences become U+FFFD), as `ArraySlice.text`.
+    var text: String { String(decoding: self, as: UTF8.self) }
 }
 
 /// The URL fields of a request: from the target and the Host header, as bytes (slices of
@@ -332,11 +398,12 @@ struct HTTPURL {
         }
     }
 
-    /// `url.full`: `http://`, the authority, the path and `?query`.
-    var full: [UInt8]? {
-        guard let fullAuthority, let path else { return nil }
-        var out: [UInt8] = []
-        out.reserveCapacity(HTTPURL.httpPrefix.count + fullAuthority.count + path.count + 1 + (query?.count ?? 0))
+    /// `url.full` (`http://`, the authority, the path and `?query`) written over `out`; false
+    /// (and `out` left as it was) when there is none. The caller's buffer is reused from one
+    /// event to the next: no array allocated per event.
+    func full(into out: inout [UInt8]) -> Bool {
+        guard let fullAuthority, let path else { return false }
+        out.removeAll(keepingCapacity: true)
         out.append(contentsOf: HTTPURL.httpPrefix)
         out.append(contentsOf: fullAuthority)
         out.append(contentsOf: path)
@@ -344,7 +411,7 @@ struct HTTPURL {
             out.append(Byte.question)
             out.append(contentsOf: query)
         }
-        return out
+        return true
     }
 
     private static func isLetter(_ b: UInt8) -> Bool { (b >= 0x41 && b <= 0x5a) || (b >= 0x61 && b <= 0x7a) }
