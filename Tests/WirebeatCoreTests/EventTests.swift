@@ -336,6 +336,8 @@ struct EventTests {
             JSONWriter.writeString("x\ty", into: &out)
             out.append(UInt8(ascii: "}"))
         })
+        e.set("smtp.count", 42)
+        e.repeatLastValue(as: "smtp.again")
         var array: [UInt8] = [0x41]
         e.writeCompactJSON(into: &array)
         let buffer = OutputBuffer(capacity: 64)
@@ -346,6 +348,7 @@ struct EventTests {
         #expect(e["smtp.data"] == "caf\u{E9} \n\u{FFFD}")
         #expect(e["client.bytes"] == 123_456_789 && e["server.bytes"] == 987_654_321)
         #expect(e.type == "smtp")
+        #expect(e["smtp.again"] == 42)
         #expect(e.json.value(at: "smtp.pair.a") == -7 && e.json.value(at: "smtp.pair.b") == "x\ty")
     }
 

@@ -191,10 +191,13 @@ public struct Event: Sendable {
         spans.append(ValueSpan(start: range.start, end: range.end, isShared: true))
     }
 
-    /// `field` gets the value the previous `set` stored (`client.ip` is `source.ip`).
-    mutating func repeatLastValue(as field: String) {
+    /// `field` gets the value the previous `set` stored (`client.ip` is `source.ip`; a removal
+    /// repeats as a removal), by reference: no second encoding or copy.
+    public mutating func repeatLastValue(as field: String) {
+        precondition(!spans.isEmpty, "repeatLastValue(as:) needs a value set before it")
         appendName(field)
         spans.append(spans[spans.count - 1])
+        if isTypeName(field) { type = decode(spans[spans.count - 1])?.stringValue }
     }
 
     /// A value whose JSON text `write` appends straight into the event (no scratch buffer,
