@@ -31,12 +31,12 @@ extension HTTPSession {
             } else {
                 e.set("url.original", utf8: target)
             }
-            let url = HTTPURL(target: target, isConnect: q.methodIs("connect"), host: q.host.map { kept[$0] })
-            if let path = url.path { e.set("url.path", utf8: path) }
-            if let query = url.query { e.set("url.query", utf8: query) }
-            if let domain = url.domain { e.set("url.domain", utf8: domain) }
+            let url = HTTPURL(kept: kept, target: q.target, isConnect: q.methodIs("connect"), host: q.host)
+            if let path = url.path { e.set("url.path", utf8: url[path]) }
+            if let query = url.query { e.set("url.query", utf8: url[query]) }
+            if let domain = url.domain { e.set("url.domain", utf8: url[domain]) }
             if let port = url.port { e.set("url.port", port) }
-            if url.full(into: &urlBuffer) { e.set("url.full", utf8: urlBuffer) }
+            if url.hasFull { e.set("url.full", writingJSON: { url.writeFullJSON(into: &$0) }) }
             e.set("http.request.bytes", q.bytes)
             e.set("http.request.body.bytes", q.bodyBytes)
             if let c = q.contentType, let mime = HTTPSession.mimeType(kept[c]) {

@@ -51,8 +51,6 @@ public final class HTTPSession {
     @exclusivity(unchecked) var lossEpoch = 0
     /// Requests and responses pair correctly (no loss, or a clean pairing since the last one).
     @exclusivity(unchecked) var settled = true
-    /// Where `url.full` is assembled for each event (see `HTTPURL.full(into:)`).
-    @exclusivity(unchecked) var urlBuffer: [UInt8] = []
 
     static let standardMethods: Set<String> = ["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"]
 

@@ -329,21 +329,26 @@ extension UnsafeBufferPointer where Element == UInt8 {
     var text: String { String(decoding: self, as: UTF8.self) }
 }
 
-/// The URL fields of a request: from the target and the Host header, as bytes (slices of
-/// them, or of a copy).
+/// The URL fields of a request, from the target and the Host header: ranges of `bytes`,
+/// which is the message's `kept` array itself (shared, not copied) or, rarely, text made
+/// for the fields. Ranges rather than slices: a slice is a reference to retain and release
+/// each time it is copied, a range is two integers.
 struct HTTPURL {
-    var path: ArraySlice<UInt8>?
-    var query: ArraySlice<UInt8>?
-    var domain: ArraySlice<UInt8>?
+    private(set) var bytes: [UInt8]
+    var path: Range<Int>?
+    var query: Range<Int>?
+    var domain: Range<Int>?
     var port: Int?
     /// Where the request went (Host, or the authority of an absolute target), when
     /// `url.full` is made of it.
-    var fullAuthority: ArraySlice<UInt8>?
+    var fullAuthority: Range<Int>?
 
-    private static let slash: ArraySlice<UInt8> = [UInt8(ascii: "/")]
     private static let httpPrefix = Array("http://".utf8)
 
-    init(target: ArraySlice<UInt8>, isConnect: Bool, host: ArraySlice<UInt8>?) {
+    /// The fields of `kept[target]` (with `kept[host]`, the Host header's value).
+    init(kept: [UInt8], target targetRange: Range<Int>, isConnect: Bool, host hostRange: Range<Int>?) {
+        bytes = kept
+        let target = kept[targetRange], host = hostRange.map { kept[$0] }
         guard target.allSatisfy({ $0 < 0x80 }), host?.allSatisfy({ $0 < 0x80 }) ?? true else {
             // Not ASCII: Character rules (Unicode letters, grapheme clusters) apply, as the
             // String version has them.
@@ -369,18 +374,23 @@ struct HTTPURL {
             rest = afterScheme[end...]
             slashFirst = rest.isEmpty || rest.first == Byte.question
         }
+        var pathStartsWithSlash = false
         if slashFirst {
-            path = HTTPURL.slash
-            if !rest.isEmpty { query = rest.dropFirst() }
+            // A "/" of its own after the rest (a copy of `kept`, in this rare case).
+            path = bytes.count..<(bytes.count + 1)
+            bytes.append(UInt8(ascii: "/"))
+            pathStartsWithSlash = true
+            if !rest.isEmpty { query = (rest.startIndex + 1)..<rest.endIndex }
         } else if rest.count == 1 && rest.first == Byte.star {
-            path = rest
+            path = rest.indices
         } else if !rest.isEmpty {
             if let q = rest.firstIndex(of: Byte.question) {
-                path = rest[..<q]
-                query = rest[(q + 1)...]
+                path = rest.startIndex..<q
+                query = (q + 1)..<rest.endIndex
             } else {
-                path = rest
+                path = rest.indices
             }
+            pathStartsWithSlash = rest.first == UInt8(ascii: "/")
         }
         if let a = authority, !a.isEmpty {
             var hostPart = a, portPart: ArraySlice<UInt8>?
@@ -392,26 +402,54 @@ struct HTTPURL {
                 hostPart = a[..<colon]
                 portPart = a[(colon + 1)...]
             }
-            domain = hostPart.isEmpty ? nil : hostPart
+            domain = hostPart.isEmpty ? nil : hostPart.indices
             if let p = portPart { port = HTTPURL.portNumber(p) }
-            if !isConnect, let path, path.first == UInt8(ascii: "/") { fullAuthority = a }
+            if !isConnect && pathStartsWithSlash { fullAuthority = a.indices }
         }
     }
 
-    /// `url.full` (`http://`, the authority, the path and `?query`) written over `out`; false
-    /// (and `out` left as it was) when there is none. The caller's buffer is reused from one
-    /// event to the next: no array allocated per event.
-    func full(into out: inout [UInt8]) -> Bool {
-        guard let fullAuthority, let path else { return false }
-        out.removeAll(keepingCapacity: true)
-        out.append(contentsOf: HTTPURL.httpPrefix)
-        out.append(contentsOf: fullAuthority)
-        out.append(contentsOf: path)
-        if let query {
-            out.append(Byte.question)
-            out.append(contentsOf: query)
+    /// The bytes of one of the fields.
+    subscript(_ field: Range<Int>) -> ArraySlice<UInt8> { bytes[field] }
+
+    /// There is a `url.full` (see `writeFullJSON(into:)`).
+    var hasFull: Bool { fullAuthority != nil }
+
+    /// `url.full` (`http://`, the authority, the path and `?query`) as one JSON string
+    /// appended to `out`, for `Event.set(_:writingJSON:)`: the bytes `set(_:utf8:)` would
+    /// write for that text, without assembling it first. Nearly always no byte needs
+    /// escaping and the pieces are copied straight in; otherwise the text is assembled and
+    /// `JSONWriter.writeUTF8String` escapes (and repairs) it. Nothing when there is none.
+    func writeFullJSON(into out: inout [UInt8]) {
+        guard let fullAuthority, let path else { return }
+        bytes.withUnsafeBufferPointer { b in
+            let authority = UnsafeBufferPointer(rebasing: b[fullAuthority])
+            let pathBytes = UnsafeBufferPointer(rebasing: b[path])
+            let queryBytes = query.map { UnsafeBufferPointer(rebasing: b[$0]) }
+            func plain(_ p: UnsafeBufferPointer<UInt8>) -> Bool {
+                for u in p where u < 0x20 || u >= 0x80 || u == Byte.quote || u == Byte.backslash { return false }
+                return true
+            }
+            if plain(authority) && plain(pathBytes) && (queryBytes.map(plain) ?? true) {
+                out.append(Byte.quote)
+                out.append(contentsOf: HTTPURL.httpPrefix)
+                out.append(contentsOf: authority)
+                out.append(contentsOf: pathBytes)
+                if let queryBytes {
+                    out.append(Byte.question)
+                    out.append(contentsOf: queryBytes)
+                }
+                out.append(Byte.quote)
+            } else {
+                var text = HTTPURL.httpPrefix
+                text.append(contentsOf: authority)
+                text.append(contentsOf: pathBytes)
+                if let queryBytes {
+                    text.append(Byte.question)
+                    text.append(contentsOf: queryBytes)
+                }
+                text.withUnsafeBufferPointer { JSONWriter.writeUTF8String($0, into: &out) }
+            }
         }
-        return true
     }
 
     private static func isLetter(_ b: UInt8) -> Bool { (b >= 0x41 && b <= 0x5a) || (b >= 0x61 && b <= 0x7a) }
@@ -443,6 +481,7 @@ struct HTTPURL {
 
     /// The fields from non-ASCII text, with String (Character) semantics.
     private init(text target: String, isConnect: Bool, host: String?) {
+        bytes = []
         var authority = host
         var rest = Substring(target)
         if isConnect {
@@ -459,19 +498,24 @@ struct HTTPURL {
             rest = afterScheme[end...]
             if rest.isEmpty || rest.first == "?" { rest = "/" + rest }
         }
-        func bytes<S: StringProtocol>(_ s: S) -> ArraySlice<UInt8> { Array(s.utf8)[...] }
+        /// Appends `s` to `bytes`; its range there.
+        func add<S: StringProtocol>(_ s: S) -> Range<Int> {
+            let start = bytes.count
+            bytes.append(contentsOf: s.utf8)
+            return start..<bytes.count
+        }
         var pathText: String?
         if !rest.isEmpty && rest != "*" {
             if let q = rest.firstIndex(of: "?") {
                 pathText = String(rest[..<q])
-                query = bytes(rest[rest.index(after: q)...])
+                query = add(rest[rest.index(after: q)...])
             } else {
                 pathText = String(rest)
             }
         } else if rest == "*" {
             pathText = "*"
         }
-        path = pathText.map(bytes)
+        path = pathText.map(add)
         if let a = authority, !a.isEmpty {
             var hostPart = Substring(a), portPart: Substring?
             if a.hasPrefix("["), let close = a.firstIndex(of: "]") {
@@ -482,10 +526,10 @@ struct HTTPURL {
                 hostPart = a[..<colon]
                 portPart = a[a.index(after: colon)...]
             }
-            domain = hostPart.isEmpty ? nil : bytes(hostPart)
+            domain = hostPart.isEmpty ? nil : add(hostPart)
             if let p = portPart, let n = Int(p), (0...65535).contains(n) { port = n }
-            // String concatenation is concatenation of UTF-8: `full(into:)` makes the same text.
-            if !isConnect, let pathText, pathText.hasPrefix("/") { fullAuthority = bytes(a) }
+            // String concatenation is concatenation of UTF-8: `writeFullJSON(into:)` makes the same text.
+            if !isConnect, let pathText, pathText.hasPrefix("/") { fullAuthority = add(a) }
         }
     }
 }
