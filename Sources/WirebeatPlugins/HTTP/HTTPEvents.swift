@@ -26,13 +26,22 @@ extension HTTPSession {
             let kept = q.kept
             let target = kept[q.target]
             e.set("http.request.method", utf8: kept[q.method])
-            if let redacted = HTTPSession.redactedTarget(target) {
+            let redacted = HTTPSession.redactedTarget(target)
+            if let redacted {
                 e.set("url.original", utf8: redacted.utf8)
             } else {
                 e.set("url.original", utf8: target)
             }
             let url = HTTPURL(kept: kept, target: q.target, isConnect: q.methodIs("connect"), host: q.host)
-            if let path = url.path { e.set("url.path", utf8: url[path]) }
+            if let path = url.path {
+                if url.pathIsTarget && redacted == nil {
+                    // Usually the path is the whole target, just set as url.original: that
+                    // value again, not a second copy of it.
+                    e.repeatLastValue(as: "url.path")
+                } else {
+                    e.set("url.path", utf8: url[path])
+                }
+            }
             if let query = url.query { e.set("url.query", utf8: url[query]) }
             if let domain = url.domain { e.set("url.domain", utf8: url[domain]) }
             if let port = url.port { e.set("url.port", port) }

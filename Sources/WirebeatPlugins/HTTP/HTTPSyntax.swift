@@ -342,6 +342,8 @@ struct HTTPURL {
     /// Where the request went (Host, or the authority of an absolute target), when
     /// `url.full` is made of it.
     var fullAuthority: Range<Int>?
+    /// `path` is the whole target (an origin-form target without a query): the same bytes.
+    private(set) var pathIsTarget = false
 
     private static let httpPrefix = Array("http://".utf8)
 
@@ -392,6 +394,7 @@ struct HTTPURL {
             }
             pathStartsWithSlash = rest.first == UInt8(ascii: "/")
         }
+        pathIsTarget = path == targetRange
         if let a = authority, !a.isEmpty {
             var hostPart = a, portPart: ArraySlice<UInt8>?
             if a.first == UInt8(ascii: "["), let close = a.firstIndex(of: UInt8(ascii: "]")) {
