@@ -184,7 +184,7 @@ public final class HTTPSession {
             side.suspectLine = false
             if text.isEmpty { return }  // blank lines between messages are allowed (RFC 9112 2.2)
             if isClient {
-                if let r = HTTPSyntax.requestLine(text), !suspect || HTTPSession.standardMethods.contains(r.method.text) {
+                if let r = HTTPSyntax.requestLine(text), !suspect || HTTPSession.standardMethods.contains(text[r.method].text) {
                     startRequest(r, raw: raw, time: time, side, ctx)
                 } else if let (offset, r) = HTTPSyntax.embeddedRequestLine(text, methods: HTTPSession.standardMethods) {
                     // The tail of a body without a final LF, then a request.
@@ -243,8 +243,8 @@ public final class HTTPSession {
     private func startRequest(_ r: HTTPSyntax.RequestLine, raw: ArraySlice<UInt8>, time: Timestamp, _ side: Side,
                               _ ctx: PluginContext) {
         let m = HTTPMessage(isRequest: true, start: time, epoch: lossEpoch, keepRaw: config.sendRequest)
-        m.method = m.keep(r.method)
-        m.target = m.keep(r.target)
+        m.method = m.keep(raw[r.method])
+        m.target = m.keep(raw[r.target])
         m.minorVersion = r.minorVersion
         consume(m, raw, raw: true, ctx)
         side.resyncing = false
@@ -269,7 +269,7 @@ public final class HTTPSession {
         let m = HTTPMessage(isRequest: false, start: time, epoch: lossEpoch, keepRaw: config.sendResponse)
         m.minorVersion = r.minorVersion
         m.statusCode = r.code
-        m.phrase = m.keep(r.phrase)
+        m.phrase = m.keep(HTTPSyntax.reasonPhrase(raw[r.phrase]))
         consume(m, raw, raw: true, ctx)
         side.resyncing = false
         let t: HTTPTransaction

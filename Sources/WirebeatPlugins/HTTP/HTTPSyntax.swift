@@ -2,10 +2,11 @@ import WirebeatCore
 
 /// Recognisers for HTTP/1.x syntax (RFC 9112), on bytes.
 enum HTTPSyntax {
-    /// Parts of the line as slices of it: the parser copies what it keeps.
+    /// Parts of the line as ranges of its indices (a range is two integers, a slice a
+    /// reference to retain and release): the parser copies what it keeps.
     struct RequestLine {
-        var method: ArraySlice<UInt8>
-        var target: ArraySlice<UInt8>
+        var method: Range<Int>
+        var target: Range<Int>
         /// The `x` of `HTTP/1.x`, 0...9.
         var minorVersion: Int
     }
@@ -13,8 +14,8 @@ enum HTTPSyntax {
     struct StatusLine {
         var minorVersion: Int
         var code: Int
-        /// Without controls, trimmed.
-        var phrase: ArraySlice<UInt8>
+        /// As sent: `reasonPhrase(_:)` gives the value.
+        var phrase: Range<Int>
     }
 
     /// `http.version` values as JSON text (`"1.0"` to `"1.9"`), by minor version.
@@ -62,8 +63,7 @@ enum HTTPSyntax {
         // made once at the end.
         guard let (sp1, sp2, minor) = line.withUnsafeBufferPointer(requestLineParts) else { return nil }
         let start = line.startIndex
-        return RequestLine(method: line[start..<(start + sp1)], target: line[(start + sp1 + 1)..<(start + sp2)],
-                           minorVersion: minor)
+        return RequestLine(method: start..<(start + sp1), target: (start + sp1 + 1)..<(start + sp2), minorVersion: minor)
     }
 
     /// `requestLine`'s checks: the offsets of its two spaces, and the minor version.
@@ -84,10 +84,15 @@ enum HTTPSyntax {
         let rest = line[(line.startIndex + 12)...]
         guard rest.isEmpty || rest.first == Byte.space else { return nil }
         let code = digits.reduce(0) { $0 * 10 + Int($1 - 0x30) }
+        return StatusLine(minorVersion: v, code: code, phrase: rest.dropFirst().indices)
+    }
+
+    /// The reason phrase of a status line as sent: without controls, trimmed.
+    static func reasonPhrase(_ sent: ArraySlice<UInt8>) -> ArraySlice<UInt8> {
         let isPhraseByte = { (b: UInt8) in b >= 0x20 && b != 0x7f || b == Byte.tab }
-        var phrase = rest.dropFirst()
+        var phrase = sent
         if !phrase.allSatisfy(isPhraseByte) { phrase = phrase.filter(isPhraseByte)[...] }  // rare: a copy without controls
-        return StatusLine(minorVersion: v, code: code, phrase: trimmed(phrase))
+        return trimmed(phrase)
     }
 
     /// A status line starting inside `line` (after the tail of a body that did not end in LF):
