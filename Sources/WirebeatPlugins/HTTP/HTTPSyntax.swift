@@ -128,12 +128,18 @@ enum HTTPSyntax {
     /// bytes (no index checks), returning one Int: it runs for every byte of every header
     /// name. (Not inlined: inlined, the loop carried the caller's registers and was twice as
     /// long.)
+    /// Each byte is tested by a load from `tokenTable` (one per byte value).
     @inline(never)
     static func fieldNameLength(_ bytes: UnsafeBufferPointer<UInt8>) -> Int {
-        var i = 0
-        while i < bytes.count && isTokenChar(bytes[i]) { i &+= 1 }
-        return i < bytes.count && bytes[i] == Byte.colon ? i : 0  // (a colon is no tchar)
+        tokenTable.withUnsafeBufferPointer { isToken in
+            var i = 0
+            while i < bytes.count && isToken[Int(bytes[i])] { i &+= 1 }
+            return i < bytes.count && bytes[i] == Byte.colon ? i : 0  // (a colon is no tchar)
+        }
     }
+
+    /// `isTokenChar` of each byte value.
+    private static let tokenTable: [Bool] = (0...255).map { isTokenChar(UInt8($0)) }
 
     /// Without leading and trailing spaces and tabs (`trimmingSpaces`, by index: it runs for
     /// every header line).
