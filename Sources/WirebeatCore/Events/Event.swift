@@ -62,8 +62,8 @@ public struct Event: Sendable {
     init(baseNames: [String], capacity: Int) {
         self.baseNames = baseNames
         names.reserveCapacity(capacity)
-        spans.reserveCapacity(capacity)
-        encoded.reserveCapacity(capacity * 16)
+        spans.reserveCapacity(baseNames.count + capacity)
+        encoded.reserveCapacity((baseNames.count + capacity) * 16)
     }
 
     public subscript(field: String) -> JSONValue? {
