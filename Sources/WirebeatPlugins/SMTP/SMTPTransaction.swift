@@ -67,7 +67,9 @@ final class PendingCommand {
     enum Kind { case command, endOfData }
 
     let kind: Kind
-    let verb: String
+    let verb: Verb
+    /// The text of an `other` verb (upper-cased), `.` for the end of data.
+    let otherVerb: String?
     @exclusivity(unchecked) var param: String?
     let start: Timestamp
     @exclusivity(unchecked) var clientBytes = 0
@@ -89,11 +91,24 @@ final class PendingCommand {
     /// The client waits for this command's reply before sending more (DATA, AUTH, STARTTLS).
     @exclusivity(unchecked) var blocksClient = false
 
-    init(kind: Kind = .command, verb: String, start: Timestamp) {
-        self.kind = kind
+    /// `word`: the verb's bytes, kept as text only for an `other` verb.
+    init(verb: Verb, word: ArraySlice<UInt8>, start: Timestamp) {
+        self.kind = .command
         self.verb = verb
+        self.otherVerb = verb == .other ? word.upperText : nil
         self.start = start
     }
+
+    /// The end of a message's data (`.`).
+    init(endOfDataAt start: Timestamp) {
+        self.kind = .endOfData
+        self.verb = .other
+        self.otherVerb = "."
+        self.start = start
+    }
+
+    /// The verb as the event shows it.
+    var verbName: String { otherVerb ?? verb.name }
 
     func addClientBytes(_ n: Int) {
         clientBytes += n
