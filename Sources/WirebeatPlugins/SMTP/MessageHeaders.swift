@@ -17,6 +17,9 @@ struct MessageHeaderCollector {
 
     /// Scans for the empty line that ends the headers, copying runs of bytes at once.
     mutating func feed(contiguous bytes: UnsafeBufferPointer<UInt8>) {
+        // Fed line by line: room for a typical header section at once, not one regrowth per
+        // few lines.
+        if raw.capacity == 0 { raw.reserveCapacity(2048) }
         var i = 0
         defer { raw.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[0..<i])) }
         while i < bytes.count {

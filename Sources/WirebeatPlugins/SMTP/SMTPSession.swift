@@ -55,6 +55,8 @@ public final class SMTPSession {
     @exclusivity(unchecked) var pending: [PendingCommand] = []
     /// Reply whose first lines have arrived.
     @exclusivity(unchecked) var reply: Reply?
+    /// The last complete reply's phrase buffer, reused by the next reply.
+    @exclusivity(unchecked) var sparePhrasesBuffer: [UInt8] = []
     /// Transaction that new RCPT/DATA/BDAT commands belong to.
     @exclusivity(unchecked) var current: MailTransaction?
     /// Transaction receiving message data (DATA content or BDAT chunks).
@@ -474,7 +476,8 @@ public final class SMTPSession {
             return
         }
         // Taken out of `reply` so that appending to its buffers does not copy them.
-        var r = reply.take() ?? Reply(code: code, raw: config.sendResponse ? [] : nil, start: ctx.timestamp, end: ctx.timestamp)
+        var r = reply.take() ?? Reply(code: code, raw: config.sendResponse ? [] : nil, start: ctx.timestamp,
+                                      end: ctx.timestamp, phrasesBuffer: takeSparePhrasesBuffer())
         r.code = code
         r.end = ctx.timestamp
         r.bytes += raw.count
@@ -483,9 +486,16 @@ public final class SMTPSession {
         if isLast {
             r.finish()
             handleReply(r, ctx)
+            sparePhrasesBuffer = r.recyclePhrasesBuffer()
         } else {
             reply = r
         }
+    }
+
+    private func takeSparePhrasesBuffer() -> [UInt8] {
+        var buffer: [UInt8] = []
+        swap(&buffer, &sparePhrasesBuffer)
+        return buffer
     }
 
     private func handleReply(_ r: Reply, _ ctx: PluginContext) {
