@@ -303,10 +303,17 @@ public final class SMTPSession {
         pending.append(item)
         if pending.count > SMTPSession.maxPending {
             // A peer that never answers: do not grow without bound.
-            let oldest = pending.removeFirst()
+            let oldest = removeFirstPending()
             oldest.notes.add(Note.noResponse)
             complete(oldest, reply: nil, ctx)
         }
+    }
+
+    /// The oldest command waiting. (Usually the only one: `removeLast()` then, as Array's
+    /// `removeFirst()` goes through a generic subrange replacement, several hundred instructions.)
+    @discardableResult
+    private func removeFirstPending() -> PendingCommand {
+        pending.count == 1 ? pending.removeLast() : pending.removeFirst()
     }
 
     private func authResponse(_ line: ArraySlice<UInt8>, byteCount: Int) {
@@ -535,7 +542,7 @@ public final class SMTPSession {
             if case .waiting = clientMode, pending.count == 1 { clientMode = .authLine }
             return
         }
-        pending.removeFirst()
+        removeFirstPending()
         complete(head, reply: r, ctx)
     }
 
@@ -673,7 +680,10 @@ public final class SMTPSession {
     // MARK: - Transactions
 
     private func begin(_ t: MailTransaction) {
-        transactions.removeAll { $0.finished }
+        // Usually just the previous transaction, finished: dropped without the generic
+        // `removeAll(where:)` (several hundred instructions).
+        while transactions.last?.finished == true { transactions.removeLast() }
+        if transactions.contains(where: { $0.finished }) { transactions.removeAll { $0.finished } }
         transactions.append(t)
         current = t
     }
@@ -795,7 +805,7 @@ public final class SMTPSession {
     private func flushPending(note: String, _ ctx: PluginContext) {
         reply = nil
         while !pending.isEmpty {
-            let item = pending.removeFirst()
+            let item = removeFirstPending()
             item.notes.add(note)
             if item.blocksClient {
                 switch clientMode {
