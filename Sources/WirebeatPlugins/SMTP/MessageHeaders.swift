@@ -11,25 +11,42 @@ struct MessageHeaderCollector {
     static let limit = 65_536
 
     private(set) var raw: [UInt8] = []
-    /// Bytes of the current line, CR not counted: 0 at a line start.
-    private var lineLength = 0
+    /// The current line has a byte other than CR (so an LF now does not end the headers).
+    private var lineHasText = false
     private(set) var complete = false
 
-    /// Scans for the empty line that ends the headers, copying runs of bytes at once.
+    /// Scans for the empty line that ends the headers a line at a time (memchr), copying the
+    /// bytes at once.
     mutating func feed(contiguous bytes: UnsafeBufferPointer<UInt8>) {
+        // Fed line by line: room for a typical header section at once, not one regrowth per
+        // few lines.
+        if raw.capacity == 0 { raw.reserveCapacity(2048) }
+        // At least 1 while collecting: `complete` is set as soon as `raw` reaches the limit.
+        let room = MessageHeaderCollector.limit - raw.count
+        guard room > 0, let base = bytes.baseAddress else {
+            if room <= 0 { complete = true }
+            return
+        }
+        let n = min(bytes.count, room)
         var i = 0
         defer { raw.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[0..<i])) }
-        while i < bytes.count {
-            let b = bytes[i]
-            if b == Byte.lf {
-                if lineLength == 0 { complete = true; return }   // the empty line itself is not kept
-                lineLength = 0
-            } else if b != Byte.cr {
-                lineLength += 1
+        while i < n {
+            guard let found = memchr(base + i, Int32(Byte.lf), n - i) else {
+                if !lineHasText && !bytes[i..<n].allSatisfy({ $0 == Byte.cr }) { lineHasText = true }
+                i = n
+                break
             }
-            i += 1
-            if raw.count + i >= MessageHeaderCollector.limit { complete = true; return }
+            let lf = base.distance(to: found.assumingMemoryBound(to: UInt8.self))
+            if !lineHasText && bytes[i..<lf].allSatisfy({ $0 == Byte.cr }) {
+                i = lf
+                complete = true  // the empty line ends the headers; its LF is not kept
+                return
+            }
+            lineHasText = false
+            i = lf + 1
         }
+        // The limit reached.
+        if i == room { complete = true }
     }
 
     /// Stop collecting (data was lost): what is complete so far is still parsed.

@@ -18,7 +18,11 @@ extension SMTPSession {
         var e = Event.transaction(type: "smtp", connection: ctx.connection, start: item.start, end: reply?.end,
                                   status: status, requestBytes: item.clientBytes, responseBytes: responseBytes)
         e.set("smtp.type", encodedJSON: SMTPJSON.command)
-        e.set("smtp.request.command", item.verb)
+        if let other = item.otherVerb {
+            e.set("smtp.request.command", other)
+        } else {
+            e.set("smtp.request.command", encodedJSON: item.verb.json)
+        }
         // Optionals unwrapped here: the concrete setters are much cheaper than the generic one.
         if let param = item.param { e.set("smtp.request.param", param) }
         if let reply { setResponse(&e, reply) }

@@ -55,6 +55,8 @@ public final class SMTPSession {
     @exclusivity(unchecked) var pending: [PendingCommand] = []
     /// Reply whose first lines have arrived.
     @exclusivity(unchecked) var reply: Reply?
+    /// The last complete reply's phrase buffer, reused by the next reply.
+    @exclusivity(unchecked) var sparePhrasesBuffer: [UInt8] = []
     /// Transaction that new RCPT/DATA/BDAT commands belong to.
     @exclusivity(unchecked) var current: MailTransaction?
     /// Transaction receiving message data (DATA content or BDAT chunks).
@@ -189,7 +191,7 @@ public final class SMTPSession {
                 }
                 let raw = s.readable.prefix(lf + 1)
                 if case .dataOrCommand = clientMode {
-                    let (verb, rest) = SMTPSyntax.splitCommand(raw.withoutLineEnd)
+                    let (verb, _, rest) = SMTPSyntax.splitCommand(raw.withoutLineEnd)
                     if !SMTPSyntax.isPlausibleCommand(verb: verb, rest: rest) {
                         startLostData(ctx)
                         continue
@@ -207,7 +209,7 @@ public final class SMTPSession {
             authResponse(line, byteCount: raw.count)
             return
         }
-        let (verb, rest) = SMTPSyntax.splitCommand(line)
+        let (verb, word, rest) = SMTPSyntax.splitCommand(line)
         switch clientMode {
         case .resync, .dataOrCommand:
             guard SMTPSyntax.isPlausibleCommand(verb: verb, rest: rest) else {
@@ -218,24 +220,25 @@ public final class SMTPSession {
         default:
             break
         }
-        command(verb: verb, rest: rest, raw: raw, ctx)
+        command(verb: verb, word: word, rest: rest, raw: raw, ctx)
     }
 
-    private func command(verb: String, rest: ArraySlice<UInt8>, raw: ArraySlice<UInt8>, _ ctx: PluginContext) {
-        let item = PendingCommand(verb: verb, start: ctx.timestamp)
+    private func command(verb: Verb, word: ArraySlice<UInt8>, rest: ArraySlice<UInt8>, raw: ArraySlice<UInt8>,
+                         _ ctx: PluginContext) {
+        let item = PendingCommand(verb: verb, word: word, start: ctx.timestamp)
         item.param = rest.isEmpty ? nil : rest.text
         if config.sendRequest { item.request = Array(raw) }
         switch verb {
-        case "HELO", "EHLO":
+        case .helo, .ehlo:
             if let name = rest.words.first { helo = name.text }
             heloMayBeLost = false
             item.abortTarget = takeCurrent()
-        case "RSET", "QUIT":
+        case .rset, .quit:
             item.abortTarget = takeCurrent()
-        case "STARTTLS":
+        case .starttls:
             item.abortTarget = takeCurrent()
             item.blocksClient = true
-        case "MAIL":
+        case .mail:
             let t = MailTransaction(start: ctx.timestamp, implicit: false, helo: helo)
             if heloMayBeLost { t.notes.add(Note.packetLoss) }
             noteMissingHelo(t)
@@ -244,15 +247,15 @@ public final class SMTPSession {
             mailMayBeLost = false
             begin(t)
             item.transaction = t
-        case "RCPT":
+        case .rcpt:
             let t = current ?? beginImplicit(ctx.timestamp)
             item.address = SMTPSyntax.mailPath(rest, keyword: SMTPSyntax.to)
             if let a = item.address { t.rcptTo.append(a) }
             item.transaction = t
-        case "DATA":
+        case .data:
             item.transaction = current
             item.blocksClient = true
-        case "BDAT":
+        case .bdat:
             guard let (size, last) = SMTPSyntax.bdatArguments(rest) else {
                 // The chunk length is unknown, so are the bytes that follow.
                 item.transaction = current
@@ -272,7 +275,7 @@ public final class SMTPSession {
                 dataTransaction = t
                 clientMode = .chunk(remaining: size)
             }
-        case "AUTH":
+        case .auth:
             let words = rest.words
             let mechanism = words.first?.upperText ?? ""
             var exchange = AuthExchange(mechanism: mechanism)
@@ -300,10 +303,17 @@ public final class SMTPSession {
         pending.append(item)
         if pending.count > SMTPSession.maxPending {
             // A peer that never answers: do not grow without bound.
-            let oldest = pending.removeFirst()
+            let oldest = removeFirstPending()
             oldest.notes.add(Note.noResponse)
             complete(oldest, reply: nil, ctx)
         }
+    }
+
+    /// The oldest command waiting. (Usually the only one: `removeLast()` then, as Array's
+    /// `removeFirst()` goes through a generic subrange replacement, several hundred instructions.)
+    @discardableResult
+    private func removeFirstPending() -> PendingCommand {
+        pending.count == 1 ? pending.removeLast() : pending.removeFirst()
     }
 
     private func authResponse(_ line: ArraySlice<UInt8>, byteCount: Int) {
@@ -323,8 +333,8 @@ public final class SMTPSession {
         switch clientMode {
         case .command:
             // The server answers it ("500 line too long"): a placeholder keeps the pairing in step.
-            let (verb, _) = SMTPSyntax.splitCommand(s.readable.prefix(64))
-            let item = PendingCommand(verb: verb, start: ctx.timestamp)
+            let (verb, word, _) = SMTPSyntax.splitCommand(s.readable.prefix(64))
+            let item = PendingCommand(verb: verb, word: word, start: ctx.timestamp)
             item.notes.add(Note.lineTooLong)
             item.isPlaceholder = true
             item.transaction = current
@@ -416,7 +426,7 @@ public final class SMTPSession {
         if current === t { current = nil }
         dataTransaction = nil
         clientMode = .command
-        let item = PendingCommand(kind: .endOfData, verb: ".", start: ctx.timestamp)
+        let item = PendingCommand(endOfDataAt: ctx.timestamp)
         item.transaction = t
         enqueue(item, clientBytes: 0, ctx)
     }
@@ -473,7 +483,8 @@ public final class SMTPSession {
             return
         }
         // Taken out of `reply` so that appending to its buffers does not copy them.
-        var r = reply.take() ?? Reply(code: code, raw: config.sendResponse ? [] : nil, start: ctx.timestamp, end: ctx.timestamp)
+        var r = reply.take() ?? Reply(code: code, raw: config.sendResponse ? [] : nil, start: ctx.timestamp,
+                                      end: ctx.timestamp, phrasesBuffer: takeSparePhrasesBuffer())
         r.code = code
         r.end = ctx.timestamp
         r.bytes += raw.count
@@ -482,9 +493,16 @@ public final class SMTPSession {
         if isLast {
             r.finish()
             handleReply(r, ctx)
+            sparePhrasesBuffer = r.recyclePhrasesBuffer()
         } else {
             reply = r
         }
+    }
+
+    private func takeSparePhrasesBuffer() -> [UInt8] {
+        var buffer: [UInt8] = []
+        swap(&buffer, &sparePhrasesBuffer)
+        return buffer
     }
 
     private func handleReply(_ r: Reply, _ ctx: PluginContext) {
@@ -498,7 +516,7 @@ public final class SMTPSession {
             // The greeting codes of RFC 5321 3.1, at the very start of the server's stream.
             // A client talking first (or seen first) does not change what the 220 is.
             if [220, 421, 554].contains(r.code)
-                && (pending.isEmpty || (r.code == 220 && pending[0].verb != "STARTTLS")) {
+                && (pending.isEmpty || (r.code == 220 && pending[0].verb != .starttls)) {
                 var e = promptEvent(r, ctx)
                 // Without the SYN, a first 220 may answer a STARTTLS that went by unseen.
                 if startedMidStream { e.addNote(Note.greetingNotCertain) }
@@ -509,7 +527,7 @@ public final class SMTPSession {
         // 334 only answers AUTH, 354 only DATA, 220 only STARTTLS (after the greeting): anything
         // else means the pairing is off.
         guard let head = pending.first, !(r.code == 334 && head.auth == nil),
-              !(r.code == 354 && head.verb != "DATA"), !(r.code == 220 && head.verb != "STARTTLS") else {
+              !(r.code == 354 && head.verb != .data), !(r.code == 220 && head.verb != .starttls) else {
             unexpectedReply(r, ctx)
             return
         }
@@ -524,7 +542,7 @@ public final class SMTPSession {
             if case .waiting = clientMode, pending.count == 1 { clientMode = .authLine }
             return
         }
-        pending.removeFirst()
+        removeFirstPending()
         complete(head, reply: r, ctx)
     }
 
@@ -584,11 +602,11 @@ public final class SMTPSession {
             return
         }
 
-        let tlsStarted = item.verb == "STARTTLS" && reply?.code == 220
+        let tlsStarted = item.verb == .starttls && reply?.code == 220
         ctx.publish(commandEvent(item, reply: reply, tlsStarted: tlsStarted, ctx))
 
-        switch item.isPlaceholder ? "" : item.verb {
-        case "MAIL":
+        switch item.isPlaceholder ? .other : item.verb {
+        case .mail:
             guard let t else { break }
             let previous = t.previous
             t.previous = nil
@@ -602,10 +620,10 @@ public final class SMTPSession {
                 finish(t, type: "ABORTED", reply: nil, ctx)
                 if current == nil, let p = previous, !p.finished, !p.dataStarted { current = p }
             }
-        case "RCPT":
+        case .rcpt:
             guard let t, let address = item.address, let reply else { break }
             if reply.isSuccess { t.rcptAccepted = true } else { t.rcptRejected.append(address) }
-        case "DATA":
+        case .data:
             guard let reply else { break }
             if reply.code == 354 {
                 let target = t ?? beginImplicit(item.start)
@@ -620,7 +638,7 @@ public final class SMTPSession {
                     clientMode = .data(atLineStart: true)
                 }
             }
-        case "BDAT":
+        case .bdat:
             guard let t, item.isChunk else { break }
             if let reply {
                 if !reply.isSuccess || item.bdatLast { finish(t, type: "MAIL", reply: reply, ctx) }
@@ -628,14 +646,14 @@ public final class SMTPSession {
                 t.notes.add(item.notes)
                 finish(t, type: "MAIL", reply: nil, ctx)
             }
-        case "RSET", "QUIT":
+        case .rset, .quit:
             if let target = item.abortTarget {
-                abort(target, note: Note.abortedBy(item.verb), end: reply?.end, ctx, extra: item.notes)
+                abort(target, note: Note.abortedBy(item.verbName), end: reply?.end, ctx, extra: item.notes)
             }
-        case "HELO", "EHLO", "STARTTLS":
+        case .helo, .ehlo, .starttls:
             guard let target = item.abortTarget else { break }
             if reply == nil || success || tlsStarted {
-                abort(target, note: Note.abortedBy(item.verb), end: reply?.end, ctx, extra: item.notes)
+                abort(target, note: Note.abortedBy(item.verbName), end: reply?.end, ctx, extra: item.notes)
             } else if current == nil, !target.finished {
                 current = target  // refused: the transaction goes on
             }
@@ -649,7 +667,7 @@ public final class SMTPSession {
                 if tlsStarted {
                     clientMode = .ignore
                     serverMode = .ignore
-                } else if !(item.verb == "DATA" && reply?.code == 354) {
+                } else if !(item.verb == .data && reply?.code == 354) {
                     clientMode = lostWhileWaiting ? .resync : .command
                 }
             default:
@@ -662,7 +680,10 @@ public final class SMTPSession {
     // MARK: - Transactions
 
     private func begin(_ t: MailTransaction) {
-        transactions.removeAll { $0.finished }
+        // Usually just the previous transaction, finished: dropped without the generic
+        // `removeAll(where:)` (several hundred instructions).
+        while transactions.last?.finished == true { transactions.removeLast() }
+        if transactions.contains(where: { $0.finished }) { transactions.removeAll { $0.finished } }
         transactions.append(t)
         current = t
     }
@@ -784,15 +805,15 @@ public final class SMTPSession {
     private func flushPending(note: String, _ ctx: PluginContext) {
         reply = nil
         while !pending.isEmpty {
-            let item = pending.removeFirst()
+            let item = removeFirstPending()
             item.notes.add(note)
             if item.blocksClient {
                 switch clientMode {
                 case .waiting, .authLine:
-                    if item.verb == "DATA" && note == Note.packetLoss {
+                    if item.verb == .data && note == Note.packetLoss {
                         lostDataTransaction = item.transaction
                         clientMode = .dataOrCommand
-                    } else if item.verb == "STARTTLS" && note == Note.packetLoss {
+                    } else if item.verb == .starttls && note == Note.packetLoss {
                         tlsCheck = true
                         clientMode = .resync
                     } else {

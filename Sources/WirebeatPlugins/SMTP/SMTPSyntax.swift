@@ -53,35 +53,74 @@ extension ArraySlice where Element == UInt8 {
     }
 }
 
+/// A command verb, recognised case-insensitively from its bytes once: the session compares
+/// enum cases, and events take each known verb's JSON text encoded once. `other` is any
+/// other verb, whose (upper-cased) text the command keeps.
+enum Verb: Int, CaseIterable {
+    case helo, ehlo, mail, rcpt, data, bdat, rset, quit, starttls, auth, vrfy, expn, noop, help
+    case other
+
+    /// The upper-case name (`""` for `other`).
+    var name: String { Verb.names[rawValue] }
+    /// `name` as JSON text, for `Event.set(_:encodedJSON:)`.
+    var json: [UInt8] { Verb.jsonNames[rawValue] }
+
+    private static let names = ["HELO", "EHLO", "MAIL", "RCPT", "DATA", "BDAT", "RSET", "QUIT", "STARTTLS",
+                                "AUTH", "VRFY", "EXPN", "NOOP", "HELP", ""]
+    private static let jsonNames = names.map(SMTPJSON.quoted)
+    /// Each four-letter verb's bytes as a big-endian UInt32, in case order.
+    private static let packedFourLetter: [UInt32] = names.map { name in
+        name.utf8.count == 4 ? name.utf8.reduce(0) { $0 << 8 | UInt32($1) } : 0
+    }
+    private static let starttlsBytes = Array("STARTTLS".utf8)
+
+    init(_ word: ArraySlice<UInt8>) {
+        if word.count == 4 {
+            var packed: UInt32 = 0
+            for b in word { packed = packed << 8 | UInt32(Byte.upper(b)) }
+            let table = Verb.packedFourLetter
+            for i in 0..<table.count where table[i] == packed {
+                self = Verb(rawValue: i)!
+                return
+            }
+        } else if word.count == 8 && word.hasPrefix(ignoringCase: Verb.starttlsBytes) {
+            self = .starttls
+            return
+        }
+        self = .other
+    }
+}
+
 enum SMTPSyntax {
     static let from = Array("FROM:".utf8)
     static let to = Array("TO:".utf8)
     static let last = Array("LAST".utf8)
 
-    /// The verb (upper-cased, at most 64 bytes kept) and the rest of a command line, trimmed.
-    static func splitCommand(_ line: ArraySlice<UInt8>) -> (verb: String, rest: ArraySlice<UInt8>) {
+    /// The verb (recognised from the bytes; at most 64 bytes looked at), the verb's bytes and
+    /// the rest of a command line, trimmed.
+    static func splitCommand(_ line: ArraySlice<UInt8>) -> (verb: Verb, word: ArraySlice<UInt8>, rest: ArraySlice<UInt8>) {
         var end = line.startIndex
         while end < line.endIndex && !Byte.isSpace(line[end]) { end += 1 }
-        let verb = line[line.startIndex..<Swift.min(end, line.startIndex + 64)]
-        return (verb.upperText, line[end...].trimmingSpaces)
+        let word = line[line.startIndex..<Swift.min(end, line.startIndex + 64)]
+        return (Verb(word), word, line[end...].trimmingSpaces)
     }
 
     /// Whether a line at an untrusted position (connection picked up mid-stream, after a gap)
     /// is a command we can resynchronise on: a known verb with arguments of the right shape,
     /// so that message text such as "Help me" or "Data follows" is not taken for a command.
-    static func isPlausibleCommand(verb: String, rest: ArraySlice<UInt8>) -> Bool {
+    static func isPlausibleCommand(verb: Verb, rest: ArraySlice<UInt8>) -> Bool {
         switch verb {
-        case "MAIL": return rest.hasPrefix(ignoringCase: from)
-        case "RCPT": return rest.hasPrefix(ignoringCase: to)
-        case "DATA", "RSET", "QUIT", "STARTTLS": return rest.isEmpty
-        case "EHLO", "HELO": return !rest.isEmpty && rest.words.count == 1
-        case "VRFY", "EXPN": return !rest.isEmpty
-        case "NOOP", "HELP": return rest.words.count <= 1
-        case "AUTH":
+        case .mail: return rest.hasPrefix(ignoringCase: from)
+        case .rcpt: return rest.hasPrefix(ignoringCase: to)
+        case .data, .rset, .quit, .starttls: return rest.isEmpty
+        case .ehlo, .helo: return !rest.isEmpty && rest.words.count == 1
+        case .vrfy, .expn: return !rest.isEmpty
+        case .noop, .help: return rest.words.count <= 1
+        case .auth:
             guard let mech = rest.words.first else { return false }
             return rest.words.count <= 2 && mech.allSatisfy { isMechanismByte($0) }
-        case "BDAT": return bdatArguments(rest) != nil
-        default: return false
+        case .bdat: return bdatArguments(rest) != nil
+        case .other: return false
         }
     }
 

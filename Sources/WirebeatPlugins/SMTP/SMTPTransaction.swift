@@ -31,7 +31,7 @@ struct Reply {
     var code: Int
     /// `smtp.response.phrases` (each line's text) as JSON text, built as the lines arrive:
     /// `[` and the strings so far; `finish()` closes it.
-    private(set) var phrasesJSON: [UInt8] = [UInt8(ascii: "[")]
+    private(set) var phrasesJSON: [UInt8]
     private var phraseCount = 0
     var bytes = 0
     /// The raw text, kept only for `send_response`.
@@ -39,12 +39,25 @@ struct Reply {
     let start: Timestamp
     var end: Timestamp
 
-    init(code: Int, raw: [UInt8]?, start: Timestamp, end: Timestamp) {
+    /// `phrasesBuffer`: an earlier reply's buffer (see `recyclePhrasesBuffer()`), so that a
+    /// session's replies share one allocation.
+    init(code: Int, raw: [UInt8]?, start: Timestamp, end: Timestamp, phrasesBuffer: [UInt8] = []) {
         self.code = code
         self.raw = raw
         self.start = start
         self.end = end
-        phrasesJSON.reserveCapacity(128)  // most replies: one allocation
+        phrasesJSON = phrasesBuffer
+        phrasesJSON.removeAll(keepingCapacity: true)
+        phrasesJSON.append(UInt8(ascii: "["))
+        if phrasesJSON.capacity < 128 { phrasesJSON.reserveCapacity(128) }  // most replies: one allocation
+    }
+
+    /// The phrases' buffer, emptied, for the next reply (once the events have copied it).
+    mutating func recyclePhrasesBuffer() -> [UInt8] {
+        var buffer: [UInt8] = []
+        swap(&buffer, &phrasesJSON)
+        buffer.removeAll(keepingCapacity: true)
+        return buffer
     }
 
     mutating func addPhrase(_ text: ArraySlice<UInt8>) {
@@ -67,7 +80,9 @@ final class PendingCommand {
     enum Kind { case command, endOfData }
 
     let kind: Kind
-    let verb: String
+    let verb: Verb
+    /// The text of an `other` verb (upper-cased), `.` for the end of data.
+    let otherVerb: String?
     @exclusivity(unchecked) var param: String?
     let start: Timestamp
     @exclusivity(unchecked) var clientBytes = 0
@@ -89,11 +104,24 @@ final class PendingCommand {
     /// The client waits for this command's reply before sending more (DATA, AUTH, STARTTLS).
     @exclusivity(unchecked) var blocksClient = false
 
-    init(kind: Kind = .command, verb: String, start: Timestamp) {
-        self.kind = kind
+    /// `word`: the verb's bytes, kept as text only for an `other` verb.
+    init(verb: Verb, word: ArraySlice<UInt8>, start: Timestamp) {
+        self.kind = .command
         self.verb = verb
+        self.otherVerb = verb == .other ? word.upperText : nil
         self.start = start
     }
+
+    /// The end of a message's data (`.`).
+    init(endOfDataAt start: Timestamp) {
+        self.kind = .endOfData
+        self.verb = .other
+        self.otherVerb = "."
+        self.start = start
+    }
+
+    /// The verb as the event shows it.
+    var verbName: String { otherVerb ?? verb.name }
 
     func addClientBytes(_ n: Int) {
         clientBytes += n
