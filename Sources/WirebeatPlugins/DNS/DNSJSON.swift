@@ -14,6 +14,13 @@ enum DNSJSON {
         out.append(contentsOf: UnsafeBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
     }
 
+    /// Appends a literal JSON string, or with `inside` only what is between its quotes.
+    @inline(__always)
+    static func raw(_ quoted: StaticString, inside: Bool, into out: inout [UInt8]) {
+        let skip = inside ? 1 : 0
+        out.append(contentsOf: UnsafeBufferPointer(start: quoted.utf8Start + skip, count: quoted.utf8CodeUnitCount - 2 * skip))
+    }
+
     /// A JSON string of valid UTF-8 text, as the core's JSONWriter writes it.
     @inline(__always)
     static func string(_ s: String, into out: inout [UInt8]) { JSONWriter.writeString(s, into: &out) }
@@ -71,8 +78,6 @@ enum DNSJSON {
 
 /// Values that recur in every event, as JSON text built once.
 enum DNSEncoded {
-    static let answer = DNSJSON.quoted("answer")
-    static let query = DNSJSON.quoted("query")
 
     /// By number up to CAA (257), the highest common one; a lookup instead of hashing the
     /// number into `DNSType.names` for every record.
@@ -116,6 +121,49 @@ enum DNSEncoded {
     static func headerFlags(_ h: DNSHeader, dnssecOK: Bool) -> [UInt8] {
         headerFlags[headerBits(h) | (dnssecOK ? 64 : 0)]
     }
+
+    // The commonest values written from literals (the tables above sit behind lazy globals,
+    // checked at every use); anything else from the tables. With `inside`, without the quotes.
+
+    static func writeType(_ t: UInt16, inside: Bool = false, into out: inout [UInt8]) {
+        let text: StaticString
+        switch t {
+        case 1: text = #""A""#
+        case 2: text = #""NS""#
+        case 5: text = #""CNAME""#
+        case 6: text = #""SOA""#
+        case 12: text = #""PTR""#
+        case 15: text = #""MX""#
+        case 16: text = #""TXT""#
+        case 28: text = #""AAAA""#
+        case 33: text = #""SRV""#
+        default:
+            let quoted = type(t)
+            out.append(contentsOf: inside ? quoted.dropFirst().dropLast() : quoted[...])
+            return
+        }
+        DNSJSON.raw(text, inside: inside, into: &out)
+    }
+
+    static func writeClass(_ c: UInt16, inside: Bool = false, into out: inout [UInt8]) {
+        if c == 1 { DNSJSON.raw(#""IN""#, inside: inside, into: &out); return }
+        let quoted = `class`(c)
+        out.append(contentsOf: inside ? quoted.dropFirst().dropLast() : quoted[...])
+    }
+
+    static func writeOpcode(_ op: Int, into out: inout [UInt8]) {
+        if op == 0 { DNSJSON.raw(#""QUERY""#, into: &out) } else { out.append(contentsOf: opcode(op)) }
+    }
+
+    static func writeRcode(_ code: Int, into out: inout [UInt8]) {
+        switch code {
+        case 0: DNSJSON.raw(#""NOERROR""#, into: &out)
+        case 2: DNSJSON.raw(#""SERVFAIL""#, into: &out)
+        case 3: DNSJSON.raw(#""NXDOMAIN""#, into: &out)
+        case 5: DNSJSON.raw(#""REFUSED""#, into: &out)
+        default: out.append(contentsOf: rcode(code))
+        }
+    }
 }
 
 extension DNSRecord {
@@ -157,7 +205,7 @@ extension DNSRecord {
         DNSJSON.raw(#","ttl":"#, into: &out)
         DNSJSON.int(ttl, into: &out)
         DNSJSON.raw(#","type":"#, into: &out)
-        out.append(contentsOf: DNSEncoded.type(type))
+        DNSEncoded.writeType(type, into: &out)
         if case let .srv(_, weight, _, _) = data {
             DNSJSON.raw(#","weight":"#, into: &out); DNSJSON.int(UInt32(weight), into: &out)
         }
