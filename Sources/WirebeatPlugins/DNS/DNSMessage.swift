@@ -316,7 +316,10 @@ struct DNSSection: Equatable {
 /// Parsing checks every record but keeps only where each section starts: the records are
 /// read again from `bytes` when the event is written (`forEachRecord`), which costs less
 /// than building, copying and freeing an array of records per message.
-struct DNSMessage: Equatable {
+///
+/// A class: the event code reads a message through optionals several times, and each read of
+/// a struct this size copies it (retaining its arrays); a reference costs one retain.
+final class DNSMessage {
     /// The whole message.
     let bytes: [UInt8]
     var header: DNSHeader
@@ -328,6 +331,11 @@ struct DNSMessage: Equatable {
     var edns: EDNS?
     /// Why parsing stopped early, or a rule the message broke (several OPT, bad RDATA).
     var faults: [DNSFault] = []
+
+    init(bytes: [UInt8], header: DNSHeader) {
+        self.bytes = bytes
+        self.header = header
+    }
 
     /// Size of the message in bytes.
     var size: Int { bytes.count }
