@@ -113,13 +113,23 @@ enum DNSEncoded {
         return out
     }
 
-    static func flags(_ h: DNSHeader) -> [UInt8] { flagObjects[headerBits(h)] }
-
     /// AA is flag bit 0x0400, TC 0x0200, RD 0x0100, RA 0x0080, (Z 0x0040), AD 0x0020, CD 0x0010.
     private static func headerBits(_ h: DNSHeader) -> Int { Int(h.flags >> 5 & 0x3C) | Int(h.flags >> 4 & 0x3) }
 
-    static func headerFlags(_ h: DNSHeader, dnssecOK: Bool) -> [UInt8] {
-        headerFlags[headerBits(h) | (dnssecOK ? 64 : 0)]
+    /// `"flags":{…},"header_flags":[…],"id":`, the members of `dns` from `flags` to the key of
+    /// `id` in one piece, for every combination of the bits of `headerFlags`.
+    private static let flagMembers: [[UInt8]] = (0..<128).map { bits in
+        var out: [UInt8] = []
+        DNSJSON.raw(#""flags":"#, into: &out)
+        out += flagObjects[bits & 63]
+        DNSJSON.raw(#","header_flags":"#, into: &out)
+        out += headerFlags[bits]
+        DNSJSON.raw(#","id":"#, into: &out)
+        return out
+    }
+
+    static func flagMembers(_ h: DNSHeader, dnssecOK: Bool) -> [UInt8] {
+        flagMembers[headerBits(h) | (dnssecOK ? 64 : 0)]
     }
 
     // The commonest values written from literals (the tables above sit behind lazy globals,

@@ -147,15 +147,17 @@ enum DNSEvents {
             DNSJSON.int(UInt32(r.header.authorityCount), into: &json)
             json.append(UInt8(ascii: ","))
         }
-        // `flags` is a pre-built object, `header_flags` a pre-built array.
-        DNSJSON.raw(#""flags":"#, into: &json)
-        json.append(contentsOf: DNSEncoded.flags(h))
-        DNSJSON.raw(#","header_flags":"#, into: &json)
-        json.append(contentsOf: DNSEncoded.headerFlags(h, dnssecOK: main.edns?.dnssecOK == true))
-        DNSJSON.raw(#","id":"#, into: &json)
+        // `flags` and `header_flags` are pre-built, with the keys around them. (The common
+        // values below are written with their keys: each append costs about as much as a
+        // short literal.)
+        json.append(contentsOf: DNSEncoded.flagMembers(h, dnssecOK: main.edns?.dnssecOK == true))
         DNSJSON.int(UInt32(h.id), into: &json)
-        DNSJSON.raw(#","op_code":"#, into: &json)
-        DNSEncoded.writeOpcode(h.opcode, into: &json)
+        if h.opcode == 0 {
+            DNSJSON.raw(#","op_code":"QUERY""#, into: &json)
+        } else {
+            DNSJSON.raw(#","op_code":"#, into: &json)
+            DNSEncoded.writeOpcode(h.opcode, into: &json)
+        }
         if let edns = main.edns {
             DNSJSON.raw(#","opt":"#, into: &json)
             writeOpt(edns, extendedRcode: true, into: &json)
@@ -167,9 +169,13 @@ enum DNSEvents {
         }
         if let question {
             // Keys in byte order: class, name, type.
-            DNSJSON.raw(#","question":{"class":"#, into: &json)
-            DNSEncoded.writeClass(question.qclass, into: &json)
-            DNSJSON.raw(#","name":""#, into: &json)
+            if question.qclass == 1 {
+                DNSJSON.raw(#","question":{"class":"IN","name":""#, into: &json)
+            } else {
+                DNSJSON.raw(#","question":{"class":"#, into: &json)
+                DNSEncoded.writeClass(question.qclass, into: &json)
+                DNSJSON.raw(#","name":""#, into: &json)
+            }
             json.append(contentsOf: questionName)
             DNSJSON.raw(#"","type":"#, into: &json)
             DNSEncoded.writeType(question.type, into: &json)
@@ -183,8 +189,12 @@ enum DNSEvents {
                 json.append(contentsOf: json[range])
             }
             if !addresses.isEmpty { json.append(UInt8(ascii: "]")) }
-            DNSJSON.raw(#","response_code":"#, into: &json)
-            DNSEncoded.writeRcode(r.rcode, into: &json)
+            if r.rcode == 0 {
+                DNSJSON.raw(#","response_code":"NOERROR""#, into: &json)
+            } else {
+                DNSJSON.raw(#","response_code":"#, into: &json)
+                DNSEncoded.writeRcode(r.rcode, into: &json)
+            }
         }
         DNSJSON.raw(#","type":"#, into: &json)
         DNSJSON.raw(isAnswer ? #""answer"}"# : #""query"}"#, into: &json)
