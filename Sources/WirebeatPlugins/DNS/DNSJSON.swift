@@ -41,12 +41,18 @@ enum DNSJSON {
     /// making the String.
     static func ip(_ ip: IPAddress, into out: inout [UInt8]) {
         if ip.isV4 {
+            // Each byte in decimal, written here (no array of shifts, no call per byte).
             let v = UInt32(truncatingIfNeeded: ip.low)
-            for shift: UInt32 in [24, 16, 8, 0] {
-                if shift != 24 { out.append(UInt8(ascii: ".")) }
-                int(v >> shift & 0xFF, into: &out)
+            var shift: UInt32 = 24
+            while true {
+                let b = UInt8(truncatingIfNeeded: v >> shift)
+                if b >= 100 { out.append(0x30 + b / 100) }
+                if b >= 10 { out.append(0x30 + b / 10 % 10) }
+                out.append(0x30 + b % 10)
+                if shift == 0 { return }
+                out.append(UInt8(ascii: "."))
+                shift -= 8
             }
-            return
         }
         @inline(__always) func group(_ i: Int) -> UInt16 {
             UInt16(truncatingIfNeeded: (i < 4 ? ip.high : ip.low) >> UInt64(48 - 16 * (i % 4)))

@@ -186,7 +186,8 @@ enum DNSEvents {
             // already in `json`.
             for (i, range) in addresses.enumerated() {
                 DNSJSON.raw(i == 0 ? #","resolved_ip":["# : ",", into: &json)
-                json.append(contentsOf: json[range])
+                // Byte by byte: a slice of `json` appended to `json` would copy the whole buffer.
+                for k in range { json.append(json[k]) }
             }
             if !addresses.isEmpty { json.append(UInt8(ascii: "]")) }
             if r.rcode == 0 {
