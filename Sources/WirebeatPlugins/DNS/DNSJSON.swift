@@ -185,9 +185,10 @@ enum DNSEncoded {
 extension DNSRecord {
     /// Appends the record as `json` prints through JSONWriter: the same members, keys in
     /// byte order (class, data, …, name, …, ttl, type, …), written directly. Returns where
-    /// the value of `data` is in `out`.
+    /// the value of `data` is in `out`. `nameAt12`: the text (as in a JSON string) of the
+    /// name at offset 12 of the message, the question's, which most answers point to.
     @discardableResult
-    func writeJSON(into out: inout [UInt8]) -> Range<Int> {
+    func writeJSON(into out: inout [UInt8], nameAt12: [UInt8]? = nil) -> Range<Int> {
         if rclass == 1 {
             DNSJSON.raw(#"{"class":"IN","data":"#, into: &out)   // nearly always
         } else {
@@ -203,20 +204,20 @@ extension DNSRecord {
         case let .soa(_, rname, serial, refresh, retry, expire, minimum):
             DNSJSON.raw(#","expire":"#, into: &out); DNSJSON.int(expire, into: &out)
             DNSJSON.raw(#","minimum":"#, into: &out); DNSJSON.int(minimum, into: &out)
-            writeName(into: &out)
+            writeName(nameAt12, into: &out)
             DNSJSON.raw(#","refresh":"#, into: &out); DNSJSON.int(refresh, into: &out)
             DNSJSON.raw(#","retry":"#, into: &out); DNSJSON.int(retry, into: &out)
             DNSJSON.raw(#","rname":""#, into: &out); rname.write(into: &out, json: true); out.append(DNSJSON.quote)
             DNSJSON.raw(#","serial":"#, into: &out); DNSJSON.int(serial, into: &out)
         case let .mx(preference, _):
-            writeName(into: &out)
+            writeName(nameAt12, into: &out)
             DNSJSON.raw(#","preference":"#, into: &out); DNSJSON.int(UInt32(preference), into: &out)
         case let .srv(priority, _, port, _):
-            writeName(into: &out)
+            writeName(nameAt12, into: &out)
             DNSJSON.raw(#","port":"#, into: &out); DNSJSON.int(UInt32(port), into: &out)
             DNSJSON.raw(#","priority":"#, into: &out); DNSJSON.int(UInt32(priority), into: &out)
         default:
-            writeName(into: &out)
+            writeName(nameAt12, into: &out)
         }
         DNSJSON.raw(#","ttl":"#, into: &out)
         DNSJSON.int(ttl, into: &out)
@@ -229,9 +230,13 @@ extension DNSRecord {
         return dataStart..<dataEnd
     }
 
-    private func writeName(into out: inout [UInt8]) {
+    private func writeName(_ nameAt12: [UInt8]?, into out: inout [UInt8]) {
         DNSJSON.raw(#","name":""#, into: &out)
-        name.write(into: &out, json: true)
+        if let nameAt12, name.isPointer(to: 12) {
+            out.append(contentsOf: nameAt12)
+        } else {
+            name.write(into: &out, json: true)
+        }
         out.append(DNSJSON.quote)
     }
 

@@ -135,6 +135,36 @@ struct DNSName: Equatable, Hashable {
         }
     }
 
+    /// The name's length in the message when it has no pointer; nil when it has one.
+    var uncompressedLength: Int? {
+        var i = start
+        while message[i] != 0 {
+            if message[i] & 0xC0 != 0 { return nil }
+            i += 1 + Int(message[i])
+        }
+        return i + 1 - start
+    }
+
+    /// The name has no pointer and `other` holds the same bytes where the name is in `message`.
+    func isStored(identicallyIn other: [UInt8]) -> Bool {
+        guard let length = uncompressedLength, other.count >= start + length else { return false }
+        return message.withUnsafeBufferPointer { a in
+            other.withUnsafeBufferPointer { b in
+                var k = start
+                while k < start + length {
+                    if a[k] != b[k] { return false }
+                    k += 1
+                }
+                return true
+            }
+        }
+    }
+
+    /// The name is only a pointer to `offset`.
+    func isPointer(to offset: Int) -> Bool {
+        message[start] == 0xC0 | UInt8(offset >> 8) && message[start + 1] == UInt8(truncatingIfNeeded: offset)
+    }
+
     var isRoot: Bool {
         var root = true
         forEachLabel { _ in root = false }

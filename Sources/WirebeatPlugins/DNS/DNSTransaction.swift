@@ -127,20 +127,26 @@ enum DNSEvents {
         let object = json.count
         json.append(UInt8(ascii: "{"))
         if let r {
+            // Answers mostly name the question by a pointer to it: its text is reused when the
+            // response's question name has the same bytes as the one in `questionName`.
+            var nameAt12: [UInt8]? = nil
+            if let question, question.name.start == 12, question.name.isStored(identicallyIn: r.bytes) {
+                nameAt12 = questionName
+            }
             var ignored: [Range<Int>] = []
             if settings.includeAdditionals {
-                writeRecords(#""additionals":["#, r, r.additionalSection, skipOPT: true, object: object,
+                writeRecords(#""additionals":["#, r, r.additionalSection, skipOPT: true, object: object, nameAt12: nameAt12,
                              addresses: &ignored, into: &json)
             }
             DNSJSON.raw(json.count > object + 1 ? ",\"" : "\"", into: &json)
             DNSJSON.raw(#"additionals_count":"#, into: &json)
             DNSJSON.int(UInt32(r.header.additionalCount), into: &json)
-            writeRecords(#""answers":["#, r, r.answerSection, skipOPT: false, object: object,
+            writeRecords(#""answers":["#, r, r.answerSection, skipOPT: false, object: object, nameAt12: nameAt12,
                          addresses: &addresses, into: &json)
             DNSJSON.raw(#","answers_count":"#, into: &json)
             DNSJSON.int(UInt32(r.header.answerCount), into: &json)
             if settings.includeAuthorities {
-                writeRecords(#""authorities":["#, r, r.authoritySection, skipOPT: false, object: object,
+                writeRecords(#""authorities":["#, r, r.authoritySection, skipOPT: false, object: object, nameAt12: nameAt12,
                              addresses: &ignored, into: &json)
             }
             DNSJSON.raw(#","authorities_count":"#, into: &json)
@@ -205,7 +211,7 @@ enum DNSEvents {
     /// starts at `json[object]`; nothing when the section has no records.
     /// `addresses` gets where the JSON strings of A and AAAA data are.
     private static func writeRecords(_ key: StaticString, _ m: DNSMessage, _ section: DNSSection, skipOPT: Bool,
-                                     object: Int, addresses: inout [Range<Int>], into json: inout [UInt8]) {
+                                     object: Int, nameAt12: [UInt8]?, addresses: inout [Range<Int>], into json: inout [UInt8]) {
         var first = true
         m.forEachRecord(in: section) { rr in
             if skipOPT && rr.type == DNSType.OPT { return }
@@ -216,7 +222,7 @@ enum DNSEvents {
                 json.append(UInt8(ascii: ","))
             }
             first = false
-            let data = rr.writeJSON(into: &json)
+            let data = rr.writeJSON(into: &json, nameAt12: nameAt12)
             if case .address = rr.data { addresses.append(data) }
         }
         if !first { json.append(UInt8(ascii: "]")) }
