@@ -14,6 +14,13 @@ enum DNSJSON {
         out.append(contentsOf: UnsafeBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
     }
 
+    /// Appends a literal JSON string, or with `inside` only what is between its quotes.
+    @inline(__always)
+    static func raw(_ quoted: StaticString, inside: Bool, into out: inout [UInt8]) {
+        let skip = inside ? 1 : 0
+        out.append(contentsOf: UnsafeBufferPointer(start: quoted.utf8Start + skip, count: quoted.utf8CodeUnitCount - 2 * skip))
+    }
+
     /// A JSON string of valid UTF-8 text, as the core's JSONWriter writes it.
     @inline(__always)
     static func string(_ s: String, into out: inout [UInt8]) { JSONWriter.writeString(s, into: &out) }
@@ -34,12 +41,18 @@ enum DNSJSON {
     /// making the String.
     static func ip(_ ip: IPAddress, into out: inout [UInt8]) {
         if ip.isV4 {
+            // Each byte in decimal, written here (no array of shifts, no call per byte).
             let v = UInt32(truncatingIfNeeded: ip.low)
-            for shift: UInt32 in [24, 16, 8, 0] {
-                if shift != 24 { out.append(UInt8(ascii: ".")) }
-                int(v >> shift & 0xFF, into: &out)
+            var shift: UInt32 = 24
+            while true {
+                let b = UInt8(truncatingIfNeeded: v >> shift)
+                if b >= 100 { out.append(0x30 + b / 100) }
+                if b >= 10 { out.append(0x30 + b / 10 % 10) }
+                out.append(0x30 + b % 10)
+                if shift == 0 { return }
+                out.append(UInt8(ascii: "."))
+                shift -= 8
             }
-            return
         }
         @inline(__always) func group(_ i: Int) -> UInt16 {
             UInt16(truncatingIfNeeded: (i < 4 ? ip.high : ip.low) >> UInt64(48 - 16 * (i % 4)))
@@ -71,8 +84,6 @@ enum DNSJSON {
 
 /// Values that recur in every event, as JSON text built once.
 enum DNSEncoded {
-    static let answer = DNSJSON.quoted("answer")
-    static let query = DNSJSON.quoted("query")
 
     /// By number up to CAA (257), the highest common one; a lookup instead of hashing the
     /// number into `DNSType.names` for every record.
@@ -108,22 +119,76 @@ enum DNSEncoded {
         return out
     }
 
-    static func flags(_ h: DNSHeader) -> [UInt8] { flagObjects[headerBits(h)] }
-
     /// AA is flag bit 0x0400, TC 0x0200, RD 0x0100, RA 0x0080, (Z 0x0040), AD 0x0020, CD 0x0010.
     private static func headerBits(_ h: DNSHeader) -> Int { Int(h.flags >> 5 & 0x3C) | Int(h.flags >> 4 & 0x3) }
 
-    static func headerFlags(_ h: DNSHeader, dnssecOK: Bool) -> [UInt8] {
-        headerFlags[headerBits(h) | (dnssecOK ? 64 : 0)]
+    /// `"flags":{…},"header_flags":[…],"id":`, the members of `dns` from `flags` to the key of
+    /// `id` in one piece, for every combination of the bits of `headerFlags`.
+    private static let flagMembers: [[UInt8]] = (0..<128).map { bits in
+        var out: [UInt8] = []
+        DNSJSON.raw(#""flags":"#, into: &out)
+        out += flagObjects[bits & 63]
+        DNSJSON.raw(#","header_flags":"#, into: &out)
+        out += headerFlags[bits]
+        DNSJSON.raw(#","id":"#, into: &out)
+        return out
+    }
+
+    static func flagMembers(_ h: DNSHeader, dnssecOK: Bool) -> [UInt8] {
+        flagMembers[headerBits(h) | (dnssecOK ? 64 : 0)]
+    }
+
+    // The commonest values written from literals (the tables above sit behind lazy globals,
+    // checked at every use); anything else from the tables. With `inside`, without the quotes.
+
+    static func writeType(_ t: UInt16, inside: Bool = false, into out: inout [UInt8]) {
+        let text: StaticString
+        switch t {
+        case 1: text = #""A""#
+        case 2: text = #""NS""#
+        case 5: text = #""CNAME""#
+        case 6: text = #""SOA""#
+        case 12: text = #""PTR""#
+        case 15: text = #""MX""#
+        case 16: text = #""TXT""#
+        case 28: text = #""AAAA""#
+        case 33: text = #""SRV""#
+        default:
+            let quoted = type(t)
+            out.append(contentsOf: inside ? quoted.dropFirst().dropLast() : quoted[...])
+            return
+        }
+        DNSJSON.raw(text, inside: inside, into: &out)
+    }
+
+    static func writeClass(_ c: UInt16, inside: Bool = false, into out: inout [UInt8]) {
+        if c == 1 { DNSJSON.raw(#""IN""#, inside: inside, into: &out); return }
+        let quoted = `class`(c)
+        out.append(contentsOf: inside ? quoted.dropFirst().dropLast() : quoted[...])
+    }
+
+    static func writeOpcode(_ op: Int, into out: inout [UInt8]) {
+        if op == 0 { DNSJSON.raw(#""QUERY""#, into: &out) } else { out.append(contentsOf: opcode(op)) }
+    }
+
+    static func writeRcode(_ code: Int, into out: inout [UInt8]) {
+        switch code {
+        case 0: DNSJSON.raw(#""NOERROR""#, into: &out)
+        case 2: DNSJSON.raw(#""SERVFAIL""#, into: &out)
+        case 3: DNSJSON.raw(#""NXDOMAIN""#, into: &out)
+        case 5: DNSJSON.raw(#""REFUSED""#, into: &out)
+        default: out.append(contentsOf: rcode(code))
+        }
     }
 }
 
 extension DNSRecord {
     /// Appends the record as `json` prints through JSONWriter: the same members, keys in
     /// byte order (class, data, …, name, …, ttl, type, …), written directly. Returns where
-    /// the value of `data` is in `out`.
+    /// the value of `data` is in `out`. `nameAt12`: the text (as in a JSON string) of the
+    /// name at offset 12 of the message, the question's, which most answers point to.
     @discardableResult
-    func writeJSON(into out: inout [UInt8]) -> Range<Int> {
+    func writeJSON(into out: inout [UInt8], nameAt12: [UInt8]? = nil) -> Range<Int> {
         if rclass == 1 {
             DNSJSON.raw(#"{"class":"IN","data":"#, into: &out)   // nearly always
         } else {
@@ -139,25 +204,25 @@ extension DNSRecord {
         case let .soa(_, rname, serial, refresh, retry, expire, minimum):
             DNSJSON.raw(#","expire":"#, into: &out); DNSJSON.int(expire, into: &out)
             DNSJSON.raw(#","minimum":"#, into: &out); DNSJSON.int(minimum, into: &out)
-            writeName(into: &out)
+            writeName(nameAt12, into: &out)
             DNSJSON.raw(#","refresh":"#, into: &out); DNSJSON.int(refresh, into: &out)
             DNSJSON.raw(#","retry":"#, into: &out); DNSJSON.int(retry, into: &out)
             DNSJSON.raw(#","rname":""#, into: &out); rname.write(into: &out, json: true); out.append(DNSJSON.quote)
             DNSJSON.raw(#","serial":"#, into: &out); DNSJSON.int(serial, into: &out)
         case let .mx(preference, _):
-            writeName(into: &out)
+            writeName(nameAt12, into: &out)
             DNSJSON.raw(#","preference":"#, into: &out); DNSJSON.int(UInt32(preference), into: &out)
         case let .srv(priority, _, port, _):
-            writeName(into: &out)
+            writeName(nameAt12, into: &out)
             DNSJSON.raw(#","port":"#, into: &out); DNSJSON.int(UInt32(port), into: &out)
             DNSJSON.raw(#","priority":"#, into: &out); DNSJSON.int(UInt32(priority), into: &out)
         default:
-            writeName(into: &out)
+            writeName(nameAt12, into: &out)
         }
         DNSJSON.raw(#","ttl":"#, into: &out)
         DNSJSON.int(ttl, into: &out)
         DNSJSON.raw(#","type":"#, into: &out)
-        out.append(contentsOf: DNSEncoded.type(type))
+        DNSEncoded.writeType(type, into: &out)
         if case let .srv(_, weight, _, _) = data {
             DNSJSON.raw(#","weight":"#, into: &out); DNSJSON.int(UInt32(weight), into: &out)
         }
@@ -165,9 +230,13 @@ extension DNSRecord {
         return dataStart..<dataEnd
     }
 
-    private func writeName(into out: inout [UInt8]) {
+    private func writeName(_ nameAt12: [UInt8]?, into out: inout [UInt8]) {
         DNSJSON.raw(#","name":""#, into: &out)
-        name.write(into: &out, json: true)
+        if let nameAt12, name.isPointer(to: 12) {
+            out.append(contentsOf: nameAt12)
+        } else {
+            name.write(into: &out, json: true)
+        }
         out.append(DNSJSON.quote)
     }
 

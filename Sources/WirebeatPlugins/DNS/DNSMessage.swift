@@ -135,6 +135,36 @@ struct DNSName: Equatable, Hashable {
         }
     }
 
+    /// The name's length in the message when it has no pointer; nil when it has one.
+    var uncompressedLength: Int? {
+        var i = start
+        while message[i] != 0 {
+            if message[i] & 0xC0 != 0 { return nil }
+            i += 1 + Int(message[i])
+        }
+        return i + 1 - start
+    }
+
+    /// The name has no pointer and `other` holds the same bytes where the name is in `message`.
+    func isStored(identicallyIn other: [UInt8]) -> Bool {
+        guard let length = uncompressedLength, other.count >= start + length else { return false }
+        return message.withUnsafeBufferPointer { a in
+            other.withUnsafeBufferPointer { b in
+                var k = start
+                while k < start + length {
+                    if a[k] != b[k] { return false }
+                    k += 1
+                }
+                return true
+            }
+        }
+    }
+
+    /// The name is only a pointer to `offset`.
+    func isPointer(to offset: Int) -> Bool {
+        message[start] == 0xC0 | UInt8(offset >> 8) && message[start + 1] == UInt8(truncatingIfNeeded: offset)
+    }
+
     var isRoot: Bool {
         var root = true
         forEachLabel { _ in root = false }
@@ -316,7 +346,10 @@ struct DNSSection: Equatable {
 /// Parsing checks every record but keeps only where each section starts: the records are
 /// read again from `bytes` when the event is written (`forEachRecord`), which costs less
 /// than building, copying and freeing an array of records per message.
-struct DNSMessage: Equatable {
+///
+/// A class: the event code reads a message through optionals several times, and each read of
+/// a struct this size copies it (retaining its arrays); a reference costs one retain.
+final class DNSMessage {
     /// The whole message.
     let bytes: [UInt8]
     var header: DNSHeader
@@ -328,6 +361,11 @@ struct DNSMessage: Equatable {
     var edns: EDNS?
     /// Why parsing stopped early, or a rule the message broke (several OPT, bad RDATA).
     var faults: [DNSFault] = []
+
+    init(bytes: [UInt8], header: DNSHeader) {
+        self.bytes = bytes
+        self.header = header
+    }
 
     /// Size of the message in bytes.
     var size: Int { bytes.count }

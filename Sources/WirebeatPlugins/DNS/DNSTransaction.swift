@@ -74,36 +74,40 @@ enum DNSEvents {
         let ok = notes.isEmpty && r.map { $0.rcode == 0 } == true
         var e = Event.transaction(type: "dns", connection: connection, start: first.time, end: response?.time,
                                   status: ok ? .ok : .error, requestBytes: query?.bytes, responseBytes: response?.bytes)
-        // Values are JSON text made here (tables of constant text, bytes written into `json`):
-        // no String, array or `JSONValue` tree per field.
-        var json: [UInt8] = []
-        json.reserveCapacity(1024)
+        // Values are JSON text written straight into the event (literals, bytes of the
+        // message): no String, array or `JSONValue` tree per field.
         if let main = r ?? q {
             let question = (q ?? r)?.firstQuestion
+            // The question's name (the inside of its JSON string) is printed three times: made once.
+            var name: [UInt8] = []
+            if let question {
+                name.reserveCapacity(64)
+                question.name.write(into: &name, json: true)
+            }
             // The whole `dns` object as one value, members in key order: the event prints it
             // where its members would go (it nests dotted names into objects, and nothing else
             // sets `dns.*`), and one value costs far less to set than a dozen.
-            writeDNS(main, query: q, response: r, question: question, isAnswer: response != nil,
-                     settings: settings, into: &json)
-            e.set("dns", encodedJSON: json)
-            e.set("method", encodedJSON: DNSEncoded.opcode(main.header.opcode))
+            e.set("dns", writingJSON: { out in
+                writeDNS(main, query: q, response: r, question: question, questionName: name,
+                         isAnswer: response != nil, settings: settings, into: &out)
+            })
+            e.set("method", writingJSON: { DNSEncoded.writeOpcode(main.header.opcode, into: &$0) })
             if let question {
-                let type = DNSEncoded.type(question.type), qclass = DNSEncoded.class(question.qclass)
-                json.removeAll(keepingCapacity: true)
-                json.append(DNSJSON.quote)
-                question.name.write(into: &json, json: true)
-                json.append(DNSJSON.quote)
-                e.set("resource", encodedJSON: json)
-                // "class IN, type A, example.test": the names' text is the inside of their JSON strings.
-                json.removeAll(keepingCapacity: true)
-                DNSJSON.raw(#""class "#, into: &json)
-                json.append(contentsOf: qclass.dropFirst().dropLast())
-                DNSJSON.raw(", type ", into: &json)
-                json.append(contentsOf: type.dropFirst().dropLast())
-                DNSJSON.raw(", ", into: &json)
-                question.name.write(into: &json, json: true)
-                json.append(DNSJSON.quote)
-                e.set("query", encodedJSON: json)
+                e.set("resource", writingJSON: { out in
+                    out.append(DNSJSON.quote)
+                    out.append(contentsOf: name)
+                    out.append(DNSJSON.quote)
+                })
+                // "class IN, type A, example.test"
+                e.set("query", writingJSON: { out in
+                    DNSJSON.raw(#""class "#, into: &out)
+                    DNSEncoded.writeClass(question.qclass, inside: true, into: &out)
+                    DNSJSON.raw(", type ", into: &out)
+                    DNSEncoded.writeType(question.type, inside: true, into: &out)
+                    DNSJSON.raw(", ", into: &out)
+                    out.append(contentsOf: name)
+                    out.append(DNSJSON.quote)
+                })
             }
         }
         if settings.sendRequest, let q { e.set("request", q.digText) }
@@ -112,41 +116,54 @@ enum DNSEvents {
         return e
     }
 
-    /// The `dns` object of an event (`main`: the response, else the query; `isAnswer`: there
-    /// is a response, parsed or not).
+    /// Appends the `dns` object of an event (`main`: the response, else the query; `isAnswer`:
+    /// there is a response, parsed or not; `questionName`: the question's name as written in a
+    /// JSON string).
     private static func writeDNS(_ main: DNSMessage, query q: DNSMessage?, response r: DNSMessage?, question: DNSQuestion?,
-                                 isAnswer: Bool, settings: DNSConfig, into json: inout [UInt8]) {
+                                 questionName: [UInt8], isAnswer: Bool, settings: DNSConfig, into json: inout [UInt8]) {
         let h = main.header
         // Where the answers' addresses are in `json`: `resolved_ip` lists them again.
         var addresses: [Range<Int>] = []
+        let object = json.count
         json.append(UInt8(ascii: "{"))
         if let r {
+            // Answers mostly name the question by a pointer to it: its text is reused when the
+            // response's question name has the same bytes as the one in `questionName`.
+            var nameAt12: [UInt8]? = nil
+            if let question, question.name.start == 12, question.name.isStored(identicallyIn: r.bytes) {
+                nameAt12 = questionName
+            }
             var ignored: [Range<Int>] = []
             if settings.includeAdditionals {
-                writeRecords(#""additionals":["#, r, r.additionalSection, skipOPT: true, addresses: &ignored, into: &json)
+                writeRecords(#""additionals":["#, r, r.additionalSection, skipOPT: true, object: object, nameAt12: nameAt12,
+                             addresses: &ignored, into: &json)
             }
-            DNSJSON.raw(json.count > 1 ? ",\"" : "\"", into: &json)
+            DNSJSON.raw(json.count > object + 1 ? ",\"" : "\"", into: &json)
             DNSJSON.raw(#"additionals_count":"#, into: &json)
             DNSJSON.int(UInt32(r.header.additionalCount), into: &json)
-            writeRecords(#""answers":["#, r, r.answerSection, skipOPT: false, addresses: &addresses, into: &json)
+            writeRecords(#""answers":["#, r, r.answerSection, skipOPT: false, object: object, nameAt12: nameAt12,
+                         addresses: &addresses, into: &json)
             DNSJSON.raw(#","answers_count":"#, into: &json)
             DNSJSON.int(UInt32(r.header.answerCount), into: &json)
             if settings.includeAuthorities {
-                writeRecords(#""authorities":["#, r, r.authoritySection, skipOPT: false, addresses: &ignored, into: &json)
+                writeRecords(#""authorities":["#, r, r.authoritySection, skipOPT: false, object: object, nameAt12: nameAt12,
+                             addresses: &ignored, into: &json)
             }
             DNSJSON.raw(#","authorities_count":"#, into: &json)
             DNSJSON.int(UInt32(r.header.authorityCount), into: &json)
             json.append(UInt8(ascii: ","))
         }
-        // `flags` is a pre-built object, `header_flags` a pre-built array.
-        DNSJSON.raw(#""flags":"#, into: &json)
-        json.append(contentsOf: DNSEncoded.flags(h))
-        DNSJSON.raw(#","header_flags":"#, into: &json)
-        json.append(contentsOf: DNSEncoded.headerFlags(h, dnssecOK: main.edns?.dnssecOK == true))
-        DNSJSON.raw(#","id":"#, into: &json)
+        // `flags` and `header_flags` are pre-built, with the keys around them. (The common
+        // values below are written with their keys: each append costs about as much as a
+        // short literal.)
+        json.append(contentsOf: DNSEncoded.flagMembers(h, dnssecOK: main.edns?.dnssecOK == true))
         DNSJSON.int(UInt32(h.id), into: &json)
-        DNSJSON.raw(#","op_code":"#, into: &json)
-        json.append(contentsOf: DNSEncoded.opcode(h.opcode))
+        if h.opcode == 0 {
+            DNSJSON.raw(#","op_code":"QUERY""#, into: &json)
+        } else {
+            DNSJSON.raw(#","op_code":"#, into: &json)
+            DNSEncoded.writeOpcode(h.opcode, into: &json)
+        }
         if let edns = main.edns {
             DNSJSON.raw(#","opt":"#, into: &json)
             writeOpt(edns, extendedRcode: true, into: &json)
@@ -158,12 +175,16 @@ enum DNSEvents {
         }
         if let question {
             // Keys in byte order: class, name, type.
-            DNSJSON.raw(#","question":{"class":"#, into: &json)
-            json.append(contentsOf: DNSEncoded.class(question.qclass))
-            DNSJSON.raw(#","name":""#, into: &json)
-            question.name.write(into: &json, json: true)
+            if question.qclass == 1 {
+                DNSJSON.raw(#","question":{"class":"IN","name":""#, into: &json)
+            } else {
+                DNSJSON.raw(#","question":{"class":"#, into: &json)
+                DNSEncoded.writeClass(question.qclass, into: &json)
+                DNSJSON.raw(#","name":""#, into: &json)
+            }
+            json.append(contentsOf: questionName)
             DNSJSON.raw(#"","type":"#, into: &json)
-            json.append(contentsOf: DNSEncoded.type(question.type))
+            DNSEncoded.writeType(question.type, into: &json)
             json.append(UInt8(ascii: "}"))
         }
         if let r {
@@ -171,33 +192,37 @@ enum DNSEvents {
             // already in `json`.
             for (i, range) in addresses.enumerated() {
                 DNSJSON.raw(i == 0 ? #","resolved_ip":["# : ",", into: &json)
-                json.append(contentsOf: json[range])
+                // Byte by byte: a slice of `json` appended to `json` would copy the whole buffer.
+                for k in range { json.append(json[k]) }
             }
             if !addresses.isEmpty { json.append(UInt8(ascii: "]")) }
-            DNSJSON.raw(#","response_code":"#, into: &json)
-            json.append(contentsOf: DNSEncoded.rcode(r.rcode))
+            if r.rcode == 0 {
+                DNSJSON.raw(#","response_code":"NOERROR""#, into: &json)
+            } else {
+                DNSJSON.raw(#","response_code":"#, into: &json)
+                DNSEncoded.writeRcode(r.rcode, into: &json)
+            }
         }
         DNSJSON.raw(#","type":"#, into: &json)
-        json.append(contentsOf: isAnswer ? DNSEncoded.answer : DNSEncoded.query)
-        json.append(UInt8(ascii: "}"))
+        DNSJSON.raw(isAnswer ? #""answer"}"# : #""query"}"#, into: &json)
     }
 
-    /// `"key":[records]`, after a comma unless it is the object's first member (the object
-    /// starts at the beginning of `json`); nothing when the section has no records.
+    /// `"key":[records]`, after a comma unless it is the first member of the object that
+    /// starts at `json[object]`; nothing when the section has no records.
     /// `addresses` gets where the JSON strings of A and AAAA data are.
     private static func writeRecords(_ key: StaticString, _ m: DNSMessage, _ section: DNSSection, skipOPT: Bool,
-                                     addresses: inout [Range<Int>], into json: inout [UInt8]) {
+                                     object: Int, nameAt12: [UInt8]?, addresses: inout [Range<Int>], into json: inout [UInt8]) {
         var first = true
         m.forEachRecord(in: section) { rr in
             if skipOPT && rr.type == DNSType.OPT { return }
             if first {
-                if json.count > 1 { json.append(UInt8(ascii: ",")) }
+                if json.count > object + 1 { json.append(UInt8(ascii: ",")) }
                 DNSJSON.raw(key, into: &json)
             } else {
                 json.append(UInt8(ascii: ","))
             }
             first = false
-            let data = rr.writeJSON(into: &json)
+            let data = rr.writeJSON(into: &json, nameAt12: nameAt12)
             if case .address = rr.data { addresses.append(data) }
         }
         if !first { json.append(UInt8(ascii: "]")) }
