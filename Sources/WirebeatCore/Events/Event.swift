@@ -404,30 +404,32 @@ public struct Event: Sendable {
     /// Writes the layout's text with the values in their slots at `destination` (room for
     /// the text and every value is there); returns the bytes written.
     private func write(_ layout: EventLayout, to destination: UnsafeMutablePointer<UInt8>) -> Int {
+        // Four buffers read at once (nested closures, flattened): the layout's text, the
+        // event's values, the connection's shared values, the spans saying which is where.
         layout.text.withUnsafeBufferPointer { text in
-            encoded.withUnsafeBufferPointer { values in
-              sharedText.withUnsafeBufferPointer { shared in
-                spans.withUnsafeBufferPointer { spans in
-                    var p = destination
-                    var from = 0
-                    for slot in layout.slots {
-                        let textCount = slot.offset - from
-                        (p).update(from: text.baseAddress! + from, count: textCount)
-                        p += textCount
-                        let span = spans[slot.value]
-                        let valueCount = Int(span.end - span.start)
-                        let base = span.isShared ? shared.baseAddress! : values.baseAddress!
-                        p.update(from: base + Int(span.start), count: valueCount)
-                        p += valueCount
-                        from = slot.offset
-                    }
-                    let rest = text.count - from
-                    p.update(from: text.baseAddress! + from, count: rest)
-                    p += rest
-                    return p - destination
-                }
-              }
+        encoded.withUnsafeBufferPointer { values in
+        sharedText.withUnsafeBufferPointer { shared in
+        spans.withUnsafeBufferPointer { spans in
+            var p = destination
+            var from = 0
+            for slot in layout.slots {
+                let textCount = slot.offset - from      // braces, commas, the key
+                p.update(from: text.baseAddress! + from, count: textCount)
+                p += textCount
+                let span = spans[slot.value]
+                let valueCount = Int(span.end - span.start)
+                let base = span.isShared ? shared.baseAddress! : values.baseAddress!
+                p.update(from: base + Int(span.start), count: valueCount)
+                p += valueCount
+                from = slot.offset
             }
+            let rest = text.count - from
+            p.update(from: text.baseAddress! + from, count: rest)
+            p += rest
+            return p - destination
+        }
+        }
+        }
         }
     }
 
