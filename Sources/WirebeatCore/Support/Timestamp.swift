@@ -19,6 +19,47 @@ public struct Timestamp: Comparable, Hashable, Sendable, CustomStringConvertible
 
     /// RFC 3339 in UTC with microseconds, e.g. `2009-10-05T06:06:07.492000Z`.
     public var rfc3339: String {
+        let c = calendarFields
+        if (0...9999).contains(c.year) {
+            // The usual case: 27 ASCII bytes written in place.
+            return String(unsafeUninitializedCapacity: 27) { buffer in
+                Timestamp.writeRFC3339(c, to: UnsafeMutableRawBufferPointer(buffer))
+                return 27
+            }
+        }
+        var out = ""
+        out.reserveCapacity(27)
+        Timestamp.pad(&out, c.year, 4); out.append("-")
+        Timestamp.pad(&out, c.month, 2); out.append("-")
+        Timestamp.pad(&out, c.day, 2); out.append("T")
+        Timestamp.pad(&out, c.secondOfDay / 3600, 2); out.append(":")
+        Timestamp.pad(&out, (c.secondOfDay / 60) % 60, 2); out.append(":")
+        Timestamp.pad(&out, c.secondOfDay % 60, 2); out.append(".")
+        Timestamp.pad(&out, c.microsecond, 6); out.append("Z")
+        return out
+    }
+
+    public var description: String { rfc3339 }
+
+    /// `rfc3339` as a JSON string, appended to `out` without making a String (on the hot
+    /// path of every event).
+    public func writeRFC3339JSON(into out: inout [UInt8]) {
+        out.append(UInt8(ascii: "\""))
+        let c = calendarFields
+        if (0...9999).contains(c.year) {
+            var text: (UInt64, UInt64, UInt64, UInt32) = (0, 0, 0, 0)   // 28 bytes on the stack
+            withUnsafeMutableBytes(of: &text) { buffer in
+                Timestamp.writeRFC3339(c, to: buffer)
+                out.append(contentsOf: UnsafeRawBufferPointer(rebasing: buffer[0..<27]))
+            }
+        } else {
+            out.append(contentsOf: rfc3339.utf8)
+        }
+        out.append(UInt8(ascii: "\""))
+    }
+
+    /// The UTC calendar fields of the time, to the microsecond (rounded down).
+    private var calendarFields: (year: Int64, month: Int64, day: Int64, secondOfDay: Int64, microsecond: Int64) {
         let micros = nanoseconds >= 0 ? nanoseconds / 1000 : (nanoseconds - 999) / 1000
         var seconds = micros / 1_000_000
         var fraction = micros % 1_000_000
@@ -27,39 +68,28 @@ public struct Timestamp: Comparable, Hashable, Sendable, CustomStringConvertible
         var secondOfDay = seconds % 86_400
         if secondOfDay < 0 { secondOfDay += 86_400; days -= 1 }
         let (y, m, d) = Timestamp.civilDate(fromDays: days)
-        if (0...9999).contains(y) {
-            // The usual case, on the hot path of every event: 27 ASCII bytes written in place.
-            return String(unsafeUninitializedCapacity: 27) { buffer in
-                func put(_ value: Int64, _ width: Int, at offset: Int) {
-                    var v = value
-                    for k in stride(from: offset + width - 1, through: offset, by: -1) {
-                        buffer[k] = UInt8(truncatingIfNeeded: 0x30 + v % 10)
-                        v /= 10
-                    }
-                }
-                put(y, 4, at: 0); buffer[4] = UInt8(ascii: "-")
-                put(m, 2, at: 5); buffer[7] = UInt8(ascii: "-")
-                put(d, 2, at: 8); buffer[10] = UInt8(ascii: "T")
-                put(secondOfDay / 3600, 2, at: 11); buffer[13] = UInt8(ascii: ":")
-                put((secondOfDay / 60) % 60, 2, at: 14); buffer[16] = UInt8(ascii: ":")
-                put(secondOfDay % 60, 2, at: 17); buffer[19] = UInt8(ascii: ".")
-                put(fraction, 6, at: 20); buffer[26] = UInt8(ascii: "Z")
-                return 27
-            }
-        }
-        var out = ""
-        out.reserveCapacity(27)
-        Timestamp.pad(&out, y, 4); out.append("-")
-        Timestamp.pad(&out, m, 2); out.append("-")
-        Timestamp.pad(&out, d, 2); out.append("T")
-        Timestamp.pad(&out, secondOfDay / 3600, 2); out.append(":")
-        Timestamp.pad(&out, (secondOfDay / 60) % 60, 2); out.append(":")
-        Timestamp.pad(&out, secondOfDay % 60, 2); out.append(".")
-        Timestamp.pad(&out, fraction, 6); out.append("Z")
-        return out
+        return (y, m, d, secondOfDay, fraction)
     }
 
-    public var description: String { rfc3339 }
+    /// "YYYY-MM-DDThh:mm:ss.ffffffZ" (27 bytes) for a year in 0...9999, two digits at a time.
+    private static func writeRFC3339(_ c: (year: Int64, month: Int64, day: Int64, secondOfDay: Int64, microsecond: Int64),
+                                     to buffer: UnsafeMutableRawBufferPointer) {
+        digitPairs.withUnsafeBufferPointer { pairs in
+            func two(_ value: Int64, at offset: Int) {
+                let k = Int(value) &* 2
+                buffer[offset] = pairs[k]
+                buffer[offset + 1] = pairs[k + 1]
+            }
+            two(c.year / 100, at: 0); two(c.year % 100, at: 2); buffer[4] = UInt8(ascii: "-")
+            two(c.month, at: 5); buffer[7] = UInt8(ascii: "-")
+            two(c.day, at: 8); buffer[10] = UInt8(ascii: "T")
+            two(c.secondOfDay / 3600, at: 11); buffer[13] = UInt8(ascii: ":")
+            two((c.secondOfDay / 60) % 60, at: 14); buffer[16] = UInt8(ascii: ":")
+            two(c.secondOfDay % 60, at: 17); buffer[19] = UInt8(ascii: ".")
+            two(c.microsecond / 10_000, at: 20); two(c.microsecond / 100 % 100, at: 22); two(c.microsecond % 100, at: 24)
+            buffer[26] = UInt8(ascii: "Z")
+        }
+    }
 
     /// "00", "01", … "99", back to back.
     private static let digitPairs: [UInt8] = {
@@ -70,45 +100,6 @@ public struct Timestamp: Comparable, Hashable, Sendable, CustomStringConvertible
         }
         return pairs
     }()
-
-    /// `rfc3339` as a JSON string, appended to `out` without making a String.
-    public func writeRFC3339JSON(into out: inout [UInt8]) {
-        out.append(UInt8(ascii: "\""))
-        let micros = nanoseconds >= 0 ? nanoseconds / 1000 : (nanoseconds - 999) / 1000
-        var seconds = micros / 1_000_000
-        var fraction = micros % 1_000_000
-        if fraction < 0 { fraction += 1_000_000; seconds -= 1 }
-        var days = seconds / 86_400
-        var secondOfDay = seconds % 86_400
-        if secondOfDay < 0 { secondOfDay += 86_400; days -= 1 }
-        let (y, m, d) = Timestamp.civilDate(fromDays: days)
-        guard (0...9999).contains(y) else {
-            out.append(contentsOf: rfc3339.utf8)
-            out.append(UInt8(ascii: "\""))
-            return
-        }
-        // "YYYY-MM-DDThh:mm:ss.ffffffZ" assembled on the stack two digits at a time.
-        var text: (UInt64, UInt64, UInt64, UInt32) = (0, 0, 0, 0)
-        withUnsafeMutableBytes(of: &text) { buffer in
-            Timestamp.digitPairs.withUnsafeBufferPointer { pairs in
-                func two(_ value: Int64, at offset: Int) {
-                    let k = Int(value) &* 2
-                    buffer[offset] = pairs[k]
-                    buffer[offset + 1] = pairs[k + 1]
-                }
-                two(y / 100, at: 0); two(y % 100, at: 2); buffer[4] = UInt8(ascii: "-")
-                two(m, at: 5); buffer[7] = UInt8(ascii: "-")
-                two(d, at: 8); buffer[10] = UInt8(ascii: "T")
-                two(secondOfDay / 3600, at: 11); buffer[13] = UInt8(ascii: ":")
-                two((secondOfDay / 60) % 60, at: 14); buffer[16] = UInt8(ascii: ":")
-                two(secondOfDay % 60, at: 17); buffer[19] = UInt8(ascii: ".")
-                two(fraction / 10_000, at: 20); two(fraction / 100 % 100, at: 22); two(fraction % 100, at: 24)
-                buffer[26] = UInt8(ascii: "Z")
-            }
-            out.append(contentsOf: UnsafeRawBufferPointer(rebasing: buffer[0..<27]))
-        }
-        out.append(UInt8(ascii: "\""))
-    }
 
     private static func pad(_ out: inout String, _ value: Int64, _ width: Int) {
         let digits = String(value)
