@@ -75,26 +75,57 @@ public struct IPAddress: Hashable, Comparable, Sendable, CustomStringConvertible
 
     /// Dotted quad, or RFC 5952 IPv6 text (lower case, longest zero run compressed).
     public var description: String {
+        var text: [UInt8] = []
+        text.reserveCapacity(39)
+        writeText(into: &text)
+        return String(decoding: text, as: UTF8.self)
+    }
+
+    /// Appends `description`'s text: a dotted quad, or RFC 5952 IPv6 (lower-case hex, the
+    /// first longest run of two or more zero groups as `::`). Events print addresses with it,
+    /// so it makes no String.
+    public func writeText(into out: inout [UInt8]) {
         if isV4 {
-            let b = bytes
-            return "\(b[0]).\(b[1]).\(b[2]).\(b[3])"
+            let v = UInt32(truncatingIfNeeded: low)
+            var shift: UInt32 = 24
+            while true {
+                let b = UInt8(truncatingIfNeeded: v >> shift)
+                if b >= 100 { out.append(0x30 + b / 100) }
+                if b >= 10 { out.append(0x30 + b / 10 % 10) }
+                out.append(0x30 + b % 10)
+                if shift == 0 { return }
+                out.append(UInt8(ascii: "."))
+                shift -= 8
+            }
         }
-        var groups: [UInt16] = []
-        for shift in stride(from: 48, through: 0, by: -16) { groups.append(UInt16(high >> UInt64(shift) & 0xffff)) }
-        for shift in stride(from: 48, through: 0, by: -16) { groups.append(UInt16(low >> UInt64(shift) & 0xffff)) }
-        var bestStart = -1, bestLen = 0, i = 0
+        func group(_ i: Int) -> UInt16 {
+            UInt16(truncatingIfNeeded: (i < 4 ? high : low) >> UInt64(48 - 16 * (i % 4)))
+        }
+        var bestStart = -1, bestLength = 0, i = 0
         while i < 8 {
-            if groups[i] == 0 {
+            if group(i) == 0 {
                 var j = i
-                while j < 8 && groups[j] == 0 { j += 1 }
-                if j - i > bestLen && j - i >= 2 { bestStart = i; bestLen = j - i }
+                while j < 8 && group(j) == 0 { j += 1 }
+                if j - i > bestLength && j - i >= 2 { bestStart = i; bestLength = j - i }
                 i = j
             } else { i += 1 }
         }
-        func hex(_ r: Range<Int>) -> String { r.map { String(groups[$0], radix: 16) }.joined(separator: ":") }
-        if bestStart < 0 { return hex(0..<8) }
-        return hex(0..<bestStart) + "::" + hex((bestStart + bestLen)..<8)
+        func groups(_ range: Range<Int>) {
+            for k in range {
+                if k != range.lowerBound { out.append(UInt8(ascii: ":")) }
+                let g = group(k)
+                var shift = 12
+                while shift > 0 && g >> UInt16(shift) == 0 { shift -= 4 }
+                while shift >= 0 { out.append(IPAddress.hexDigits[Int(g >> UInt16(shift) & 0xF)]); shift -= 4 }
+            }
+        }
+        if bestStart < 0 { groups(0..<8); return }
+        groups(0..<bestStart)
+        out.append(UInt8(ascii: ":")); out.append(UInt8(ascii: ":"))
+        groups((bestStart + bestLength)..<8)
     }
+
+    private static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
 }
 
 /// An IP address and a transport port.

@@ -6,7 +6,6 @@ import WirebeatCore
 /// strings and numbers go through JSONWriter itself.
 enum DNSJSON {
     static let quote = UInt8(ascii: "\"")
-    private static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
 
     /// Appends literal JSON text (keys, punctuation).
     @inline(__always)
@@ -36,50 +35,9 @@ enum DNSJSON {
     @inline(__always)
     static func int(_ value: UInt32, into out: inout [UInt8]) { JSONWriter.writeInt(Int64(value), into: &out) }
 
-    /// An address as `IPAddress.description` prints it (dotted quad, or RFC 5952 IPv6:
-    /// lower-case hex, the first longest run of two or more zero groups as `::`), without
-    /// making the String.
-    static func ip(_ ip: IPAddress, into out: inout [UInt8]) {
-        if ip.isV4 {
-            // Each byte in decimal, written here (no array of shifts, no call per byte).
-            let v = UInt32(truncatingIfNeeded: ip.low)
-            var shift: UInt32 = 24
-            while true {
-                let b = UInt8(truncatingIfNeeded: v >> shift)
-                if b >= 100 { out.append(0x30 + b / 100) }
-                if b >= 10 { out.append(0x30 + b / 10 % 10) }
-                out.append(0x30 + b % 10)
-                if shift == 0 { return }
-                out.append(UInt8(ascii: "."))
-                shift -= 8
-            }
-        }
-        @inline(__always) func group(_ i: Int) -> UInt16 {
-            UInt16(truncatingIfNeeded: (i < 4 ? ip.high : ip.low) >> UInt64(48 - 16 * (i % 4)))
-        }
-        var bestStart = -1, bestLength = 0, i = 0
-        while i < 8 {
-            if group(i) == 0 {
-                var j = i
-                while j < 8 && group(j) == 0 { j += 1 }
-                if j - i > bestLength && j - i >= 2 { bestStart = i; bestLength = j - i }
-                i = j
-            } else { i += 1 }
-        }
-        func groups(_ range: Range<Int>) {
-            for k in range {
-                if k != range.lowerBound { out.append(UInt8(ascii: ":")) }
-                let g = group(k)
-                var shift = 12
-                while shift > 0 && g >> UInt16(shift) == 0 { shift -= 4 }
-                while shift >= 0 { out.append(hexDigits[Int(g >> UInt16(shift) & 0xF)]); shift -= 4 }
-            }
-        }
-        if bestStart < 0 { groups(0..<8); return }
-        groups(0..<bestStart)
-        raw("::", into: &out)
-        groups((bestStart + bestLength)..<8)
-    }
+    /// An address as `IPAddress.description` prints it, without making the String.
+    @inline(__always)
+    static func ip(_ ip: IPAddress, into out: inout [UInt8]) { ip.writeText(into: &out) }
 }
 
 /// Values that recur in every event, as JSON text built once.
