@@ -35,9 +35,20 @@ final class LineWriter: EventPublisher {
     }
 
     func publish(_ event: Event) {
-        if format == .bulk { buffer.append(bulkAction) }
-        event.writeCompactJSON(into: buffer)
-        buffer.append(0x0A)
+        formatLine(event, into: buffer)
+        if buffer.count >= flushThreshold { flush() }
+    }
+
+    /// One event as it is written out (parallel replay workers call this on their threads).
+    func formatLine(_ event: Event, into out: OutputBuffer) {
+        if format == .bulk { out.append(bulkAction) }
+        event.writeCompactJSON(into: out)
+        out.append(0x0A)
+    }
+
+    /// Lines already formatted by `formatLine`.
+    func write(formatted bytes: UnsafeBufferPointer<UInt8>) {
+        buffer.append(bytes)
         if buffer.count >= flushThreshold { flush() }
     }
 

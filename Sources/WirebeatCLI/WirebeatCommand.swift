@@ -58,6 +58,12 @@ public struct RunCommand: ParsableCommand {
     @Flag(name: .long, help: "List the available plugins and exit.")
     var listPlugins = false
 
+    @Option(name: .long, help: """
+        Replay: worker threads, each handling its share of the flows (default: one per core, \
+        at most 4; 1 runs on the calling thread). The output is the same for any number.
+        """)
+    var workers: Int?
+
     @Option(name: .long, help: "Live capture: BPF filter (default: built from the configured ports).")
     var filter: String?
 
@@ -92,6 +98,7 @@ public struct RunCommand: ParsableCommand {
             stopAfter = d
         }
         if let count, count <= 0 { throw fail("--count: expected a positive number, got \(count)") }
+        if let workers, workers <= 0 { throw fail("--workers: expected a positive number, got \(workers)") }
 
         let logging = LoggingSetup(
             selectors: Set((debugSelectors ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }),
@@ -110,6 +117,25 @@ public struct RunCommand: ParsableCommand {
         do { writer = try LineWriter(path: outputPath, format: outputFormat, index: index) } catch {
             throw fail("\(error)")
         }
+        let threads = inputFile == nil ? 1 : workers ?? min(RunCommand.cores, 4)
+        if let inputFile, threads > 1, ParallelReplay.idleLimits(of: plugins) != nil {
+            let result: ParallelReplay.Result
+            do {
+                result = try ParallelReplay.run(
+                    file: inputFile, workers: threads,
+                    makePlugins: { try registry.load(config.protocols, logging: logging) },
+                    tcpOptions: config.tcp, logging: logging,
+                    formatLine: writer.formatLine, write: writer.write(formatted:))
+            } catch {
+                writer.close()
+                throw fail("\(error)")
+            }
+            writer.close()
+            if stats { printStats(result.stats) }
+            if let failure = result.failure { throw fail("\(failure)") }
+            return
+        }
+
         let sniffer = Sniffer(plugins: plugins, publisher: writer, tcpOptions: config.tcp, logging: logging)
         var failure: String?
         do {
@@ -125,6 +151,9 @@ public struct RunCommand: ParsableCommand {
         if stats { printStats(sniffer.stats) }
         if let failure { throw fail(failure) }
     }
+
+    /// Cores this process may run on.
+    static var cores: Int { max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) }
 
     private func loadConfig() throws -> ConfigFile {
         if let configPath { return try ConfigFile.load(path: configPath) }

@@ -29,6 +29,12 @@ public final class OutputBuffer {
         }
     }
 
+    public func append(_ bytes: UnsafeBufferPointer<UInt8>) {
+        let end = reserveTail(bytes.count)
+        if bytes.count > 0 { end.update(from: bytes.baseAddress!, count: bytes.count) }
+        commitTail(bytes.count)
+    }
+
     public func removeAll() { count = 0 }
 
     /// Room for `n` more bytes at the returned address; `commitTail` says how many were used.

@@ -10,6 +10,27 @@ public struct SnifferStats: Sendable {
     public var tcp = TCPStats()
     public var eventsByType: [String: Int] = [:]
 
+    /// The stats of a parallel replay's workers as one: every worker reads every packet, so
+    /// packet counts are the first one's; what depends on the flows a worker owns is summed.
+    static func combined(_ parts: [SnifferStats]) -> SnifferStats {
+        var total = parts[0]
+        total.tcp = TCPStats()
+        total.eventsByType = [:]
+        for part in parts {
+            total.tcp.connections += part.tcp.connections
+            total.tcp.segments += part.tcp.segments
+            total.tcp.retransmittedSegments += part.tcp.retransmittedSegments
+            total.tcp.outOfOrderSegments += part.tcp.outOfOrderSegments
+            total.tcp.gaps += part.tcp.gaps
+            total.tcp.gapBytes += part.tcp.gapBytes
+            total.tcp.streamOverflows += part.tcp.streamOverflows
+            total.tcp.expiredConnections += part.tcp.expiredConnections
+            total.tcp.resets += part.tcp.resets
+            total.eventsByType.merge(part.eventsByType, uniquingKeysWith: +)
+        }
+        return total
+    }
+
     public var malformedPackets: Int { skipped.filter { $0.key.isMalformed }.map(\.value).reduce(0, +) }
 
     /// Stable JSON for printing.
@@ -34,7 +55,9 @@ public struct SnifferStats: Sendable {
 }
 
 /// The pipeline: decoded packets go to the TCP layer or the UDP plugin for their port;
-/// events go to the publisher. Single-threaded, driven by the packet clock.
+/// events go to the publisher. Single-threaded, driven by the packet clock. In a parallel
+/// replay (`ParallelReplay`) each worker runs one, sees every packet, keeps its clocks with
+/// them, and handles only the flows it owns.
 public final class Sniffer {
     @exclusivity(unchecked) private var decoder = PacketDecoder()
     private let tcp: TCPLayer
@@ -45,12 +68,24 @@ public final class Sniffer {
     @exclusivity(unchecked) private var lastUDPTick: Timestamp?
     @exclusivity(unchecked) private var counters = SnifferStats()
     @exclusivity(unchecked) private var finished = false
+    @exclusivity(unchecked) private var packetIndex = 0
+    let order: EventOrder
+    /// The flows this worker owns, when it is one of several.
+    private let sharding: FlowSharding?
 
-    public init(plugins: [LoadedPlugin], publisher: EventPublisher, tcpOptions: TCPOptions = TCPOptions(),
-                logging: LoggingSetup = LoggingSetup()) {
+    public convenience init(plugins: [LoadedPlugin], publisher: EventPublisher, tcpOptions: TCPOptions = TCPOptions(),
+                            logging: LoggingSetup = LoggingSetup()) {
+        self.init(plugins: plugins, publisher: publisher, tcpOptions: tcpOptions, logging: logging,
+                  order: EventOrder(), sharding: nil)
+    }
+
+    init(plugins: [LoadedPlugin], publisher: EventPublisher, tcpOptions: TCPOptions, logging: LoggingSetup,
+         order: EventOrder, sharding: FlowSharding?) {
+        self.order = order
+        self.sharding = sharding
         self.publisher = CountingPublisher(downstream: publisher)
         tcp = TCPLayer(plugins: plugins, options: tcpOptions, publisher: self.publisher,
-                       logger: logging.logger(for: "tcp"))
+                       logger: logging.logger(for: "tcp"), order: order)
         var map: [UInt16: LoadedPlugin] = [:]
         for plugin in plugins where plugin.udp != nil {
             for port in plugin.ports { map[port] = plugin }
@@ -70,14 +105,26 @@ public final class Sniffer {
 
     /// Hands an already decoded packet on (the conformance harness and tests use this).
     public func dispatch(_ packet: DecodedPacket) {
+        packetIndex += 1
+        order.packet(packetIndex)
         if packet.timestamp > clock { clock = packet.timestamp }
         switch packet.transport {
         case .tcp:
             counters.tcpSegments += 1
+            if let sharding {
+                // Every worker ticks on every packet, so that sweeps expire the same
+                // connections at the same packet as one sniffer alone would.
+                if tcp.tick(packet.timestamp) { sharding.forgetIdle(.tcp, now: tcp.clock) }
+                guard sharding.owns(packet, now: tcp.clock) else { return }
+            }
             tcp.process(packet)
         case .udp:
             counters.udpDatagrams += 1
-            tickUDP()
+            let ticked = tickUDP()
+            if let sharding {
+                if ticked { sharding.forgetIdle(.udp, now: clock) }
+                guard sharding.owns(packet, now: clock) else { return }
+            }
             handleUDP(packet)
         }
     }
@@ -95,7 +142,7 @@ public final class Sniffer {
         let info = udpFlow(client: client, server: server, vlans: packet.vlans)
         let direction: Direction = packet.source == client ? .original : .reverse
         let context = PluginContext(connection: info, timestamp: packet.timestamp, publisher: publisher,
-                                    logger: plugin.logger)
+                                    logger: plugin.logger, packetIndex: packetIndex)
         let payload = Array(packet.payload)
         udp.parseDatagram(payload[...], direction: direction, context: context)
     }
@@ -114,11 +161,16 @@ public final class Sniffer {
         return info
     }
 
-    private func tickUDP() {
-        guard !udpPlugins.isEmpty else { return }
-        if let last = lastUDPTick, clock - last < TimeSpan.seconds(1) { return }
+    private func tickUDP() -> Bool {
+        guard !udpPlugins.isEmpty else { return false }
+        if let last = lastUDPTick, clock - last < TimeSpan.seconds(1) { return false }
         lastUDPTick = clock
-        for plugin in udpPlugins { plugin.udp?.advanceClock(to: clock, publisher: publisher) }
+        for (i, plugin) in udpPlugins.enumerated() {
+            order.sweep(Int64(i), 0)
+            plugin.udp?.advanceClock(to: clock, publisher: publisher)
+        }
+        order.endOfSweep()
+        return true
     }
 
     /// End of input: closes every connection and flushes every plugin. Idempotent.
@@ -126,7 +178,10 @@ public final class Sniffer {
         guard !finished else { return }
         finished = true
         tcp.finish()
-        for plugin in udpPlugins { plugin.udp?.finish(publisher: publisher) }
+        for (i, plugin) in udpPlugins.enumerated() {
+            order.endOfInput(phase: Int64(1 + i), first: 0)
+            plugin.udp?.finish(publisher: publisher)
+        }
     }
 
     public var stats: SnifferStats {
@@ -149,13 +204,20 @@ final class CountingPublisher: EventPublisher {
         Dictionary(tally.map { ($0.type, $0.count) }, uniquingKeysWith: +)
     }
     func publish(_ event: Event) {
+        count(event)
+        downstream.publish(event)
+    }
+    func publish(_ event: Event, sweepOrder: Int) {
+        count(event)
+        downstream.publish(event, sweepOrder: sweepOrder)
+    }
+    private func count(_ event: Event) {
         let type = event.type ?? "unknown"
         if let i = tally.firstIndex(where: { $0.type == type }) {
             tally[i].count += 1
         } else {
             tally.append((type, 1))
         }
-        downstream.publish(event)
     }
 }
 

@@ -88,20 +88,35 @@ public protocol UDPProtocolPlugin: ProtocolPlugin {
     /// One datagram; `context.connection.client` is the side not on the plugin's port.
     func parseDatagram(_ payload: ArraySlice<UInt8>, direction: Direction, context: PluginContext)
     /// The packet clock moved to `now` (called at most once per second of packet time):
-    /// expire what has waited too long.
+    /// expire what has waited too long. Publish with `publish(_:sweepOrder:)` (see there).
     func advanceClock(to now: Timestamp, publisher: EventPublisher)
-    /// Input ended: publish or drop everything pending.
+    /// Input ended: publish or drop everything pending, with `publish(_:sweepOrder:)`.
     func finish(publisher: EventPublisher)
+    /// How long after a flow's last datagram the plugin may still hold state for it (and
+    /// publish about it). Parallel replay needs it to know when a flow may move to another
+    /// worker; `nil` (the default) means "unbounded" and keeps replay on one thread.
+    var flowStateLifetime: TimeSpan? { get }
 }
 
 extension UDPProtocolPlugin {
     public func advanceClock(to now: Timestamp, publisher: EventPublisher) {}
     public func finish(publisher: EventPublisher) {}
+    public var flowStateLifetime: TimeSpan? { nil }
 }
 
 /// Where plugins send their events.
 public protocol EventPublisher: AnyObject {
     func publish(_ event: Event)
+    /// Publishes an event from a UDP plugin's `advanceClock` or `finish`, where one plugin
+    /// instance speaks for many flows. `sweepOrder` is the `PluginContext.packetIndex` of
+    /// the datagram the event is about (e.g. the unanswered query), and the events of one
+    /// call go out in increasing `sweepOrder`: parallel replay, where each worker has its
+    /// own plugin instance, merges the workers' events by it into the single-thread order.
+    func publish(_ event: Event, sweepOrder: Int)
+}
+
+extension EventPublisher {
+    public func publish(_ event: Event, sweepOrder: Int) { publish(event) }
 }
 
 /// Everything a plugin call needs besides its state: the connection, the packet time,
@@ -112,12 +127,17 @@ public struct PluginContext {
     public let timestamp: Timestamp
     public let publisher: EventPublisher
     public let logger: Logger
+    /// Position of the packet being processed in the input (1-based, counting decoded
+    /// packets), the same in every worker of a parallel replay: an order across flows.
+    public let packetIndex: Int
 
-    public init(connection: ConnectionInfo, timestamp: Timestamp, publisher: EventPublisher, logger: Logger) {
+    public init(connection: ConnectionInfo, timestamp: Timestamp, publisher: EventPublisher, logger: Logger,
+                packetIndex: Int = 0) {
         self.connection = connection
         self.timestamp = timestamp
         self.publisher = publisher
         self.logger = logger
+        self.packetIndex = packetIndex
     }
 
     public func publish(_ event: Event) { publisher.publish(event) }

@@ -98,16 +98,19 @@ final class TCPConnection {
 /// `connectionClosed` on close, idle timeout (packet clock) or end of input.
 final class TCPLayer {
     @exclusivity(unchecked) private var connections: [FlowKey: TCPConnection] = [:]
-    @exclusivity(unchecked) private var nextConnectionID: UInt64 = 1
     private let pluginForPort: [UInt16: LoadedPlugin]
     private let options: TCPOptions
     private let publisher: EventPublisher
     private let logger: Logger
+    /// The key of the events published now (see `EventOrder`); its packet index also
+    /// numbers new connections, so that workers of a parallel replay agree on their ids.
+    private let order: EventOrder
     @exclusivity(unchecked) private(set) var stats = TCPStats()
-    @exclusivity(unchecked) private var clock = Timestamp.zero
+    /// Latest TCP packet time: the clock of idle timeouts.
+    @exclusivity(unchecked) private(set) var clock = Timestamp.zero
     @exclusivity(unchecked) private var lastSweep: Timestamp?
 
-    init(plugins: [LoadedPlugin], options: TCPOptions, publisher: EventPublisher, logger: Logger) {
+    init(plugins: [LoadedPlugin], options: TCPOptions, publisher: EventPublisher, logger: Logger, order: EventOrder) {
         var map: [UInt16: LoadedPlugin] = [:]
         for plugin in plugins where plugin.tcp != nil {
             for port in plugin.ports { map[port] = plugin }
@@ -116,18 +119,27 @@ final class TCPLayer {
         self.options = options
         self.publisher = publisher
         self.logger = logger
+        self.order = order
     }
 
 
     private func context(_ c: TCPConnection) -> PluginContext {
-        PluginContext(connection: c.info, timestamp: clock, publisher: publisher, logger: c.plugin.logger)
+        PluginContext(connection: c.info, timestamp: clock, publisher: publisher, logger: c.plugin.logger,
+                      packetIndex: order.packetIndex)
     }
 
     // MARK: Packets
 
+    /// Moves the clock to a TCP packet's time and expires idle connections if a sweep is
+    /// due; true when it swept. Parallel replay workers tick on the packets of every flow.
+    @discardableResult
+    func tick(_ timestamp: Timestamp) -> Bool {
+        if timestamp > clock { clock = timestamp }
+        return sweepIfDue()
+    }
+
     func process(_ packet: DecodedPacket) {
-        if packet.timestamp > clock { clock = packet.timestamp }
-        sweepIfDue()
+        tick(packet.timestamp)
         stats.segments += 1
         let key = FlowKey(packet.source, packet.destination, vlans: packet.vlans)
         let flags = packet.flags
@@ -219,9 +231,8 @@ final class TCPLayer {
             else { (c, s) = (packet.source, packet.destination) }
         }
         guard let driver = plugin.tcp else { return nil }
-        let info = ConnectionInfo(id: nextConnectionID, transport: .tcp, client: c, server: s, vlans: packet.vlans,
+        let info = ConnectionInfo(id: UInt64(order.packetIndex), transport: .tcp, client: c, server: s, vlans: packet.vlans,
                                   startedMidStream: !packet.flags.contains(.syn))
-        nextConnectionID += 1
         stats.connections += 1
         let connection = TCPConnection(info: info, key: key, plugin: plugin, driver: driver, now: clock)
         connections[key] = connection
@@ -420,16 +431,23 @@ final class TCPLayer {
 
     /// Expires idle connections once per second of packet time, oldest first so the
     /// order of the events they publish does not depend on hashing.
-    private func sweepIfDue() {
-        if let last = lastSweep, clock - last < TimeSpan.seconds(1) { return }
+    private func sweepIfDue() -> Bool {
+        if let last = lastSweep, clock - last < TimeSpan.seconds(1) { return false }
         lastSweep = clock
         let idle = connections.values.filter { clock - $0.lastSeen > $0.timeout }
-        for c in idle.sorted(by: { ($0.lastSeen, $0.info.id) < ($1.lastSeen, $1.info.id) }) { expire(c) }
+        for c in idle.sorted(by: { ($0.lastSeen, $0.info.id) < ($1.lastSeen, $1.info.id) }) {
+            order.sweep(c.lastSeen.nanoseconds, Int64(c.info.id))
+            expire(c)
+        }
+        order.endOfSweep()
+        return true
     }
 
-    /// End of input: every open connection is closed, in order of creation.
+    /// End of input: every open connection is closed, in order of creation (the packet
+    /// that opened it numbers it).
     func finish() {
         for c in connections.values.sorted(by: { $0.info.id < $1.info.id }) where !c.closed {
+            order.endOfInput(phase: 0, first: Int64(c.info.id))
             close(c, ending: nil, reason: .endOfInput)
         }
         connections.removeAll()

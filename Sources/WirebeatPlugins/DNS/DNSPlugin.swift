@@ -12,8 +12,12 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
 
     let settings: DNSConfig
     public var connectionTimeout: TimeSpan { settings.transactionTimeout }
+    /// A UDP flow's queries wait at most this long; its answered responses, less.
+    public var flowStateLifetime: TimeSpan? { settings.transactionTimeout }
 
-    /// Most UDP queries kept waiting at once; beyond it the oldest is published early.
+    /// Most UDP queries kept waiting at once; beyond it the oldest is published early. (In a
+    /// parallel replay each worker has its own plugin and so its own limit: a capture with
+    /// this many unanswered queries at once may then come out differently.)
     static let maxPendingUDP = 100_000
 
     public init(config: PluginConfig) throws {
@@ -176,7 +180,8 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
 
     // `@exclusivity(unchecked)`: pairing state touched on the pipeline's one thread, never
     // through overlapping inout accesses; the run-time check cost ~470 instructions a pair.
-    @exclusivity(unchecked) private var udpPending: [UDPKey: (serial: Int, query: DNSObserved)] = [:]
+    /// `packetIndex`: the query's, to publish unanswered ones in order (`sweepOrder`).
+    @exclusivity(unchecked) private var udpPending: [UDPKey: (serial: Int, packetIndex: Int, query: DNSObserved)] = [:]
     /// Responses already paired, kept for `duplicateWindow` to recognise a repeated datagram.
     /// Keyed by the hash of their `UDPKey` and holding a fingerprint of the bytes, not the
     /// bytes: at tens of thousands of queries a second, the full keys and bytes of a 10 s
@@ -217,7 +222,7 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
             serial += 1
             // One lookup to store the query and find a previous one with the same key. A new
             // key may overflow the table: the oldest query (never this one) makes room.
-            if let old = udpPending.updateValue((serial, m), forKey: key) {
+            if let old = udpPending.updateValue((serial, context.packetIndex, m), forKey: key) {
                 publish(old.query, nil, [DNSPlugin.duplicateIDNote])
             } else if udpPending.count > DNSPlugin.maxPendingUDP,
                       let oldest = udpPending.min(by: { $0.value.serial < $1.value.serial }) {
@@ -244,7 +249,7 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
         let expired = udpPending.filter { now - $0.value.query.time > timeout }.sorted { $0.value.serial < $1.value.serial }
         for (key, entry) in expired {
             udpPending.removeValue(forKey: key)
-            publishUnanswered(entry.query, vlans: key.vlans, publisher)
+            publishUnanswered(entry.query, vlans: key.vlans, order: entry.packetIndex, publisher)
         }
         // Removed in place (keys first: removing while iterating would copy the table, as
         // `filter` would build a second one as large as the first).
@@ -255,16 +260,17 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
 
     public func finish(publisher: EventPublisher) {
         for (key, entry) in udpPending.sorted(by: { $0.value.serial < $1.value.serial }) {
-            publishUnanswered(entry.query, vlans: key.vlans, publisher)
+            publishUnanswered(entry.query, vlans: key.vlans, order: entry.packetIndex, publisher)
         }
         udpPending.removeAll()
         udpAnswered.removeAll()
     }
 
-    private func publishUnanswered(_ query: DNSObserved, vlans: [UInt16], _ publisher: EventPublisher) {
+    private func publishUnanswered(_ query: DNSObserved, vlans: [UInt16], order: Int, _ publisher: EventPublisher) {
         // A sniffer cannot tell a server that stayed silent from a lost datagram.
         publisher.publish(DNSEvents.event(query: query, response: nil, notes: ["no response", "possible packet loss"],
-                                          transport: .udp, connectionID: 0, vlans: vlans, settings: settings))
+                                          transport: .udp, connectionID: 0, vlans: vlans, settings: settings),
+                          sweepOrder: order)
     }
 }
 

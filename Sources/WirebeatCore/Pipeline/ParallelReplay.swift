@@ -1,0 +1,285 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Replays a capture file on several threads with the output of a single sniffer, byte for
+/// byte.
+///
+/// Each worker reads the whole file and decodes every packet (reading is a small part of
+/// the cost), keeps the packet clocks and sweeps with every packet, and handles only the
+/// flows it owns (`FlowSharding`), with its own plugin instances. It formats its events into
+/// chunks, each event tagged with its `EventOrderKey`; the calling thread merges the
+/// workers' chunks by key and writes them out. A chunk carries a watermark (every event of a
+/// packet up to it is in this or an earlier chunk), which is what lets the merge go on
+/// without waiting for the end. A worker runs at most `queueDepth` chunks ahead of the merge,
+/// so memory stays bounded whatever the capture's size.
+public enum ParallelReplay {
+    /// How long the plugins may hold state for an idle flow (TCP, UDP); nil if a UDP plugin
+    /// does not say, in which case replay stays on one thread.
+    public static func idleLimits(of plugins: [LoadedPlugin]) -> (tcp: TimeSpan, udp: TimeSpan)? {
+        var tcp = TimeSpan.seconds(0), udp = TimeSpan.seconds(0)
+        for plugin in plugins {
+            if let driver = plugin.tcp { tcp = max(tcp, driver.timeout) }
+            if let p = plugin.udp {
+                guard let lifetime = p.flowStateLifetime else { return nil }
+                udp = max(udp, lifetime)
+            }
+        }
+        return (tcp, udp)
+    }
+
+    /// Replays `file` with `workers` sniffers, one per thread, each with its own plugins
+    /// (`makePlugins` is called once per worker, here). `formatLine` renders one event into a
+    /// worker's buffer (it runs on the workers' threads); `write` receives the merged output
+    /// in order, on this thread. Returns the combined stats and, for a capture damaged part
+    /// way (processed up to the damage and finished, as `Replay.run` does), the error; a file
+    /// that cannot be opened at all is thrown.
+    public static func run(file: String, workers: Int, makePlugins: () throws -> [LoadedPlugin],
+                           tcpOptions: TCPOptions = TCPOptions(), logging: LoggingSetup = LoggingSetup(),
+                           formatLine: @escaping (Event, OutputBuffer) -> Void,
+                           write: (UnsafeBufferPointer<UInt8>) -> Void) throws -> Result {
+        precondition(workers >= 2)
+        _ = try PcapSource.open(file: file)  // a missing or bad file fails here, once
+        var pluginSets: [[LoadedPlugin]] = []
+        for _ in 0..<workers { pluginSets.append(try makePlugins()) }
+        guard let limits = idleLimits(of: pluginSets[0]) else {
+            throw CaptureError("parallel replay: a UDP plugin does not declare flowStateLifetime")
+        }
+
+        let shards = (0..<workers).map { index -> Shard in
+            let order = EventOrder()
+            let channel = ChunkChannel()
+            let publisher = ShardPublisher(order: order, channel: channel, formatLine: formatLine)
+            let sharding = FlowSharding(worker: index, workers: workers, tcpIdleLimit: limits.tcp, udpIdleLimit: limits.udp)
+            let sniffer = Sniffer(plugins: pluginSets[index], publisher: publisher, tcpOptions: tcpOptions,
+                                  logging: logging, order: order, sharding: sharding)
+            return Shard(sniffer: sniffer, publisher: publisher, channel: channel)
+        }
+        let threads = shards.map { shard in
+            WorkerThread {
+                do { try Replay.run(file: file, into: shard.sniffer, afterEachPacket: { shard.publisher.packetDone() }) }
+                catch { shard.error = error }
+                shard.publisher.close()
+            }
+        }
+        merge(shards.map(\.channel), write: write)
+        for thread in threads { thread.join() }
+        let stats = shards.map(\.sniffer.stats)
+        return Result(stats: SnifferStats.combined(stats), failure: shards.compactMap(\.error).first,
+                      eventsPerWorker: stats.map { $0.eventsByType.values.reduce(0, +) })
+    }
+
+    public struct Result {
+        public var stats: SnifferStats
+        /// Set when the capture was damaged part way (see `run`).
+        public var failure: Error?
+        /// How the work was shared out.
+        public var eventsPerWorker: [Int]
+    }
+
+    /// Events out in key order. A worker's own events are already in key order; an event
+    /// can go out once every other worker has either a later event waiting or a watermark
+    /// at or past its packet.
+    private static func merge(_ channels: [ChunkChannel], write: (UnsafeBufferPointer<UInt8>) -> Void) {
+        let n = channels.count
+        var chunks: [Chunk?] = Array(repeating: nil, count: n)
+        var next = Array(repeating: 0, count: n)       // next record of each worker's chunk
+        var done = Array(repeating: false, count: n)
+        func pending(_ w: Int) -> Bool { chunks[w].map { next[w] < $0.records.count } ?? false }
+        // The worker's next chunk (blocking); false when it has no more.
+        func advance(_ w: Int) {
+            if let old = chunks[w] {
+                if old.isLast { done[w] = true; chunks[w] = nil; channels[w].recycle(old); return }
+                channels[w].recycle(old)
+            }
+            chunks[w] = channels[w].take()
+            next[w] = 0
+        }
+        while true {
+            var best = -1
+            for w in 0..<n where pending(w) {
+                if best < 0 || chunks[w]!.records[next[w]].key < chunks[best]!.records[next[best]].key { best = w }
+            }
+            if best < 0 {
+                // Nothing waiting: move every unfinished worker on to its next chunk.
+                var any = false
+                for w in 0..<n where !done[w] { advance(w); any = true }
+                if !any { return }
+                continue
+            }
+            let chunk = chunks[best]!
+            let key = chunk.records[next[best]].key
+            var blocked = false
+            for w in 0..<n where w != best && !done[w] && !pending(w) {
+                if chunks[w].map({ $0.watermark < key.packet }) ?? true {
+                    advance(w)
+                    blocked = true
+                    break
+                }
+            }
+            if blocked { continue }
+            let start = next[best] == 0 ? 0 : chunk.records[next[best] - 1].end
+            let end = chunk.records[next[best]].end
+            write(UnsafeBufferPointer(rebasing: chunk.buffer.bytes[start..<end]))
+            next[best] += 1
+        }
+    }
+
+    private final class Shard {
+        let sniffer: Sniffer
+        let publisher: ShardPublisher
+        let channel: ChunkChannel
+        var error: Error?
+        init(sniffer: Sniffer, publisher: ShardPublisher, channel: ChunkChannel) {
+            self.sniffer = sniffer
+            self.publisher = publisher
+            self.channel = channel
+        }
+    }
+}
+
+/// A worker's formatted events: their bytes, and each one's key and end offset.
+final class Chunk {
+    let buffer = OutputBuffer(capacity: ShardPublisher.chunkBytes + 64 * 1024)
+    var records: [(key: EventOrderKey, end: Int)] = []
+    /// Every event of packets up to this index is in this chunk or an earlier one.
+    var watermark: Int64 = 0
+    /// The worker's last chunk: its watermark is the end of input.
+    var isLast = false
+
+    func reset() {
+        buffer.removeAll()
+        records.removeAll(keepingCapacity: true)
+        watermark = 0
+        isLast = false
+    }
+}
+
+/// The publisher of a worker: formats each event into the current chunk with the key of
+/// the moment, and hands chunks to the merge.
+final class ShardPublisher: EventPublisher {
+    static let chunkBytes = 256 * 1024
+    static let chunkPackets = 4096
+    private let order: EventOrder
+    private let channel: ChunkChannel
+    private let formatLine: (Event, OutputBuffer) -> Void
+    @exclusivity(unchecked) private var chunk: Chunk
+    @exclusivity(unchecked) private var packetsInChunk = 0
+
+    init(order: EventOrder, channel: ChunkChannel, formatLine: @escaping (Event, OutputBuffer) -> Void) {
+        self.order = order
+        self.channel = channel
+        self.formatLine = formatLine
+        chunk = channel.fresh()
+    }
+
+    func publish(_ event: Event) { publish(event, key: order.key) }
+
+    func publish(_ event: Event, sweepOrder: Int) {
+        var key = order.key
+        key.second = Int64(sweepOrder)
+        publish(event, key: key)
+    }
+
+    private func publish(_ event: Event, key: EventOrderKey) {
+        formatLine(event, chunk.buffer)
+        chunk.records.append((key, chunk.buffer.count))
+    }
+
+    /// After each frame: every event of the packets so far is out, so a full chunk (or one
+    /// that has waited long enough, so the merge is not held up) can go.
+    func packetDone() {
+        packetsInChunk += 1
+        if chunk.buffer.count >= ShardPublisher.chunkBytes || packetsInChunk >= ShardPublisher.chunkPackets {
+            send(last: false)
+        }
+    }
+
+    /// End of input (after `Sniffer.finish`).
+    func close() { send(last: true) }
+
+    private func send(last: Bool) {
+        chunk.watermark = last ? EventOrderKey.endOfInput : Int64(order.packetIndex)
+        chunk.isLast = last
+        channel.put(chunk)
+        packetsInChunk = 0
+        if !last { chunk = channel.fresh() }
+    }
+}
+
+/// Chunks from one worker to the merge, at most `depth` in flight, and used ones back.
+final class ChunkChannel {
+    static let depth = 8
+    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    private let changed = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+    private var full: [Chunk] = []
+    private var head = 0
+    private var spare: [Chunk] = []
+
+    init() {
+        pthread_mutex_init(mutex, nil)
+        pthread_cond_init(changed, nil)
+    }
+
+    deinit {
+        pthread_cond_destroy(changed)
+        pthread_mutex_destroy(mutex)
+        mutex.deallocate()
+        changed.deallocate()
+    }
+
+    private func locked<T>(_ body: () -> T) -> T {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        return body()
+    }
+
+    /// Worker: an empty chunk, reused if the merge gave one back.
+    func fresh() -> Chunk {
+        locked { spare.popLast() } ?? Chunk()
+    }
+
+    /// Worker: hands a chunk over, waiting while `depth` are already waiting.
+    func put(_ chunk: Chunk) {
+        locked {
+            while full.count - head >= ChunkChannel.depth { pthread_cond_wait(changed, mutex) }
+            full.append(chunk)
+            pthread_cond_broadcast(changed)
+        }
+    }
+
+    /// Merge: the next chunk, waiting for it.
+    func take() -> Chunk {
+        locked {
+            while head == full.count { pthread_cond_wait(changed, mutex) }
+            let chunk = full[head]
+            head += 1
+            if head == full.count { full.removeAll(keepingCapacity: true); head = 0 }
+            pthread_cond_broadcast(changed)
+            return chunk
+        }
+    }
+
+    /// Merge: a chunk it is done with.
+    func recycle(_ chunk: Chunk) {
+        chunk.reset()
+        locked { spare.append(chunk) }
+    }
+}
+
+/// A POSIX thread running one closure.
+final class WorkerThread {
+    private var thread = pthread_t()
+    private final class Body { let run: () -> Void; init(_ run: @escaping () -> Void) { self.run = run } }
+
+    init(_ run: @escaping () -> Void) {
+        let body = Unmanaged.passRetained(Body(run)).toOpaque()
+        let status = pthread_create(&thread, nil, { arg in
+            Unmanaged<Body>.fromOpaque(arg!).takeRetainedValue().run()
+            return nil
+        }, body)
+        precondition(status == 0, "pthread_create failed: \(status)")
+    }
+
+    func join() { pthread_join(thread, nil) }
+}
