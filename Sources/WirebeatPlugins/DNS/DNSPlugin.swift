@@ -58,8 +58,7 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
                 // Not a DNS message: the framing cannot be trusted from here.
                 let bytes = Array(stream.readBytes(min(length + 2, stream.readableBytes))!.dropFirst(2))
                 context.logger.debug("dns: \(direction) frame of \(length) bytes; resynchronising")
-                var observed = observe(bytes, direction, context, lossHint: false)
-                observed.notes.append("bad TCP frame length \(length)")
+                let observed = observe(bytes, direction, context, lossHint: false, note: "bad TCP frame length \(length)")
                 tcpMessage(observed, state: &state, context: context)
                 state.lost[direction.rawValue] = true
                 continue
@@ -71,9 +70,11 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
         }
     }
 
-    private func observe(_ bytes: [UInt8], _ direction: Direction, _ context: PluginContext, lossHint: Bool) -> DNSObserved {
+    private func observe(_ bytes: [UInt8], _ direction: Direction, _ context: PluginContext, lossHint: Bool,
+                         note: String? = nil) -> DNSObserved {
         let sender = context.connection.sender(direction), receiver = context.connection.sender(direction.opposite)
-        return DNSObserved(bytes: bytes, time: context.timestamp, sender: sender, receiver: receiver, lossHint: lossHint)
+        return DNSObserved(bytes: bytes, time: context.timestamp, sender: sender, receiver: receiver, lossHint: lossHint,
+                           note: note)
     }
 
     private func publish(_ context: PluginContext, query: DNSObserved?, response: DNSObserved?, notes: [String]) {
@@ -123,8 +124,7 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
         // A message cut short by the end of the stream: publish what it says, with a note.
         stream.skip(2)
         let bytes = Array(stream.readBytes(stream.readableBytes)!)
-        var observed = observe(bytes, direction, context, lossHint: false)
-        observed.notes.append("stream ended inside a message")
+        let observed = observe(bytes, direction, context, lossHint: false, note: "stream ended inside a message")
         tcpMessage(observed, state: &state, context: context)
     }
 

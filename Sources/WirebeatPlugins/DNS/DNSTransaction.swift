@@ -26,16 +26,19 @@ final class DNSObserved {
     let time: Timestamp
     let sender: Endpoint
     let receiver: Endpoint
-    /// Notes about this message (faults, loss).
-    var notes: [String] = []
+    /// Notes about this message (faults, loss). A constant, built in a local: a `var`
+    /// property of a class costs a run-time exclusivity check at each access.
+    let notes: [String]
 
-    init(bytes: [UInt8], time: Timestamp, sender: Endpoint, receiver: Endpoint, lossHint: Bool) {
+    /// `note`: one more, after those of the parse (TCP framing trouble).
+    init(bytes: [UInt8], time: Timestamp, sender: Endpoint, receiver: Endpoint, lossHint: Bool, note: String? = nil) {
         raw = bytes
         self.time = time
         self.sender = sender
         self.receiver = receiver
         let m = try? DNSMessage.parse(bytes)
         message = m
+        var notes: [String] = []
         if let m {
             for fault in m.faults {
                 notes.append(fault.description)
@@ -46,6 +49,8 @@ final class DNSObserved {
             notes.append("malformed message: \(bytes.count) bytes, shorter than a DNS header")
             if lossHint && !bytes.isEmpty { notes.append("possible packet loss") }
         }
+        if let note { notes.append(note) }
+        self.notes = notes
     }
 
     var bytes: Int { raw.count }
@@ -59,19 +64,23 @@ enum DNSEvents {
         let client = query?.sender ?? first.receiver
         let server = query?.receiver ?? first.sender
         // The flow's own info (cached by the sniffer) when it describes the same tuple: a new
-        // ConnectionInfo costs a SHA-1 (Community ID) and two IP texts per event.
-        let connection: ConnectionInfo
+        // ConnectionInfo costs a SHA-1 (Community ID) and two IP texts per event. (Passed on,
+        // not assigned to a local: that copied the struct, retaining its strings.)
         if let known, known.id == connectionID, known.transport == transport, known.client == client,
            known.server == server, known.vlans == vlans {
-            connection = known
-        } else {
-            connection = ConnectionInfo(id: connectionID, transport: transport, client: client, server: server, vlans: vlans)
+            return event(query: query, response: response, first: first, notes: extra, connection: known, settings: settings)
         }
-        var notes = (query?.notes ?? []) + (response?.notes ?? [])
-        notes += extra
+        let connection = ConnectionInfo(id: connectionID, transport: transport, client: client, server: server, vlans: vlans)
+        return event(query: query, response: response, first: first, notes: extra, connection: connection, settings: settings)
+    }
+
+    private static func event(query: DNSObserved?, response: DNSObserved?, first: DNSObserved, notes extra: [String],
+                              connection: ConnectionInfo, settings: DNSConfig) -> Event {
+        // Nearly every event has no note: no array is joined then.
+        let hasNotes = query?.notes.isEmpty == false || response?.notes.isEmpty == false || !extra.isEmpty
         // Each message read once: every `query?.message` would copy the struct.
         let q = query?.message, r = response?.message
-        let ok = notes.isEmpty && r.map { $0.rcode == 0 } == true
+        let ok = !hasNotes && r.map { $0.rcode == 0 } == true
         var e = Event.transaction(type: "dns", connection: connection, start: first.time, end: response?.time,
                                   status: ok ? .ok : .error, requestBytes: query?.bytes, responseBytes: response?.bytes)
         // Values are JSON text written straight into the event (literals, bytes of the
@@ -112,7 +121,9 @@ enum DNSEvents {
         }
         if settings.sendRequest, let q { e.set("request", q.digText) }
         if settings.sendResponse, let r { e.set("response", r.digText) }
-        for note in notes { e.addNote(note) }
+        if hasNotes {
+            for note in (query?.notes ?? []) + (response?.notes ?? []) + extra { e.addNote(note) }
+        }
         return e
     }
 
