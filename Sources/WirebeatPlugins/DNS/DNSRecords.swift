@@ -131,7 +131,8 @@ enum RData: Equatable {
         var r = DNSReader(message, position: start, end: end)
         let rdata = message[start..<end]
         func name() throws -> DNSName { try r.name() }
-        func finish(_ value: RData) throws -> RData {
+        // `consuming`: the value is handed back, not copied (with a retain of each name).
+        func finish(_ value: consuming RData) throws -> RData {
             guard r.position == end else { throw DNSFault.malformed("\(end - r.position) bytes left over") }
             return value
         }
