@@ -158,26 +158,30 @@ extension DNSRecord {
         writeDataJSON(into: &out)
         let dataEnd = out.count
         // The extra fields of MX, SOA and SRV go where their keys sort.
+        // (The name's closing quote goes with the key after it: one append less.)
         switch data {
         case let .soa(_, rname, serial, refresh, retry, expire, minimum):
             DNSJSON.raw(#","expire":"#, into: &out); DNSJSON.int(expire, into: &out)
             DNSJSON.raw(#","minimum":"#, into: &out); DNSJSON.int(minimum, into: &out)
             writeName(nameAt12, into: &out)
-            DNSJSON.raw(#","refresh":"#, into: &out); DNSJSON.int(refresh, into: &out)
+            DNSJSON.raw(#"","refresh":"#, into: &out); DNSJSON.int(refresh, into: &out)
             DNSJSON.raw(#","retry":"#, into: &out); DNSJSON.int(retry, into: &out)
-            DNSJSON.raw(#","rname":""#, into: &out); rname.write(into: &out, json: true); out.append(DNSJSON.quote)
-            DNSJSON.raw(#","serial":"#, into: &out); DNSJSON.int(serial, into: &out)
+            DNSJSON.raw(#","rname":""#, into: &out); rname.write(into: &out, json: true)
+            DNSJSON.raw(#"","serial":"#, into: &out); DNSJSON.int(serial, into: &out)
+            DNSJSON.raw(#","ttl":"#, into: &out)
         case let .mx(preference, _):
             writeName(nameAt12, into: &out)
-            DNSJSON.raw(#","preference":"#, into: &out); DNSJSON.int(UInt32(preference), into: &out)
+            DNSJSON.raw(#"","preference":"#, into: &out); DNSJSON.int(UInt32(preference), into: &out)
+            DNSJSON.raw(#","ttl":"#, into: &out)
         case let .srv(priority, _, port, _):
             writeName(nameAt12, into: &out)
-            DNSJSON.raw(#","port":"#, into: &out); DNSJSON.int(UInt32(port), into: &out)
+            DNSJSON.raw(#"","port":"#, into: &out); DNSJSON.int(UInt32(port), into: &out)
             DNSJSON.raw(#","priority":"#, into: &out); DNSJSON.int(UInt32(priority), into: &out)
+            DNSJSON.raw(#","ttl":"#, into: &out)
         default:
             writeName(nameAt12, into: &out)
+            DNSJSON.raw(#"","ttl":"#, into: &out)
         }
-        DNSJSON.raw(#","ttl":"#, into: &out)
         DNSJSON.int(ttl, into: &out)
         DNSJSON.raw(#","type":"#, into: &out)
         DNSEncoded.writeType(type, into: &out)
@@ -188,6 +192,7 @@ extension DNSRecord {
         return dataStart..<dataEnd
     }
 
+    /// `,"name":"` and the name, without the closing quote.
     private func writeName(_ nameAt12: [UInt8]?, into out: inout [UInt8]) {
         DNSJSON.raw(#","name":""#, into: &out)
         if let nameAt12, name.isPointer(to: 12) {
@@ -195,7 +200,6 @@ extension DNSRecord {
         } else {
             name.write(into: &out, json: true)
         }
-        out.append(DNSJSON.quote)
     }
 
     /// `data.data` as a JSON string.

@@ -136,7 +136,6 @@ enum DNSEvents {
         // Where the answers' addresses are in `json`: `resolved_ip` lists them again.
         var addresses: [Range<Int>] = []
         let object = json.count
-        json.append(UInt8(ascii: "{"))
         if let r {
             // Answers mostly name the question by a pointer to it: its text is reused when the
             // response's question name has the same bytes as the one in `questionName`.
@@ -146,11 +145,14 @@ enum DNSEvents {
             }
             var ignored: [Range<Int>] = []
             if settings.includeAdditionals {
+                json.append(UInt8(ascii: "{"))
                 writeRecords(#""additionals":["#, r, r.additionalSection, skipOPT: true, object: object, nameAt12: nameAt12,
                              addresses: &ignored, into: &json)
+                DNSJSON.raw(json.count > object + 1 ? #","additionals_count":"# : #""additionals_count":"#, into: &json)
+            } else {
+                // Literals in as few pieces as can be: each append costs about as much as a short one.
+                DNSJSON.raw(#"{"additionals_count":"#, into: &json)
             }
-            DNSJSON.raw(json.count > object + 1 ? ",\"" : "\"", into: &json)
-            DNSJSON.raw(#"additionals_count":"#, into: &json)
             DNSJSON.int(UInt32(r.header.additionalCount), into: &json)
             writeRecords(#""answers":["#, r, r.answerSection, skipOPT: false, object: object, nameAt12: nameAt12,
                          addresses: &addresses, into: &json)
@@ -163,6 +165,8 @@ enum DNSEvents {
             DNSJSON.raw(#","authorities_count":"#, into: &json)
             DNSJSON.int(UInt32(r.header.authorityCount), into: &json)
             json.append(UInt8(ascii: ","))
+        } else {
+            json.append(UInt8(ascii: "{"))
         }
         // `flags` and `header_flags` are pre-built, with the keys around them. (The common
         // values below are written with their keys: each append costs about as much as a
@@ -208,14 +212,13 @@ enum DNSEvents {
             }
             if !addresses.isEmpty { json.append(UInt8(ascii: "]")) }
             if r.rcode == 0 {
-                DNSJSON.raw(#","response_code":"NOERROR""#, into: &json)
-            } else {
-                DNSJSON.raw(#","response_code":"#, into: &json)
-                DNSEncoded.writeRcode(r.rcode, into: &json)
+                DNSJSON.raw(#","response_code":"NOERROR","type":"answer"}"#, into: &json)
+                return
             }
+            DNSJSON.raw(#","response_code":"#, into: &json)
+            DNSEncoded.writeRcode(r.rcode, into: &json)
         }
-        DNSJSON.raw(#","type":"#, into: &json)
-        DNSJSON.raw(isAnswer ? #""answer"}"# : #""query"}"#, into: &json)
+        DNSJSON.raw(isAnswer ? #","type":"answer"}"# : #","type":"query"}"#, into: &json)
     }
 
     /// `"key":[records]`, after a comma unless it is the first member of the object that
