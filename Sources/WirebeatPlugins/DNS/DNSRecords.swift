@@ -129,7 +129,9 @@ enum RData: Equatable {
     /// Decodes the RDATA at `start..<end` of `message` (names may be compressed).
     static func decode(type: UInt16, bytes message: [UInt8], start: Int, end: Int) throws -> RData {
         var r = DNSReader(message, position: start, end: end)
-        let rdata = message[start..<end]
+        let length = end - start
+        // Sliced only by the types that keep it: a slice costs a retain and a release.
+        var rdata: ArraySlice<UInt8> { message[start..<end] }
         func name() throws -> DNSName { try r.name() }
         // `consuming`: the value is handed back, not copied (with a retain of each name).
         func finish(_ value: consuming RData) throws -> RData {
@@ -138,13 +140,12 @@ enum RData: Equatable {
         }
         switch type {
         case DNSType.A:
-            guard rdata.count == 4 else { throw DNSFault.malformed("length \(rdata.count), expected 4") }
+            guard length == 4 else { throw DNSFault.malformed("length \(length), expected 4") }
             return .address(IPAddress(v4: UInt32(try r.u32("address"))))
         case DNSType.AAAA:
-            guard rdata.count == 16 else { throw DNSFault.malformed("length \(rdata.count), expected 16") }
-            var hi: UInt64 = 0, lo: UInt64 = 0
-            for b in rdata.prefix(8) { hi = hi << 8 | UInt64(b) }
-            for b in rdata.suffix(8) { lo = lo << 8 | UInt64(b) }
+            guard length == 16 else { throw DNSFault.malformed("length \(length), expected 16") }
+            let hi = UInt64(try r.u32("address")) << 32 | UInt64(try r.u32("address"))
+            let lo = UInt64(try r.u32("address")) << 32 | UInt64(try r.u32("address"))
             return .address(IPAddress(v6High: hi, low: lo))
         case DNSType.NS, DNSType.CNAME, DNSType.PTR, DNSType.DNAME:
             return try finish(.name(try name()))
