@@ -109,9 +109,13 @@ enum DNSEvents {
                 })
                 // "class IN, type A, example.test"
                 e.set("query", writingJSON: { out in
-                    DNSJSON.raw(#""class "#, into: &out)
-                    DNSEncoded.writeClass(question.qclass, inside: true, into: &out)
-                    DNSJSON.raw(", type ", into: &out)
+                    if question.qclass == 1 {
+                        DNSJSON.raw(#""class IN, type "#, into: &out)   // nearly always: one append
+                    } else {
+                        DNSJSON.raw(#""class "#, into: &out)
+                        DNSEncoded.writeClass(question.qclass, inside: true, into: &out)
+                        DNSJSON.raw(", type ", into: &out)
+                    }
                     DNSEncoded.writeType(question.type, inside: true, into: &out)
                     DNSJSON.raw(", ", into: &out)
                     out.append(contentsOf: name)
