@@ -11,34 +11,32 @@ import Darwin
 /// out is then copying bytes (see `writeCompactJSON`), and building one allocates no String
 /// or `JSONValue` per field. Reading a field back (`event["x"]`, `fields`, `json`) decodes
 /// its bytes; tests and the conformance harness do that, the output path never does.
+///
+/// Names and value spans are kept in the order they were set; setting a name again appends,
+/// and reads take the last one (a negative `end`: removed). The serialiser sorts the names
+/// anyway and keeps the last value of each. The bytes, spans and names live in one
+/// `EventStorage`, copied when an event shared by two variables is changed.
 public struct Event: Sendable {
-    // Names and value spans in the order they were set; setting a name again appends, and
-    // reads take the last one (a negative `end`: removed). The serialiser sorts the names
-    // anyway and keeps the last value of each.
-    private var names: [String] = []
-    private var spans: [ValueSpan] = []
-    /// Names of the first spans, shared by every event built the same way (the ~25 fields
-    /// of `transaction`): a name there costs no append, no retain and no release per event.
-    /// `names` holds the names of the spans after them.
-    private var baseNames: [String] = []
-    /// All names, in the order set (slow paths only).
-    private var allNames: [String] { baseNames.isEmpty ? names : baseNames + names }
-    /// The JSON text of every value set, back to back.
-    private var encoded: [UInt8] = []
-    /// JSON text shared by many events (a connection's addresses, ports, Community ID): its
-    /// values are referred to, not copied (see `setShared`).
-    private var sharedText: [UInt8] = []
-    /// The value of `type` (counted per event on the way out): kept aside so reading it
-    /// does not decode JSON.
-    public private(set) var type: String?
+    private var storage: EventStorage
 
     struct ValueSpan: Sendable {
         var start: Int32
         var end: Int32   // < 0: the field was removed
-        /// In `sharedText`, not in `encoded`.
+        /// In `sharedText`, not in the event's own bytes.
         var isShared = false
         var isRemoved: Bool { end < 0 }
     }
+
+    /// The value of `type` (counted per event on the way out): kept aside so reading it
+    /// does not decode JSON.
+    public var type: String? { storage.type }
+
+    private var spans: UnsafeBufferPointer<ValueSpan> { UnsafeBufferPointer(start: storage.spans, count: storage.spanCount) }
+    private var ownNames: UnsafeBufferPointer<String> { UnsafeBufferPointer(start: storage.names, count: storage.nameCount) }
+    private var values: UnsafeBufferPointer<UInt8> { UnsafeBufferPointer(start: storage.bytes, count: storage.byteCount) }
+
+    /// All names, in the order set (slow paths only).
+    private var allNames: [String] { storage.baseNames + Array(ownNames) }
 
     /// Fields by dotted name; later `set` calls replace earlier ones.
     public var fields: [String: JSONValue] {
@@ -48,32 +46,27 @@ public struct Event: Sendable {
         return d
     }
 
-    public init() {}
-
-    /// An event with room for `capacity` fields (no reallocation while a transaction is built).
-    init(capacity: Int) {
-        names.reserveCapacity(capacity)
-        spans.reserveCapacity(capacity)
-        encoded.reserveCapacity(capacity * 16)
-    }
+    public init() { storage = EventStorage() }
 
     /// An event whose first fields will be set in the order of `baseNames` (checked in debug
-    /// builds), plus room for `capacity` more.
-    init(baseNames: [String], capacity: Int) {
-        self.baseNames = baseNames
-        names.reserveCapacity(capacity)
-        spans.reserveCapacity(baseNames.count + capacity)
-        encoded.reserveCapacity((baseNames.count + capacity) * 16)
+    /// builds): the names of those fields are shared, not stored per event.
+    init(baseNames: [String]) {
+        storage = EventStorage()
+        storage.baseNames = baseNames
+    }
+
+    /// Copies the storage first if another event shares it. (The setters then use
+    /// `storage` in place: a local reference to it would cost a retain and a release each.)
+    @inline(__always) private mutating func makeUnique() {
+        if !isKnownUniquelyReferenced(&storage) { storage = storage.copy() }
     }
 
     public subscript(field: String) -> JSONValue? {
         get { allNames.lastIndex(of: field).flatMap { decode(spans[$0]) } }
         set {
             guard let newValue else { remove(field); return }
-            let start = beginValue(field)
-            JSONWriter.write(newValue, into: &encoded, indent: nil, level: 0)
-            endValue(start)
-            if isTypeName(field) { type = newValue.stringValue }
+            setWriting(field) { JSONWriter.write(newValue, into: &$0, indent: nil, level: 0) }
+            if isTypeName(field) { storage.type = newValue.stringValue }
         }
     }
 
@@ -82,35 +75,31 @@ public struct Event: Sendable {
     @_disfavoredOverload
     public mutating func set(_ field: String, _ value: (any JSONRepresentable)?) {
         guard let value else { remove(field); return }
-        let start = beginValue(field)
-        value.writeJSON(into: &encoded)
-        endValue(start)
-        if isTypeName(field) { type = value.jsonValue.stringValue }
+        setWriting(field) { value.writeJSON(into: &$0) }
+        if isTypeName(field) { storage.type = value.jsonValue.stringValue }
     }
 
     /// An optional value of a known type; nil removes the field.
     public mutating func set<Value: JSONRepresentable>(_ field: String, _ value: Value?) {
         guard let value else { remove(field); return }
-        let start = beginValue(field)
-        value.writeJSON(into: &encoded)
-        endValue(start)
-        if isTypeName(field) { type = value.jsonValue.stringValue }
+        setWriting(field) { value.writeJSON(into: &$0) }
+        if isTypeName(field) { storage.type = value.jsonValue.stringValue }
     }
 
     // The value types plugins set most, each without generics or existentials: these run
     // some forty times per event.
     public mutating func set(_ field: String, _ value: String) {
-        let start = beginValue(field)
-        JSONWriter.writeString(value, into: &encoded)
-        endValue(start)
-        if isTypeName(field) { type = value }
+        begin(field)
+        JSONWriter.writeString(value, to: &storage)
+        end()
+        if isTypeName(field) { storage.type = value }
     }
 
     public mutating func set(_ field: String, _ value: Substring) {
-        let start = beginValue(field)
-        JSONWriter.writeString(value, into: &encoded)
-        endValue(start)
-        if isTypeName(field) { type = String(value) }
+        begin(field)
+        JSONWriter.writeString(value, to: &storage)
+        end()
+        if isTypeName(field) { storage.type = String(value) }
     }
 
     public mutating func set(_ field: String, _ value: Int) { set(field, int64: Int64(value)) }
@@ -118,119 +107,148 @@ public struct Event: Sendable {
     public mutating func set(_ field: String, _ value: UInt16) { set(field, int64: Int64(value)) }
     public mutating func set(_ field: String, _ value: UInt32) { set(field, int64: Int64(value)) }
 
+    /// An optional count (bytes of a message that may be missing); nil removes the field.
+    public mutating func set(_ field: String, _ value: Int?) {
+        if let value { set(field, int64: Int64(value)) } else { remove(field) }
+    }
+
     private mutating func set(_ field: String, int64 value: Int64) {
-        let start = beginValue(field)
-        JSONWriter.writeInt(value, into: &encoded)
-        endValue(start)
-        if isTypeName(field) { type = nil }
+        begin(field)
+        JSONWriter.writeInt(value, to: &storage)
+        end()
+        if isTypeName(field) { storage.type = nil }
     }
 
     public mutating func set(_ field: String, _ value: Bool) {
-        let start = beginValue(field)
-        encoded.append(contentsOf: value ? JSONWriter.trueBytes : JSONWriter.falseBytes)
-        endValue(start)
-        if isTypeName(field) { type = nil }
+        begin(field)
+        (value ? JSONWriter.trueBytes : JSONWriter.falseBytes).withUnsafeBufferPointer { storage.put($0) }
+        end()
+        if isTypeName(field) { storage.type = nil }
     }
 
     public mutating func set(_ field: String, _ value: [String]) {
-        let start = beginValue(field)
-        encoded.append(UInt8(ascii: "["))
+        begin(field)
+        storage.put(UInt8(ascii: "["))
         for (i, item) in value.enumerated() {
-            if i > 0 { encoded.append(UInt8(ascii: ",")) }
-            JSONWriter.writeString(item, into: &encoded)
+            if i > 0 { storage.put(UInt8(ascii: ",")) }
+            JSONWriter.writeString(item, to: &storage)
         }
-        encoded.append(UInt8(ascii: "]"))
-        endValue(start)
-        if isTypeName(field) { type = nil }
+        storage.put(UInt8(ascii: "]"))
+        end()
+        if isTypeName(field) { storage.type = nil }
     }
 
     /// A string given as UTF-8 bytes (e.g. a slice of a parsed message), without making a
     /// String of it. Invalid UTF-8 is replaced by U+FFFD, as `String(decoding:as:)` does.
     public mutating func set<Bytes: Collection>(_ field: String, utf8 bytes: Bytes) where Bytes.Element == UInt8 {
-        let start = beginValue(field)
-        let written: Void? = bytes.withContiguousStorageIfAvailable { JSONWriter.writeUTF8String($0, into: &encoded) }
-        if written == nil { Array(bytes).withUnsafeBufferPointer { JSONWriter.writeUTF8String($0, into: &encoded) } }
-        endValue(start)
-        if isTypeName(field) { type = String(decoding: bytes, as: UTF8.self) }
+        begin(field)
+        let written: Void? = bytes.withContiguousStorageIfAvailable { JSONWriter.writeUTF8String($0, to: &storage) }
+        if written == nil { Array(bytes).withUnsafeBufferPointer { JSONWriter.writeUTF8String($0, to: &storage) } }
+        end()
+        if isTypeName(field) { storage.type = String(decoding: bytes, as: UTF8.self) }
     }
 
     /// `set(_:utf8:)` for the usual byte containers, without generics across modules.
     public mutating func set(_ field: String, utf8 bytes: ArraySlice<UInt8>) {
-        let start = beginValue(field)
-        bytes.withUnsafeBufferPointer { JSONWriter.writeUTF8String($0, into: &encoded) }
-        endValue(start)
-        if isTypeName(field) { type = String(decoding: bytes, as: UTF8.self) }
+        begin(field)
+        bytes.withUnsafeBufferPointer { JSONWriter.writeUTF8String($0, to: &storage) }
+        end()
+        if isTypeName(field) { storage.type = String(decoding: bytes, as: UTF8.self) }
     }
 
     public mutating func set(_ field: String, utf8 bytes: [UInt8]) { set(field, utf8: bytes[...]) }
 
     /// A time as RFC 3339 text (UTC, microseconds), written straight into the event.
     public mutating func set(_ field: String, timestamp: Timestamp) {
-        let start = beginValue(field)
-        timestamp.writeRFC3339JSON(into: &encoded)
-        endValue(start)
-        if isTypeName(field) { type = timestamp.rfc3339 }
+        begin(field)
+        timestamp.writeRFC3339JSON(to: &storage)
+        end()
+        if isTypeName(field) { storage.type = timestamp.rfc3339 }
     }
 
     /// A value already encoded as JSON text (e.g. per-connection text encoded once). The
     /// caller guarantees it is one valid JSON value.
     public mutating func set(_ field: String, encodedJSON bytes: [UInt8]) {
-        let start = beginValue(field)
-        encoded.append(contentsOf: bytes)
-        endValue(start)
-        if isTypeName(field) { type = (try? JSONParser.parse(bytes: bytes))?.stringValue }
+        begin(field)
+        bytes.withUnsafeBufferPointer { storage.put($0) }
+        end()
+        if isTypeName(field) { storage.type = (try? JSONParser.parse(bytes: bytes))?.stringValue }
     }
 
     /// Uses `text` for the values `setShared` refers to (one buffer per event).
-    mutating func useSharedText(_ text: [UInt8]) { sharedText = text }
+    mutating func useSharedText(_ text: [UInt8]) { makeUnique(); storage.sharedText = text }
 
     /// A value that is the bytes `start..<end` of the shared text (see `useSharedText`):
     /// no encoding and no copy, the cost of a field that every event of a connection repeats.
     mutating func setShared(_ field: String, _ range: SharedRange) {
+        makeUnique()
         appendName(field)
-        spans.append(ValueSpan(start: range.start, end: range.end, isShared: true))
+        storage.appendSpan(ValueSpan(start: range.start, end: range.end, isShared: true))
     }
 
     /// `field` gets the value the previous `set` stored (`client.ip` is `source.ip`; a removal
     /// repeats as a removal), by reference: no second encoding or copy.
     public mutating func repeatLastValue(as field: String) {
-        precondition(!spans.isEmpty, "repeatLastValue(as:) needs a value set before it")
+        makeUnique()
+        precondition(storage.spanCount > 0, "repeatLastValue(as:) needs a value set before it")
         appendName(field)
-        spans.append(spans[spans.count - 1])
-        if isTypeName(field) { type = decode(spans[spans.count - 1])?.stringValue }
+        storage.appendSpan(storage.spans[storage.spanCount - 1])
+        if isTypeName(field) { storage.type = decode(spans[spans.count - 1])?.stringValue }
     }
 
-    /// A value whose JSON text `write` appends straight into the event (no scratch buffer,
-    /// no copy): for values a plugin assembles itself, e.g. an array of objects. The caller
-    /// guarantees exactly one valid JSON value, objects with their keys in byte order.
+    /// A value whose JSON text `write` appends (to a scratch array, then copied in): for
+    /// values a plugin assembles itself, e.g. an array of objects. The caller guarantees
+    /// exactly one valid JSON value, objects with their keys in byte order.
     public mutating func set(_ field: String, writingJSON write: (inout [UInt8]) -> Void) {
-        let start = beginValue(field)
-        write(&encoded)
-        endValue(start)
-        if isTypeName(field) { type = decode(spans[spans.count - 1])?.stringValue }
+        setWriting(field, write)
+        if isTypeName(field) { storage.type = decode(spans[spans.count - 1])?.stringValue }
     }
 
-    @inline(__always) private mutating func appendName(_ field: String) {
-        if spans.count < baseNames.count {
-            assert(baseNames[spans.count] == field, "\(field) set out of the base order")
+    /// A value written into an array by `write`, then copied in: the end of the pool's
+    /// scratch array, emptied only now and then (a nested call, if a `write` ever made one,
+    /// gets an array of its own).
+    private mutating func setWriting(_ field: String, _ write: (inout [UInt8]) -> Void) {
+        let pool = EventBufferPool.current
+        begin(field)
+        if pool.scratchInUse {
+            var own: [UInt8] = []
+            write(&own)
+            own.withUnsafeBufferPointer { storage.put($0) }
         } else {
-            names.append(field)
+            pool.scratchInUse = true
+            let start = pool.scratch.count
+            write(&pool.scratch)
+            pool.scratch.withUnsafeBufferPointer { storage.put(UnsafeBufferPointer(rebasing: $0[start...])) }
+            if pool.scratch.count > 1 << 16 { pool.scratch.removeAll(keepingCapacity: true) }
+            pool.scratchInUse = false
+        }
+        end()
+    }
+
+    @inline(__always) private func appendName(_ field: String) {
+        if storage.spanCount < storage.baseNames.count {
+            assert(storage.baseNames[storage.spanCount] == field, "\(field) set out of the base order")
+        } else {
+            storage.appendName(field)
         }
     }
 
-    @inline(__always) private mutating func beginValue(_ field: String) -> Int {
+    /// Starts a value: its name is added, its JSON text goes to `storage` (ended by `end`).
+    @inline(__always) private mutating func begin(_ field: String) {
+        makeUnique()
         appendName(field)
-        return encoded.count
+        storage.pendingStart = Int32(truncatingIfNeeded: storage.byteCount)
     }
 
-    @inline(__always) private mutating func endValue(_ start: Int) {
-        spans.append(ValueSpan(start: Int32(truncatingIfNeeded: start), end: Int32(truncatingIfNeeded: encoded.count)))
+    @inline(__always) private func end() {
+        storage.appendSpan(ValueSpan(start: storage.pendingStart, end: Int32(truncatingIfNeeded: storage.byteCount)))
     }
 
     private mutating func remove(_ field: String) {
+        makeUnique()
         appendName(field)
-        spans.append(ValueSpan(start: 0, end: -1))
-        if isTypeName(field) { type = nil }
+        storage.appendSpan(ValueSpan(start: 0, end: -1))
+        if isTypeName(field) { storage.type = nil }
     }
 
     @inline(__always) private func isTypeName(_ field: String) -> Bool {
@@ -240,7 +258,8 @@ public struct Event: Sendable {
     /// The value of a span, read back from its JSON text.
     private func decode(_ span: ValueSpan) -> JSONValue? {
         guard !span.isRemoved else { return nil }
-        let bytes = Array((span.isShared ? sharedText : encoded)[Int(span.start)..<Int(span.end)])
+        let bytes = span.isShared ? Array(storage.sharedText[Int(span.start)..<Int(span.end)])
+                                  : Array(values[Int(span.start)..<Int(span.end)])
         // The common case, a string with nothing escaped, without the general parser.
         if bytes.count >= 2, bytes.first == UInt8(ascii: "\""), bytes.last == UInt8(ascii: "\""),
            !bytes.contains(UInt8(ascii: "\\")) {
@@ -386,30 +405,29 @@ public struct Event: Sendable {
     /// of removed ones) and cached; an event is then that text with its values in between.
     private func cachedLayout() -> EventLayout {
         var absent: [Int] = []
-        for (i, span) in spans.enumerated() where span.isRemoved { absent.append(i) }
-        if let layout = EventLayoutCache.shared.layout(base: baseNames, names: names, absent: absent) { return layout }
+        if storage.removedCount > 0 {
+            for (i, span) in spans.enumerated() where span.isRemoved { absent.append(i) }
+        }
+        if let layout = EventLayoutCache.shared.layout(base: storage.baseNames, names: ownNames, absent: absent) { return layout }
         let built = Event.layout(names: allNames, absent: absent)
-        EventLayoutCache.shared.store(baseNames, names, absent, built)
+        EventLayoutCache.shared.store(storage.baseNames, Array(ownNames), absent, built)
         return built
     }
 
     /// Room enough for the event's JSON: the layout's text and every value span (a value
     /// may be printed under several names; one set twice is counted twice).
     private func valueBound(_ layout: EventLayout) -> Int {
-        var bound = layout.text.count
-        for span in spans where !span.isRemoved { bound += Int(span.end - span.start) }
-        return bound
+        layout.text.count + storage.valueBytes
     }
 
     /// Writes the layout's text with the values in their slots at `destination` (room for
     /// the text and every value is there); returns the bytes written.
     private func write(_ layout: EventLayout, to destination: UnsafeMutablePointer<UInt8>) -> Int {
-        // Four buffers read at once (nested closures, flattened): the layout's text, the
-        // event's values, the connection's shared values, the spans saying which is where.
-        layout.text.withUnsafeBufferPointer { text in
-        encoded.withUnsafeBufferPointer { values in
-        sharedText.withUnsafeBufferPointer { shared in
-        spans.withUnsafeBufferPointer { spans in
+        // The layout's text around the values; the event's own values and the connection's
+        // shared ones; the spans saying which is where.
+        let values = storage.bytes, spans = self.spans
+        return layout.text.withUnsafeBufferPointer { text in
+        storage.sharedText.withUnsafeBufferPointer { shared in
             var p = destination
             var from = 0
             for slot in layout.slots {
@@ -418,7 +436,7 @@ public struct Event: Sendable {
                 p += textCount
                 let span = spans[slot.value]
                 let valueCount = Int(span.end - span.start)
-                let base = span.isShared ? shared.baseAddress! : values.baseAddress!
+                let base = span.isShared ? shared.baseAddress! : UnsafePointer(values)
                 p.update(from: base + Int(span.start), count: valueCount)
                 p += valueCount
                 from = slot.offset
@@ -427,8 +445,6 @@ public struct Event: Sendable {
             p.update(from: text.baseAddress! + from, count: rest)
             p += rest
             return p - destination
-        }
-        }
         }
         }
     }
@@ -525,11 +541,11 @@ final class EventLayoutCache: @unchecked Sendable {
     private var next = 0
     private static let capacity = 128
 
-    func layout(base: [String], names: [String], absent: [Int]) -> EventLayout? {
+    func layout(base: [String], names: UnsafeBufferPointer<String>, absent: [Int]) -> EventLayout? {
         lock.lock()
         defer { lock.unlock() }
         // Names are mostly literals, so the names of two events built by the same code have
-        // the same representation: compare the arrays' memory first (equal bits are equal
+        // the same representation: compare the names' memory first (equal bits are equal
         // strings), String by String only when that fails. The last hit first: events of
         // one kind tend to come in runs.
         func sameBits(_ a: [String], _ b: [String]) -> Bool {
@@ -539,13 +555,19 @@ final class EventLayoutCache: @unchecked Sendable {
                 x.baseAddress == y.baseAddress || memcmp(x.baseAddress!, y.baseAddress!, x.count) == 0
             } }
         }
+        func sameBits(_ a: [String], _ b: UnsafeBufferPointer<String>) -> Bool {
+            guard a.count == b.count else { return false }
+            if a.isEmpty { return true }
+            return a.withUnsafeBytes { x in memcmp(x.baseAddress!, UnsafeRawPointer(b.baseAddress!), x.count) == 0 }
+        }
         func sameBits(_ i: Int) -> Bool {
             let e = cached[i]
             return e.absent == absent && sameBits(e.names, names) && sameBits(e.base, base)
         }
         func equal(_ i: Int) -> Bool {
             let e = cached[i]
-            return e.absent == absent && e.base + e.names == base + names
+            return e.absent == absent && e.base.count + e.names.count == base.count + names.count
+                && e.base + e.names == base + Array(names)
         }
         if lastHit < cached.count && sameBits(lastHit) { return cached[lastHit].layout }
         for i in cached.indices where sameBits(i) {

@@ -64,8 +64,11 @@ public enum JSONWriter {
     }
 
     /// Appends an integer as JSON (also for plugins that write a value's JSON themselves).
-    public static func writeInt(_ value: Int64, into out: inout [UInt8]) {
-        if value >= 0 && value < 10 { out.append(UInt8(ascii: "0") &+ UInt8(value)); return }
+    public static func writeInt(_ value: Int64, into out: inout [UInt8]) { writeInt(value, to: &out) }
+
+    @inline(__always)
+    static func writeInt<Sink: JSONSink>(_ value: Int64, to out: inout Sink) {
+        if value >= 0 && value < 10 { out.put(UInt8(ascii: "0") &+ UInt8(value)); return }
         var magnitude = value.magnitude
         // Digits from the right end of a stack buffer, then one append.
         var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)   // 24 bytes: 20 digits and a sign
@@ -77,17 +80,29 @@ public enum JSONWriter {
                 magnitude /= 10
             }
             if value < 0 { start -= 1; buffer[start] = UInt8(ascii: "-") }
-            out.append(contentsOf: UnsafeRawBufferPointer(rebasing: buffer[start...]))
+            out.putRaw(UnsafeRawBufferPointer(rebasing: buffer[start...]))
         }
     }
+
+    /// "00", "01", … "99", back to back (times are written two digits a step).
+    static let digitPairs: [UInt8] = {
+        var pairs: [UInt8] = []
+        for n in 0..<100 {
+            pairs.append(UInt8(0x30 + n / 10))
+            pairs.append(UInt8(0x30 + n % 10))
+        }
+        return pairs
+    }()
 
     private static let hexDigits = Array("0123456789abcdef".utf8)
 
     /// Appends a JSON string: quotes, escapes; non-ASCII UTF-8 is copied as is.
-    public static func writeString<S: StringProtocol>(_ s: S, into out: inout [UInt8]) {
+    public static func writeString<S: StringProtocol>(_ s: S, into out: inout [UInt8]) { writeString(s, to: &out) }
+
+    static func writeString<S: StringProtocol, Sink: JSONSink>(_ s: S, to out: inout Sink) {
         // Native strings are contiguous UTF-8: escape straight from their bytes.
-        if s.utf8.withContiguousStorageIfAvailable({ writeString($0, into: &out) }) == nil {
-            Array(s.utf8).withUnsafeBufferPointer { writeString($0, into: &out) }
+        if s.utf8.withContiguousStorageIfAvailable({ writeString($0, to: &out) }) == nil {
+            Array(s.utf8).withUnsafeBufferPointer { writeString($0, to: &out) }
         }
     }
 
@@ -95,14 +110,22 @@ public enum JSONWriter {
     /// (what `String(decoding:as:)` makes of them), so the output is always valid UTF-8.
     /// ASCII (the usual case) is escaped in one pass; anything else is repaired first.
     public static func writeUTF8String(_ bytes: UnsafeBufferPointer<UInt8>, into out: inout [UInt8]) {
-        let start = out.count
+        writeUTF8String(bytes, to: &out)
+    }
+
+    static func writeUTF8String<Sink: JSONSink>(_ bytes: UnsafeBufferPointer<UInt8>, to out: inout Sink) {
+        let start = out.writtenCount
         if writeEscaped(bytes, into: &out, asciiOnly: true) { return }
-        out.removeSubrange(start...)
-        writeString(String(decoding: bytes, as: UTF8.self), into: &out)
+        out.truncate(to: start)
+        writeString(String(decoding: bytes, as: UTF8.self), to: &out)
     }
 
     /// Writes valid UTF-8 `bytes` as a JSON string.
     public static func writeString(_ bytes: UnsafeBufferPointer<UInt8>, into out: inout [UInt8]) {
+        writeString(bytes, to: &out)
+    }
+
+    static func writeString<Sink: JSONSink>(_ bytes: UnsafeBufferPointer<UInt8>, to out: inout Sink) {
         _ = writeEscaped(bytes, into: &out, asciiOnly: false)
     }
 
@@ -110,9 +133,9 @@ public enum JSONWriter {
     /// as \u00XX (lower-case hex), the rest as they are. Runs of bytes that need no escape
     /// (nearly all of them) are appended in one copy. With `asciiOnly`, stops at the first
     /// byte above 0x7F and returns false (the caller removes what was written).
-    private static func writeEscaped(_ bytes: UnsafeBufferPointer<UInt8>, into out: inout [UInt8],
-                                     asciiOnly: Bool) -> Bool {
-        out.append(UInt8(ascii: "\""))
+    private static func writeEscaped<Sink: JSONSink>(_ bytes: UnsafeBufferPointer<UInt8>, into out: inout Sink,
+                                                     asciiOnly: Bool) -> Bool {
+        out.put(UInt8(ascii: "\""))
         var run = 0, i = 0
         let n = bytes.count
         while i < n {
@@ -122,23 +145,23 @@ public enum JSONWriter {
                 continue
             }
             if u >= 0x80 { return false }
-            if run < i { out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[run..<i])) }
+            if run < i { out.put(UnsafeBufferPointer(rebasing: bytes[run..<i])) }
             switch u {
-            case UInt8(ascii: "\""): out.append(UInt8(ascii: "\\")); out.append(UInt8(ascii: "\""))
-            case UInt8(ascii: "\\"): out.append(UInt8(ascii: "\\")); out.append(UInt8(ascii: "\\"))
-            case 0x0A: out.append(UInt8(ascii: "\\")); out.append(UInt8(ascii: "n"))
-            case 0x0D: out.append(UInt8(ascii: "\\")); out.append(UInt8(ascii: "r"))
-            case 0x09: out.append(UInt8(ascii: "\\")); out.append(UInt8(ascii: "t"))
+            case UInt8(ascii: "\""): out.put(UInt8(ascii: "\\")); out.put(UInt8(ascii: "\""))
+            case UInt8(ascii: "\\"): out.put(UInt8(ascii: "\\")); out.put(UInt8(ascii: "\\"))
+            case 0x0A: out.put(UInt8(ascii: "\\")); out.put(UInt8(ascii: "n"))
+            case 0x0D: out.put(UInt8(ascii: "\\")); out.put(UInt8(ascii: "r"))
+            case 0x09: out.put(UInt8(ascii: "\\")); out.put(UInt8(ascii: "t"))
             default:
-                out.append(UInt8(ascii: "\\")); out.append(UInt8(ascii: "u"))
-                out.append(UInt8(ascii: "0")); out.append(UInt8(ascii: "0"))
-                out.append(hexDigits[Int(u >> 4)]); out.append(hexDigits[Int(u & 0xF)])
+                out.put(UInt8(ascii: "\\")); out.put(UInt8(ascii: "u"))
+                out.put(UInt8(ascii: "0")); out.put(UInt8(ascii: "0"))
+                out.put(hexDigits[Int(u >> 4)]); out.put(hexDigits[Int(u & 0xF)])
             }
             i += 1
             run = i
         }
-        if run < n { out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[run..<n])) }
-        out.append(UInt8(ascii: "\""))
+        if run < n { out.put(UnsafeBufferPointer(rebasing: bytes[run..<n])) }
+        out.put(UInt8(ascii: "\""))
         return true
     }
 }

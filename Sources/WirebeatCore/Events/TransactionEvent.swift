@@ -21,7 +21,7 @@ extension Event {
         // What the connection's events repeat is encoded once per connection and referred to;
         // a value printed under two names (`source.ip` = `client.ip`) is stored once. The
         // fields every event has come first, in the order of `baseNames` (shared, not copied).
-        var e = Event(baseNames: TransactionFields.baseNames, capacity: 40)
+        var e = Event(baseNames: TransactionFields.baseNames)
         let flow = connection.encoded
         e.useSharedText(flow.text)
         e.set("@timestamp", timestamp: start)

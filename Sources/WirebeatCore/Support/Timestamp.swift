@@ -43,19 +43,21 @@ public struct Timestamp: Comparable, Hashable, Sendable, CustomStringConvertible
 
     /// `rfc3339` as a JSON string, appended to `out` without making a String (on the hot
     /// path of every event).
-    public func writeRFC3339JSON(into out: inout [UInt8]) {
-        out.append(UInt8(ascii: "\""))
+    public func writeRFC3339JSON(into out: inout [UInt8]) { writeRFC3339JSON(to: &out) }
+
+    func writeRFC3339JSON<Sink: JSONSink>(to out: inout Sink) {
+        out.put(UInt8(ascii: "\""))
         let c = calendarFields
         if (0...9999).contains(c.year) {
             var text: (UInt64, UInt64, UInt64, UInt32) = (0, 0, 0, 0)   // 28 bytes on the stack
             withUnsafeMutableBytes(of: &text) { buffer in
                 Timestamp.writeRFC3339(c, to: buffer)
-                out.append(contentsOf: UnsafeRawBufferPointer(rebasing: buffer[0..<27]))
+                out.putRaw(UnsafeRawBufferPointer(rebasing: buffer[0..<27]))
             }
         } else {
-            out.append(contentsOf: rfc3339.utf8)
+            Array(rfc3339.utf8).withUnsafeBufferPointer { out.put($0) }
         }
-        out.append(UInt8(ascii: "\""))
+        out.put(UInt8(ascii: "\""))
     }
 
     /// The UTC calendar fields of the time, to the microsecond (rounded down).
@@ -74,7 +76,7 @@ public struct Timestamp: Comparable, Hashable, Sendable, CustomStringConvertible
     /// "YYYY-MM-DDThh:mm:ss.ffffffZ" (27 bytes) for a year in 0...9999, two digits at a time.
     private static func writeRFC3339(_ c: (year: Int64, month: Int64, day: Int64, secondOfDay: Int64, microsecond: Int64),
                                      to buffer: UnsafeMutableRawBufferPointer) {
-        digitPairs.withUnsafeBufferPointer { pairs in
+        JSONWriter.digitPairs.withUnsafeBufferPointer { pairs in
             func two(_ value: Int64, at offset: Int) {
                 let k = Int(value) &* 2
                 buffer[offset] = pairs[k]
@@ -90,16 +92,6 @@ public struct Timestamp: Comparable, Hashable, Sendable, CustomStringConvertible
             buffer[26] = UInt8(ascii: "Z")
         }
     }
-
-    /// "00", "01", … "99", back to back.
-    private static let digitPairs: [UInt8] = {
-        var pairs: [UInt8] = []
-        for n in 0..<100 {
-            pairs.append(UInt8(0x30 + n / 10))
-            pairs.append(UInt8(0x30 + n % 10))
-        }
-        return pairs
-    }()
 
     private static func pad(_ out: inout String, _ value: Int64, _ width: Int) {
         let digits = String(value)

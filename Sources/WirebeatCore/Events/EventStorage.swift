@@ -1,0 +1,221 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// The contents of an `Event`: the JSON text of its values, the spans saying where each
+/// value is, and the names of the fields, in raw buffers that grow by doubling.
+///
+/// Why not three arrays: an event is built, written and dropped for every transaction, and
+/// each array append checks uniqueness and capacity and each array is a malloc and a free.
+/// Here setting a field is a few stores, and the buffers of a dropped event go back to a
+/// per-thread pool (`EventBufferPool`) for the next one: building an event allocates one
+/// object. `Event` keeps value semantics by copying the storage before changing one that
+/// is shared (as arrays do).
+final class EventStorage: @unchecked Sendable {
+    // `@unchecked Sendable`, as arrays: an event's storage is only changed while uniquely
+    // referenced (`Event.unique`), so a shared one is only read.
+
+    // Exclusivity is unchecked: the storage is changed only through its event, which holds
+    // the only reference at that moment.
+    @exclusivity(unchecked) private(set) var bytes: UnsafeMutablePointer<UInt8>
+    @exclusivity(unchecked) private(set) var byteCount = 0
+    @exclusivity(unchecked) private var byteCapacity = EventBufferPool.byteCapacity
+    @exclusivity(unchecked) private(set) var spans: UnsafeMutablePointer<Event.ValueSpan>
+    @exclusivity(unchecked) private(set) var spanCount = 0
+    @exclusivity(unchecked) private var spanCapacity = EventBufferPool.spanCapacity
+    /// Names of the spans after the `baseNames` (those are shared, never stored here).
+    @exclusivity(unchecked) private(set) var names: UnsafeMutablePointer<String>
+    @exclusivity(unchecked) private(set) var nameCount = 0
+    @exclusivity(unchecked) private var nameCapacity = EventBufferPool.nameCapacity
+    @exclusivity(unchecked) var baseNames: [String] = []
+    /// JSON text shared by many events (a connection's addresses, ports, Community ID): its
+    /// values are referred to, not copied (see `Event.setShared`).
+    @exclusivity(unchecked) var sharedText: [UInt8] = []
+    /// Spans that remove their field, and the bytes of all the others' values (what writing
+    /// the event needs to know, kept as spans are added).
+    @exclusivity(unchecked) private(set) var removedCount = 0
+    @exclusivity(unchecked) private(set) var valueBytes = 0
+    /// Where the value being written started (`Event.begin` to `Event.end`).
+    @exclusivity(unchecked) var pendingStart: Int32 = 0
+    /// The value of `type`, kept aside so that counting events by type decodes nothing.
+    @exclusivity(unchecked) var type: String?
+    /// The pooled block the three buffers start in (a buffer that outgrew it is its own).
+    private let block: UnsafeMutableRawPointer
+
+    init() {
+        block = EventBufferPool.current.takeBlock()
+        (bytes, spans, names) = EventBufferPool.regions(of: block)
+    }
+
+    deinit {
+        names.deinitialize(count: nameCount)
+        let inline = EventBufferPool.regions(of: block)
+        if bytes != inline.bytes { bytes.deallocate() }
+        if spans != inline.spans { spans.deallocate() }
+        if names != inline.names { names.deallocate() }
+        EventBufferPool.current.give(block)
+    }
+
+    /// An independent copy (before a shared event is changed).
+    func copy() -> EventStorage {
+        let c = EventStorage()
+        c.reserveBytes(byteCount).update(from: bytes, count: byteCount)
+        c.byteCount = byteCount
+        for i in 0..<spanCount { c.appendSpan(spans[i]) }
+        for i in 0..<nameCount { c.appendName(names[i]) }
+        c.baseNames = baseNames
+        c.sharedText = sharedText
+        c.type = type
+        c.pendingStart = pendingStart
+        return c
+    }
+
+    /// Room for `n` more bytes of JSON text at the returned address (`commitBytes` says how
+    /// many were written).
+    @inline(__always) func reserveBytes(_ n: Int) -> UnsafeMutablePointer<UInt8> {
+        if byteCount + n > byteCapacity { growBytes(to: byteCount + n) }
+        return bytes + byteCount
+    }
+
+    @inline(__always) func commitBytes(_ n: Int) { byteCount += n }
+
+    @inline(__always) func appendByte(_ byte: UInt8) {
+        reserveBytes(1).pointee = byte
+        byteCount += 1
+    }
+
+    @inline(__always) func appendBytes(_ source: UnsafeBufferPointer<UInt8>) {
+        guard let from = source.baseAddress, source.count > 0 else { return }
+        reserveBytes(source.count).update(from: from, count: source.count)
+        byteCount += source.count
+    }
+
+    /// Drops the text after `count` (a string that turned out not to be ASCII is redone).
+    func truncateBytes(to count: Int) { byteCount = count }
+
+    @inline(__always) func appendSpan(_ span: Event.ValueSpan) {
+        if span.isRemoved { removedCount += 1 } else { valueBytes += Int(span.end &- span.start) }
+        if spanCount == spanCapacity { spans = grow(spans, count: spanCount, to: &spanCapacity, inline: EventBufferPool.regions(of: block).spans) }
+        (spans + spanCount).initialize(to: span)
+        spanCount += 1
+    }
+
+    @inline(__always) func appendName(_ name: String) {
+        if nameCount == nameCapacity { names = grow(names, count: nameCount, to: &nameCapacity, inline: EventBufferPool.regions(of: block).names) }
+        (names + nameCount).initialize(to: name)
+        nameCount += 1
+    }
+
+    private func growBytes(to needed: Int) {
+        var capacity = byteCapacity * 2
+        while capacity < needed { capacity *= 2 }
+        let larger = UnsafeMutablePointer<UInt8>.allocate(capacity: capacity)
+        larger.update(from: bytes, count: byteCount)
+        if bytes != EventBufferPool.regions(of: block).bytes { bytes.deallocate() }
+        bytes = larger
+        byteCapacity = capacity
+    }
+
+    /// A buffer twice as large with the `count` elements moved over; the old one is freed
+    /// unless it is the inline region of the block.
+    private func grow<T>(_ buffer: UnsafeMutablePointer<T>, count: Int, to capacity: inout Int,
+                         inline: UnsafeMutablePointer<T>) -> UnsafeMutablePointer<T> {
+        capacity *= 2
+        let larger = UnsafeMutablePointer<T>.allocate(capacity: capacity)
+        larger.moveInitialize(from: buffer, count: count)
+        if buffer != inline { buffer.deallocate() }
+        return larger
+    }
+}
+
+/// Where JSON text is written: a byte array (plugins assembling a value) or an event's
+/// storage. The writer's functions are generic over it inside the module, specialised for
+/// both.
+protocol JSONSink {
+    mutating func put(_ byte: UInt8)
+    mutating func put(_ bytes: UnsafeBufferPointer<UInt8>)
+    mutating func putRaw(_ bytes: UnsafeRawBufferPointer)
+    var writtenCount: Int { get }
+    mutating func truncate(to count: Int)
+}
+
+extension Array: JSONSink where Element == UInt8 {
+    @inline(__always) mutating func put(_ byte: UInt8) { append(byte) }
+    @inline(__always) mutating func put(_ bytes: UnsafeBufferPointer<UInt8>) { append(contentsOf: bytes) }
+    @inline(__always) mutating func putRaw(_ bytes: UnsafeRawBufferPointer) { append(contentsOf: bytes) }
+    var writtenCount: Int { count }
+    mutating func truncate(to count: Int) { removeSubrange(count...) }
+}
+
+extension EventStorage: JSONSink {
+    @inline(__always) func put(_ byte: UInt8) { appendByte(byte) }
+    @inline(__always) func put(_ bytes: UnsafeBufferPointer<UInt8>) { appendBytes(bytes) }
+    @inline(__always) func putRaw(_ bytes: UnsafeRawBufferPointer) {
+        guard let from = bytes.baseAddress, bytes.count > 0 else { return }
+        UnsafeMutableRawPointer(reserveBytes(bytes.count)).copyMemory(from: from, byteCount: bytes.count)
+        commitBytes(bytes.count)
+    }
+    var writtenCount: Int { byteCount }
+    func truncate(to count: Int) { truncateBytes(to: count) }
+}
+
+/// The buffers of dropped events, kept for the next ones: one pool per thread (events are
+/// built, written and dropped on one thread; one dropped elsewhere just moves its block to
+/// that thread's pool). Bounded; freed when the thread ends.
+final class EventBufferPool {
+    static let byteCapacity = 2048
+    static let spanCapacity = 64
+    static let nameCapacity = 48
+    private static let spansOffset = byteCapacity
+    private static let namesOffset = spansOffset + spanCapacity * MemoryLayout<Event.ValueSpan>.stride
+    private static let blockSize = namesOffset + nameCapacity * MemoryLayout<String>.stride
+    private static let maxBlocks = 64
+
+    private var blocks: [UnsafeMutableRawPointer] = []
+    /// A byte array for values that plugins write themselves (`Event.set(_:writingJSON:)`).
+    /// Exclusivity unchecked: this thread's only, and `scratchInUse` keeps it to one writer.
+    @exclusivity(unchecked) var scratch: [UInt8] = []
+    @exclusivity(unchecked) var scratchInUse = false
+
+    static func regions(of block: UnsafeMutableRawPointer)
+        -> (bytes: UnsafeMutablePointer<UInt8>, spans: UnsafeMutablePointer<Event.ValueSpan>, names: UnsafeMutablePointer<String>) {
+        (block.assumingMemoryBound(to: UInt8.self),
+         (block + spansOffset).assumingMemoryBound(to: Event.ValueSpan.self),
+         (block + namesOffset).assumingMemoryBound(to: String.self))
+    }
+
+    func takeBlock() -> UnsafeMutableRawPointer {
+        if let block = blocks.popLast() { return block }
+        let block = UnsafeMutableRawPointer.allocate(byteCount: EventBufferPool.blockSize, alignment: 16)
+        // Bind each region once, for its whole life in the pools.
+        block.bindMemory(to: UInt8.self, capacity: EventBufferPool.spansOffset)
+        (block + EventBufferPool.spansOffset).bindMemory(to: Event.ValueSpan.self, capacity: EventBufferPool.spanCapacity)
+        (block + EventBufferPool.namesOffset).bindMemory(to: String.self, capacity: EventBufferPool.nameCapacity)
+        return block
+    }
+
+    func give(_ block: UnsafeMutableRawPointer) {
+        if blocks.count < EventBufferPool.maxBlocks { blocks.append(block) } else { block.deallocate() }
+    }
+
+    deinit { for block in blocks { block.deallocate() } }
+
+    /// This thread's pool.
+    static var current: EventBufferPool {
+        if let pool = pthread_getspecific(key) { return Unmanaged<EventBufferPool>.fromOpaque(pool).takeUnretainedValue() }
+        let pool = EventBufferPool()
+        pthread_setspecific(key, Unmanaged.passRetained(pool).toOpaque())
+        return pool
+    }
+
+    private static let key: pthread_key_t = {
+        var key = pthread_key_t()
+        pthread_key_create(&key) { pool in
+            guard let pool else { return }
+            Unmanaged<EventBufferPool>.fromOpaque(pool).release()
+        }
+        return key
+    }()
+}
