@@ -186,6 +186,14 @@ public struct Event: Sendable {
         storage.appendSpan(ValueSpan(start: range.start, end: range.end, isShared: true))
     }
 
+    /// The first base names' values, all of them in the shared text (`Event.transaction`: the
+    /// connection's fields, one copy instead of a call per field).
+    mutating func setShared(_ run: [ValueSpan]) {
+        makeUnique()
+        precondition(storage.spanCount + run.count <= storage.baseNames.count, "shared spans are base names")
+        run.withUnsafeBufferPointer { storage.appendSpans($0) }
+    }
+
     /// `field` gets the value the previous `set` stored (`client.ip` is `source.ip`; a removal
     /// repeats as a removal), by reference: no second encoding or copy.
     public mutating func repeatLastValue(as field: String) {

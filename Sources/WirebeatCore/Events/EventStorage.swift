@@ -102,6 +102,18 @@ final class EventStorage: @unchecked Sendable {
         spanCount += 1
     }
 
+    func appendSpans(_ run: UnsafeBufferPointer<Event.ValueSpan>) {
+        while spanCount + run.count > spanCapacity {
+            spans = grow(spans, count: spanCount, to: &spanCapacity, inline: EventBufferPool.regions(of: block).spans)
+        }
+        guard let from = run.baseAddress else { return }
+        (spans + spanCount).initialize(from: from, count: run.count)
+        spanCount += run.count
+        for span in run {
+            if span.isRemoved { removedCount += 1 } else { valueBytes += Int(span.end &- span.start) }
+        }
+    }
+
     @inline(__always) func appendName(_ name: String) {
         if nameCount == nameCapacity { names = grow(names, count: nameCount, to: &nameCapacity, inline: EventBufferPool.regions(of: block).names) }
         (names + nameCount).initialize(to: name)

@@ -24,30 +24,17 @@ extension Event {
         var e = Event(baseNames: TransactionFields.baseNames)
         let flow = connection.encoded
         e.useSharedText(flow.text)
+        e.setShared(flow.sharedSpans)
+        e.setShared("status", status == .ok ? flow.statusOK : flow.statusError)
         e.set("@timestamp", timestamp: start)
         e.repeatLastValue(as: "event.start")
         e.set("type", type)
         e.repeatLastValue(as: "event.dataset")
         e.repeatLastValue(as: "network.protocol")
-        e.setShared("status", status == .ok ? flow.statusOK : flow.statusError)
-        e.setShared("event.kind", flow.eventKind)
-        e.setShared("event.category", flow.eventCategory)
-        e.setShared("event.type", flow.eventType)
-        e.setShared("source.ip", flow.clientIP)
-        e.setShared("client.ip", flow.clientIP)
-        e.setShared("source.port", flow.clientPort)
-        e.setShared("client.port", flow.clientPort)
-        e.setShared("destination.ip", flow.serverIP)
-        e.setShared("server.ip", flow.serverIP)
-        e.setShared("destination.port", flow.serverPort)
-        e.setShared("server.port", flow.serverPort)
         e.set("source.bytes", requestBytes)
         e.repeatLastValue(as: "client.bytes")
         e.set("destination.bytes", responseBytes)
         e.repeatLastValue(as: "server.bytes")
-        e.setShared("network.transport", flow.transport)
-        e.setShared("network.type", flow.networkType)
-        e.setShared("network.community_id", flow.communityID)
         // Fields some events have.
         if let end {
             e.set("event.end", timestamp: end)
@@ -62,12 +49,17 @@ extension Event {
 }
 
 
-/// The names `Event.transaction` sets on every event, in the order it sets them.
+/// The names `Event.transaction` sets on every event, in the order it sets them (the order
+/// does not show in the output: writing sorts the names).
 enum TransactionFields {
-    static let baseNames = [
-        "@timestamp", "event.start", "type", "event.dataset", "network.protocol", "status", "event.kind",
-        "event.category", "event.type", "source.ip", "client.ip", "source.port", "client.port", "destination.ip",
-        "server.ip", "destination.port", "server.port", "source.bytes", "client.bytes", "destination.bytes",
-        "server.bytes", "network.transport", "network.type", "network.community_id",
+    /// Set from the connection's `EncodedFlow.sharedSpans`, all at once.
+    static let sharedNames = [
+        "event.kind", "event.category", "event.type", "source.ip", "client.ip", "source.port", "client.port",
+        "destination.ip", "server.ip", "destination.port", "server.port", "network.transport", "network.type",
+        "network.community_id",
+    ]
+    static let baseNames = sharedNames + [
+        "status", "@timestamp", "event.start", "type", "event.dataset", "network.protocol", "source.bytes",
+        "client.bytes", "destination.bytes", "server.bytes",
     ]
 }

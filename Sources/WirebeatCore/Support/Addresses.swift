@@ -209,6 +209,9 @@ final class EncodedFlow: Sendable {
     let clientIP, serverIP, clientPort, serverPort, communityID, transport, networkType: SharedRange
     // Constants of every transaction event, kept in the same buffer (an event refers to one).
     let eventKind, eventCategory, eventType, statusOK, statusError: SharedRange
+    /// The spans of `TransactionFields.sharedNames`, in that order: what every event of the
+    /// connection sets the same way, added to an event in one copy.
+    let sharedSpans: [Event.ValueSpan]
 
     init(clientIP: String, serverIP: String, client: Endpoint, server: Endpoint, communityID: String,
          transport: Transport) {
@@ -231,6 +234,11 @@ final class EncodedFlow: Sendable {
         self.statusOK = add(EventStatus.ok.rawValue)
         self.statusError = add(EventStatus.error.rawValue)
         self.text = text
+        let ranges = [eventKind, eventCategory, eventType, self.clientIP, self.clientIP, self.clientPort, self.clientPort,
+                      self.serverIP, self.serverIP, self.serverPort, self.serverPort, self.transport, networkType,
+                      self.communityID]
+        sharedSpans = ranges.map { Event.ValueSpan(start: $0.start, end: $0.end, isShared: true) }
+        assert(sharedSpans.count == TransactionFields.sharedNames.count)
     }
 }
 
