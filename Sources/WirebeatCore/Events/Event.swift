@@ -161,7 +161,7 @@ public struct Event: Sendable {
     /// A time as RFC 3339 text (UTC, microseconds), written straight into the event.
     public mutating func set(_ field: String, timestamp: Timestamp) {
         begin(field)
-        timestamp.writeRFC3339JSON(to: &storage)
+        timestamp.writeRFC3339JSON(to: storage)
         end()
         if isTypeName(field) { storage.type = timestamp.rfc3339 }
     }

@@ -190,6 +190,10 @@ final class EventBufferPool {
     /// Exclusivity unchecked: this thread's only, and `scratchInUse` keeps it to one writer.
     @exclusivity(unchecked) var scratch: [UInt8] = []
     @exclusivity(unchecked) var scratchInUse = false
+    /// The second of the last time written into an event on this thread, and its RFC 3339
+    /// text up to the fraction ("YYYY-MM-DDThh:mm:ss.", 20 bytes; see `Timestamp`).
+    @exclusivity(unchecked) var timeSecond = Int64.min
+    @exclusivity(unchecked) var timePrefix: (UInt64, UInt64, UInt32) = (0, 0, 0)
 
     static func regions(of block: UnsafeMutableRawPointer)
         -> (bytes: UnsafeMutablePointer<UInt8>, spans: UnsafeMutablePointer<Event.ValueSpan>, names: UnsafeMutablePointer<String>) {

@@ -60,6 +60,45 @@ public struct Timestamp: Comparable, Hashable, Sendable, CustomStringConvertible
         out.put(UInt8(ascii: "\""))
     }
 
+    /// `writeRFC3339JSON` into an event: the text up to the second is the same for every
+    /// event of the same second (events come in packet time), so this thread keeps the last
+    /// one and only the microseconds are written anew.
+    func writeRFC3339JSON(to storage: EventStorage) {
+        let micros = nanoseconds >= 0 ? nanoseconds / 1000 : (nanoseconds - 999) / 1000
+        var seconds = micros / 1_000_000
+        var fraction = micros % 1_000_000
+        if fraction < 0 { fraction += 1_000_000; seconds -= 1 }
+        let cache = EventBufferPool.current
+        if seconds != cache.timeSecond {
+            let c = calendarFields
+            guard (0...9999).contains(c.year) else {
+                var out = storage
+                writeRFC3339JSON(to: &out)
+                return
+            }
+            withUnsafeMutableBytes(of: &cache.timePrefix) { buffer in
+                var text: (UInt64, UInt64, UInt64, UInt32) = (0, 0, 0, 0)
+                withUnsafeMutableBytes(of: &text) { full in
+                    Timestamp.writeRFC3339(c, to: full)
+                    buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: full[0..<20]))
+                }
+            }
+            cache.timeSecond = seconds
+        }
+        // '"' + "YYYY-MM-DDThh:mm:ss." + 6 digits + "Z" + '"'
+        let p = storage.reserveBytes(29)
+        p[0] = UInt8(ascii: "\"")
+        withUnsafeBytes(of: &cache.timePrefix) { UnsafeMutableRawPointer(p + 1).copyMemory(from: $0.baseAddress!, byteCount: 20) }
+        var f = fraction
+        for i in stride(from: 26, through: 21, by: -1) {
+            p[i] = UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: f % 10)
+            f /= 10
+        }
+        p[27] = UInt8(ascii: "Z")
+        p[28] = UInt8(ascii: "\"")
+        storage.commitBytes(29)
+    }
+
     /// The UTC calendar fields of the time, to the microsecond (rounded down).
     private var calendarFields: (year: Int64, month: Int64, day: Int64, secondOfDay: Int64, microsecond: Int64) {
         let micros = nanoseconds >= 0 ? nanoseconds / 1000 : (nanoseconds - 999) / 1000
