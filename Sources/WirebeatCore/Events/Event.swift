@@ -416,9 +416,10 @@ public struct Event: Sendable {
         if storage.removedCount > 0 {
             for (i, span) in spans.enumerated() where span.isRemoved { absent.append(i) }
         }
-        if let layout = EventLayoutCache.shared.layout(base: storage.baseNames, names: ownNames, absent: absent) { return layout }
+        let cache = EventBufferPool.current.layouts
+        if let layout = cache.layout(base: storage.baseNames, names: ownNames, absent: absent) { return layout }
         let built = Event.layout(names: allNames, absent: absent)
-        EventLayoutCache.shared.store(storage.baseNames, Array(ownNames), absent, built)
+        cache.store(storage.baseNames, Array(ownNames), absent, built)
         return built
     }
 
@@ -465,7 +466,7 @@ public struct Event: Sendable {
     /// the objects they open and close is plain byte work: no String indexing, no Substring
     /// per component.
     static func layout(names: [String], absent: [Int]) -> EventLayout {
-        var layout = EventLayout()
+        let layout = EventLayout()
         var arena: [UInt8] = []
         arena.reserveCapacity(names.count * 24)
         var entries: [(start: Int, end: Int)] = []
@@ -531,27 +532,34 @@ public struct Event: Sendable {
     }
 }
 
-/// See `Event.layout`.
-struct EventLayout {
+/// See `Event.layout`. A class: the cache hands out references, not copies of two arrays.
+final class EventLayout {
     var text: [UInt8] = []
     var slots: [(offset: Int, value: Int)] = []
 }
 
-import Foundation  // trimmingCharacters, NSLock
+import Foundation  // trimmingCharacters
 
-/// Layouts of the sequences of names events were built with (see `writeCompactJSON`).
-/// Shared by every thread that writes events, hence the lock; bounded.
-final class EventLayoutCache: @unchecked Sendable {
-    static let shared = EventLayoutCache()
-    private let lock = NSLock()
-    private var cached: [(base: [String], names: [String], absent: [Int], layout: EventLayout)] = []
-    private var lastHit = 0
-    private var next = 0
+/// Layouts of the sequences of names events were built with (see `writeCompactJSON`), one
+/// cache per thread (in `EventBufferPool`): no lock, and workers of a parallel replay do not
+/// share its lines. Bounded.
+final class EventLayoutCache {
+    private final class Entry {
+        let base: [String], names: [String], absent: [Int], layout: EventLayout
+        init(base: [String], names: [String], absent: [Int], layout: EventLayout) {
+            self.base = base
+            self.names = names
+            self.absent = absent
+            self.layout = layout
+        }
+    }
+    // One thread's: exclusivity is unchecked.
+    @exclusivity(unchecked) private var cached: [Entry] = []
+    @exclusivity(unchecked) private var lastHit = 0
+    @exclusivity(unchecked) private var next = 0
     private static let capacity = 128
 
     func layout(base: [String], names: UnsafeBufferPointer<String>, absent: [Int]) -> EventLayout? {
-        lock.lock()
-        defer { lock.unlock() }
         // Names are mostly literals, so the names of two events built by the same code have
         // the same representation: compare the names' memory first (equal bits are equal
         // strings), String by String only when that fails. The last hit first: events of
@@ -568,31 +576,28 @@ final class EventLayoutCache: @unchecked Sendable {
             if a.isEmpty { return true }
             return a.withUnsafeBytes { x in memcmp(x.baseAddress!, UnsafeRawPointer(b.baseAddress!), x.count) == 0 }
         }
-        func sameBits(_ i: Int) -> Bool {
-            let e = cached[i]
-            return e.absent == absent && sameBits(e.names, names) && sameBits(e.base, base)
+        func sameBits(_ e: Entry) -> Bool {
+            e.absent == absent && sameBits(e.names, names) && sameBits(e.base, base)
         }
-        func equal(_ i: Int) -> Bool {
-            let e = cached[i]
-            return e.absent == absent && e.base.count + e.names.count == base.count + names.count
+        func equal(_ e: Entry) -> Bool {
+            e.absent == absent && e.base.count + e.names.count == base.count + names.count
                 && e.base + e.names == base + Array(names)
         }
-        if lastHit < cached.count && sameBits(lastHit) { return cached[lastHit].layout }
-        for i in cached.indices where sameBits(i) {
+        if lastHit < cached.count && sameBits(cached[lastHit]) { return cached[lastHit].layout }
+        for (i, e) in cached.enumerated() where sameBits(e) {
             lastHit = i
-            return cached[i].layout
+            return e.layout
         }
-        for i in cached.indices where equal(i) { return cached[i].layout }
+        for e in cached where equal(e) { return e.layout }
         return nil
     }
 
     func store(_ base: [String], _ names: [String], _ absent: [Int], _ layout: EventLayout) {
-        lock.lock()
-        defer { lock.unlock() }
+        let entry = Entry(base: base, names: names, absent: absent, layout: layout)
         if cached.count < EventLayoutCache.capacity {
-            cached.append((base, names, absent, layout))
+            cached.append(entry)
         } else {
-            cached[next] = (base, names, absent, layout)   // full: replace in turn
+            cached[next] = entry   // full: replace in turn
             next = (next + 1) % EventLayoutCache.capacity
         }
     }

@@ -186,6 +186,8 @@ final class EventBufferPool {
     private static let maxBlocks = 64
 
     private var blocks: [UnsafeMutableRawPointer] = []
+    /// Layouts of the events written on this thread (see `Event.writeCompactJSON`).
+    let layouts = EventLayoutCache()
     /// A byte array for values that plugins write themselves (`Event.set(_:writingJSON:)`).
     /// Exclusivity unchecked: this thread's only, and `scratchInUse` keeps it to one writer.
     @exclusivity(unchecked) var scratch: [UInt8] = []
