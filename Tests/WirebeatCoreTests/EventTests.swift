@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 @testable import WirebeatCore
 
@@ -246,6 +247,13 @@ struct EventTests {
     }
 
     // MARK: Event
+
+    /// addNote compares notes trimmed as Foundation's `CharacterSet.whitespaces` trims
+    /// (tab and Unicode Zs, not line breaks), without Foundation.
+    @Test(arguments: ["  a b  ", "\ta\t", "\u{00A0}x\u{3000}", "\nx\n", " \u{2009}", "", "e\u{301} ", " \u{301}x"])
+    func noteTrimmingMatchesFoundation(_ text: String) {
+        #expect(String(Event.trimmingWhitespace(text[...])) == text.trimmingCharacters(in: .whitespaces))
+    }
 
     @Test func addNoteJoinsDistinctNotes() {
         var e = Event()

@@ -62,7 +62,7 @@ public struct Event: Sendable {
     }
 
     public subscript(field: String) -> JSONValue? {
-        get { allNames.lastIndex(of: field).flatMap { decode(spans[$0]) } }
+        get { lastIndex(of: field).flatMap { decode(spans[$0]) } }
         set {
             guard let newValue else { remove(field); return }
             setWriting(field) { JSONWriter.write(newValue, into: &$0, indent: nil, level: 0) }
@@ -279,12 +279,31 @@ public struct Event: Sendable {
     /// Appends `note` to `error.message`, keeping earlier notes (they are joined with "; ").
     public mutating func addNote(_ note: String) {
         if case let .string(existing)? = self["error.message"], !existing.isEmpty {
-            if !existing.split(separator: ";").map({ $0.trimmingCharacters(in: .whitespaces) }).contains(note) {
+            if !existing.split(separator: ";").contains(where: { Event.trimmingWhitespace($0) == note }) {
                 self["error.message"] = .string(existing + "; " + note)
             }
         } else {
             self["error.message"] = .string(note)
         }
+    }
+
+    /// `text` without leading and trailing white space as Foundation's
+    /// `CharacterSet.whitespaces` has it (tab and the space separators, Unicode Zs), without
+    /// Foundation: notes are added to events on the hot path of a lossy capture.
+    static func trimmingWhitespace(_ text: Substring) -> Substring {
+        func isSpace(_ u: Unicode.Scalar) -> Bool { u == "\t" || u.properties.generalCategory == .spaceSeparator }
+        let scalars = text.unicodeScalars
+        var start = scalars.startIndex, end = scalars.endIndex
+        while start < end && isSpace(scalars[start]) { start = scalars.index(after: start) }
+        while end > start && isSpace(scalars[scalars.index(before: end)]) { end = scalars.index(before: end) }
+        return Substring(scalars[start..<end])
+    }
+
+    /// The index of the last span set for `field`, without building the list of names.
+    private func lastIndex(of field: String) -> Int? {
+        let own = ownNames, baseCount = min(storage.baseNames.count, spans.count)
+        for i in stride(from: own.count - 1, through: 0, by: -1) where own[i] == field { return baseCount + i }
+        return storage.baseNames[..<baseCount].lastIndex(of: field)
     }
 
     /// Field names in output order: component by component, each in byte order — the order
@@ -537,8 +556,6 @@ final class EventLayout {
     var text: [UInt8] = []
     var slots: [(offset: Int, value: Int)] = []
 }
-
-import Foundation  // trimmingCharacters
 
 /// Layouts of the sequences of names events were built with (see `writeCompactJSON`), one
 /// cache per thread (in `EventBufferPool`): no lock, and workers of a parallel replay do not
