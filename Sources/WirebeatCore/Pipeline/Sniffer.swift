@@ -61,8 +61,10 @@ public struct SnifferStats: Sendable {
 public final class Sniffer {
     @exclusivity(unchecked) private var decoder = PacketDecoder()
     private let tcp: TCPLayer
-    private let udpPluginForPort: [UInt16: LoadedPlugin]
     private let udpPlugins: [LoadedPlugin]
+    /// For each port, 1 + the index in `udpPlugins` of its plugin, or 0: looked up for every
+    /// datagram (twice when the server is the source), where a dictionary's hashing showed.
+    private let udpPluginByPort: [UInt8]
     private let publisher: CountingPublisher
     @exclusivity(unchecked) private var clock = Timestamp.zero
     @exclusivity(unchecked) private var lastUDPTick: Timestamp?
@@ -86,12 +88,13 @@ public final class Sniffer {
         self.publisher = CountingPublisher(downstream: publisher)
         tcp = TCPLayer(plugins: plugins, options: tcpOptions, publisher: self.publisher,
                        logger: logging.logger(for: "tcp"), order: order)
-        var map: [UInt16: LoadedPlugin] = [:]
-        for plugin in plugins where plugin.udp != nil {
-            for port in plugin.ports { map[port] = plugin }
-        }
-        udpPluginForPort = map
         udpPlugins = plugins.filter { $0.udp != nil }
+        var byPort = [UInt8](repeating: 0, count: 1 << 16)
+        for (i, plugin) in udpPlugins.enumerated() {
+            for port in plugin.ports { byPort[Int(port)] = UInt8(truncatingIfNeeded: i + 1) }
+        }
+        precondition(udpPlugins.count < 255, "at most 254 UDP plugins")
+        udpPluginByPort = byPort
     }
 
     /// Handles one captured frame. `frame` is only read during the call.
@@ -131,10 +134,10 @@ public final class Sniffer {
 
     private func handleUDP(_ packet: DecodedPacket) {
         let plugin: LoadedPlugin, client: Endpoint, server: Endpoint
-        if let p = udpPluginForPort[packet.destination.port] {
-            (plugin, client, server) = (p, packet.source, packet.destination)
-        } else if let p = udpPluginForPort[packet.source.port] {
-            (plugin, client, server) = (p, packet.destination, packet.source)
+        if case let i = udpPluginByPort[Int(packet.destination.port)], i > 0 {
+            (plugin, client, server) = (udpPlugins[Int(i) - 1], packet.source, packet.destination)
+        } else if case let i = udpPluginByPort[Int(packet.source.port)], i > 0 {
+            (plugin, client, server) = (udpPlugins[Int(i) - 1], packet.destination, packet.source)
         } else {
             return
         }

@@ -164,24 +164,29 @@ public enum Direction: Int, Sendable, CustomStringConvertible {
 }
 
 /// What a plugin knows about the connection (or UDP flow) it is parsing.
+///
+/// It travels by value with every payload (`PluginContext`), so what is not plain data (the
+/// VLAN list, the texts) lives in the one `EncodedFlow` object: copying a ConnectionInfo is
+/// then one retain, not one per String and array.
 public struct ConnectionInfo: Sendable {
     /// Serial number in order of first sight: stable across runs of the same capture.
     public let id: UInt64
     public let transport: Transport
     public let client: Endpoint
     public let server: Endpoint
-    /// 802.1Q VLAN ids, outermost first (empty when untagged).
-    public let vlans: [UInt16]
-    /// Community ID v1 flow hash (seed 0).
-    public let communityID: String
     /// TCP: no SYN was seen, so the first bytes may be the middle of a message (a capture
     /// started late, or state expired and picked up again).
     public let startedMidStream: Bool
-    /// `client.ip` and `server.ip` as events print them, formatted once per connection.
-    let clientIPText: String
-    let serverIPText: String
     /// The per-connection values of every event, as JSON text, encoded once.
     let encoded: EncodedFlow
+
+    /// 802.1Q VLAN ids, outermost first (empty when untagged).
+    public var vlans: [UInt16] { encoded.vlans }
+    /// Community ID v1 flow hash (seed 0).
+    public var communityID: String { encoded.communityIDText }
+    /// `client.ip` and `server.ip` as events print them, formatted once per connection.
+    var clientIPText: String { encoded.clientIPText }
+    var serverIPText: String { encoded.serverIPText }
 
     public init(id: UInt64, transport: Transport, client: Endpoint, server: Endpoint, vlans: [UInt16] = [],
                 startedMidStream: Bool = false) {
@@ -189,13 +194,8 @@ public struct ConnectionInfo: Sendable {
         self.transport = transport
         self.client = client
         self.server = server
-        self.vlans = vlans
         self.startedMidStream = startedMidStream
-        self.communityID = CommunityID.v1(transport: transport, a: client, b: server)
-        self.clientIPText = client.ip.description
-        self.serverIPText = server.ip.description
-        self.encoded = EncodedFlow(clientIP: clientIPText, serverIP: serverIPText, client: client, server: server,
-                                   communityID: communityID, transport: transport)
+        self.encoded = EncodedFlow(client: client, server: server, transport: transport, vlans: vlans)
     }
 
     /// Endpoint that sends in the given direction.
@@ -212,9 +212,19 @@ final class EncodedFlow: Sendable {
     /// The spans of `TransactionFields.sharedNames`, in that order: what every event of the
     /// connection sets the same way, added to an event in one copy.
     let sharedSpans: [Event.ValueSpan]
+    // What `ConnectionInfo` shows of the flow beyond plain data.
+    let vlans: [UInt16]
+    let communityIDText: String
+    let clientIPText: String
+    let serverIPText: String
 
-    init(clientIP: String, serverIP: String, client: Endpoint, server: Endpoint, communityID: String,
-         transport: Transport) {
+    init(client: Endpoint, server: Endpoint, transport: Transport, vlans: [UInt16]) {
+        let communityID = CommunityID.v1(transport: transport, a: client, b: server)
+        let clientIP = client.ip.description, serverIP = server.ip.description
+        self.vlans = vlans
+        self.communityIDText = communityID
+        self.clientIPText = clientIP
+        self.serverIPText = serverIP
         var text: [UInt8] = []
         func add(_ value: some JSONRepresentable) -> SharedRange {
             let start = text.count
