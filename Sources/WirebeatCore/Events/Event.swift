@@ -175,8 +175,12 @@ public struct Event: Sendable {
         if isTypeName(field) { storage.type = (try? JSONParser.parse(bytes: bytes))?.stringValue }
     }
 
-    /// Uses `text` for the values `setShared` refers to (one buffer per event).
-    mutating func useSharedText(_ text: [UInt8]) { makeUnique(); storage.sharedText = text }
+    /// Uses `text` for the values `setShared` refers to (one buffer per event). It ends with
+    /// `EventLayout.slack` spare bytes (see `Event.copy`), as `EncodedFlow.text` does.
+    mutating func useSharedText(_ text: [UInt8]) {
+        makeUnique()
+        storage.sharedText = text
+    }
 
     /// A value that is the bytes `start..<end` of the shared text (see `useSharedText`):
     /// no encoding and no copy, the cost of a field that every event of a connection repeats.
@@ -445,7 +449,7 @@ public struct Event: Sendable {
     /// Room enough for the event's JSON: the layout's text and every value span (a value
     /// may be printed under several names; one set twice is counted twice).
     private func valueBound(_ layout: EventLayout) -> Int {
-        layout.text.count + storage.valueBytes
+        layout.text.count + storage.valueBytes  // the text's slack included
     }
 
     /// Writes the layout's text with the values in their slots at `destination` (room for
@@ -458,22 +462,41 @@ public struct Event: Sendable {
         storage.sharedText.withUnsafeBufferPointer { shared in
             var p = destination
             var from = 0
+            let source = UnsafeRawPointer(text.baseAddress!)
             for slot in layout.slots {
-                let textCount = slot.offset - from      // braces, commas, the key
-                p.update(from: text.baseAddress! + from, count: textCount)
+                // Braces, commas, the key.
+                let textCount = slot.offset - from
+                Event.copy(from: source + from, count: textCount, to: p)
                 p += textCount
+                // The value: as short, mostly (the event's bytes and the shared text have
+                // `slack` bytes after their end too).
                 let span = spans[slot.value]
                 let valueCount = Int(span.end - span.start)
                 let base = span.isShared ? shared.baseAddress! : UnsafePointer(values)
-                p.update(from: base + Int(span.start), count: valueCount)
+                Event.copy(from: UnsafeRawPointer(base + Int(span.start)), count: valueCount, to: p)
                 p += valueCount
                 from = slot.offset
             }
-            let rest = text.count - from
+            let rest = layout.textCount - from
             p.update(from: text.baseAddress! + from, count: rest)
             p += rest
             return p - destination
         }
+        }
+    }
+
+    /// Copies `count` bytes; up to 32 as two 16-byte words, where a memmove call costs more
+    /// than the copy. The 32 bytes from `source` must be readable and those at
+    /// `destination` writable (every buffer involved keeps `EventLayout.slack` to spare).
+    @inline(__always)
+    private static func copy(from source: UnsafeRawPointer, count: Int, to destination: UnsafeMutablePointer<UInt8>) {
+        if count <= 32 {
+            let a = source.loadUnaligned(as: (UInt64, UInt64).self)
+            let b = source.loadUnaligned(fromByteOffset: 16, as: (UInt64, UInt64).self)
+            UnsafeMutableRawPointer(destination).storeBytes(of: a, as: (UInt64, UInt64).self)
+            UnsafeMutableRawPointer(destination).storeBytes(of: b, toByteOffset: 16, as: (UInt64, UInt64).self)
+        } else {
+            UnsafeMutableRawPointer(destination).copyMemory(from: source, byteCount: count)
         }
     }
 
@@ -497,7 +520,8 @@ public struct Event: Sendable {
         }
         arena.withUnsafeBufferPointer { arena in
             guard let base = arena.baseAddress, !entries.isEmpty else {
-                layout.text = Array("{}".utf8)
+                layout.text = Array("{}".utf8) + Array(repeating: 0, count: EventLayout.slack)
+                layout.textCount = 2
                 return
             }
             func bytes(_ from: Int, _ to: Int) -> UnsafeBufferPointer<UInt8> { UnsafeBufferPointer(start: base + from, count: to - from) }
@@ -545,6 +569,8 @@ public struct Event: Sendable {
             }
             for _ in open { out.append(UInt8(ascii: "}")) }
             out.append(UInt8(ascii: "}"))
+            layout.textCount = out.count
+            out.append(contentsOf: repeatElement(0, count: EventLayout.slack))  // see `write`
             layout.text = out
         }
         return layout
@@ -553,8 +579,12 @@ public struct Event: Sendable {
 
 /// See `Event.layout`. A class: the cache hands out references, not copies of two arrays.
 final class EventLayout {
+    /// The text, then `slack` zero bytes (`write` copies short pieces 32 bytes at a time).
     var text: [UInt8] = []
+    /// Bytes of the text itself.
+    var textCount = 0
     var slots: [(offset: Int, value: Int)] = []
+    static let slack = 32
 }
 
 /// Layouts of the sequences of names events were built with (see `writeCompactJSON`), one

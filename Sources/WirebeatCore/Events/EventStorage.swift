@@ -75,7 +75,9 @@ final class EventStorage: @unchecked Sendable {
     /// Room for `n` more bytes of JSON text at the returned address (`commitBytes` says how
     /// many were written).
     @inline(__always) func reserveBytes(_ n: Int) -> UnsafeMutablePointer<UInt8> {
-        if byteCount + n > byteCapacity { growBytes(to: byteCount + n) }
+        // `EventLayout.slack` bytes past the end stay allocated: writing the event copies
+        // short values 32 bytes at a time.
+        if byteCount + n + EventLayout.slack > byteCapacity { growBytes(to: byteCount + n + EventLayout.slack) }
         return bytes + byteCount
     }
 

@@ -243,6 +243,7 @@ final class EncodedFlow: Sendable {
         self.eventType = add(["connection", "protocol"])
         self.statusOK = add(EventStatus.ok.rawValue)
         self.statusError = add(EventStatus.error.rawValue)
+        text.append(contentsOf: repeatElement(0, count: EventLayout.slack))  // see `Event.copy`
         self.text = text
         let ranges = [eventKind, eventCategory, eventType, self.clientIP, self.clientIP, self.clientPort, self.clientPort,
                       self.serverIP, self.serverIP, self.serverPort, self.serverPort, self.transport, networkType,
