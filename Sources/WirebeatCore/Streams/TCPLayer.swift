@@ -179,11 +179,10 @@ final class TCPLayer {
                 c.streams[peer].nextSequence = packet.acknowledgment
             }
             // What this side acknowledges bounds what the other side can still retransmit.
-            var s = c.streams[peer]
-            if !s.hasPeerAcknowledged || Int32(bitPattern: packet.acknowledgment &- s.peerAcknowledged) > 0 {
-                s.peerAcknowledged = packet.acknowledgment
-                s.hasPeerAcknowledged = true
-                c.streams[peer].peerAcknowledged = s.peerAcknowledged
+            // (Fields read in place: a copy of the stream state would retain its buffers.)
+            if !c.streams[peer].hasPeerAcknowledged
+                || Int32(bitPattern: packet.acknowledgment &- c.streams[peer].peerAcknowledged) > 0 {
+                c.streams[peer].peerAcknowledged = packet.acknowledgment
                 c.streams[peer].hasPeerAcknowledged = true
             }
             // Bytes of the other direction that this side acknowledged but the capture never
