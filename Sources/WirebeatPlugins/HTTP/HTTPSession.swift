@@ -51,6 +51,11 @@ public final class HTTPSession {
     @exclusivity(unchecked) var lossEpoch = 0
     /// Requests and responses pair correctly (no loss, or a clean pairing since the last one).
     @exclusivity(unchecked) var settled = true
+    /// The messages and the transaction last published, for the next ones to reuse (an
+    /// allocation and a deallocation fewer each, per transaction): see `makeMessage`.
+    @exclusivity(unchecked) private var spareRequest: HTTPMessage?
+    @exclusivity(unchecked) private var spareResponse: HTTPMessage?
+    @exclusivity(unchecked) private var spareTransaction: HTTPTransaction?
 
     static let standardMethods: Set<String> = ["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"]
 
@@ -242,7 +247,7 @@ public final class HTTPSession {
 
     private func startRequest(_ r: HTTPSyntax.RequestLine, raw: ArraySlice<UInt8>, time: Timestamp, _ side: Side,
                               _ ctx: PluginContext) {
-        let m = HTTPMessage(isRequest: true, start: time, epoch: lossEpoch, keepRaw: config.sendRequest)
+        let m = makeMessage(isRequest: true, start: time)
         m.method = m.keep(raw[r.method])
         m.target = m.keep(raw[r.target])
         m.minorVersion = r.minorVersion
@@ -250,7 +255,7 @@ public final class HTTPSession {
         side.resyncing = false
         // Sent when every earlier request had its answer: nothing lost can pair with its response.
         m.afterAnswers = !transactions.contains { !$0.hasFinalResponse && !$0.responseLost }
-        let t = HTTPTransaction(request: m)
+        let t = makeTransaction(request: m)
         transactions.append(t)
         side.message = m
         side.transaction = t
@@ -266,7 +271,7 @@ public final class HTTPSession {
 
     private func startResponse(_ r: HTTPSyntax.StatusLine, raw: ArraySlice<UInt8>, time: Timestamp, _ side: Side,
                                _ ctx: PluginContext) {
-        let m = HTTPMessage(isRequest: false, start: time, epoch: lossEpoch, keepRaw: config.sendResponse)
+        let m = makeMessage(isRequest: false, start: time)
         m.minorVersion = r.minorVersion
         m.statusCode = r.code
         m.phrase = m.keep(HTTPSyntax.reasonPhrase(raw[r.phrase]))
@@ -276,7 +281,7 @@ public final class HTTPSession {
         if let waiting = transactions.first(where: { !$0.hasFinalResponse && !$0.responseLost }) {
             t = waiting
         } else {
-            t = HTTPTransaction(request: nil)
+            t = makeTransaction(request: nil)
             transactions.append(t)
         }
         if !m.isInterim {
@@ -295,6 +300,47 @@ public final class HTTPSession {
         // Without its request (lost, or never seen) the response's framing is a guess (it
         // may answer a HEAD): what follows is trusted again from the next clean start line.
         if t.request == nil { side.resyncing = true }
+    }
+
+    /// A new message: the spare one of its kind when nothing else holds it any more. (The
+    /// uniqueness checks make any reference still kept, by a side, a transaction or a caller
+    /// up the stack, safe: such an object is simply not reused.)
+    private func makeMessage(isRequest: Bool, start: Timestamp) -> HTTPMessage {
+        unpackSpareTransaction()
+        let keepRaw = isRequest ? config.sendRequest : config.sendResponse
+        if isRequest, isKnownUniquelyReferenced(&spareRequest), let m = spareRequest {
+            spareRequest = nil
+            m.reset(isRequest: true, start: start, epoch: lossEpoch, keepRaw: keepRaw)
+            return m
+        }
+        if !isRequest, isKnownUniquelyReferenced(&spareResponse), let m = spareResponse {
+            spareResponse = nil
+            m.reset(isRequest: false, start: start, epoch: lossEpoch, keepRaw: keepRaw)
+            return m
+        }
+        return HTTPMessage(isRequest: isRequest, start: start, epoch: lossEpoch, keepRaw: keepRaw)
+    }
+
+    /// A new transaction: the spare one when nothing else holds it (see `makeMessage`).
+    private func makeTransaction(request: HTTPMessage?) -> HTTPTransaction {
+        unpackSpareTransaction()
+        if isKnownUniquelyReferenced(&spareTransaction), let t = spareTransaction {
+            spareTransaction = nil
+            t.reset(request: request)
+            return t
+        }
+        return HTTPTransaction(request: request)
+    }
+
+    /// The messages of the spare transaction, once nothing else holds it, become the spare
+    /// messages.
+    private func unpackSpareTransaction() {
+        guard isKnownUniquelyReferenced(&spareTransaction), let t = spareTransaction,
+              t.request != nil || t.response != nil else { return }
+        if let q = t.request { spareRequest = q }
+        if let r = t.response { spareResponse = r }
+        t.request = nil
+        t.response = nil
     }
 
     /// One header line: `text` without its line end, `raw` with it, both in place in the
@@ -475,6 +521,8 @@ public final class HTTPSession {
             transactions.removeFirst()
             if t.standIn && t.response == nil { continue }
             publish(t, ctx)
+            // Still referenced up the stack: taken apart for reuse only later (`makeMessage`).
+            spareTransaction = t
         }
     }
 
