@@ -45,7 +45,13 @@ extension HTTPSession {
             if let query = url.query { e.set("url.query", utf8: url[query]) }
             if let domain = url.domain { e.set("url.domain", utf8: url[domain]) }
             if let port = url.port { e.set("url.port", port) }
-            if url.hasFull { e.set("url.full", writingJSON: { url.writeFullJSON(into: &$0) }) }
+            if url.hasFull {
+                // Written into the session's buffer, then copied in as it is: cheaper than
+                // the pool's scratch and the closure of `set(_:writingJSON:)`.
+                fullURLJSON.removeAll(keepingCapacity: true)
+                url.writeFullJSON(into: &fullURLJSON)
+                e.set("url.full", encodedJSON: fullURLJSON)
+            }
             e.set("http.request.bytes", q.bytes)
             e.set("http.request.body.bytes", q.bodyBytes)
             if let c = q.contentType, let mime = HTTPSession.mimeType(kept[c]) {
@@ -88,18 +94,30 @@ extension HTTPSession {
 
     /// `type/subtype` of a Content-Type value, lower-cased; nil if there is none.
     static func mimeType(_ contentType: ArraySlice<UInt8>) -> ArraySlice<UInt8>? {
-        guard contentType.allSatisfy({ $0 < 0x80 }) else {
+        // The first non-empty part between semicolons (what `split` gives first), trimmed:
+        // its offsets, found on the raw bytes, whether it has upper case, and whether the
+        // whole value is ASCII.
+        let (range, hasUpper, ascii) = contentType.withUnsafeBufferPointer { b -> (Range<Int>, Bool, Bool) in
+            var high: UInt8 = 0
+            for c in b { high |= c }
+            var start = 0
+            while start < b.count && b[start] == Byte.semicolon { start += 1 }
+            var end = start
+            while end < b.count && b[end] != Byte.semicolon { end += 1 }
+            while start < end && Byte.isSpace(b[start]) { start += 1 }
+            while end > start && Byte.isSpace(b[end - 1]) { end -= 1 }
+            var hasUpper = false
+            for i in start..<end where b[i] &- 0x41 < 26 { hasUpper = true }
+            return (start..<end, hasUpper, high < 0x80)
+        }
+        guard ascii else {
             // Not ASCII: Unicode white space and lower-casing, as Strings have them.
             return mimeType(contentType.text).map { Array($0.utf8)[...] }
         }
-        // The first non-empty part between semicolons (what `split` gives first), trimmed.
-        let start = contentType.firstIndex { $0 != Byte.semicolon } ?? contentType.endIndex
-        let rest = contentType[start...]
-        let untrimmed = rest[..<(rest.firstIndex(of: Byte.semicolon) ?? rest.endIndex)]
-        let base = HTTPSyntax.trimmed(untrimmed)
-        if base.isEmpty { return nil }
+        if range.isEmpty { return nil }
+        let base = contentType[(contentType.startIndex + range.lowerBound)..<(contentType.startIndex + range.upperBound)]
         // Nearly always lower case already: a copy only when not.
-        return base.contains(where: { $0 >= 0x41 && $0 <= 0x5a }) ? base.map(Byte.lower)[...] : base
+        return hasUpper ? base.map(Byte.lower)[...] : base
     }
 
     static func mimeType(_ c: String) -> String? {

@@ -56,6 +56,8 @@ public final class HTTPSession {
     @exclusivity(unchecked) private var spareRequest: HTTPMessage?
     @exclusivity(unchecked) private var spareResponse: HTTPMessage?
     @exclusivity(unchecked) private var spareTransaction: HTTPTransaction?
+    /// The JSON text of an event's `url.full`, reused (see `event`).
+    @exclusivity(unchecked) var fullURLJSON: [UInt8] = []
 
     static let standardMethods: Set<String> = ["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"]
 

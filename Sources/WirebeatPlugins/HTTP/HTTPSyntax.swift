@@ -361,6 +361,11 @@ struct HTTPURL {
     /// The fields of `kept[target]` (with `kept[host]`, the Host header's value).
     init(kept: [UInt8], target targetRange: Range<Int>, isConnect: Bool, host hostRange: Range<Int>?) {
         bytes = kept
+        if !isConnect, let usual = kept.withUnsafeBufferPointer({ HTTPURL.originForm($0, target: targetRange, host: hostRange) }) {
+            (path, query, domain, port, fullAuthority) = (usual.path, usual.query, usual.domain, usual.port, usual.authority)
+            pathIsTarget = usual.query == nil
+            return
+        }
         let target = kept[targetRange], host = hostRange.map { kept[$0] }
         guard target.allSatisfy({ $0 < 0x80 }), host?.allSatisfy({ $0 < 0x80 }) ?? true else {
             // Not ASCII: Character rules (Unicode letters, grapheme clusters) apply, as the
@@ -417,9 +422,49 @@ struct HTTPURL {
                 portPart = a[(colon + 1)...]
             }
             domain = hostPart.isEmpty ? nil : hostPart.indices
-            if let p = portPart { port = HTTPURL.portNumber(p) }
+            if let p = portPart { port = p.withUnsafeBufferPointer(HTTPURL.portNumber) }
             if !isConnect && pathStartsWithSlash { fullAuthority = a.indices }
         }
+    }
+
+    /// The fields of the usual request (see `originForm`).
+    private struct OriginForm {
+        var path: Range<Int>
+        var query: Range<Int>?
+        var domain: Range<Int>?
+        var port: Int?
+        var authority: Range<Int>?
+    }
+
+    /// The fields of the usual request, an origin-form target (`/path?query`) with a Host
+    /// not in brackets, both ASCII, from one loop over each, on raw bytes; nil for any other
+    /// (the general code finds the same fields, more slowly).
+    private static func originForm(_ b: UnsafeBufferPointer<UInt8>, target: Range<Int>,
+                                   host: Range<Int>?) -> OriginForm? {
+        // With a "/" first, the target is no absolute URI (a scheme has no "/").
+        guard !target.isEmpty, b[target.lowerBound] == UInt8(ascii: "/") else { return nil }
+        let targetBytes = UnsafeBufferPointer(rebasing: b[target])
+        let hostBytes = host.map { UnsafeBufferPointer(rebasing: b[$0]) } ?? UnsafeBufferPointer(start: nil, count: 0)
+        if hostBytes.first == UInt8(ascii: "[") { return nil }
+        // ASCII: bit 7 clear in every byte (loops of their own, which the compiler vectorises).
+        var high: UInt8 = 0
+        for c in targetBytes { high |= c }
+        for c in hostBytes { high |= c }
+        guard high < 0x80 else { return nil }
+        let question = targetBytes.firstIndex(of: Byte.question).map { target.lowerBound + $0 }
+        let colon = hostBytes.lastIndex(of: Byte.colon).map { host!.lowerBound + $0 }
+        var url = OriginForm(path: target)
+        if let question {
+            url.path = target.lowerBound..<question
+            url.query = (question + 1)..<target.upperBound
+        }
+        if let host, !host.isEmpty {
+            let name = host.lowerBound..<(colon ?? host.upperBound)
+            url.domain = name.isEmpty ? nil : name
+            if let colon { url.port = portNumber(UnsafeBufferPointer(rebasing: b[(colon + 1)..<host.upperBound])) }
+            url.authority = host
+        }
+        return url
     }
 
     /// The bytes of one of the fields.
@@ -479,8 +524,8 @@ struct HTTPURL {
     }
 
     /// A port as `Int(_:)` reads it (an optional sign, decimal digits), nil outside 0...65535.
-    private static func portNumber(_ text: ArraySlice<UInt8>) -> Int? {
-        var digits = text
+    private static func portNumber(_ text: UnsafeBufferPointer<UInt8>) -> Int? {
+        var digits = text[...]
         let negative = digits.first == Byte.dash
         if negative || digits.first == UInt8(ascii: "+") { digits = digits.dropFirst() }
         guard !digits.isEmpty else { return nil }
