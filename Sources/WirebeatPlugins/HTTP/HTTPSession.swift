@@ -348,23 +348,31 @@ public final class HTTPSession {
     /// One header line: `text` without its line end, `raw` with it, both in place in the
     /// stream buffer (valid during the call only: what is kept is copied).
     private func header(_ text: UnsafeBufferPointer<UInt8>, raw: UnsafeBufferPointer<UInt8>, _ m: HTTPMessage) {
-        if let first = text.first, Byte.isSpace(first) {
-            // obs-fold: continues the previous field's value.
-            if !m.headers.isEmpty, !HTTPSyntax.isCredentialHeader(m.headers[m.headers.count - 1].name) {
-                m.headers[m.headers.count - 1].value += " " + HTTPSyntax.trimmed(text).text
+        let nameLength: Int, known: HTTPSyntax.KnownHeader?
+        if !m.keepsRaw && !picksHeaders {
+            // The usual settings: only the headers the parser acts on matter, and any other
+            // line (another field, a fold, no field at all) changes nothing.
+            guard let (found, length) = HTTPSyntax.KnownHeader.atStart(of: text) else { return }
+            (known, nameLength) = (found, length)
+        } else {
+            if let first = text.first, Byte.isSpace(first) {
+                // obs-fold: continues the previous field's value.
+                if !m.headers.isEmpty, !HTTPSyntax.isCredentialHeader(m.headers[m.headers.count - 1].name) {
+                    m.headers[m.headers.count - 1].value += " " + HTTPSyntax.trimmed(text).text
+                }
+                appendRaw(m, raw)
+                return
             }
-            appendRaw(m, raw)
-            return
-        }
-        let nameLength = HTTPSyntax.fieldNameLength(text)
-        guard nameLength > 0 else {  // no header field
-            appendRaw(m, raw)
-            return
+            nameLength = HTTPSyntax.fieldNameLength(text)
+            guard nameLength > 0 else {  // no header field
+                appendRaw(m, raw)
+                return
+            }
+            // Names are matched on their bytes, in any case: no lower-cased String per header.
+            known = HTTPSyntax.KnownHeader(name: UnsafeBufferPointer(rebasing: text[..<nameLength]))
         }
         let nameBytes = UnsafeBufferPointer(rebasing: text[..<nameLength])
         let valueBytes = HTTPSyntax.trimmed(UnsafeBufferPointer(rebasing: text[(nameLength + 1)...]))
-        // Names are matched on their bytes, in any case: no lower-cased String per header.
-        let known = HTTPSyntax.KnownHeader(name: nameBytes)
         let credential = known == .authorization || known == .proxyAuthorization
         if m.keepsRaw {
             if credential {

@@ -238,6 +238,34 @@ enum HTTPSyntax {
             self = candidate
         }
 
+        /// The known header a line starts with, and the length of its name: what
+        /// `fieldNameLength` and `init(name:)` find together, for the headers the parser acts
+        /// on, without a loop over the name. The first letter picks the candidates, the byte
+        /// after the name must be the colon, one comparison confirms it. That comparison is
+        /// exact on letters; on a dash it would also take a CR, which is no tchar, so a name
+        /// with a dash has that byte checked as well.
+        static func atStart(of line: UnsafeBufferPointer<UInt8>) -> (KnownHeader, nameLength: Int)? {
+            guard let first = line.first else { return nil }
+            func named(_ candidate: KnownHeader, _ lower: StaticString, dashAt dash: Int = 0) -> (KnownHeader, nameLength: Int)? {
+                let n = lower.utf8CodeUnitCount
+                guard n < line.count, line[n] == Byte.colon,
+                      tokenEqualsIgnoringCase(UnsafeBufferPointer(rebasing: line[..<n]), lower),
+                      dash == 0 || line[dash] == Byte.dash else { return nil }
+                return (candidate, n)
+            }
+            switch first | 0x20 {
+            case UInt8(ascii: "h"): return named(.host, "host")
+            case UInt8(ascii: "c"):
+                return named(.contentLength, "content-length", dashAt: 7) ?? named(.contentType, "content-type", dashAt: 7)
+                    ?? named(.connection, "connection")
+            case UInt8(ascii: "u"): return named(.userAgent, "user-agent", dashAt: 4)
+            case UInt8(ascii: "t"): return named(.transferEncoding, "transfer-encoding", dashAt: 8)
+            case UInt8(ascii: "a"): return named(.authorization, "authorization")
+            case UInt8(ascii: "p"): return named(.proxyAuthorization, "proxy-authorization", dashAt: 5)
+            default: return nil
+            }
+        }
+
         /// `equalsIgnoringCase` for a token (a header name) and a lower-case name of letters
         /// and dashes, 8 bytes at a time. Setting bit 5 (0x20) lower-cases A-Z; on a tchar it
         /// makes no other letter, and a dash only of a dash: exact for tokens.
