@@ -123,10 +123,11 @@ public final class HTTPSession {
                     if s.readableBytes >= limit { overlongLine(&s, side, isClient: isClient, ctx); continue }
                     return
                 }
-                let raw = s.readBytes(lf + 1)!
                 let time = side.lineStart ?? ctx.timestamp
                 side.lineStart = nil
-                line(raw, time: time, side, isClient: isClient, ctx)
+                // In place in the stream buffer (no slice to retain and release), then skipped.
+                s.readable.withUnsafeBufferPointer { line(UnsafeBufferPointer(rebasing: $0[...lf]), time: time, side, isClient: isClient, ctx) }
+                s.skip(lf + 1)
             }
         }
     }
@@ -183,7 +184,9 @@ public final class HTTPSession {
         if let m = side.message, case .discard = side.phase { consume(m, s.readBytes(s.readableBytes)!, raw: false, ctx) } else { s.skip(s.readableBytes) }
     }
 
-    private func line(_ raw: ArraySlice<UInt8>, time: Timestamp, _ side: Side, isClient: Bool, _ ctx: PluginContext) {
+    /// One line (`raw`, with its line end) in place in the stream buffer: valid during the
+    /// call only, what is kept is copied.
+    private func line(_ raw: UnsafeBufferPointer<UInt8>, time: Timestamp, _ side: Side, isClient: Bool, _ ctx: PluginContext) {
         let text = HTTPSyntax.withoutLineEnd(raw)
         switch side.phase {
         case .start:
@@ -191,21 +194,23 @@ public final class HTTPSession {
             side.suspectLine = false
             if text.isEmpty { return }  // blank lines between messages are allowed (RFC 9112 2.2)
             if isClient {
-                if let r = HTTPSyntax.requestLine(text), !suspect || HTTPSession.standardMethods.contains(text[r.method].text) {
-                    startRequest(r, raw: raw, time: time, side, ctx)
-                } else if let (offset, r) = HTTPSyntax.embeddedRequestLine(text, methods: HTTPSession.standardMethods) {
-                    // The tail of a body without a final LF, then a request.
+                if let r = HTTPSyntax.requestLine(text),
+                   !suspect || HTTPSession.standardMethods.contains(UnsafeBufferPointer(rebasing: text[r.method]).text) {
+                    startRequest(r, raw: raw, from: 0, time: time, side, ctx)
+                } else if let (offset, r) = HTTPSyntax.embeddedRequestLine(Array(text)[...], methods: HTTPSession.standardMethods) {
+                    // The tail of a body without a final LF, then a request. (The copy of the
+                    // line is indexed from 0, as `raw`: the ranges of `r` are offsets in both.)
                     ctx.logger.debug("http: request line found after \(offset) bytes of something else")
-                    startRequest(r, raw: raw.dropFirst(offset), time: time, side, ctx)
+                    startRequest(r, raw: raw, from: offset, time: time, side, ctx)
                 } else {
                     ctx.logger.debug("http: skipping client line of \(raw.count) bytes: no request line")
                 }
             } else {
                 if let r = HTTPSyntax.statusLine(text) {
-                    startResponse(r, raw: raw, time: time, side, ctx)
-                } else if let (offset, r) = HTTPSyntax.embeddedStatusLine(text) {
+                    startResponse(r, raw: raw, from: 0, time: time, side, ctx)
+                } else if let (offset, r) = HTTPSyntax.embeddedStatusLine(Array(text)[...]) {
                     ctx.logger.debug("http: status line found after \(offset) bytes of something else")
-                    startResponse(r, raw: raw.dropFirst(offset), time: time, side, ctx)
+                    startResponse(r, raw: raw, from: offset, time: time, side, ctx)
                 } else {
                     ctx.logger.debug("http: skipping server line of \(raw.count) bytes: no status line")
                 }
@@ -218,7 +223,7 @@ public final class HTTPSession {
                 if isClient { requestHeadersDone(m, side, ctx) } else { responseHeadersDone(m, side, ctx) }
             } else {
                 // (Header lines are parsed by `headerLines`; this one is there for completeness.)
-                text.withUnsafeBufferPointer { text in raw.withUnsafeBufferPointer { header(text, raw: $0, m) } }
+                header(text, raw: raw, m)
                 consume(m, raw, raw: false, ctx)
             }
         case .body(.chunkSize):
@@ -247,17 +252,22 @@ public final class HTTPSession {
 
     // MARK: - Messages
 
-    private func startRequest(_ r: HTTPSyntax.RequestLine, raw: ArraySlice<UInt8>, time: Timestamp, _ side: Side,
-                              _ ctx: PluginContext) {
+    /// The request whose line is `raw` from `offset` on (`r`'s ranges are offsets in `raw`).
+    private func startRequest(_ r: HTTPSyntax.RequestLine, raw: UnsafeBufferPointer<UInt8>, from offset: Int,
+                              time: Timestamp, _ side: Side, _ ctx: PluginContext) {
+        let t = makeTransaction(request: nil)
         let m = makeMessage(isRequest: true, start: time)
-        m.method = m.keep(raw[r.method])
-        m.target = m.keep(raw[r.target])
+        t.request = m
+        // Method and target kept with one copy, the space between them too.
+        let both = r.method.lowerBound..<r.target.upperBound
+        let shift = m.keep(UnsafeBufferPointer(rebasing: raw[both])).lowerBound - both.lowerBound
+        m.method = (r.method.lowerBound + shift)..<(r.method.upperBound + shift)
+        m.target = (r.target.lowerBound + shift)..<(r.target.upperBound + shift)
         m.minorVersion = r.minorVersion
-        consume(m, raw, raw: true, ctx)
+        consume(m, UnsafeBufferPointer(rebasing: raw[offset...]), raw: true, ctx)
         side.resyncing = false
         // Sent when every earlier request had its answer: nothing lost can pair with its response.
         m.afterAnswers = !transactions.contains { !$0.hasFinalResponse && !$0.responseLost }
-        let t = makeTransaction(request: m)
         transactions.append(t)
         side.message = m
         side.transaction = t
@@ -271,13 +281,15 @@ public final class HTTPSession {
         }
     }
 
-    private func startResponse(_ r: HTTPSyntax.StatusLine, raw: ArraySlice<UInt8>, time: Timestamp, _ side: Side,
-                               _ ctx: PluginContext) {
+    /// The response whose line is `raw` from `offset` on (`r`'s ranges are offsets in `raw`).
+    private func startResponse(_ r: HTTPSyntax.StatusLine, raw: UnsafeBufferPointer<UInt8>, from offset: Int,
+                               time: Timestamp, _ side: Side, _ ctx: PluginContext) {
         let m = makeMessage(isRequest: false, start: time)
         m.minorVersion = r.minorVersion
         m.statusCode = r.code
-        m.phrase = m.keep(HTTPSyntax.reasonPhrase(raw[r.phrase]))
-        consume(m, raw, raw: true, ctx)
+        let sent = UnsafeBufferPointer(rebasing: raw[r.phrase])
+        m.phrase = HTTPSyntax.plainReasonPhrase(sent).map(m.keep) ?? m.keep(HTTPSyntax.reasonPhrase(Array(sent)[...]))
+        consume(m, UnsafeBufferPointer(rebasing: raw[offset...]), raw: true, ctx)
         side.resyncing = false
         let t: HTTPTransaction
         if let waiting = transactions.first(where: { !$0.hasFinalResponse && !$0.responseLost }) {
@@ -308,7 +320,6 @@ public final class HTTPSession {
     /// uniqueness checks make any reference still kept, by a side, a transaction or a caller
     /// up the stack, safe: such an object is simply not reused.)
     private func makeMessage(isRequest: Bool, start: Timestamp) -> HTTPMessage {
-        unpackSpareTransaction()
         let keepRaw = isRequest ? config.sendRequest : config.sendResponse
         if isRequest, isKnownUniquelyReferenced(&spareRequest), let m = spareRequest {
             spareRequest = nil
@@ -323,7 +334,9 @@ public final class HTTPSession {
         return HTTPMessage(isRequest: isRequest, start: start, epoch: lossEpoch, keepRaw: keepRaw)
     }
 
-    /// A new transaction: the spare one when nothing else holds it (see `makeMessage`).
+    /// A new transaction: the spare one when nothing else holds it (see `makeMessage`). Its
+    /// messages become the spare ones (taken by the messages of this transaction: a request
+    /// asks for its transaction first).
     private func makeTransaction(request: HTTPMessage?) -> HTTPTransaction {
         unpackSpareTransaction()
         if isKnownUniquelyReferenced(&spareTransaction), let t = spareTransaction {

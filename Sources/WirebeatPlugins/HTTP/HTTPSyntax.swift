@@ -66,6 +66,12 @@ enum HTTPSyntax {
         return RequestLine(method: start..<(start + sp1), target: (start + sp1 + 1)..<(start + sp2), minorVersion: minor)
     }
 
+    /// `requestLine` on raw bytes: the ranges are offsets in `line`.
+    static func requestLine(_ line: UnsafeBufferPointer<UInt8>) -> RequestLine? {
+        guard let (sp1, sp2, minor) = requestLineParts(line) else { return nil }
+        return RequestLine(method: 0..<sp1, target: (sp1 + 1)..<sp2, minorVersion: minor)
+    }
+
     /// `requestLine`'s checks: the offsets of its two spaces, and the minor version.
     private static func requestLineParts(_ line: UnsafeBufferPointer<UInt8>) -> (Int, Int, Int)? {
         guard let sp1 = line.firstIndex(of: Byte.space), sp1 > 0, sp1 <= 32 else { return nil }
@@ -74,6 +80,16 @@ enum HTTPSyntax {
         for i in (sp1 + 1)..<sp2 where line[i] <= 0x20 || line[i] == 0x7f { return nil }
         guard line.count - sp2 - 1 == 8, let v = version(UnsafeBufferPointer(rebasing: line[(sp2 + 1)...])) else { return nil }
         return (sp1, sp2, v)
+    }
+
+    /// `statusLine` on raw bytes: the phrase's range is offsets in `line`.
+    static func statusLine(_ line: UnsafeBufferPointer<UInt8>) -> StatusLine? {
+        guard line.count >= 12, let v = version(UnsafeBufferPointer(rebasing: line[..<8])), line[8] == Byte.space else { return nil }
+        let d0 = line[9], d1 = line[10], d2 = line[11]
+        guard Byte.isDigit(d0), Byte.isDigit(d1), Byte.isDigit(d2), d0 != UInt8(ascii: "0"),
+              line.count == 12 || line[12] == Byte.space else { return nil }
+        let code = Int(d0 - 0x30) * 100 + Int(d1 - 0x30) * 10 + Int(d2 - 0x30)
+        return StatusLine(minorVersion: v, code: code, phrase: min(13, line.count)..<line.count)
     }
 
     /// `HTTP/1.x SP ddd [SP reason-phrase]`.
@@ -89,11 +105,18 @@ enum HTTPSyntax {
 
     /// The reason phrase of a status line as sent: without controls, trimmed.
     static func reasonPhrase(_ sent: ArraySlice<UInt8>) -> ArraySlice<UInt8> {
-        let isPhraseByte = { (b: UInt8) in b >= 0x20 && b != 0x7f || b == Byte.tab }
         var phrase = sent
         if !phrase.allSatisfy(isPhraseByte) { phrase = phrase.filter(isPhraseByte)[...] }  // rare: a copy without controls
         return trimmed(phrase)
     }
+
+    /// `reasonPhrase` in place, for a phrase without controls (nearly all); nil for another.
+    static func plainReasonPhrase(_ sent: UnsafeBufferPointer<UInt8>) -> UnsafeBufferPointer<UInt8>? {
+        for b in sent where !isPhraseByte(b) { return nil }
+        return trimmed(sent)
+    }
+
+    private static func isPhraseByte(_ b: UInt8) -> Bool { b >= 0x20 && b != 0x7f || b == Byte.tab }
 
     /// A status line starting inside `line` (after the tail of a body that did not end in LF):
     /// its offset and value.
@@ -158,7 +181,7 @@ enum HTTPSyntax {
         return UnsafeBufferPointer(rebasing: s[start..<end])
     }
 
-    /// `withoutLineEnd` in place in a buffer (a header line being parsed).
+    /// Without a trailing LF or CRLF, in place in a buffer (a line being parsed).
     static func withoutLineEnd(_ s: UnsafeBufferPointer<UInt8>) -> UnsafeBufferPointer<UInt8> {
         var end = s.count
         if end > 0 && s[end - 1] == Byte.lf { end -= 1 }
@@ -166,13 +189,6 @@ enum HTTPSyntax {
         return UnsafeBufferPointer(rebasing: s[..<end])
     }
 
-    /// Without a trailing LF or CRLF (`withoutLineEnd`, by index).
-    static func withoutLineEnd(_ s: ArraySlice<UInt8>) -> ArraySlice<UInt8> {
-        var end = s.endIndex
-        if end > s.startIndex && s[end - 1] == Byte.lf { end -= 1 }
-        if end > s.startIndex && s[end - 1] == Byte.cr { end -= 1 }
-        return s[s.startIndex..<end]
-    }
 
     /// A Content-Length value: digits only (a list of equal values is accepted); nil if invalid.
     static func contentLength(_ value: UnsafeBufferPointer<UInt8>) -> Int? {
@@ -194,9 +210,9 @@ enum HTTPSyntax {
     }
 
     /// The size of a chunk-size line (`hex [; ext]`), nil if invalid.
-    static func chunkSize(_ line: ArraySlice<UInt8>) -> Int? {
+    static func chunkSize(_ line: UnsafeBufferPointer<UInt8>) -> Int? {
         var digits = line
-        if let semi = line.firstIndex(of: Byte.semicolon) { digits = line[..<semi] }
+        if let semi = line.firstIndex(of: Byte.semicolon) { digits = UnsafeBufferPointer(rebasing: line[..<semi]) }
         digits = trimmed(digits)
         guard !digits.isEmpty, digits.count <= 15 else { return nil }
         var n = 0
