@@ -116,10 +116,12 @@ final class HTTPMessage {
         headersComplete = false
         complete = false
         keepsRaw = keepRaw
-        if keepRaw, raw != nil, raw!.capacity <= HTTPMessage.reusedCapacity {
+        if !keepRaw {
+            if raw != nil { raw = nil }
+        } else if raw != nil, raw!.capacity <= HTTPMessage.reusedCapacity {
             raw!.removeAll(keepingCapacity: true)
         } else {
-            raw = keepRaw ? [] : nil
+            raw = []
         }
         if !notes.isEmpty { notes = Notes() }
         afterAnswers = false

@@ -96,19 +96,19 @@ public final class HTTPSession {
                 if remaining == 0 { finishMessage(side, isClient: isClient, ctx); continue }
                 let n = min(remaining, s.readableBytes)
                 guard n > 0 else { return }
-                consumeBody(m, s.readBytes(n)!, ctx)
+                consumeBody(m, &s, n, ctx)
                 if n == remaining { finishMessage(side, isClient: isClient, ctx) } else { side.phase = .body(.length(remaining - n)); return }
             case .body(.chunkData(let remaining)):
                 guard let m = side.message else { side.phase = .start; continue }
                 let n = min(remaining, s.readableBytes)
                 guard n > 0 else { return }
-                consumeBody(m, s.readBytes(n)!, ctx)
+                consumeBody(m, &s, n, ctx)
                 side.phase = n == remaining ? .body(.chunkEnd) : .body(.chunkData(remaining - n))
                 if n < remaining { return }
             case .body(.untilClose):
                 guard let m = side.message else { side.phase = .start; continue }
                 guard !s.isEmpty else { return }
-                consumeBody(m, s.readBytes(s.readableBytes)!, ctx)
+                consumeBody(m, &s, s.readableBytes, ctx)
                 return
             case .start, .headers, .body(.chunkSize), .body(.chunkEnd), .body(.trailers):
                 if s.isEmpty { return }
@@ -475,15 +475,21 @@ public final class HTTPSession {
     }
 
     private func consume(_ m: HTTPMessage, _ bytes: UnsafeBufferPointer<UInt8>, raw: Bool, _ ctx: PluginContext) {
-        m.bytes += bytes.count
-        m.end = ctx.timestamp
         if raw { appendRaw(m, bytes) }
+        count(m, bytes.count, ctx)
+    }
+
+    private func count(_ m: HTTPMessage, _ n: Int, _ ctx: PluginContext) {
+        m.bytes += n
+        m.end = ctx.timestamp
         if m.bytes > config.maxMessageSize { m.notes.add(HTTPNote.tooLarge) }
     }
 
-    private func consumeBody(_ m: HTTPMessage, _ bytes: ArraySlice<UInt8>, _ ctx: PluginContext) {
-        m.bodyBytes += bytes.count
-        consume(m, bytes, raw: true, ctx)
+    /// `n` bytes of body from `s`: counted, and stored if the message keeps its raw text
+    /// (otherwise skipped, without a slice of them).
+    private func consumeBody(_ m: HTTPMessage, _ s: inout StreamBuffer, _ n: Int, _ ctx: PluginContext) {
+        m.bodyBytes += n
+        if m.keepsRaw { consume(m, s.readBytes(n)!, raw: true, ctx) } else { s.skip(n); count(m, n, ctx) }
     }
 
     private func appendRaw(_ m: HTTPMessage, _ bytes: ArraySlice<UInt8>) {
