@@ -87,14 +87,20 @@ final class HTTPMessage {
 
     /// Largest array capacity `reset` keeps.
     static let reusedCapacity = 1 << 16
+    /// Bytes of earlier messages' values `reset` leaves in `kept`.
+    static let keptBeforeEmptying = 2048
 
     /// This message made new, as `init` makes it, keeping the capacity of its arrays.
     func reset(isRequest: Bool, start: Timestamp, epoch: Int, keepRaw: Bool) {
         self.isRequest = isRequest
         self.start = start
         end = start
-        // Capacity kept for the usual few hundred bytes, not for a rare large message.
-        if kept.capacity <= HTTPMessage.reusedCapacity { kept.removeAll(keepingCapacity: true) } else { kept = [] }
+        // The values of a few messages fill `kept` up before it is emptied (the fields are
+        // ranges of it, wherever they start): an emptying per message cost more than the rest
+        // of `reset`. Its capacity is kept, but not after a rare large message.
+        if kept.count > HTTPMessage.keptBeforeEmptying {
+            if kept.capacity <= HTTPMessage.reusedCapacity { kept.removeAll(keepingCapacity: true) } else { kept = [] }
+        }
         method = 0..<0
         target = 0..<0
         minorVersion = 0

@@ -138,9 +138,16 @@ public final class HTTPSession {
     private func headerLines(_ s: inout StreamBuffer, _ m: HTTPMessage, _ side: Side, isClient: Bool,
                              _ ctx: PluginContext) -> Bool {
         let limit = HTTPConfig.maxLineLength + 2  // as `parse` searches
+        // The usual settings: only the headers the parser acts on matter, and any other line
+        // (another field, a fold, no field at all) changes nothing but the byte count.
+        let usual = !m.keepsRaw && !picksHeaders
         var consumed = 0, ended = false
         s.readable.withUnsafeBufferPointer { buffer in
             guard let base = buffer.baseAddress else { return }
+            // The lines' bytes are counted in `m` once, before the blank line and at the end
+            // (`count` per line did the same, more often: all happens at one packet's time).
+            var uncounted = 0
+            defer { if uncounted > 0 { count(m, uncounted, ctx) } }
             while consumed < buffer.count {
                 let start = base + consumed
                 guard let lf = memchr(start, Int32(Byte.lf), min(buffer.count - consumed, limit)) else { return }
@@ -148,14 +155,20 @@ public final class HTTPSession {
                 consumed += raw.count
                 let text = HTTPSyntax.withoutLineEnd(raw)
                 if text.isEmpty {
+                    if uncounted > 0 { count(m, uncounted, ctx) }
+                    uncounted = 0
                     consume(m, raw, raw: true, ctx)
                     m.headersComplete = true
                     if isClient { requestHeadersDone(m, side, ctx) } else { responseHeadersDone(m, side, ctx) }
                     ended = true
                     return
                 }
-                header(text, raw: raw, m)
-                consume(m, raw, raw: false, ctx)
+                if !usual {
+                    header(text, raw: raw, m)
+                } else if let (known, nameLength) = HTTPSyntax.KnownHeader.atStart(of: text) {
+                    field(text, nameLength: nameLength, known: known, raw: raw, m)
+                }
+                uncounted += raw.count
             }
         }
         if consumed > 0 {
@@ -361,29 +374,29 @@ public final class HTTPSession {
     /// One header line: `text` without its line end, `raw` with it, both in place in the
     /// stream buffer (valid during the call only: what is kept is copied).
     private func header(_ text: UnsafeBufferPointer<UInt8>, raw: UnsafeBufferPointer<UInt8>, _ m: HTTPMessage) {
-        let nameLength: Int, known: HTTPSyntax.KnownHeader?
-        if !m.keepsRaw && !picksHeaders {
-            // The usual settings: only the headers the parser acts on matter, and any other
-            // line (another field, a fold, no field at all) changes nothing.
-            guard let (found, length) = HTTPSyntax.KnownHeader.atStart(of: text) else { return }
-            (known, nameLength) = (found, length)
-        } else {
-            if let first = text.first, Byte.isSpace(first) {
-                // obs-fold: continues the previous field's value.
-                if !m.headers.isEmpty, !HTTPSyntax.isCredentialHeader(m.headers[m.headers.count - 1].name) {
-                    m.headers[m.headers.count - 1].value += " " + HTTPSyntax.trimmed(text).text
-                }
-                appendRaw(m, raw)
-                return
+        if let first = text.first, Byte.isSpace(first) {
+            // obs-fold: continues the previous field's value.
+            if !m.headers.isEmpty, !HTTPSyntax.isCredentialHeader(m.headers[m.headers.count - 1].name) {
+                m.headers[m.headers.count - 1].value += " " + HTTPSyntax.trimmed(text).text
             }
-            nameLength = HTTPSyntax.fieldNameLength(text)
-            guard nameLength > 0 else {  // no header field
-                appendRaw(m, raw)
-                return
-            }
-            // Names are matched on their bytes, in any case: no lower-cased String per header.
-            known = HTTPSyntax.KnownHeader(name: UnsafeBufferPointer(rebasing: text[..<nameLength]))
+            appendRaw(m, raw)
+            return
         }
+        let nameLength = HTTPSyntax.fieldNameLength(text)
+        guard nameLength > 0 else {  // no header field
+            appendRaw(m, raw)
+            return
+        }
+        // Names are matched on their bytes, in any case: no lower-cased String per header.
+        let known = HTTPSyntax.KnownHeader(name: UnsafeBufferPointer(rebasing: text[..<nameLength]))
+        field(text, nameLength: nameLength, known: known, raw: raw, m)
+    }
+
+    /// A header field: `text` as in `header`, its name `nameLength` bytes, `known` if the
+    /// parser acts on it. (With the usual settings, `headerLines` calls this for the known
+    /// fields only: the others change nothing.)
+    private func field(_ text: UnsafeBufferPointer<UInt8>, nameLength: Int, known: HTTPSyntax.KnownHeader?,
+                       raw: UnsafeBufferPointer<UInt8>, _ m: HTTPMessage) {
         let nameBytes = UnsafeBufferPointer(rebasing: text[..<nameLength])
         let valueBytes = HTTPSyntax.trimmed(UnsafeBufferPointer(rebasing: text[(nameLength + 1)...]))
         let credential = known == .authorization || known == .proxyAuthorization
