@@ -48,7 +48,6 @@ extension HTTPSession {
             if url.hasFull {
                 // Written into the session's buffer, then copied in as it is: cheaper than
                 // the pool's scratch and the closure of `set(_:writingJSON:)`.
-                fullURLJSON.removeAll(keepingCapacity: true)
                 url.writeFullJSON(into: &fullURLJSON)
                 e.set("url.full", encodedJSON: fullURLJSON)
             }

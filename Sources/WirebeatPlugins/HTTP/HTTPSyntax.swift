@@ -517,42 +517,60 @@ struct HTTPURL {
     /// There is a `url.full` (see `writeFullJSON(into:)`).
     var hasFull: Bool { fullAuthority != nil }
 
-    /// `url.full` (`http://`, the authority, the path and `?query`) as one JSON string
-    /// appended to `out`, for `Event.set(_:writingJSON:)`: the bytes `set(_:utf8:)` would
-    /// write for that text, without assembling it first. Nearly always no byte needs
-    /// escaping and the pieces are copied straight in; otherwise the text is assembled and
-    /// `JSONWriter.writeUTF8String` escapes (and repairs) it. Nothing when there is none.
+    /// `url.full` (`http://`, the authority, the path and `?query`) as one JSON string, in
+    /// place of what `out` held, for `Event.set(_:encodedJSON:)`: the bytes `set(_:utf8:)`
+    /// would write for that text, without assembling it first. Nearly always no byte needs
+    /// escaping: `out` is then made as long as the string (usually it is already, the URLs
+    /// of a connection much alike) and the pieces are copied in. Otherwise the text is
+    /// assembled and `JSONWriter.writeUTF8String` escapes (and repairs) it. Nothing when
+    /// there is none.
     func writeFullJSON(into out: inout [UInt8]) {
         guard let fullAuthority, let path else { return }
         bytes.withUnsafeBufferPointer { b in
             let authority = UnsafeBufferPointer(rebasing: b[fullAuthority])
             let pathBytes = UnsafeBufferPointer(rebasing: b[path])
-            let queryBytes = query.map { UnsafeBufferPointer(rebasing: b[$0]) }
+            let queryBytes = query.map { UnsafeBufferPointer(rebasing: b[$0]) } ?? UnsafeBufferPointer(start: nil, count: 0)
             func plain(_ p: UnsafeBufferPointer<UInt8>) -> Bool {
                 for u in p where u < 0x20 || u >= 0x80 || u == Byte.quote || u == Byte.backslash { return false }
                 return true
             }
-            if plain(authority) && plain(pathBytes) && (queryBytes.map(plain) ?? true) {
-                out.append(Byte.quote)
-                out.append(contentsOf: HTTPURL.httpPrefix)
-                out.append(contentsOf: authority)
-                out.append(contentsOf: pathBytes)
-                if let queryBytes {
-                    out.append(Byte.question)
-                    out.append(contentsOf: queryBytes)
+            if plain(authority) && plain(pathBytes) && plain(queryBytes) {
+                let length = 2 + HTTPURL.httpPrefix.count + authority.count + pathBytes.count
+                    + (query == nil ? 0 : 1 + queryBytes.count)
+                if out.count > length {
+                    out.removeLast(out.count - length)
+                } else if out.count < length {
+                    out.append(contentsOf: repeatElement(0, count: length - out.count))
                 }
-                out.append(Byte.quote)
+                out.withUnsafeMutableBufferPointer { o in
+                    o[0] = Byte.quote
+                    var at = HTTPURL.httpPrefix.withUnsafeBufferPointer { HTTPURL.copy($0, to: o, at: 1) }
+                    at = HTTPURL.copy(authority, to: o, at: at)
+                    at = HTTPURL.copy(pathBytes, to: o, at: at)
+                    if query != nil {
+                        o[at] = Byte.question
+                        at = HTTPURL.copy(queryBytes, to: o, at: at + 1)
+                    }
+                    o[at] = Byte.quote
+                }
             } else {
                 var text = HTTPURL.httpPrefix
                 text.append(contentsOf: authority)
                 text.append(contentsOf: pathBytes)
-                if let queryBytes {
+                if query != nil {
                     text.append(Byte.question)
                     text.append(contentsOf: queryBytes)
                 }
+                out.removeAll(keepingCapacity: true)
                 text.withUnsafeBufferPointer { JSONWriter.writeUTF8String($0, into: &out) }
             }
         }
+    }
+
+    /// Copies `piece` into `out` at `at`; the offset after it.
+    private static func copy(_ piece: UnsafeBufferPointer<UInt8>, to out: UnsafeMutableBufferPointer<UInt8>, at: Int) -> Int {
+        if let from = piece.baseAddress, !piece.isEmpty { (out.baseAddress! + at).update(from: from, count: piece.count) }
+        return at + piece.count
     }
 
     private static func isLetter(_ b: UInt8) -> Bool { (b >= 0x41 && b <= 0x5a) || (b >= 0x61 && b <= 0x7a) }
