@@ -425,6 +425,8 @@ public final class HTTPSession {
                 m.otherTransferEncoding = !chunked
             }
         case .connection?:
+            // The usual value names neither token: no need to split it.
+            if HTTPSyntax.equalsIgnoringCase(value, "keep-alive") { break }
             HTTPSyntax.forEachToken(value) { token in
                 if HTTPSyntax.equalsIgnoringCase(token, "close") { m.connectionClose = true }
                 if HTTPSyntax.equalsIgnoringCase(token, "upgrade") { m.upgrade = true }

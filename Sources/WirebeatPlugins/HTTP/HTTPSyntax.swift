@@ -192,6 +192,15 @@ enum HTTPSyntax {
 
     /// A Content-Length value: digits only (a list of equal values is accepted); nil if invalid.
     static func contentLength(_ value: UnsafeBufferPointer<UInt8>) -> Int? {
+        // The usual value, one number, in one loop; anything else below.
+        if !value.isEmpty && value.count <= 18 {
+            var n = 0
+            for b in value {
+                guard Byte.isDigit(b) else { n = -1; break }
+                n = n * 10 + Int(b - 0x30)
+            }
+            if n >= 0 { return n }
+        }
         var result: Int?
         var from = 0
         while from < value.count {
