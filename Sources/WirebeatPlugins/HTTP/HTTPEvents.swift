@@ -128,7 +128,7 @@ extension HTTPSession {
     /// there is nothing to remove.
     static func redactedTarget(_ target: ArraySlice<UInt8>) -> String? {
         // Most targets are paths, without the `:` of a scheme: no String made for them.
-        guard target.contains(Byte.colon) else { return nil }
+        guard target.withUnsafeBufferPointer({ $0.contains(Byte.colon) }) else { return nil }
         let text = target.text
         guard let scheme = text.range(of: "://") else { return nil }
         let rest = text[scheme.upperBound...]

@@ -528,41 +528,37 @@ struct HTTPURL {
 
     /// `url.full` (`http://`, the authority, the path and `?query`) as one JSON string, in
     /// place of what `out` held, for `Event.set(_:encodedJSON:)`: the bytes `set(_:utf8:)`
-    /// would write for that text, without assembling it first. Nearly always no byte needs
-    /// escaping: `out` is then made as long as the string (usually it is already, the URLs
-    /// of a connection much alike) and the pieces are copied in. Otherwise the text is
-    /// assembled and `JSONWriter.writeUTF8String` escapes (and repairs) it. Nothing when
-    /// there is none.
+    /// would write for that text, without assembling it first. `out` is made as long as the
+    /// string (usually it is already, the URLs of a connection much alike) and the pieces
+    /// are copied in between the quotes; nearly always no byte of them needs escaping. If
+    /// one does, the text is assembled and `JSONWriter.writeUTF8String` escapes (and
+    /// repairs) it. Nothing when there is none.
     func writeFullJSON(into out: inout [UInt8]) {
         guard let fullAuthority, let path else { return }
         bytes.withUnsafeBufferPointer { b in
             let authority = UnsafeBufferPointer(rebasing: b[fullAuthority])
             let pathBytes = UnsafeBufferPointer(rebasing: b[path])
             let queryBytes = query.map { UnsafeBufferPointer(rebasing: b[$0]) } ?? UnsafeBufferPointer(start: nil, count: 0)
-            func plain(_ p: UnsafeBufferPointer<UInt8>) -> Bool {
-                for u in p where u < 0x20 || u >= 0x80 || u == Byte.quote || u == Byte.backslash { return false }
-                return true
+            let length = 2 + HTTPURL.httpPrefix.count + authority.count + pathBytes.count
+                + (query == nil ? 0 : 1 + queryBytes.count)
+            if out.count > length {
+                out.removeLast(out.count - length)
+            } else if out.count < length {
+                out.append(contentsOf: repeatElement(0, count: length - out.count))
             }
-            if plain(authority) && plain(pathBytes) && plain(queryBytes) {
-                let length = 2 + HTTPURL.httpPrefix.count + authority.count + pathBytes.count
-                    + (query == nil ? 0 : 1 + queryBytes.count)
-                if out.count > length {
-                    out.removeLast(out.count - length)
-                } else if out.count < length {
-                    out.append(contentsOf: repeatElement(0, count: length - out.count))
+            let plain = out.withUnsafeMutableBufferPointer { o in
+                o[0] = Byte.quote
+                var at = HTTPURL.httpPrefix.withUnsafeBufferPointer { HTTPURL.copy($0, to: o, at: 1) }
+                at = HTTPURL.copy(authority, to: o, at: at)
+                at = HTTPURL.copy(pathBytes, to: o, at: at)
+                if query != nil {
+                    o[at] = Byte.question
+                    at = HTTPURL.copy(queryBytes, to: o, at: at + 1)
                 }
-                out.withUnsafeMutableBufferPointer { o in
-                    o[0] = Byte.quote
-                    var at = HTTPURL.httpPrefix.withUnsafeBufferPointer { HTTPURL.copy($0, to: o, at: 1) }
-                    at = HTTPURL.copy(authority, to: o, at: at)
-                    at = HTTPURL.copy(pathBytes, to: o, at: at)
-                    if query != nil {
-                        o[at] = Byte.question
-                        at = HTTPURL.copy(queryBytes, to: o, at: at + 1)
-                    }
-                    o[at] = Byte.quote
-                }
-            } else {
+                o[at] = Byte.quote
+                return HTTPURL.isPlainJSONText(UnsafeBufferPointer(rebasing: o[1..<at]))
+            }
+            if !plain {
                 var text = HTTPURL.httpPrefix
                 text.append(contentsOf: authority)
                 text.append(contentsOf: pathBytes)
@@ -574,6 +570,31 @@ struct HTTPURL {
                 text.withUnsafeBufferPointer { JSONWriter.writeUTF8String($0, into: &out) }
             }
         }
+    }
+
+    /// No byte of `text` needs escaping in a JSON string or is other than ASCII: none is
+    /// below 0x20, at or above 0x80, `"` or `\`. Eight bytes at a time, with the usual
+    /// tests for a byte below a bound and for a zero byte (of the word XOR each special
+    /// byte): each tells exactly whether some byte of the word qualifies.
+    static func isPlainJSONText(_ text: UnsafeBufferPointer<UInt8>) -> Bool {
+        let ones: UInt64 = 0x0101_0101_0101_0101, highs: UInt64 = 0x8080_8080_8080_8080
+        func hasZero(_ v: UInt64) -> UInt64 { (v &- ones) & ~v & highs }
+        func special(_ w: UInt64) -> UInt64 {
+            (w & highs) | ((w &- ones &* 0x20) & ~w & highs) | hasZero(w ^ (ones &* 0x22)) | hasZero(w ^ (ones &* 0x5c))
+        }
+        guard let base = text.baseAddress else { return true }
+        let p = UnsafeRawPointer(base)
+        var i = 0
+        while i + 8 <= text.count {
+            if special(p.loadUnaligned(fromByteOffset: i, as: UInt64.self)) != 0 { return false }
+            i += 8
+        }
+        while i < text.count {
+            let u = text[i]
+            if u < 0x20 || u >= 0x80 || u == Byte.quote || u == Byte.backslash { return false }
+            i += 1
+        }
+        return true
     }
 
     /// Copies `piece` into `out` at `at`; the offset after it.
