@@ -25,7 +25,7 @@ extension HTTPSession {
         if let q {
             let kept = q.kept
             let target = kept[q.target]
-            e.set("http.request.method", encodedJSON: methodJSON.json(for: kept[q.method], HTTPSession.writeUTF8))
+            methodJSON.set("http.request.method", kept, q.method, in: &e, HTTPSession.writeUTF8)
             let redacted = HTTPSession.redactedTarget(target)
             if let redacted {
                 e.set("url.original", utf8: redacted.utf8)
@@ -43,7 +43,7 @@ extension HTTPSession {
                 }
             }
             if let query = url.query { e.set("url.query", utf8: url[query]) }
-            if let domain = url.domain { e.set("url.domain", encodedJSON: domainJSON.json(for: url[domain], HTTPSession.writeUTF8)) }
+            if let domain = url.domain { domainJSON.set("url.domain", url.bytes, domain, in: &e, HTTPSession.writeUTF8) }
             if let port = url.port { e.set("url.port", port) }
             if url.hasFull {
                 // Written into the session's buffer, then copied in as it is: cheaper than
@@ -53,11 +53,8 @@ extension HTTPSession {
             }
             e.set("http.request.bytes", q.bytes)
             e.set("http.request.body.bytes", q.bodyBytes)
-            if let c = q.contentType {
-                let mime = requestMimeJSON.json(for: kept[c], HTTPSession.writeMimeType)
-                if !mime.isEmpty { e.set("http.request.mime_type", encodedJSON: mime) }
-            }
-            if let ua = q.userAgent { e.set("user_agent.original", encodedJSON: userAgentJSON.json(for: kept[ua], HTTPSession.writeUTF8)) }
+            if let c = q.contentType { requestMimeJSON.set("http.request.mime_type", kept, c, in: &e, HTTPSession.writeMimeType) }
+            if let ua = q.userAgent { userAgentJSON.set("user_agent.original", kept, ua, in: &e, HTTPSession.writeUTF8) }
             if let user = q.user { e.set("user.name", utf8: user.utf8) }
             if let ip = q.forwardedFor { e.set("network.forwarded_ip", utf8: ip.utf8) }
             if sendsHeaders { setHeaders(&e, "http.request.headers", q.headers) }
@@ -66,13 +63,10 @@ extension HTTPSession {
         if let r {
             let kept = r.kept
             e.set("http.response.status_code", r.statusCode)
-            e.set("http.response.status_phrase", encodedJSON: phraseJSON.json(for: kept[r.phrase], HTTPSession.writeUTF8))
+            phraseJSON.set("http.response.status_phrase", kept, r.phrase, in: &e, HTTPSession.writeUTF8)
             e.set("http.response.bytes", r.bytes)
             e.set("http.response.body.bytes", r.bodyBytes)
-            if let c = r.contentType {
-                let mime = responseMimeJSON.json(for: kept[c], HTTPSession.writeMimeType)
-                if !mime.isEmpty { e.set("http.response.mime_type", encodedJSON: mime) }
-            }
+            if let c = r.contentType { responseMimeJSON.set("http.response.mime_type", kept, c, in: &e, HTTPSession.writeMimeType) }
             if sendsHeaders { setHeaders(&e, "http.response.headers", r.headers) }
             if r.keepsRaw, let raw = r.raw { e.set("response", utf8: raw) }
         }
@@ -82,13 +76,13 @@ extension HTTPSession {
     }
 
     /// The JSON string `Event.set(_:utf8:)` makes of `bytes`.
-    static func writeUTF8(_ bytes: ArraySlice<UInt8>, into json: inout [UInt8]) {
-        bytes.withUnsafeBufferPointer { JSONWriter.writeUTF8String($0, into: &json) }
+    static func writeUTF8(_ bytes: UnsafeBufferPointer<UInt8>, into json: inout [UInt8]) {
+        JSONWriter.writeUTF8String(bytes, into: &json)
     }
 
     /// The JSON string of the MIME type of a Content-Type value; nothing if it has none.
-    static func writeMimeType(_ contentType: ArraySlice<UInt8>, into json: inout [UInt8]) {
-        if let mime = mimeType(contentType) { writeUTF8(mime, into: &json) }
+    static func writeMimeType(_ contentType: UnsafeBufferPointer<UInt8>, into json: inout [UInt8]) {
+        if let mime = mimeType(Array(contentType)[...]) { mime.withUnsafeBufferPointer { writeUTF8($0, into: &json) } }
     }
 
     /// Header fields under `prefix.<name>` (lower case, dots as underscores); repeated fields
@@ -160,20 +154,26 @@ struct RepeatedJSON {
     private var json: [UInt8] = []
     private var isSet = false
 
-    /// The JSON text that `encode` writes for `value`: made again only when `value`
-    /// differs from the last one.
-    mutating func json(for value: ArraySlice<UInt8>, _ encode: (ArraySlice<UInt8>, inout [UInt8]) -> Void) -> [UInt8] {
-        let same = isSet && value.count == self.value.count && value.withUnsafeBufferPointer { v in
-            self.value.withUnsafeBufferPointer { v.isEmpty || memcmp(v.baseAddress!, $0.baseAddress!, v.count) == 0 }
+    /// Sets `field` of `e` to the JSON text that `encode` writes for `bytes[range]`, made
+    /// again only when that value differs from the last one; no field if `encode` wrote
+    /// nothing. (The bytes come with their range, not as a slice: one retain and release
+    /// fewer each.)
+    mutating func set(_ field: String, _ bytes: [UInt8], _ range: Range<Int>, in e: inout Event,
+                      _ encode: (UnsafeBufferPointer<UInt8>, inout [UInt8]) -> Void) {
+        bytes.withUnsafeBufferPointer { b in
+            let v = UnsafeBufferPointer(rebasing: b[range])
+            let same = isSet && v.count == value.count && value.withUnsafeBufferPointer {
+                v.isEmpty || memcmp(v.baseAddress!, $0.baseAddress!, v.count) == 0
+            }
+            if !same {
+                value.removeAll(keepingCapacity: true)
+                value.append(contentsOf: v)
+                json.removeAll(keepingCapacity: true)
+                encode(v, &json)
+                isSet = true
+            }
         }
-        if !same {
-            self.value.removeAll(keepingCapacity: true)
-            self.value.append(contentsOf: value)
-            json.removeAll(keepingCapacity: true)
-            encode(value, &json)
-            isSet = true
-        }
-        return json
+        if !json.isEmpty { e.set(field, encodedJSON: json) }
     }
 }
 
