@@ -8,9 +8,10 @@ extension HTTPSession {
         if q == nil && r != nil && !t.standIn { notes.add(HTTPNote.unmatchedResponse) }
         if r == nil && q != nil { notes.add(HTTPNote.unmatchedRequest) }
         if t.standIn || t.pairingLossy { notes.add(HTTPNote.packetLoss) }
-        if let q { notes.add(q.notes) }
-        if let r { notes.add(r.notes) }
-        notes.add(t.notes)
+        // (Nearly always all empty: tested before the calls.)
+        if let q, !q.notes.isEmpty { notes.add(q.notes) }
+        if let r, !r.notes.isEmpty { notes.add(r.notes) }
+        if !t.notes.isEmpty { notes.add(t.notes) }
 
         let start = q?.start ?? r?.start ?? ctx.timestamp
         let failed = q == nil || r == nil || r!.statusCode >= 400

@@ -76,9 +76,11 @@ enum HTTPSyntax {
     private static func requestLineParts(_ line: UnsafeBufferPointer<UInt8>) -> (Int, Int, Int)? {
         guard let sp1 = line.firstIndex(of: Byte.space), sp1 > 0, sp1 <= 32 else { return nil }
         for i in 0..<sp1 where !isTokenChar(line[i]) { return nil }
-        guard let sp2 = line.lastIndex(of: Byte.space), sp2 > sp1 + 1 else { return nil }
+        // The last space is followed by the 8 bytes of the version (which hold no space).
+        let sp2 = line.count - 9
+        guard sp2 > sp1 + 1, line[sp2] == Byte.space,
+              let v = version(UnsafeBufferPointer(rebasing: line[(sp2 + 1)...])) else { return nil }
         for i in (sp1 + 1)..<sp2 where line[i] <= 0x20 || line[i] == 0x7f { return nil }
-        guard line.count - sp2 - 1 == 8, let v = version(UnsafeBufferPointer(rebasing: line[(sp2 + 1)...])) else { return nil }
         return (sp1, sp2, v)
     }
 
@@ -617,15 +619,15 @@ struct HTTPURL {
 
     /// A port as `Int(_:)` reads it (an optional sign, decimal digits), nil outside 0...65535.
     private static func portNumber(_ text: UnsafeBufferPointer<UInt8>) -> Int? {
-        var digits = text[...]
-        let negative = digits.first == Byte.dash
-        if negative || digits.first == UInt8(ascii: "+") { digits = digits.dropFirst() }
-        guard !digits.isEmpty else { return nil }
+        let negative = text.first == Byte.dash
+        var i = negative || text.first == UInt8(ascii: "+") ? 1 : 0
+        guard i < text.count else { return nil }
         var n = 0
-        for b in digits {
-            guard Byte.isDigit(b) else { return nil }
-            n = n * 10 + Int(b - UInt8(ascii: "0"))
+        while i < text.count {
+            guard Byte.isDigit(text[i]) else { return nil }
+            n = n * 10 + Int(text[i] - UInt8(ascii: "0"))
             if n > 65535 { return nil }  // out of range whatever follows
+            i += 1
         }
         return negative && n != 0 ? nil : n
     }
