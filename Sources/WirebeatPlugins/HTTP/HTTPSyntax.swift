@@ -176,6 +176,7 @@ enum HTTPSyntax {
     }
 
     /// `trimmed` in place in a buffer (a header value being parsed).
+    @inline(__always)  // a few instructions, for every header value: not worth a call
     static func trimmed(_ s: UnsafeBufferPointer<UInt8>) -> UnsafeBufferPointer<UInt8> {
         var start = 0, end = s.count
         while start < end && Byte.isSpace(s[start]) { start += 1 }
