@@ -23,10 +23,13 @@ enum HTTPNote {
 /// `HTTPSession`: they are touched only on the pipeline's one thread, never through
 /// overlapping inout accesses, and the run-time check of every access cost some 2,000
 /// instructions per transaction.
+///
+/// A session reuses its published messages (see `HTTPSession.makeMessage`): `reset` sets
+/// every stored property, as a new message has it.
 final class HTTPMessage {
-    let isRequest: Bool
+    @exclusivity(unchecked) private(set) var isRequest: Bool
     /// Packet time of the first byte, and of the last byte consumed so far.
-    let start: Timestamp
+    @exclusivity(unchecked) private(set) var start: Timestamp
     @exclusivity(unchecked) var end: Timestamp
 
     /// The values of the start line and of the headers the event needs, copied out of the
@@ -64,14 +67,13 @@ final class HTTPMessage {
     @exclusivity(unchecked) var complete = false
     /// Raw text for `send_request`/`send_response`, up to `max_message_size`.
     @exclusivity(unchecked) var raw: [UInt8]?
-    /// `raw` is kept: a constant, so reading it needs no exclusivity check (`raw` does, as
-    /// it is appended to).
-    let keepsRaw: Bool
+    /// `raw` is kept.
+    @exclusivity(unchecked) private(set) var keepsRaw: Bool
     @exclusivity(unchecked) var notes = Notes()
     /// Request started when no earlier request was waiting for its response.
     @exclusivity(unchecked) var afterAnswers = false
     /// Loss counter of the session when the message started (see `HTTPSession.lossEpoch`).
-    let epoch: Int
+    @exclusivity(unchecked) private(set) var epoch: Int
 
     init(isRequest: Bool, start: Timestamp, epoch: Int, keepRaw: Bool) {
         self.isRequest = isRequest
@@ -81,6 +83,55 @@ final class HTTPMessage {
         keepsRaw = keepRaw
         raw = keepRaw ? [] : nil
         kept.reserveCapacity(128)  // a start line and a few values, usually
+    }
+
+    /// Largest array capacity `reset` keeps.
+    static let reusedCapacity = 1 << 16
+    /// Bytes of earlier messages' values `reset` leaves in `kept`.
+    static let keptBeforeEmptying = 2048
+
+    /// This message made new, as `init` makes it, keeping the capacity of its arrays.
+    func reset(isRequest: Bool, start: Timestamp, epoch: Int, keepRaw: Bool) {
+        self.isRequest = isRequest
+        self.start = start
+        end = start
+        // The values of a few messages fill `kept` up before it is emptied (the fields are
+        // ranges of it, wherever they start): an emptying per message cost more than the rest
+        // of `reset`. Its capacity is kept, but not after a rare large message.
+        if kept.count > HTTPMessage.keptBeforeEmptying {
+            if kept.capacity <= HTTPMessage.reusedCapacity { kept.removeAll(keepingCapacity: true) } else { kept = [] }
+        }
+        method = 0..<0
+        target = 0..<0
+        minorVersion = 0
+        statusCode = 0
+        phrase = 0..<0
+        if !headers.isEmpty { headers.removeAll(keepingCapacity: true) }
+        contentLength = nil
+        chunked = false
+        otherTransferEncoding = false
+        connectionClose = false
+        upgrade = false
+        host = nil
+        userAgent = nil
+        contentType = nil
+        if user != nil { user = nil }  // (a test is cheaper than releasing nil Strings)
+        if forwardedFor != nil { forwardedFor = nil }
+        bytes = 0
+        bodyBytes = 0
+        headersComplete = false
+        complete = false
+        keepsRaw = keepRaw
+        if !keepRaw {
+            if raw != nil { raw = nil }
+        } else if raw != nil, raw!.capacity <= HTTPMessage.reusedCapacity {
+            raw!.removeAll(keepingCapacity: true)
+        } else {
+            raw = []
+        }
+        if !notes.isEmpty { notes = Notes() }
+        afterAnswers = false
+        self.epoch = epoch
     }
 
     /// Copies `bytes` into `kept`; their range there.
@@ -106,6 +157,7 @@ final class HTTPMessage {
 
 /// A request and the responses to it (interim ones, then the final one). Either side may be
 /// missing: a request lost in a gap (`request == nil`, `standIn`), or a response never seen.
+/// Reused like messages (see `HTTPSession.makeTransaction`): `reset` sets every stored property.
 final class HTTPTransaction {
     @exclusivity(unchecked) var request: HTTPMessage?
     @exclusivity(unchecked) var response: HTTPMessage?
@@ -120,6 +172,18 @@ final class HTTPTransaction {
     @exclusivity(unchecked) var responseLost = false
 
     init(request: HTTPMessage?) { self.request = request }
+
+    /// This transaction made new, as `init` makes it, keeping the capacity of its arrays.
+    func reset(request: HTTPMessage?) {
+        self.request = request
+        response = nil
+        if !interimCodes.isEmpty { interimCodes.removeAll(keepingCapacity: true) }
+        interimBytes = 0
+        if !notes.isEmpty { notes = Notes() }
+        standIn = false
+        pairingLossy = false
+        responseLost = false
+    }
 
     var requestDone: Bool { request?.complete ?? true }
     var responseDone: Bool { response?.complete ?? false }

@@ -51,6 +51,20 @@ public final class HTTPSession {
     @exclusivity(unchecked) var lossEpoch = 0
     /// Requests and responses pair correctly (no loss, or a clean pairing since the last one).
     @exclusivity(unchecked) var settled = true
+    /// The messages and the transaction last published, for the next ones to reuse (an
+    /// allocation and a deallocation fewer each, per transaction): see `makeMessage`.
+    @exclusivity(unchecked) private var spareRequest: HTTPMessage?
+    @exclusivity(unchecked) private var spareResponse: HTTPMessage?
+    @exclusivity(unchecked) private var spareTransaction: HTTPTransaction?
+    /// The JSON text of an event's `url.full`, reused (see `event`).
+    @exclusivity(unchecked) var fullURLJSON: [UInt8] = []
+    /// The JSON text of values the events of a connection repeat (see `event`).
+    @exclusivity(unchecked) var methodJSON = RepeatedJSON()
+    @exclusivity(unchecked) var domainJSON = RepeatedJSON()
+    @exclusivity(unchecked) var userAgentJSON = RepeatedJSON()
+    @exclusivity(unchecked) var requestMimeJSON = RepeatedJSON()
+    @exclusivity(unchecked) var phraseJSON = RepeatedJSON()
+    @exclusivity(unchecked) var responseMimeJSON = RepeatedJSON()
 
     static let standardMethods: Set<String> = ["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"]
 
@@ -89,19 +103,19 @@ public final class HTTPSession {
                 if remaining == 0 { finishMessage(side, isClient: isClient, ctx); continue }
                 let n = min(remaining, s.readableBytes)
                 guard n > 0 else { return }
-                consumeBody(m, s.readBytes(n)!, ctx)
+                consumeBody(m, &s, n, ctx)
                 if n == remaining { finishMessage(side, isClient: isClient, ctx) } else { side.phase = .body(.length(remaining - n)); return }
             case .body(.chunkData(let remaining)):
                 guard let m = side.message else { side.phase = .start; continue }
                 let n = min(remaining, s.readableBytes)
                 guard n > 0 else { return }
-                consumeBody(m, s.readBytes(n)!, ctx)
+                consumeBody(m, &s, n, ctx)
                 side.phase = n == remaining ? .body(.chunkEnd) : .body(.chunkData(remaining - n))
                 if n < remaining { return }
             case .body(.untilClose):
                 guard let m = side.message else { side.phase = .start; continue }
                 guard !s.isEmpty else { return }
-                consumeBody(m, s.readBytes(s.readableBytes)!, ctx)
+                consumeBody(m, &s, s.readableBytes, ctx)
                 return
             case .start, .headers, .body(.chunkSize), .body(.chunkEnd), .body(.trailers):
                 if s.isEmpty { return }
@@ -116,10 +130,11 @@ public final class HTTPSession {
                     if s.readableBytes >= limit { overlongLine(&s, side, isClient: isClient, ctx); continue }
                     return
                 }
-                let raw = s.readBytes(lf + 1)!
                 let time = side.lineStart ?? ctx.timestamp
                 side.lineStart = nil
-                line(raw, time: time, side, isClient: isClient, ctx)
+                // In place in the stream buffer (no slice to retain and release), then skipped.
+                s.readable.withUnsafeBufferPointer { line(UnsafeBufferPointer(rebasing: $0[...lf]), time: time, side, isClient: isClient, ctx) }
+                s.skip(lf + 1)
             }
         }
     }
@@ -130,9 +145,16 @@ public final class HTTPSession {
     private func headerLines(_ s: inout StreamBuffer, _ m: HTTPMessage, _ side: Side, isClient: Bool,
                              _ ctx: PluginContext) -> Bool {
         let limit = HTTPConfig.maxLineLength + 2  // as `parse` searches
+        // The usual settings: only the headers the parser acts on matter, and any other line
+        // (another field, a fold, no field at all) changes nothing but the byte count.
+        let usual = !m.keepsRaw && !picksHeaders
         var consumed = 0, ended = false
         s.readable.withUnsafeBufferPointer { buffer in
             guard let base = buffer.baseAddress else { return }
+            // The lines' bytes are counted in `m` once, before the blank line and at the end
+            // (`count` per line did the same, more often: all happens at one packet's time).
+            var uncounted = 0
+            defer { if uncounted > 0 { count(m, uncounted, ctx) } }
             while consumed < buffer.count {
                 let start = base + consumed
                 guard let lf = memchr(start, Int32(Byte.lf), min(buffer.count - consumed, limit)) else { return }
@@ -140,14 +162,20 @@ public final class HTTPSession {
                 consumed += raw.count
                 let text = HTTPSyntax.withoutLineEnd(raw)
                 if text.isEmpty {
+                    if uncounted > 0 { count(m, uncounted, ctx) }
+                    uncounted = 0
                     consume(m, raw, raw: true, ctx)
                     m.headersComplete = true
                     if isClient { requestHeadersDone(m, side, ctx) } else { responseHeadersDone(m, side, ctx) }
                     ended = true
                     return
                 }
-                header(text, raw: raw, m)
-                consume(m, raw, raw: false, ctx)
+                if !usual {
+                    header(text, raw: raw, m)
+                } else if let (known, nameLength) = HTTPSyntax.KnownHeader.atStart(of: text) {
+                    field(text, nameLength: nameLength, known: known, raw: raw, m)
+                }
+                uncounted += raw.count
             }
         }
         if consumed > 0 {
@@ -176,7 +204,9 @@ public final class HTTPSession {
         if let m = side.message, case .discard = side.phase { consume(m, s.readBytes(s.readableBytes)!, raw: false, ctx) } else { s.skip(s.readableBytes) }
     }
 
-    private func line(_ raw: ArraySlice<UInt8>, time: Timestamp, _ side: Side, isClient: Bool, _ ctx: PluginContext) {
+    /// One line (`raw`, with its line end) in place in the stream buffer: valid during the
+    /// call only, what is kept is copied.
+    private func line(_ raw: UnsafeBufferPointer<UInt8>, time: Timestamp, _ side: Side, isClient: Bool, _ ctx: PluginContext) {
         let text = HTTPSyntax.withoutLineEnd(raw)
         switch side.phase {
         case .start:
@@ -184,21 +214,23 @@ public final class HTTPSession {
             side.suspectLine = false
             if text.isEmpty { return }  // blank lines between messages are allowed (RFC 9112 2.2)
             if isClient {
-                if let r = HTTPSyntax.requestLine(text), !suspect || HTTPSession.standardMethods.contains(text[r.method].text) {
-                    startRequest(r, raw: raw, time: time, side, ctx)
-                } else if let (offset, r) = HTTPSyntax.embeddedRequestLine(text, methods: HTTPSession.standardMethods) {
-                    // The tail of a body without a final LF, then a request.
+                if let r = HTTPSyntax.requestLine(text),
+                   !suspect || HTTPSession.standardMethods.contains(UnsafeBufferPointer(rebasing: text[r.method]).text) {
+                    startRequest(r, raw: raw, from: 0, time: time, side, ctx)
+                } else if let (offset, r) = HTTPSyntax.embeddedRequestLine(Array(text)[...], methods: HTTPSession.standardMethods) {
+                    // The tail of a body without a final LF, then a request. (The copy of the
+                    // line is indexed from 0, as `raw`: the ranges of `r` are offsets in both.)
                     ctx.logger.debug("http: request line found after \(offset) bytes of something else")
-                    startRequest(r, raw: raw.dropFirst(offset), time: time, side, ctx)
+                    startRequest(r, raw: raw, from: offset, time: time, side, ctx)
                 } else {
                     ctx.logger.debug("http: skipping client line of \(raw.count) bytes: no request line")
                 }
             } else {
                 if let r = HTTPSyntax.statusLine(text) {
-                    startResponse(r, raw: raw, time: time, side, ctx)
-                } else if let (offset, r) = HTTPSyntax.embeddedStatusLine(text) {
+                    startResponse(r, raw: raw, from: 0, time: time, side, ctx)
+                } else if let (offset, r) = HTTPSyntax.embeddedStatusLine(Array(text)[...]) {
                     ctx.logger.debug("http: status line found after \(offset) bytes of something else")
-                    startResponse(r, raw: raw.dropFirst(offset), time: time, side, ctx)
+                    startResponse(r, raw: raw, from: offset, time: time, side, ctx)
                 } else {
                     ctx.logger.debug("http: skipping server line of \(raw.count) bytes: no status line")
                 }
@@ -211,7 +243,7 @@ public final class HTTPSession {
                 if isClient { requestHeadersDone(m, side, ctx) } else { responseHeadersDone(m, side, ctx) }
             } else {
                 // (Header lines are parsed by `headerLines`; this one is there for completeness.)
-                text.withUnsafeBufferPointer { text in raw.withUnsafeBufferPointer { header(text, raw: $0, m) } }
+                header(text, raw: raw, m)
                 consume(m, raw, raw: false, ctx)
             }
         case .body(.chunkSize):
@@ -240,17 +272,22 @@ public final class HTTPSession {
 
     // MARK: - Messages
 
-    private func startRequest(_ r: HTTPSyntax.RequestLine, raw: ArraySlice<UInt8>, time: Timestamp, _ side: Side,
-                              _ ctx: PluginContext) {
-        let m = HTTPMessage(isRequest: true, start: time, epoch: lossEpoch, keepRaw: config.sendRequest)
-        m.method = m.keep(raw[r.method])
-        m.target = m.keep(raw[r.target])
+    /// The request whose line is `raw` from `offset` on (`r`'s ranges are offsets in `raw`).
+    private func startRequest(_ r: HTTPSyntax.RequestLine, raw: UnsafeBufferPointer<UInt8>, from offset: Int,
+                              time: Timestamp, _ side: Side, _ ctx: PluginContext) {
+        let t = makeTransaction(request: nil)
+        let m = makeMessage(isRequest: true, start: time)
+        t.request = m
+        // Method and target kept with one copy, the space between them too.
+        let both = r.method.lowerBound..<r.target.upperBound
+        let shift = m.keep(UnsafeBufferPointer(rebasing: raw[both])).lowerBound - both.lowerBound
+        m.method = (r.method.lowerBound + shift)..<(r.method.upperBound + shift)
+        m.target = (r.target.lowerBound + shift)..<(r.target.upperBound + shift)
         m.minorVersion = r.minorVersion
-        consume(m, raw, raw: true, ctx)
+        consume(m, UnsafeBufferPointer(rebasing: raw[offset...]), raw: true, ctx)
         side.resyncing = false
         // Sent when every earlier request had its answer: nothing lost can pair with its response.
         m.afterAnswers = !transactions.contains { !$0.hasFinalResponse && !$0.responseLost }
-        let t = HTTPTransaction(request: m)
         transactions.append(t)
         side.message = m
         side.transaction = t
@@ -264,19 +301,21 @@ public final class HTTPSession {
         }
     }
 
-    private func startResponse(_ r: HTTPSyntax.StatusLine, raw: ArraySlice<UInt8>, time: Timestamp, _ side: Side,
-                               _ ctx: PluginContext) {
-        let m = HTTPMessage(isRequest: false, start: time, epoch: lossEpoch, keepRaw: config.sendResponse)
+    /// The response whose line is `raw` from `offset` on (`r`'s ranges are offsets in `raw`).
+    private func startResponse(_ r: HTTPSyntax.StatusLine, raw: UnsafeBufferPointer<UInt8>, from offset: Int,
+                               time: Timestamp, _ side: Side, _ ctx: PluginContext) {
+        let m = makeMessage(isRequest: false, start: time)
         m.minorVersion = r.minorVersion
         m.statusCode = r.code
-        m.phrase = m.keep(HTTPSyntax.reasonPhrase(raw[r.phrase]))
-        consume(m, raw, raw: true, ctx)
+        let sent = UnsafeBufferPointer(rebasing: raw[r.phrase])
+        m.phrase = HTTPSyntax.plainReasonPhrase(sent).map(m.keep) ?? m.keep(HTTPSyntax.reasonPhrase(Array(sent)[...]))
+        consume(m, UnsafeBufferPointer(rebasing: raw[offset...]), raw: true, ctx)
         side.resyncing = false
         let t: HTTPTransaction
         if let waiting = transactions.first(where: { !$0.hasFinalResponse && !$0.responseLost }) {
             t = waiting
         } else {
-            t = HTTPTransaction(request: nil)
+            t = makeTransaction(request: nil)
             transactions.append(t)
         }
         if !m.isInterim {
@@ -297,6 +336,48 @@ public final class HTTPSession {
         if t.request == nil { side.resyncing = true }
     }
 
+    /// A new message: the spare one of its kind when nothing else holds it any more. (The
+    /// uniqueness checks make any reference still kept, by a side, a transaction or a caller
+    /// up the stack, safe: such an object is simply not reused.)
+    private func makeMessage(isRequest: Bool, start: Timestamp) -> HTTPMessage {
+        let keepRaw = isRequest ? config.sendRequest : config.sendResponse
+        if isRequest, isKnownUniquelyReferenced(&spareRequest), let m = spareRequest {
+            spareRequest = nil
+            m.reset(isRequest: true, start: start, epoch: lossEpoch, keepRaw: keepRaw)
+            return m
+        }
+        if !isRequest, isKnownUniquelyReferenced(&spareResponse), let m = spareResponse {
+            spareResponse = nil
+            m.reset(isRequest: false, start: start, epoch: lossEpoch, keepRaw: keepRaw)
+            return m
+        }
+        return HTTPMessage(isRequest: isRequest, start: start, epoch: lossEpoch, keepRaw: keepRaw)
+    }
+
+    /// A new transaction: the spare one when nothing else holds it (see `makeMessage`). Its
+    /// messages become the spare ones (taken by the messages of this transaction: a request
+    /// asks for its transaction first).
+    private func makeTransaction(request: HTTPMessage?) -> HTTPTransaction {
+        unpackSpareTransaction()
+        if isKnownUniquelyReferenced(&spareTransaction), let t = spareTransaction {
+            spareTransaction = nil
+            t.reset(request: request)
+            return t
+        }
+        return HTTPTransaction(request: request)
+    }
+
+    /// The messages of the spare transaction, once nothing else holds it, become the spare
+    /// messages.
+    private func unpackSpareTransaction() {
+        guard isKnownUniquelyReferenced(&spareTransaction), let t = spareTransaction,
+              t.request != nil || t.response != nil else { return }
+        if let q = t.request { spareRequest = q }
+        if let r = t.response { spareResponse = r }
+        t.request = nil
+        t.response = nil
+    }
+
     /// One header line: `text` without its line end, `raw` with it, both in place in the
     /// stream buffer (valid during the call only: what is kept is copied).
     private func header(_ text: UnsafeBufferPointer<UInt8>, raw: UnsafeBufferPointer<UInt8>, _ m: HTTPMessage) {
@@ -313,10 +394,18 @@ public final class HTTPSession {
             appendRaw(m, raw)
             return
         }
+        // Names are matched on their bytes, in any case: no lower-cased String per header.
+        let known = HTTPSyntax.KnownHeader(name: UnsafeBufferPointer(rebasing: text[..<nameLength]))
+        field(text, nameLength: nameLength, known: known, raw: raw, m)
+    }
+
+    /// A header field: `text` as in `header`, its name `nameLength` bytes, `known` if the
+    /// parser acts on it. (With the usual settings, `headerLines` calls this for the known
+    /// fields only: the others change nothing.)
+    private func field(_ text: UnsafeBufferPointer<UInt8>, nameLength: Int, known: HTTPSyntax.KnownHeader?,
+                       raw: UnsafeBufferPointer<UInt8>, _ m: HTTPMessage) {
         let nameBytes = UnsafeBufferPointer(rebasing: text[..<nameLength])
         let valueBytes = HTTPSyntax.trimmed(UnsafeBufferPointer(rebasing: text[(nameLength + 1)...]))
-        // Names are matched on their bytes, in any case: no lower-cased String per header.
-        let known = HTTPSyntax.KnownHeader(name: nameBytes)
         let credential = known == .authorization || known == .proxyAuthorization
         if m.keepsRaw {
             if credential {
@@ -343,6 +432,8 @@ public final class HTTPSession {
                 m.otherTransferEncoding = !chunked
             }
         case .connection?:
+            // The usual value names neither token: no need to split it.
+            if HTTPSyntax.equalsIgnoringCase(value, "keep-alive") { break }
             HTTPSyntax.forEachToken(value) { token in
                 if HTTPSyntax.equalsIgnoringCase(token, "close") { m.connectionClose = true }
                 if HTTPSyntax.equalsIgnoringCase(token, "upgrade") { m.upgrade = true }
@@ -406,15 +497,21 @@ public final class HTTPSession {
     }
 
     private func consume(_ m: HTTPMessage, _ bytes: UnsafeBufferPointer<UInt8>, raw: Bool, _ ctx: PluginContext) {
-        m.bytes += bytes.count
-        m.end = ctx.timestamp
         if raw { appendRaw(m, bytes) }
+        count(m, bytes.count, ctx)
+    }
+
+    private func count(_ m: HTTPMessage, _ n: Int, _ ctx: PluginContext) {
+        m.bytes += n
+        m.end = ctx.timestamp
         if m.bytes > config.maxMessageSize { m.notes.add(HTTPNote.tooLarge) }
     }
 
-    private func consumeBody(_ m: HTTPMessage, _ bytes: ArraySlice<UInt8>, _ ctx: PluginContext) {
-        m.bodyBytes += bytes.count
-        consume(m, bytes, raw: true, ctx)
+    /// `n` bytes of body from `s`: counted, and stored if the message keeps its raw text
+    /// (otherwise skipped, without a slice of them).
+    private func consumeBody(_ m: HTTPMessage, _ s: inout StreamBuffer, _ n: Int, _ ctx: PluginContext) {
+        m.bodyBytes += n
+        if m.keepsRaw { consume(m, s.readBytes(n)!, raw: true, ctx) } else { s.skip(n); count(m, n, ctx) }
     }
 
     private func appendRaw(_ m: HTTPMessage, _ bytes: ArraySlice<UInt8>) {
@@ -475,6 +572,8 @@ public final class HTTPSession {
             transactions.removeFirst()
             if t.standIn && t.response == nil { continue }
             publish(t, ctx)
+            // Still referenced up the stack: taken apart for reuse only later (`makeMessage`).
+            spareTransaction = t
         }
     }
 

@@ -66,14 +66,32 @@ enum HTTPSyntax {
         return RequestLine(method: start..<(start + sp1), target: (start + sp1 + 1)..<(start + sp2), minorVersion: minor)
     }
 
+    /// `requestLine` on raw bytes: the ranges are offsets in `line`.
+    static func requestLine(_ line: UnsafeBufferPointer<UInt8>) -> RequestLine? {
+        guard let (sp1, sp2, minor) = requestLineParts(line) else { return nil }
+        return RequestLine(method: 0..<sp1, target: (sp1 + 1)..<sp2, minorVersion: minor)
+    }
+
     /// `requestLine`'s checks: the offsets of its two spaces, and the minor version.
     private static func requestLineParts(_ line: UnsafeBufferPointer<UInt8>) -> (Int, Int, Int)? {
         guard let sp1 = line.firstIndex(of: Byte.space), sp1 > 0, sp1 <= 32 else { return nil }
         for i in 0..<sp1 where !isTokenChar(line[i]) { return nil }
-        guard let sp2 = line.lastIndex(of: Byte.space), sp2 > sp1 + 1 else { return nil }
+        // The last space is followed by the 8 bytes of the version (which hold no space).
+        let sp2 = line.count - 9
+        guard sp2 > sp1 + 1, line[sp2] == Byte.space,
+              let v = version(UnsafeBufferPointer(rebasing: line[(sp2 + 1)...])) else { return nil }
         for i in (sp1 + 1)..<sp2 where line[i] <= 0x20 || line[i] == 0x7f { return nil }
-        guard line.count - sp2 - 1 == 8, let v = version(UnsafeBufferPointer(rebasing: line[(sp2 + 1)...])) else { return nil }
         return (sp1, sp2, v)
+    }
+
+    /// `statusLine` on raw bytes: the phrase's range is offsets in `line`.
+    static func statusLine(_ line: UnsafeBufferPointer<UInt8>) -> StatusLine? {
+        guard line.count >= 12, let v = version(UnsafeBufferPointer(rebasing: line[..<8])), line[8] == Byte.space else { return nil }
+        let d0 = line[9], d1 = line[10], d2 = line[11]
+        guard Byte.isDigit(d0), Byte.isDigit(d1), Byte.isDigit(d2), d0 != UInt8(ascii: "0"),
+              line.count == 12 || line[12] == Byte.space else { return nil }
+        let code = Int(d0 - 0x30) * 100 + Int(d1 - 0x30) * 10 + Int(d2 - 0x30)
+        return StatusLine(minorVersion: v, code: code, phrase: min(13, line.count)..<line.count)
     }
 
     /// `HTTP/1.x SP ddd [SP reason-phrase]`.
@@ -89,11 +107,18 @@ enum HTTPSyntax {
 
     /// The reason phrase of a status line as sent: without controls, trimmed.
     static func reasonPhrase(_ sent: ArraySlice<UInt8>) -> ArraySlice<UInt8> {
-        let isPhraseByte = { (b: UInt8) in b >= 0x20 && b != 0x7f || b == Byte.tab }
         var phrase = sent
         if !phrase.allSatisfy(isPhraseByte) { phrase = phrase.filter(isPhraseByte)[...] }  // rare: a copy without controls
         return trimmed(phrase)
     }
+
+    /// `reasonPhrase` in place, for a phrase without controls (nearly all); nil for another.
+    static func plainReasonPhrase(_ sent: UnsafeBufferPointer<UInt8>) -> UnsafeBufferPointer<UInt8>? {
+        for b in sent where !isPhraseByte(b) { return nil }
+        return trimmed(sent)
+    }
+
+    private static func isPhraseByte(_ b: UInt8) -> Bool { b >= 0x20 && b != 0x7f || b == Byte.tab }
 
     /// A status line starting inside `line` (after the tail of a body that did not end in LF):
     /// its offset and value.
@@ -151,6 +176,7 @@ enum HTTPSyntax {
     }
 
     /// `trimmed` in place in a buffer (a header value being parsed).
+    @inline(__always)  // a few instructions, for every header value: not worth a call
     static func trimmed(_ s: UnsafeBufferPointer<UInt8>) -> UnsafeBufferPointer<UInt8> {
         var start = 0, end = s.count
         while start < end && Byte.isSpace(s[start]) { start += 1 }
@@ -158,7 +184,7 @@ enum HTTPSyntax {
         return UnsafeBufferPointer(rebasing: s[start..<end])
     }
 
-    /// `withoutLineEnd` in place in a buffer (a header line being parsed).
+    /// Without a trailing LF or CRLF, in place in a buffer (a line being parsed).
     static func withoutLineEnd(_ s: UnsafeBufferPointer<UInt8>) -> UnsafeBufferPointer<UInt8> {
         var end = s.count
         if end > 0 && s[end - 1] == Byte.lf { end -= 1 }
@@ -166,16 +192,18 @@ enum HTTPSyntax {
         return UnsafeBufferPointer(rebasing: s[..<end])
     }
 
-    /// Without a trailing LF or CRLF (`withoutLineEnd`, by index).
-    static func withoutLineEnd(_ s: ArraySlice<UInt8>) -> ArraySlice<UInt8> {
-        var end = s.endIndex
-        if end > s.startIndex && s[end - 1] == Byte.lf { end -= 1 }
-        if end > s.startIndex && s[end - 1] == Byte.cr { end -= 1 }
-        return s[s.startIndex..<end]
-    }
 
     /// A Content-Length value: digits only (a list of equal values is accepted); nil if invalid.
     static func contentLength(_ value: UnsafeBufferPointer<UInt8>) -> Int? {
+        // The usual value, one number, in one loop; anything else below.
+        if !value.isEmpty && value.count <= 18 {
+            var n = 0
+            for b in value {
+                guard Byte.isDigit(b) else { n = -1; break }
+                n = n * 10 + Int(b - 0x30)
+            }
+            if n >= 0 { return n }
+        }
         var result: Int?
         var from = 0
         while from < value.count {
@@ -194,9 +222,9 @@ enum HTTPSyntax {
     }
 
     /// The size of a chunk-size line (`hex [; ext]`), nil if invalid.
-    static func chunkSize(_ line: ArraySlice<UInt8>) -> Int? {
+    static func chunkSize(_ line: UnsafeBufferPointer<UInt8>) -> Int? {
         var digits = line
-        if let semi = line.firstIndex(of: Byte.semicolon) { digits = line[..<semi] }
+        if let semi = line.firstIndex(of: Byte.semicolon) { digits = UnsafeBufferPointer(rebasing: line[..<semi]) }
         digits = trimmed(digits)
         guard !digits.isEmpty, digits.count <= 15 else { return nil }
         var n = 0
@@ -238,6 +266,34 @@ enum HTTPSyntax {
             self = candidate
         }
 
+        /// The known header a line starts with, and the length of its name: what
+        /// `fieldNameLength` and `init(name:)` find together, for the headers the parser acts
+        /// on, without a loop over the name. The first letter picks the candidates, the byte
+        /// after the name must be the colon, one comparison confirms it. That comparison is
+        /// exact on letters; on a dash it would also take a CR, which is no tchar, so a name
+        /// with a dash has that byte checked as well.
+        static func atStart(of line: UnsafeBufferPointer<UInt8>) -> (KnownHeader, nameLength: Int)? {
+            guard let first = line.first else { return nil }
+            func named(_ candidate: KnownHeader, _ lower: StaticString, dashAt dash: Int = 0) -> (KnownHeader, nameLength: Int)? {
+                let n = lower.utf8CodeUnitCount
+                guard n < line.count, line[n] == Byte.colon,
+                      tokenEqualsIgnoringCase(UnsafeBufferPointer(rebasing: line[..<n]), lower),
+                      dash == 0 || line[dash] == Byte.dash else { return nil }
+                return (candidate, n)
+            }
+            switch first | 0x20 {
+            case UInt8(ascii: "h"): return named(.host, "host")
+            case UInt8(ascii: "c"):
+                return named(.contentLength, "content-length", dashAt: 7) ?? named(.contentType, "content-type", dashAt: 7)
+                    ?? named(.connection, "connection")
+            case UInt8(ascii: "u"): return named(.userAgent, "user-agent", dashAt: 4)
+            case UInt8(ascii: "t"): return named(.transferEncoding, "transfer-encoding", dashAt: 8)
+            case UInt8(ascii: "a"): return named(.authorization, "authorization")
+            case UInt8(ascii: "p"): return named(.proxyAuthorization, "proxy-authorization", dashAt: 5)
+            default: return nil
+            }
+        }
+
         /// `equalsIgnoringCase` for a token (a header name) and a lower-case name of letters
         /// and dashes, 8 bytes at a time. Setting bit 5 (0x20) lower-cases A-Z; on a tchar it
         /// makes no other letter, and a dash only of a dash: exact for tokens.
@@ -267,8 +323,29 @@ enum HTTPSyntax {
         let n = lower.utf8CodeUnitCount
         guard bytes.count == n else { return false }
         let l = lower.utf8Start
-        for i in 0..<n where Byte.lower(bytes[i]) != l[i] { return false }
-        return true
+        guard n >= 8 else {
+            for i in 0..<n where Byte.lower(bytes[i]) != l[i] { return false }
+            return true
+        }
+        // Eight bytes at a time, the last eight overlapping.
+        let a = UnsafeRawPointer(bytes.baseAddress!), b = UnsafeRawPointer(l)
+        func word(_ p: UnsafeRawPointer, _ at: Int) -> UInt64 { p.loadUnaligned(fromByteOffset: at, as: UInt64.self) }
+        var i = 0
+        while i < n - 8 {
+            if lowercased(word(a, i)) != word(b, i) { return false }
+            i += 8
+        }
+        return lowercased(word(a, n - 8)) == word(b, n - 8)
+    }
+
+    /// `Byte.lower` of each byte of `w`, all eight at once. Bit 7 of a byte of `low7` plus
+    /// 0x3f is set from "A" (0x41) on, plus 0x25 from past "Z" (0x5b) on (no carry leaves a
+    /// byte below 0x80): where the first is set and not the second, in a byte below 0x80,
+    /// bit 5 is set.
+    private static func lowercased(_ w: UInt64) -> UInt64 {
+        let low7 = w & 0x7f7f_7f7f_7f7f_7f7f
+        let upper = (low7 &+ 0x3f3f_3f3f_3f3f_3f3f) & ~(low7 &+ 0x2525_2525_2525_2525) & ~w & 0x8080_8080_8080_8080
+        return w | (upper >> 2)
     }
 
     static func equalsIgnoringCase(_ bytes: ArraySlice<UInt8>, _ lower: StaticString) -> Bool {
@@ -361,6 +438,11 @@ struct HTTPURL {
     /// The fields of `kept[target]` (with `kept[host]`, the Host header's value).
     init(kept: [UInt8], target targetRange: Range<Int>, isConnect: Bool, host hostRange: Range<Int>?) {
         bytes = kept
+        if !isConnect, let usual = kept.withUnsafeBufferPointer({ HTTPURL.originForm($0, target: targetRange, host: hostRange) }) {
+            (path, query, domain, port, fullAuthority) = (usual.path, usual.query, usual.domain, usual.port, usual.authority)
+            pathIsTarget = usual.query == nil
+            return
+        }
         let target = kept[targetRange], host = hostRange.map { kept[$0] }
         guard target.allSatisfy({ $0 < 0x80 }), host?.allSatisfy({ $0 < 0x80 }) ?? true else {
             // Not ASCII: Character rules (Unicode letters, grapheme clusters) apply, as the
@@ -417,9 +499,49 @@ struct HTTPURL {
                 portPart = a[(colon + 1)...]
             }
             domain = hostPart.isEmpty ? nil : hostPart.indices
-            if let p = portPart { port = HTTPURL.portNumber(p) }
+            if let p = portPart { port = p.withUnsafeBufferPointer(HTTPURL.portNumber) }
             if !isConnect && pathStartsWithSlash { fullAuthority = a.indices }
         }
+    }
+
+    /// The fields of the usual request (see `originForm`).
+    private struct OriginForm {
+        var path: Range<Int>
+        var query: Range<Int>?
+        var domain: Range<Int>?
+        var port: Int?
+        var authority: Range<Int>?
+    }
+
+    /// The fields of the usual request, an origin-form target (`/path?query`) with a Host
+    /// not in brackets, both ASCII, from one loop over each, on raw bytes; nil for any other
+    /// (the general code finds the same fields, more slowly).
+    private static func originForm(_ b: UnsafeBufferPointer<UInt8>, target: Range<Int>,
+                                   host: Range<Int>?) -> OriginForm? {
+        // With a "/" first, the target is no absolute URI (a scheme has no "/").
+        guard !target.isEmpty, b[target.lowerBound] == UInt8(ascii: "/") else { return nil }
+        let targetBytes = UnsafeBufferPointer(rebasing: b[target])
+        let hostBytes = host.map { UnsafeBufferPointer(rebasing: b[$0]) } ?? UnsafeBufferPointer(start: nil, count: 0)
+        if hostBytes.first == UInt8(ascii: "[") { return nil }
+        // ASCII: bit 7 clear in every byte (loops of their own, which the compiler vectorises).
+        var high: UInt8 = 0
+        for c in targetBytes { high |= c }
+        for c in hostBytes { high |= c }
+        guard high < 0x80 else { return nil }
+        let question = targetBytes.firstIndex(of: Byte.question).map { target.lowerBound + $0 }
+        let colon = hostBytes.lastIndex(of: Byte.colon).map { host!.lowerBound + $0 }
+        var url = OriginForm(path: target)
+        if let question {
+            url.path = target.lowerBound..<question
+            url.query = (question + 1)..<target.upperBound
+        }
+        if let host, !host.isEmpty {
+            let name = host.lowerBound..<(colon ?? host.upperBound)
+            url.domain = name.isEmpty ? nil : name
+            if let colon { url.port = portNumber(UnsafeBufferPointer(rebasing: b[(colon + 1)..<host.upperBound])) }
+            url.authority = host
+        }
+        return url
     }
 
     /// The bytes of one of the fields.
@@ -428,42 +550,81 @@ struct HTTPURL {
     /// There is a `url.full` (see `writeFullJSON(into:)`).
     var hasFull: Bool { fullAuthority != nil }
 
-    /// `url.full` (`http://`, the authority, the path and `?query`) as one JSON string
-    /// appended to `out`, for `Event.set(_:writingJSON:)`: the bytes `set(_:utf8:)` would
-    /// write for that text, without assembling it first. Nearly always no byte needs
-    /// escaping and the pieces are copied straight in; otherwise the text is assembled and
-    /// `JSONWriter.writeUTF8String` escapes (and repairs) it. Nothing when there is none.
+    /// `url.full` (`http://`, the authority, the path and `?query`) as one JSON string, in
+    /// place of what `out` held, for `Event.set(_:encodedJSON:)`: the bytes `set(_:utf8:)`
+    /// would write for that text, without assembling it first. `out` is made as long as the
+    /// string (usually it is already, the URLs of a connection much alike) and the pieces
+    /// are copied in between the quotes; nearly always no byte of them needs escaping. If
+    /// one does, the text is assembled and `JSONWriter.writeUTF8String` escapes (and
+    /// repairs) it. Nothing when there is none.
     func writeFullJSON(into out: inout [UInt8]) {
         guard let fullAuthority, let path else { return }
         bytes.withUnsafeBufferPointer { b in
             let authority = UnsafeBufferPointer(rebasing: b[fullAuthority])
             let pathBytes = UnsafeBufferPointer(rebasing: b[path])
-            let queryBytes = query.map { UnsafeBufferPointer(rebasing: b[$0]) }
-            func plain(_ p: UnsafeBufferPointer<UInt8>) -> Bool {
-                for u in p where u < 0x20 || u >= 0x80 || u == Byte.quote || u == Byte.backslash { return false }
-                return true
+            let queryBytes = query.map { UnsafeBufferPointer(rebasing: b[$0]) } ?? UnsafeBufferPointer(start: nil, count: 0)
+            let length = 2 + HTTPURL.httpPrefix.count + authority.count + pathBytes.count
+                + (query == nil ? 0 : 1 + queryBytes.count)
+            if out.count > length {
+                out.removeLast(out.count - length)
+            } else if out.count < length {
+                out.append(contentsOf: repeatElement(0, count: length - out.count))
             }
-            if plain(authority) && plain(pathBytes) && (queryBytes.map(plain) ?? true) {
-                out.append(Byte.quote)
-                out.append(contentsOf: HTTPURL.httpPrefix)
-                out.append(contentsOf: authority)
-                out.append(contentsOf: pathBytes)
-                if let queryBytes {
-                    out.append(Byte.question)
-                    out.append(contentsOf: queryBytes)
+            let plain = out.withUnsafeMutableBufferPointer { o in
+                o[0] = Byte.quote
+                var at = HTTPURL.httpPrefix.withUnsafeBufferPointer { HTTPURL.copy($0, to: o, at: 1) }
+                at = HTTPURL.copy(authority, to: o, at: at)
+                at = HTTPURL.copy(pathBytes, to: o, at: at)
+                if query != nil {
+                    o[at] = Byte.question
+                    at = HTTPURL.copy(queryBytes, to: o, at: at + 1)
                 }
-                out.append(Byte.quote)
-            } else {
+                o[at] = Byte.quote
+                return HTTPURL.isPlainJSONText(UnsafeBufferPointer(rebasing: o[1..<at]))
+            }
+            if !plain {
                 var text = HTTPURL.httpPrefix
                 text.append(contentsOf: authority)
                 text.append(contentsOf: pathBytes)
-                if let queryBytes {
+                if query != nil {
                     text.append(Byte.question)
                     text.append(contentsOf: queryBytes)
                 }
+                out.removeAll(keepingCapacity: true)
                 text.withUnsafeBufferPointer { JSONWriter.writeUTF8String($0, into: &out) }
             }
         }
+    }
+
+    /// No byte of `text` needs escaping in a JSON string or is other than ASCII: none is
+    /// below 0x20, at or above 0x80, `"` or `\`. Eight bytes at a time, with the usual
+    /// tests for a byte below a bound and for a zero byte (of the word XOR each special
+    /// byte): each tells exactly whether some byte of the word qualifies.
+    static func isPlainJSONText(_ text: UnsafeBufferPointer<UInt8>) -> Bool {
+        let ones: UInt64 = 0x0101_0101_0101_0101, highs: UInt64 = 0x8080_8080_8080_8080
+        func hasZero(_ v: UInt64) -> UInt64 { (v &- ones) & ~v & highs }
+        func special(_ w: UInt64) -> UInt64 {
+            (w & highs) | ((w &- ones &* 0x20) & ~w & highs) | hasZero(w ^ (ones &* 0x22)) | hasZero(w ^ (ones &* 0x5c))
+        }
+        guard let base = text.baseAddress else { return true }
+        let p = UnsafeRawPointer(base)
+        var i = 0
+        while i + 8 <= text.count {
+            if special(p.loadUnaligned(fromByteOffset: i, as: UInt64.self)) != 0 { return false }
+            i += 8
+        }
+        while i < text.count {
+            let u = text[i]
+            if u < 0x20 || u >= 0x80 || u == Byte.quote || u == Byte.backslash { return false }
+            i += 1
+        }
+        return true
+    }
+
+    /// Copies `piece` into `out` at `at`; the offset after it.
+    private static func copy(_ piece: UnsafeBufferPointer<UInt8>, to out: UnsafeMutableBufferPointer<UInt8>, at: Int) -> Int {
+        if let from = piece.baseAddress, !piece.isEmpty { (out.baseAddress! + at).update(from: from, count: piece.count) }
+        return at + piece.count
     }
 
     private static func isLetter(_ b: UInt8) -> Bool { (b >= 0x41 && b <= 0x5a) || (b >= 0x61 && b <= 0x7a) }
@@ -479,16 +640,16 @@ struct HTTPURL {
     }
 
     /// A port as `Int(_:)` reads it (an optional sign, decimal digits), nil outside 0...65535.
-    private static func portNumber(_ text: ArraySlice<UInt8>) -> Int? {
-        var digits = text
-        let negative = digits.first == Byte.dash
-        if negative || digits.first == UInt8(ascii: "+") { digits = digits.dropFirst() }
-        guard !digits.isEmpty else { return nil }
+    private static func portNumber(_ text: UnsafeBufferPointer<UInt8>) -> Int? {
+        let negative = text.first == Byte.dash
+        var i = negative || text.first == UInt8(ascii: "+") ? 1 : 0
+        guard i < text.count else { return nil }
         var n = 0
-        for b in digits {
-            guard Byte.isDigit(b) else { return nil }
-            n = n * 10 + Int(b - UInt8(ascii: "0"))
+        while i < text.count {
+            guard Byte.isDigit(text[i]) else { return nil }
+            n = n * 10 + Int(text[i] - UInt8(ascii: "0"))
             if n > 65535 { return nil }  // out of range whatever follows
+            i += 1
         }
         return negative && n != 0 ? nil : n
     }
