@@ -174,12 +174,50 @@ enum MessageHeaders {
     }
 
     private static func setAddresses(_ name: String, _ value: ArraySlice<UInt8>, into e: inout Event) {
-        var json: [UInt8] = []
-        value.withUnsafeBufferPointer { addresses($0, into: &json) }
-        if !json.isEmpty {
-            json.append(UInt8(ascii: "]"))
-            e.set(name, encodedJSON: json)
+        value.withUnsafeBufferPointer { v in
+            // Most values are one plain address: written straight into the event, without
+            // the full parser and its array.
+            if let address = singleAddress(v) {
+                guard !address.isEmpty else { return }
+                e.set(name, writingJSON: { json in
+                    json.append(UInt8(ascii: "["))
+                    SMTPJSON.string(address, into: &json)
+                    json.append(UInt8(ascii: "]"))
+                })
+                return
+            }
+            var json: [UInt8] = []
+            addresses(v, into: &json)
+            if !json.isEmpty {
+                json.append(UInt8(ascii: "]"))
+                e.set(name, encodedJSON: json)
+            }
         }
+    }
+
+    /// What `addresses` finds in a value without quotes, comments, lists or groups and with
+    /// at most one `<`: the text inside `<...>` (to its `>` or the end) if there is one, else
+    /// the whole value; trimmed, possibly empty. nil for any other value.
+    static func singleAddress(_ v: UnsafeBufferPointer<UInt8>) -> UnsafeBufferPointer<UInt8>? {
+        var open = -1
+        for i in 0..<v.count {
+            switch v[i] {
+            case Byte.quote, Byte.openParen, Byte.comma, Byte.semicolon, Byte.colon: return nil
+            case Byte.less:
+                if open >= 0 { return nil }
+                open = i
+            default: break
+            }
+        }
+        var lo = 0, hi = v.count
+        if open >= 0 {
+            lo = open + 1
+            hi = lo
+            while hi < v.count && v[hi] != Byte.greater { hi += 1 }
+        }
+        while lo < hi && Byte.isSpace(v[lo]) { lo += 1 }
+        while hi > lo && Byte.isSpace(v[hi - 1]) { hi -= 1 }
+        return UnsafeBufferPointer(rebasing: v[lo..<hi])
     }
 
     /// The addresses of an address list (RFC 5322 3.4): display names, comments and group
