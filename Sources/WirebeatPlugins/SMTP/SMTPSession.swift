@@ -469,15 +469,16 @@ public final class SMTPSession {
                     }
                     return
                 }
-                let raw = s.readable.prefix(lf + 1)
-                s.skip(lf + 1)
-                serverLine(raw, ctx)
+                // The line parsed in place (the slice made once, no slice per step).
+                let n = lf + 1
+                s.readable.withUnsafeBufferPointer { serverLine(UnsafeBufferPointer(rebasing: $0[..<n]), ctx) }
+                s.skip(n)
             }
         }
     }
 
-    private func serverLine(_ raw: ArraySlice<UInt8>, _ ctx: PluginContext) {
-        guard let (code, isLast, text) = SMTPSyntax.replyLine(raw.withoutLineEnd) else {
+    private func serverLine(_ raw: UnsafeBufferPointer<UInt8>, _ ctx: PluginContext) {
+        guard let (code, isLast, text) = SMTPSyntax.replyLine(SMTPSyntax.withoutLineEnd(raw)) else {
             ctx.logger.debug("smtp: skipping server line of \(raw.count) bytes that is no reply")
             greetingPossible = false
             return
@@ -852,9 +853,8 @@ public final class SMTPSession {
         }
         // A last reply line without its CRLF is still a reply.
         if case .lines = serverMode, !s.isEmpty, s.readableBytes <= config.maxLineLength {
-            let raw = s.readable
-            s.skip(raw.count)
-            serverLine(raw, ctx)
+            s.readable.withUnsafeBufferPointer { serverLine($0, ctx) }
+            s.skip(s.readableBytes)
         }
         s.skip(s.readableBytes)
         serverMode = .ignore

@@ -142,17 +142,24 @@ enum SMTPSyntax {
         }
     }
 
+    /// Without a trailing LF or CRLF (a line parsed in place).
+    static func withoutLineEnd(_ line: UnsafeBufferPointer<UInt8>) -> UnsafeBufferPointer<UInt8> {
+        var n = line.count
+        if n > 0 && line[n - 1] == Byte.lf { n -= 1 }
+        if n > 0 && line[n - 1] == Byte.cr { n -= 1 }
+        return UnsafeBufferPointer(rebasing: line[..<n])
+    }
+
     /// A reply line `ddd[ -]text` or a bare `ddd`; the first digit must be 2 to 5.
-    static func replyLine(_ line: ArraySlice<UInt8>) -> (code: Int, isLast: Bool, text: ArraySlice<UInt8>)? {
+    static func replyLine(_ line: UnsafeBufferPointer<UInt8>) -> (code: Int, isLast: Bool, text: UnsafeBufferPointer<UInt8>)? {
         guard line.count >= 3 else { return nil }
-        let i = line.startIndex
-        let d0 = line[i], d1 = line[i + 1], d2 = line[i + 2]
+        let d0 = line[0], d1 = line[1], d2 = line[2]
         guard d0 >= 0x32 && d0 <= 0x35, Byte.isDigit(d1), Byte.isDigit(d2) else { return nil }
         let code = Int(d0 - 0x30) * 100 + Int(d1 - 0x30) * 10 + Int(d2 - 0x30)
-        if line.count == 3 { return (code, true, line[(i + 3)...]) }
-        switch line[i + 3] {
-        case Byte.space: return (code, true, line[(i + 4)...])
-        case Byte.dash: return (code, false, line[(i + 4)...])
+        if line.count == 3 { return (code, true, UnsafeBufferPointer(rebasing: line[3...])) }
+        switch line[3] {
+        case Byte.space: return (code, true, UnsafeBufferPointer(rebasing: line[4...]))
+        case Byte.dash: return (code, false, UnsafeBufferPointer(rebasing: line[4...]))
         default: return nil
         }
     }

@@ -47,24 +47,24 @@ struct Reply {
         self.start = start
         self.end = end
         phrasesJSON = phrasesBuffer
-        phrasesJSON.removeAll(keepingCapacity: true)
+        if !phrasesJSON.isEmpty { phrasesJSON.removeAll(keepingCapacity: true) }
         phrasesJSON.append(UInt8(ascii: "["))
         if phrasesJSON.capacity < 128 { phrasesJSON.reserveCapacity(128) }  // most replies: one allocation
     }
 
-    /// The phrases' buffer, emptied, for the next reply (once the events have copied it).
+    /// The phrases' buffer for the next reply (once the events have copied it), which
+    /// empties it.
     mutating func recyclePhrasesBuffer() -> [UInt8] {
         var buffer: [UInt8] = []
         swap(&buffer, &phrasesJSON)
-        buffer.removeAll(keepingCapacity: true)
         return buffer
     }
 
-    mutating func addPhrase(_ text: ArraySlice<UInt8>) {
+    mutating func addPhrase(_ text: UnsafeBufferPointer<UInt8>) {
         guard phraseCount < Reply.maxPhrases else { return }
         if phraseCount > 0 { phrasesJSON.append(Byte.comma) }
         phraseCount += 1
-        text.withUnsafeBufferPointer { SMTPJSON.string($0, into: &phrasesJSON) }
+        SMTPJSON.string(text, into: &phrasesJSON)
     }
 
     /// The last line is in.
