@@ -44,10 +44,10 @@ extension SMTPSession {
         var e = Event.transaction(type: "smtp", connection: ctx.connection, start: t.start, end: end,
                                   status: status, requestBytes: t.clientBytes, responseBytes: t.serverBytes)
         e.set("smtp.type", encodedJSON: type == "MAIL" ? SMTPJSON.mail : SMTPJSON.aborted)
-        if let helo = t.helo { e.set("smtp.helo", helo) }
-        if let from = t.mailFrom { e.set("smtp.mail_from", from) }
-        if !t.rcptTo.isEmpty { e.set("smtp.rcpt_to", t.rcptTo) }
-        if !t.rcptRejected.isEmpty { e.set("smtp.rcpt_rejected", t.rcptRejected) }
+        if let helo = t.helo { e.set("smtp.helo", encodedJSON: helo) }
+        if let from = t.mailFrom { e.set("smtp.mail_from", encodedJSON: from) }
+        if !t.rcptTo.isEmpty { e.set("smtp.rcpt_to", encodedJSON: t.rcptTo) }
+        if !t.rcptRejected.isEmpty { e.set("smtp.rcpt_rejected", encodedJSON: t.rcptRejected) }
         if let reply { setResponse(&e, reply) }
         if t.dataStarted {
             e.set("smtp.data_bytes", t.dataBytes)
@@ -82,5 +82,13 @@ enum SMTPJSON {
     /// repaired to U+FFFD).
     static func string(_ bytes: UnsafeBufferPointer<UInt8>, into out: inout [UInt8]) {
         JSONWriter.writeUTF8String(bytes, into: &out)
+    }
+
+    /// `bytes` as a JSON string of their own.
+    static func string(_ bytes: ArraySlice<UInt8>) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(bytes.count + 2)  // one allocation unless escapes are needed
+        bytes.withUnsafeBufferPointer { string($0, into: &out) }
+        return out
     }
 }

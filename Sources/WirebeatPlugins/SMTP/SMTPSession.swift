@@ -65,7 +65,8 @@ public final class SMTPSession {
     @exclusivity(unchecked) var lostDataTransaction: MailTransaction?
     /// Unfinished transactions, oldest first.
     @exclusivity(unchecked) var transactions: [MailTransaction] = []
-    @exclusivity(unchecked) var helo: String?
+    /// The HELO/EHLO name as JSON text (`smtp.helo`), encoded once for all the transactions.
+    @exclusivity(unchecked) var helo: [UInt8]?
     /// The first server reply may still be the greeting.
     @exclusivity(unchecked) var greetingPossible = true
     /// Client commands were lost: replies may pair with the wrong commands until the queue
@@ -230,7 +231,7 @@ public final class SMTPSession {
         if config.sendRequest { item.request = Array(raw) }
         switch verb {
         case .helo, .ehlo:
-            if let name = rest.words.first { helo = name.text }
+            if let name = rest.words.first { helo = SMTPJSON.string(name) }
             heloMayBeLost = false
             item.abortTarget = takeCurrent()
         case .rset, .quit:
@@ -242,15 +243,14 @@ public final class SMTPSession {
             let t = MailTransaction(start: ctx.timestamp, implicit: false, helo: helo)
             if heloMayBeLost { t.notes.add(Note.packetLoss) }
             noteMissingHelo(t)
-            t.mailFrom = SMTPSyntax.mailPath(rest, keyword: SMTPSyntax.from)
+            if let from = SMTPSyntax.mailPath(rest, keyword: SMTPSyntax.from) { t.mailFrom = SMTPJSON.string(from) }
             if let c = current, !c.finished, !c.dataStarted { t.previous = c }
             mailMayBeLost = false
             begin(t)
             item.transaction = t
         case .rcpt:
             let t = current ?? beginImplicit(ctx.timestamp)
-            item.address = SMTPSyntax.mailPath(rest, keyword: SMTPSyntax.to)
-            if let a = item.address { t.rcptTo.append(a) }
+            if let to = SMTPSyntax.mailPath(rest, keyword: SMTPSyntax.to) { item.recipient = t.addRecipient(to) }
             item.transaction = t
         case .data:
             item.transaction = current
@@ -622,8 +622,8 @@ public final class SMTPSession {
                 if current == nil, let p = previous, !p.finished, !p.dataStarted { current = p }
             }
         case .rcpt:
-            guard let t, let address = item.address, let reply else { break }
-            if reply.isSuccess { t.rcptAccepted = true } else { t.rcptRejected.append(address) }
+            guard let t, let recipient = item.recipient, let reply else { break }
+            if reply.isSuccess { t.rcptAccepted = true } else { t.rejectRecipient(recipient) }
         case .data:
             guard let reply else { break }
             if reply.code == 354 {

@@ -165,9 +165,9 @@ enum SMTPSyntax {
     }
 
     /// The address of `FROM:<path> params` / `TO:<path> params`: no angle brackets, no ESMTP
-    /// parameters, no source route; `""` for the null path `<>`. Lenient about a space after
+    /// parameters, no source route; empty for the null path `<>`. Lenient about a space after
     /// the colon and a missing pair of brackets, as servers are.
-    static func mailPath(_ rest: ArraySlice<UInt8>, keyword: [UInt8]) -> String? {
+    static func mailPath(_ rest: ArraySlice<UInt8>, keyword: [UInt8]) -> ArraySlice<UInt8>? {
         guard rest.hasPrefix(ignoringCase: keyword) else { return nil }
         var s = rest.dropFirst(keyword.count)
         while let f = s.first, Byte.isSpace(f) { s = s.dropFirst() }
@@ -188,10 +188,10 @@ enum SMTPSyntax {
             if inner.first == Byte.at, let colon = inner.firstIndex(of: Byte.colon) {
                 inner = inner[inner.index(after: colon)...]
             }
-            return inner.trimmingSpaces.text
+            return inner.trimmingSpaces
         }
         var end = s.startIndex
         while end < s.endIndex && !Byte.isSpace(s[end]) { end += 1 }
-        return s[..<end].text
+        return s[..<end]
     }
 }

@@ -94,7 +94,8 @@ final class PendingCommand {
     @exclusivity(unchecked) var transaction: MailTransaction?
     /// The transaction this command ends (RSET, QUIT, HELO/EHLO, STARTTLS).
     @exclusivity(unchecked) var abortTarget: MailTransaction?
-    @exclusivity(unchecked) var address: String?
+    /// A RCPT's address: the range of its JSON string in the transaction's `rcptTo`.
+    @exclusivity(unchecked) var recipient: Range<Int>?
     @exclusivity(unchecked) var auth: AuthExchange?
     /// A valid `BDAT <size> [LAST]`, whose reply matters to its transaction.
     @exclusivity(unchecked) var isChunk = false
@@ -143,10 +144,13 @@ final class MailTransaction {
     let start: Timestamp
     /// Started by RCPT/DATA/BDAT without a MAIL we saw (connection picked up mid-transaction).
     let implicit: Bool
-    @exclusivity(unchecked) var helo: String?
-    @exclusivity(unchecked) var mailFrom: String?
-    @exclusivity(unchecked) var rcptTo: [String] = []
-    @exclusivity(unchecked) var rcptRejected: [String] = []
+    // `smtp.helo`, `smtp.mail_from`, `smtp.rcpt_to` and `smtp.rcpt_rejected` as JSON text,
+    // encoded as the commands arrive: no String per address, no array of them. The arrays'
+    // text is empty for no address, else a whole JSON array.
+    @exclusivity(unchecked) var helo: [UInt8]?
+    @exclusivity(unchecked) var mailFrom: [UInt8]?
+    @exclusivity(unchecked) var rcptTo: [UInt8] = []
+    @exclusivity(unchecked) var rcptRejected: [UInt8] = []
     @exclusivity(unchecked) var notes = Notes()
     @exclusivity(unchecked) var clientBytes = 0
     @exclusivity(unchecked) var serverBytes = 0
@@ -164,7 +168,7 @@ final class MailTransaction {
     /// Published or discarded: never touched again.
     @exclusivity(unchecked) var finished = false
 
-    init(start: Timestamp, implicit: Bool, helo: String?) {
+    init(start: Timestamp, implicit: Bool, helo: [UInt8]?) {
         self.start = start
         self.implicit = implicit
         self.helo = helo
@@ -174,6 +178,31 @@ final class MailTransaction {
     /// A refused MAIL (or a RCPT-only fragment the server refused) is no transaction at all.
     var isWorthPublishing: Bool {
         implicit ? (rcptAccepted || dataStarted) : mailAccepted != false
+    }
+
+    /// Adds a RCPT address to `rcptTo`; returns where its JSON string is, for `rejectRecipient`.
+    func addRecipient(_ address: ArraySlice<UInt8>) -> Range<Int> {
+        // The first: one allocation unless escapes are needed (later ones grow geometrically).
+        if rcptTo.isEmpty { rcptTo.reserveCapacity(address.count + 4) }
+        MailTransaction.openArray(&rcptTo)
+        let start = rcptTo.count
+        address.withUnsafeBufferPointer { SMTPJSON.string($0, into: &rcptTo) }
+        let range = start..<rcptTo.count
+        rcptTo.append(UInt8(ascii: "]"))
+        return range
+    }
+
+    /// The server refused the recipient at `range` of `rcptTo`.
+    func rejectRecipient(_ range: Range<Int>) {
+        MailTransaction.openArray(&rcptRejected)
+        rcptRejected.append(contentsOf: rcptTo[range])
+        rcptRejected.append(UInt8(ascii: "]"))
+    }
+
+    /// Makes room for one more string in the JSON array text `json` (empty for none): its
+    /// `]` becomes a comma.
+    private static func openArray(_ json: inout [UInt8]) {
+        if json.isEmpty { json.append(UInt8(ascii: "[")) } else { json[json.count - 1] = Byte.comma }
     }
 
     func addData(_ bytes: UnsafeBufferPointer<UInt8>) {
