@@ -24,7 +24,7 @@ extension SMTPSession {
             e.set("smtp.request.command", encodedJSON: item.verb.json)
         }
         // Optionals unwrapped here: the concrete setters are much cheaper than the generic one.
-        if let param = item.param { e.set("smtp.request.param", param) }
+        if !item.param.isEmpty { e.set("smtp.request.param", encodedJSON: item.param) }
         if let reply { setResponse(&e, reply) }
         if let auth = item.auth {
             if !auth.mechanism.isEmpty { e.set("smtp.auth.mechanism", auth.mechanism) }
@@ -87,8 +87,14 @@ enum SMTPJSON {
     /// `bytes` as a JSON string of their own.
     static func string(_ bytes: ArraySlice<UInt8>) -> [UInt8] {
         var out: [UInt8] = []
+        encode(bytes, as: &out)
+        return out
+    }
+
+    /// Replaces `out` with `bytes` as a JSON string (keeping its capacity).
+    static func encode(_ bytes: ArraySlice<UInt8>, as out: inout [UInt8]) {
+        if !out.isEmpty { out.removeAll(keepingCapacity: true) }
         out.reserveCapacity(bytes.count + 2)  // one allocation unless escapes are needed
         bytes.withUnsafeBufferPointer { string($0, into: &out) }
-        return out
     }
 }

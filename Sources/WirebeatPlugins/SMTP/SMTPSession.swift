@@ -227,7 +227,7 @@ public final class SMTPSession {
     private func command(verb: Verb, word: ArraySlice<UInt8>, rest: ArraySlice<UInt8>, raw: ArraySlice<UInt8>,
                          _ ctx: PluginContext) {
         let item = PendingCommand(verb: verb, word: word, start: ctx.timestamp)
-        item.param = rest.isEmpty ? nil : rest.text
+        if !rest.isEmpty { SMTPJSON.encode(rest, as: &item.param) }
         if config.sendRequest { item.request = Array(raw) }
         switch verb {
         case .helo, .ehlo:
@@ -281,7 +281,7 @@ public final class SMTPSession {
             var exchange = AuthExchange(mechanism: mechanism)
             if words.count > 1 { exchange.clientResponse(words[1]) }
             item.auth = exchange
-            item.param = mechanism.isEmpty ? nil : mechanism
+            item.param = mechanism.isEmpty ? [] : SMTPJSON.quoted(mechanism)
             if config.sendRequest {
                 var redacted = Array("AUTH".utf8)
                 if !mechanism.isEmpty { redacted += [Byte.space] + Array(mechanism.utf8) }

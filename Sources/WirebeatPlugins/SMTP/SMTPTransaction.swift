@@ -83,7 +83,8 @@ final class PendingCommand {
     let verb: Verb
     /// The text of an `other` verb (upper-cased), `.` for the end of data.
     let otherVerb: String?
-    @exclusivity(unchecked) var param: String?
+    /// `smtp.request.param` as JSON text (no String made of it); empty for none.
+    @exclusivity(unchecked) var param: [UInt8] = []
     let start: Timestamp
     @exclusivity(unchecked) var clientBytes = 0
     @exclusivity(unchecked) var serverBytes = 0
