@@ -52,6 +52,13 @@ struct MessageHeaderCollector {
     /// Stop collecting (data was lost): what is complete so far is still parsed.
     mutating func abandon() { complete = true }
 
+    /// Empty again for another message, keeping a usual header section's capacity.
+    mutating func reset() {
+        if raw.capacity > 8192 { raw = [] } else { raw.removeAll(keepingCapacity: true) }
+        lineHasText = false
+        complete = false
+    }
+
     /// Sets the `email.*` fields of the headers collected so far.
     func publish(into e: inout Event) { MessageHeaders.publish(raw, into: &e) }
 }

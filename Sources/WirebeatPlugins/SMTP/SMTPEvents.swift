@@ -45,7 +45,7 @@ extension SMTPSession {
                                   status: status, requestBytes: t.clientBytes, responseBytes: t.serverBytes)
         e.set("smtp.type", encodedJSON: type == "MAIL" ? SMTPJSON.mail : SMTPJSON.aborted)
         if let helo = t.helo { e.set("smtp.helo", encodedJSON: helo) }
-        if let from = t.mailFrom { e.set("smtp.mail_from", encodedJSON: from) }
+        if !t.mailFrom.isEmpty { e.set("smtp.mail_from", encodedJSON: t.mailFrom) }
         if !t.rcptTo.isEmpty { e.set("smtp.rcpt_to", encodedJSON: t.rcptTo) }
         if !t.rcptRejected.isEmpty { e.set("smtp.rcpt_rejected", encodedJSON: t.rcptRejected) }
         if let reply { setResponse(&e, reply) }

@@ -81,6 +81,11 @@ public final class SMTPSession {
     /// pairing does not depend on how the core interleaves the two directions' segments.
     @exclusivity(unchecked) var clientStash = StreamBuffer()
 
+    /// Completed commands and finished transactions kept for reuse (see `recycle`).
+    @exclusivity(unchecked) var spareCommands: [PendingCommand] = []
+    @exclusivity(unchecked) var spareTransactions: [MailTransaction] = []
+    static let maxSpares = 4
+
     static let maxPending = 1024
     var maxStash: Int { max(65_536, 4 * config.maxLineLength) }
 
@@ -226,7 +231,7 @@ public final class SMTPSession {
 
     private func command(verb: Verb, word: ArraySlice<UInt8>, rest: ArraySlice<UInt8>, raw: ArraySlice<UInt8>,
                          _ ctx: PluginContext) {
-        let item = PendingCommand(verb: verb, word: word, start: ctx.timestamp)
+        let item = newCommand(verb: verb, word: word, start: ctx.timestamp)
         if !rest.isEmpty { SMTPJSON.encode(rest, as: &item.param) }
         if config.sendRequest { item.request = Array(raw) }
         switch verb {
@@ -240,10 +245,10 @@ public final class SMTPSession {
             item.abortTarget = takeCurrent()
             item.blocksClient = true
         case .mail:
-            let t = MailTransaction(start: ctx.timestamp, implicit: false, helo: helo)
+            let t = newTransaction(start: ctx.timestamp, implicit: false)
             if heloMayBeLost { t.notes.add(Note.packetLoss) }
             noteMissingHelo(t)
-            if let from = SMTPSyntax.mailPath(rest, keyword: SMTPSyntax.from) { t.mailFrom = SMTPJSON.string(from) }
+            if let from = SMTPSyntax.mailPath(rest, keyword: SMTPSyntax.from) { SMTPJSON.encode(from, as: &t.mailFrom) }
             if let c = current, !c.finished, !c.dataStarted { t.previous = c }
             mailMayBeLost = false
             begin(t)
@@ -303,9 +308,10 @@ public final class SMTPSession {
         pending.append(item)
         if pending.count > SMTPSession.maxPending {
             // A peer that never answers: do not grow without bound.
-            let oldest = removeFirstPending()
+            var oldest = removeFirstPending()
             oldest.notes.add(Note.noResponse)
             complete(oldest, reply: nil, ctx)
+            recycle(&oldest)
         }
     }
 
@@ -334,7 +340,7 @@ public final class SMTPSession {
         case .command:
             // The server answers it ("500 line too long"): a placeholder keeps the pairing in step.
             let (verb, word, _) = SMTPSyntax.splitCommand(s.readable.prefix(64))
-            let item = PendingCommand(verb: verb, word: word, start: ctx.timestamp)
+            let item = newCommand(verb: verb, word: word, start: ctx.timestamp)
             item.notes.add(Note.lineTooLong)
             item.isPlaceholder = true
             item.transaction = current
@@ -426,7 +432,7 @@ public final class SMTPSession {
         if current === t { current = nil }
         dataTransaction = nil
         clientMode = .command
-        let item = PendingCommand(endOfDataAt: ctx.timestamp)
+        let item = newCommand(.endOfData, verb: .other, otherVerb: ".", start: ctx.timestamp)
         item.transaction = t
         enqueue(item, clientBytes: 0, ctx)
     }
@@ -527,24 +533,64 @@ public final class SMTPSession {
         }
         // 334 only answers AUTH, 354 only DATA, 220 only STARTTLS (after the greeting): anything
         // else means the pairing is off.
-        guard let head = pending.first, !(r.code == 334 && head.auth == nil),
-              !(r.code == 354 && head.verb != .data), !(r.code == 220 && head.verb != .starttls) else {
+        // (`pending[0]`, not a binding of it: `recycle` needs the only reference.)
+        guard !pending.isEmpty, !(r.code == 334 && pending[0].auth == nil),
+              !(r.code == 354 && pending[0].verb != .data), !(r.code == 220 && pending[0].verb != .starttls) else {
             unexpectedReply(r, ctx)
             return
         }
         // The first reply after lost server bytes may have lost its first lines.
         if afterLoss {
-            head.notes.add(Note.packetLoss)
+            pending[0].notes.add(Note.packetLoss)
             serverLoss = false
         }
-        if head.auth != nil && r.code == 334 {
+        if pending[0].auth != nil && r.code == 334 {
             // An AUTH challenge: the exchange goes on.
-            head.addReply(r)
+            pending[0].addReply(r)
             if case .waiting = clientMode, pending.count == 1 { clientMode = .authLine }
             return
         }
-        removeFirstPending()
+        var head = removeFirstPending()
         complete(head, reply: r, ctx)
+        recycle(&head)
+    }
+
+    // MARK: - Reuse
+
+    private func newCommand(verb: Verb, word: ArraySlice<UInt8>, start: Timestamp) -> PendingCommand {
+        newCommand(.command, verb: verb, otherVerb: verb == .other ? word.upperText : nil, start: start)
+    }
+
+    private func newCommand(_ kind: PendingCommand.Kind, verb: Verb, otherVerb: String?,
+                            start: Timestamp) -> PendingCommand {
+        guard let item = spareCommands.popLast() else {
+            return PendingCommand(kind, verb: verb, otherVerb: otherVerb, start: start)
+        }
+        item.reuse(kind, verb: verb, otherVerb: otherVerb, start: start)
+        return item
+    }
+
+    private func newTransaction(start: Timestamp, implicit: Bool) -> MailTransaction {
+        guard let t = spareTransactions.popLast() else {
+            return MailTransaction(start: start, implicit: implicit, helo: helo)
+        }
+        t.reuse(start: start, implicit: implicit, helo: helo)
+        return t
+    }
+
+    /// A completed command kept for reuse, unless anything else still refers to it (such as
+    /// `discardItem`).
+    private func recycle(_ item: inout PendingCommand) {
+        guard spareCommands.count < SMTPSession.maxSpares, isKnownUniquelyReferenced(&item) else { return }
+        item.clear()
+        spareCommands.append(item)
+    }
+
+    /// A finished transaction kept for reuse, unless anything else still refers to it.
+    private func recycle(_ t: inout MailTransaction) {
+        guard spareTransactions.count < SMTPSession.maxSpares, isKnownUniquelyReferenced(&t) else { return }
+        t.clear()
+        spareTransactions.append(t)
     }
 
     /// A reply with no command to pair it with (lost commands, capture started mid-session).
@@ -683,14 +729,17 @@ public final class SMTPSession {
     private func begin(_ t: MailTransaction) {
         // Usually just the previous transaction, finished: dropped without the generic
         // `removeAll(where:)` (several hundred instructions).
-        while transactions.last?.finished == true { transactions.removeLast() }
+        while transactions.last?.finished == true {
+            var old = transactions.removeLast()
+            recycle(&old)
+        }
         if transactions.contains(where: { $0.finished }) { transactions.removeAll { $0.finished } }
         transactions.append(t)
         current = t
     }
 
     private func beginImplicit(_ start: Timestamp) -> MailTransaction {
-        let t = MailTransaction(start: start, implicit: true, helo: helo)
+        let t = newTransaction(start: start, implicit: true)
         if mailMayBeLost || heloMayBeLost { t.notes.add(Note.packetLoss) }
         noteMissingHelo(t)
         begin(t)
@@ -806,7 +855,7 @@ public final class SMTPSession {
     private func flushPending(note: String, _ ctx: PluginContext) {
         reply = nil
         while !pending.isEmpty {
-            let item = removeFirstPending()
+            var item = removeFirstPending()
             item.notes.add(note)
             if item.blocksClient {
                 switch clientMode {
@@ -826,6 +875,7 @@ public final class SMTPSession {
                 }
             }
             complete(item, reply: nil, ctx)
+            recycle(&item)
         }
         clientLoss = false
     }

@@ -76,16 +76,18 @@ struct Reply {
 
 /// A command sent and not yet answered, or the end of a message's data (`.`), whose reply
 /// completes its mail transaction. (`@exclusivity(unchecked)`: see `SMTPSession`.)
+///
+/// The session reuses completed commands (`clear()`, then `reuse`): no allocation per command.
 final class PendingCommand {
     enum Kind { case command, endOfData }
 
-    let kind: Kind
-    let verb: Verb
+    private(set) var kind: Kind
+    private(set) var verb: Verb
     /// The text of an `other` verb (upper-cased), `.` for the end of data.
-    let otherVerb: String?
+    private(set) var otherVerb: String?
     /// `smtp.request.param` as JSON text (no String made of it); empty for none.
     @exclusivity(unchecked) var param: [UInt8] = []
-    let start: Timestamp
+    private(set) var start: Timestamp
     @exclusivity(unchecked) var clientBytes = 0
     @exclusivity(unchecked) var serverBytes = 0
     @exclusivity(unchecked) var request: [UInt8]?
@@ -106,20 +108,40 @@ final class PendingCommand {
     /// The client waits for this command's reply before sending more (DATA, AUTH, STARTTLS).
     @exclusivity(unchecked) var blocksClient = false
 
-    /// `word`: the verb's bytes, kept as text only for an `other` verb.
-    init(verb: Verb, word: ArraySlice<UInt8>, start: Timestamp) {
-        self.kind = .command
+    /// A command (`otherVerb` as for `.other`), or with `.endOfData` the end of a message's data.
+    init(_ kind: Kind, verb: Verb, otherVerb: String?, start: Timestamp) {
+        self.kind = kind
         self.verb = verb
-        self.otherVerb = verb == .other ? word.upperText : nil
+        self.otherVerb = otherVerb
         self.start = start
     }
 
-    /// The end of a message's data (`.`).
-    init(endOfDataAt start: Timestamp) {
-        self.kind = .endOfData
-        self.verb = .other
-        self.otherVerb = "."
+    /// A cleared command made a new one, as `init` makes it.
+    func reuse(_ kind: Kind, verb: Verb, otherVerb: String?, start: Timestamp) {
+        self.kind = kind
+        self.verb = verb
+        self.otherVerb = otherVerb
         self.start = start
+    }
+
+    /// Every other field back to its initial value (buffers keep their capacity), the
+    /// transactions let go: ready for `reuse`.
+    func clear() {
+        otherVerb = nil
+        param.removeAll(keepingCapacity: true)
+        clientBytes = 0
+        serverBytes = 0
+        request = nil
+        response = nil
+        notes = Notes()
+        transaction = nil
+        abortTarget = nil
+        recipient = nil
+        auth = nil
+        isChunk = false
+        bdatLast = false
+        isPlaceholder = false
+        blocksClient = false
     }
 
     /// The verb as the event shows it.
@@ -141,15 +163,18 @@ final class PendingCommand {
 
 /// One mail transaction: MAIL FROM, the RCPTs, the message data, the final reply.
 /// (`@exclusivity(unchecked)`: see `SMTPSession`.)
+///
+/// The session reuses finished transactions (`clear()`, then `reuse`): no allocation per mail
+/// for the object and its buffers.
 final class MailTransaction {
-    let start: Timestamp
+    private(set) var start: Timestamp
     /// Started by RCPT/DATA/BDAT without a MAIL we saw (connection picked up mid-transaction).
-    let implicit: Bool
+    private(set) var implicit: Bool
     // `smtp.helo`, `smtp.mail_from`, `smtp.rcpt_to` and `smtp.rcpt_rejected` as JSON text,
     // encoded as the commands arrive: no String per address, no array of them. The arrays'
     // text is empty for no address, else a whole JSON array.
     @exclusivity(unchecked) var helo: [UInt8]?
-    @exclusivity(unchecked) var mailFrom: [UInt8]?
+    @exclusivity(unchecked) var mailFrom: [UInt8] = []
     @exclusivity(unchecked) var rcptTo: [UInt8] = []
     @exclusivity(unchecked) var rcptRejected: [UInt8] = []
     @exclusivity(unchecked) var notes = Notes()
@@ -174,6 +199,34 @@ final class MailTransaction {
         self.implicit = implicit
         self.helo = helo
         if implicit { notes.add(Note.mailNotSeen) }
+    }
+
+    /// A cleared transaction made a new one, as `init` makes it.
+    func reuse(start: Timestamp, implicit: Bool, helo: [UInt8]?) {
+        self.start = start
+        self.implicit = implicit
+        self.helo = helo
+        if implicit { notes.add(Note.mailNotSeen) }
+    }
+
+    /// Every other field back to its initial value (buffers keep their capacity), the other
+    /// transaction let go: ready for `reuse`.
+    func clear() {
+        helo = nil
+        mailFrom.removeAll(keepingCapacity: true)
+        rcptTo.removeAll(keepingCapacity: true)
+        rcptRejected.removeAll(keepingCapacity: true)
+        notes = Notes()
+        clientBytes = 0
+        serverBytes = 0
+        mailAccepted = nil
+        rcptAccepted = false
+        dataStarted = false
+        dataComplete = false
+        dataBytes = 0
+        headers.reset()
+        previous = nil
+        finished = false
     }
 
     /// A refused MAIL (or a RCPT-only fragment the server refused) is no transaction at all.
