@@ -375,24 +375,30 @@ public final class SMTPSession {
             clientMode = .resync
             return true
         }
-        // One pass over the buffer's bytes (memchr per line), no slice per line.
+        // One pass over the buffer's bytes (memchr per line), no slice per line. The data goes
+        // to `t` in runs of lines, cut only where a line starts with a dot.
         var lineStart = atLineStart
         var terminatorFound = false
         let used: Int = s.readable.withUnsafeBufferPointer { buf in
             let n = buf.count
             var i = 0
+            var run = 0  // where the data not yet given to `t` starts
+            func addRun(to end: Int) {
+                if end > run { t.addData(UnsafeBufferPointer(rebasing: buf[run..<end])) }
+            }
             while true {
                 if lineStart {
-                    guard i < n else { return i }
+                    guard i < n else { break }
                     if buf[i] == Byte.dot {
-                        guard i + 1 < n else { return i }
+                        guard i + 1 < n else { break }
                         var terminator = 0
                         if buf[i + 1] == Byte.lf {
                             terminator = 2
                         } else if buf[i + 1] == Byte.cr {
-                            guard i + 2 < n else { return i }
+                            guard i + 2 < n else { break }
                             if buf[i + 2] == Byte.lf { terminator = 3 }
                         }
+                        addRun(to: i)
                         if terminator > 0 {
                             t.clientBytes += terminator
                             terminatorFound = true
@@ -400,22 +406,20 @@ public final class SMTPSession {
                         }
                         // Dot-stuffing: the leading dot is transparency, not message content.
                         i += 1
+                        run = i
                         t.clientBytes += 1
                     }
                     lineStart = false
                 }
-                guard i < n else { return i }
-                let lineEnd: Int
-                if let lf = memchr(buf.baseAddress! + i, Int32(Byte.lf), n - i) {
-                    lineEnd = buf.baseAddress!.distance(to: lf.assumingMemoryBound(to: UInt8.self)) + 1
-                    lineStart = true
-                } else {
-                    lineEnd = n
+                guard i < n, let lf = memchr(buf.baseAddress! + i, Int32(Byte.lf), n - i) else {
+                    i = n
+                    break
                 }
-                if lineEnd > i { t.addData(UnsafeBufferPointer(rebasing: buf[i..<lineEnd])) }
-                i = lineEnd
-                if !lineStart { return i }
+                i = buf.baseAddress!.distance(to: lf.assumingMemoryBound(to: UInt8.self)) + 1
+                lineStart = true
             }
+            addRun(to: i)
+            return i
         }
         s.skip(used)
         if terminatorFound {
