@@ -54,7 +54,7 @@ struct MessageHeaderCollector {
 
     /// Empty again for another message, keeping a usual header section's capacity.
     mutating func reset() {
-        if raw.capacity > 8192 { raw = [] } else { raw.removeAll(keepingCapacity: true) }
+        if raw.capacity > 8192 { raw = [] } else if !raw.isEmpty { raw.removeAll(keepingCapacity: true) }
         lineHasText = false
         complete = false
     }

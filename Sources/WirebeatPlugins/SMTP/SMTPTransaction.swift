@@ -125,19 +125,20 @@ final class PendingCommand {
     }
 
     /// Every other field back to its initial value (buffers keep their capacity), the
-    /// transactions let go: ready for `reuse`.
+    /// transactions let go: ready for `reuse`. (Fields usually at their initial value already
+    /// are tested first: a test is cheaper than storing and releasing.)
     func clear() {
-        otherVerb = nil
-        param.removeAll(keepingCapacity: true)
+        if otherVerb != nil { otherVerb = nil }
+        if !param.isEmpty { param.removeAll(keepingCapacity: true) }
         clientBytes = 0
         serverBytes = 0
-        request = nil
-        response = nil
-        notes = Notes()
+        if request != nil { request = nil }
+        if response != nil { response = nil }
+        if !notes.isEmpty { notes = Notes() }
         transaction = nil
-        abortTarget = nil
+        if abortTarget != nil { abortTarget = nil }
         recipient = nil
-        auth = nil
+        if auth != nil { auth = nil }
         isChunk = false
         bdatLast = false
         isPlaceholder = false
@@ -213,10 +214,10 @@ final class MailTransaction {
     /// transaction let go: ready for `reuse`.
     func clear() {
         helo = nil
-        mailFrom.removeAll(keepingCapacity: true)
-        rcptTo.removeAll(keepingCapacity: true)
-        rcptRejected.removeAll(keepingCapacity: true)
-        notes = Notes()
+        if !mailFrom.isEmpty { mailFrom.removeAll(keepingCapacity: true) }
+        if !rcptTo.isEmpty { rcptTo.removeAll(keepingCapacity: true) }
+        if !rcptRejected.isEmpty { rcptRejected.removeAll(keepingCapacity: true) }
+        if !notes.isEmpty { notes = Notes() }
         clientBytes = 0
         serverBytes = 0
         mailAccepted = nil
@@ -225,7 +226,7 @@ final class MailTransaction {
         dataComplete = false
         dataBytes = 0
         headers.reset()
-        previous = nil
+        if previous != nil { previous = nil }
         finished = false
     }
 
