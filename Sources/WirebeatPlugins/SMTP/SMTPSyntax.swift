@@ -168,30 +168,38 @@ enum SMTPSyntax {
     /// parameters, no source route; empty for the null path `<>`. Lenient about a space after
     /// the colon and a missing pair of brackets, as servers are.
     static func mailPath(_ rest: ArraySlice<UInt8>, keyword: [UInt8]) -> ArraySlice<UInt8>? {
-        guard rest.hasPrefix(ignoringCase: keyword) else { return nil }
-        var s = rest.dropFirst(keyword.count)
-        while let f = s.first, Byte.isSpace(f) { s = s.dropFirst() }
-        guard let first = s.first else { return nil }
-        if first == Byte.less {
-            var i = s.index(after: s.startIndex)
-            var inQuote = false, escaped = false
-            while i < s.endIndex {
-                let b = s[i]
-                if escaped { escaped = false }
-                else if b == Byte.backslash { escaped = true }
-                else if b == Byte.quote { inQuote.toggle() }
-                else if b == Byte.greater && !inQuote { break }
-                i += 1
+        // Offsets in `rest`, read in place: no slice per step.
+        let path: Range<Int>? = rest.withUnsafeBufferPointer { s in
+            let n = s.count
+            guard n >= keyword.count else { return nil }
+            for k in 0..<keyword.count where Byte.upper(s[k]) != Byte.upper(keyword[k]) { return nil }
+            var i = keyword.count
+            while i < n && Byte.isSpace(s[i]) { i += 1 }
+            guard i < n else { return nil }
+            if s[i] == Byte.less {
+                var lo = i + 1, hi = lo
+                var inQuote = false, escaped = false
+                while hi < n {
+                    let b = s[hi]
+                    if escaped { escaped = false }
+                    else if b == Byte.backslash { escaped = true }
+                    else if b == Byte.quote { inQuote.toggle() }
+                    else if b == Byte.greater && !inQuote { break }
+                    hi += 1
+                }
+                // RFC 5321 4.1.1.3: a source route (`<@relay:user@host>`) is accepted and ignored.
+                if lo < hi && s[lo] == Byte.at, let colon = (lo..<hi).first(where: { s[$0] == Byte.colon }) {
+                    lo = colon + 1
+                }
+                while lo < hi && Byte.isSpace(s[lo]) { lo += 1 }
+                while hi > lo && Byte.isSpace(s[hi - 1]) { hi -= 1 }
+                return lo..<hi
             }
-            var inner = s[s.index(after: s.startIndex)..<i]
-            // RFC 5321 4.1.1.3: a source route (`<@relay:user@host>`) is accepted and ignored.
-            if inner.first == Byte.at, let colon = inner.firstIndex(of: Byte.colon) {
-                inner = inner[inner.index(after: colon)...]
-            }
-            return inner.trimmingSpaces
+            var end = i
+            while end < n && !Byte.isSpace(s[end]) { end += 1 }
+            return i..<end
         }
-        var end = s.startIndex
-        while end < s.endIndex && !Byte.isSpace(s[end]) { end += 1 }
-        return s[..<end]
+        guard let path else { return nil }
+        return rest[(rest.startIndex + path.lowerBound)..<(rest.startIndex + path.upperBound)]
     }
 }
