@@ -25,10 +25,11 @@ extension ArraySlice where Element == UInt8 {
 
     /// Without a trailing LF or CRLF.
     var withoutLineEnd: ArraySlice<UInt8> {
-        var s = self
-        if s.last == Byte.lf { s = s.dropLast() }
-        if s.last == Byte.cr { s = s.dropLast() }
-        return s
+        // By index: one slice made, not one per byte dropped.
+        var end = endIndex
+        if end > startIndex && self[end - 1] == Byte.lf { end -= 1 }
+        if end > startIndex && self[end - 1] == Byte.cr { end -= 1 }
+        return self[startIndex..<end]
     }
 
     func hasPrefix(ignoringCase prefix: [UInt8]) -> Bool {
@@ -74,18 +75,23 @@ enum Verb: Int, CaseIterable {
     }
     private static let starttlsBytes = Array("STARTTLS".utf8)
 
-    init(_ word: ArraySlice<UInt8>) {
+    init(_ word: UnsafeBufferPointer<UInt8>) {
         if word.count == 4 {
             var packed: UInt32 = 0
-            for b in word { packed = packed << 8 | UInt32(Byte.upper(b)) }
+            for i in 0..<4 { packed = packed << 8 | UInt32(Byte.upper(word[i])) }
             let table = Verb.packedFourLetter
             for i in 0..<table.count where table[i] == packed {
                 self = Verb(rawValue: i)!
                 return
             }
-        } else if word.count == 8 && word.hasPrefix(ignoringCase: Verb.starttlsBytes) {
-            self = .starttls
-            return
+        } else if word.count == 8 {
+            let starttls = Verb.starttlsBytes
+            var i = 0
+            while i < 8 && Byte.upper(word[i]) == starttls[i] { i += 1 }
+            if i == 8 {
+                self = .starttls
+                return
+            }
         }
         self = .other
     }
@@ -99,10 +105,18 @@ enum SMTPSyntax {
     /// The verb (recognised from the bytes; at most 64 bytes looked at), the verb's bytes and
     /// the rest of a command line, trimmed.
     static func splitCommand(_ line: ArraySlice<UInt8>) -> (verb: Verb, word: ArraySlice<UInt8>, rest: ArraySlice<UInt8>) {
-        var end = line.startIndex
-        while end < line.endIndex && !Byte.isSpace(line[end]) { end += 1 }
-        let word = line[line.startIndex..<Swift.min(end, line.startIndex + 64)]
-        return (Verb(word), word, line[end...].trimmingSpaces)
+        // Offsets found in place over the bytes; each slice made once.
+        let (verb, wordEnd, restStart, restEnd) = line.withUnsafeBufferPointer { s -> (Verb, Int, Int, Int) in
+            var end = 0
+            while end < s.count && !Byte.isSpace(s[end]) { end += 1 }
+            let wordEnd = Swift.min(end, 64)
+            var lo = end, hi = s.count
+            while lo < hi && Byte.isSpace(s[lo]) { lo += 1 }
+            while hi > lo && Byte.isSpace(s[hi - 1]) { hi -= 1 }
+            return (Verb(UnsafeBufferPointer(rebasing: s[..<wordEnd])), wordEnd, lo, hi)
+        }
+        let base = line.startIndex
+        return (verb, line[base..<base + wordEnd], line[(base + restStart)..<(base + restEnd)])
     }
 
     /// Whether a line at an untrusted position (connection picked up mid-stream, after a gap)
