@@ -75,17 +75,27 @@ enum MessageHeaders {
         static let names: [[UInt8]] = ["subject", "message-id", "from", "to", "cc", "reply-to", "x-mailer",
                                        "content-type"].map { Array($0.utf8) }
 
-        /// The field a header name (any case) stands for, compared as bytes.
+        /// The field a header name (any case) stands for, compared as bytes: the only
+        /// candidate, by length and first letter, then its bytes.
         init?(name: UnsafeBufferPointer<UInt8>) {
-            for (i, candidate) in Field.names.enumerated() where candidate.count == name.count {
-                var k = 0
-                while k < name.count && candidate[k] == Byte.lower(name[k]) { k += 1 }
-                if k == name.count {
-                    self.init(rawValue: i)
-                    return
-                }
+            guard let first = name.first else { return nil }
+            let candidate: Field
+            switch (name.count, Byte.lower(first)) {
+            case (7, UInt8(ascii: "s")): candidate = .subject
+            case (10, UInt8(ascii: "m")): candidate = .messageID
+            case (4, UInt8(ascii: "f")): candidate = .from
+            case (2, UInt8(ascii: "t")): candidate = .to
+            case (2, UInt8(ascii: "c")): candidate = .cc
+            case (8, UInt8(ascii: "r")): candidate = .replyTo
+            case (8, UInt8(ascii: "x")): candidate = .xMailer
+            case (12, UInt8(ascii: "c")): candidate = .contentType
+            default: return nil
             }
-            return nil
+            let bytes = Field.names[candidate.rawValue]
+            var k = 1
+            while k < name.count && bytes[k] == Byte.lower(name[k]) { k += 1 }
+            guard k == name.count else { return nil }
+            self = candidate
         }
     }
 
