@@ -57,6 +57,7 @@ public final class SMTPSession {
     @exclusivity(unchecked) var reply: Reply?
     /// The last complete reply's phrase buffer, reused by the next reply.
     @exclusivity(unchecked) var sparePhrasesBuffer: [UInt8] = []
+    @exclusivity(unchecked) var replyCache = ReplyCache()
     /// Transaction that new RCPT/DATA/BDAT commands belong to.
     @exclusivity(unchecked) var current: MailTransaction?
     /// Transaction receiving message data (DATA content or BDAT chunks).
@@ -493,6 +494,16 @@ public final class SMTPSession {
             greetingPossible = false
             return
         }
+        // A one-line reply (the usual kind) may be the same as the last one to such a command.
+        let cacheSlot = reply == nil && isLast ? ReplyCache.slot(answering: pending.first) : nil
+        if let cacheSlot, let json = replyCache.phrasesJSON(slot: cacheSlot, text: text) {
+            var r = Reply(code: code, raw: config.sendResponse ? [] : nil, start: ctx.timestamp,
+                          end: ctx.timestamp, phrasesJSON: json)
+            r.bytes = raw.count
+            if r.raw != nil { r.raw!.append(contentsOf: raw) }
+            handleReply(r, ctx)
+            return
+        }
         // Taken out of `reply` so that appending to its buffers does not copy them.
         var r = reply.take() ?? Reply(code: code, raw: config.sendResponse ? [] : nil, start: ctx.timestamp,
                                       end: ctx.timestamp, phrasesBuffer: takeSparePhrasesBuffer())
@@ -503,6 +514,7 @@ public final class SMTPSession {
         if r.raw != nil && r.raw!.count < Reply.maxRawBytes { r.raw!.append(contentsOf: raw) }
         if isLast {
             r.finish()
+            if let cacheSlot { replyCache.store(slot: cacheSlot, text: text, phrasesJSON: r.phrasesJSON) }
             handleReply(r, ctx)
             sparePhrasesBuffer = r.recyclePhrasesBuffer()
         } else {

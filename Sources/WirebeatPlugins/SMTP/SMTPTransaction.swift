@@ -1,4 +1,9 @@
 import WirebeatCore
+#if canImport(Glibc)
+import Glibc  // memcmp
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// The notes SMTP events carry in `error.message`; one wording per situation.
 enum Note {
@@ -52,6 +57,16 @@ struct Reply {
         if phrasesJSON.capacity < 128 { phrasesJSON.reserveCapacity(128) }  // most replies: one allocation
     }
 
+    /// A one-line reply whose phrases' JSON text (closed) is known already (`ReplyCache`).
+    init(code: Int, raw: [UInt8]?, start: Timestamp, end: Timestamp, phrasesJSON: [UInt8]) {
+        self.code = code
+        self.raw = raw
+        self.start = start
+        self.end = end
+        self.phrasesJSON = phrasesJSON
+        phraseCount = 1
+    }
+
     /// The phrases' buffer for the next reply (once the events have copied it), which
     /// empties it.
     mutating func recyclePhrasesBuffer() -> [UInt8] {
@@ -72,6 +87,64 @@ struct Reply {
 
     var isSuccess: Bool { code >= 200 && code < 300 }
     var isError: Bool { code >= 400 }
+}
+
+/// The phrases' JSON text of the last one-line reply to each kind of command: the same few
+/// replies come back for every mail ("250 OK", "354 Enter message ..."), so their text is
+/// compared with the last one's instead of being encoded again.
+struct ReplyCache {
+    private struct Entry {
+        var text: [UInt8] = []
+        var json: [UInt8] = []   // empty: no reply kept
+        var hit = false
+        /// Replies not kept since this one, which was never hit (one that differs every time,
+        /// such as the queue id after the data, is not copied in every time).
+        var skipped = 0
+    }
+    private var entries: [Entry] = []
+    /// The slots that have had a reply: a slot keeps replies from its second one on, so a
+    /// session with a single mail allocates nothing for the cache.
+    private var seen: UInt32 = 0
+
+    /// One slot per verb, one for the end of data, one for a reply to no command.
+    private static let slotCount = Verb.other.rawValue + 3
+
+    /// The slot of a reply to `item` (the oldest command waiting), or to none.
+    static func slot(answering item: PendingCommand?) -> Int {
+        guard let item else { return slotCount - 1 }
+        return item.kind == .endOfData ? slotCount - 2 : item.verb.rawValue
+    }
+
+    /// The phrases' JSON text of a one-line reply with `text`, if it is the slot's last one.
+    mutating func phrasesJSON(slot: Int, text: UnsafeBufferPointer<UInt8>) -> [UInt8]? {
+        guard slot < entries.count, !entries[slot].json.isEmpty else { return nil }
+        let same = entries[slot].text.withUnsafeBufferPointer { kept in
+            kept.count == text.count && (text.isEmpty || memcmp(kept.baseAddress!, text.baseAddress!, text.count) == 0)
+        }
+        guard same else { return nil }
+        entries[slot].hit = true
+        return entries[slot].json
+    }
+
+    /// Keeps a one-line reply's text and phrases' JSON text (copied: the buffers are the slot's own).
+    mutating func store(slot: Int, text: UnsafeBufferPointer<UInt8>, phrasesJSON: [UInt8]) {
+        let bit: UInt32 = 1 << UInt32(slot)
+        guard seen & bit != 0 else {
+            seen |= bit
+            return
+        }
+        if entries.isEmpty { entries = Array(repeating: Entry(), count: ReplyCache.slotCount) }
+        if !entries[slot].json.isEmpty && !entries[slot].hit && entries[slot].skipped < 8 {
+            entries[slot].skipped += 1
+            return
+        }
+        entries[slot].hit = false
+        entries[slot].skipped = 0
+        entries[slot].text.removeAll(keepingCapacity: true)
+        entries[slot].text.append(contentsOf: text)
+        entries[slot].json.removeAll(keepingCapacity: true)
+        entries[slot].json.append(contentsOf: phrasesJSON)
+    }
 }
 
 /// A command sent and not yet answered, or the end of a message's data (`.`), whose reply
