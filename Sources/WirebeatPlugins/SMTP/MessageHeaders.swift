@@ -212,19 +212,21 @@ enum MessageHeaders {
         }
     }
 
+    /// `"`, `(`, `,`, `;`, `:` and `<`, as a bit mask.
+    private static let singleAddressBytes: UInt64 = [Byte.quote, Byte.openParen, Byte.comma, Byte.semicolon,
+                                                      Byte.colon, Byte.less].reduce(0) { $0 | 1 << UInt64($1) }
+
     /// What `addresses` finds in a value without quotes, comments, lists or groups and with
     /// at most one `<`: the text inside `<...>` (to its `>` or the end) if there is one, else
     /// the whole value; trimmed, possibly empty. nil for any other value.
     static func singleAddress(_ v: UnsafeBufferPointer<UInt8>) -> UnsafeBufferPointer<UInt8>? {
         var open = -1
         for i in 0..<v.count {
-            switch v[i] {
-            case Byte.quote, Byte.openParen, Byte.comma, Byte.semicolon, Byte.colon: return nil
-            case Byte.less:
-                if open >= 0 { return nil }
-                open = i
-            default: break
-            }
+            // The bytes that matter are all below 64: one test for the others.
+            let b = v[i]
+            guard b < 64, singleAddressBytes & (1 << UInt64(b)) != 0 else { continue }
+            if b != Byte.less || open >= 0 { return nil }
+            open = i
         }
         var lo = 0, hi = v.count
         if open >= 0 {
