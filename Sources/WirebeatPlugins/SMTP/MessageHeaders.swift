@@ -60,7 +60,8 @@ struct MessageHeaderCollector {
     }
 
     /// Sets the `email.*` fields of the headers collected so far.
-    func publish(into e: inout Event) { MessageHeaders.publish(raw, into: &e) }
+    /// `scratch`: a buffer the caller keeps for the address lists' JSON text.
+    func publish(into e: inout Event, scratch: inout [UInt8]) { MessageHeaders.publish(raw, into: &e, scratch: &scratch) }
 }
 
 /// The header fields Wirebeat publishes (`email.*`), from the first occurrence of each,
@@ -102,7 +103,7 @@ enum MessageHeaders {
     /// Unfolds the published fields of `raw` and sets them in `e`. A line not ended by LF is
     /// cut off (the collector stopped inside it) and dropped. Other fields are skipped,
     /// continuation lines included; so are repeats of a field.
-    static func publish(_ raw: [UInt8], into e: inout Event) {
+    static func publish(_ raw: [UInt8], into e: inout Event, scratch: inout [UInt8]) {
         var seen: UInt16 = 0   // bit per Field: the first occurrence of each counts
         // The field whose value may go on in continuation lines, its value in `raw`, and its
         // value with those lines joined once it has any.
@@ -115,9 +116,9 @@ enum MessageHeaders {
             pending = nil
             if let joined = folded {
                 folded = nil
-                set(field, joined[...], into: &e)
+                set(field, joined[...], into: &e, scratch: &scratch)
             } else {
-                set(field, raw[valueStart..<valueEnd], into: &e)
+                set(field, raw[valueStart..<valueEnd], into: &e, scratch: &scratch)
             }
         }
 
@@ -159,7 +160,8 @@ enum MessageHeaders {
         flush()
     }
 
-    private static func set(_ field: Field, _ value: ArraySlice<UInt8>, into e: inout Event) {
+    private static func set(_ field: Field, _ value: ArraySlice<UInt8>, into e: inout Event,
+                            scratch: inout [UInt8]) {
         switch field {
         case .subject: setText("email.subject", value.trimmingSpaces, into: &e)
         case .xMailer: setText("email.x_mailer", value.trimmingSpaces, into: &e)
@@ -168,10 +170,10 @@ enum MessageHeaders {
         case .contentType:
             let type = value[..<(value.firstIndex(of: Byte.semicolon) ?? value.endIndex)].trimmingSpaces
             if !type.isEmpty { e.set("email.content_type", utf8: type) }
-        case .from: setAddresses("email.from.address", value, into: &e)
-        case .to: setAddresses("email.to.address", value, into: &e)
-        case .cc: setAddresses("email.cc.address", value, into: &e)
-        case .replyTo: setAddresses("email.reply_to.address", value, into: &e)
+        case .from: setAddresses("email.from.address", value, into: &e, scratch: &scratch)
+        case .to: setAddresses("email.to.address", value, into: &e, scratch: &scratch)
+        case .cc: setAddresses("email.cc.address", value, into: &e, scratch: &scratch)
+        case .replyTo: setAddresses("email.reply_to.address", value, into: &e, scratch: &scratch)
         }
     }
 
@@ -190,26 +192,25 @@ enum MessageHeaders {
         return v.isEmpty ? nil : v
     }
 
-    private static func setAddresses(_ name: String, _ value: ArraySlice<UInt8>, into e: inout Event) {
+    /// The JSON text is made in `scratch` (the caller's, reused), then copied in.
+    private static func setAddresses(_ name: String, _ value: ArraySlice<UInt8>, into e: inout Event,
+                                     scratch: inout [UInt8]) {
+        if !scratch.isEmpty { scratch.removeAll(keepingCapacity: true) }
         value.withUnsafeBufferPointer { v in
-            // Most values are one plain address: written straight into the event, without
-            // the full parser and its array.
+            // Most values are one plain address: no need for the full parser.
             if let address = singleAddress(v) {
                 guard !address.isEmpty else { return }
-                e.set(name, writingJSON: { json in
-                    json.append(UInt8(ascii: "["))
-                    SMTPJSON.string(address, into: &json)
-                    json.append(UInt8(ascii: "]"))
-                })
-                return
-            }
-            var json: [UInt8] = []
-            addresses(v, into: &json)
-            if !json.isEmpty {
-                json.append(UInt8(ascii: "]"))
-                e.set(name, encodedJSON: json)
+                scratch.append(UInt8(ascii: "["))
+                SMTPJSON.string(address, into: &scratch)
+            } else {
+                addresses(v, into: &scratch)
             }
         }
+        if !scratch.isEmpty {
+            scratch.append(UInt8(ascii: "]"))
+            e.set(name, encodedJSON: scratch)
+        }
+        if scratch.capacity > 8192 { scratch = [] }  // a long list's buffer is not kept
     }
 
     /// `"`, `(`, `,`, `;`, `:` and `<`, as a bit mask.

@@ -51,7 +51,7 @@ extension SMTPSession {
         if let reply { setResponse(&e, reply) }
         if t.dataStarted {
             e.set("smtp.data_bytes", t.dataBytes)
-            t.headers.publish(into: &e)
+            t.headers.publish(into: &e, scratch: &headerScratch)
         }
         for note in t.notes.list { e.addNote(note) }
         return e

@@ -58,6 +58,8 @@ public final class SMTPSession {
     /// The last complete reply's phrase buffer, reused by the next reply.
     @exclusivity(unchecked) var sparePhrasesBuffer: [UInt8] = []
     @exclusivity(unchecked) var replyCache = ReplyCache()
+    /// For the header fields' address lists, reused by every mail.
+    @exclusivity(unchecked) var headerScratch: [UInt8] = []
     /// Transaction that new RCPT/DATA/BDAT commands belong to.
     @exclusivity(unchecked) var current: MailTransaction?
     /// Transaction receiving message data (DATA content or BDAT chunks).
