@@ -58,6 +58,7 @@ public final class SMTPSession {
     /// The last complete reply's phrase buffer, reused by the next reply.
     @exclusivity(unchecked) var sparePhrasesBuffer: [UInt8] = []
     @exclusivity(unchecked) var replyCache = ReplyCache()
+    @exclusivity(unchecked) var lastMail = LastMailArguments()
     /// For the header fields' address lists, reused by every mail.
     @exclusivity(unchecked) var headerScratch: [UInt8] = []
     /// Transaction that new RCPT/DATA/BDAT commands belong to.
@@ -235,7 +236,8 @@ public final class SMTPSession {
     private func command(verb: Verb, word: ArraySlice<UInt8>, rest: ArraySlice<UInt8>, raw: ArraySlice<UInt8>,
                          _ ctx: PluginContext) {
         let item = newCommand(verb: verb, word: word, start: ctx.timestamp)
-        if !rest.isEmpty { SMTPJSON.encode(rest, as: &item.param) }
+        // (A MAIL's, with its path: see `mailArguments`.)
+        if !rest.isEmpty && verb != .mail { SMTPJSON.encode(rest, as: &item.param) }
         if config.sendRequest { item.request = Array(raw) }
         switch verb {
         case .helo, .ehlo:
@@ -251,7 +253,7 @@ public final class SMTPSession {
             let t = newTransaction(start: ctx.timestamp, implicit: false)
             if heloMayBeLost { t.notes.add(Note.packetLoss) }
             noteMissingHelo(t)
-            if let from = SMTPSyntax.mailPath(rest, keyword: SMTPSyntax.from) { SMTPJSON.encode(from, as: &t.mailFrom) }
+            mailArguments(rest, item, t)
             if let c = current, !c.finished, !c.dataStarted { t.previous = c }
             mailMayBeLost = false
             begin(t)
@@ -303,6 +305,19 @@ public final class SMTPSession {
         }
         if item.blocksClient { clientMode = .waiting }
         enqueue(item, clientBytes: raw.count, ctx)
+    }
+
+    /// `smtp.request.param` and `smtp.mail_from` of a MAIL command, copied from the last
+    /// MAIL's when the arguments are the same (as they usually are, mail after mail).
+    private func mailArguments(_ rest: ArraySlice<UInt8>, _ item: PendingCommand, _ t: MailTransaction) {
+        if lastMail.matches(rest) {
+            item.param.append(contentsOf: lastMail.param)
+            t.mailFrom.append(contentsOf: lastMail.from)
+            return
+        }
+        if !rest.isEmpty { SMTPJSON.encode(rest, as: &item.param) }
+        if let from = SMTPSyntax.mailPath(rest, keyword: SMTPSyntax.from) { SMTPJSON.encode(from, as: &t.mailFrom) }
+        lastMail.store(rest, param: item.param, from: t.mailFrom)
     }
 
     private func enqueue(_ item: PendingCommand, clientBytes: Int, _ ctx: PluginContext) {

@@ -89,6 +89,42 @@ struct Reply {
     var isError: Bool { code >= 400 }
 }
 
+/// The arguments of the session's last MAIL command and their JSON text (`smtp.request.param`,
+/// `smtp.mail_from`; both empty for none).
+struct LastMailArguments {
+    private var text: [UInt8] = []
+    private(set) var param: [UInt8] = []
+    private(set) var from: [UInt8] = []
+    private var kept = false
+    /// A first MAIL was seen: the next ones are kept, so a session with a single mail
+    /// allocates nothing for this.
+    private var seen = false
+
+    func matches(_ rest: ArraySlice<UInt8>) -> Bool {
+        guard kept, text.count == rest.count else { return false }
+        return text.withUnsafeBufferPointer { kept in
+            rest.withUnsafeBufferPointer { new in
+                new.isEmpty || memcmp(kept.baseAddress!, new.baseAddress!, new.count) == 0
+            }
+        }
+    }
+
+    /// Keeps a MAIL's arguments and their JSON text (copied: the buffers are this one's own).
+    mutating func store(_ rest: ArraySlice<UInt8>, param: [UInt8], from: [UInt8]) {
+        guard seen else {
+            seen = true
+            return
+        }
+        kept = true
+        text.removeAll(keepingCapacity: true)
+        text.append(contentsOf: rest)
+        self.param.removeAll(keepingCapacity: true)
+        self.param.append(contentsOf: param)
+        self.from.removeAll(keepingCapacity: true)
+        self.from.append(contentsOf: from)
+    }
+}
+
 /// The phrases' JSON text of the last one-line reply to each kind of command: the same few
 /// replies come back for every mail ("250 OK", "354 Enter message ..."), so their text is
 /// compared with the last one's instead of being encoded again.
