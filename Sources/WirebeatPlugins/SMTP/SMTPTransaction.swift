@@ -110,7 +110,9 @@ struct LastMailArguments {
     }
 
     /// Keeps a MAIL's arguments and their JSON text (copied: the buffers are this one's own).
+    /// Long ones are not kept: the session's memory stays small.
     mutating func store(_ rest: ArraySlice<UInt8>, param: [UInt8], from: [UInt8]) {
+        guard rest.count <= 512 else { return }
         guard seen else {
             seen = true
             return
@@ -162,8 +164,10 @@ struct ReplyCache {
         return entries[slot].json
     }
 
-    /// Keeps a one-line reply's text and phrases' JSON text (copied: the buffers are the slot's own).
+    /// Keeps a one-line reply's text and phrases' JSON text (copied: the buffers are the slot's
+    /// own). Long ones are not kept: the session's memory stays small.
     mutating func store(slot: Int, text: UnsafeBufferPointer<UInt8>, phrasesJSON: [UInt8]) {
+        guard text.count <= 256 else { return }
         let bit: UInt32 = 1 << UInt32(slot)
         guard seen & bit != 0 else {
             seen |= bit
