@@ -69,30 +69,28 @@ struct MessageHeaderCollector {
 /// (only a folded value is copied, to join its lines), never a String unless RFC 2047
 /// decoding needs one.
 enum MessageHeaders {
-    /// The header fields published, by their lower-case names.
+    /// The header fields published (their lower-case names: see `init(name:)`).
     private enum Field: Int {
         case subject, messageID, from, to, cc, replyTo, xMailer, contentType
-
-        static let names: [[UInt8]] = ["subject", "message-id", "from", "to", "cc", "reply-to", "x-mailer",
-                                       "content-type"].map { Array($0.utf8) }
 
         /// The field a header name (any case) stands for, compared as bytes: the only
         /// candidate, by length and first letter, then its bytes.
         init?(name: UnsafeBufferPointer<UInt8>) {
             guard let first = name.first else { return nil }
-            let candidate: Field
+            let candidate: Field, lowerName: StaticString
             switch (name.count, Byte.lower(first)) {
-            case (7, UInt8(ascii: "s")): candidate = .subject
-            case (10, UInt8(ascii: "m")): candidate = .messageID
-            case (4, UInt8(ascii: "f")): candidate = .from
-            case (2, UInt8(ascii: "t")): candidate = .to
-            case (2, UInt8(ascii: "c")): candidate = .cc
-            case (8, UInt8(ascii: "r")): candidate = .replyTo
-            case (8, UInt8(ascii: "x")): candidate = .xMailer
-            case (12, UInt8(ascii: "c")): candidate = .contentType
+            case (7, UInt8(ascii: "s")): (candidate, lowerName) = (.subject, "subject")
+            case (10, UInt8(ascii: "m")): (candidate, lowerName) = (.messageID, "message-id")
+            case (4, UInt8(ascii: "f")): (candidate, lowerName) = (.from, "from")
+            case (2, UInt8(ascii: "t")): (candidate, lowerName) = (.to, "to")
+            case (2, UInt8(ascii: "c")): (candidate, lowerName) = (.cc, "cc")
+            case (8, UInt8(ascii: "r")): (candidate, lowerName) = (.replyTo, "reply-to")
+            case (8, UInt8(ascii: "x")): (candidate, lowerName) = (.xMailer, "x-mailer")
+            case (12, UInt8(ascii: "c")): (candidate, lowerName) = (.contentType, "content-type")
             default: return nil
             }
-            let bytes = Field.names[candidate.rawValue]
+            // A literal's bytes: no array to look up.
+            let bytes = lowerName.utf8Start
             var k = 1
             while k < name.count && bytes[k] == Byte.lower(name[k]) { k += 1 }
             guard k == name.count else { return nil }
