@@ -58,7 +58,7 @@ public final class SMTPSession {
     /// The last complete reply's phrase buffer, reused by the next reply.
     @exclusivity(unchecked) var sparePhrasesBuffer: [UInt8] = []
     @exclusivity(unchecked) var replyCache = ReplyCache()
-    @exclusivity(unchecked) var lastMail = LastMailArguments()
+    @exclusivity(unchecked) var recentArguments = RecentArguments()
     /// For the header fields' address lists, reused by every mail.
     @exclusivity(unchecked) var headerScratch: [UInt8] = []
     /// Transaction that new RCPT/DATA/BDAT commands belong to.
@@ -236,8 +236,8 @@ public final class SMTPSession {
     private func command(verb: Verb, word: ArraySlice<UInt8>, rest: ArraySlice<UInt8>, raw: ArraySlice<UInt8>,
                          _ ctx: PluginContext) {
         let item = newCommand(verb: verb, word: word, start: ctx.timestamp)
-        // (A MAIL's, with its path: see `mailArguments`.)
-        if !rest.isEmpty && verb != .mail { SMTPJSON.encode(rest, as: &item.param) }
+        // (A MAIL's or RCPT's, with its path: see `mailArguments`.)
+        if !rest.isEmpty && verb != .mail && verb != .rcpt { SMTPJSON.encode(rest, as: &item.param) }
         if config.sendRequest { item.request = Array(raw) }
         switch verb {
         case .helo, .ehlo:
@@ -260,7 +260,7 @@ public final class SMTPSession {
             item.transaction = t
         case .rcpt:
             let t = current ?? beginImplicit(ctx.timestamp)
-            if let to = SMTPSyntax.mailPath(rest, keyword: SMTPSyntax.to) { item.recipient = t.addRecipient(to) }
+            rcptArguments(rest, item, t)
             item.transaction = t
         case .data:
             item.transaction = current
@@ -307,17 +307,35 @@ public final class SMTPSession {
         enqueue(item, clientBytes: raw.count, ctx)
     }
 
-    /// `smtp.request.param` and `smtp.mail_from` of a MAIL command, copied from the last
+    /// `smtp.request.param` and `smtp.mail_from` of a MAIL command, copied from a recent
     /// MAIL's when the arguments are the same (as they usually are, mail after mail).
     private func mailArguments(_ rest: ArraySlice<UInt8>, _ item: PendingCommand, _ t: MailTransaction) {
-        if lastMail.matches(rest) {
-            item.param.append(contentsOf: lastMail.param)
-            t.mailFrom.append(contentsOf: lastMail.from)
+        if let i = recentArguments.find(.mail, rest) {
+            item.param.append(contentsOf: recentArguments.param(i))
+            t.mailFrom.append(contentsOf: recentArguments.path(i))
             return
         }
         if !rest.isEmpty { SMTPJSON.encode(rest, as: &item.param) }
         if let from = SMTPSyntax.mailPath(rest, keyword: SMTPSyntax.from) { SMTPJSON.encode(from, as: &t.mailFrom) }
-        lastMail.store(rest, param: item.param, from: t.mailFrom)
+        recentArguments.store(.mail, rest, param: item.param, path: t.mailFrom[...])
+    }
+
+    /// The same for a RCPT: `smtp.request.param` and the address added to `smtp.rcpt_to`.
+    private func rcptArguments(_ rest: ArraySlice<UInt8>, _ item: PendingCommand, _ t: MailTransaction) {
+        if let i = recentArguments.find(.rcpt, rest) {
+            item.param.append(contentsOf: recentArguments.param(i))
+            let path = recentArguments.path(i)
+            if !path.isEmpty { item.recipient = t.addRecipient(json: path) }
+            return
+        }
+        if !rest.isEmpty { SMTPJSON.encode(rest, as: &item.param) }
+        var path: ArraySlice<UInt8> = []
+        if let to = SMTPSyntax.mailPath(rest, keyword: SMTPSyntax.to) {
+            let range = t.addRecipient(to)
+            item.recipient = range
+            path = t.rcptTo[range]
+        }
+        recentArguments.store(.rcpt, rest, param: item.param, path: path)
     }
 
     private func enqueue(_ item: PendingCommand, clientBytes: Int, _ ctx: PluginContext) {

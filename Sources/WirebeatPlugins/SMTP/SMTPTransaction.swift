@@ -89,41 +89,76 @@ struct Reply {
     var isError: Bool { code >= 400 }
 }
 
-/// The arguments of the session's last MAIL command and their JSON text (`smtp.request.param`,
-/// `smtp.mail_from`; both empty for none).
-struct LastMailArguments {
-    private var text: [UInt8] = []
-    private(set) var param: [UInt8] = []
-    private(set) var from: [UInt8] = []
-    private var kept = false
-    /// A first MAIL was seen: the next ones are kept, so a session with a single mail
-    /// allocates nothing for this.
-    private var seen = false
+/// Recent MAIL and RCPT arguments and their JSON text (`smtp.request.param`, and the path for
+/// `smtp.mail_from` or `smtp.rcpt_to`; each empty for none): mail after mail, a session mostly
+/// repeats them, so they are compared rather than parsed and encoded again.
+struct RecentArguments {
+    private struct Entry {
+        var verb: Verb
+        var text: [UInt8]
+        var param: [UInt8]
+        var path: [UInt8]
+    }
+    private var entries: [Entry] = []
+    /// The entry replaced next, once there are `capacity`.
+    private var next = 0
+    /// Once full, an entry is replaced only if one was found since the last store, or after
+    /// 8 misses: arguments that never repeat do not cost a copy each.
+    private var foundSinceStore = false
+    private var missesSinceStore = 0
+    /// The verbs seen once: arguments are kept from a verb's second command on, so a
+    /// session with a single mail allocates nothing for this.
+    private var seen: UInt32 = 0
 
-    func matches(_ rest: ArraySlice<UInt8>) -> Bool {
-        guard kept, text.count == rest.count else { return false }
-        return text.withUnsafeBufferPointer { kept in
-            rest.withUnsafeBufferPointer { new in
-                new.isEmpty || memcmp(kept.baseAddress!, new.baseAddress!, new.count) == 0
+    private static let capacity = 8
+    private static let maxText = 512  // longer ones are not kept: the session's memory stays small
+
+    /// The entry for `verb` with arguments `rest`.
+    mutating func find(_ verb: Verb, _ rest: ArraySlice<UInt8>) -> Int? {
+        rest.withUnsafeBufferPointer { new in
+            for i in entries.indices where entries[i].verb == verb && entries[i].text.count == new.count {
+                let same = entries[i].text.withUnsafeBufferPointer { kept in
+                    new.isEmpty || memcmp(kept.baseAddress!, new.baseAddress!, new.count) == 0
+                }
+                if same {
+                    foundSinceStore = true
+                    return i
+                }
             }
+            return nil
         }
     }
 
-    /// Keeps a MAIL's arguments and their JSON text (copied: the buffers are this one's own).
-    /// Long ones are not kept: the session's memory stays small.
-    mutating func store(_ rest: ArraySlice<UInt8>, param: [UInt8], from: [UInt8]) {
-        guard rest.count <= 512 else { return }
-        guard seen else {
-            seen = true
+    func param(_ i: Int) -> [UInt8] { entries[i].param }
+    func path(_ i: Int) -> [UInt8] { entries[i].path }
+
+    /// Keeps a command's arguments and their JSON text (copied: the buffers are this one's own).
+    mutating func store(_ verb: Verb, _ rest: ArraySlice<UInt8>, param: [UInt8], path: ArraySlice<UInt8>) {
+        guard rest.count <= RecentArguments.maxText else { return }
+        let bit: UInt32 = 1 << UInt32(verb.rawValue)
+        guard seen & bit != 0 else {
+            seen |= bit
             return
         }
-        kept = true
-        text.removeAll(keepingCapacity: true)
-        text.append(contentsOf: rest)
-        self.param.removeAll(keepingCapacity: true)
-        self.param.append(contentsOf: param)
-        self.from.removeAll(keepingCapacity: true)
-        self.from.append(contentsOf: from)
+        if entries.count < RecentArguments.capacity {
+            entries.append(Entry(verb: verb, text: Array(rest), param: param, path: Array(path)))
+            return
+        }
+        guard foundSinceStore || missesSinceStore >= 8 else {
+            missesSinceStore += 1
+            return
+        }
+        foundSinceStore = false
+        missesSinceStore = 0
+        let i = next
+        next = (next + 1) % RecentArguments.capacity
+        entries[i].verb = verb
+        entries[i].text.removeAll(keepingCapacity: true)
+        entries[i].text.append(contentsOf: rest)
+        entries[i].param.removeAll(keepingCapacity: true)
+        entries[i].param.append(contentsOf: param)
+        entries[i].path.removeAll(keepingCapacity: true)
+        entries[i].path.append(contentsOf: path)
     }
 }
 
@@ -355,6 +390,17 @@ final class MailTransaction {
         MailTransaction.openArray(&rcptTo)
         let start = rcptTo.count
         address.withUnsafeBufferPointer { SMTPJSON.string($0, into: &rcptTo) }
+        let range = start..<rcptTo.count
+        rcptTo.append(UInt8(ascii: "]"))
+        return range
+    }
+
+    /// `addRecipient` for an address whose JSON string is known already.
+    func addRecipient(json: [UInt8]) -> Range<Int> {
+        if rcptTo.isEmpty { rcptTo.reserveCapacity(json.count + 2) }
+        MailTransaction.openArray(&rcptTo)
+        let start = rcptTo.count
+        rcptTo.append(contentsOf: json)
         let range = start..<rcptTo.count
         rcptTo.append(UInt8(ascii: "]"))
         return range
