@@ -52,8 +52,16 @@ struct MessageHeaderCollector {
     /// Stop collecting (data was lost): what is complete so far is still parsed.
     mutating func abandon() { complete = true }
 
+    /// Empty again for another message, keeping a usual header section's capacity.
+    mutating func reset() {
+        if raw.capacity > 8192 { raw = [] } else if !raw.isEmpty { raw.removeAll(keepingCapacity: true) }
+        lineHasText = false
+        complete = false
+    }
+
     /// Sets the `email.*` fields of the headers collected so far.
-    func publish(into e: inout Event) { MessageHeaders.publish(raw, into: &e) }
+    /// `scratch`: a buffer the caller keeps for the address lists' JSON text.
+    func publish(into e: inout Event, scratch: inout [UInt8]) { MessageHeaders.publish(raw, into: &e, scratch: &scratch) }
 }
 
 /// The header fields Wirebeat publishes (`email.*`), from the first occurrence of each,
@@ -61,31 +69,39 @@ struct MessageHeaderCollector {
 /// (only a folded value is copied, to join its lines), never a String unless RFC 2047
 /// decoding needs one.
 enum MessageHeaders {
-    /// The header fields published, by their lower-case names.
+    /// The header fields published (their lower-case names: see `init(name:)`).
     private enum Field: Int {
         case subject, messageID, from, to, cc, replyTo, xMailer, contentType
 
-        static let names: [[UInt8]] = ["subject", "message-id", "from", "to", "cc", "reply-to", "x-mailer",
-                                       "content-type"].map { Array($0.utf8) }
-
-        /// The field a header name (any case) stands for, compared as bytes.
+        /// The field a header name (any case) stands for, compared as bytes: the only
+        /// candidate, by length and first letter, then its bytes.
         init?(name: UnsafeBufferPointer<UInt8>) {
-            for (i, candidate) in Field.names.enumerated() where candidate.count == name.count {
-                var k = 0
-                while k < name.count && candidate[k] == Byte.lower(name[k]) { k += 1 }
-                if k == name.count {
-                    self.init(rawValue: i)
-                    return
-                }
+            guard let first = name.first else { return nil }
+            let candidate: Field, lowerName: StaticString
+            switch (name.count, Byte.lower(first)) {
+            case (7, UInt8(ascii: "s")): (candidate, lowerName) = (.subject, "subject")
+            case (10, UInt8(ascii: "m")): (candidate, lowerName) = (.messageID, "message-id")
+            case (4, UInt8(ascii: "f")): (candidate, lowerName) = (.from, "from")
+            case (2, UInt8(ascii: "t")): (candidate, lowerName) = (.to, "to")
+            case (2, UInt8(ascii: "c")): (candidate, lowerName) = (.cc, "cc")
+            case (8, UInt8(ascii: "r")): (candidate, lowerName) = (.replyTo, "reply-to")
+            case (8, UInt8(ascii: "x")): (candidate, lowerName) = (.xMailer, "x-mailer")
+            case (12, UInt8(ascii: "c")): (candidate, lowerName) = (.contentType, "content-type")
+            default: return nil
             }
-            return nil
+            // A literal's bytes: no array to look up.
+            let bytes = lowerName.utf8Start
+            var k = 1
+            while k < name.count && bytes[k] == Byte.lower(name[k]) { k += 1 }
+            guard k == name.count else { return nil }
+            self = candidate
         }
     }
 
     /// Unfolds the published fields of `raw` and sets them in `e`. A line not ended by LF is
     /// cut off (the collector stopped inside it) and dropped. Other fields are skipped,
     /// continuation lines included; so are repeats of a field.
-    static func publish(_ raw: [UInt8], into e: inout Event) {
+    static func publish(_ raw: [UInt8], into e: inout Event, scratch: inout [UInt8]) {
         var seen: UInt16 = 0   // bit per Field: the first occurrence of each counts
         // The field whose value may go on in continuation lines, its value in `raw`, and its
         // value with those lines joined once it has any.
@@ -98,9 +114,9 @@ enum MessageHeaders {
             pending = nil
             if let joined = folded {
                 folded = nil
-                set(field, joined[...], into: &e)
+                set(field, joined[...], into: &e, scratch: &scratch)
             } else {
-                set(field, raw[valueStart..<valueEnd], into: &e)
+                set(field, raw[valueStart..<valueEnd], into: &e, scratch: &scratch)
             }
         }
 
@@ -142,7 +158,8 @@ enum MessageHeaders {
         flush()
     }
 
-    private static func set(_ field: Field, _ value: ArraySlice<UInt8>, into e: inout Event) {
+    private static func set(_ field: Field, _ value: ArraySlice<UInt8>, into e: inout Event,
+                            scratch: inout [UInt8]) {
         switch field {
         case .subject: setText("email.subject", value.trimmingSpaces, into: &e)
         case .xMailer: setText("email.x_mailer", value.trimmingSpaces, into: &e)
@@ -151,10 +168,10 @@ enum MessageHeaders {
         case .contentType:
             let type = value[..<(value.firstIndex(of: Byte.semicolon) ?? value.endIndex)].trimmingSpaces
             if !type.isEmpty { e.set("email.content_type", utf8: type) }
-        case .from: setAddresses("email.from.address", value, into: &e)
-        case .to: setAddresses("email.to.address", value, into: &e)
-        case .cc: setAddresses("email.cc.address", value, into: &e)
-        case .replyTo: setAddresses("email.reply_to.address", value, into: &e)
+        case .from: setAddresses("email.from.address", value, into: &e, scratch: &scratch)
+        case .to: setAddresses("email.to.address", value, into: &e, scratch: &scratch)
+        case .cc: setAddresses("email.cc.address", value, into: &e, scratch: &scratch)
+        case .replyTo: setAddresses("email.reply_to.address", value, into: &e, scratch: &scratch)
         }
     }
 
@@ -173,13 +190,52 @@ enum MessageHeaders {
         return v.isEmpty ? nil : v
     }
 
-    private static func setAddresses(_ name: String, _ value: ArraySlice<UInt8>, into e: inout Event) {
-        var json: [UInt8] = []
-        value.withUnsafeBufferPointer { addresses($0, into: &json) }
-        if !json.isEmpty {
-            json.append(UInt8(ascii: "]"))
-            e.set(name, encodedJSON: json)
+    /// The JSON text is made in `scratch` (the caller's, reused), then copied in.
+    private static func setAddresses(_ name: String, _ value: ArraySlice<UInt8>, into e: inout Event,
+                                     scratch: inout [UInt8]) {
+        if !scratch.isEmpty { scratch.removeAll(keepingCapacity: true) }
+        value.withUnsafeBufferPointer { v in
+            // Most values are one plain address: no need for the full parser.
+            if let address = singleAddress(v) {
+                guard !address.isEmpty else { return }
+                scratch.append(UInt8(ascii: "["))
+                SMTPJSON.string(address, into: &scratch)
+            } else {
+                addresses(v, into: &scratch)
+            }
         }
+        if !scratch.isEmpty {
+            scratch.append(UInt8(ascii: "]"))
+            e.set(name, encodedJSON: scratch)
+        }
+        if scratch.capacity > 8192 { scratch = [] }  // a long list's buffer is not kept
+    }
+
+    /// `"`, `(`, `,`, `;`, `:` and `<`, as a bit mask.
+    private static let singleAddressBytes: UInt64 = [Byte.quote, Byte.openParen, Byte.comma, Byte.semicolon,
+                                                      Byte.colon, Byte.less].reduce(0) { $0 | 1 << UInt64($1) }
+
+    /// What `addresses` finds in a value without quotes, comments, lists or groups and with
+    /// at most one `<`: the text inside `<...>` (to its `>` or the end) if there is one, else
+    /// the whole value; trimmed, possibly empty. nil for any other value.
+    static func singleAddress(_ v: UnsafeBufferPointer<UInt8>) -> UnsafeBufferPointer<UInt8>? {
+        var open = -1
+        for i in 0..<v.count {
+            // The bytes that matter are all below 64: one test for the others.
+            let b = v[i]
+            guard b < 64, singleAddressBytes & (1 << UInt64(b)) != 0 else { continue }
+            if b != Byte.less || open >= 0 { return nil }
+            open = i
+        }
+        var lo = 0, hi = v.count
+        if open >= 0 {
+            lo = open + 1
+            hi = lo
+            while hi < v.count && v[hi] != Byte.greater { hi += 1 }
+        }
+        while lo < hi && Byte.isSpace(v[lo]) { lo += 1 }
+        while hi > lo && Byte.isSpace(v[hi - 1]) { hi -= 1 }
+        return UnsafeBufferPointer(rebasing: v[lo..<hi])
     }
 
     /// The addresses of an address list (RFC 5322 3.4): display names, comments and group

@@ -24,7 +24,7 @@ extension SMTPSession {
             e.set("smtp.request.command", encodedJSON: item.verb.json)
         }
         // Optionals unwrapped here: the concrete setters are much cheaper than the generic one.
-        if let param = item.param { e.set("smtp.request.param", param) }
+        if !item.param.isEmpty { e.set("smtp.request.param", encodedJSON: item.param) }
         if let reply { setResponse(&e, reply) }
         if let auth = item.auth {
             if !auth.mechanism.isEmpty { e.set("smtp.auth.mechanism", auth.mechanism) }
@@ -44,14 +44,14 @@ extension SMTPSession {
         var e = Event.transaction(type: "smtp", connection: ctx.connection, start: t.start, end: end,
                                   status: status, requestBytes: t.clientBytes, responseBytes: t.serverBytes)
         e.set("smtp.type", encodedJSON: type == "MAIL" ? SMTPJSON.mail : SMTPJSON.aborted)
-        if let helo = t.helo { e.set("smtp.helo", helo) }
-        if let from = t.mailFrom { e.set("smtp.mail_from", from) }
-        if !t.rcptTo.isEmpty { e.set("smtp.rcpt_to", t.rcptTo) }
-        if !t.rcptRejected.isEmpty { e.set("smtp.rcpt_rejected", t.rcptRejected) }
+        if let helo = t.helo { e.set("smtp.helo", encodedJSON: helo) }
+        if !t.mailFrom.isEmpty { e.set("smtp.mail_from", encodedJSON: t.mailFrom) }
+        if !t.rcptTo.isEmpty { e.set("smtp.rcpt_to", encodedJSON: t.rcptTo) }
+        if !t.rcptRejected.isEmpty { e.set("smtp.rcpt_rejected", encodedJSON: t.rcptRejected) }
         if let reply { setResponse(&e, reply) }
         if t.dataStarted {
             e.set("smtp.data_bytes", t.dataBytes)
-            t.headers.publish(into: &e)
+            t.headers.publish(into: &e, scratch: &headerScratch)
         }
         for note in t.notes.list { e.addNote(note) }
         return e
@@ -82,5 +82,19 @@ enum SMTPJSON {
     /// repaired to U+FFFD).
     static func string(_ bytes: UnsafeBufferPointer<UInt8>, into out: inout [UInt8]) {
         JSONWriter.writeUTF8String(bytes, into: &out)
+    }
+
+    /// `bytes` as a JSON string of their own.
+    static func string(_ bytes: ArraySlice<UInt8>) -> [UInt8] {
+        var out: [UInt8] = []
+        encode(bytes, as: &out)
+        return out
+    }
+
+    /// Replaces `out` with `bytes` as a JSON string (keeping its capacity).
+    static func encode(_ bytes: ArraySlice<UInt8>, as out: inout [UInt8]) {
+        if !out.isEmpty { out.removeAll(keepingCapacity: true) }
+        out.reserveCapacity(bytes.count + 2)  // one allocation unless escapes are needed
+        bytes.withUnsafeBufferPointer { string($0, into: &out) }
     }
 }

@@ -57,6 +57,10 @@ public final class SMTPSession {
     @exclusivity(unchecked) var reply: Reply?
     /// The last complete reply's phrase buffer, reused by the next reply.
     @exclusivity(unchecked) var sparePhrasesBuffer: [UInt8] = []
+    @exclusivity(unchecked) var replyCache = ReplyCache()
+    @exclusivity(unchecked) var recentArguments = RecentArguments()
+    /// For the header fields' address lists, reused by every mail.
+    @exclusivity(unchecked) var headerScratch: [UInt8] = []
     /// Transaction that new RCPT/DATA/BDAT commands belong to.
     @exclusivity(unchecked) var current: MailTransaction?
     /// Transaction receiving message data (DATA content or BDAT chunks).
@@ -65,7 +69,8 @@ public final class SMTPSession {
     @exclusivity(unchecked) var lostDataTransaction: MailTransaction?
     /// Unfinished transactions, oldest first.
     @exclusivity(unchecked) var transactions: [MailTransaction] = []
-    @exclusivity(unchecked) var helo: String?
+    /// The HELO/EHLO name as JSON text (`smtp.helo`), encoded once for all the transactions.
+    @exclusivity(unchecked) var helo: [UInt8]?
     /// The first server reply may still be the greeting.
     @exclusivity(unchecked) var greetingPossible = true
     /// Client commands were lost: replies may pair with the wrong commands until the queue
@@ -79,6 +84,11 @@ public final class SMTPSession {
     /// They are parsed as soon as that reply is, before the server's next reply, so the
     /// pairing does not depend on how the core interleaves the two directions' segments.
     @exclusivity(unchecked) var clientStash = StreamBuffer()
+
+    /// Completed commands and finished transactions kept for reuse (see `recycle`).
+    @exclusivity(unchecked) var spareCommands: [PendingCommand] = []
+    @exclusivity(unchecked) var spareTransactions: [MailTransaction] = []
+    static let maxSpares = 4
 
     static let maxPending = 1024
     var maxStash: Int { max(65_536, 4 * config.maxLineLength) }
@@ -225,12 +235,13 @@ public final class SMTPSession {
 
     private func command(verb: Verb, word: ArraySlice<UInt8>, rest: ArraySlice<UInt8>, raw: ArraySlice<UInt8>,
                          _ ctx: PluginContext) {
-        let item = PendingCommand(verb: verb, word: word, start: ctx.timestamp)
-        item.param = rest.isEmpty ? nil : rest.text
+        let item = newCommand(verb: verb, word: word, start: ctx.timestamp)
+        // (A MAIL's or RCPT's, with its path: see `mailArguments`.)
+        if !rest.isEmpty && verb != .mail && verb != .rcpt { SMTPJSON.encode(rest, as: &item.param) }
         if config.sendRequest { item.request = Array(raw) }
         switch verb {
         case .helo, .ehlo:
-            if let name = rest.words.first { helo = name.text }
+            if let name = rest.words.first { helo = SMTPJSON.string(name) }
             heloMayBeLost = false
             item.abortTarget = takeCurrent()
         case .rset, .quit:
@@ -239,18 +250,17 @@ public final class SMTPSession {
             item.abortTarget = takeCurrent()
             item.blocksClient = true
         case .mail:
-            let t = MailTransaction(start: ctx.timestamp, implicit: false, helo: helo)
+            let t = newTransaction(start: ctx.timestamp, implicit: false)
             if heloMayBeLost { t.notes.add(Note.packetLoss) }
             noteMissingHelo(t)
-            t.mailFrom = SMTPSyntax.mailPath(rest, keyword: SMTPSyntax.from)
+            mailArguments(rest, item, t)
             if let c = current, !c.finished, !c.dataStarted { t.previous = c }
             mailMayBeLost = false
             begin(t)
             item.transaction = t
         case .rcpt:
             let t = current ?? beginImplicit(ctx.timestamp)
-            item.address = SMTPSyntax.mailPath(rest, keyword: SMTPSyntax.to)
-            if let a = item.address { t.rcptTo.append(a) }
+            rcptArguments(rest, item, t)
             item.transaction = t
         case .data:
             item.transaction = current
@@ -281,7 +291,7 @@ public final class SMTPSession {
             var exchange = AuthExchange(mechanism: mechanism)
             if words.count > 1 { exchange.clientResponse(words[1]) }
             item.auth = exchange
-            item.param = mechanism.isEmpty ? nil : mechanism
+            item.param = mechanism.isEmpty ? [] : SMTPJSON.quoted(mechanism)
             if config.sendRequest {
                 var redacted = Array("AUTH".utf8)
                 if !mechanism.isEmpty { redacted += [Byte.space] + Array(mechanism.utf8) }
@@ -297,15 +307,47 @@ public final class SMTPSession {
         enqueue(item, clientBytes: raw.count, ctx)
     }
 
+    /// `smtp.request.param` and `smtp.mail_from` of a MAIL command, copied from a recent
+    /// MAIL's when the arguments are the same (as they usually are, mail after mail).
+    private func mailArguments(_ rest: ArraySlice<UInt8>, _ item: PendingCommand, _ t: MailTransaction) {
+        if let i = recentArguments.find(.mail, rest) {
+            item.param.append(contentsOf: recentArguments.param(i))
+            t.mailFrom.append(contentsOf: recentArguments.path(i))
+            return
+        }
+        if !rest.isEmpty { SMTPJSON.encode(rest, as: &item.param) }
+        if let from = SMTPSyntax.mailPath(rest, keyword: SMTPSyntax.from) { SMTPJSON.encode(from, as: &t.mailFrom) }
+        recentArguments.store(.mail, rest, param: item.param, path: t.mailFrom[...])
+    }
+
+    /// The same for a RCPT: `smtp.request.param` and the address added to `smtp.rcpt_to`.
+    private func rcptArguments(_ rest: ArraySlice<UInt8>, _ item: PendingCommand, _ t: MailTransaction) {
+        if let i = recentArguments.find(.rcpt, rest) {
+            item.param.append(contentsOf: recentArguments.param(i))
+            let path = recentArguments.path(i)
+            if !path.isEmpty { item.recipient = t.addRecipient(json: path) }
+            return
+        }
+        if !rest.isEmpty { SMTPJSON.encode(rest, as: &item.param) }
+        var path: ArraySlice<UInt8> = []
+        if let to = SMTPSyntax.mailPath(rest, keyword: SMTPSyntax.to) {
+            let range = t.addRecipient(to)
+            item.recipient = range
+            path = t.rcptTo[range]
+        }
+        recentArguments.store(.rcpt, rest, param: item.param, path: path)
+    }
+
     private func enqueue(_ item: PendingCommand, clientBytes: Int, _ ctx: PluginContext) {
         if clientLoss { item.notes.add(Note.packetLoss) }
         item.addClientBytes(clientBytes)
         pending.append(item)
         if pending.count > SMTPSession.maxPending {
             // A peer that never answers: do not grow without bound.
-            let oldest = removeFirstPending()
+            var oldest = removeFirstPending()
             oldest.notes.add(Note.noResponse)
             complete(oldest, reply: nil, ctx)
+            recycle(&oldest)
         }
     }
 
@@ -334,7 +376,7 @@ public final class SMTPSession {
         case .command:
             // The server answers it ("500 line too long"): a placeholder keeps the pairing in step.
             let (verb, word, _) = SMTPSyntax.splitCommand(s.readable.prefix(64))
-            let item = PendingCommand(verb: verb, word: word, start: ctx.timestamp)
+            let item = newCommand(verb: verb, word: word, start: ctx.timestamp)
             item.notes.add(Note.lineTooLong)
             item.isPlaceholder = true
             item.transaction = current
@@ -369,24 +411,30 @@ public final class SMTPSession {
             clientMode = .resync
             return true
         }
-        // One pass over the buffer's bytes (memchr per line), no slice per line.
+        // One pass over the buffer's bytes (memchr per line), no slice per line. The data goes
+        // to `t` in runs of lines, cut only where a line starts with a dot.
         var lineStart = atLineStart
         var terminatorFound = false
         let used: Int = s.readable.withUnsafeBufferPointer { buf in
             let n = buf.count
             var i = 0
+            var run = 0  // where the data not yet given to `t` starts
+            func addRun(to end: Int) {
+                if end > run { t.addData(UnsafeBufferPointer(rebasing: buf[run..<end])) }
+            }
             while true {
                 if lineStart {
-                    guard i < n else { return i }
+                    guard i < n else { break }
                     if buf[i] == Byte.dot {
-                        guard i + 1 < n else { return i }
+                        guard i + 1 < n else { break }
                         var terminator = 0
                         if buf[i + 1] == Byte.lf {
                             terminator = 2
                         } else if buf[i + 1] == Byte.cr {
-                            guard i + 2 < n else { return i }
+                            guard i + 2 < n else { break }
                             if buf[i + 2] == Byte.lf { terminator = 3 }
                         }
+                        addRun(to: i)
                         if terminator > 0 {
                             t.clientBytes += terminator
                             terminatorFound = true
@@ -394,22 +442,20 @@ public final class SMTPSession {
                         }
                         // Dot-stuffing: the leading dot is transparency, not message content.
                         i += 1
+                        run = i
                         t.clientBytes += 1
                     }
                     lineStart = false
                 }
-                guard i < n else { return i }
-                let lineEnd: Int
-                if let lf = memchr(buf.baseAddress! + i, Int32(Byte.lf), n - i) {
-                    lineEnd = buf.baseAddress!.distance(to: lf.assumingMemoryBound(to: UInt8.self)) + 1
-                    lineStart = true
-                } else {
-                    lineEnd = n
+                guard i < n, let lf = memchr(buf.baseAddress! + i, Int32(Byte.lf), n - i) else {
+                    i = n
+                    break
                 }
-                if lineEnd > i { t.addData(UnsafeBufferPointer(rebasing: buf[i..<lineEnd])) }
-                i = lineEnd
-                if !lineStart { return i }
+                i = buf.baseAddress!.distance(to: lf.assumingMemoryBound(to: UInt8.self)) + 1
+                lineStart = true
             }
+            addRun(to: i)
+            return i
         }
         s.skip(used)
         if terminatorFound {
@@ -426,7 +472,7 @@ public final class SMTPSession {
         if current === t { current = nil }
         dataTransaction = nil
         clientMode = .command
-        let item = PendingCommand(endOfDataAt: ctx.timestamp)
+        let item = newCommand(.endOfData, verb: .other, otherVerb: ".", start: ctx.timestamp)
         item.transaction = t
         enqueue(item, clientBytes: 0, ctx)
     }
@@ -469,17 +515,28 @@ public final class SMTPSession {
                     }
                     return
                 }
-                let raw = s.readable.prefix(lf + 1)
-                s.skip(lf + 1)
-                serverLine(raw, ctx)
+                // The line parsed in place (the slice made once, no slice per step).
+                let n = lf + 1
+                s.readable.withUnsafeBufferPointer { serverLine(UnsafeBufferPointer(rebasing: $0[..<n]), ctx) }
+                s.skip(n)
             }
         }
     }
 
-    private func serverLine(_ raw: ArraySlice<UInt8>, _ ctx: PluginContext) {
-        guard let (code, isLast, text) = SMTPSyntax.replyLine(raw.withoutLineEnd) else {
+    private func serverLine(_ raw: UnsafeBufferPointer<UInt8>, _ ctx: PluginContext) {
+        guard let (code, isLast, text) = SMTPSyntax.replyLine(SMTPSyntax.withoutLineEnd(raw)) else {
             ctx.logger.debug("smtp: skipping server line of \(raw.count) bytes that is no reply")
             greetingPossible = false
+            return
+        }
+        // A one-line reply (the usual kind) may be the same as the last one to such a command.
+        let cacheSlot = reply == nil && isLast ? ReplyCache.slot(answering: pending.first) : nil
+        if let cacheSlot, let json = replyCache.phrasesJSON(slot: cacheSlot, text: text) {
+            var r = Reply(code: code, raw: config.sendResponse ? [] : nil, start: ctx.timestamp,
+                          end: ctx.timestamp, phrasesJSON: json)
+            r.bytes = raw.count
+            if r.raw != nil { r.raw!.append(contentsOf: raw) }
+            handleReply(r, ctx)
             return
         }
         // Taken out of `reply` so that appending to its buffers does not copy them.
@@ -492,6 +549,7 @@ public final class SMTPSession {
         if r.raw != nil && r.raw!.count < Reply.maxRawBytes { r.raw!.append(contentsOf: raw) }
         if isLast {
             r.finish()
+            if let cacheSlot { replyCache.store(slot: cacheSlot, text: text, phrasesJSON: r.phrasesJSON) }
             handleReply(r, ctx)
             sparePhrasesBuffer = r.recyclePhrasesBuffer()
         } else {
@@ -526,24 +584,64 @@ public final class SMTPSession {
         }
         // 334 only answers AUTH, 354 only DATA, 220 only STARTTLS (after the greeting): anything
         // else means the pairing is off.
-        guard let head = pending.first, !(r.code == 334 && head.auth == nil),
-              !(r.code == 354 && head.verb != .data), !(r.code == 220 && head.verb != .starttls) else {
+        // (`pending[0]`, not a binding of it: `recycle` needs the only reference.)
+        guard !pending.isEmpty, !(r.code == 334 && pending[0].auth == nil),
+              !(r.code == 354 && pending[0].verb != .data), !(r.code == 220 && pending[0].verb != .starttls) else {
             unexpectedReply(r, ctx)
             return
         }
         // The first reply after lost server bytes may have lost its first lines.
         if afterLoss {
-            head.notes.add(Note.packetLoss)
+            pending[0].notes.add(Note.packetLoss)
             serverLoss = false
         }
-        if head.auth != nil && r.code == 334 {
+        if pending[0].auth != nil && r.code == 334 {
             // An AUTH challenge: the exchange goes on.
-            head.addReply(r)
+            pending[0].addReply(r)
             if case .waiting = clientMode, pending.count == 1 { clientMode = .authLine }
             return
         }
-        removeFirstPending()
+        var head = removeFirstPending()
         complete(head, reply: r, ctx)
+        recycle(&head)
+    }
+
+    // MARK: - Reuse
+
+    private func newCommand(verb: Verb, word: ArraySlice<UInt8>, start: Timestamp) -> PendingCommand {
+        newCommand(.command, verb: verb, otherVerb: verb == .other ? word.upperText : nil, start: start)
+    }
+
+    private func newCommand(_ kind: PendingCommand.Kind, verb: Verb, otherVerb: String?,
+                            start: Timestamp) -> PendingCommand {
+        guard let item = spareCommands.popLast() else {
+            return PendingCommand(kind, verb: verb, otherVerb: otherVerb, start: start)
+        }
+        item.reuse(kind, verb: verb, otherVerb: otherVerb, start: start)
+        return item
+    }
+
+    private func newTransaction(start: Timestamp, implicit: Bool) -> MailTransaction {
+        guard let t = spareTransactions.popLast() else {
+            return MailTransaction(start: start, implicit: implicit, helo: helo)
+        }
+        t.reuse(start: start, implicit: implicit, helo: helo)
+        return t
+    }
+
+    /// A completed command kept for reuse, unless anything else still refers to it (such as
+    /// `discardItem`).
+    private func recycle(_ item: inout PendingCommand) {
+        guard spareCommands.count < SMTPSession.maxSpares, isKnownUniquelyReferenced(&item) else { return }
+        item.clear()
+        spareCommands.append(item)
+    }
+
+    /// A finished transaction kept for reuse, unless anything else still refers to it.
+    private func recycle(_ t: inout MailTransaction) {
+        guard spareTransactions.count < SMTPSession.maxSpares, isKnownUniquelyReferenced(&t) else { return }
+        t.clear()
+        spareTransactions.append(t)
     }
 
     /// A reply with no command to pair it with (lost commands, capture started mid-session).
@@ -621,8 +719,8 @@ public final class SMTPSession {
                 if current == nil, let p = previous, !p.finished, !p.dataStarted { current = p }
             }
         case .rcpt:
-            guard let t, let address = item.address, let reply else { break }
-            if reply.isSuccess { t.rcptAccepted = true } else { t.rcptRejected.append(address) }
+            guard let t, let recipient = item.recipient, let reply else { break }
+            if reply.isSuccess { t.rcptAccepted = true } else { t.rejectRecipient(recipient) }
         case .data:
             guard let reply else { break }
             if reply.code == 354 {
@@ -682,14 +780,17 @@ public final class SMTPSession {
     private func begin(_ t: MailTransaction) {
         // Usually just the previous transaction, finished: dropped without the generic
         // `removeAll(where:)` (several hundred instructions).
-        while transactions.last?.finished == true { transactions.removeLast() }
+        while transactions.last?.finished == true {
+            var old = transactions.removeLast()
+            recycle(&old)
+        }
         if transactions.contains(where: { $0.finished }) { transactions.removeAll { $0.finished } }
         transactions.append(t)
         current = t
     }
 
     private func beginImplicit(_ start: Timestamp) -> MailTransaction {
-        let t = MailTransaction(start: start, implicit: true, helo: helo)
+        let t = newTransaction(start: start, implicit: true)
         if mailMayBeLost || heloMayBeLost { t.notes.add(Note.packetLoss) }
         noteMissingHelo(t)
         begin(t)
@@ -805,7 +906,7 @@ public final class SMTPSession {
     private func flushPending(note: String, _ ctx: PluginContext) {
         reply = nil
         while !pending.isEmpty {
-            let item = removeFirstPending()
+            var item = removeFirstPending()
             item.notes.add(note)
             if item.blocksClient {
                 switch clientMode {
@@ -825,6 +926,7 @@ public final class SMTPSession {
                 }
             }
             complete(item, reply: nil, ctx)
+            recycle(&item)
         }
         clientLoss = false
     }
@@ -852,9 +954,8 @@ public final class SMTPSession {
         }
         // A last reply line without its CRLF is still a reply.
         if case .lines = serverMode, !s.isEmpty, s.readableBytes <= config.maxLineLength {
-            let raw = s.readable
-            s.skip(raw.count)
-            serverLine(raw, ctx)
+            s.readable.withUnsafeBufferPointer { serverLine($0, ctx) }
+            s.skip(s.readableBytes)
         }
         s.skip(s.readableBytes)
         serverMode = .ignore

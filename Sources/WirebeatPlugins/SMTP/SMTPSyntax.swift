@@ -25,10 +25,11 @@ extension ArraySlice where Element == UInt8 {
 
     /// Without a trailing LF or CRLF.
     var withoutLineEnd: ArraySlice<UInt8> {
-        var s = self
-        if s.last == Byte.lf { s = s.dropLast() }
-        if s.last == Byte.cr { s = s.dropLast() }
-        return s
+        // By index: one slice made, not one per byte dropped.
+        var end = endIndex
+        if end > startIndex && self[end - 1] == Byte.lf { end -= 1 }
+        if end > startIndex && self[end - 1] == Byte.cr { end -= 1 }
+        return self[startIndex..<end]
     }
 
     func hasPrefix(ignoringCase prefix: [UInt8]) -> Bool {
@@ -74,18 +75,23 @@ enum Verb: Int, CaseIterable {
     }
     private static let starttlsBytes = Array("STARTTLS".utf8)
 
-    init(_ word: ArraySlice<UInt8>) {
+    init(_ word: UnsafeBufferPointer<UInt8>) {
         if word.count == 4 {
             var packed: UInt32 = 0
-            for b in word { packed = packed << 8 | UInt32(Byte.upper(b)) }
+            for i in 0..<4 { packed = packed << 8 | UInt32(Byte.upper(word[i])) }
             let table = Verb.packedFourLetter
             for i in 0..<table.count where table[i] == packed {
                 self = Verb(rawValue: i)!
                 return
             }
-        } else if word.count == 8 && word.hasPrefix(ignoringCase: Verb.starttlsBytes) {
-            self = .starttls
-            return
+        } else if word.count == 8 {
+            let starttls = Verb.starttlsBytes
+            var i = 0
+            while i < 8 && Byte.upper(word[i]) == starttls[i] { i += 1 }
+            if i == 8 {
+                self = .starttls
+                return
+            }
         }
         self = .other
     }
@@ -99,10 +105,18 @@ enum SMTPSyntax {
     /// The verb (recognised from the bytes; at most 64 bytes looked at), the verb's bytes and
     /// the rest of a command line, trimmed.
     static func splitCommand(_ line: ArraySlice<UInt8>) -> (verb: Verb, word: ArraySlice<UInt8>, rest: ArraySlice<UInt8>) {
-        var end = line.startIndex
-        while end < line.endIndex && !Byte.isSpace(line[end]) { end += 1 }
-        let word = line[line.startIndex..<Swift.min(end, line.startIndex + 64)]
-        return (Verb(word), word, line[end...].trimmingSpaces)
+        // Offsets found in place over the bytes; each slice made once.
+        let (verb, wordEnd, restStart, restEnd) = line.withUnsafeBufferPointer { s -> (Verb, Int, Int, Int) in
+            var end = 0
+            while end < s.count && !Byte.isSpace(s[end]) { end += 1 }
+            let wordEnd = Swift.min(end, 64)
+            var lo = end, hi = s.count
+            while lo < hi && Byte.isSpace(s[lo]) { lo += 1 }
+            while hi > lo && Byte.isSpace(s[hi - 1]) { hi -= 1 }
+            return (Verb(UnsafeBufferPointer(rebasing: s[..<wordEnd])), wordEnd, lo, hi)
+        }
+        let base = line.startIndex
+        return (verb, line[base..<base + wordEnd], line[(base + restStart)..<(base + restEnd)])
     }
 
     /// Whether a line at an untrusted position (connection picked up mid-stream, after a gap)
@@ -142,49 +156,64 @@ enum SMTPSyntax {
         }
     }
 
+    /// Without a trailing LF or CRLF (a line parsed in place).
+    static func withoutLineEnd(_ line: UnsafeBufferPointer<UInt8>) -> UnsafeBufferPointer<UInt8> {
+        var n = line.count
+        if n > 0 && line[n - 1] == Byte.lf { n -= 1 }
+        if n > 0 && line[n - 1] == Byte.cr { n -= 1 }
+        return UnsafeBufferPointer(rebasing: line[..<n])
+    }
+
     /// A reply line `ddd[ -]text` or a bare `ddd`; the first digit must be 2 to 5.
-    static func replyLine(_ line: ArraySlice<UInt8>) -> (code: Int, isLast: Bool, text: ArraySlice<UInt8>)? {
+    static func replyLine(_ line: UnsafeBufferPointer<UInt8>) -> (code: Int, isLast: Bool, text: UnsafeBufferPointer<UInt8>)? {
         guard line.count >= 3 else { return nil }
-        let i = line.startIndex
-        let d0 = line[i], d1 = line[i + 1], d2 = line[i + 2]
+        let d0 = line[0], d1 = line[1], d2 = line[2]
         guard d0 >= 0x32 && d0 <= 0x35, Byte.isDigit(d1), Byte.isDigit(d2) else { return nil }
         let code = Int(d0 - 0x30) * 100 + Int(d1 - 0x30) * 10 + Int(d2 - 0x30)
-        if line.count == 3 { return (code, true, line[(i + 3)...]) }
-        switch line[i + 3] {
-        case Byte.space: return (code, true, line[(i + 4)...])
-        case Byte.dash: return (code, false, line[(i + 4)...])
+        if line.count == 3 { return (code, true, UnsafeBufferPointer(rebasing: line[3...])) }
+        switch line[3] {
+        case Byte.space: return (code, true, UnsafeBufferPointer(rebasing: line[4...]))
+        case Byte.dash: return (code, false, UnsafeBufferPointer(rebasing: line[4...]))
         default: return nil
         }
     }
 
     /// The address of `FROM:<path> params` / `TO:<path> params`: no angle brackets, no ESMTP
-    /// parameters, no source route; `""` for the null path `<>`. Lenient about a space after
+    /// parameters, no source route; empty for the null path `<>`. Lenient about a space after
     /// the colon and a missing pair of brackets, as servers are.
-    static func mailPath(_ rest: ArraySlice<UInt8>, keyword: [UInt8]) -> String? {
-        guard rest.hasPrefix(ignoringCase: keyword) else { return nil }
-        var s = rest.dropFirst(keyword.count)
-        while let f = s.first, Byte.isSpace(f) { s = s.dropFirst() }
-        guard let first = s.first else { return nil }
-        if first == Byte.less {
-            var i = s.index(after: s.startIndex)
-            var inQuote = false, escaped = false
-            while i < s.endIndex {
-                let b = s[i]
-                if escaped { escaped = false }
-                else if b == Byte.backslash { escaped = true }
-                else if b == Byte.quote { inQuote.toggle() }
-                else if b == Byte.greater && !inQuote { break }
-                i += 1
+    static func mailPath(_ rest: ArraySlice<UInt8>, keyword: [UInt8]) -> ArraySlice<UInt8>? {
+        // Offsets in `rest`, read in place: no slice per step.
+        let path: Range<Int>? = rest.withUnsafeBufferPointer { s in
+            let n = s.count
+            guard n >= keyword.count else { return nil }
+            for k in 0..<keyword.count where Byte.upper(s[k]) != Byte.upper(keyword[k]) { return nil }
+            var i = keyword.count
+            while i < n && Byte.isSpace(s[i]) { i += 1 }
+            guard i < n else { return nil }
+            if s[i] == Byte.less {
+                var lo = i + 1, hi = lo
+                var inQuote = false, escaped = false
+                while hi < n {
+                    let b = s[hi]
+                    if escaped { escaped = false }
+                    else if b == Byte.backslash { escaped = true }
+                    else if b == Byte.quote { inQuote.toggle() }
+                    else if b == Byte.greater && !inQuote { break }
+                    hi += 1
+                }
+                // RFC 5321 4.1.1.3: a source route (`<@relay:user@host>`) is accepted and ignored.
+                if lo < hi && s[lo] == Byte.at, let colon = (lo..<hi).first(where: { s[$0] == Byte.colon }) {
+                    lo = colon + 1
+                }
+                while lo < hi && Byte.isSpace(s[lo]) { lo += 1 }
+                while hi > lo && Byte.isSpace(s[hi - 1]) { hi -= 1 }
+                return lo..<hi
             }
-            var inner = s[s.index(after: s.startIndex)..<i]
-            // RFC 5321 4.1.1.3: a source route (`<@relay:user@host>`) is accepted and ignored.
-            if inner.first == Byte.at, let colon = inner.firstIndex(of: Byte.colon) {
-                inner = inner[inner.index(after: colon)...]
-            }
-            return inner.trimmingSpaces.text
+            var end = i
+            while end < n && !Byte.isSpace(s[end]) { end += 1 }
+            return i..<end
         }
-        var end = s.startIndex
-        while end < s.endIndex && !Byte.isSpace(s[end]) { end += 1 }
-        return s[..<end].text
+        guard let path else { return nil }
+        return rest[(rest.startIndex + path.lowerBound)..<(rest.startIndex + path.upperBound)]
     }
 }

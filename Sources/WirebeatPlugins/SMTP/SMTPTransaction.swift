@@ -1,4 +1,9 @@
 import WirebeatCore
+#if canImport(Glibc)
+import Glibc  // memcmp
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// The notes SMTP events carry in `error.message`; one wording per situation.
 enum Note {
@@ -47,24 +52,34 @@ struct Reply {
         self.start = start
         self.end = end
         phrasesJSON = phrasesBuffer
-        phrasesJSON.removeAll(keepingCapacity: true)
+        if !phrasesJSON.isEmpty { phrasesJSON.removeAll(keepingCapacity: true) }
         phrasesJSON.append(UInt8(ascii: "["))
         if phrasesJSON.capacity < 128 { phrasesJSON.reserveCapacity(128) }  // most replies: one allocation
     }
 
-    /// The phrases' buffer, emptied, for the next reply (once the events have copied it).
+    /// A one-line reply whose phrases' JSON text (closed) is known already (`ReplyCache`).
+    init(code: Int, raw: [UInt8]?, start: Timestamp, end: Timestamp, phrasesJSON: [UInt8]) {
+        self.code = code
+        self.raw = raw
+        self.start = start
+        self.end = end
+        self.phrasesJSON = phrasesJSON
+        phraseCount = 1
+    }
+
+    /// The phrases' buffer for the next reply (once the events have copied it), which
+    /// empties it.
     mutating func recyclePhrasesBuffer() -> [UInt8] {
         var buffer: [UInt8] = []
         swap(&buffer, &phrasesJSON)
-        buffer.removeAll(keepingCapacity: true)
         return buffer
     }
 
-    mutating func addPhrase(_ text: ArraySlice<UInt8>) {
+    mutating func addPhrase(_ text: UnsafeBufferPointer<UInt8>) {
         guard phraseCount < Reply.maxPhrases else { return }
         if phraseCount > 0 { phrasesJSON.append(Byte.comma) }
         phraseCount += 1
-        text.withUnsafeBufferPointer { SMTPJSON.string($0, into: &phrasesJSON) }
+        SMTPJSON.string(text, into: &phrasesJSON)
     }
 
     /// The last line is in.
@@ -74,17 +89,153 @@ struct Reply {
     var isError: Bool { code >= 400 }
 }
 
+/// Recent MAIL and RCPT arguments and their JSON text (`smtp.request.param`, and the path for
+/// `smtp.mail_from` or `smtp.rcpt_to`; each empty for none): mail after mail, a session mostly
+/// repeats them, so they are compared rather than parsed and encoded again.
+struct RecentArguments {
+    private struct Entry {
+        var verb: Verb
+        var text: [UInt8]
+        var param: [UInt8]
+        var path: [UInt8]
+    }
+    private var entries: [Entry] = []
+    /// The entry replaced next, once there are `capacity`.
+    private var next = 0
+    /// Once full, an entry is replaced only if one was found since the last store, or after
+    /// 8 misses: arguments that never repeat do not cost a copy each.
+    private var foundSinceStore = false
+    private var missesSinceStore = 0
+    /// The verbs seen once: arguments are kept from a verb's second command on, so a
+    /// session with a single mail allocates nothing for this.
+    private var seen: UInt32 = 0
+
+    private static let capacity = 8
+    private static let maxText = 512  // longer ones are not kept: the session's memory stays small
+
+    /// The entry for `verb` with arguments `rest`.
+    mutating func find(_ verb: Verb, _ rest: ArraySlice<UInt8>) -> Int? {
+        rest.withUnsafeBufferPointer { new in
+            for i in entries.indices where entries[i].verb == verb && entries[i].text.count == new.count {
+                let same = entries[i].text.withUnsafeBufferPointer { kept in
+                    new.isEmpty || memcmp(kept.baseAddress!, new.baseAddress!, new.count) == 0
+                }
+                if same {
+                    foundSinceStore = true
+                    return i
+                }
+            }
+            return nil
+        }
+    }
+
+    func param(_ i: Int) -> [UInt8] { entries[i].param }
+    func path(_ i: Int) -> [UInt8] { entries[i].path }
+
+    /// Keeps a command's arguments and their JSON text (copied: the buffers are this one's own).
+    mutating func store(_ verb: Verb, _ rest: ArraySlice<UInt8>, param: [UInt8], path: ArraySlice<UInt8>) {
+        guard rest.count <= RecentArguments.maxText else { return }
+        let bit: UInt32 = 1 << UInt32(verb.rawValue)
+        guard seen & bit != 0 else {
+            seen |= bit
+            return
+        }
+        if entries.count < RecentArguments.capacity {
+            entries.append(Entry(verb: verb, text: Array(rest), param: param, path: Array(path)))
+            return
+        }
+        guard foundSinceStore || missesSinceStore >= 8 else {
+            missesSinceStore += 1
+            return
+        }
+        foundSinceStore = false
+        missesSinceStore = 0
+        let i = next
+        next = (next + 1) % RecentArguments.capacity
+        entries[i].verb = verb
+        entries[i].text.removeAll(keepingCapacity: true)
+        entries[i].text.append(contentsOf: rest)
+        entries[i].param.removeAll(keepingCapacity: true)
+        entries[i].param.append(contentsOf: param)
+        entries[i].path.removeAll(keepingCapacity: true)
+        entries[i].path.append(contentsOf: path)
+    }
+}
+
+/// The phrases' JSON text of the last one-line reply to each kind of command: the same few
+/// replies come back for every mail ("250 OK", "354 Enter message ..."), so their text is
+/// compared with the last one's instead of being encoded again.
+struct ReplyCache {
+    private struct Entry {
+        var text: [UInt8] = []
+        var json: [UInt8] = []   // empty: no reply kept
+        var hit = false
+        /// Replies not kept since this one, which was never hit (one that differs every time,
+        /// such as the queue id after the data, is not copied in every time).
+        var skipped = 0
+    }
+    private var entries: [Entry] = []
+    /// The slots that have had a reply: a slot keeps replies from its second one on, so a
+    /// session with a single mail allocates nothing for the cache.
+    private var seen: UInt32 = 0
+
+    /// One slot per verb, one for the end of data, one for a reply to no command.
+    private static let slotCount = Verb.other.rawValue + 3
+
+    /// The slot of a reply to `item` (the oldest command waiting), or to none.
+    static func slot(answering item: PendingCommand?) -> Int {
+        guard let item else { return slotCount - 1 }
+        return item.kind == .endOfData ? slotCount - 2 : item.verb.rawValue
+    }
+
+    /// The phrases' JSON text of a one-line reply with `text`, if it is the slot's last one.
+    mutating func phrasesJSON(slot: Int, text: UnsafeBufferPointer<UInt8>) -> [UInt8]? {
+        guard slot < entries.count, !entries[slot].json.isEmpty else { return nil }
+        let same = entries[slot].text.withUnsafeBufferPointer { kept in
+            kept.count == text.count && (text.isEmpty || memcmp(kept.baseAddress!, text.baseAddress!, text.count) == 0)
+        }
+        guard same else { return nil }
+        entries[slot].hit = true
+        return entries[slot].json
+    }
+
+    /// Keeps a one-line reply's text and phrases' JSON text (copied: the buffers are the slot's
+    /// own). Long ones are not kept: the session's memory stays small.
+    mutating func store(slot: Int, text: UnsafeBufferPointer<UInt8>, phrasesJSON: [UInt8]) {
+        guard text.count <= 256 else { return }
+        let bit: UInt32 = 1 << UInt32(slot)
+        guard seen & bit != 0 else {
+            seen |= bit
+            return
+        }
+        if entries.isEmpty { entries = Array(repeating: Entry(), count: ReplyCache.slotCount) }
+        if !entries[slot].json.isEmpty && !entries[slot].hit && entries[slot].skipped < 8 {
+            entries[slot].skipped += 1
+            return
+        }
+        entries[slot].hit = false
+        entries[slot].skipped = 0
+        entries[slot].text.removeAll(keepingCapacity: true)
+        entries[slot].text.append(contentsOf: text)
+        entries[slot].json.removeAll(keepingCapacity: true)
+        entries[slot].json.append(contentsOf: phrasesJSON)
+    }
+}
+
 /// A command sent and not yet answered, or the end of a message's data (`.`), whose reply
 /// completes its mail transaction. (`@exclusivity(unchecked)`: see `SMTPSession`.)
+///
+/// The session reuses completed commands (`clear()`, then `reuse`): no allocation per command.
 final class PendingCommand {
     enum Kind { case command, endOfData }
 
-    let kind: Kind
-    let verb: Verb
+    private(set) var kind: Kind
+    private(set) var verb: Verb
     /// The text of an `other` verb (upper-cased), `.` for the end of data.
-    let otherVerb: String?
-    @exclusivity(unchecked) var param: String?
-    let start: Timestamp
+    private(set) var otherVerb: String?
+    /// `smtp.request.param` as JSON text (no String made of it); empty for none.
+    @exclusivity(unchecked) var param: [UInt8] = []
+    private(set) var start: Timestamp
     @exclusivity(unchecked) var clientBytes = 0
     @exclusivity(unchecked) var serverBytes = 0
     @exclusivity(unchecked) var request: [UInt8]?
@@ -94,7 +245,8 @@ final class PendingCommand {
     @exclusivity(unchecked) var transaction: MailTransaction?
     /// The transaction this command ends (RSET, QUIT, HELO/EHLO, STARTTLS).
     @exclusivity(unchecked) var abortTarget: MailTransaction?
-    @exclusivity(unchecked) var address: String?
+    /// A RCPT's address: the range of its JSON string in the transaction's `rcptTo`.
+    @exclusivity(unchecked) var recipient: Range<Int>?
     @exclusivity(unchecked) var auth: AuthExchange?
     /// A valid `BDAT <size> [LAST]`, whose reply matters to its transaction.
     @exclusivity(unchecked) var isChunk = false
@@ -104,20 +256,41 @@ final class PendingCommand {
     /// The client waits for this command's reply before sending more (DATA, AUTH, STARTTLS).
     @exclusivity(unchecked) var blocksClient = false
 
-    /// `word`: the verb's bytes, kept as text only for an `other` verb.
-    init(verb: Verb, word: ArraySlice<UInt8>, start: Timestamp) {
-        self.kind = .command
+    /// A command (`otherVerb` as for `.other`), or with `.endOfData` the end of a message's data.
+    init(_ kind: Kind, verb: Verb, otherVerb: String?, start: Timestamp) {
+        self.kind = kind
         self.verb = verb
-        self.otherVerb = verb == .other ? word.upperText : nil
+        self.otherVerb = otherVerb
         self.start = start
     }
 
-    /// The end of a message's data (`.`).
-    init(endOfDataAt start: Timestamp) {
-        self.kind = .endOfData
-        self.verb = .other
-        self.otherVerb = "."
+    /// A cleared command made a new one, as `init` makes it.
+    func reuse(_ kind: Kind, verb: Verb, otherVerb: String?, start: Timestamp) {
+        self.kind = kind
+        self.verb = verb
+        self.otherVerb = otherVerb
         self.start = start
+    }
+
+    /// Every other field back to its initial value (buffers keep their capacity), the
+    /// transactions let go: ready for `reuse`. (Fields usually at their initial value already
+    /// are tested first: a test is cheaper than storing and releasing.)
+    func clear() {
+        if otherVerb != nil { otherVerb = nil }
+        if !param.isEmpty { param.removeAll(keepingCapacity: true) }
+        clientBytes = 0
+        serverBytes = 0
+        if request != nil { request = nil }
+        if response != nil { response = nil }
+        if !notes.isEmpty { notes = Notes() }
+        transaction = nil
+        if abortTarget != nil { abortTarget = nil }
+        recipient = nil
+        if auth != nil { auth = nil }
+        isChunk = false
+        bdatLast = false
+        isPlaceholder = false
+        blocksClient = false
     }
 
     /// The verb as the event shows it.
@@ -139,14 +312,20 @@ final class PendingCommand {
 
 /// One mail transaction: MAIL FROM, the RCPTs, the message data, the final reply.
 /// (`@exclusivity(unchecked)`: see `SMTPSession`.)
+///
+/// The session reuses finished transactions (`clear()`, then `reuse`): no allocation per mail
+/// for the object and its buffers.
 final class MailTransaction {
-    let start: Timestamp
+    private(set) var start: Timestamp
     /// Started by RCPT/DATA/BDAT without a MAIL we saw (connection picked up mid-transaction).
-    let implicit: Bool
-    @exclusivity(unchecked) var helo: String?
-    @exclusivity(unchecked) var mailFrom: String?
-    @exclusivity(unchecked) var rcptTo: [String] = []
-    @exclusivity(unchecked) var rcptRejected: [String] = []
+    private(set) var implicit: Bool
+    // `smtp.helo`, `smtp.mail_from`, `smtp.rcpt_to` and `smtp.rcpt_rejected` as JSON text,
+    // encoded as the commands arrive: no String per address, no array of them. The arrays'
+    // text is empty for no address, else a whole JSON array.
+    @exclusivity(unchecked) var helo: [UInt8]?
+    @exclusivity(unchecked) var mailFrom: [UInt8] = []
+    @exclusivity(unchecked) var rcptTo: [UInt8] = []
+    @exclusivity(unchecked) var rcptRejected: [UInt8] = []
     @exclusivity(unchecked) var notes = Notes()
     @exclusivity(unchecked) var clientBytes = 0
     @exclusivity(unchecked) var serverBytes = 0
@@ -164,16 +343,80 @@ final class MailTransaction {
     /// Published or discarded: never touched again.
     @exclusivity(unchecked) var finished = false
 
-    init(start: Timestamp, implicit: Bool, helo: String?) {
+    init(start: Timestamp, implicit: Bool, helo: [UInt8]?) {
         self.start = start
         self.implicit = implicit
         self.helo = helo
         if implicit { notes.add(Note.mailNotSeen) }
     }
 
+    /// A cleared transaction made a new one, as `init` makes it.
+    func reuse(start: Timestamp, implicit: Bool, helo: [UInt8]?) {
+        self.start = start
+        self.implicit = implicit
+        self.helo = helo
+        if implicit { notes.add(Note.mailNotSeen) }
+    }
+
+    /// Every other field back to its initial value (buffers keep their capacity), the other
+    /// transaction let go: ready for `reuse`.
+    func clear() {
+        helo = nil
+        if !mailFrom.isEmpty { mailFrom.removeAll(keepingCapacity: true) }
+        if !rcptTo.isEmpty { rcptTo.removeAll(keepingCapacity: true) }
+        if !rcptRejected.isEmpty { rcptRejected.removeAll(keepingCapacity: true) }
+        if !notes.isEmpty { notes = Notes() }
+        clientBytes = 0
+        serverBytes = 0
+        mailAccepted = nil
+        rcptAccepted = false
+        dataStarted = false
+        dataComplete = false
+        dataBytes = 0
+        headers.reset()
+        if previous != nil { previous = nil }
+        finished = false
+    }
+
     /// A refused MAIL (or a RCPT-only fragment the server refused) is no transaction at all.
     var isWorthPublishing: Bool {
         implicit ? (rcptAccepted || dataStarted) : mailAccepted != false
+    }
+
+    /// Adds a RCPT address to `rcptTo`; returns where its JSON string is, for `rejectRecipient`.
+    func addRecipient(_ address: ArraySlice<UInt8>) -> Range<Int> {
+        // The first: one allocation unless escapes are needed (later ones grow geometrically).
+        if rcptTo.isEmpty { rcptTo.reserveCapacity(address.count + 4) }
+        MailTransaction.openArray(&rcptTo)
+        let start = rcptTo.count
+        address.withUnsafeBufferPointer { SMTPJSON.string($0, into: &rcptTo) }
+        let range = start..<rcptTo.count
+        rcptTo.append(UInt8(ascii: "]"))
+        return range
+    }
+
+    /// `addRecipient` for an address whose JSON string is known already.
+    func addRecipient(json: [UInt8]) -> Range<Int> {
+        if rcptTo.isEmpty { rcptTo.reserveCapacity(json.count + 2) }
+        MailTransaction.openArray(&rcptTo)
+        let start = rcptTo.count
+        rcptTo.append(contentsOf: json)
+        let range = start..<rcptTo.count
+        rcptTo.append(UInt8(ascii: "]"))
+        return range
+    }
+
+    /// The server refused the recipient at `range` of `rcptTo`.
+    func rejectRecipient(_ range: Range<Int>) {
+        MailTransaction.openArray(&rcptRejected)
+        rcptRejected.append(contentsOf: rcptTo[range])
+        rcptRejected.append(UInt8(ascii: "]"))
+    }
+
+    /// Makes room for one more string in the JSON array text `json` (empty for none): its
+    /// `]` becomes a comma.
+    private static func openArray(_ json: inout [UInt8]) {
+        if json.isEmpty { json.append(UInt8(ascii: "[")) } else { json[json.count - 1] = Byte.comma }
     }
 
     func addData(_ bytes: UnsafeBufferPointer<UInt8>) {
