@@ -187,7 +187,8 @@ final class EventBufferPool {
     private static let blockSize = namesOffset + nameCapacity * MemoryLayout<String>.stride
     private static let maxBlocks = 64
 
-    private var blocks: [UnsafeMutableRawPointer] = []
+    /// This thread's only: exclusivity unchecked.
+    @exclusivity(unchecked) private var blocks: [UnsafeMutableRawPointer] = []
     /// Layouts of the events written on this thread (see `Event.writeCompactJSON`).
     let layouts = EventLayoutCache()
     /// A byte array for values that plugins write themselves (`Event.set(_:writingJSON:)`).
