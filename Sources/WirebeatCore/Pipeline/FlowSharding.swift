@@ -15,16 +15,33 @@ final class FlowSharding {
     private struct Key: Hashable {
         let flow: FlowKey
         let transport: Transport
-        func hash(into hasher: inout Hasher) {
-            hasher.combine(Endpoint.foldedHash(flow.low, flow.high, vlans: flow.vlans) ^ (transport == .tcp ? 0 : 1))
-        }
+        var folded: UInt64 { Endpoint.foldedHash(flow.low, flow.high, vlans: flow.vlans) ^ (transport == .tcp ? 0 : 1) }
+        func hash(into hasher: inout Hasher) { hasher.combine(folded) }
     }
-    private struct Owner {
-        var worker: Int
+    /// A class: its `lastSeen` is updated in place for every packet, through the table or the
+    /// cache, without writing a dictionary entry back.
+    private final class Owner {
+        let worker: Int
         var lastSeen: Timestamp
+        init(worker: Int, lastSeen: Timestamp) {
+            self.worker = worker
+            self.lastSeen = lastSeen
+        }
     }
     @exclusivity(unchecked) private var owners: [Key: Owner] = [:]
     @exclusivity(unchecked) private var nextWorker = 0
+    /// The flows seen last (untagged ones), direct-mapped by their folded hash: every worker
+    /// looks every packet up, and the `Dictionary` (SipHash, a key holding an array, the entry
+    /// written back) cost ~770 instructions a packet per worker. The slots are plain data and
+    /// an unretained reference (the table holds the owner; the cache is emptied when flows
+    /// are forgotten), so a hit copies and retains nothing.
+    private struct Recent {
+        var folded: UInt64 = 0
+        var low = Endpoint(ip: IPAddress(v4: 0), port: 0)
+        var high = Endpoint(ip: IPAddress(v4: 0), port: 0)
+        var owner: Unmanaged<Owner>?
+    }
+    @exclusivity(unchecked) private var recent = [Recent](repeating: Recent(), count: 16)
 
     init(worker: Int, workers: Int, tcpIdleLimit: TimeSpan, udpIdleLimit: TimeSpan) {
         self.worker = worker
@@ -35,15 +52,31 @@ final class FlowSharding {
 
     /// Notes that the packet's flow was seen at `now` and says whether this worker owns it.
     func owns(_ packet: DecodedPacket, now: Timestamp) -> Bool {
-        let key = Key(flow: FlowKey(packet.source, packet.destination, vlans: packet.vlans), transport: packet.transport)
-        if let i = owners.index(forKey: key) {
-            owners.values[i].lastSeen = now
-            return owners.values[i].worker == worker
+        let (low, high) = packet.source < packet.destination ? (packet.source, packet.destination)
+                                                             : (packet.destination, packet.source)
+        let untagged = packet.vlans.isEmpty
+        let folded = Endpoint.foldedHash(low, high, vlans: []) ^ (packet.transport == .tcp ? 0 : 1)
+        let slot = Int(truncatingIfNeeded: (folded ^ (folded >> 17) ^ (folded >> 41)) & 15)
+        if untagged, let hit = recent.withUnsafeBufferPointer({ r -> Unmanaged<Owner>? in
+            r[slot].folded == folded && r[slot].low == low && r[slot].high == high ? r[slot].owner : nil
+        }) {
+            return hit._withUnsafeGuaranteedRef { owner in
+                owner.lastSeen = now
+                return owner.worker == worker
+            }
         }
-        let owner = nextWorker
-        nextWorker = (nextWorker + 1) % workers
-        owners[key] = Owner(worker: owner, lastSeen: now)
-        return owner == worker
+        let key = Key(flow: FlowKey(packet.source, packet.destination, vlans: packet.vlans), transport: packet.transport)
+        let owner: Owner
+        if let known = owners[key] {
+            owner = known
+            owner.lastSeen = now
+        } else {
+            owner = Owner(worker: nextWorker, lastSeen: now)
+            nextWorker = (nextWorker + 1) % workers
+            owners[key] = owner
+        }
+        if untagged { recent[slot] = Recent(folded: folded, low: low, high: high, owner: Unmanaged.passUnretained(owner)) }
+        return owner.worker == worker
     }
 
     /// Forgets the flows of `transport` idle for longer than every plugin keeps their state.
@@ -52,5 +85,6 @@ final class FlowSharding {
         let limit = transport == .tcp ? tcpIdleLimit : udpIdleLimit
         let idle = owners.compactMap { $0.key.transport == transport && now - $0.value.lastSeen > limit ? $0.key : nil }
         for key in idle { owners.removeValue(forKey: key) }
+        if !idle.isEmpty { recent = [Recent](repeating: Recent(), count: recent.count) }  // no forgotten flow stays cached
     }
 }
