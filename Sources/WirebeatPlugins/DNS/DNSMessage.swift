@@ -204,7 +204,7 @@ struct DNSName: Equatable, Hashable {
 
     /// Appends `text`; with `json`, escaped for the inside of a JSON string as the core's
     /// JSONWriter escapes (the text is printable ASCII: only `\` and `"` need it).
-    func write(into out: inout [UInt8], json: Bool) {
+    func write<Out: DNSTextOutput>(into out: inout Out, json: Bool) {
         message.withUnsafeBufferPointer { m in
             var i = start
             var first = true
@@ -222,7 +222,7 @@ struct DNSName: Equatable, Hashable {
                     // then its length bytes become dots (the name's first one is left out).
                     let from = first ? run + 1 : run
                     let base = out.count - from
-                    out.append(contentsOf: UnsafeBufferPointer(rebasing: m[from..<i]))
+                    out.append(UnsafeBufferPointer(rebasing: m[from..<i]))
                     var j = run
                     while j < i {
                         if j >= from { out[base + j] = UInt8(ascii: ".") }
@@ -265,7 +265,8 @@ struct DNSName: Equatable, Hashable {
     /// Appends the label as dig prints it: special characters behind a backslash, bytes
     /// outside printable ASCII as `\DDD`. With `json`, each `\` and `"` written is escaped
     /// again for a JSON string.
-    static func escape<Label: Collection>(_ label: Label, into out: inout [UInt8], json: Bool = false) where Label.Element == UInt8 {
+    static func escape<Label: Collection, Out: DNSTextOutput>(_ label: Label, into out: inout Out, json: Bool = false)
+        where Label.Element == UInt8 {
         let backslash = UInt8(ascii: "\\")
         for b in label {
             if isSpecial(b) {

@@ -96,19 +96,19 @@ enum DNSEvents {
             // The whole `dns` object as one value, members in key order: the event prints it
             // where its members would go (it nests dotted names into objects, and nothing else
             // sets `dns.*`), and one value costs far less to set than a dozen.
-            e.set("dns", writingJSON: { out in
+            e.set("dns", writingJSONTo: { out in
                 writeDNS(main, query: q, response: r, question: question, questionName: name,
                          isAnswer: response != nil, settings: settings, into: &out)
             })
-            e.set("method", writingJSON: { DNSEncoded.writeOpcode(main.header.opcode, into: &$0) })
+            e.set("method", writingJSONTo: { DNSEncoded.writeOpcode(main.header.opcode, into: &$0) })
             if let question {
-                e.set("resource", writingJSON: { out in
+                e.set("resource", writingJSONTo: { out in
                     out.append(DNSJSON.quote)
-                    out.append(contentsOf: name)
+                    out.append(name)
                     out.append(DNSJSON.quote)
                 })
                 // "class IN, type A, example.test"
-                e.set("query", writingJSON: { out in
+                e.set("query", writingJSONTo: { out in
                     if question.qclass == 1 {
                         DNSJSON.raw(#""class IN, type "#, into: &out)   // nearly always: one append
                     } else {
@@ -118,7 +118,7 @@ enum DNSEvents {
                     }
                     DNSEncoded.writeType(question.type, inside: true, into: &out)
                     DNSJSON.raw(", ", into: &out)
-                    out.append(contentsOf: name)
+                    out.append(name)
                     out.append(DNSJSON.quote)
                 })
             }
@@ -135,7 +135,7 @@ enum DNSEvents {
     /// there is a response, parsed or not; `questionName`: the question's name as written in a
     /// JSON string).
     private static func writeDNS(_ main: DNSMessage, query q: DNSMessage?, response r: DNSMessage?, question: DNSQuestion?,
-                                 questionName: [UInt8], isAnswer: Bool, settings: DNSConfig, into json: inout [UInt8]) {
+                                 questionName: [UInt8], isAnswer: Bool, settings: DNSConfig, into json: inout JSONOutput) {
         let h = main.header
         // Where the answers' addresses are in `json`: `resolved_ip` lists them again.
         var addresses: [Range<Int>] = []
@@ -175,7 +175,7 @@ enum DNSEvents {
         // `flags` and `header_flags` are pre-built, with the keys around them. (The common
         // values below are written with their keys: each append costs about as much as a
         // short literal.)
-        json.append(contentsOf: DNSEncoded.flagMembers(h, dnssecOK: main.edns?.dnssecOK == true))
+        json.append(DNSEncoded.flagMembers(h, dnssecOK: main.edns?.dnssecOK == true))
         DNSJSON.int(UInt32(h.id), into: &json)
         if h.opcode == 0 {
             DNSJSON.raw(#","op_code":"QUERY""#, into: &json)
@@ -201,7 +201,7 @@ enum DNSEvents {
                 DNSEncoded.writeClass(question.qclass, into: &json)
                 DNSJSON.raw(#","name":""#, into: &json)
             }
-            json.append(contentsOf: questionName)
+            json.append(questionName)
             DNSJSON.raw(#"","type":"#, into: &json)
             DNSEncoded.writeType(question.type, into: &json)
             json.append(UInt8(ascii: "}"))
@@ -211,8 +211,7 @@ enum DNSEvents {
             // already in `json`.
             for (i, range) in addresses.enumerated() {
                 DNSJSON.raw(i == 0 ? #","resolved_ip":["# : ",", into: &json)
-                // Byte by byte: a slice of `json` appended to `json` would copy the whole buffer.
-                for k in range { json.append(json[k]) }
+                json.appendCopy(of: range)
             }
             if !addresses.isEmpty { json.append(UInt8(ascii: "]")) }
             if r.rcode == 0 {
@@ -229,7 +228,7 @@ enum DNSEvents {
     /// starts at `json[object]`; nothing when the section has no records.
     /// `addresses` gets where the JSON strings of A and AAAA data are.
     private static func writeRecords(_ key: StaticString, _ m: DNSMessage, _ section: DNSSection, skipOPT: Bool,
-                                     object: Int, nameAt12: [UInt8]?, addresses: inout [Range<Int>], into json: inout [UInt8]) {
+                                     object: Int, nameAt12: [UInt8]?, addresses: inout [Range<Int>], into json: inout JSONOutput) {
         var first = true
         m.forEachRecord(in: section) { rr in
             if skipOPT && rr.type == DNSType.OPT { return }
@@ -249,7 +248,7 @@ enum DNSEvents {
     /// `dns.opt` / `dns.query_opt`: the OPT record's fields, each option with a value under
     /// its name, and `options`, every option's name in order. Rare: built from a list of
     /// members sorted by key, as the event would sort them as separate fields.
-    private static func writeOpt(_ edns: EDNS, extendedRcode: Bool, into json: inout [UInt8]) {
+    private static func writeOpt(_ edns: EDNS, extendedRcode: Bool, into json: inout JSONOutput) {
         var members: [(key: String, value: [UInt8])] = []
         func add(_ key: String, _ value: JSONValue) {
             var text: [UInt8] = []
@@ -275,7 +274,7 @@ enum DNSEvents {
             if i > 0 { json.append(UInt8(ascii: ",")) }
             DNSJSON.string(member.key, into: &json)
             json.append(UInt8(ascii: ":"))
-            json.append(contentsOf: member.value)
+            json.append(member.value)
         }
         json.append(UInt8(ascii: "}"))
     }
