@@ -590,10 +590,11 @@ public struct Event: Sendable {
 
 /// The value being written by `Event.set(_:writingJSONTo:)`: appends go straight into the
 /// event's storage. Offsets (`count`, the subscript, `appendCopy`) are from the start of
-/// the value. The methods are not generic: plugins call them from another module.
+/// the value. The methods are not generic: plugins call them from another module (the small ones
+/// are inlinable).
 public struct JSONOutput {
-    private let storage: EventStorage
-    private let start: Int
+    @usableFromInline let storage: EventStorage
+    @usableFromInline let start: Int
 
     init(storage: EventStorage, start: Int) {
         self.storage = storage
@@ -601,18 +602,20 @@ public struct JSONOutput {
     }
 
     /// Bytes written into the value so far.
-    public var count: Int { storage.byteCount - start }
+    @inlinable @inline(__always) public var count: Int { storage.byteCount - start }
 
     /// A byte already written (a plugin patches its own text, e.g. a name's length bytes).
-    public subscript(index: Int) -> UInt8 {
+    @inlinable public subscript(index: Int) -> UInt8 {
         get { storage.bytes[start + index] }
         nonmutating set { storage.bytes[start + index] = newValue }
     }
 
-    public mutating func append(_ byte: UInt8) { storage.appendByte(byte) }
-    public mutating func append(_ bytes: UnsafeBufferPointer<UInt8>) { storage.appendBytes(bytes) }
-    public mutating func append(_ bytes: [UInt8]) { bytes.withUnsafeBufferPointer { storage.appendBytes($0) } }
-    public mutating func append(_ text: StaticString) {
+    // Inlinable: a plugin appends a few dozen pieces per value, and a literal's copy inlined
+    // is a few moves.
+    @inlinable @inline(__always) public mutating func append(_ byte: UInt8) { storage.appendByte(byte) }
+    @inlinable @inline(__always) public mutating func append(_ bytes: UnsafeBufferPointer<UInt8>) { storage.appendBytes(bytes) }
+    @inlinable @inline(__always) public mutating func append(_ bytes: [UInt8]) { bytes.withUnsafeBufferPointer { storage.appendBytes($0) } }
+    @inlinable @inline(__always) public mutating func append(_ text: StaticString) {
         storage.appendBytes(UnsafeBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
     }
 
@@ -654,13 +657,14 @@ public struct JSONOutput {
 }
 
 /// See `Event.layout`. A class: the cache hands out references, not copies of two arrays.
+@usableFromInline
 final class EventLayout {
     /// The text, then `slack` zero bytes (`write` copies short pieces 32 bytes at a time).
     var text: [UInt8] = []
     /// Bytes of the text itself.
     var textCount = 0
     var slots: [(offset: Int, value: Int)] = []
-    static let slack = 32
+    @inlinable static var slack: Int { 32 }   // inlinable: `EventStorage.reserveBytes` reads it
 }
 
 /// Layouts of the sequences of names events were built with (see `writeCompactJSON`), one
