@@ -593,7 +593,8 @@ public struct Event: Sendable {
 /// the value. The methods are not generic: plugins call them from another module (the small ones
 /// are inlinable).
 public struct JSONOutput {
-    @usableFromInline let storage: EventStorage
+    // A `var`: the writers take it inout, with no retain (a local copy would cost one).
+    @usableFromInline var storage: EventStorage
     @usableFromInline let start: Int
 
     init(storage: EventStorage, start: Int) {
@@ -631,13 +632,12 @@ public struct JSONOutput {
     public mutating func truncate(to count: Int) { storage.truncateBytes(to: start + count) }
 
     /// A JSON string, as `JSONWriter.writeString` writes it.
-    public mutating func writeString(_ s: String) { var sink = storage; JSONWriter.writeString(s, to: &sink) }
+    public mutating func writeString(_ s: String) { JSONWriter.writeString(s, to: &storage) }
     /// UTF-8 bytes as a JSON string, as `JSONWriter.writeUTF8String` writes them.
     public mutating func writeUTF8String(_ bytes: UnsafeBufferPointer<UInt8>) {
-        var sink = storage
-        JSONWriter.writeUTF8String(bytes, to: &sink)
+        JSONWriter.writeUTF8String(bytes, to: &storage)
     }
-    public mutating func writeInt(_ value: Int64) { var sink = storage; JSONWriter.writeInt(value, to: &sink) }
+    public mutating func writeInt(_ value: Int64) { JSONWriter.writeInt(value, to: &storage) }
 
     /// `ip.description`'s text. (`IPAddress.writeText` appends to an array: through the
     /// thread's scratch one, then copied.)
