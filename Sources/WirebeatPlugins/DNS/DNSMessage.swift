@@ -214,7 +214,12 @@ struct DNSName: Equatable, Hashable {
                 var plain = true
                 while m[i] != 0 && m[i] & 0xC0 == 0 {
                     let end = i + 1 + Int(m[i])
-                    for k in (i + 1)..<end where !DNSName.isPlain(m[k]) { plain = false }
+                    // Every byte looked at, no early exit and no branch: a name is short.
+                    var k = i + 1
+                    while k < end {
+                        plain = plain && DNSName.isPlain(m[k])
+                        k &+= 1
+                    }
                     i = end
                 }
                 if i > run && plain {
@@ -248,8 +253,8 @@ struct DNSName: Equatable, Hashable {
     /// Printed as it is in a name: printable ASCII other than the special characters below.
     /// (Bit b of the masks: byte b, then b + 64; computed from `isSpecial`.)
     @inline(__always) static func isPlain(_ b: UInt8) -> Bool {
-        b < 64 ? (0xf7ff_bcea_0000_0000 as UInt64) >> b & 1 != 0
-               : b < 128 && (0x7fff_ffff_efff_fffe as UInt64) >> (b - 64) & 1 != 0
+        let mask: UInt64 = b < 64 ? 0xf7ff_bcea_0000_0000 : 0x7fff_ffff_efff_fffe
+        return b < 128 && mask >> (b & 63) & 1 != 0
     }
 
     @inline(__always) static func isSpecial(_ b: UInt8) -> Bool {
