@@ -1,8 +1,9 @@
 import WirebeatCore
 
-/// Where the DNS writers put text: a byte array (a name's text, the question's name) or an
-/// event's value being written in place (`JSONOutput`: no scratch array, no copy). The
-/// writers are generic over it, specialised for both in this module.
+/// Where the DNS writers put text: a byte array (a name's text), a buffer on the stack (the
+/// question's name, `DNSTextBuffer`) or, with the JSON members of `DNSJSONOutput`, an event's
+/// value being written in place (`JSONOutput`: no scratch array, no copy). The writers are
+/// generic over it, specialised for each in this module.
 protocol DNSTextOutput {
     /// Bytes written so far (for `JSONOutput`, into the value).
     var count: Int { get }
@@ -11,6 +12,9 @@ protocol DNSTextOutput {
     mutating func append(_ bytes: UnsafeBufferPointer<UInt8>)
     mutating func append(_ bytes: [UInt8])
     mutating func append(_ text: StaticString)
+}
+
+protocol DNSJSONOutput: DNSTextOutput {
     /// Appends again the bytes `range` of what was written.
     mutating func appendCopy(of range: Range<Int>)
     /// A JSON string of valid UTF-8 text, as the core's JSONWriter writes it.
@@ -20,9 +24,9 @@ protocol DNSTextOutput {
     mutating func writeText(of ip: IPAddress)
 }
 
-extension JSONOutput: DNSTextOutput {}
+extension JSONOutput: DNSJSONOutput {}
 
-extension Array: DNSTextOutput where Element == UInt8 {
+extension Array: DNSTextOutput, DNSJSONOutput where Element == UInt8 {
     @inline(__always) mutating func append(_ bytes: UnsafeBufferPointer<UInt8>) { append(contentsOf: bytes) }
     @inline(__always) mutating func append(_ bytes: [UInt8]) { append(contentsOf: bytes) }
     @inline(__always) mutating func append(_ text: StaticString) {
@@ -33,6 +37,45 @@ extension Array: DNSTextOutput where Element == UInt8 {
     @inline(__always) mutating func writeString(_ s: String) { JSONWriter.writeString(s, into: &self) }
     @inline(__always) mutating func writeInt(_ value: Int64) { JSONWriter.writeInt(value, into: &self) }
     @inline(__always) mutating func writeText(of ip: IPAddress) { ip.writeText(into: &self) }
+}
+
+/// Text written into memory the caller provides (the question's name, on the stack: no
+/// array to allocate and free per event). Writing past its end is a precondition failure.
+struct DNSTextBuffer: DNSTextOutput {
+    private let base: UnsafeMutablePointer<UInt8>
+    private let capacity: Int
+    private(set) var count = 0
+
+    init(_ buffer: UnsafeMutableBufferPointer<UInt8>) {
+        base = buffer.baseAddress!
+        capacity = buffer.count
+    }
+
+    /// What was written (valid as long as the memory given to `init`).
+    var text: UnsafeBufferPointer<UInt8> { UnsafeBufferPointer(start: base, count: count) }
+
+    subscript(index: Int) -> UInt8 {
+        get { precondition(index >= 0 && index < count); return base[index] }
+        set { precondition(index >= 0 && index < count); base[index] = newValue }
+    }
+
+    @inline(__always) mutating func append(_ byte: UInt8) {
+        precondition(count < capacity, "DNSTextBuffer overflow")
+        base[count] = byte
+        count += 1
+    }
+
+    @inline(__always) mutating func append(_ bytes: UnsafeBufferPointer<UInt8>) {
+        guard let from = bytes.baseAddress else { return }
+        precondition(bytes.count <= capacity - count, "DNSTextBuffer overflow")
+        (base + count).update(from: from, count: bytes.count)
+        count += bytes.count
+    }
+
+    @inline(__always) mutating func append(_ bytes: [UInt8]) { bytes.withUnsafeBufferPointer { append($0) } }
+    @inline(__always) mutating func append(_ text: StaticString) {
+        append(UnsafeBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
+    }
 }
 
 /// The DNS values of an event written straight into JSON text: no String, no `JSONValue`
@@ -62,7 +105,7 @@ enum DNSJSON {
 
     /// A JSON string of valid UTF-8 text, as the core's JSONWriter writes it.
     @inline(__always)
-    static func string<Out: DNSTextOutput>(_ s: String, into out: inout Out) { out.writeString(s) }
+    static func string<Out: DNSJSONOutput>(_ s: String, into out: inout Out) { out.writeString(s) }
 
     /// A JSON string for text known to need no escaping (type, class and code names).
     static func quoted(_ s: String) -> [UInt8] {
@@ -73,11 +116,11 @@ enum DNSJSON {
 
     /// A non-negative integer in decimal.
     @inline(__always)
-    static func int<Out: DNSTextOutput>(_ value: UInt32, into out: inout Out) { out.writeInt(Int64(value)) }
+    static func int<Out: DNSJSONOutput>(_ value: UInt32, into out: inout Out) { out.writeInt(Int64(value)) }
 
     /// An address as `IPAddress.description` prints it, without making the String.
     @inline(__always)
-    static func ip<Out: DNSTextOutput>(_ ip: IPAddress, into out: inout Out) { out.writeText(of: ip) }
+    static func ip<Out: DNSJSONOutput>(_ ip: IPAddress, into out: inout Out) { out.writeText(of: ip) }
 }
 
 /// Values that recur in every event, as JSON text built once.
@@ -184,7 +227,7 @@ extension DNSRecord {
     /// the value of `data` is in `out`. `nameAt12`: the text (as in a JSON string) of the
     /// name at offset 12 of the message, the question's, which most answers point to.
     @discardableResult
-    func writeJSON<Out: DNSTextOutput>(into out: inout Out, nameAt12: [UInt8]? = nil) -> Range<Int> {
+    func writeJSON<Out: DNSJSONOutput>(into out: inout Out, nameAt12: UnsafeBufferPointer<UInt8>? = nil) -> Range<Int> {
         if rclass == 1 {
             DNSJSON.raw(#"{"class":"IN","data":"#, into: &out)   // nearly always
         } else {
@@ -231,7 +274,7 @@ extension DNSRecord {
     }
 
     /// `,"name":"` and the name, without the closing quote.
-    private func writeName<Out: DNSTextOutput>(_ nameAt12: [UInt8]?, into out: inout Out) {
+    private func writeName<Out: DNSTextOutput>(_ nameAt12: UnsafeBufferPointer<UInt8>?, into out: inout Out) {
         DNSJSON.raw(#","name":""#, into: &out)
         if let nameAt12, name.isPointer(to: 12) {
             out.append(nameAt12)
@@ -241,7 +284,7 @@ extension DNSRecord {
     }
 
     /// `data.data` as a JSON string.
-    private func writeDataJSON<Out: DNSTextOutput>(into out: inout Out) {
+    private func writeDataJSON<Out: DNSJSONOutput>(into out: inout Out) {
         switch data {
         case .address(let ip):
             out.append(DNSJSON.quote); DNSJSON.ip(ip, into: &out); out.append(DNSJSON.quote)

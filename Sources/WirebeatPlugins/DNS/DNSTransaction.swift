@@ -87,40 +87,15 @@ enum DNSEvents {
         // message): no String, array or `JSONValue` tree per field.
         if let main = r ?? q {
             let question = (q ?? r)?.firstQuestion
-            // The question's name (the inside of its JSON string) is printed three times: made once.
-            var name: [UInt8] = []
-            if let question {
-                name.reserveCapacity(64)
-                question.name.write(into: &name, json: true)
-            }
-            // The whole `dns` object as one value, members in key order: the event prints it
-            // where its members would go (it nests dotted names into objects, and nothing else
-            // sets `dns.*`), and one value costs far less to set than a dozen.
-            e.set("dns", writingJSONTo: { out in
-                writeDNS(main, query: q, response: r, question: question, questionName: name,
-                         isAnswer: response != nil, settings: settings, into: &out)
-            })
-            e.set("method", writingJSONTo: { DNSEncoded.writeOpcode(main.header.opcode, into: &$0) })
-            if let question {
-                e.set("resource", writingJSONTo: { out in
-                    out.append(DNSJSON.quote)
-                    out.append(name)
-                    out.append(DNSJSON.quote)
-                })
-                // "class IN, type A, example.test"
-                e.set("query", writingJSONTo: { out in
-                    if question.qclass == 1 {
-                        DNSJSON.raw(#""class IN, type "#, into: &out)   // nearly always: one append
-                    } else {
-                        DNSJSON.raw(#""class "#, into: &out)
-                        DNSEncoded.writeClass(question.qclass, inside: true, into: &out)
-                        DNSJSON.raw(", type ", into: &out)
-                    }
-                    DNSEncoded.writeType(question.type, inside: true, into: &out)
-                    DNSJSON.raw(", ", into: &out)
-                    out.append(name)
-                    out.append(DNSJSON.quote)
-                })
+            // The question's name (the inside of its JSON string) is printed three times: made
+            // once, on the stack. Room for the longest text: 255 octets at most in the message
+            // (checked when parsed), each printed as 5 bytes at most (`\\DDD`).
+            let room = question.map { 5 * ($0.name.uncompressedLength ?? 255) } ?? 1
+            withUnsafeTemporaryAllocation(of: UInt8.self, capacity: room) { buffer in
+                var text = DNSTextBuffer(buffer)
+                question?.name.write(into: &text, json: true)
+                setValues(of: main, query: q, response: r, question: question, questionName: text.text,
+                          isAnswer: response != nil, settings: settings, in: &e)
             }
         }
         if settings.sendRequest, let q { e.set("request", q.digText) }
@@ -131,11 +106,47 @@ enum DNSEvents {
         return e
     }
 
+    /// `dns`, `method`, `resource` and `query` (`questionName`: the question's name as
+    /// written in a JSON string).
+    private static func setValues(of main: DNSMessage, query q: DNSMessage?, response r: DNSMessage?,
+                                  question: DNSQuestion?, questionName name: UnsafeBufferPointer<UInt8>,
+                                  isAnswer: Bool, settings: DNSConfig, in e: inout Event) {
+        // The whole `dns` object as one value, members in key order: the event prints it
+        // where its members would go (it nests dotted names into objects, and nothing else
+        // sets `dns.*`), and one value costs far less to set than a dozen.
+        e.set("dns", writingJSONTo: { out in
+            writeDNS(main, query: q, response: r, question: question, questionName: name,
+                     isAnswer: isAnswer, settings: settings, into: &out)
+        })
+        e.set("method", writingJSONTo: { DNSEncoded.writeOpcode(main.header.opcode, into: &$0) })
+        guard let question else { return }
+        e.set("resource", writingJSONTo: { out in
+            out.append(DNSJSON.quote)
+            out.append(name)
+            out.append(DNSJSON.quote)
+        })
+        // "class IN, type A, example.test"
+        e.set("query", writingJSONTo: { out in
+            if question.qclass == 1 {
+                DNSJSON.raw(#""class IN, type "#, into: &out)   // nearly always: one append
+            } else {
+                DNSJSON.raw(#""class "#, into: &out)
+                DNSEncoded.writeClass(question.qclass, inside: true, into: &out)
+                DNSJSON.raw(", type ", into: &out)
+            }
+            DNSEncoded.writeType(question.type, inside: true, into: &out)
+            DNSJSON.raw(", ", into: &out)
+            out.append(name)
+            out.append(DNSJSON.quote)
+        })
+    }
+
     /// Appends the `dns` object of an event (`main`: the response, else the query; `isAnswer`:
     /// there is a response, parsed or not; `questionName`: the question's name as written in a
     /// JSON string).
     private static func writeDNS(_ main: DNSMessage, query q: DNSMessage?, response r: DNSMessage?, question: DNSQuestion?,
-                                 questionName: [UInt8], isAnswer: Bool, settings: DNSConfig, into json: inout JSONOutput) {
+                                 questionName: UnsafeBufferPointer<UInt8>, isAnswer: Bool, settings: DNSConfig,
+                                 into json: inout JSONOutput) {
         let h = main.header
         // Where the answers' addresses are in `json`: `resolved_ip` lists them again.
         var addresses: [Range<Int>] = []
@@ -143,7 +154,7 @@ enum DNSEvents {
         if let r {
             // Answers mostly name the question by a pointer to it: its text is reused when the
             // response's question name has the same bytes as the one in `questionName`.
-            var nameAt12: [UInt8]? = nil
+            var nameAt12: UnsafeBufferPointer<UInt8>? = nil
             if let question, question.name.start == 12, question.name.isStored(identicallyIn: r.bytes) {
                 nameAt12 = questionName
             }
@@ -228,7 +239,7 @@ enum DNSEvents {
     /// starts at `json[object]`; nothing when the section has no records.
     /// `addresses` gets where the JSON strings of A and AAAA data are.
     private static func writeRecords(_ key: StaticString, _ m: DNSMessage, _ section: DNSSection, skipOPT: Bool,
-                                     object: Int, nameAt12: [UInt8]?, addresses: inout [Range<Int>], into json: inout JSONOutput) {
+                                     object: Int, nameAt12: UnsafeBufferPointer<UInt8>?, addresses: inout [Range<Int>], into json: inout JSONOutput) {
         var first = true
         m.forEachRecord(in: section) { rr in
             if skipOPT && rr.type == DNSType.OPT { return }
