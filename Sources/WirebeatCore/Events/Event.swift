@@ -590,8 +590,8 @@ public struct Event: Sendable {
 
 /// The value being written by `Event.set(_:writingJSONTo:)`: appends go straight into the
 /// event's storage. Offsets (`count`, the subscript, `appendCopy`) are from the start of
-/// the value. The methods are not generic: plugins call them from another module (the small ones
-/// are inlinable).
+/// the value, and checked to be within what was written. The methods are not generic:
+/// plugins call them from another module (the small ones are inlinable).
 public struct JSONOutput {
     // A `var`: the writers take it inout, with no retain (a local copy would cost one).
     @usableFromInline var storage: EventStorage
@@ -607,8 +607,8 @@ public struct JSONOutput {
 
     /// A byte already written (a plugin patches its own text, e.g. a name's length bytes).
     @inlinable public subscript(index: Int) -> UInt8 {
-        get { storage.bytes[start + index] }
-        nonmutating set { storage.bytes[start + index] = newValue }
+        get { precondition(index >= 0 && index < count); return storage.bytes[start + index] }
+        nonmutating set { precondition(index >= 0 && index < count); storage.bytes[start + index] = newValue }
     }
 
     // Inlinable: a plugin appends a few dozen pieces per value, and a literal's copy inlined
@@ -622,6 +622,7 @@ public struct JSONOutput {
 
     /// Appends again the bytes `range` of what was written (a value listed twice).
     public mutating func appendCopy(of range: Range<Int>) {
+        precondition(range.lowerBound >= 0 && range.upperBound <= count)
         let n = range.count
         let to = storage.reserveBytes(n)   // may move the bytes: the source is read after
         to.update(from: storage.bytes + start + range.lowerBound, count: n)
@@ -629,7 +630,10 @@ public struct JSONOutput {
     }
 
     /// Drops what was written after `count` bytes.
-    public mutating func truncate(to count: Int) { storage.truncateBytes(to: start + count) }
+    public mutating func truncate(to count: Int) {
+        precondition(count >= 0 && count <= self.count)
+        storage.truncateBytes(to: start + count)
+    }
 
     /// A JSON string, as `JSONWriter.writeString` writes it.
     public mutating func writeString(_ s: String) { JSONWriter.writeString(s, to: &storage) }
