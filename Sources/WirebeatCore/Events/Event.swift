@@ -216,6 +216,17 @@ public struct Event: Sendable {
         if isTypeName(field) { storage.type = decode(spans[spans.count - 1])?.stringValue }
     }
 
+    /// A value whose JSON text `write` writes straight into the event (no scratch array, no
+    /// copy): for values a plugin assembles itself, the same contract as
+    /// `set(_:writingJSON:)`. The closure cannot touch the event meanwhile (it is inout).
+    public mutating func set(_ field: String, writingJSONTo write: (inout JSONOutput) -> Void) {
+        begin(field)
+        var out = JSONOutput(storage: storage, start: Int(storage.pendingStart))
+        write(&out)
+        end()
+        if isTypeName(field) { storage.type = decode(spans[spans.count - 1])?.stringValue }
+    }
+
     /// A value written into an array by `write`, then copied in: the end of the pool's
     /// scratch array, emptied only now and then (a nested call, if a `write` ever made one,
     /// gets an array of its own).
@@ -577,14 +588,87 @@ public struct Event: Sendable {
     }
 }
 
+/// The value being written by `Event.set(_:writingJSONTo:)`: appends go straight into the
+/// event's storage. Offsets (`count`, the subscript, `appendCopy`) are from the start of
+/// the value, and checked to be within what was written. The methods are not generic:
+/// plugins call them from another module (the small ones are inlinable).
+public struct JSONOutput {
+    // A `var`: the writers take it inout, with no retain (a local copy would cost one).
+    @usableFromInline var storage: EventStorage
+    @usableFromInline let start: Int
+
+    init(storage: EventStorage, start: Int) {
+        self.storage = storage
+        self.start = start
+    }
+
+    /// Bytes written into the value so far.
+    @inlinable @inline(__always) public var count: Int { storage.byteCount - start }
+
+    /// A byte already written (a plugin patches its own text, e.g. a name's length bytes).
+    @inlinable public subscript(index: Int) -> UInt8 {
+        get { precondition(index >= 0 && index < count); return storage.bytes[start + index] }
+        nonmutating set { precondition(index >= 0 && index < count); storage.bytes[start + index] = newValue }
+    }
+
+    // Inlinable: a plugin appends a few dozen pieces per value, and a literal's copy inlined
+    // is a few moves.
+    @inlinable @inline(__always) public mutating func append(_ byte: UInt8) { storage.appendByte(byte) }
+    @inlinable @inline(__always) public mutating func append(_ bytes: UnsafeBufferPointer<UInt8>) { storage.appendBytes(bytes) }
+    @inlinable @inline(__always) public mutating func append(_ bytes: [UInt8]) { bytes.withUnsafeBufferPointer { storage.appendBytes($0) } }
+    @inlinable @inline(__always) public mutating func append(_ text: StaticString) {
+        storage.appendBytes(UnsafeBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
+    }
+
+    /// Appends again the bytes `range` of what was written (a value listed twice).
+    public mutating func appendCopy(of range: Range<Int>) {
+        precondition(range.lowerBound >= 0 && range.upperBound <= count)
+        let n = range.count
+        let to = storage.reserveBytes(n)   // may move the bytes: the source is read after
+        to.update(from: storage.bytes + start + range.lowerBound, count: n)
+        storage.commitBytes(n)
+    }
+
+    /// Drops what was written after `count` bytes.
+    public mutating func truncate(to count: Int) {
+        precondition(count >= 0 && count <= self.count)
+        storage.truncateBytes(to: start + count)
+    }
+
+    /// A JSON string, as `JSONWriter.writeString` writes it.
+    public mutating func writeString(_ s: String) { JSONWriter.writeString(s, to: &storage) }
+    /// UTF-8 bytes as a JSON string, as `JSONWriter.writeUTF8String` writes them.
+    public mutating func writeUTF8String(_ bytes: UnsafeBufferPointer<UInt8>) {
+        JSONWriter.writeUTF8String(bytes, to: &storage)
+    }
+    public mutating func writeInt(_ value: Int64) { JSONWriter.writeInt(value, to: &storage) }
+
+    /// `ip.description`'s text. (`IPAddress.writeText` appends to an array: through the
+    /// thread's scratch one, then copied.)
+    public mutating func writeText(of ip: IPAddress) {
+        let pool = EventBufferPool.current
+        if pool.scratchInUse {
+            var own: [UInt8] = []
+            ip.writeText(into: &own)
+            append(own)
+            return
+        }
+        let from = pool.scratch.count
+        ip.writeText(into: &pool.scratch)
+        pool.scratch.withUnsafeBufferPointer { storage.appendBytes(UnsafeBufferPointer(rebasing: $0[from...])) }
+        pool.scratch.removeSubrange(from...)
+    }
+}
+
 /// See `Event.layout`. A class: the cache hands out references, not copies of two arrays.
+@usableFromInline
 final class EventLayout {
     /// The text, then `slack` zero bytes (`write` copies short pieces 32 bytes at a time).
     var text: [UInt8] = []
     /// Bytes of the text itself.
     var textCount = 0
     var slots: [(offset: Int, value: Int)] = []
-    static let slack = 32
+    @inlinable static var slack: Int { 32 }   // inlinable: `EventStorage.reserveBytes` reads it
 }
 
 /// Layouts of the sequences of names events were built with (see `writeCompactJSON`), one

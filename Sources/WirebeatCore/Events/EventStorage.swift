@@ -13,15 +13,18 @@ import Darwin
 /// per-thread pool (`EventBufferPool`) for the next one: building an event allocates one
 /// object. `Event` keeps value semantics by copying the storage before changing one that
 /// is shared (as arrays do).
+@usableFromInline
 final class EventStorage: @unchecked Sendable {
     // `@unchecked Sendable`, as arrays: an event's storage is only changed while uniquely
     // referenced (`Event.unique`), so a shared one is only read.
 
     // Exclusivity is unchecked: the storage is changed only through its event, which holds
     // the only reference at that moment.
-    @exclusivity(unchecked) private(set) var bytes: UnsafeMutablePointer<UInt8>
-    @exclusivity(unchecked) private(set) var byteCount = 0
-    @exclusivity(unchecked) private var byteCapacity = EventBufferPool.byteCapacity
+    // The bytes' members are usable from inlinable code: `JSONOutput`'s appends are inlined
+    // into the plugins that write values in place.
+    @usableFromInline @exclusivity(unchecked) var bytes: UnsafeMutablePointer<UInt8>
+    @usableFromInline @exclusivity(unchecked) var byteCount = 0
+    @usableFromInline @exclusivity(unchecked) var byteCapacity = EventBufferPool.byteCapacity
     @exclusivity(unchecked) private(set) var spans: UnsafeMutablePointer<Event.ValueSpan>
     @exclusivity(unchecked) private(set) var spanCount = 0
     @exclusivity(unchecked) private var spanCapacity = EventBufferPool.spanCapacity
@@ -74,21 +77,21 @@ final class EventStorage: @unchecked Sendable {
 
     /// Room for `n` more bytes of JSON text at the returned address (`commitBytes` says how
     /// many were written).
-    @inline(__always) func reserveBytes(_ n: Int) -> UnsafeMutablePointer<UInt8> {
+    @inlinable @inline(__always) func reserveBytes(_ n: Int) -> UnsafeMutablePointer<UInt8> {
         // `EventLayout.slack` bytes past the end stay allocated: writing the event copies
         // short values 32 bytes at a time.
         if byteCount + n + EventLayout.slack > byteCapacity { growBytes(to: byteCount + n + EventLayout.slack) }
         return bytes + byteCount
     }
 
-    @inline(__always) func commitBytes(_ n: Int) { byteCount += n }
+    @inlinable @inline(__always) func commitBytes(_ n: Int) { byteCount += n }
 
-    @inline(__always) func appendByte(_ byte: UInt8) {
+    @inlinable @inline(__always) func appendByte(_ byte: UInt8) {
         reserveBytes(1).pointee = byte
         byteCount += 1
     }
 
-    @inline(__always) func appendBytes(_ source: UnsafeBufferPointer<UInt8>) {
+    @inlinable @inline(__always) func appendBytes(_ source: UnsafeBufferPointer<UInt8>) {
         guard let from = source.baseAddress, source.count > 0 else { return }
         reserveBytes(source.count).update(from: from, count: source.count)
         byteCount += source.count
@@ -122,7 +125,7 @@ final class EventStorage: @unchecked Sendable {
         nameCount += 1
     }
 
-    private func growBytes(to needed: Int) {
+    @usableFromInline func growBytes(to needed: Int) {
         var capacity = byteCapacity * 2
         while capacity < needed { capacity *= 2 }
         let larger = UnsafeMutablePointer<UInt8>.allocate(capacity: capacity)

@@ -1,28 +1,111 @@
 import WirebeatCore
 
-/// The DNS values of an event written straight into JSON text, for `Event.set(_:encodedJSON:)`:
-/// no String, no `JSONValue` tree per value. The output must be byte for byte what the core's
-/// JSONWriter prints for the same values (the goldens and the bench outputs check it), so
-/// strings and numbers go through JSONWriter itself.
+/// Where the DNS writers put text: a byte array (a name's text), a buffer on the stack (the
+/// question's name, `DNSTextBuffer`) or, with the JSON members of `DNSJSONOutput`, an event's
+/// value being written in place (`JSONOutput`: no scratch array, no copy). The writers are
+/// generic over it, specialised for each in this module.
+protocol DNSTextOutput {
+    /// Bytes written so far (for `JSONOutput`, into the value).
+    var count: Int { get }
+    subscript(index: Int) -> UInt8 { get set }
+    mutating func append(_ byte: UInt8)
+    mutating func append(_ bytes: UnsafeBufferPointer<UInt8>)
+    mutating func append(_ bytes: [UInt8])
+    mutating func append(_ text: StaticString)
+}
+
+protocol DNSJSONOutput: DNSTextOutput {
+    /// Appends again the bytes `range` of what was written.
+    mutating func appendCopy(of range: Range<Int>)
+    /// A JSON string of valid UTF-8 text, as the core's JSONWriter writes it.
+    mutating func writeString(_ s: String)
+    mutating func writeInt(_ value: Int64)
+    /// An address as `IPAddress.description` prints it, without making the String.
+    mutating func writeText(of ip: IPAddress)
+}
+
+extension JSONOutput: DNSJSONOutput {}
+
+extension Array: DNSTextOutput, DNSJSONOutput where Element == UInt8 {
+    @inline(__always) mutating func append(_ bytes: UnsafeBufferPointer<UInt8>) { append(contentsOf: bytes) }
+    @inline(__always) mutating func append(_ bytes: [UInt8]) { append(contentsOf: bytes) }
+    @inline(__always) mutating func append(_ text: StaticString) {
+        append(contentsOf: UnsafeBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
+    }
+    // Byte by byte: a slice of the array appended to itself would copy the whole buffer.
+    mutating func appendCopy(of range: Range<Int>) { for k in range { append(self[k]) } }
+    @inline(__always) mutating func writeString(_ s: String) { JSONWriter.writeString(s, into: &self) }
+    @inline(__always) mutating func writeInt(_ value: Int64) { JSONWriter.writeInt(value, into: &self) }
+    @inline(__always) mutating func writeText(of ip: IPAddress) { ip.writeText(into: &self) }
+}
+
+/// Text written into memory the caller provides (the question's name, on the stack: no
+/// array to allocate and free per event). Writing past its end is a precondition failure.
+struct DNSTextBuffer: DNSTextOutput {
+    private let base: UnsafeMutablePointer<UInt8>
+    private let capacity: Int
+    private(set) var count = 0
+
+    init(_ buffer: UnsafeMutableBufferPointer<UInt8>) {
+        base = buffer.baseAddress!
+        capacity = buffer.count
+    }
+
+    /// What was written (valid as long as the memory given to `init`).
+    var text: UnsafeBufferPointer<UInt8> { UnsafeBufferPointer(start: base, count: count) }
+
+    subscript(index: Int) -> UInt8 {
+        get { precondition(index >= 0 && index < count); return base[index] }
+        set { precondition(index >= 0 && index < count); base[index] = newValue }
+    }
+
+    @inline(__always) mutating func append(_ byte: UInt8) {
+        precondition(count < capacity, "DNSTextBuffer overflow")
+        base[count] = byte
+        count += 1
+    }
+
+    @inline(__always) mutating func append(_ bytes: UnsafeBufferPointer<UInt8>) {
+        guard let from = bytes.baseAddress else { return }
+        precondition(bytes.count <= capacity - count, "DNSTextBuffer overflow")
+        (base + count).update(from: from, count: bytes.count)
+        count += bytes.count
+    }
+
+    @inline(__always) mutating func append(_ bytes: [UInt8]) { bytes.withUnsafeBufferPointer { append($0) } }
+    @inline(__always) mutating func append(_ text: StaticString) {
+        append(UnsafeBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
+    }
+}
+
+/// The DNS values of an event written straight into JSON text: no String, no `JSONValue`
+/// tree per value. The output must be byte for byte what the core's JSONWriter prints for
+/// the same values (the goldens and the bench outputs check it), so strings and numbers go
+/// through JSONWriter itself.
 enum DNSJSON {
     static let quote = UInt8(ascii: "\"")
 
     /// Appends literal JSON text (keys, punctuation).
     @inline(__always)
-    static func raw(_ text: StaticString, into out: inout [UInt8]) {
-        out.append(contentsOf: UnsafeBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
-    }
+    static func raw<Out: DNSTextOutput>(_ text: StaticString, into out: inout Out) { out.append(text) }
 
     /// Appends a literal JSON string, or with `inside` only what is between its quotes.
     @inline(__always)
-    static func raw(_ quoted: StaticString, inside: Bool, into out: inout [UInt8]) {
+    static func raw<Out: DNSTextOutput>(_ quoted: StaticString, inside: Bool, into out: inout Out) {
         let skip = inside ? 1 : 0
-        out.append(contentsOf: UnsafeBufferPointer(start: quoted.utf8Start + skip, count: quoted.utf8CodeUnitCount - 2 * skip))
+        out.append(UnsafeBufferPointer(start: quoted.utf8Start + skip, count: quoted.utf8CodeUnitCount - 2 * skip))
+    }
+
+    /// Appends a quoted JSON string from a table, or with `inside` only what is between its quotes.
+    @inline(__always)
+    static func quotedText<Out: DNSTextOutput>(_ quoted: [UInt8], inside: Bool, into out: inout Out) {
+        if !inside { out.append(quoted); return }
+        quoted.withUnsafeBufferPointer { out.append(UnsafeBufferPointer(rebasing: $0.dropFirst().dropLast())) }
     }
 
     /// A JSON string of valid UTF-8 text, as the core's JSONWriter writes it.
     @inline(__always)
-    static func string(_ s: String, into out: inout [UInt8]) { JSONWriter.writeString(s, into: &out) }
+    static func string<Out: DNSJSONOutput>(_ s: String, into out: inout Out) { out.writeString(s) }
 
     /// A JSON string for text known to need no escaping (type, class and code names).
     static func quoted(_ s: String) -> [UInt8] {
@@ -33,11 +116,11 @@ enum DNSJSON {
 
     /// A non-negative integer in decimal.
     @inline(__always)
-    static func int(_ value: UInt32, into out: inout [UInt8]) { JSONWriter.writeInt(Int64(value), into: &out) }
+    static func int<Out: DNSJSONOutput>(_ value: UInt32, into out: inout Out) { out.writeInt(Int64(value)) }
 
     /// An address as `IPAddress.description` prints it, without making the String.
     @inline(__always)
-    static func ip(_ ip: IPAddress, into out: inout [UInt8]) { ip.writeText(into: &out) }
+    static func ip<Out: DNSJSONOutput>(_ ip: IPAddress, into out: inout Out) { out.writeText(of: ip) }
 }
 
 /// Values that recur in every event, as JSON text built once.
@@ -99,7 +182,7 @@ enum DNSEncoded {
     // The commonest values written from literals (the tables above sit behind lazy globals,
     // checked at every use); anything else from the tables. With `inside`, without the quotes.
 
-    static func writeType(_ t: UInt16, inside: Bool = false, into out: inout [UInt8]) {
+    static func writeType<Out: DNSTextOutput>(_ t: UInt16, inside: Bool = false, into out: inout Out) {
         let text: StaticString
         switch t {
         case 1: text = #""A""#
@@ -112,30 +195,28 @@ enum DNSEncoded {
         case 28: text = #""AAAA""#
         case 33: text = #""SRV""#
         default:
-            let quoted = type(t)
-            out.append(contentsOf: inside ? quoted.dropFirst().dropLast() : quoted[...])
+            DNSJSON.quotedText(type(t), inside: inside, into: &out)
             return
         }
         DNSJSON.raw(text, inside: inside, into: &out)
     }
 
-    static func writeClass(_ c: UInt16, inside: Bool = false, into out: inout [UInt8]) {
+    static func writeClass<Out: DNSTextOutput>(_ c: UInt16, inside: Bool = false, into out: inout Out) {
         if c == 1 { DNSJSON.raw(#""IN""#, inside: inside, into: &out); return }
-        let quoted = `class`(c)
-        out.append(contentsOf: inside ? quoted.dropFirst().dropLast() : quoted[...])
+        DNSJSON.quotedText(`class`(c), inside: inside, into: &out)
     }
 
-    static func writeOpcode(_ op: Int, into out: inout [UInt8]) {
-        if op == 0 { DNSJSON.raw(#""QUERY""#, into: &out) } else { out.append(contentsOf: opcode(op)) }
+    static func writeOpcode<Out: DNSTextOutput>(_ op: Int, into out: inout Out) {
+        if op == 0 { DNSJSON.raw(#""QUERY""#, into: &out) } else { out.append(opcode(op)) }
     }
 
-    static func writeRcode(_ code: Int, into out: inout [UInt8]) {
+    static func writeRcode<Out: DNSTextOutput>(_ code: Int, into out: inout Out) {
         switch code {
         case 0: DNSJSON.raw(#""NOERROR""#, into: &out)
         case 2: DNSJSON.raw(#""SERVFAIL""#, into: &out)
         case 3: DNSJSON.raw(#""NXDOMAIN""#, into: &out)
         case 5: DNSJSON.raw(#""REFUSED""#, into: &out)
-        default: out.append(contentsOf: rcode(code))
+        default: out.append(rcode(code))
         }
     }
 }
@@ -146,12 +227,12 @@ extension DNSRecord {
     /// the value of `data` is in `out`. `nameAt12`: the text (as in a JSON string) of the
     /// name at offset 12 of the message, the question's, which most answers point to.
     @discardableResult
-    func writeJSON(into out: inout [UInt8], nameAt12: [UInt8]? = nil) -> Range<Int> {
+    func writeJSON<Out: DNSJSONOutput>(into out: inout Out, nameAt12: UnsafeBufferPointer<UInt8>? = nil) -> Range<Int> {
         if rclass == 1 {
             DNSJSON.raw(#"{"class":"IN","data":"#, into: &out)   // nearly always
         } else {
             DNSJSON.raw(#"{"class":"#, into: &out)
-            out.append(contentsOf: DNSEncoded.class(rclass))
+            out.append(DNSEncoded.class(rclass))
             DNSJSON.raw(#","data":"#, into: &out)
         }
         let dataStart = out.count
@@ -193,17 +274,17 @@ extension DNSRecord {
     }
 
     /// `,"name":"` and the name, without the closing quote.
-    private func writeName(_ nameAt12: [UInt8]?, into out: inout [UInt8]) {
+    private func writeName<Out: DNSTextOutput>(_ nameAt12: UnsafeBufferPointer<UInt8>?, into out: inout Out) {
         DNSJSON.raw(#","name":""#, into: &out)
         if let nameAt12, name.isPointer(to: 12) {
-            out.append(contentsOf: nameAt12)
+            out.append(nameAt12)
         } else {
             name.write(into: &out, json: true)
         }
     }
 
     /// `data.data` as a JSON string.
-    private func writeDataJSON(into out: inout [UInt8]) {
+    private func writeDataJSON<Out: DNSJSONOutput>(into out: inout Out) {
         switch data {
         case .address(let ip):
             out.append(DNSJSON.quote); DNSJSON.ip(ip, into: &out); out.append(DNSJSON.quote)

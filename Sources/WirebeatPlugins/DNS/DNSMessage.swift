@@ -204,7 +204,7 @@ struct DNSName: Equatable, Hashable {
 
     /// Appends `text`; with `json`, escaped for the inside of a JSON string as the core's
     /// JSONWriter escapes (the text is printable ASCII: only `\` and `"` need it).
-    func write(into out: inout [UInt8], json: Bool) {
+    func write<Out: DNSTextOutput>(into out: inout Out, json: Bool) {
         message.withUnsafeBufferPointer { m in
             var i = start
             var first = true
@@ -214,7 +214,12 @@ struct DNSName: Equatable, Hashable {
                 var plain = true
                 while m[i] != 0 && m[i] & 0xC0 == 0 {
                     let end = i + 1 + Int(m[i])
-                    for k in (i + 1)..<end where !DNSName.isPlain(m[k]) { plain = false }
+                    // Every byte looked at, no early exit and no branch: a name is short.
+                    var k = i + 1
+                    while k < end {
+                        plain = plain && DNSName.isPlain(m[k])
+                        k &+= 1
+                    }
                     i = end
                 }
                 if i > run && plain {
@@ -222,7 +227,7 @@ struct DNSName: Equatable, Hashable {
                     // then its length bytes become dots (the name's first one is left out).
                     let from = first ? run + 1 : run
                     let base = out.count - from
-                    out.append(contentsOf: UnsafeBufferPointer(rebasing: m[from..<i]))
+                    out.append(UnsafeBufferPointer(rebasing: m[from..<i]))
                     var j = run
                     while j < i {
                         if j >= from { out[base + j] = UInt8(ascii: ".") }
@@ -248,8 +253,8 @@ struct DNSName: Equatable, Hashable {
     /// Printed as it is in a name: printable ASCII other than the special characters below.
     /// (Bit b of the masks: byte b, then b + 64; computed from `isSpecial`.)
     @inline(__always) static func isPlain(_ b: UInt8) -> Bool {
-        b < 64 ? (0xf7ff_bcea_0000_0000 as UInt64) >> b & 1 != 0
-               : b < 128 && (0x7fff_ffff_efff_fffe as UInt64) >> (b - 64) & 1 != 0
+        let mask: UInt64 = b < 64 ? 0xf7ff_bcea_0000_0000 : 0x7fff_ffff_efff_fffe
+        return b < 128 && mask >> (b & 63) & 1 != 0
     }
 
     @inline(__always) static func isSpecial(_ b: UInt8) -> Bool {
@@ -265,7 +270,8 @@ struct DNSName: Equatable, Hashable {
     /// Appends the label as dig prints it: special characters behind a backslash, bytes
     /// outside printable ASCII as `\DDD`. With `json`, each `\` and `"` written is escaped
     /// again for a JSON string.
-    static func escape<Label: Collection>(_ label: Label, into out: inout [UInt8], json: Bool = false) where Label.Element == UInt8 {
+    static func escape<Label: Collection, Out: DNSTextOutput>(_ label: Label, into out: inout Out, json: Bool = false)
+        where Label.Element == UInt8 {
         let backslash = UInt8(ascii: "\\")
         for b in label {
             if isSpecial(b) {

@@ -87,40 +87,15 @@ enum DNSEvents {
         // message): no String, array or `JSONValue` tree per field.
         if let main = r ?? q {
             let question = (q ?? r)?.firstQuestion
-            // The question's name (the inside of its JSON string) is printed three times: made once.
-            var name: [UInt8] = []
-            if let question {
-                name.reserveCapacity(64)
-                question.name.write(into: &name, json: true)
-            }
-            // The whole `dns` object as one value, members in key order: the event prints it
-            // where its members would go (it nests dotted names into objects, and nothing else
-            // sets `dns.*`), and one value costs far less to set than a dozen.
-            e.set("dns", writingJSON: { out in
-                writeDNS(main, query: q, response: r, question: question, questionName: name,
-                         isAnswer: response != nil, settings: settings, into: &out)
-            })
-            e.set("method", writingJSON: { DNSEncoded.writeOpcode(main.header.opcode, into: &$0) })
-            if let question {
-                e.set("resource", writingJSON: { out in
-                    out.append(DNSJSON.quote)
-                    out.append(contentsOf: name)
-                    out.append(DNSJSON.quote)
-                })
-                // "class IN, type A, example.test"
-                e.set("query", writingJSON: { out in
-                    if question.qclass == 1 {
-                        DNSJSON.raw(#""class IN, type "#, into: &out)   // nearly always: one append
-                    } else {
-                        DNSJSON.raw(#""class "#, into: &out)
-                        DNSEncoded.writeClass(question.qclass, inside: true, into: &out)
-                        DNSJSON.raw(", type ", into: &out)
-                    }
-                    DNSEncoded.writeType(question.type, inside: true, into: &out)
-                    DNSJSON.raw(", ", into: &out)
-                    out.append(contentsOf: name)
-                    out.append(DNSJSON.quote)
-                })
+            // The question's name (the inside of its JSON string) is printed three times: made
+            // once, on the stack. Room for the longest text: 255 octets at most in the message
+            // (checked when parsed), each printed as 5 bytes at most (`\\DDD`).
+            let room = question.map { 5 * ($0.name.uncompressedLength ?? 255) } ?? 1
+            withUnsafeTemporaryAllocation(of: UInt8.self, capacity: room) { buffer in
+                var text = DNSTextBuffer(buffer)
+                question?.name.write(into: &text, json: true)
+                setValues(of: main, query: q, response: r, question: question, questionName: text.text,
+                          isAnswer: response != nil, settings: settings, in: &e)
             }
         }
         if settings.sendRequest, let q { e.set("request", q.digText) }
@@ -131,11 +106,47 @@ enum DNSEvents {
         return e
     }
 
+    /// `dns`, `method`, `resource` and `query` (`questionName`: the question's name as
+    /// written in a JSON string).
+    private static func setValues(of main: DNSMessage, query q: DNSMessage?, response r: DNSMessage?,
+                                  question: DNSQuestion?, questionName name: UnsafeBufferPointer<UInt8>,
+                                  isAnswer: Bool, settings: DNSConfig, in e: inout Event) {
+        // The whole `dns` object as one value, members in key order: the event prints it
+        // where its members would go (it nests dotted names into objects, and nothing else
+        // sets `dns.*`), and one value costs far less to set than a dozen.
+        e.set("dns", writingJSONTo: { out in
+            writeDNS(main, query: q, response: r, question: question, questionName: name,
+                     isAnswer: isAnswer, settings: settings, into: &out)
+        })
+        e.set("method", writingJSONTo: { DNSEncoded.writeOpcode(main.header.opcode, into: &$0) })
+        guard let question else { return }
+        e.set("resource", writingJSONTo: { out in
+            out.append(DNSJSON.quote)
+            out.append(name)
+            out.append(DNSJSON.quote)
+        })
+        // "class IN, type A, example.test"
+        e.set("query", writingJSONTo: { out in
+            if question.qclass == 1 {
+                DNSJSON.raw(#""class IN, type "#, into: &out)   // nearly always: one append
+            } else {
+                DNSJSON.raw(#""class "#, into: &out)
+                DNSEncoded.writeClass(question.qclass, inside: true, into: &out)
+                DNSJSON.raw(", type ", into: &out)
+            }
+            DNSEncoded.writeType(question.type, inside: true, into: &out)
+            DNSJSON.raw(", ", into: &out)
+            out.append(name)
+            out.append(DNSJSON.quote)
+        })
+    }
+
     /// Appends the `dns` object of an event (`main`: the response, else the query; `isAnswer`:
     /// there is a response, parsed or not; `questionName`: the question's name as written in a
     /// JSON string).
     private static func writeDNS(_ main: DNSMessage, query q: DNSMessage?, response r: DNSMessage?, question: DNSQuestion?,
-                                 questionName: [UInt8], isAnswer: Bool, settings: DNSConfig, into json: inout [UInt8]) {
+                                 questionName: UnsafeBufferPointer<UInt8>, isAnswer: Bool, settings: DNSConfig,
+                                 into json: inout JSONOutput) {
         let h = main.header
         // Where the answers' addresses are in `json`: `resolved_ip` lists them again.
         var addresses: [Range<Int>] = []
@@ -143,7 +154,7 @@ enum DNSEvents {
         if let r {
             // Answers mostly name the question by a pointer to it: its text is reused when the
             // response's question name has the same bytes as the one in `questionName`.
-            var nameAt12: [UInt8]? = nil
+            var nameAt12: UnsafeBufferPointer<UInt8>? = nil
             if let question, question.name.start == 12, question.name.isStored(identicallyIn: r.bytes) {
                 nameAt12 = questionName
             }
@@ -175,7 +186,7 @@ enum DNSEvents {
         // `flags` and `header_flags` are pre-built, with the keys around them. (The common
         // values below are written with their keys: each append costs about as much as a
         // short literal.)
-        json.append(contentsOf: DNSEncoded.flagMembers(h, dnssecOK: main.edns?.dnssecOK == true))
+        json.append(DNSEncoded.flagMembers(h, dnssecOK: main.edns?.dnssecOK == true))
         DNSJSON.int(UInt32(h.id), into: &json)
         if h.opcode == 0 {
             DNSJSON.raw(#","op_code":"QUERY""#, into: &json)
@@ -201,7 +212,7 @@ enum DNSEvents {
                 DNSEncoded.writeClass(question.qclass, into: &json)
                 DNSJSON.raw(#","name":""#, into: &json)
             }
-            json.append(contentsOf: questionName)
+            json.append(questionName)
             DNSJSON.raw(#"","type":"#, into: &json)
             DNSEncoded.writeType(question.type, into: &json)
             json.append(UInt8(ascii: "}"))
@@ -211,8 +222,7 @@ enum DNSEvents {
             // already in `json`.
             for (i, range) in addresses.enumerated() {
                 DNSJSON.raw(i == 0 ? #","resolved_ip":["# : ",", into: &json)
-                // Byte by byte: a slice of `json` appended to `json` would copy the whole buffer.
-                for k in range { json.append(json[k]) }
+                json.appendCopy(of: range)
             }
             if !addresses.isEmpty { json.append(UInt8(ascii: "]")) }
             if r.rcode == 0 {
@@ -229,7 +239,7 @@ enum DNSEvents {
     /// starts at `json[object]`; nothing when the section has no records.
     /// `addresses` gets where the JSON strings of A and AAAA data are.
     private static func writeRecords(_ key: StaticString, _ m: DNSMessage, _ section: DNSSection, skipOPT: Bool,
-                                     object: Int, nameAt12: [UInt8]?, addresses: inout [Range<Int>], into json: inout [UInt8]) {
+                                     object: Int, nameAt12: UnsafeBufferPointer<UInt8>?, addresses: inout [Range<Int>], into json: inout JSONOutput) {
         var first = true
         m.forEachRecord(in: section) { rr in
             if skipOPT && rr.type == DNSType.OPT { return }
@@ -249,7 +259,7 @@ enum DNSEvents {
     /// `dns.opt` / `dns.query_opt`: the OPT record's fields, each option with a value under
     /// its name, and `options`, every option's name in order. Rare: built from a list of
     /// members sorted by key, as the event would sort them as separate fields.
-    private static func writeOpt(_ edns: EDNS, extendedRcode: Bool, into json: inout [UInt8]) {
+    private static func writeOpt(_ edns: EDNS, extendedRcode: Bool, into json: inout JSONOutput) {
         var members: [(key: String, value: [UInt8])] = []
         func add(_ key: String, _ value: JSONValue) {
             var text: [UInt8] = []
@@ -275,7 +285,7 @@ enum DNSEvents {
             if i > 0 { json.append(UInt8(ascii: ",")) }
             DNSJSON.string(member.key, into: &json)
             json.append(UInt8(ascii: ":"))
-            json.append(contentsOf: member.value)
+            json.append(member.value)
         }
         json.append(UInt8(ascii: "}"))
     }
