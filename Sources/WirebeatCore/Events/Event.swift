@@ -227,24 +227,11 @@ public struct Event: Sendable {
         if isTypeName(field) { storage.type = decode(spans[spans.count - 1])?.stringValue }
     }
 
-    /// A value written into an array by `write`, then copied in: the end of the pool's
-    /// scratch array, emptied only now and then (a nested call, if a `write` ever made one,
-    /// gets an array of its own).
+    /// A value written into an array by `write`, then copied in (see
+    /// `EventBufferPool.appendWritten`).
     private mutating func setWriting(_ field: String, _ write: (inout [UInt8]) -> Void) {
-        let pool = EventBufferPool.current
         begin(field)
-        if pool.scratchInUse {
-            var own: [UInt8] = []
-            write(&own)
-            own.withUnsafeBufferPointer { storage.put($0) }
-        } else {
-            pool.scratchInUse = true
-            let start = pool.scratch.count
-            write(&pool.scratch)
-            pool.scratch.withUnsafeBufferPointer { storage.put(UnsafeBufferPointer(rebasing: $0[start...])) }
-            if pool.scratch.count > 1 << 16 { pool.scratch.removeAll(keepingCapacity: true) }
-            pool.scratchInUse = false
-        }
+        EventBufferPool.current.appendWritten(by: write, to: storage)
         end()
     }
 
@@ -646,17 +633,7 @@ public struct JSONOutput {
     /// `ip.description`'s text. (`IPAddress.writeText` appends to an array: through the
     /// thread's scratch one, then copied.)
     public mutating func writeText(of ip: IPAddress) {
-        let pool = EventBufferPool.current
-        if pool.scratchInUse {
-            var own: [UInt8] = []
-            ip.writeText(into: &own)
-            append(own)
-            return
-        }
-        let from = pool.scratch.count
-        ip.writeText(into: &pool.scratch)
-        pool.scratch.withUnsafeBufferPointer { storage.appendBytes(UnsafeBufferPointer(rebasing: $0[from...])) }
-        pool.scratch.removeSubrange(from...)
+        EventBufferPool.current.appendWritten(by: { ip.writeText(into: &$0) }, to: storage)
     }
 }
 

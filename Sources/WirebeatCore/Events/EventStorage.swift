@@ -210,6 +210,24 @@ final class EventBufferPool {
          (block + namesOffset).assumingMemoryBound(to: String.self))
     }
 
+    /// Runs `write` on this thread's scratch array and appends what it wrote to `storage`.
+    /// The array is emptied only now and then; a nested call (a `write` that sets a value of
+    /// another event) gets an array of its own.
+    func appendWritten(by write: (inout [UInt8]) -> Void, to storage: EventStorage) {
+        if scratchInUse {
+            var own: [UInt8] = []
+            write(&own)
+            own.withUnsafeBufferPointer { storage.appendBytes($0) }
+            return
+        }
+        scratchInUse = true
+        let start = scratch.count
+        write(&scratch)
+        scratch.withUnsafeBufferPointer { storage.appendBytes(UnsafeBufferPointer(rebasing: $0[start...])) }
+        if scratch.count > 1 << 16 { scratch.removeAll(keepingCapacity: true) }
+        scratchInUse = false
+    }
+
     func takeBlock() -> UnsafeMutableRawPointer {
         if let block = blocks.popLast() { return block }
         let block = UnsafeMutableRawPointer.allocate(byteCount: EventBufferPool.blockSize, alignment: 16)
