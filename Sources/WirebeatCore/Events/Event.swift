@@ -630,11 +630,8 @@ public struct JSONOutput {
     }
     public mutating func writeInt(_ value: Int64) { JSONWriter.writeInt(value, to: &storage) }
 
-    /// `ip.description`'s text. (`IPAddress.writeText` appends to an array: through the
-    /// thread's scratch one, then copied.)
-    public mutating func writeText(of ip: IPAddress) {
-        EventBufferPool.current.appendWritten(by: { ip.writeText(into: &$0) }, to: storage)
-    }
+    /// `ip.description`'s text.
+    public mutating func writeText(of ip: IPAddress) { ip.writeText(to: &storage) }
 }
 
 /// See `Event.layout`. A class: the cache hands out references, not copies of two arrays.

@@ -84,17 +84,20 @@ public struct IPAddress: Hashable, Comparable, Sendable, CustomStringConvertible
     /// Appends `description`'s text: a dotted quad, or RFC 5952 IPv6 (lower-case hex, the
     /// first longest run of two or more zero groups as `::`). Events print addresses with it,
     /// so it makes no String.
-    public func writeText(into out: inout [UInt8]) {
+    public func writeText(into out: inout [UInt8]) { writeText(to: &out) }
+
+    /// `writeText` into any JSON sink (an event's storage: see `JSONOutput.writeText(of:)`).
+    func writeText<Sink: JSONSink>(to out: inout Sink) {
         if isV4 {
             let v = UInt32(truncatingIfNeeded: low)
             var shift: UInt32 = 24
             while true {
                 let b = UInt8(truncatingIfNeeded: v >> shift)
-                if b >= 100 { out.append(0x30 + b / 100) }
-                if b >= 10 { out.append(0x30 + b / 10 % 10) }
-                out.append(0x30 + b % 10)
+                if b >= 100 { out.put(0x30 + b / 100) }
+                if b >= 10 { out.put(0x30 + b / 10 % 10) }
+                out.put(0x30 + b % 10)
                 if shift == 0 { return }
-                out.append(UInt8(ascii: "."))
+                out.put(UInt8(ascii: "."))
                 shift -= 8
             }
         }
@@ -112,16 +115,16 @@ public struct IPAddress: Hashable, Comparable, Sendable, CustomStringConvertible
         }
         func groups(_ range: Range<Int>) {
             for k in range {
-                if k != range.lowerBound { out.append(UInt8(ascii: ":")) }
+                if k != range.lowerBound { out.put(UInt8(ascii: ":")) }
                 let g = group(k)
                 var shift = 12
                 while shift > 0 && g >> UInt16(shift) == 0 { shift -= 4 }
-                while shift >= 0 { out.append(IPAddress.hexDigits[Int(g >> UInt16(shift) & 0xF)]); shift -= 4 }
+                while shift >= 0 { out.put(IPAddress.hexDigits[Int(g >> UInt16(shift) & 0xF)]); shift -= 4 }
             }
         }
         if bestStart < 0 { groups(0..<8); return }
         groups(0..<bestStart)
-        out.append(UInt8(ascii: ":")); out.append(UInt8(ascii: ":"))
+        out.put(UInt8(ascii: ":")); out.put(UInt8(ascii: ":"))
         groups((bestStart + bestLength)..<8)
     }
 
