@@ -669,20 +669,15 @@ final class EventLayoutCache {
         // the same representation: compare the names' memory first (equal bits are equal
         // strings), String by String only when that fails. The last hit first: events of
         // one kind tend to come in runs.
-        func sameBits(_ a: [String], _ b: [String]) -> Bool {
-            guard a.count == b.count else { return false }
-            if a.isEmpty { return true }
-            return a.withUnsafeBytes { x in b.withUnsafeBytes { y in
-                x.baseAddress == y.baseAddress || memcmp(x.baseAddress!, y.baseAddress!, x.count) == 0
-            } }
-        }
         func sameBits(_ a: [String], _ b: UnsafeBufferPointer<String>) -> Bool {
             guard a.count == b.count else { return false }
             if a.isEmpty { return true }
-            return a.withUnsafeBytes { x in memcmp(x.baseAddress!, UnsafeRawPointer(b.baseAddress!), x.count) == 0 }
+            return a.withUnsafeBytes { x in
+                x.baseAddress == UnsafeRawPointer(b.baseAddress!) || memcmp(x.baseAddress!, b.baseAddress!, x.count) == 0
+            }
         }
         func sameBits(_ e: Entry) -> Bool {
-            e.absent == absent && sameBits(e.names, names) && sameBits(e.base, base)
+            e.absent == absent && sameBits(e.names, names) && base.withUnsafeBufferPointer { sameBits(e.base, $0) }
         }
         func equal(_ e: Entry) -> Bool {
             e.absent == absent && e.base.count + e.names.count == base.count + names.count

@@ -16,7 +16,7 @@ import Darwin
 @usableFromInline
 final class EventStorage: @unchecked Sendable {
     // `@unchecked Sendable`, as arrays: an event's storage is only changed while uniquely
-    // referenced (`Event.unique`), so a shared one is only read.
+    // referenced (`Event.makeUnique`), so a shared one is only read.
 
     // Exclusivity is unchecked: the storage is changed only through its event, which holds
     // the only reference at that moment.
@@ -100,8 +100,12 @@ final class EventStorage: @unchecked Sendable {
     /// Drops the text after `count` (a string that turned out not to be ASCII is redone).
     func truncateBytes(to count: Int) { byteCount = count }
 
-    @inline(__always) func appendSpan(_ span: Event.ValueSpan) {
+    @inline(__always) private func count(_ span: Event.ValueSpan) {
         if span.isRemoved { removedCount += 1 } else { valueBytes += Int(span.end &- span.start) }
+    }
+
+    @inline(__always) func appendSpan(_ span: Event.ValueSpan) {
+        count(span)
         if spanCount == spanCapacity { spans = grow(spans, count: spanCount, to: &spanCapacity, inline: EventBufferPool.regions(of: block).spans) }
         (spans + spanCount).initialize(to: span)
         spanCount += 1
@@ -114,9 +118,7 @@ final class EventStorage: @unchecked Sendable {
         guard let from = run.baseAddress else { return }
         (spans + spanCount).initialize(from: from, count: run.count)
         spanCount += run.count
-        for span in run {
-            if span.isRemoved { removedCount += 1 } else { valueBytes += Int(span.end &- span.start) }
-        }
+        for span in run { count(span) }
     }
 
     @inline(__always) func appendName(_ name: String) {

@@ -84,16 +84,6 @@ public enum JSONWriter {
         }
     }
 
-    /// "00", "01", … "99", back to back (times are written two digits a step).
-    static let digitPairs: [UInt8] = {
-        var pairs: [UInt8] = []
-        for n in 0..<100 {
-            pairs.append(UInt8(0x30 + n / 10))
-            pairs.append(UInt8(0x30 + n % 10))
-        }
-        return pairs
-    }()
-
     private static let hexDigits = Array("0123456789abcdef".utf8)
 
     /// Appends a JSON string: quotes, escapes; non-ASCII UTF-8 is copied as is.

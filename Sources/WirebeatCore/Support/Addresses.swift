@@ -209,11 +209,11 @@ public struct ConnectionInfo: Sendable {
 /// encoded once per connection into one buffer that its events refer to.
 final class EncodedFlow: Sendable {
     let text: [UInt8]
-    let clientIP, serverIP, clientPort, serverPort, communityID, transport, networkType: SharedRange
-    // Constants of every transaction event, kept in the same buffer (an event refers to one).
-    let eventKind, eventCategory, eventType, statusOK, statusError: SharedRange
+    /// `status` of an event, OK or Error, in `text`.
+    let statusOK, statusError: SharedRange
     /// The spans of `TransactionFields.sharedNames`, in that order: what every event of the
-    /// connection sets the same way, added to an event in one copy.
+    /// connection sets the same way (addresses, ports, Community ID, the constant `event.*`),
+    /// added to an event in one copy.
     let sharedSpans: [Event.ValueSpan]
     // What `ConnectionInfo` shows of the flow beyond plain data.
     let vlans: [UInt16]
@@ -234,23 +234,17 @@ final class EncodedFlow: Sendable {
             value.writeJSON(into: &text)
             return SharedRange(start: Int32(start), end: Int32(text.count))
         }
-        self.clientIP = add(clientIP)
-        self.serverIP = add(serverIP)
-        self.clientPort = add(client.port)
-        self.serverPort = add(server.port)
-        self.communityID = add(communityID)
-        self.transport = add(transport.rawValue)
-        self.networkType = add(client.ip.isV4 ? "ipv4" : "ipv6")
-        self.eventKind = add("event")
-        self.eventCategory = add(["network"])
-        self.eventType = add(["connection", "protocol"])
-        self.statusOK = add(EventStatus.ok.rawValue)
-        self.statusError = add(EventStatus.error.rawValue)
+        let clientIPRange = add(clientIP), serverIPRange = add(serverIP)
+        let clientPort = add(client.port), serverPort = add(server.port)
+        // In the order of `TransactionFields.sharedNames`; `client.*` repeats `source.*`.
+        let ranges = [add("event"), add(["network"]), add(["connection", "protocol"]),
+                      clientIPRange, clientIPRange, clientPort, clientPort,
+                      serverIPRange, serverIPRange, serverPort, serverPort,
+                      add(transport.rawValue), add(client.ip.isV4 ? "ipv4" : "ipv6"), add(communityID)]
+        statusOK = add(EventStatus.ok.rawValue)
+        statusError = add(EventStatus.error.rawValue)
         text.append(contentsOf: repeatElement(0, count: EventLayout.slack))  // see `Event.copy`
         self.text = text
-        let ranges = [eventKind, eventCategory, eventType, self.clientIP, self.clientIP, self.clientPort, self.clientPort,
-                      self.serverIP, self.serverIP, self.serverPort, self.serverPort, self.transport, networkType,
-                      self.communityID]
         sharedSpans = ranges.map { Event.ValueSpan(start: $0.start, end: $0.end, isShared: true) }
         assert(sharedSpans.count == TransactionFields.sharedNames.count)
     }

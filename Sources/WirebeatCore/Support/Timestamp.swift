@@ -64,10 +64,7 @@ public struct Timestamp: Comparable, Hashable, Sendable, CustomStringConvertible
     /// event of the same second (events come in packet time), so this thread keeps the last
     /// one and only the microseconds are written anew.
     func writeRFC3339JSON(to storage: EventStorage) {
-        let micros = nanoseconds >= 0 ? nanoseconds / 1000 : (nanoseconds - 999) / 1000
-        var seconds = micros / 1_000_000
-        var fraction = micros % 1_000_000
-        if fraction < 0 { fraction += 1_000_000; seconds -= 1 }
+        let (seconds, fraction) = secondsAndMicroseconds
         let cache = EventBufferPool.current
         if seconds != cache.timeSecond {
             let c = calendarFields
@@ -99,12 +96,19 @@ public struct Timestamp: Comparable, Hashable, Sendable, CustomStringConvertible
         storage.commitBytes(29)
     }
 
-    /// The UTC calendar fields of the time, to the microsecond (rounded down).
-    private var calendarFields: (year: Int64, month: Int64, day: Int64, secondOfDay: Int64, microsecond: Int64) {
+    /// Whole seconds and the microseconds after them, both rounded down (so a time before
+    /// 1970 has a fraction in 0..<1_000_000 too).
+    private var secondsAndMicroseconds: (seconds: Int64, fraction: Int64) {
         let micros = nanoseconds >= 0 ? nanoseconds / 1000 : (nanoseconds - 999) / 1000
         var seconds = micros / 1_000_000
         var fraction = micros % 1_000_000
         if fraction < 0 { fraction += 1_000_000; seconds -= 1 }
+        return (seconds, fraction)
+    }
+
+    /// The UTC calendar fields of the time, to the microsecond (rounded down).
+    private var calendarFields: (year: Int64, month: Int64, day: Int64, secondOfDay: Int64, microsecond: Int64) {
+        let (seconds, fraction) = secondsAndMicroseconds
         var days = seconds / 86_400
         var secondOfDay = seconds % 86_400
         if secondOfDay < 0 { secondOfDay += 86_400; days -= 1 }
@@ -115,7 +119,7 @@ public struct Timestamp: Comparable, Hashable, Sendable, CustomStringConvertible
     /// "YYYY-MM-DDThh:mm:ss.ffffffZ" (27 bytes) for a year in 0...9999, two digits at a time.
     private static func writeRFC3339(_ c: (year: Int64, month: Int64, day: Int64, secondOfDay: Int64, microsecond: Int64),
                                      to buffer: UnsafeMutableRawBufferPointer) {
-        JSONWriter.digitPairs.withUnsafeBufferPointer { pairs in
+        digitPairs.withUnsafeBufferPointer { pairs in
             func two(_ value: Int64, at offset: Int) {
                 let k = Int(value) &* 2
                 buffer[offset] = pairs[k]
@@ -131,6 +135,16 @@ public struct Timestamp: Comparable, Hashable, Sendable, CustomStringConvertible
             buffer[26] = UInt8(ascii: "Z")
         }
     }
+
+    /// "00", "01", … "99", back to back.
+    private static let digitPairs: [UInt8] = {
+        var pairs: [UInt8] = []
+        for n in 0..<100 {
+            pairs.append(UInt8(0x30 + n / 10))
+            pairs.append(UInt8(0x30 + n % 10))
+        }
+        return pairs
+    }()
 
     private static func pad(_ out: inout String, _ value: Int64, _ width: Int) {
         let digits = String(value)
