@@ -17,6 +17,7 @@ final class FlowSharding {
         let transport: Transport
         var folded: UInt64 { Endpoint.foldedHash(flow.low, flow.high, vlans: flow.vlans) ^ (transport == .tcp ? 0 : 1) }
         func hash(into hasher: inout Hasher) { hasher.combine(folded) }
+        func _rawHashValue(seed: Int) -> Int { Endpoint.tableHash(folded, seed: seed) }
     }
     /// A class: its `lastSeen` is updated in place for every packet, through the table or the
     /// cache, without writing a dictionary entry back.

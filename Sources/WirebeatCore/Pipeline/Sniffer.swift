@@ -238,4 +238,5 @@ struct UDPFlowKey: Hashable {
 
     // Looked up for every datagram (see `Endpoint.foldedHash`).
     func hash(into hasher: inout Hasher) { hasher.combine(Endpoint.foldedHash(client, server, vlans: vlans)) }
+    func _rawHashValue(seed: Int) -> Int { Endpoint.tableHash(Endpoint.foldedHash(client, server, vlans: vlans), seed: seed) }
 }

@@ -37,6 +37,7 @@ struct FlowKey: Hashable {
 
     // Looked up for every segment (see `Endpoint.foldedHash`).
     func hash(into hasher: inout Hasher) { hasher.combine(Endpoint.foldedHash(low, high, vlans: vlans)) }
+    func _rawHashValue(seed: Int) -> Int { Endpoint.tableHash(Endpoint.foldedHash(low, high, vlans: vlans), seed: seed) }
 }
 
 /// Reassembly state of one direction of a connection.
