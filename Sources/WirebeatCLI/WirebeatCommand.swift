@@ -125,7 +125,7 @@ public struct RunCommand: ParsableCommand {
                     file: inputFile, workers: threads,
                     makePlugins: { try registry.load(config.protocols, logging: logging) },
                     tcpOptions: config.tcp, logging: logging,
-                    formatLine: writer.formatLine, write: writer.write(formatted:))
+                    formatLine: writer.formatLine, write: writer.gather(formatted:), release: writer.writeGathered)
             } catch {
                 writer.close()
                 throw fail("\(error)")

@@ -31,7 +31,9 @@ public enum ParallelReplay {
     /// Replays `file` with `workers` sniffers, one per thread, each with its own plugins
     /// (`makePlugins` is called once per worker, here). `formatLine` renders one event into a
     /// worker's buffer (it runs on the workers' threads); `write` receives the merged output
-    /// in order, on this thread. Returns the combined stats and, for a capture damaged part
+    /// in order, on this thread, in buffers that stay valid until the next call of
+    /// `release` (made before the workers' buffers are reused, and at the end): a writer may
+    /// gather them instead of copying. Returns the combined stats and, for a capture damaged part
     /// way (processed up to the damage and finished, as `Replay.run` does), the error; a file
     /// that cannot be opened at all is thrown. (`framesPerBatch`: how many frames the reader
     /// hands over at a time, at most; tests make it small.)
@@ -39,7 +41,8 @@ public enum ParallelReplay {
                            tcpOptions: TCPOptions = TCPOptions(), logging: LoggingSetup = LoggingSetup(),
                            framesPerBatch: Int? = nil,
                            formatLine: @escaping (Event, OutputBuffer) -> Void,
-                           write: (UnsafeBufferPointer<UInt8>) -> Void) throws -> Result {
+                           write: (UnsafeBufferPointer<UInt8>) -> Void,
+                           release: () -> Void = {}) throws -> Result {
         precondition(workers >= 2)
         let source = try PcapSource.open(file: file)  // a missing or bad file fails here, once
         var pluginSets: [[LoadedPlugin]] = []
@@ -68,7 +71,7 @@ public enum ParallelReplay {
                 shard.publisher.close()
             }
         }
-        merge(shards.map(\.channel), write: write)
+        merge(shards.map(\.channel), write: write, release: release)
         for thread in threads { thread.join() }
         frames.join()
         let stats = shards.map(\.sniffer.stats)
@@ -87,7 +90,8 @@ public enum ParallelReplay {
     /// Events out in key order. A worker's own events are already in key order; an event
     /// can go out once every other worker has either a later event waiting or a watermark
     /// at or past its packet.
-    private static func merge(_ channels: [ChunkChannel], write: (UnsafeBufferPointer<UInt8>) -> Void) {
+    private static func merge(_ channels: [ChunkChannel], write: (UnsafeBufferPointer<UInt8>) -> Void,
+                              release: () -> Void) {
         let n = channels.count
         var chunks: [Chunk?] = Array(repeating: nil, count: n)
         var next = Array(repeating: 0, count: n)       // next record of each worker's chunk
@@ -96,6 +100,7 @@ public enum ParallelReplay {
         // The worker's next chunk (blocking); false when it has no more.
         func advance(_ w: Int) {
             if let old = chunks[w] {
+                release()  // what was written from `old` must be out before it is reused
                 if old.isLast { done[w] = true; chunks[w] = nil; channels[w].recycle(old); return }
                 channels[w].recycle(old)
             }
@@ -111,7 +116,7 @@ public enum ParallelReplay {
                 // Nothing waiting: move every unfinished worker on to its next chunk.
                 var any = false
                 for w in 0..<n where !done[w] { advance(w); any = true }
-                if !any { return }
+                if !any { release(); return }
                 continue
             }
             let chunk = chunks[best]!
