@@ -20,27 +20,23 @@ struct ParallelReplayTests {
         return (Array(out.bytes), JSONWriter.compact(stats.json))
     }
 
-    static func parallel(_ file: String, workers: Int, framesPerBatch: Int? = nil,
-                         _ makePlugins: () throws -> [LoadedPlugin]) throws
+    static func parallel(_ file: String, workers: Int, _ makePlugins: () throws -> [LoadedPlugin]) throws
         -> (bytes: [UInt8], stats: String, perWorker: [Int]) {
         var bytes: [UInt8] = []
         let result = try ParallelReplay.run(file: file, workers: workers, makePlugins: makePlugins,
-                                            framesPerBatch: framesPerBatch,
                                             formatLine: formatLine, write: { bytes.append(contentsOf: $0) })
         if let failure = result.failure { throw failure }
         return (bytes, JSONWriter.compact(result.stats.json), result.eventsPerWorker)
     }
 
     /// Compares 1 worker with 2 and 3; returns the events per worker of the 2-worker run.
-    /// `framesPerBatch`: the frames the reader hands over at a time (small ones cross many
-    /// batch boundaries).
     @discardableResult
-    static func expectSameOutput(_ file: String, framesPerBatch: Int? = nil, _ makePlugins: () throws -> [LoadedPlugin],
+    static func expectSameOutput(_ file: String, _ makePlugins: () throws -> [LoadedPlugin],
                                  sourceLocation: SourceLocation = #_sourceLocation) throws -> [Int] {
         let one = try sequential(file, makePlugins())
         var shares: [Int] = []
         for workers in [2, 3] {
-            let many = try parallel(file, workers: workers, framesPerBatch: framesPerBatch, makePlugins)
+            let many = try parallel(file, workers: workers, makePlugins)
             if many.bytes != one.bytes {
                 Issue.record("\(workers) workers: output differs from one sniffer's: \(firstDifference(one.bytes, many.bytes))",
                              sourceLocation: sourceLocation)
@@ -109,39 +105,5 @@ struct ParallelReplayTests {
             """)
         let shares = try Self.expectSameOutput(path) { try registry.load(config.protocols) }
         #expect(shares.count == 2 && shares.allSatisfy { $0 > 100 }, "work not shared: \(shares)")
-        // The reader handing over 3 frames at a time: many batch boundaries, and its 8
-        // batches in flight hold far fewer frames than a worker's chunk may cover (see
-        // `ShardPublisher.batchDone`).
-        try Self.expectSameOutput(path, framesPerBatch: 3) { try registry.load(config.protocols) }
-    }
-
-    /// A capture cut in the middle of a record: the workers replay what comes before the
-    /// damage, finish, and report the error, as one sniffer does.
-    @Test func truncatedCaptureSameAsOneSniffer() throws {
-        // The largest capture (an HTTP download of many segments), cut at two thirds.
-        func size(_ e: CorpusEntry) -> Int { (try? FileManager.default.attributesOfItem(atPath: e.capturePath)[.size] as? Int) ?? 0 }
-        let entry = try #require(CorpusTests.entries.max { size($0) < size($1) })
-        let data = try #require(FileManager.default.contents(atPath: entry.capturePath))
-        let path = NSTemporaryDirectory() + "wirebeat-parallel-cut-\(getpid()).pcap"
-        defer { try? FileManager.default.removeItem(atPath: path) }
-        #expect(FileManager.default.createFile(atPath: path, contents: data.prefix(data.count * 2 / 3)))
-        let plugins = { try entry.loadPlugins(registry: BuiltinPlugins.registry) }
-
-        let collector = CollectingPublisher()
-        let sniffer = Sniffer(plugins: try plugins(), publisher: collector)
-        var sequentialError: Error?
-        do { try Replay.run(file: path, into: sniffer) } catch { sequentialError = error }
-        let expected = OutputBuffer()
-        for event in collector.events { Self.formatLine(event, expected) }
-        let error = try #require(sequentialError, "cutting \(entry.name) did not cut a record")
-
-        for framesPerBatch in [nil, 5] {
-            var bytes: [UInt8] = []
-            let result = try ParallelReplay.run(file: path, workers: 2, makePlugins: plugins, framesPerBatch: framesPerBatch,
-                                                formatLine: Self.formatLine, write: { bytes.append(contentsOf: $0) })
-            #expect(bytes == Array(expected.bytes), "\(framesPerBatch.map(String.init) ?? "default") frames a batch")
-            #expect(result.failure.map { "\($0)" } == "\(error)")
-            #expect(result.stats.packets == sniffer.stats.packets)
-        }
     }
 }

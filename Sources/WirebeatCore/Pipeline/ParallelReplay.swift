@@ -5,8 +5,8 @@ import Glibc
 /// Replays a capture file on several threads with the output of a single sniffer, byte for
 /// byte.
 ///
-/// The file is read once, on a thread of its own (`SharedFrames`); each worker decodes every
-/// packet, keeps the packet clocks and sweeps with every packet, and handles only the
+/// Each worker reads the whole file and decodes every packet (reading is a small part of
+/// the cost), keeps the packet clocks and sweeps with every packet, and handles only the
 /// flows it owns (`FlowSharding`), with its own plugin instances. It formats its events into
 /// chunks, each event tagged with its `EventOrderKey`; the calling thread merges the
 /// workers' chunks by key and writes them out. A chunk carries a watermark (every event of a
@@ -35,16 +35,14 @@ public enum ParallelReplay {
     /// `release` (made before the workers' buffers are reused, and at the end): a writer may
     /// gather them instead of copying. Returns the combined stats and, for a capture damaged part
     /// way (processed up to the damage and finished, as `Replay.run` does), the error; a file
-    /// that cannot be opened at all is thrown. (`framesPerBatch`: how many frames the reader
-    /// hands over at a time, at most; tests make it small.)
+    /// that cannot be opened at all is thrown.
     public static func run(file: String, workers: Int, makePlugins: () throws -> [LoadedPlugin],
                            tcpOptions: TCPOptions = TCPOptions(), logging: LoggingSetup = LoggingSetup(),
-                           framesPerBatch: Int? = nil,
                            formatLine: @escaping (Event, OutputBuffer) -> Void,
                            write: (UnsafeBufferPointer<UInt8>) -> Void,
                            release: () -> Void = {}) throws -> Result {
         precondition(workers >= 2)
-        let source = try PcapSource.open(file: file)  // a missing or bad file fails here, once
+        _ = try PcapSource.open(file: file)  // a missing or bad file fails here, once
         var pluginSets: [[LoadedPlugin]] = []
         for _ in 0..<workers { pluginSets.append(try makePlugins()) }
         guard let limits = idleLimits(of: pluginSets[0]) else {
@@ -60,20 +58,15 @@ public enum ParallelReplay {
                                   logging: logging, order: order, sharding: sharding)
             return Shard(sniffer: sniffer, publisher: publisher, channel: channel)
         }
-        let frames = SharedFrames(source: source, workers: workers, framesPerBatch: framesPerBatch ?? SharedFrames.batchFrames)
         let threads = shards.map { shard in
             WorkerThread {
-                do {
-                    try frames.replay(into: shard.sniffer, afterEachPacket: { shard.publisher.packetDone() },
-                                      afterEachBatch: { shard.publisher.batchDone() })
-                }
+                do { try Replay.run(file: file, into: shard.sniffer, afterEachPacket: { shard.publisher.packetDone() }) }
                 catch { shard.error = error }
                 shard.publisher.close()
             }
         }
         merge(shards.map(\.channel), write: write, release: release)
         for thread in threads { thread.join() }
-        frames.join()
         let stats = shards.map(\.sniffer.stats)
         return Result(stats: SnifferStats.combined(stats), failure: shards.compactMap(\.error).first,
                       eventsPerWorker: stats.map { $0.eventsByType.values.reduce(0, +) })
@@ -205,16 +198,6 @@ final class ShardPublisher: EventPublisher {
         if chunk.buffer.count >= ShardPublisher.chunkBytes || packetsInChunk >= ShardPublisher.chunkPackets {
             send(last: false)
         }
-    }
-
-    /// After each batch of frames (`SharedFrames`), before the worker may wait for the
-    /// next: the chunk goes, so the merge knows this worker is past every frame the reader
-    /// still holds. Otherwise they could wait on each other in a circle: this worker (few
-    /// events, its last watermark behind another worker's events) for frames, the reader for
-    /// that other worker to let go of a batch, that worker (its chunks all queued) for the
-    /// merge, and the merge for this worker's watermark.
-    func batchDone() {
-        if packetsInChunk > 0 { send(last: false) }
     }
 
     /// End of input (after `Sniffer.finish`).
