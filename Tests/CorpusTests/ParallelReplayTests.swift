@@ -106,4 +106,32 @@ struct ParallelReplayTests {
         let shares = try Self.expectSameOutput(path) { try registry.load(config.protocols) }
         #expect(shares.count == 2 && shares.allSatisfy { $0 > 100 }, "work not shared: \(shares)")
     }
+
+    /// A capture cut in the middle of a record: the workers replay what comes before the
+    /// damage, finish, and report the error, as one sniffer does.
+    @Test func truncatedCaptureSameAsOneSniffer() throws {
+        // The largest capture (an HTTP download of many segments), cut at two thirds.
+        func size(_ e: CorpusEntry) -> Int { (try? FileManager.default.attributesOfItem(atPath: e.capturePath)[.size] as? Int) ?? 0 }
+        let entry = try #require(CorpusTests.entries.max { size($0) < size($1) })
+        let data = try #require(FileManager.default.contents(atPath: entry.capturePath))
+        let path = NSTemporaryDirectory() + "wirebeat-parallel-cut-\(getpid()).pcap"
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        #expect(FileManager.default.createFile(atPath: path, contents: data.prefix(data.count * 2 / 3)))
+        let plugins = { try entry.loadPlugins(registry: BuiltinPlugins.registry) }
+
+        let collector = CollectingPublisher()
+        let sniffer = Sniffer(plugins: try plugins(), publisher: collector)
+        var sequentialError: Error?
+        do { try Replay.run(file: path, into: sniffer) } catch { sequentialError = error }
+        let expected = OutputBuffer()
+        for event in collector.events { Self.formatLine(event, expected) }
+        let error = try #require(sequentialError, "cutting \(entry.name) did not cut a record")
+
+        var bytes: [UInt8] = []
+        let result = try ParallelReplay.run(file: path, workers: 2, makePlugins: plugins,
+                                            formatLine: Self.formatLine, write: { bytes.append(contentsOf: $0) })
+        #expect(bytes == Array(expected.bytes))
+        #expect(result.failure.map { "\($0)" } == "\(error)")
+        #expect(result.stats.packets == sniffer.stats.packets)
+    }
 }
