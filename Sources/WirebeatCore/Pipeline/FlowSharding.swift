@@ -31,18 +31,9 @@ final class FlowSharding {
     }
     @exclusivity(unchecked) private var owners: [Key: Owner] = [:]
     @exclusivity(unchecked) private var nextWorker = 0
-    /// The flows seen last (untagged ones), direct-mapped by their folded hash: every worker
-    /// looks every packet up, and the `Dictionary` (SipHash, a key holding an array, the entry
-    /// written back) cost ~770 instructions a packet per worker. The slots are plain data and
-    /// an unretained reference (the table holds the owner; the cache is emptied when flows
-    /// are forgotten), so a hit copies and retains nothing.
-    private struct Recent {
-        var folded: UInt64 = 0
-        var low = Endpoint(ip: IPAddress(v4: 0), port: 0)
-        var high = Endpoint(ip: IPAddress(v4: 0), port: 0)
-        var owner: Unmanaged<Owner>?
-    }
-    @exclusivity(unchecked) private var recent = [Recent](repeating: Recent(), count: 16)
+    /// Every worker looks every packet up: the `Dictionary` (SipHash, a key holding an array,
+    /// the entry written back) cost ~770 instructions a packet per worker before this cache.
+    @exclusivity(unchecked) private var recent = RecentFlows<Owner>()
 
     init(worker: Int, workers: Int, tcpIdleLimit: TimeSpan, udpIdleLimit: TimeSpan) {
         self.worker = worker
@@ -57,10 +48,7 @@ final class FlowSharding {
                                                              : (packet.destination, packet.source)
         let untagged = packet.vlans.isEmpty
         let folded = Endpoint.foldedHash(low, high, vlans: []) ^ (packet.transport == .tcp ? 0 : 1)
-        let slot = Int(truncatingIfNeeded: (folded ^ (folded >> 17) ^ (folded >> 41)) & 15)
-        if untagged, let hit = recent.withUnsafeBufferPointer({ r -> Unmanaged<Owner>? in
-            r[slot].folded == folded && r[slot].low == low && r[slot].high == high ? r[slot].owner : nil
-        }) {
+        if untagged, let hit = recent.lookup(folded: folded, low, high) {
             return hit._withUnsafeGuaranteedRef { owner in
                 owner.lastSeen = now
                 return owner.worker == worker
@@ -76,7 +64,7 @@ final class FlowSharding {
             nextWorker = (nextWorker + 1) % workers
             owners[key] = owner
         }
-        if untagged { recent[slot] = Recent(folded: folded, low: low, high: high, owner: Unmanaged.passUnretained(owner)) }
+        if untagged { recent.remember(folded: folded, low, high, owner) }
         return owner.worker == worker
     }
 
@@ -86,6 +74,6 @@ final class FlowSharding {
         let limit = transport == .tcp ? tcpIdleLimit : udpIdleLimit
         let idle = owners.compactMap { $0.key.transport == transport && now - $0.value.lastSeen > limit ? $0.key : nil }
         for key in idle { owners.removeValue(forKey: key) }
-        if !idle.isEmpty { recent = [Recent](repeating: Recent(), count: recent.count) }  // no forgotten flow stays cached
+        if !idle.isEmpty { recent.forgetAll() }  // no forgotten flow stays cached
     }
 }

@@ -151,17 +151,37 @@ public final class Sniffer {
     }
 
     /// Connection info per UDP flow, cached: its Community ID (a SHA-1) and IP text would
-    /// otherwise be computed for every datagram. Bounded: emptied when full.
-    @exclusivity(unchecked) private var udpFlows: [UDPFlowKey: ConnectionInfo] = [:]
+    /// otherwise be computed for every datagram. Bounded: emptied when full. The flows of
+    /// the last datagrams are found first in `recentUDPFlows` (hence the box).
+    @exclusivity(unchecked) private var udpFlows: [UDPFlowKey: UDPFlow] = [:]
+    @exclusivity(unchecked) private var recentUDPFlows = RecentFlows<UDPFlow>()
     private static let maxUDPFlows = 4096
 
+    private final class UDPFlow {
+        let info: ConnectionInfo
+        init(_ info: ConnectionInfo) { self.info = info }
+    }
+
     private func udpFlow(client: Endpoint, server: Endpoint, vlans: [UInt16]) -> ConnectionInfo {
+        let untagged = vlans.isEmpty
+        let folded = untagged ? Endpoint.foldedHash(client, server, vlans: []) : 0
+        if untagged, let hit = recentUDPFlows.lookup(folded: folded, client, server) {
+            return hit._withUnsafeGuaranteedRef { $0.info }
+        }
         let key = UDPFlowKey(client: client, server: server, vlans: vlans)
-        if let info = udpFlows[key] { return info }
-        if udpFlows.count >= Sniffer.maxUDPFlows { udpFlows.removeAll(keepingCapacity: true) }
-        let info = ConnectionInfo(id: 0, transport: .udp, client: client, server: server, vlans: vlans)
-        udpFlows[key] = info
-        return info
+        let flow: UDPFlow
+        if let known = udpFlows[key] {
+            flow = known
+        } else {
+            if udpFlows.count >= Sniffer.maxUDPFlows {
+                udpFlows.removeAll(keepingCapacity: true)
+                recentUDPFlows.forgetAll()
+            }
+            flow = UDPFlow(ConnectionInfo(id: 0, transport: .udp, client: client, server: server, vlans: vlans))
+            udpFlows[key] = flow
+        }
+        if untagged { recentUDPFlows.remember(folded: folded, client, server, flow) }
+        return flow.info
     }
 
     private func tickUDP() -> Bool {

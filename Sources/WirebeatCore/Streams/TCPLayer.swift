@@ -99,6 +99,9 @@ final class TCPConnection {
 /// `connectionClosed` on close, idle timeout (packet clock) or end of input.
 final class TCPLayer {
     @exclusivity(unchecked) private var connections: [FlowKey: TCPConnection] = [:]
+    /// The connections of the last segments (see `RecentFlows`); emptied whenever one is
+    /// dropped from `connections`.
+    @exclusivity(unchecked) private var recent = RecentFlows<TCPConnection>()
     private let pluginForPort: [UInt16: LoadedPlugin]
     private let options: TCPOptions
     private let publisher: EventPublisher
@@ -146,7 +149,15 @@ final class TCPLayer {
         let flags = packet.flags
         let isSYN = flags.contains(.syn), isACK = flags.contains(.ack)
 
-        var connection = connections[key]
+        let untagged = packet.vlans.isEmpty
+        let folded = untagged ? Endpoint.foldedHash(key.low, key.high, vlans: []) : 0
+        var connection: TCPConnection?
+        if untagged, let hit = recent.lookup(folded: folded, key.low, key.high) {
+            connection = hit.takeUnretainedValue()
+        } else {
+            connection = connections[key]
+            if untagged, let c = connection { recent.remember(folded: folded, key.low, key.high, c) }
+        }
         if let c = connection, clock - c.lastSeen > c.timeout {
             expire(c)
             connection = nil
@@ -155,6 +166,7 @@ final class TCPLayer {
             // A new SYN on a closed tuple is a new connection; anything else is a straggler.
             guard isSYN && !isACK else { c.lastSeen = clock; return }
             connections[key] = nil
+            recent.forgetAll()
             connection = nil
         }
         if connection == nil {
@@ -427,6 +439,7 @@ final class TCPLayer {
             close(c, ending: nil, reason: .timeout)
         }
         connections[c.key] = nil
+        recent.forgetAll()
     }
 
     /// Expires idle connections once per second of packet time, oldest first so the
@@ -451,5 +464,6 @@ final class TCPLayer {
             close(c, ending: nil, reason: .endOfInput)
         }
         connections.removeAll()
+        recent.forgetAll()
     }
 }

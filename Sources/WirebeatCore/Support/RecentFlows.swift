@@ -1,0 +1,38 @@
+/// The flows seen last, in front of a flow table: 16 slots, direct-mapped by the flow's
+/// folded hash (`Endpoint.foldedHash`), each holding the two endpoints and an unretained
+/// reference to what the table holds for the flow.
+///
+/// Why: the tables are `Dictionary`s looked up for every packet, and a lookup (hashing, the
+/// key's synthesized `==` over both endpoints and its VLAN array, the entry copied out) cost
+/// ~300 instructions; a hit here is a few compares. Only untagged flows are cached (the
+/// endpoints are the whole key then). The owner must `forgetAll` whenever it drops an entry
+/// from its table, since the references here are not retained.
+struct RecentFlows<Value: AnyObject> {
+    private struct Slot {
+        var folded: UInt64 = 0
+        var a = Endpoint(ip: IPAddress(v4: 0), port: 0)
+        var b = Endpoint(ip: IPAddress(v4: 0), port: 0)
+        var value: Unmanaged<Value>?
+    }
+    private var slots = [Slot](repeating: Slot(), count: 16)
+
+    @inline(__always) private static func index(_ folded: UInt64) -> Int {
+        Int(truncatingIfNeeded: (folded ^ (folded >> 17) ^ (folded >> 41)) & 15)
+    }
+
+    /// What was remembered for the flow of `a` and `b` (in the order they were remembered).
+    @inline(__always) func lookup(folded: UInt64, _ a: Endpoint, _ b: Endpoint) -> Unmanaged<Value>? {
+        slots.withUnsafeBufferPointer { s in
+            let slot = s[RecentFlows.index(folded)]
+            return slot.folded == folded && slot.a == a && slot.b == b ? slot.value : nil
+        }
+    }
+
+    mutating func remember(folded: UInt64, _ a: Endpoint, _ b: Endpoint, _ value: Value) {
+        slots[RecentFlows.index(folded)] = Slot(folded: folded, a: a, b: b, value: Unmanaged.passUnretained(value))
+    }
+
+    mutating func forgetAll() {
+        for i in slots.indices { slots[i].value = nil }
+    }
+}
