@@ -260,17 +260,17 @@ struct ByteCursor {
         defer { offset += 1 }
         return base[offset]
     }
-    mutating func readUInt16() -> UInt16? {
+    // Inlined, one unaligned load each: read a dozen times per packet, the calls cost
+    // ~200 instructions a packet.
+    @inline(__always) mutating func readUInt16() -> UInt16? {
         guard remaining >= 2 else { return nil }
         defer { offset += 2 }
-        return UInt16(base[offset]) << 8 | UInt16(base[offset + 1])
+        return UInt16(bigEndian: base.loadUnaligned(fromByteOffset: offset, as: UInt16.self))
     }
-    mutating func readUInt32() -> UInt32? {
+    @inline(__always) mutating func readUInt32() -> UInt32? {
         guard remaining >= 4 else { return nil }
-        var v: UInt32 = 0
-        for i in 0..<4 { v = v << 8 | UInt32(base[offset + i]) }
-        offset += 4
-        return v
+        defer { offset += 4 }
+        return UInt32(bigEndian: base.loadUnaligned(fromByteOffset: offset, as: UInt32.self))
     }
     mutating func readUInt64() -> UInt64? {
         guard remaining >= 8 else { return nil }
