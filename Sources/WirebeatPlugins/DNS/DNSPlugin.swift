@@ -72,9 +72,8 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
 
     private func observe(_ bytes: [UInt8], _ direction: Direction, _ context: PluginContext, lossHint: Bool,
                          note: String? = nil) -> DNSObserved {
-        let sender = context.connection.sender(direction), receiver = context.connection.sender(direction.opposite)
-        return DNSObserved(bytes: bytes, time: context.timestamp, sender: sender, receiver: receiver, lossHint: lossHint,
-                           note: note)
+        DNSObserved(bytes: bytes, time: context.timestamp, flow: context.connection, direction: direction, lossHint: lossHint,
+                    note: note)
     }
 
     private func publish(_ context: PluginContext, query: DNSObserved?, response: DNSObserved?, notes: [String]) {
@@ -180,8 +179,9 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
 
     // `@exclusivity(unchecked)`: pairing state touched on the pipeline's one thread, never
     // through overlapping inout accesses; the run-time check cost ~470 instructions a pair.
-    /// `packetIndex`: the query's, to publish unanswered ones in order (`sweepOrder`).
-    @exclusivity(unchecked) private var udpPending: [UDPKey: (serial: Int, packetIndex: Int, query: DNSObserved)] = [:]
+    /// Queries waiting for their response (`serial` orders them, `packetIndex` publishes the
+    /// unanswered ones in order as `sweepOrder`).
+    @exclusivity(unchecked) private var udpPending: [UDPKey: DNSObserved] = [:]
     /// Responses already paired, kept for `duplicateWindow` to recognise a repeated datagram.
     /// Keyed by the hash of their `UDPKey` and holding a fingerprint of the bytes, not the
     /// bytes: at tens of thousands of queries a second, the full keys and bytes of a 10 s
@@ -230,7 +230,9 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
     }
 
     public func parseDatagram(_ payload: ArraySlice<UInt8>, direction: Direction, context: PluginContext) {
-        let m = observe(Array(payload), direction, context, lossHint: true)
+        serial += 1
+        let m = DNSObserved(bytes: Array(payload), time: context.timestamp, flow: context.connection, direction: direction,
+                            serial: serial, packetIndex: context.packetIndex, lossHint: true)
         let vlans = context.connection.vlans
         func publish(_ query: DNSObserved?, _ response: DNSObserved?, _ notes: [String]) {
             context.publish(DNSEvents.event(query: query, response: response, notes: notes, transport: .udp, connectionID: 0,
@@ -242,22 +244,21 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
         }
         if !header.isResponse {
             let key = UDPKey(client: m.sender, server: m.receiver, id: header.id, vlans: vlans)
-            serial += 1
             // One lookup to store the query and find a previous one with the same key. A new
             // key may overflow the table: the oldest query (never this one) makes room.
-            if let old = udpPending.updateValue((serial, context.packetIndex, m), forKey: key) {
-                publish(old.query, nil, [DNSPlugin.duplicateIDNote])
+            if let old = udpPending.updateValue(m, forKey: key) {
+                publish(old, nil, [DNSPlugin.duplicateIDNote])
             } else if udpPending.count > DNSPlugin.maxPendingUDP,
                       let oldest = udpPending.min(by: { $0.value.serial < $1.value.serial }) {
                 udpPending.removeValue(forKey: oldest.key)
-                publish(oldest.value.query, nil, ["no response", "too many queries waiting"])
+                publish(oldest.value, nil, ["no response", "too many queries waiting"])
             }
             udpAnswered.removeValue(forKey: key.hashValue)
             return
         }
         let key = UDPKey(client: m.receiver, server: m.sender, id: header.id, vlans: vlans)
-        if let pending = udpPending.removeValue(forKey: key) {
-            publish(pending.query, m, [])
+        if let query = udpPending.removeValue(forKey: key) {
+            publish(query, m, [])
             udpAnswered[key.hashValue] = AnsweredUDP(time: m.time, fingerprint: fingerprint(m))
         } else if let answered = udpAnswered[key.hashValue], answered.fingerprint == fingerprint(m) {
             publish(nil, m, ["duplicate response"])
@@ -271,10 +272,10 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
 
     public func advanceClock(to now: Timestamp, publisher: EventPublisher) {
         let timeout = settings.transactionTimeout
-        let expired = udpPending.filter { now - $0.value.query.time > timeout }.sorted { $0.value.serial < $1.value.serial }
-        for (key, entry) in expired {
+        let expired = udpPending.filter { now - $0.value.time > timeout }.sorted { $0.value.serial < $1.value.serial }
+        for (key, query) in expired {
             udpPending.removeValue(forKey: key)
-            publishUnanswered(entry.query, vlans: key.vlans, order: entry.packetIndex, publisher)
+            publishUnanswered(query, vlans: key.vlans, publisher)
         }
         // Removed in place (keys first: removing while iterating would copy the table, as
         // `filter` would build a second one as large as the first).
@@ -284,18 +285,19 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
     }
 
     public func finish(publisher: EventPublisher) {
-        for (key, entry) in udpPending.sorted(by: { $0.value.serial < $1.value.serial }) {
-            publishUnanswered(entry.query, vlans: key.vlans, order: entry.packetIndex, publisher)
+        for (key, query) in udpPending.sorted(by: { $0.value.serial < $1.value.serial }) {
+            publishUnanswered(query, vlans: key.vlans, publisher)
         }
         udpPending.removeAll()
         udpAnswered.removeAll()
     }
 
-    private func publishUnanswered(_ query: DNSObserved, vlans: [UInt16], order: Int, _ publisher: EventPublisher) {
+    private func publishUnanswered(_ query: DNSObserved, vlans: [UInt16], _ publisher: EventPublisher) {
         // A sniffer cannot tell a server that stayed silent from a lost datagram.
         publisher.publish(DNSEvents.event(query: query, response: nil, notes: ["no response", "possible packet loss"],
-                                          transport: .udp, connectionID: 0, vlans: vlans, settings: settings),
-                          sweepOrder: order)
+                                          transport: .udp, connectionID: 0, vlans: vlans, settings: settings,
+                                          known: query.flow),
+                          sweepOrder: query.packetIndex)
     }
 }
 

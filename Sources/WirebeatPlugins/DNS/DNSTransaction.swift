@@ -24,18 +24,31 @@ final class DNSObserved {
     let message: DNSMessage?
     let raw: [UInt8]
     let time: Timestamp
-    let sender: Endpoint
-    let receiver: Endpoint
+    /// The flow it came in, as the sniffer describes it: the event of a UDP query that stays
+    /// unanswered is published from it (a new ConnectionInfo there, with its SHA-1 and IP
+    /// texts, cost ~25,000 instructions an event).
+    let flow: ConnectionInfo
+    let direction: Direction
+    /// Order of arrival in the plugin (UDP), and the packet's index (`sweepOrder`): kept here
+    /// so that the table of waiting queries holds one reference per query, not a tuple.
+    let serial: Int
+    let packetIndex: Int
     /// Notes about this message (faults, loss). A constant, built in a local: a `var`
     /// property of a class costs a run-time exclusivity check at each access.
     let notes: [String]
 
+    var sender: Endpoint { flow.sender(direction) }
+    var receiver: Endpoint { flow.sender(direction.opposite) }
+
     /// `note`: one more, after those of the parse (TCP framing trouble).
-    init(bytes: [UInt8], time: Timestamp, sender: Endpoint, receiver: Endpoint, lossHint: Bool, note: String? = nil) {
+    init(bytes: [UInt8], time: Timestamp, flow: ConnectionInfo, direction: Direction, serial: Int = 0,
+         packetIndex: Int = 0, lossHint: Bool, note: String? = nil) {
         raw = bytes
         self.time = time
-        self.sender = sender
-        self.receiver = receiver
+        self.flow = flow
+        self.direction = direction
+        self.serial = serial
+        self.packetIndex = packetIndex
         let m = try? DNSMessage.parse(bytes)
         message = m
         var notes: [String] = []
