@@ -78,7 +78,7 @@ struct DNSReader {
 
     /// Checks the name at `position` of `bytes` as `name()` describes; returns where the
     /// name ends (after its first pointer, if any).
-    private static func checkName(in bytes: UnsafeBufferPointer<UInt8>, at position: Int, end: Int) throws -> Int {
+    static func checkName(in bytes: UnsafeBufferPointer<UInt8>, at position: Int, end: Int) throws -> Int {
         var position = position
         var wireLength = 1
         var cursor = position
@@ -393,60 +393,130 @@ final class DNSMessage {
 
     /// Parses `bytes`; throws only when there is no complete header.
     static func parse(_ bytes: [UInt8]) throws -> DNSMessage {
-        var r = DNSReader(bytes)
         guard bytes.count >= 12 else { throw HeaderError.tooShort(bytes.count) }
-        let header = DNSHeader(id: try r.u16("id"), flags: try r.u16("flags"), questionCount: try r.u16("qdcount"),
-                               answerCount: try r.u16("ancount"), authorityCount: try r.u16("nscount"),
-                               additionalCount: try r.u16("arcount"))
-        var m = DNSMessage(bytes: bytes, header: header)
+        func u16(_ i: Int) -> UInt16 { UInt16(bytes[i]) << 8 | UInt16(bytes[i + 1]) }
+        let header = DNSHeader(id: u16(0), flags: u16(2), questionCount: u16(4), answerCount: u16(6),
+                               authorityCount: u16(8), additionalCount: u16(10))
+        let m = DNSMessage(bytes: bytes, header: header)
+        // The sections in locals, stored once at the end (also after a fault).
+        var sections = (question: DNSSection(start: 12), answer: DNSSection(), authority: DNSSection(),
+                        additional: DNSSection())
+        var position = 12
         do {
-            m.questionSection.start = r.position
-            for _ in 0..<header.questionCount {
-                _ = try question(&r)
-                m.questionSection.count += 1
-            }
-            m.answerSection.start = r.position
-            for _ in 0..<header.answerCount {
-                _ = try check(&r, &m)
-                m.answerSection.count += 1
-            }
-            m.authoritySection.start = r.position
-            for _ in 0..<header.authorityCount {
-                _ = try check(&r, &m)
-                m.authoritySection.count += 1
-            }
-            m.additionalSection.start = r.position
-            for _ in 0..<header.additionalCount {
-                let rr = try check(&r, &m)
-                m.additionalSection.count += 1
-                if rr.type == DNSType.OPT {
-                    if m.edns != nil { m.faults.append(.malformed("more than one OPT record")); continue }
-                    if !rr.name.isRoot { m.faults.append(.malformed("OPT record not owned by the root")) }
-                    m.edns = EDNS(udpSize: rr.rclass, extendedRcode: UInt8(rr.ttl >> 24), version: UInt8(rr.ttl >> 16 & 0xFF),
-                                  dnssecOK: rr.ttl & 0x8000 != 0, zFlags: UInt16(rr.ttl & 0x7FFF),
-                                  options: parseOptions(rr.rdata, &m))
+            try bytes.withUnsafeBufferPointer { b in
+                for _ in 0..<header.questionCount {
+                    position = try question(b, at: position, bytes)
+                    sections.question.count += 1
+                }
+                sections.answer.start = position
+                for _ in 0..<header.answerCount {
+                    position = try check(b, at: position, m).end
+                    sections.answer.count += 1
+                }
+                sections.authority.start = position
+                for _ in 0..<header.authorityCount {
+                    position = try check(b, at: position, m).end
+                    sections.authority.count += 1
+                }
+                sections.additional.start = position
+                for _ in 0..<header.additionalCount {
+                    let rr = try check(b, at: position, m)
+                    position = rr.end
+                    sections.additional.count += 1
+                    if rr.type == DNSType.OPT { m.addEDNS(rr, b) }
                 }
             }
-            if r.remaining > 0 { m.faults.append(.malformed("\(r.remaining) bytes after the last record")) }
+            if position < bytes.count { m.faults.append(.malformed("\(bytes.count - position) bytes after the last record")) }
         } catch let fault as DNSFault {
             m.faults.append(fault)
         }
+        m.questionSection = sections.question
+        m.answerSection = sections.answer
+        m.authoritySection = sections.authority
+        m.additionalSection = sections.additional
         return m
     }
 
-    private static func question(_ r: inout DNSReader) throws -> DNSQuestion {
-        let name = try r.name()
-        return DNSQuestion(name: name, type: try r.u16("question type"), qclass: try r.u16("question class"))
+    // Parsing checks each question and record where it is, in the message's buffer: reading
+    // them as values (`DNSReader`, `DNSRecord`, `RData`) cost ~650 instructions a record, in
+    // retains and releases of the message's array and in building the values. What fails the
+    // quick check is read again the careful way, which says exactly what is wrong.
+
+    /// Checks the question at `p`; returns where it ends.
+    private static func question(_ b: UnsafeBufferPointer<UInt8>, at p: Int, _ bytes: [UInt8]) throws -> Int {
+        if let name = try? DNSReader.checkName(in: b, at: p, end: b.count), name + 4 <= b.count { return name + 4 }
+        var r = DNSReader(bytes, position: p)
+        _ = try question(&r)
+        return r.position
     }
 
-    /// Reads a record, noting in `m` RDATA that cannot be decoded.
-    private static func check(_ r: inout DNSReader, _ m: inout DNSMessage) throws -> DNSRecord {
+    /// Where a record is: its owner name at `owner`, its fixed fields (type, class, TTL, RDLENGTH) at `fixed`, its
+    /// RDATA at `fixed + 10 ..< end`.
+    struct RecordSpan {
+        var owner: Int
+        var fixed: Int
+        var end: Int
+        var type: UInt16
+    }
+
+    /// Checks the record at `p` (noting in `m` RDATA that cannot be decoded); returns where it is.
+    private static func check(_ b: UnsafeBufferPointer<UInt8>, at p: Int, _ m: DNSMessage) throws -> RecordSpan {
+        if let span = quickCheck(b, at: p) { return span }
+        var r = DNSReader(m.bytes, position: p)
         var badData: DNSFault?
         let rr = try record(&r, badData: &badData)
         if let badData {
             m.faults.append(.malformed("bad RDATA of \(DNSType.name(rr.type)) \(rr.name.text): \(badData.detail)"))
         }
-        return rr
+        return RecordSpan(owner: p, fixed: r.position - rr.rdata.count - 10, end: r.position, type: rr.type)
+    }
+
+    /// The record at `p` when it is whole and `record` would decode its RDATA without fault;
+    /// nil when it is not, or when its type is not one checked here.
+    private static func quickCheck(_ b: UnsafeBufferPointer<UInt8>, at p: Int) -> RecordSpan? {
+        guard let fixed = try? DNSReader.checkName(in: b, at: p, end: b.count), fixed + 10 <= b.count else { return nil }
+        let type = UInt16(b[fixed]) << 8 | UInt16(b[fixed + 1])
+        let start = fixed + 10, end = start + (Int(b[fixed + 8]) << 8 | Int(b[fixed + 9]))
+        guard end <= b.count else { return nil }
+        /// Where the name at `i` of the RDATA ends (nil: not a valid name inside it).
+        func name(at i: Int) -> Int? { i < end ? try? DNSReader.checkName(in: b, at: i, end: end) : nil }
+        let valid: Bool
+        switch type {
+        case DNSType.A: valid = end - start == 4
+        case DNSType.AAAA: valid = end - start == 16
+        case DNSType.NS, DNSType.CNAME, DNSType.PTR, DNSType.DNAME: valid = name(at: start) == end
+        case DNSType.MX: valid = name(at: start + 2) == end
+        case DNSType.SRV: valid = name(at: start + 6) == end
+        case DNSType.SOA: valid = name(at: start).flatMap { name(at: $0) }.map { $0 + 20 == end } ?? false
+        case DNSType.TXT, DNSType.HINFO, 99:
+            var i = start, count = 0
+            while i < end && i + 1 + Int(b[i]) <= end {
+                i += 1 + Int(b[i])
+                count += 1
+            }
+            valid = i == end && (type != DNSType.HINFO || count == 2)
+        case DNSType.OPT: valid = true   // not decoded: kept as data
+        default: return nil
+        }
+        return valid ? RecordSpan(owner: p, fixed: fixed, end: end, type: type) : nil
+    }
+
+    /// The OPT record `rr` (at the end of the additional section): `edns`, or a fault.
+    private func addEDNS(_ rr: RecordSpan, _ b: UnsafeBufferPointer<UInt8>) {
+        if edns != nil { faults.append(.malformed("more than one OPT record")); return }
+        let name = DNSName(message: bytes, start: rr.owner)
+        if !name.isRoot { faults.append(.malformed("OPT record not owned by the root")) }
+        let f = rr.fixed
+        let rclass = UInt16(b[f + 2]) << 8 | UInt16(b[f + 3])
+        let ttl = UInt32(b[f + 4]) << 24 | UInt32(b[f + 5]) << 16 | UInt32(b[f + 6]) << 8 | UInt32(b[f + 7])
+        let options = DNSMessage.parseOptions(bytes[(f + 10)..<rr.end], self)
+        edns = EDNS(udpSize: rclass, extendedRcode: UInt8(ttl >> 24), version: UInt8(ttl >> 16 & 0xFF),
+                    dnssecOK: ttl & 0x8000 != 0, zFlags: UInt16(ttl & 0x7FFF), options: options)
+    }
+
+    private static func question(_ r: inout DNSReader) throws -> DNSQuestion {
+        let name = try r.name()
+        return DNSQuestion(name: name, type: try r.u16("question type"), qclass: try r.u16("question class"))
     }
 
     /// Reads the record at `r`'s position; RDATA that cannot be decoded is kept as unknown
@@ -503,7 +573,7 @@ final class DNSMessage {
         return (0..<questionSection.count).compactMap { _ in try? DNSMessage.question(&r) }
     }
 
-    private static func parseOptions(_ rdata: ArraySlice<UInt8>, _ m: inout DNSMessage) -> [EDNSOption] {
+    private static func parseOptions(_ rdata: ArraySlice<UInt8>, _ m: DNSMessage) -> [EDNSOption] {
         var r = DNSReader(Array(rdata))
         var out: [EDNSOption] = []
         while r.remaining > 0 {
