@@ -1,3 +1,9 @@
+#if canImport(Glibc)
+import Glibc  // memcmp
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// DNS messages (RFC 1035 and successors): header, questions and resource records, parsed
 /// from untrusted bytes. Every read is bounds-checked; a message that ends early or breaks
 /// a rule keeps what was parsed before the fault and says why in `fault`.
@@ -159,14 +165,7 @@ struct DNSName: Equatable, Hashable {
     func isStored(identicallyIn other: [UInt8]) -> Bool {
         guard let length = uncompressedLength, other.count >= start + length else { return false }
         return message.withUnsafeBufferPointer { a in
-            other.withUnsafeBufferPointer { b in
-                var k = start
-                while k < start + length {
-                    if a[k] != b[k] { return false }
-                    k += 1
-                }
-                return true
-            }
+            other.withUnsafeBufferPointer { b in memcmp(a.baseAddress! + start, b.baseAddress! + start, length) == 0 }
         }
     }
 
@@ -366,22 +365,32 @@ struct DNSSection: Equatable {
 /// A class: the event code reads a message through optionals several times, and each read of
 /// a struct this size copies it (retaining its arrays); a reference costs one retain.
 final class DNSMessage {
+    // Constants, set once by `parse`: a `var` property of a class costs a run-time
+    // exclusivity check at each access.
     /// The whole message.
     let bytes: [UInt8]
-    var header: DNSHeader
-    var questionSection = DNSSection()
-    var answerSection = DNSSection()
-    var authoritySection = DNSSection()
+    let header: DNSHeader
+    let questionSection: DNSSection
+    let answerSection: DNSSection
+    let authoritySection: DNSSection
     /// Including OPT records (which `additionals` leaves out).
-    var additionalSection = DNSSection()
-    var edns: EDNS?
+    let additionalSection: DNSSection
+    let edns: EDNS?
     /// Why parsing stopped early, or a rule the message broke (several OPT, bad RDATA).
-    var faults: [DNSFault] = []
+    let faults: [DNSFault]
 
-    init(bytes: [UInt8], header: DNSHeader) {
+    private init(bytes: [UInt8], header: DNSHeader, sections: Sections, edns: EDNS?, faults: [DNSFault]) {
         self.bytes = bytes
         self.header = header
+        questionSection = sections.question
+        answerSection = sections.answer
+        authoritySection = sections.authority
+        additionalSection = sections.additional
+        self.edns = edns
+        self.faults = faults
     }
+
+    private typealias Sections = (question: DNSSection, answer: DNSSection, authority: DNSSection, additional: DNSSection)
 
     /// Size of the message in bytes.
     var size: Int { bytes.count }
@@ -397,10 +406,9 @@ final class DNSMessage {
         func u16(_ i: Int) -> UInt16 { UInt16(bytes[i]) << 8 | UInt16(bytes[i + 1]) }
         let header = DNSHeader(id: u16(0), flags: u16(2), questionCount: u16(4), answerCount: u16(6),
                                authorityCount: u16(8), additionalCount: u16(10))
-        let m = DNSMessage(bytes: bytes, header: header)
-        // The sections in locals, stored once at the end (also after a fault).
-        var sections = (question: DNSSection(start: 12), answer: DNSSection(), authority: DNSSection(),
-                        additional: DNSSection())
+        var sections: Sections = (DNSSection(start: 12), DNSSection(), DNSSection(), DNSSection())
+        var edns: EDNS?
+        var faults: [DNSFault] = []
         var position = 12
         do {
             try bytes.withUnsafeBufferPointer { b in
@@ -410,31 +418,30 @@ final class DNSMessage {
                 }
                 sections.answer.start = position
                 for _ in 0..<header.answerCount {
-                    position = try check(b, at: position, m).end
+                    position = try check(b, at: position, bytes, &faults).end
                     sections.answer.count += 1
                 }
                 sections.authority.start = position
                 for _ in 0..<header.authorityCount {
-                    position = try check(b, at: position, m).end
+                    position = try check(b, at: position, bytes, &faults).end
                     sections.authority.count += 1
                 }
                 sections.additional.start = position
                 for _ in 0..<header.additionalCount {
-                    let rr = try check(b, at: position, m)
+                    let rr = try check(b, at: position, bytes, &faults)
                     position = rr.end
                     sections.additional.count += 1
-                    if rr.type == DNSType.OPT { m.addEDNS(rr, b) }
+                    if rr.type == DNSType.OPT {
+                        if edns != nil { faults.append(.malformed("more than one OPT record")); continue }
+                        edns = readEDNS(rr, b, bytes, &faults)
+                    }
                 }
             }
-            if position < bytes.count { m.faults.append(.malformed("\(bytes.count - position) bytes after the last record")) }
+            if position < bytes.count { faults.append(.malformed("\(bytes.count - position) bytes after the last record")) }
         } catch let fault as DNSFault {
-            m.faults.append(fault)
+            faults.append(fault)
         }
-        m.questionSection = sections.question
-        m.answerSection = sections.answer
-        m.authoritySection = sections.authority
-        m.additionalSection = sections.additional
-        return m
+        return DNSMessage(bytes: bytes, header: header, sections: sections, edns: edns, faults: faults)
     }
 
     // Parsing checks each question and record where it is, in the message's buffer: reading
@@ -459,14 +466,16 @@ final class DNSMessage {
         var type: UInt16
     }
 
-    /// Checks the record at `p` (noting in `m` RDATA that cannot be decoded); returns where it is.
-    private static func check(_ b: UnsafeBufferPointer<UInt8>, at p: Int, _ m: DNSMessage) throws -> RecordSpan {
+    /// Checks the record at `p` of `bytes` (noting in `faults` RDATA that cannot be
+    /// decoded); returns where it is.
+    private static func check(_ b: UnsafeBufferPointer<UInt8>, at p: Int, _ bytes: [UInt8],
+                              _ faults: inout [DNSFault]) throws -> RecordSpan {
         if let span = quickCheck(b, at: p) { return span }
-        var r = DNSReader(m.bytes, position: p)
+        var r = DNSReader(bytes, position: p)
         var badData: DNSFault?
         let rr = try record(&r, badData: &badData)
         if let badData {
-            m.faults.append(.malformed("bad RDATA of \(DNSType.name(rr.type)) \(rr.name.text): \(badData.detail)"))
+            faults.append(.malformed("bad RDATA of \(DNSType.name(rr.type)) \(rr.name.text): \(badData.detail)"))
         }
         return RecordSpan(owner: p, fixed: r.position - rr.rdata.count - 10, end: r.position, type: rr.type)
     }
@@ -501,17 +510,16 @@ final class DNSMessage {
         return valid ? RecordSpan(owner: p, fixed: fixed, end: end, type: type) : nil
     }
 
-    /// The OPT record `rr` (at the end of the additional section): `edns`, or a fault.
-    private func addEDNS(_ rr: RecordSpan, _ b: UnsafeBufferPointer<UInt8>) {
-        if edns != nil { faults.append(.malformed("more than one OPT record")); return }
-        let name = DNSName(message: bytes, start: rr.owner)
-        if !name.isRoot { faults.append(.malformed("OPT record not owned by the root")) }
+    /// EDNS from the OPT record `rr` of `bytes` (noting in `faults` what is wrong with it).
+    private static func readEDNS(_ rr: RecordSpan, _ b: UnsafeBufferPointer<UInt8>, _ bytes: [UInt8],
+                                 _ faults: inout [DNSFault]) -> EDNS {
+        if !DNSName(message: bytes, start: rr.owner).isRoot { faults.append(.malformed("OPT record not owned by the root")) }
         let f = rr.fixed
         let rclass = UInt16(b[f + 2]) << 8 | UInt16(b[f + 3])
         let ttl = UInt32(b[f + 4]) << 24 | UInt32(b[f + 5]) << 16 | UInt32(b[f + 6]) << 8 | UInt32(b[f + 7])
-        let options = DNSMessage.parseOptions(bytes[(f + 10)..<rr.end], self)
-        edns = EDNS(udpSize: rclass, extendedRcode: UInt8(ttl >> 24), version: UInt8(ttl >> 16 & 0xFF),
-                    dnssecOK: ttl & 0x8000 != 0, zFlags: UInt16(ttl & 0x7FFF), options: options)
+        return EDNS(udpSize: rclass, extendedRcode: UInt8(ttl >> 24), version: UInt8(ttl >> 16 & 0xFF),
+                    dnssecOK: ttl & 0x8000 != 0, zFlags: UInt16(ttl & 0x7FFF),
+                    options: parseOptions(bytes[(f + 10)..<rr.end], &faults))
     }
 
     private static func question(_ r: inout DNSReader) throws -> DNSQuestion {
@@ -564,8 +572,16 @@ final class DNSMessage {
     /// The first question, if any.
     var firstQuestion: DNSQuestion? {
         guard questionSection.count > 0 else { return nil }
-        var r = DNSReader(bytes, position: questionSection.start)
-        return try? DNSMessage.question(&r)
+        // Checked by `parse`: its name ends at a zero length or after its first pointer, and
+        // type and class follow (no reader, no checks again).
+        return bytes.withUnsafeBufferPointer { b in
+            let start = questionSection.start
+            var i = start
+            while b[i] != 0 && b[i] & 0xC0 == 0 { i += 1 + Int(b[i]) }
+            i += b[i] == 0 ? 1 : 2
+            return DNSQuestion(name: DNSName(message: bytes, start: start), type: UInt16(b[i]) << 8 | UInt16(b[i + 1]),
+                               qclass: UInt16(b[i + 2]) << 8 | UInt16(b[i + 3]))
+        }
     }
 
     var questions: [DNSQuestion] {
@@ -573,7 +589,7 @@ final class DNSMessage {
         return (0..<questionSection.count).compactMap { _ in try? DNSMessage.question(&r) }
     }
 
-    private static func parseOptions(_ rdata: ArraySlice<UInt8>, _ m: DNSMessage) -> [EDNSOption] {
+    private static func parseOptions(_ rdata: ArraySlice<UInt8>, _ faults: inout [DNSFault]) -> [EDNSOption] {
         var r = DNSReader(Array(rdata))
         var out: [EDNSOption] = []
         while r.remaining > 0 {
@@ -582,7 +598,7 @@ final class DNSMessage {
                 let length = Int(try r.u16("option length"))
                 out.append(EDNSOption(code: code, data: Array(try r.take(length, "option data"))))
             } catch {
-                m.faults.append(.malformed("OPT option cut short"))
+                faults.append(.malformed("OPT option cut short"))
                 break
             }
         }

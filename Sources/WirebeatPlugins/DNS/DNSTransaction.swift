@@ -190,7 +190,7 @@ enum DNSEvents {
                                  into json: inout JSONOutput) {
         let h = main.header
         // Where the answers' addresses are in `json`: `resolved_ip` lists them again.
-        var addresses: [Range<Int>] = []
+        var addresses = AddressRanges()
         let object = json.count
         if let r {
             // Answers mostly name the question by a pointer to it: its text is reused when the
@@ -199,7 +199,7 @@ enum DNSEvents {
             if let question, question.name.start == 12, question.name.isStored(identicallyIn: r.bytes) {
                 nameAt12 = questionName
             }
-            var ignored: [Range<Int>] = []
+            var ignored = AddressRanges()
             if settings.includeAdditionals {
                 json.append(UInt8(ascii: "{"))
                 writeRecords(#""additionals":["#, r, r.additionalSection, skipOPT: true, object: object, nameAt12: nameAt12,
@@ -261,11 +261,15 @@ enum DNSEvents {
         if let r {
             // The addresses among the answers, as a JSON array of strings: their text is
             // already in `json`.
-            for (i, range) in addresses.enumerated() {
-                DNSJSON.raw(i == 0 ? #","resolved_ip":["# : ",", into: &json)
-                json.appendCopy(of: range)
+            if let first = addresses.first {
+                DNSJSON.raw(#","resolved_ip":["#, into: &json)
+                json.appendCopy(of: first)
+                for range in addresses.rest {
+                    json.append(UInt8(ascii: ","))
+                    json.appendCopy(of: range)
+                }
+                json.append(UInt8(ascii: "]"))
             }
-            if !addresses.isEmpty { json.append(UInt8(ascii: "]")) }
             if r.rcode == 0 {
                 DNSJSON.raw(#","response_code":"NOERROR","type":"answer"}"#, into: &json)
                 return
@@ -276,11 +280,23 @@ enum DNSEvents {
         DNSJSON.raw(isAnswer ? #","type":"answer"}"# : #","type":"query"}"#, into: &json)
     }
 
+    /// Ranges of the JSON being written where the answers' addresses are: the first one
+    /// without an array (an array cost an allocation in most events).
+    struct AddressRanges {
+        private(set) var first: Range<Int>?
+        private(set) var rest: [Range<Int>] = []
+
+        mutating func append(_ range: Range<Int>) {
+            if first == nil { first = range } else { rest.append(range) }
+        }
+    }
+
     /// `"key":[records]`, after a comma unless it is the first member of the object that
     /// starts at `json[object]`; nothing when the section has no records.
     /// `addresses` gets where the JSON strings of A and AAAA data are.
     private static func writeRecords(_ key: StaticString, _ m: DNSMessage, _ section: DNSSection, skipOPT: Bool,
-                                     object: Int, nameAt12: UnsafeBufferPointer<UInt8>?, addresses: inout [Range<Int>], into json: inout JSONOutput) {
+                                     object: Int, nameAt12: UnsafeBufferPointer<UInt8>?, addresses: inout AddressRanges,
+                                     into json: inout JSONOutput) {
         var first = true
         m.forEachRecord(in: section) { rr in
             if skipOPT && rr.type == DNSType.OPT { return }
