@@ -169,6 +169,14 @@ struct DNSName: Equatable, Hashable {
         }
     }
 
+    /// Where the (checked) name at `start` of the message `m` ends: after its zero length or
+    /// its first pointer.
+    static func end(in m: UnsafeBufferPointer<UInt8>, at start: Int) -> Int {
+        var i = start
+        while m[i] != 0 && m[i] & 0xC0 == 0 { i += 1 + Int(m[i]) }
+        return i + (m[i] == 0 ? 1 : 2)
+    }
+
     /// The name is only a pointer to `offset`.
     func isPointer(to offset: Int) -> Bool {
         message[start] == 0xC0 | UInt8(offset >> 8) && message[start + 1] == UInt8(truncatingIfNeeded: offset)
@@ -204,49 +212,52 @@ struct DNSName: Equatable, Hashable {
     /// Appends `text`; with `json`, escaped for the inside of a JSON string as the core's
     /// JSONWriter escapes (the text is printable ASCII: only `\` and `"` need it).
     func write<Out: DNSTextOutput>(into out: inout Out, json: Bool) {
-        message.withUnsafeBufferPointer { m in
-            var i = start
-            var first = true
-            while true {
-                // A run of labels stored one after another, up to a pointer or the end.
-                let run = i
-                var plain = true
-                while m[i] != 0 && m[i] & 0xC0 == 0 {
-                    let end = i + 1 + Int(m[i])
-                    // Every byte looked at, no early exit and no branch: a name is short.
-                    var k = i + 1
-                    while k < end {
-                        plain = plain && DNSName.isPlain(m[k])
-                        k &+= 1
-                    }
-                    i = end
+        message.withUnsafeBufferPointer { DNSName.write($0, at: start, into: &out, json: json) }
+    }
+
+    /// Appends the text of the (checked) name at `start` of the message `m`, as `write`.
+    static func write<Out: DNSTextOutput>(_ m: UnsafeBufferPointer<UInt8>, at start: Int, into out: inout Out, json: Bool) {
+        var i = start
+        var first = true
+        while true {
+            // A run of labels stored one after another, up to a pointer or the end.
+            let run = i
+            var plain = true
+            while m[i] != 0 && m[i] & 0xC0 == 0 {
+                let end = i + 1 + Int(m[i])
+                // Every byte looked at, no early exit and no branch: a name is short.
+                var k = i + 1
+                while k < end {
+                    plain = plain && DNSName.isPlain(m[k])
+                    k &+= 1
                 }
-                if i > run && plain {
-                    // Nearly every name is letters, digits and hyphens: the run is copied whole,
-                    // then its length bytes become dots (the name's first one is left out).
-                    let from = first ? run + 1 : run
-                    let base = out.count - from
-                    out.append(UnsafeBufferPointer(rebasing: m[from..<i]))
-                    var j = run
-                    while j < i {
-                        if j >= from { out[base + j] = UInt8(ascii: ".") }
-                        j += 1 + Int(m[j])
-                    }
-                    first = false
-                } else {
-                    var j = run
-                    while j < i {
-                        if !first { out.append(UInt8(ascii: ".")) }
-                        first = false
-                        DNSName.escape(m[(j + 1)..<(j + 1 + Int(m[j]))], into: &out, json: json)
-                        j += 1 + Int(m[j])
-                    }
-                }
-                if m[i] == 0 { break }
-                i = (Int(m[i]) & 0x3F) << 8 | Int(m[i + 1])
+                i = end
             }
-            if first { out.append(UInt8(ascii: ".")) }   // the root
+            if i > run && plain {
+                // Nearly every name is letters, digits and hyphens: the run is copied whole,
+                // then its length bytes become dots (the name's first one is left out).
+                let from = first ? run + 1 : run
+                let base = out.count - from
+                out.append(UnsafeBufferPointer(rebasing: m[from..<i]))
+                var j = run
+                while j < i {
+                    if j >= from { out[base + j] = UInt8(ascii: ".") }
+                    j += 1 + Int(m[j])
+                }
+                first = false
+            } else {
+                var j = run
+                while j < i {
+                    if !first { out.append(UInt8(ascii: ".")) }
+                    first = false
+                    DNSName.escape(m[(j + 1)..<(j + 1 + Int(m[j]))], into: &out, json: json)
+                    j += 1 + Int(m[j])
+                }
+            }
+            if m[i] == 0 { break }
+            i = (Int(m[i]) & 0x3F) << 8 | Int(m[i + 1])
         }
+        if first { out.append(UInt8(ascii: ".")) }   // the root
     }
 
     /// Printed as it is in a name: printable ASCII other than the special characters below.
@@ -378,8 +389,13 @@ final class DNSMessage {
     let edns: EDNS?
     /// Why parsing stopped early, or a rule the message broke (several OPT, bad RDATA).
     let faults: [DNSFault]
+    /// The RDATA of every record read decodes (no "bad RDATA" fault): the event writer then
+    /// reads it where it is, without checking it again (`RDataView.read`).
+    let dataDecodes: Bool
 
-    private init(bytes: [UInt8], header: DNSHeader, sections: Sections, edns: EDNS?, faults: [DNSFault]) {
+    private init(bytes: [UInt8], header: DNSHeader, sections: Sections, edns: EDNS?, faults: [DNSFault],
+                 dataDecodes: Bool) {
+        self.dataDecodes = dataDecodes
         self.bytes = bytes
         self.header = header
         questionSection = sections.question
@@ -409,6 +425,7 @@ final class DNSMessage {
         var sections: Sections = (DNSSection(start: 12), DNSSection(), DNSSection(), DNSSection())
         var edns: EDNS?
         var faults: [DNSFault] = []
+        var dataDecodes = true
         var position = 12
         do {
             try bytes.withUnsafeBufferPointer { b in
@@ -418,17 +435,17 @@ final class DNSMessage {
                 }
                 sections.answer.start = position
                 for _ in 0..<header.answerCount {
-                    position = try check(b, at: position, bytes, &faults).end
+                    position = try check(b, at: position, bytes, &faults, &dataDecodes).end
                     sections.answer.count += 1
                 }
                 sections.authority.start = position
                 for _ in 0..<header.authorityCount {
-                    position = try check(b, at: position, bytes, &faults).end
+                    position = try check(b, at: position, bytes, &faults, &dataDecodes).end
                     sections.authority.count += 1
                 }
                 sections.additional.start = position
                 for _ in 0..<header.additionalCount {
-                    let rr = try check(b, at: position, bytes, &faults)
+                    let rr = try check(b, at: position, bytes, &faults, &dataDecodes)
                     position = rr.end
                     sections.additional.count += 1
                     if rr.type == DNSType.OPT {
@@ -441,7 +458,8 @@ final class DNSMessage {
         } catch let fault as DNSFault {
             faults.append(fault)
         }
-        return DNSMessage(bytes: bytes, header: header, sections: sections, edns: edns, faults: faults)
+        return DNSMessage(bytes: bytes, header: header, sections: sections, edns: edns, faults: faults,
+                          dataDecodes: dataDecodes)
     }
 
     // Parsing checks each question and record where it is, in the message's buffer: reading
@@ -464,17 +482,39 @@ final class DNSMessage {
         var fixed: Int
         var end: Int
         var type: UInt16
+
+        /// The record at `p` of a message that `parse` checked.
+        init(checkedAt p: Int, in b: UnsafeBufferPointer<UInt8>) {
+            owner = p
+            fixed = DNSName.end(in: b, at: p)
+            end = fixed + 10 + (Int(b[fixed + 8]) << 8 | Int(b[fixed + 9]))
+            type = UInt16(b[fixed]) << 8 | UInt16(b[fixed + 1])
+        }
+
+        init(owner: Int, fixed: Int, end: Int, type: UInt16) {
+            self.owner = owner
+            self.fixed = fixed
+            self.end = end
+            self.type = type
+        }
+
+        var rdata: Range<Int> { fixed + 10 ..< end }
+        func rclass(in b: UnsafeBufferPointer<UInt8>) -> UInt16 { UInt16(b[fixed + 2]) << 8 | UInt16(b[fixed + 3]) }
+        func ttl(in b: UnsafeBufferPointer<UInt8>) -> UInt32 {
+            UInt32(b[fixed + 4]) << 24 | UInt32(b[fixed + 5]) << 16 | UInt32(b[fixed + 6]) << 8 | UInt32(b[fixed + 7])
+        }
     }
 
     /// Checks the record at `p` of `bytes` (noting in `faults` RDATA that cannot be
-    /// decoded); returns where it is.
+    /// decoded, and clearing `dataDecodes`); returns where it is.
     private static func check(_ b: UnsafeBufferPointer<UInt8>, at p: Int, _ bytes: [UInt8],
-                              _ faults: inout [DNSFault]) throws -> RecordSpan {
+                              _ faults: inout [DNSFault], _ dataDecodes: inout Bool) throws -> RecordSpan {
         if let span = quickCheck(b, at: p) { return span }
         var r = DNSReader(bytes, position: p)
         var badData: DNSFault?
         let rr = try record(&r, badData: &badData)
         if let badData {
+            dataDecodes = false
             faults.append(.malformed("bad RDATA of \(DNSType.name(rr.type)) \(rr.name.text): \(badData.detail)"))
         }
         return RecordSpan(owner: p, fixed: r.position - rr.rdata.count - 10, end: r.position, type: rr.type)
@@ -576,9 +616,7 @@ final class DNSMessage {
         // type and class follow (no reader, no checks again).
         return bytes.withUnsafeBufferPointer { b in
             let start = questionSection.start
-            var i = start
-            while b[i] != 0 && b[i] & 0xC0 == 0 { i += 1 + Int(b[i]) }
-            i += b[i] == 0 ? 1 : 2
+            let i = DNSName.end(in: b, at: start)
             return DNSQuestion(name: DNSName(message: bytes, start: start), type: UInt16(b[i]) << 8 | UInt16(b[i + 1]),
                                qclass: UInt16(b[i + 2]) << 8 | UInt16(b[i + 3]))
         }

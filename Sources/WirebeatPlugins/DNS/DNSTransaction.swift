@@ -297,18 +297,30 @@ enum DNSEvents {
     private static func writeRecords(_ key: StaticString, _ m: DNSMessage, _ section: DNSSection, skipOPT: Bool,
                                      object: Int, nameAt12: UnsafeBufferPointer<UInt8>?, addresses: inout AddressRanges,
                                      into json: inout JSONOutput) {
+        guard section.count > 0 else { return }
         var first = true
-        m.forEachRecord(in: section) { rr in
-            if skipOPT && rr.type == DNSType.OPT { return }
-            if first {
-                if json.count > object + 1 { json.append(UInt8(ascii: ",")) }
-                DNSJSON.raw(key, into: &json)
-            } else {
-                json.append(UInt8(ascii: ","))
+        m.bytes.withUnsafeBufferPointer { b in
+            // The records where they are (`parse` checked them), each written from a view of its RDATA.
+            var p = section.start
+            for _ in 0..<section.count {
+                let rr = DNSMessage.RecordSpan(checkedAt: p, in: b)
+                p = rr.end
+                if skipOPT && rr.type == DNSType.OPT { continue }
+                if first {
+                    if json.count > object + 1 { json.append(UInt8(ascii: ",")) }
+                    DNSJSON.raw(key, into: &json)
+                } else {
+                    json.append(UInt8(ascii: ","))
+                }
+                first = false
+                let rdata = rr.rdata
+                let data = (m.dataDecodes ? RDataView.read(b, type: rr.type, start: rdata.lowerBound, end: rdata.upperBound) : nil)
+                    ?? RDataView((try? RData.decode(type: rr.type, bytes: m.bytes, start: rdata.lowerBound, end: rdata.upperBound))
+                                 ?? .unknown(m.bytes[rdata]))
+                let range = DNSRecord.writeJSON(b, owner: rr.owner, rclass: rr.rclass(in: b), ttl: rr.ttl(in: b), type: rr.type,
+                                                data: data, nameAt12: nameAt12, into: &json)
+                if case .address = data { addresses.append(range) }
             }
-            first = false
-            let data = rr.writeJSON(into: &json, nameAt12: nameAt12)
-            if case .address = rr.data { addresses.append(data) }
         }
         if !first { json.append(UInt8(ascii: "]")) }
     }
