@@ -374,39 +374,50 @@ struct DNSSection: Equatable {
 /// than building, copying and freeing an array of records per message.
 ///
 /// A class: the event code reads a message through optionals several times, and each read of
-/// a struct this size copies it (retaining its arrays); a reference costs one retain.
-final class DNSMessage {
+/// a struct this size copies it (retaining its arrays); a reference costs one retain. Not
+/// final: a message seen on the wire (`DNSObserved`) is one, one object per datagram.
+class DNSMessage {
     // Constants, set once by `parse`: a `var` property of a class costs a run-time
     // exclusivity check at each access.
     /// The whole message.
     let bytes: [UInt8]
-    let header: DNSHeader
-    let questionSection: DNSSection
-    let answerSection: DNSSection
-    let authoritySection: DNSSection
+    /// The rest, in one piece (given whole to `init`, not copied field by field).
+    let parsed: Parsed
+
+    var header: DNSHeader { parsed.header }
+    var questionSection: DNSSection { parsed.sections.question }
+    var answerSection: DNSSection { parsed.sections.answer }
+    var authoritySection: DNSSection { parsed.sections.authority }
     /// Including OPT records (which `additionals` leaves out).
-    let additionalSection: DNSSection
-    let edns: EDNS?
+    var additionalSection: DNSSection { parsed.sections.additional }
+    var edns: EDNS? { parsed.edns }
     /// Why parsing stopped early, or a rule the message broke (several OPT, bad RDATA).
-    let faults: [DNSFault]
+    var faults: [DNSFault] { parsed.faults }
     /// The RDATA of every record read decodes (no "bad RDATA" fault): the event writer then
     /// reads it where it is, without checking it again (`RDataView.read`).
-    let dataDecodes: Bool
+    var dataDecodes: Bool { parsed.dataDecodes }
 
-    private init(bytes: [UInt8], header: DNSHeader, sections: Sections, edns: EDNS?, faults: [DNSFault],
-                 dataDecodes: Bool) {
-        self.dataDecodes = dataDecodes
-        self.bytes = bytes
-        self.header = header
-        questionSection = sections.question
-        answerSection = sections.answer
-        authoritySection = sections.authority
-        additionalSection = sections.additional
-        self.edns = edns
-        self.faults = faults
+    /// What `read` finds in a message.
+    struct Parsed {
+        var header: DNSHeader
+        var sections: Sections
+        var edns: EDNS?
+        var faults: [DNSFault]
+        var dataDecodes: Bool
+
+        /// Nothing: a payload shorter than a header (see `DNSObserved`).
+        static let none = Parsed(header: DNSHeader(id: 0, flags: 0, questionCount: 0, answerCount: 0, authorityCount: 0,
+                                                   additionalCount: 0),
+                                 sections: (DNSSection(), DNSSection(), DNSSection(), DNSSection()), edns: nil, faults: [],
+                                 dataDecodes: true)
     }
 
-    private typealias Sections = (question: DNSSection, answer: DNSSection, authority: DNSSection, additional: DNSSection)
+    typealias Sections = (question: DNSSection, answer: DNSSection, authority: DNSSection, additional: DNSSection)
+
+    init(bytes: [UInt8], parsed: consuming Parsed) {
+        self.bytes = bytes
+        self.parsed = parsed
+    }
 
     /// Size of the message in bytes.
     var size: Int { bytes.count }
@@ -419,6 +430,12 @@ final class DNSMessage {
     /// Parses `bytes`; throws only when there is no complete header.
     static func parse(_ bytes: [UInt8]) throws -> DNSMessage {
         guard bytes.count >= 12 else { throw HeaderError.tooShort(bytes.count) }
+        return DNSMessage(bytes: bytes, parsed: try read(bytes))
+    }
+
+    /// Reads the message `bytes`, at least 12 of them (a header). (Faults are noted, not
+    /// thrown: the readers throw nothing else.)
+    static func read(_ bytes: [UInt8]) throws -> Parsed {
         func u16(_ i: Int) -> UInt16 { UInt16(bytes[i]) << 8 | UInt16(bytes[i + 1]) }
         let header = DNSHeader(id: u16(0), flags: u16(2), questionCount: u16(4), answerCount: u16(6),
                                authorityCount: u16(8), additionalCount: u16(10))
@@ -458,8 +475,7 @@ final class DNSMessage {
         } catch let fault as DNSFault {
             faults.append(fault)
         }
-        return DNSMessage(bytes: bytes, header: header, sections: sections, edns: edns, faults: faults,
-                          dataDecodes: dataDecodes)
+        return Parsed(header: header, sections: sections, edns: edns, faults: faults, dataDecodes: dataDecodes)
     }
 
     // Parsing checks each question and record where it is, in the message's buffer: reading

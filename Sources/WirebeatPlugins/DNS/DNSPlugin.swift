@@ -309,7 +309,7 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
         publish(nil, m, ["unmatched response", "possible packet loss"])
     }
 
-    private func fingerprint(_ m: DNSObserved) -> Int { DNSPlugin.fingerprint(m.raw, seed: fingerprintSeed) }
+    private func fingerprint(_ m: DNSObserved) -> Int { DNSPlugin.fingerprint(m.bytes, seed: fingerprintSeed) }
 
     /// The waiting query that came first (only when the table is full).
     private func oldestWaiting() -> (key: UDPKey, query: DNSObserved)? {
