@@ -450,19 +450,26 @@ class DNSMessage {
                     position = try question(b, at: position, bytes)
                     sections.question.count += 1
                 }
+                // The first question's name, checked, without a pointer: what most names point to.
+                var name12 = false
+                if sections.question.count > 0 {
+                    var i = 12
+                    while b[i] != 0 && b[i] & 0xC0 == 0 { i += 1 + Int(b[i]) }
+                    name12 = b[i] == 0
+                }
                 sections.answer.start = position
                 for _ in 0..<header.answerCount {
-                    position = try check(b, at: position, bytes, &faults, &dataDecodes).end
+                    position = try check(b, at: position, bytes, name12, &faults, &dataDecodes).end
                     sections.answer.count += 1
                 }
                 sections.authority.start = position
                 for _ in 0..<header.authorityCount {
-                    position = try check(b, at: position, bytes, &faults, &dataDecodes).end
+                    position = try check(b, at: position, bytes, name12, &faults, &dataDecodes).end
                     sections.authority.count += 1
                 }
                 sections.additional.start = position
                 for _ in 0..<header.additionalCount {
-                    let rr = try check(b, at: position, bytes, &faults, &dataDecodes)
+                    let rr = try check(b, at: position, bytes, name12, &faults, &dataDecodes)
                     position = rr.end
                     sections.additional.count += 1
                     if rr.type == DNSType.OPT {
@@ -523,9 +530,9 @@ class DNSMessage {
 
     /// Checks the record at `p` of `bytes` (noting in `faults` RDATA that cannot be
     /// decoded, and clearing `dataDecodes`); returns where it is.
-    private static func check(_ b: UnsafeBufferPointer<UInt8>, at p: Int, _ bytes: [UInt8],
+    private static func check(_ b: UnsafeBufferPointer<UInt8>, at p: Int, _ bytes: [UInt8], _ name12: Bool,
                               _ faults: inout [DNSFault], _ dataDecodes: inout Bool) throws -> RecordSpan {
-        if let span = quickCheck(b, at: p) { return span }
+        if let span = quickCheck(b, at: p, name12: name12) { return span }
         var r = DNSReader(bytes, position: p)
         var badData: DNSFault?
         let rr = try record(&r, badData: &badData)
@@ -538,13 +545,21 @@ class DNSMessage {
 
     /// The record at `p` when it is whole and `record` would decode its RDATA without fault;
     /// nil when it is not, or when its type is not one checked here.
-    private static func quickCheck(_ b: UnsafeBufferPointer<UInt8>, at p: Int) -> RecordSpan? {
-        guard let fixed = try? DNSReader.checkName(in: b, at: p, end: b.count), fixed + 10 <= b.count else { return nil }
+    /// `name12`: the name at offset 12 (the first question's) is checked and has no pointer.
+    private static func quickCheck(_ b: UnsafeBufferPointer<UInt8>, at p: Int, name12: Bool) -> RecordSpan? {
+        /// Where the name at `i` ends, reading no further than `end` but through pointers
+        /// (nil: not a valid name). Most owner names are only a pointer to the question's
+        /// name: checked already, not walked again (what `checkName` would find).
+        func name(at i: Int, end: Int) -> Int? {
+            if name12, i > 12, i + 1 < end, b[i] == 0xC0, b[i + 1] == 12 { return i + 2 }
+            return try? DNSReader.checkName(in: b, at: i, end: end)
+        }
+        guard let fixed = name(at: p, end: b.count), fixed + 10 <= b.count else { return nil }
         let type = UInt16(b[fixed]) << 8 | UInt16(b[fixed + 1])
         let start = fixed + 10, end = start + (Int(b[fixed + 8]) << 8 | Int(b[fixed + 9]))
         guard end <= b.count else { return nil }
         /// Where the name at `i` of the RDATA ends (nil: not a valid name inside it).
-        func name(at i: Int) -> Int? { i < end ? try? DNSReader.checkName(in: b, at: i, end: end) : nil }
+        func name(at i: Int) -> Int? { name(at: i, end: end) }
         let valid: Bool
         switch type {
         case DNSType.A: valid = end - start == 4

@@ -74,14 +74,14 @@ final class DNSObserved: DNSMessage {
 /// Builds the published event of a query and its response (either may be missing).
 enum DNSEvents {
     static func event(query: DNSObserved?, response: DNSObserved?, notes extra: [String], transport: Transport,
-                      connectionID: UInt64, vlans: [UInt16], settings: DNSConfig, known: ConnectionInfo? = nil) -> Event {
+                      connectionID: UInt64, vlans: [UInt16], settings: DNSConfig, known: ConnectionInfo) -> Event {
         guard let first = query ?? response else { preconditionFailure("an event needs a message") }
         let client = query?.sender ?? first.receiver
         let server = query?.receiver ?? first.sender
         // The flow's own info (cached by the sniffer) when it describes the same tuple: a new
         // ConnectionInfo costs a SHA-1 (Community ID) and two IP texts per event. (Passed on,
         // not assigned to a local: that copied the struct, retaining its strings.)
-        if let known, known.id == connectionID, known.transport == transport, known.client == client,
+        if known.id == connectionID, known.transport == transport, known.client == client,
            known.server == server, known.vlans == vlans {
             return event(query: query, response: response, first: first, notes: extra, connection: known, settings: settings)
         }
