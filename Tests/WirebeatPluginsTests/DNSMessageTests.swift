@@ -107,6 +107,14 @@ struct DNSMessageTests {
         #expect(EDNS.clientSubnet([0, 2, 48, 0, 0x20, 0x01, 0x0d, 0xb8, 0xab, 0xcd]) == "2001:db8:abcd::/48/0")
     }
 
+    /// The table of bytes printed as they are in a name agrees with its definition.
+    @Test func plainNameBytes() {
+        for b in 0...255 {
+            let byte = UInt8(b)
+            #expect(DNSName.isPlain(byte) == (byte > 0x20 && byte < 0x7F && !DNSName.isSpecial(byte)), "byte \(b)")
+        }
+    }
+
     @Test func namesAreEscapedAsDigDoes() throws {
         var m = DNSBuilder(id: 1, flags: 0x0100, counts: (1, 0, 0, 0))
         m.bytes += [10] + Array("odd name.x".utf8) + [3, 0x5C, 0xFF, 0x22] + Self.n("test")
