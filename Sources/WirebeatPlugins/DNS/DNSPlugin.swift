@@ -78,8 +78,7 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
 
     private func publish(_ context: PluginContext, query: DNSObserved?, response: DNSObserved?, notes: [String]) {
         context.publish(DNSEvents.event(query: query, response: response, notes: notes, transport: context.connection.transport,
-                                        connectionID: context.connection.id, vlans: context.connection.vlans,
-                                        settings: settings, known: context.connection))
+                                        connectionID: context.connection.id, settings: settings, known: context.connection))
     }
 
     private func tcpMessage(_ m: DNSObserved, state: inout ConnectionState, context: PluginContext) {
@@ -262,15 +261,15 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
         serial += 1
         let m = DNSObserved(bytes: Array(payload), time: context.timestamp, flow: context.connection, direction: direction,
                             serial: serial, packetIndex: context.packetIndex, lossHint: true)
-        let vlans = context.connection.vlans
         func publish(_ query: DNSObserved?, _ response: DNSObserved?, _ notes: [String]) {
             context.publish(DNSEvents.event(query: query, response: response, notes: notes, transport: .udp, connectionID: 0,
-                                            vlans: vlans, settings: settings, known: context.connection))
+                                            settings: settings, known: context.connection))
         }
         guard let header = m.message?.header else {
             if direction == .original { publish(m, nil, []) } else { publish(nil, m, []) }
             return
         }
+        let vlans = context.connection.vlans
         if !header.isResponse {
             let key = UDPKey(client: m.sender, server: m.receiver, id: header.id, vlans: vlans, seed: keySeed)
             // One lookup to store the query and find what the key held: a previous query, or
@@ -341,7 +340,7 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
         for (key, query) in expired {
             udpTable.removeValue(forKey: key)
             udpWaiting -= 1
-            publishUnanswered(query, vlans: key.vlans, publisher)
+            publishUnanswered(query, publisher)
         }
         for key in stale { udpTable.removeValue(forKey: key) }
     }
@@ -352,16 +351,16 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
             if case .waiting(let query) = slot { waiting.append((key, query)) }
         }
         for (key, query) in waiting.sorted(by: { $0.query.serial < $1.query.serial }) {
-            publishUnanswered(query, vlans: key.vlans, publisher)
+            publishUnanswered(query, publisher)
         }
         udpTable.removeAll()
         udpWaiting = 0
     }
 
-    private func publishUnanswered(_ query: DNSObserved, vlans: [UInt16], _ publisher: EventPublisher) {
+    private func publishUnanswered(_ query: DNSObserved, _ publisher: EventPublisher) {
         // A sniffer cannot tell a server that stayed silent from a lost datagram.
         publisher.publish(DNSEvents.event(query: query, response: nil, notes: ["no response", "possible packet loss"],
-                                          transport: .udp, connectionID: 0, vlans: vlans, settings: settings,
+                                          transport: .udp, connectionID: 0, settings: settings,
                                           known: query.flow),
                           sweepOrder: query.packetIndex)
     }

@@ -41,8 +41,9 @@ final class DNSObserved: DNSMessage {
 
     /// The parsed message; nil when the payload is shorter than a header.
     var message: DNSMessage? { isMessage ? self : nil }
-    var sender: Endpoint { flow.sender(direction) }
-    var receiver: Endpoint { flow.sender(direction.opposite) }
+    // As `ConnectionInfo.sender`, which is not inlined across modules.
+    var sender: Endpoint { direction == .original ? flow.client : flow.server }
+    var receiver: Endpoint { direction == .original ? flow.server : flow.client }
 
     /// `note`: one more, after those of the parse (TCP framing trouble).
     init(bytes: [UInt8], time: Timestamp, flow: ConnectionInfo, direction: Direction, serial: Int = 0,
@@ -73,19 +74,21 @@ final class DNSObserved: DNSMessage {
 
 /// Builds the published event of a query and its response (either may be missing).
 enum DNSEvents {
+    /// `known`: the info of the flow the message came in, whose VLAN tags are the event's
+    /// (so are its transport and ID, as every caller has it; they are compared anyway).
     static func event(query: DNSObserved?, response: DNSObserved?, notes extra: [String], transport: Transport,
-                      connectionID: UInt64, vlans: [UInt16], settings: DNSConfig, known: ConnectionInfo) -> Event {
+                      connectionID: UInt64, settings: DNSConfig, known: ConnectionInfo) -> Event {
         guard let first = query ?? response else { preconditionFailure("an event needs a message") }
         let client = query?.sender ?? first.receiver
         let server = query?.receiver ?? first.sender
         // The flow's own info (cached by the sniffer) when it describes the same tuple: a new
         // ConnectionInfo costs a SHA-1 (Community ID) and two IP texts per event. (Passed on,
         // not assigned to a local: that copied the struct, retaining its strings.)
-        if known.id == connectionID, known.transport == transport, known.client == client,
-           known.server == server, known.vlans == vlans {
+        if known.id == connectionID, known.transport == transport, known.client == client, known.server == server {
             return event(query: query, response: response, first: first, notes: extra, connection: known, settings: settings)
         }
-        let connection = ConnectionInfo(id: connectionID, transport: transport, client: client, server: server, vlans: vlans)
+        let connection = ConnectionInfo(id: connectionID, transport: transport, client: client, server: server,
+                                        vlans: known.vlans)
         return event(query: query, response: response, first: first, notes: extra, connection: connection, settings: settings)
     }
 
