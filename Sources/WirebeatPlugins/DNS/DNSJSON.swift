@@ -284,6 +284,20 @@ enum RDataView {
     }
 }
 
+extension DNSMessage {
+    /// The RDATA of the record `rr` of this message (`b`: its bytes): read where it is when
+    /// every RDATA of the message decodes, else decoded again as `record` does (kept as
+    /// unknown data when it cannot be).
+    func dataView(of rr: RecordSpan, in b: UnsafeBufferPointer<UInt8>) -> RDataView {
+        let rdata = rr.rdata
+        if dataDecodes, let view = RDataView.read(b, type: rr.type, start: rdata.lowerBound, end: rdata.upperBound) {
+            return view
+        }
+        let data = try? RData.decode(type: rr.type, bytes: bytes, start: rdata.lowerBound, end: rdata.upperBound)
+        return RDataView(data ?? .unknown(bytes[rdata]))
+    }
+}
+
 extension DNSRecord {
     /// Appends the record as `json` prints through JSONWriter (see `writeJSON(_:…)`).
     /// Returns where the value of `data` is in `out`.

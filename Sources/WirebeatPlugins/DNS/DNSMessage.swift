@@ -379,7 +379,7 @@ struct DNSSection: Equatable {
 /// A parsed message; sections hold what was read before a fault, if any.
 ///
 /// Parsing checks every record but keeps only where each section starts: the records are
-/// read again from `bytes` when the event is written (`forEachRecord`), which costs less
+/// read again from `bytes` when the event is written (`RecordSpan`, `RDataView`), which costs less
 /// than building, copying and freeing an array of records per message.
 ///
 /// A class: the event code reads a message through optionals several times, and each read of
@@ -507,8 +507,8 @@ class DNSMessage {
         return r.position
     }
 
-    /// Where a record is: its owner name at `owner`, its fixed fields (type, class, TTL, RDLENGTH) at `fixed`, its
-    /// RDATA at `fixed + 10 ..< end`.
+    /// Where a record is: its owner name at `owner`, its fixed fields (type, class, TTL,
+    /// RDLENGTH) at `fixed`, its RDATA at `fixed + 10 ..< end`.
     struct RecordSpan {
         var owner: Int
         var fixed: Int
@@ -643,7 +643,7 @@ class DNSMessage {
         return out
     }
 
-    // The sections as arrays (tests, dig text); events are written with `forEachRecord`.
+    // The sections as arrays (tests, dig text); events are written from the bytes (`RDataView`).
     var answers: [DNSRecord] { records(answerSection) }
     var authorities: [DNSRecord] { records(authoritySection) }
     /// Additional records other than OPT.

@@ -346,13 +346,9 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
     }
 
     public func finish(publisher: EventPublisher) {
-        var waiting: [(key: UDPKey, query: DNSObserved)] = []
-        for (key, slot) in udpTable {
-            if case .waiting(let query) = slot { waiting.append((key, query)) }
-        }
-        for (key, query) in waiting.sorted(by: { $0.query.serial < $1.query.serial }) {
-            publishUnanswered(query, publisher)
-        }
+        var waiting: [DNSObserved] = []
+        for case .waiting(let query) in udpTable.values { waiting.append(query) }
+        for query in waiting.sorted(by: { $0.serial < $1.serial }) { publishUnanswered(query, publisher) }
         udpTable.removeAll()
         udpWaiting = 0
     }

@@ -318,10 +318,7 @@ enum DNSEvents {
                     json.append(UInt8(ascii: ","))
                 }
                 first = false
-                let rdata = rr.rdata
-                let data = (m.dataDecodes ? RDataView.read(b, type: rr.type, start: rdata.lowerBound, end: rdata.upperBound) : nil)
-                    ?? RDataView((try? RData.decode(type: rr.type, bytes: m.bytes, start: rdata.lowerBound, end: rdata.upperBound))
-                                 ?? .unknown(m.bytes[rdata]))
+                let data = m.dataView(of: rr, in: b)
                 let range = DNSRecord.writeJSON(b, owner: rr.owner, rclass: rr.rclass(in: b), ttl: rr.ttl(in: b), type: rr.type,
                                                 data: data, nameAt12: nameAt12, into: &json)
                 if case .address = data { addresses.append(range) }
