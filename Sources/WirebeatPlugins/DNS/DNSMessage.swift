@@ -445,9 +445,14 @@ class DNSMessage {
     /// Reads the message `bytes`, at least 12 of them (a header). (Faults are noted, not
     /// thrown: the readers throw nothing else.)
     static func read(_ bytes: [UInt8]) throws -> Parsed {
-        func u16(_ i: Int) -> UInt16 { UInt16(bytes[i]) << 8 | UInt16(bytes[i + 1]) }
-        let header = DNSHeader(id: u16(0), flags: u16(2), questionCount: u16(4), answerCount: u16(6),
-                               authorityCount: u16(8), additionalCount: u16(10))
+        precondition(bytes.count >= 12, "a DNS header needs 12 bytes")
+        // Read from the buffer, without the array's bounds check at each byte (~0.5 M
+        // instructions on the bench capture).
+        let header = bytes.withUnsafeBufferPointer { b in
+            func u16(_ i: Int) -> UInt16 { UInt16(b[i]) << 8 | UInt16(b[i + 1]) }
+            return DNSHeader(id: u16(0), flags: u16(2), questionCount: u16(4), answerCount: u16(6),
+                             authorityCount: u16(8), additionalCount: u16(10))
+        }
         var sections: Sections = (DNSSection(start: 12), DNSSection(), DNSSection(), DNSSection())
         var edns: EDNS?
         var faults: [DNSFault] = []
