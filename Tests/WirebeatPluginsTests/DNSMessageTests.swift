@@ -62,6 +62,17 @@ struct DNSMessageTests {
         answer.writeJSON(into: &direct)
         JSONWriter.write(json, into: &viaTree, indent: nil, level: 0)
         #expect(String(decoding: direct, as: UTF8.self) == String(decoding: viaTree, as: UTF8.self))
+        // Events read the RDATA where it is in the message (`RDataView.read`): the same text.
+        #expect(message.dataDecodes)
+        var inPlace: [UInt8] = []
+        message.bytes.withUnsafeBufferPointer { b in
+            let rr = DNSMessage.RecordSpan(checkedAt: message.answerSection.start, in: b)
+            let view = RDataView.read(b, type: rr.type, start: rr.rdata.lowerBound, end: rr.rdata.upperBound)
+                ?? RDataView(answer.data)
+            _ = DNSRecord.writeJSON(b, owner: rr.owner, rclass: rr.rclass(in: b), ttl: rr.ttl(in: b), type: rr.type,
+                                    data: view, nameAt12: nil, into: &inPlace)
+        }
+        #expect(String(decoding: inPlace, as: UTF8.self) == String(decoding: direct, as: UTF8.self))
         // Every record also prints as a dig line.
         #expect(answer.digLine.hasPrefix("example.test.\t300\tIN\t\(DNSType.name(type))\t"))
     }
@@ -94,6 +105,14 @@ struct DNSMessageTests {
         #expect(message.additionals.isEmpty)
         #expect(message.digText.contains("; EDNS: version: 0, flags: do; udp: 1232"))
         #expect(EDNS.clientSubnet([0, 2, 48, 0, 0x20, 0x01, 0x0d, 0xb8, 0xab, 0xcd]) == "2001:db8:abcd::/48/0")
+    }
+
+    /// The table of bytes printed as they are in a name agrees with its definition.
+    @Test func plainNameBytes() {
+        for b in 0...255 {
+            let byte = UInt8(b)
+            #expect(DNSName.isPlain(byte) == (byte > 0x20 && byte < 0x7F && !DNSName.isSpecial(byte)), "byte \(b)")
+        }
     }
 
     @Test func namesAreEscapedAsDigDoes() throws {

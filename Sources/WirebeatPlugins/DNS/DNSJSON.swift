@@ -140,38 +140,39 @@ enum DNSEncoded {
     private static let rcodes: [[UInt8]] = (0..<24).map { DNSJSON.quoted(DNSCodes.rcode($0)) }
     static func rcode(_ code: Int) -> [UInt8] { code < 24 ? rcodes[code] : DNSJSON.quoted(DNSCodes.rcode(code)) }
 
-    /// `dns.header_flags` for every combination of AA TC RD RA AD CD (bits 5…0) and DO (bit 6).
-    private static let headerFlags: [[UInt8]] = (0..<128).map { bits in
-        var names = ["AA", "TC", "RD", "RA", "AD", "CD"].enumerated().filter { bits >> (5 - $0.offset) & 1 != 0 }.map(\.element)
-        if bits & 64 != 0 { names.append("DO") }
-        var out: [UInt8] = []
-        names.writeJSON(into: &out)
-        return out
-    }
-
-    /// The `dns.flags` object for each combination of AA TC RD RA AD CD (bits 5…0), printed
-    /// by JSONWriter from an object with its keys sorted.
-    private static let flagObjects: [[UInt8]] = (0..<64).map { bits in
-        let names = ["authoritative", "truncated_response", "recursion_desired", "recursion_available",
-                     "authentic_data", "checking_disabled"]
-        let pairs = names.enumerated().map { ($0.element, JSONValue.bool(bits >> (5 - $0.offset) & 1 != 0)) }
-        var out: [UInt8] = []
-        JSONWriter.write(.object(pairs.sorted { $0.0.utf8.lexicographicallyPrecedes($1.0.utf8) }), into: &out, indent: nil, level: 0)
-        return out
-    }
-
     /// AA is flag bit 0x0400, TC 0x0200, RD 0x0100, RA 0x0080, (Z 0x0040), AD 0x0020, CD 0x0010.
     private static func headerBits(_ h: DNSHeader) -> Int { Int(h.flags >> 5 & 0x3C) | Int(h.flags >> 4 & 0x3) }
 
     /// `"flags":{…},"header_flags":[…],"id":`, the members of `dns` from `flags` to the key of
-    /// `id` in one piece, for every combination of the bits of `headerFlags`.
+    /// `id` in one piece, for every combination of AA TC RD RA AD CD (bits 5…0, as
+    /// `headerBits`) and DO (bit 6): `flags` with its keys in byte order, `header_flags` in
+    /// dig's order, as JSONWriter prints them. Built from literal bytes: through `JSONValue`
+    /// and JSONWriter the table cost ~3 M instructions at the first event.
     private static let flagMembers: [[UInt8]] = (0..<128).map { bits in
+        func isSet(_ bit: Int) -> Bool { bits >> bit & 1 != 0 }
         var out: [UInt8] = []
-        DNSJSON.raw(#""flags":"#, into: &out)
-        out += flagObjects[bits & 63]
-        DNSJSON.raw(#","header_flags":"#, into: &out)
-        out += headerFlags[bits]
-        DNSJSON.raw(#","id":"#, into: &out)
+        func add(_ text: StaticString) { DNSJSON.raw(text, into: &out) }
+        func flag(_ key: StaticString, _ bit: Int, last: Bool = false) {
+            add(key)
+            if isSet(bit) { add("true") } else { add("false") }
+            if !last { add(",") }
+        }
+        add(#""flags":{"#)
+        flag(#""authentic_data":"#, 1)
+        flag(#""authoritative":"#, 5)
+        flag(#""checking_disabled":"#, 0)
+        flag(#""recursion_available":"#, 2)
+        flag(#""recursion_desired":"#, 3)
+        flag(#""truncated_response":"#, 4, last: true)
+        add(#"},"header_flags":["#)
+        var first = true
+        for (name, bit) in [(#""AA""# as StaticString, 5), (#""TC""#, 4), (#""RD""#, 3), (#""RA""#, 2), (#""AD""#, 1),
+                            (#""CD""#, 0), (#""DO""#, 6)] where isSet(bit) {
+            if !first { add(",") }
+            first = false
+            add(name)
+        }
+        add(#"],"id":"#)
         return out
     }
 
@@ -221,13 +222,101 @@ enum DNSEncoded {
     }
 }
 
+/// RDATA as the event writer reads it: where its parts are in the message (names by
+/// offset), so that a record is written with no value built. Decoding the records again
+/// into `DNSRecord` and `RData` to write them cost ~900 instructions a record, mostly in
+/// retains and releases of the message's array.
+enum RDataView {
+    case address(IPAddress)
+    case name(Int)
+    case mx(preference: UInt16, host: Int)
+    case soa(mname: Int, rname: Int, serial: UInt32, refresh: UInt32, retry: UInt32, expire: UInt32, minimum: UInt32)
+    case srv(priority: UInt16, weight: UInt16, port: UInt16, target: Int)
+    /// TXT, HINFO, SPF: the character-strings.
+    case strings(Range<Int>)
+    /// Other types, and RDATA that could not be decoded: the decoded value, printed as text.
+    case other(RData)
+
+    /// The view of `data`, whose names and RDATA are in the message `record` read it from.
+    init(_ data: RData) {
+        switch data {
+        case .address(let ip): self = .address(ip)
+        case .name(let n): self = .name(n.start)
+        case let .mx(preference, host): self = .mx(preference: preference, host: host.start)
+        case let .soa(mname, rname, serial, refresh, retry, expire, minimum):
+            self = .soa(mname: mname.start, rname: rname.start, serial: serial, refresh: refresh, retry: retry,
+                        expire: expire, minimum: minimum)
+        case let .srv(priority, weight, port, target):
+            self = .srv(priority: priority, weight: weight, port: port, target: target.start)
+        case .strings(let bytes): self = .strings(bytes.startIndex..<bytes.endIndex)
+        case .text, .unknown: self = .other(data)
+        }
+    }
+
+    /// The RDATA `start..<end` of a record of type `type` in a message whose every RDATA
+    /// decodes (`DNSMessage.dataDecodes`: checked by `parse`, not again); nil for the types
+    /// decoded into text, which `RData.decode` makes.
+    static func read(_ b: UnsafeBufferPointer<UInt8>, type: UInt16, start: Int, end: Int) -> RDataView? {
+        func u16(_ i: Int) -> UInt16 { UInt16(b[i]) << 8 | UInt16(b[i + 1]) }
+        func u32(_ i: Int) -> UInt32 { UInt32(u16(i)) << 16 | UInt32(u16(i + 2)) }
+        switch type {
+        case DNSType.A:
+            return .address(IPAddress(v4: u32(start)))
+        case DNSType.AAAA:
+            return .address(IPAddress(v6High: UInt64(u32(start)) << 32 | UInt64(u32(start + 4)),
+                                      low: UInt64(u32(start + 8)) << 32 | UInt64(u32(start + 12))))
+        case DNSType.NS, DNSType.CNAME, DNSType.PTR, DNSType.DNAME:
+            return .name(start)
+        case DNSType.MX:
+            return .mx(preference: u16(start), host: start + 2)
+        case DNSType.SOA:
+            let rname = DNSName.end(in: b, at: start)
+            let f = DNSName.end(in: b, at: rname)
+            return .soa(mname: start, rname: rname, serial: u32(f), refresh: u32(f + 4), retry: u32(f + 8),
+                        expire: u32(f + 12), minimum: u32(f + 16))
+        case DNSType.SRV:
+            return .srv(priority: u16(start), weight: u16(start + 2), port: u16(start + 4), target: start + 6)
+        case DNSType.TXT, DNSType.HINFO, 99:
+            return .strings(start..<end)
+        default:
+            return nil
+        }
+    }
+}
+
+extension DNSMessage {
+    /// The RDATA of the record `rr` of this message (`b`: its bytes): read where it is when
+    /// every RDATA of the message decodes, else decoded again as `record` does (kept as
+    /// unknown data when it cannot be).
+    func dataView(of rr: RecordSpan, in b: UnsafeBufferPointer<UInt8>) -> RDataView {
+        let rdata = rr.rdata
+        if dataDecodes, let view = RDataView.read(b, type: rr.type, start: rdata.lowerBound, end: rdata.upperBound) {
+            return view
+        }
+        let data = try? RData.decode(type: rr.type, bytes: bytes, start: rdata.lowerBound, end: rdata.upperBound)
+        return RDataView(data ?? .unknown(bytes[rdata]))
+    }
+}
+
 extension DNSRecord {
-    /// Appends the record as `json` prints through JSONWriter: the same members, keys in
-    /// byte order (class, data, …, name, …, ttl, type, …), written directly. Returns where
-    /// the value of `data` is in `out`. `nameAt12`: the text (as in a JSON string) of the
-    /// name at offset 12 of the message, the question's, which most answers point to.
+    /// Appends the record as `json` prints through JSONWriter (see `writeJSON(_:…)`).
+    /// Returns where the value of `data` is in `out`.
     @discardableResult
     func writeJSON<Out: DNSJSONOutput>(into out: inout Out, nameAt12: UnsafeBufferPointer<UInt8>? = nil) -> Range<Int> {
+        name.message.withUnsafeBufferPointer { b in
+            DNSRecord.writeJSON(b, owner: name.start, rclass: rclass, ttl: ttl, type: type, data: RDataView(data),
+                                nameAt12: nameAt12, into: &out)
+        }
+    }
+
+    /// Appends the record of the message `b` whose owner name is at `owner`, as `json` prints
+    /// through JSONWriter: the same members, keys in byte order (class, data, …, name, …,
+    /// ttl, type, …), written directly. Returns where the value of `data` is in `out`.
+    /// `nameAt12`: the text (as in a JSON string) of the name at offset 12 of the message, the
+    /// question's, which most answers point to.
+    static func writeJSON<Out: DNSJSONOutput>(_ b: UnsafeBufferPointer<UInt8>, owner: Int, rclass: UInt16, ttl: UInt32,
+                                              type: UInt16, data: RDataView, nameAt12: UnsafeBufferPointer<UInt8>?,
+                                              into out: inout Out) -> Range<Int> {
         if rclass == 1 {
             DNSJSON.raw(#"{"class":"IN","data":"#, into: &out)   // nearly always
         } else {
@@ -236,31 +325,40 @@ extension DNSRecord {
             DNSJSON.raw(#","data":"#, into: &out)
         }
         let dataStart = out.count
-        writeDataJSON(into: &out)
+        writeDataJSON(data, b, into: &out)
         let dataEnd = out.count
+        /// `,"name":"` and the name, without the closing quote.
+        func writeName() {
+            DNSJSON.raw(#","name":""#, into: &out)
+            if let nameAt12, b[owner] == 0xC0, b[owner + 1] == 12 {
+                out.append(nameAt12)
+            } else {
+                DNSName.write(b, at: owner, into: &out, json: true)
+            }
+        }
         // The extra fields of MX, SOA and SRV go where their keys sort.
         // (The name's closing quote goes with the key after it: one append less.)
         switch data {
         case let .soa(_, rname, serial, refresh, retry, expire, minimum):
             DNSJSON.raw(#","expire":"#, into: &out); DNSJSON.int(expire, into: &out)
             DNSJSON.raw(#","minimum":"#, into: &out); DNSJSON.int(minimum, into: &out)
-            writeName(nameAt12, into: &out)
+            writeName()
             DNSJSON.raw(#"","refresh":"#, into: &out); DNSJSON.int(refresh, into: &out)
             DNSJSON.raw(#","retry":"#, into: &out); DNSJSON.int(retry, into: &out)
-            DNSJSON.raw(#","rname":""#, into: &out); rname.write(into: &out, json: true)
+            DNSJSON.raw(#","rname":""#, into: &out); DNSName.write(b, at: rname, into: &out, json: true)
             DNSJSON.raw(#"","serial":"#, into: &out); DNSJSON.int(serial, into: &out)
             DNSJSON.raw(#","ttl":"#, into: &out)
         case let .mx(preference, _):
-            writeName(nameAt12, into: &out)
+            writeName()
             DNSJSON.raw(#"","preference":"#, into: &out); DNSJSON.int(UInt32(preference), into: &out)
             DNSJSON.raw(#","ttl":"#, into: &out)
         case let .srv(priority, _, port, _):
-            writeName(nameAt12, into: &out)
+            writeName()
             DNSJSON.raw(#"","port":"#, into: &out); DNSJSON.int(UInt32(port), into: &out)
             DNSJSON.raw(#","priority":"#, into: &out); DNSJSON.int(UInt32(priority), into: &out)
             DNSJSON.raw(#","ttl":"#, into: &out)
         default:
-            writeName(nameAt12, into: &out)
+            writeName()
             DNSJSON.raw(#"","ttl":"#, into: &out)
         }
         DNSJSON.int(ttl, into: &out)
@@ -273,27 +371,20 @@ extension DNSRecord {
         return dataStart..<dataEnd
     }
 
-    /// `,"name":"` and the name, without the closing quote.
-    private func writeName<Out: DNSTextOutput>(_ nameAt12: UnsafeBufferPointer<UInt8>?, into out: inout Out) {
-        DNSJSON.raw(#","name":""#, into: &out)
-        if let nameAt12, name.isPointer(to: 12) {
-            out.append(nameAt12)
-        } else {
-            name.write(into: &out, json: true)
-        }
-    }
-
     /// `data.data` as a JSON string.
-    private func writeDataJSON<Out: DNSJSONOutput>(into out: inout Out) {
+    private static func writeDataJSON<Out: DNSJSONOutput>(_ data: RDataView, _ b: UnsafeBufferPointer<UInt8>,
+                                                         into out: inout Out) {
         switch data {
         case .address(let ip):
             out.append(DNSJSON.quote); DNSJSON.ip(ip, into: &out); out.append(DNSJSON.quote)
         case .name(let n), .mx(_, let n), .soa(let n, _, _, _, _, _, _), .srv(_, _, _, let n):
-            out.append(DNSJSON.quote); n.write(into: &out, json: true); out.append(DNSJSON.quote)
-        case .strings(let bytes):
-            out.append(DNSJSON.quote); RData.writeStrings(bytes, into: &out, json: true); out.append(DNSJSON.quote)
-        case .text, .unknown:
-            DNSJSON.string(data.data, into: &out)
+            out.append(DNSJSON.quote); DNSName.write(b, at: n, into: &out, json: true); out.append(DNSJSON.quote)
+        case .strings(let range):
+            out.append(DNSJSON.quote)
+            RData.writeStrings(UnsafeBufferPointer(rebasing: b[range]), into: &out, json: true)
+            out.append(DNSJSON.quote)
+        case .other(let value):
+            DNSJSON.string(value.data, into: &out)
         }
     }
 }

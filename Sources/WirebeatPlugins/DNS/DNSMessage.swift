@@ -1,3 +1,9 @@
+#if canImport(Glibc)
+import Glibc  // memcmp
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// DNS messages (RFC 1035 and successors): header, questions and resource records, parsed
 /// from untrusted bytes. Every read is bounds-checked; a message that ends early or breaks
 /// a rule keeps what was parsed before the fault and says why in `fault`.
@@ -78,7 +84,7 @@ struct DNSReader {
 
     /// Checks the name at `position` of `bytes` as `name()` describes; returns where the
     /// name ends (after its first pointer, if any).
-    private static func checkName(in bytes: UnsafeBufferPointer<UInt8>, at position: Int, end: Int) throws -> Int {
+    static func checkName(in bytes: UnsafeBufferPointer<UInt8>, at position: Int, end: Int) throws -> Int {
         var position = position
         var wireLength = 1
         var cursor = position
@@ -159,15 +165,16 @@ struct DNSName: Equatable, Hashable {
     func isStored(identicallyIn other: [UInt8]) -> Bool {
         guard let length = uncompressedLength, other.count >= start + length else { return false }
         return message.withUnsafeBufferPointer { a in
-            other.withUnsafeBufferPointer { b in
-                var k = start
-                while k < start + length {
-                    if a[k] != b[k] { return false }
-                    k += 1
-                }
-                return true
-            }
+            other.withUnsafeBufferPointer { b in memcmp(a.baseAddress! + start, b.baseAddress! + start, length) == 0 }
         }
+    }
+
+    /// Where the (checked) name at `start` of the message `m` ends: after its zero length or
+    /// its first pointer.
+    static func end(in m: UnsafeBufferPointer<UInt8>, at start: Int) -> Int {
+        var i = start
+        while m[i] != 0 && m[i] & 0xC0 == 0 { i += 1 + Int(m[i]) }
+        return i + (m[i] == 0 ? 1 : 2)
     }
 
     /// The name is only a pointer to `offset`.
@@ -205,56 +212,68 @@ struct DNSName: Equatable, Hashable {
     /// Appends `text`; with `json`, escaped for the inside of a JSON string as the core's
     /// JSONWriter escapes (the text is printable ASCII: only `\` and `"` need it).
     func write<Out: DNSTextOutput>(into out: inout Out, json: Bool) {
-        message.withUnsafeBufferPointer { m in
-            var i = start
-            var first = true
-            while true {
-                // A run of labels stored one after another, up to a pointer or the end.
-                let run = i
-                var plain = true
-                while m[i] != 0 && m[i] & 0xC0 == 0 {
-                    let end = i + 1 + Int(m[i])
-                    // Every byte looked at, no early exit and no branch: a name is short.
-                    var k = i + 1
-                    while k < end {
-                        plain = plain && DNSName.isPlain(m[k])
-                        k &+= 1
-                    }
-                    i = end
+        message.withUnsafeBufferPointer { DNSName.write($0, at: start, into: &out, json: json) }
+    }
+
+    /// Appends the text of the (checked) name at `start` of the message `m`, as `write`.
+    static func write<Out: DNSTextOutput>(_ m: UnsafeBufferPointer<UInt8>, at start: Int, into out: inout Out, json: Bool) {
+        var i = start
+        var first = true
+        while true {
+            // A run of labels stored one after another, up to a pointer or the end.
+            let run = i
+            var notPlain: UInt8 = 0
+            while m[i] != 0 && m[i] & 0xC0 == 0 {
+                let end = i &+ 1 &+ Int(m[i])
+                // Every byte looked at, no early exit and no branch: a name is short.
+                var k = i &+ 1
+                while k < end {
+                    notPlain |= DNSName.notPlainBit(m[k])
+                    k &+= 1
                 }
-                if i > run && plain {
-                    // Nearly every name is letters, digits and hyphens: the run is copied whole,
-                    // then its length bytes become dots (the name's first one is left out).
-                    let from = first ? run + 1 : run
-                    let base = out.count - from
-                    out.append(UnsafeBufferPointer(rebasing: m[from..<i]))
-                    var j = run
-                    while j < i {
-                        if j >= from { out[base + j] = UInt8(ascii: ".") }
-                        j += 1 + Int(m[j])
-                    }
-                    first = false
-                } else {
-                    var j = run
-                    while j < i {
-                        if !first { out.append(UInt8(ascii: ".")) }
-                        first = false
-                        DNSName.escape(m[(j + 1)..<(j + 1 + Int(m[j]))], into: &out, json: json)
-                        j += 1 + Int(m[j])
-                    }
-                }
-                if m[i] == 0 { break }
-                i = (Int(m[i]) & 0x3F) << 8 | Int(m[i + 1])
+                i = end
             }
-            if first { out.append(UInt8(ascii: ".")) }   // the root
+            if i > run && notPlain == 0 {
+                // Nearly every name is letters, digits and hyphens: the run is copied whole,
+                // then its length bytes become dots (the name's first one is left out).
+                let from = first ? run + 1 : run
+                let base = out.count - from
+                out.append(UnsafeBufferPointer(rebasing: m[from..<i]))
+                var j = run
+                while j < i {
+                    if j >= from { out[base + j] = UInt8(ascii: ".") }
+                    j += 1 + Int(m[j])
+                }
+                first = false
+            } else {
+                var j = run
+                while j < i {
+                    if !first { out.append(UInt8(ascii: ".")) }
+                    first = false
+                    DNSName.escape(m[(j + 1)..<(j + 1 + Int(m[j]))], into: &out, json: json)
+                    j += 1 + Int(m[j])
+                }
+            }
+            if m[i] == 0 { break }
+            i = (Int(m[i]) & 0x3F) << 8 | Int(m[i + 1])
         }
+        if first { out.append(UInt8(ascii: ".")) }   // the root
     }
 
     /// Printed as it is in a name: printable ASCII other than the special characters below.
-    /// (Bit b of the masks: byte b, then b + 64; computed from `isSpecial`.)
-    @inline(__always) static func isPlain(_ b: UInt8) -> Bool {
-        let mask: UInt64 = b < 64 ? 0xf7ff_bcea_0000_0000 : 0x7fff_ffff_efff_fffe
-        return b < 128 && mask >> (b & 63) & 1 != 0
+    static func isPlain(_ b: UInt8) -> Bool { notPlainBit(b) == 0 }
+
+    /// 0 when `b` is printed as it is in a name, else 1: its entry in a table of "0" and
+    /// "1" by byte (computed from `isSpecial`; a test checks it). A literal, read with no
+    /// lazy initialisation: one load a byte, where two 64-bit masks took ~12 instructions.
+    @inline(__always) static func notPlainBit(_ b: UInt8) -> UInt8 {
+        let table: StaticString = """
+            1111111111111111111111111111111110101000110000100000000000010000\
+            1000000000000000000000000000100000000000000000000000000000000001\
+            1111111111111111111111111111111111111111111111111111111111111111\
+            1111111111111111111111111111111111111111111111111111111111111111
+            """
+        return table.utf8Start[Int(b)] & 1
     }
 
     @inline(__always) static func isSpecial(_ b: UInt8) -> Bool {
@@ -360,27 +379,53 @@ struct DNSSection: Equatable {
 /// A parsed message; sections hold what was read before a fault, if any.
 ///
 /// Parsing checks every record but keeps only where each section starts: the records are
-/// read again from `bytes` when the event is written (`forEachRecord`), which costs less
+/// read again from `bytes` when the event is written (`RecordSpan`, `RDataView`), which costs less
 /// than building, copying and freeing an array of records per message.
 ///
 /// A class: the event code reads a message through optionals several times, and each read of
-/// a struct this size copies it (retaining its arrays); a reference costs one retain.
-final class DNSMessage {
+/// a struct this size copies it (retaining its arrays); a reference costs one retain. Not
+/// final: a message seen on the wire (`DNSObserved`) is one, one object per datagram.
+class DNSMessage {
+    // Constants, set once by `parse`: a `var` property of a class costs a run-time
+    // exclusivity check at each access.
     /// The whole message.
     let bytes: [UInt8]
-    var header: DNSHeader
-    var questionSection = DNSSection()
-    var answerSection = DNSSection()
-    var authoritySection = DNSSection()
-    /// Including OPT records (which `additionals` leaves out).
-    var additionalSection = DNSSection()
-    var edns: EDNS?
-    /// Why parsing stopped early, or a rule the message broke (several OPT, bad RDATA).
-    var faults: [DNSFault] = []
+    /// The rest, in one piece (given whole to `init`, not copied field by field).
+    let parsed: Parsed
 
-    init(bytes: [UInt8], header: DNSHeader) {
+    var header: DNSHeader { parsed.header }
+    var questionSection: DNSSection { parsed.sections.question }
+    var answerSection: DNSSection { parsed.sections.answer }
+    var authoritySection: DNSSection { parsed.sections.authority }
+    /// Including OPT records (which `additionals` leaves out).
+    var additionalSection: DNSSection { parsed.sections.additional }
+    var edns: EDNS? { parsed.edns }
+    /// Why parsing stopped early, or a rule the message broke (several OPT, bad RDATA).
+    var faults: [DNSFault] { parsed.faults }
+    /// The RDATA of every record read decodes (no "bad RDATA" fault): the event writer then
+    /// reads it where it is, without checking it again (`RDataView.read`).
+    var dataDecodes: Bool { parsed.dataDecodes }
+
+    /// What `read` finds in a message.
+    struct Parsed {
+        var header: DNSHeader
+        var sections: Sections
+        var edns: EDNS?
+        var faults: [DNSFault]
+        var dataDecodes: Bool
+
+        /// Nothing: a payload shorter than a header (see `DNSObserved`).
+        static let none = Parsed(header: DNSHeader(id: 0, flags: 0, questionCount: 0, answerCount: 0, authorityCount: 0,
+                                                   additionalCount: 0),
+                                 sections: (DNSSection(), DNSSection(), DNSSection(), DNSSection()), edns: nil, faults: [],
+                                 dataDecodes: true)
+    }
+
+    typealias Sections = (question: DNSSection, answer: DNSSection, authority: DNSSection, additional: DNSSection)
+
+    init(bytes: [UInt8], parsed: consuming Parsed) {
         self.bytes = bytes
-        self.header = header
+        self.parsed = parsed
     }
 
     /// Size of the message in bytes.
@@ -393,60 +438,178 @@ final class DNSMessage {
 
     /// Parses `bytes`; throws only when there is no complete header.
     static func parse(_ bytes: [UInt8]) throws -> DNSMessage {
-        var r = DNSReader(bytes)
         guard bytes.count >= 12 else { throw HeaderError.tooShort(bytes.count) }
-        let header = DNSHeader(id: try r.u16("id"), flags: try r.u16("flags"), questionCount: try r.u16("qdcount"),
-                               answerCount: try r.u16("ancount"), authorityCount: try r.u16("nscount"),
-                               additionalCount: try r.u16("arcount"))
-        var m = DNSMessage(bytes: bytes, header: header)
+        return DNSMessage(bytes: bytes, parsed: try read(bytes))
+    }
+
+    /// Reads the message `bytes`, at least 12 of them (a header). (Faults are noted, not
+    /// thrown: the readers throw nothing else.)
+    static func read(_ bytes: [UInt8]) throws -> Parsed {
+        precondition(bytes.count >= 12, "a DNS header needs 12 bytes")
+        // Read from the buffer, without the array's bounds check at each byte (~0.5 M
+        // instructions on the bench capture).
+        let header = bytes.withUnsafeBufferPointer { b in
+            func u16(_ i: Int) -> UInt16 { UInt16(b[i]) << 8 | UInt16(b[i + 1]) }
+            return DNSHeader(id: u16(0), flags: u16(2), questionCount: u16(4), answerCount: u16(6),
+                             authorityCount: u16(8), additionalCount: u16(10))
+        }
+        var sections: Sections = (DNSSection(start: 12), DNSSection(), DNSSection(), DNSSection())
+        var edns: EDNS?
+        var faults: [DNSFault] = []
+        var dataDecodes = true
+        var position = 12
         do {
-            m.questionSection.start = r.position
-            for _ in 0..<header.questionCount {
-                _ = try question(&r)
-                m.questionSection.count += 1
-            }
-            m.answerSection.start = r.position
-            for _ in 0..<header.answerCount {
-                _ = try check(&r, &m)
-                m.answerSection.count += 1
-            }
-            m.authoritySection.start = r.position
-            for _ in 0..<header.authorityCount {
-                _ = try check(&r, &m)
-                m.authoritySection.count += 1
-            }
-            m.additionalSection.start = r.position
-            for _ in 0..<header.additionalCount {
-                let rr = try check(&r, &m)
-                m.additionalSection.count += 1
-                if rr.type == DNSType.OPT {
-                    if m.edns != nil { m.faults.append(.malformed("more than one OPT record")); continue }
-                    if !rr.name.isRoot { m.faults.append(.malformed("OPT record not owned by the root")) }
-                    m.edns = EDNS(udpSize: rr.rclass, extendedRcode: UInt8(rr.ttl >> 24), version: UInt8(rr.ttl >> 16 & 0xFF),
-                                  dnssecOK: rr.ttl & 0x8000 != 0, zFlags: UInt16(rr.ttl & 0x7FFF),
-                                  options: parseOptions(rr.rdata, &m))
+            try bytes.withUnsafeBufferPointer { b in
+                for _ in 0..<header.questionCount {
+                    position = try question(b, at: position, bytes)
+                    sections.question.count += 1
+                }
+                // The first question's name, checked, without a pointer: what most names point to.
+                var name12 = false
+                if sections.question.count > 0 {
+                    var i = 12
+                    while b[i] != 0 && b[i] & 0xC0 == 0 { i += 1 + Int(b[i]) }
+                    name12 = b[i] == 0
+                }
+                sections.answer.start = position
+                for _ in 0..<header.answerCount {
+                    position = try check(b, at: position, bytes, name12, &faults, &dataDecodes).end
+                    sections.answer.count += 1
+                }
+                sections.authority.start = position
+                for _ in 0..<header.authorityCount {
+                    position = try check(b, at: position, bytes, name12, &faults, &dataDecodes).end
+                    sections.authority.count += 1
+                }
+                sections.additional.start = position
+                for _ in 0..<header.additionalCount {
+                    let rr = try check(b, at: position, bytes, name12, &faults, &dataDecodes)
+                    position = rr.end
+                    sections.additional.count += 1
+                    if rr.type == DNSType.OPT {
+                        if edns != nil { faults.append(.malformed("more than one OPT record")); continue }
+                        edns = readEDNS(rr, b, bytes, &faults)
+                    }
                 }
             }
-            if r.remaining > 0 { m.faults.append(.malformed("\(r.remaining) bytes after the last record")) }
+            if position < bytes.count { faults.append(.malformed("\(bytes.count - position) bytes after the last record")) }
         } catch let fault as DNSFault {
-            m.faults.append(fault)
+            faults.append(fault)
         }
-        return m
+        return Parsed(header: header, sections: sections, edns: edns, faults: faults, dataDecodes: dataDecodes)
+    }
+
+    // Parsing checks each question and record where it is, in the message's buffer: reading
+    // them as values (`DNSReader`, `DNSRecord`, `RData`) cost ~650 instructions a record, in
+    // retains and releases of the message's array and in building the values. What fails the
+    // quick check is read again the careful way, which says exactly what is wrong.
+
+    /// Checks the question at `p`; returns where it ends.
+    private static func question(_ b: UnsafeBufferPointer<UInt8>, at p: Int, _ bytes: [UInt8]) throws -> Int {
+        if let name = try? DNSReader.checkName(in: b, at: p, end: b.count), name + 4 <= b.count { return name + 4 }
+        var r = DNSReader(bytes, position: p)
+        _ = try question(&r)
+        return r.position
+    }
+
+    /// Where a record is: its owner name at `owner`, its fixed fields (type, class, TTL,
+    /// RDLENGTH) at `fixed`, its RDATA at `fixed + 10 ..< end`.
+    struct RecordSpan {
+        var owner: Int
+        var fixed: Int
+        var end: Int
+        var type: UInt16
+
+        /// The record at `p` of a message that `parse` checked.
+        init(checkedAt p: Int, in b: UnsafeBufferPointer<UInt8>) {
+            owner = p
+            fixed = DNSName.end(in: b, at: p)
+            end = fixed + 10 + (Int(b[fixed + 8]) << 8 | Int(b[fixed + 9]))
+            type = UInt16(b[fixed]) << 8 | UInt16(b[fixed + 1])
+        }
+
+        init(owner: Int, fixed: Int, end: Int, type: UInt16) {
+            self.owner = owner
+            self.fixed = fixed
+            self.end = end
+            self.type = type
+        }
+
+        var rdata: Range<Int> { fixed + 10 ..< end }
+        func rclass(in b: UnsafeBufferPointer<UInt8>) -> UInt16 { UInt16(b[fixed + 2]) << 8 | UInt16(b[fixed + 3]) }
+        func ttl(in b: UnsafeBufferPointer<UInt8>) -> UInt32 {
+            UInt32(b[fixed + 4]) << 24 | UInt32(b[fixed + 5]) << 16 | UInt32(b[fixed + 6]) << 8 | UInt32(b[fixed + 7])
+        }
+    }
+
+    /// Checks the record at `p` of `bytes` (noting in `faults` RDATA that cannot be
+    /// decoded, and clearing `dataDecodes`); returns where it is.
+    private static func check(_ b: UnsafeBufferPointer<UInt8>, at p: Int, _ bytes: [UInt8], _ name12: Bool,
+                              _ faults: inout [DNSFault], _ dataDecodes: inout Bool) throws -> RecordSpan {
+        if let span = quickCheck(b, at: p, name12: name12) { return span }
+        var r = DNSReader(bytes, position: p)
+        var badData: DNSFault?
+        let rr = try record(&r, badData: &badData)
+        if let badData {
+            dataDecodes = false
+            faults.append(.malformed("bad RDATA of \(DNSType.name(rr.type)) \(rr.name.text): \(badData.detail)"))
+        }
+        return RecordSpan(owner: p, fixed: r.position - rr.rdata.count - 10, end: r.position, type: rr.type)
+    }
+
+    /// The record at `p` when it is whole and `record` would decode its RDATA without fault;
+    /// nil when it is not, or when its type is not one checked here.
+    /// `name12`: the name at offset 12 (the first question's) is checked and has no pointer.
+    private static func quickCheck(_ b: UnsafeBufferPointer<UInt8>, at p: Int, name12: Bool) -> RecordSpan? {
+        /// Where the name at `i` ends, reading no further than `end` but through pointers
+        /// (nil: not a valid name). Most owner names are only a pointer to the question's
+        /// name: checked already, not walked again (what `checkName` would find).
+        func name(at i: Int, end: Int) -> Int? {
+            if name12, i > 12, i + 1 < end, b[i] == 0xC0, b[i + 1] == 12 { return i + 2 }
+            return try? DNSReader.checkName(in: b, at: i, end: end)
+        }
+        guard let fixed = name(at: p, end: b.count), fixed + 10 <= b.count else { return nil }
+        let type = UInt16(b[fixed]) << 8 | UInt16(b[fixed + 1])
+        let start = fixed + 10, end = start + (Int(b[fixed + 8]) << 8 | Int(b[fixed + 9]))
+        guard end <= b.count else { return nil }
+        /// Where the name at `i` of the RDATA ends (nil: not a valid name inside it).
+        func name(at i: Int) -> Int? { name(at: i, end: end) }
+        let valid: Bool
+        switch type {
+        case DNSType.A: valid = end - start == 4
+        case DNSType.AAAA: valid = end - start == 16
+        case DNSType.NS, DNSType.CNAME, DNSType.PTR, DNSType.DNAME: valid = name(at: start) == end
+        case DNSType.MX: valid = name(at: start + 2) == end
+        case DNSType.SRV: valid = name(at: start + 6) == end
+        case DNSType.SOA: valid = name(at: start).flatMap { name(at: $0) }.map { $0 + 20 == end } ?? false
+        case DNSType.TXT, DNSType.HINFO, 99:
+            var i = start, count = 0
+            while i < end && i + 1 + Int(b[i]) <= end {
+                i += 1 + Int(b[i])
+                count += 1
+            }
+            valid = i == end && (type != DNSType.HINFO || count == 2)
+        case DNSType.OPT: valid = true   // not decoded: kept as data
+        default: return nil
+        }
+        return valid ? RecordSpan(owner: p, fixed: fixed, end: end, type: type) : nil
+    }
+
+    /// EDNS from the OPT record `rr` of `bytes` (noting in `faults` what is wrong with it).
+    private static func readEDNS(_ rr: RecordSpan, _ b: UnsafeBufferPointer<UInt8>, _ bytes: [UInt8],
+                                 _ faults: inout [DNSFault]) -> EDNS {
+        if !DNSName(message: bytes, start: rr.owner).isRoot { faults.append(.malformed("OPT record not owned by the root")) }
+        let f = rr.fixed
+        let rclass = UInt16(b[f + 2]) << 8 | UInt16(b[f + 3])
+        let ttl = UInt32(b[f + 4]) << 24 | UInt32(b[f + 5]) << 16 | UInt32(b[f + 6]) << 8 | UInt32(b[f + 7])
+        return EDNS(udpSize: rclass, extendedRcode: UInt8(ttl >> 24), version: UInt8(ttl >> 16 & 0xFF),
+                    dnssecOK: ttl & 0x8000 != 0, zFlags: UInt16(ttl & 0x7FFF),
+                    options: parseOptions(bytes[(f + 10)..<rr.end], &faults))
     }
 
     private static func question(_ r: inout DNSReader) throws -> DNSQuestion {
         let name = try r.name()
         return DNSQuestion(name: name, type: try r.u16("question type"), qclass: try r.u16("question class"))
-    }
-
-    /// Reads a record, noting in `m` RDATA that cannot be decoded.
-    private static func check(_ r: inout DNSReader, _ m: inout DNSMessage) throws -> DNSRecord {
-        var badData: DNSFault?
-        let rr = try record(&r, badData: &badData)
-        if let badData {
-            m.faults.append(.malformed("bad RDATA of \(DNSType.name(rr.type)) \(rr.name.text): \(badData.detail)"))
-        }
-        return rr
     }
 
     /// Reads the record at `r`'s position; RDATA that cannot be decoded is kept as unknown
@@ -485,7 +648,7 @@ final class DNSMessage {
         return out
     }
 
-    // The sections as arrays (tests, dig text); events are written with `forEachRecord`.
+    // The sections as arrays (tests, dig text); events are written from the bytes (`RDataView`).
     var answers: [DNSRecord] { records(answerSection) }
     var authorities: [DNSRecord] { records(authoritySection) }
     /// Additional records other than OPT.
@@ -494,8 +657,14 @@ final class DNSMessage {
     /// The first question, if any.
     var firstQuestion: DNSQuestion? {
         guard questionSection.count > 0 else { return nil }
-        var r = DNSReader(bytes, position: questionSection.start)
-        return try? DNSMessage.question(&r)
+        // Checked by `parse`: its name ends at a zero length or after its first pointer, and
+        // type and class follow (no reader, no checks again).
+        return bytes.withUnsafeBufferPointer { b in
+            let start = questionSection.start
+            let i = DNSName.end(in: b, at: start)
+            return DNSQuestion(name: DNSName(message: bytes, start: start), type: UInt16(b[i]) << 8 | UInt16(b[i + 1]),
+                               qclass: UInt16(b[i + 2]) << 8 | UInt16(b[i + 3]))
+        }
     }
 
     var questions: [DNSQuestion] {
@@ -503,7 +672,7 @@ final class DNSMessage {
         return (0..<questionSection.count).compactMap { _ in try? DNSMessage.question(&r) }
     }
 
-    private static func parseOptions(_ rdata: ArraySlice<UInt8>, _ m: inout DNSMessage) -> [EDNSOption] {
+    private static func parseOptions(_ rdata: ArraySlice<UInt8>, _ faults: inout [DNSFault]) -> [EDNSOption] {
         var r = DNSReader(Array(rdata))
         var out: [EDNSOption] = []
         while r.remaining > 0 {
@@ -512,7 +681,7 @@ final class DNSMessage {
                 let length = Int(try r.u16("option length"))
                 out.append(EDNSOption(code: code, data: Array(try r.take(length, "option data"))))
             } catch {
-                m.faults.append(.malformed("OPT option cut short"))
+                faults.append(.malformed("OPT option cut short"))
                 break
             }
         }

@@ -72,15 +72,13 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
 
     private func observe(_ bytes: [UInt8], _ direction: Direction, _ context: PluginContext, lossHint: Bool,
                          note: String? = nil) -> DNSObserved {
-        let sender = context.connection.sender(direction), receiver = context.connection.sender(direction.opposite)
-        return DNSObserved(bytes: bytes, time: context.timestamp, sender: sender, receiver: receiver, lossHint: lossHint,
-                           note: note)
+        DNSObserved(bytes: bytes, time: context.timestamp, flow: context.connection, direction: direction, lossHint: lossHint,
+                    note: note)
     }
 
     private func publish(_ context: PluginContext, query: DNSObserved?, response: DNSObserved?, notes: [String]) {
         context.publish(DNSEvents.event(query: query, response: response, notes: notes, transport: context.connection.transport,
-                                        connectionID: context.connection.id, vlans: context.connection.vlans,
-                                        settings: settings, known: context.connection))
+                                        connectionID: context.connection.id, settings: settings, known: context.connection))
     }
 
     private func tcpMessage(_ m: DNSObserved, state: inout ConnectionState, context: PluginContext) {
@@ -170,41 +168,71 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
         var server: Endpoint
         var id: UInt16
         var vlans: [UInt16]
+        /// A seeded hash of the fields, computed once when the key is made: the table hashes
+        /// it with a multiply and a shift (`_rawHashValue`). SipHash (`Hasher`) cost ~300
+        /// instructions a lookup.
+        let hash: UInt64
 
-        /// Hashed a few times per message: one folded word (one SipHash block), not each
-        /// field of each endpoint and the VLAN array on their own.
-        func hash(into h: inout Hasher) {
-            h.combine(Endpoint.foldedHash(client, server, vlans: vlans) &* 0x9E37_79B9_7F4A_7C15 ^ UInt64(id))
+        /// `seed`: random per plugin, so that keys cannot be crafted to share a bucket.
+        init(client: Endpoint, server: Endpoint, id: UInt16, vlans: [UInt16], seed: UInt64) {
+            self.client = client
+            self.server = server
+            self.id = id
+            self.vlans = vlans
+            // The fields folded into one word, then the finaliser of MurmurHash3 over it and
+            // the seed (every bit of the result depends on every bit of both).
+            var x = (Endpoint.foldedHash(client, server, vlans: vlans) &* 0x9E37_79B9_7F4A_7C15 ^ UInt64(id)) ^ seed
+            x = (x ^ x >> 33) &* 0xFF51_AFD7_ED55_8CCD
+            x = (x ^ x >> 33) &* 0xC4CE_B9FE_1A85_EC53
+            hash = x ^ x >> 33
         }
+
+        static func == (a: UDPKey, b: UDPKey) -> Bool {
+            a.hash == b.hash && a.id == b.id && a.client == b.client && a.server == b.server && a.vlans == b.vlans
+        }
+
+        func hash(into h: inout Hasher) { h.combine(hash) }
+
+        /// What Dictionary calls (a Hashable requirement; by default it runs `hash(into:)`
+        /// through SipHash). `seed` is the table's own: mixed in, so that moving entries to
+        /// a table of another size does not pile them into a few buckets.
+        func _rawHashValue(seed: Int) -> Int {
+            let x = (hash ^ UInt64(truncatingIfNeeded: seed)) &* 0x9E37_79B9_7F4A_7C15
+            return Int(truncatingIfNeeded: x ^ x >> 32)
+        }
+    }
+
+    /// What the table holds for a key: a query waiting for its response, or the fingerprint
+    /// of the response that answered it, kept for `duplicateWindow` to recognise a repeated
+    /// datagram (a fingerprint, not the bytes: at tens of thousands of queries a second, the
+    /// bytes of a 10 s window took ~70 MB).
+    enum UDPSlot {
+        case waiting(DNSObserved)
+        case answered(time: Timestamp, fingerprint: Int)
     }
 
     // `@exclusivity(unchecked)`: pairing state touched on the pipeline's one thread, never
     // through overlapping inout accesses; the run-time check cost ~470 instructions a pair.
-    /// `packetIndex`: the query's, to publish unanswered ones in order (`sweepOrder`).
-    @exclusivity(unchecked) private var udpPending: [UDPKey: (serial: Int, packetIndex: Int, query: DNSObserved)] = [:]
-    /// Responses already paired, kept for `duplicateWindow` to recognise a repeated datagram.
-    /// Keyed by the hash of their `UDPKey` and holding a fingerprint of the bytes, not the
-    /// bytes: at tens of thousands of queries a second, the full keys and bytes of a 10 s
-    /// window took ~70 MB. Both are 64-bit seeded hashes; a false match needs two collisions.
-    @exclusivity(unchecked) private var udpAnswered: [Int: AnsweredUDP] = [:]
+    /// Queries waiting (`serial` orders them, `packetIndex` publishes the unanswered ones in
+    /// order as `sweepOrder`) and the responses just paired, in one table: one lookup a
+    /// message (two tables took two, ~450 instructions each).
+    @exclusivity(unchecked) private var udpTable: [UDPKey: UDPSlot] = [:]
+    /// How many slots of `udpTable` are `waiting`.
+    @exclusivity(unchecked) private var udpWaiting = 0
     /// How long a paired response is remembered. A duplicated datagram follows its original
     /// within milliseconds; a window as long as `transaction_timeout` only made memory grow
     /// with the query rate (a later copy is still published, as "unmatched response").
     static let duplicateWindow = TimeSpan.seconds(1)
     @exclusivity(unchecked) private var serial = 0
 
-    struct AnsweredUDP {
-        var time: Timestamp
-        var fingerprint: Int
-    }
-
-    /// Seed of `fingerprint`, random per plugin (as `Hasher`'s is per process): a response
-    /// cannot be crafted to pass for a copy of another.
+    /// Seeds of `fingerprint` and of `UDPKey.hash`, random per plugin (as `Hasher`'s is per
+    /// process): a response cannot be crafted to pass for a copy of another, nor keys to collide.
     private let fingerprintSeed = UInt64.random(in: .min ... .max)
+    private let keySeed = UInt64.random(in: .min ... .max)
 
-    /// A seeded 64-bit hash of a response's bytes and length, eight bytes a step: SipHash
-    /// (`Hasher`) cost ~500 instructions a response, for a value only ever compared with
-    /// another response's.
+    /// A seeded 64-bit hash of a response's bytes and length, eight bytes a step (the last
+    /// ones too, in one load): SipHash (`Hasher`) cost ~500 instructions a response, for a
+    /// value only ever compared with another response's.
     static func fingerprint(_ bytes: [UInt8], seed: UInt64) -> Int {
         bytes.withUnsafeBytes { b in
             @inline(__always) func mix(_ h: UInt64, _ w: UInt64) -> UInt64 {
@@ -218,9 +246,14 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
                 i += 8
             }
             var tail: UInt64 = 0
-            while i < b.count {
-                tail = tail << 8 | UInt64(b[i])
-                i += 1
+            if i < b.count && b.count >= 8 {
+                // The last 8 bytes in one load (overlapping the last step; the length is mixed in).
+                tail = b.loadUnaligned(fromByteOffset: b.count - 8, as: UInt64.self)
+            } else {
+                while i < b.count {
+                    tail = tail << 8 | UInt64(b[i])
+                    i += 1
+                }
             }
             // The last step, then the finaliser of MurmurHash3 (every bit depends on every bit).
             h = mix(h, tail)
@@ -230,72 +263,107 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
     }
 
     public func parseDatagram(_ payload: ArraySlice<UInt8>, direction: Direction, context: PluginContext) {
-        let m = observe(Array(payload), direction, context, lossHint: true)
-        let vlans = context.connection.vlans
+        serial += 1
+        let m = DNSObserved(bytes: Array(payload), time: context.timestamp, flow: context.connection, direction: direction,
+                            serial: serial, packetIndex: context.packetIndex, lossHint: true)
         func publish(_ query: DNSObserved?, _ response: DNSObserved?, _ notes: [String]) {
             context.publish(DNSEvents.event(query: query, response: response, notes: notes, transport: .udp, connectionID: 0,
-                                            vlans: vlans, settings: settings, known: context.connection))
+                                            settings: settings, known: context.connection))
         }
         guard let header = m.message?.header else {
             if direction == .original { publish(m, nil, []) } else { publish(nil, m, []) }
             return
         }
+        let vlans = context.connection.vlans
         if !header.isResponse {
-            let key = UDPKey(client: m.sender, server: m.receiver, id: header.id, vlans: vlans)
-            serial += 1
-            // One lookup to store the query and find a previous one with the same key. A new
-            // key may overflow the table: the oldest query (never this one) makes room.
-            if let old = udpPending.updateValue((serial, context.packetIndex, m), forKey: key) {
-                publish(old.query, nil, [DNSPlugin.duplicateIDNote])
-            } else if udpPending.count > DNSPlugin.maxPendingUDP,
-                      let oldest = udpPending.min(by: { $0.value.serial < $1.value.serial }) {
-                udpPending.removeValue(forKey: oldest.key)
-                publish(oldest.value.query, nil, ["no response", "too many queries waiting"])
+            let key = UDPKey(client: m.sender, server: m.receiver, id: header.id, vlans: vlans, seed: keySeed)
+            // One lookup to store the query and find what the key held: a previous query, or
+            // a response whose copies are no longer looked for. A new waiting query may
+            // overflow the table: the oldest one (never this one) makes room.
+            switch udpTable.updateValue(.waiting(m), forKey: key) {
+            case .waiting(let old)?:
+                publish(old, nil, [DNSPlugin.duplicateIDNote])
+            case .answered?, nil:
+                udpWaiting += 1
+                if udpWaiting > DNSPlugin.maxPendingUDP, let oldest = oldestWaiting() {
+                    udpTable.removeValue(forKey: oldest.key)
+                    udpWaiting -= 1
+                    publish(oldest.query, nil, ["no response", "too many queries waiting"])
+                }
             }
-            udpAnswered.removeValue(forKey: key.hashValue)
             return
         }
-        let key = UDPKey(client: m.receiver, server: m.sender, id: header.id, vlans: vlans)
-        if let pending = udpPending.removeValue(forKey: key) {
-            publish(pending.query, m, [])
-            udpAnswered[key.hashValue] = AnsweredUDP(time: m.time, fingerprint: fingerprint(m))
-        } else if let answered = udpAnswered[key.hashValue], answered.fingerprint == fingerprint(m) {
-            publish(nil, m, ["duplicate response"])
-        } else {
-            // On UDP a response without its query most often means the query was not captured.
-            publish(nil, m, ["unmatched response", "possible packet loss"])
+        let key = UDPKey(client: m.receiver, server: m.sender, id: header.id, vlans: vlans, seed: keySeed)
+        // One lookup: the slot is read and, when it holds the query, changed in place.
+        if let i = udpTable.index(forKey: key) {
+            switch udpTable.values[i] {
+            case .waiting(let query):
+                udpTable.values[i] = .answered(time: m.time, fingerprint: fingerprint(m))
+                udpWaiting -= 1
+                publish(query, m, [])
+                return
+            case let .answered(_, fingerprint):
+                if fingerprint == self.fingerprint(m) {
+                    publish(nil, m, ["duplicate response"])
+                    return
+                }
+            }
         }
+        // On UDP a response without its query most often means the query was not captured.
+        publish(nil, m, ["unmatched response", "possible packet loss"])
     }
 
-    private func fingerprint(_ m: DNSObserved) -> Int { DNSPlugin.fingerprint(m.raw, seed: fingerprintSeed) }
+    private func fingerprint(_ m: DNSObserved) -> Int { DNSPlugin.fingerprint(m.bytes, seed: fingerprintSeed) }
+
+    /// The waiting query that came first (only when the table is full).
+    private func oldestWaiting() -> (key: UDPKey, query: DNSObserved)? {
+        var oldest: (key: UDPKey, query: DNSObserved)?
+        for (key, slot) in udpTable {
+            if case .waiting(let query) = slot, oldest.map({ query.serial < $0.query.serial }) ?? true {
+                oldest = (key, query)
+            }
+        }
+        return oldest
+    }
 
     public func advanceClock(to now: Timestamp, publisher: EventPublisher) {
         let timeout = settings.transactionTimeout
-        let expired = udpPending.filter { now - $0.value.query.time > timeout }.sorted { $0.value.serial < $1.value.serial }
-        for (key, entry) in expired {
-            udpPending.removeValue(forKey: key)
-            publishUnanswered(entry.query, vlans: key.vlans, order: entry.packetIndex, publisher)
-        }
-        // Removed in place (keys first: removing while iterating would copy the table, as
-        // `filter` would build a second one as large as the first).
         let window = min(timeout, DNSPlugin.duplicateWindow)
-        let stale = udpAnswered.compactMap { now - $0.value.time > window ? $0.key : nil }
-        for key in stale { udpAnswered.removeValue(forKey: key) }
+        // Keys first, then removed in place: removing while iterating would copy the table,
+        // as `filter` would build a second one as large as the first.
+        var expired: [(key: UDPKey, query: DNSObserved)] = []
+        var stale: [UDPKey] = []
+        for (key, slot) in udpTable {
+            switch slot {
+            case .waiting(let query):
+                if now - query.time > timeout { expired.append((key, query)) }
+            case .answered(let time, _):
+                if now - time > window { stale.append(key) }
+            }
+        }
+        expired.sort { $0.query.serial < $1.query.serial }
+        for (key, query) in expired {
+            udpTable.removeValue(forKey: key)
+            udpWaiting -= 1
+            publishUnanswered(query, publisher)
+        }
+        for key in stale { udpTable.removeValue(forKey: key) }
     }
 
     public func finish(publisher: EventPublisher) {
-        for (key, entry) in udpPending.sorted(by: { $0.value.serial < $1.value.serial }) {
-            publishUnanswered(entry.query, vlans: key.vlans, order: entry.packetIndex, publisher)
-        }
-        udpPending.removeAll()
-        udpAnswered.removeAll()
+        var waiting: [DNSObserved] = []
+        for case .waiting(let query) in udpTable.values { waiting.append(query) }
+        for query in waiting.sorted(by: { $0.serial < $1.serial }) { publishUnanswered(query, publisher) }
+        udpTable.removeAll()
+        udpWaiting = 0
     }
 
-    private func publishUnanswered(_ query: DNSObserved, vlans: [UInt16], order: Int, _ publisher: EventPublisher) {
+    private func publishUnanswered(_ query: DNSObserved, _ publisher: EventPublisher) {
         // A sniffer cannot tell a server that stayed silent from a lost datagram.
         publisher.publish(DNSEvents.event(query: query, response: nil, notes: ["no response", "possible packet loss"],
-                                          transport: .udp, connectionID: 0, vlans: vlans, settings: settings),
-                          sweepOrder: order)
+                                          transport: .udp, connectionID: 0, settings: settings,
+                                          known: query.flow),
+                          sweepOrder: query.packetIndex)
     }
 }
 

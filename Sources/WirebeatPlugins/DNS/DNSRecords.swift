@@ -246,7 +246,8 @@ enum RData: Equatable {
     /// Character-strings (whole, as `decode` checked) as dig prints them: each quoted and
     /// escaped as `quoted` does, separated by spaces. With `json`, each `\\` and `"` written
     /// is escaped again for a JSON string (the text is printable ASCII).
-    static func writeStrings<Out: DNSTextOutput>(_ rdata: ArraySlice<UInt8>, into out: inout Out, json: Bool) {
+    static func writeStrings<Bytes: RandomAccessCollection<UInt8>, Out: DNSTextOutput>(_ rdata: Bytes, into out: inout Out,
+                                                                                     json: Bool) where Bytes.Index == Int {
         let backslash = UInt8(ascii: "\\"), quote = UInt8(ascii: "\"")
         @inline(__always) func special(_ b: UInt8) {
             if json { out.append(backslash) }

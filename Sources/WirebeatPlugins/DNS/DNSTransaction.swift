@@ -13,34 +13,51 @@ struct DNSConfig {
     var transactionTimeout = TimeSpan.seconds(10)
 }
 
-/// One message as seen on the wire.
+/// One message as seen on the wire: the message itself (parsed), and where and when it was
+/// seen.
 ///
 /// A class: a message waits in a table for its partner and is then dropped whole, and
 /// releasing one reference is far cheaper than destroying a large struct field by field
 /// (which the compiler does through generic value witnesses when it sits in a dictionary
-/// value tuple).
-final class DNSObserved {
-    /// nil when the payload is shorter than a DNS header.
-    let message: DNSMessage?
-    let raw: [UInt8]
+/// value tuple). A `DNSMessage` itself: one object per datagram, not two (the second one's
+/// allocation and release cost ~300 instructions a datagram).
+final class DNSObserved: DNSMessage {
+    /// False when the payload is shorter than a DNS header: the message parts are then
+    /// empty and `message` is nil.
+    let isMessage: Bool
     let time: Timestamp
-    let sender: Endpoint
-    let receiver: Endpoint
+    /// The flow it came in, as the sniffer describes it: the event of a UDP query that stays
+    /// unanswered is published from it (a new ConnectionInfo there, with its SHA-1 and IP
+    /// texts, cost ~25,000 instructions an event).
+    let flow: ConnectionInfo
+    let direction: Direction
+    /// Order of arrival in the plugin (UDP), and the packet's index (`sweepOrder`): kept here
+    /// so that the table of waiting queries holds one reference per query, not a tuple.
+    let serial: Int
+    let packetIndex: Int
     /// Notes about this message (faults, loss). A constant, built in a local: a `var`
     /// property of a class costs a run-time exclusivity check at each access.
     let notes: [String]
 
+    /// The parsed message; nil when the payload is shorter than a header.
+    var message: DNSMessage? { isMessage ? self : nil }
+    // As `ConnectionInfo.sender`, which is not inlined across modules.
+    var sender: Endpoint { direction == .original ? flow.client : flow.server }
+    var receiver: Endpoint { direction == .original ? flow.server : flow.client }
+
     /// `note`: one more, after those of the parse (TCP framing trouble).
-    init(bytes: [UInt8], time: Timestamp, sender: Endpoint, receiver: Endpoint, lossHint: Bool, note: String? = nil) {
-        raw = bytes
+    init(bytes: [UInt8], time: Timestamp, flow: ConnectionInfo, direction: Direction, serial: Int = 0,
+         packetIndex: Int = 0, lossHint: Bool, note: String? = nil) {
         self.time = time
-        self.sender = sender
-        self.receiver = receiver
-        let m = try? DNSMessage.parse(bytes)
-        message = m
+        self.flow = flow
+        self.direction = direction
+        self.serial = serial
+        self.packetIndex = packetIndex
+        let parsed = bytes.count >= 12 ? try? DNSMessage.read(bytes) : nil
+        isMessage = parsed != nil
         var notes: [String] = []
-        if let m {
-            for fault in m.faults {
+        if let parsed {
+            for fault in parsed.faults {
                 notes.append(fault.description)
                 // A datagram that ends before what it announced was most likely cut by the snap length.
                 if fault.kind == .truncated && lossHint { notes.append("possible packet loss") }
@@ -51,26 +68,27 @@ final class DNSObserved {
         }
         if let note { notes.append(note) }
         self.notes = notes
+        super.init(bytes: bytes, parsed: parsed ?? .none)
     }
-
-    var bytes: Int { raw.count }
 }
 
 /// Builds the published event of a query and its response (either may be missing).
 enum DNSEvents {
+    /// `known`: the info of the flow the message came in, whose VLAN tags are the event's
+    /// (so are its transport and ID, as every caller has it; they are compared anyway).
     static func event(query: DNSObserved?, response: DNSObserved?, notes extra: [String], transport: Transport,
-                      connectionID: UInt64, vlans: [UInt16], settings: DNSConfig, known: ConnectionInfo? = nil) -> Event {
+                      connectionID: UInt64, settings: DNSConfig, known: ConnectionInfo) -> Event {
         guard let first = query ?? response else { preconditionFailure("an event needs a message") }
         let client = query?.sender ?? first.receiver
         let server = query?.receiver ?? first.sender
         // The flow's own info (cached by the sniffer) when it describes the same tuple: a new
         // ConnectionInfo costs a SHA-1 (Community ID) and two IP texts per event. (Passed on,
         // not assigned to a local: that copied the struct, retaining its strings.)
-        if let known, known.id == connectionID, known.transport == transport, known.client == client,
-           known.server == server, known.vlans == vlans {
+        if known.id == connectionID, known.transport == transport, known.client == client, known.server == server {
             return event(query: query, response: response, first: first, notes: extra, connection: known, settings: settings)
         }
-        let connection = ConnectionInfo(id: connectionID, transport: transport, client: client, server: server, vlans: vlans)
+        let connection = ConnectionInfo(id: connectionID, transport: transport, client: client, server: server,
+                                        vlans: known.vlans)
         return event(query: query, response: response, first: first, notes: extra, connection: connection, settings: settings)
     }
 
@@ -82,7 +100,7 @@ enum DNSEvents {
         let q = query?.message, r = response?.message
         let ok = !hasNotes && r.map { $0.rcode == 0 } == true
         var e = Event.transaction(type: "dns", connection: connection, start: first.time, end: response?.time,
-                                  status: ok ? .ok : .error, requestBytes: query?.bytes, responseBytes: response?.bytes)
+                                  status: ok ? .ok : .error, requestBytes: query?.size, responseBytes: response?.size)
         // Values are JSON text written straight into the event (literals, bytes of the
         // message): no String, array or `JSONValue` tree per field.
         if let main = r ?? q {
@@ -101,9 +119,37 @@ enum DNSEvents {
         if settings.sendRequest, let q { e.set("request", q.digText) }
         if settings.sendResponse, let r { e.set("response", r.digText) }
         if hasNotes {
-            for note in (query?.notes ?? []) + (response?.notes ?? []) + extra { e.addNote(note) }
+            var message: String?
+            for notes in [query?.notes ?? [], response?.notes ?? [], extra] {
+                for note in notes { addNote(note, to: &message) }
+            }
+            if let message { e.set("error.message", message) }
         }
         return e
+    }
+
+    /// Adds `note` to an `error.message` as `Event.addNote` does (joined with "; ", a note
+    /// already there left out), in a String: `addNote` reads the event's value back each
+    /// time, ~6,000 instructions a note.
+    static func addNote(_ note: String, to message: inout String?) {
+        guard let existing = message, !existing.isEmpty else {
+            message = note
+            return
+        }
+        if !existing.split(separator: ";").contains(where: { trimmingWhitespace($0) == note }) {
+            message = existing + "; " + note
+        }
+    }
+
+    /// `text` without leading and trailing white space (tab and the Unicode space
+    /// separators), as `Event.addNote` compares notes.
+    static func trimmingWhitespace(_ text: Substring) -> Substring {
+        func isSpace(_ u: Unicode.Scalar) -> Bool { u == "\t" || u.properties.generalCategory == .spaceSeparator }
+        let scalars = text.unicodeScalars
+        var start = scalars.startIndex, end = scalars.endIndex
+        while start < end && isSpace(scalars[start]) { start = scalars.index(after: start) }
+        while end > start && isSpace(scalars[scalars.index(before: end)]) { end = scalars.index(before: end) }
+        return Substring(scalars[start..<end])
     }
 
     /// `dns`, `method`, `resource` and `query` (`questionName`: the question's name as
@@ -149,7 +195,7 @@ enum DNSEvents {
                                  into json: inout JSONOutput) {
         let h = main.header
         // Where the answers' addresses are in `json`: `resolved_ip` lists them again.
-        var addresses: [Range<Int>] = []
+        var addresses = AddressRanges()
         let object = json.count
         if let r {
             // Answers mostly name the question by a pointer to it: its text is reused when the
@@ -158,7 +204,7 @@ enum DNSEvents {
             if let question, question.name.start == 12, question.name.isStored(identicallyIn: r.bytes) {
                 nameAt12 = questionName
             }
-            var ignored: [Range<Int>] = []
+            var ignored = AddressRanges()
             if settings.includeAdditionals {
                 json.append(UInt8(ascii: "{"))
                 writeRecords(#""additionals":["#, r, r.additionalSection, skipOPT: true, object: object, nameAt12: nameAt12,
@@ -220,11 +266,15 @@ enum DNSEvents {
         if let r {
             // The addresses among the answers, as a JSON array of strings: their text is
             // already in `json`.
-            for (i, range) in addresses.enumerated() {
-                DNSJSON.raw(i == 0 ? #","resolved_ip":["# : ",", into: &json)
-                json.appendCopy(of: range)
+            if let first = addresses.first {
+                DNSJSON.raw(#","resolved_ip":["#, into: &json)
+                json.appendCopy(of: first)
+                for range in addresses.rest {
+                    json.append(UInt8(ascii: ","))
+                    json.appendCopy(of: range)
+                }
+                json.append(UInt8(ascii: "]"))
             }
-            if !addresses.isEmpty { json.append(UInt8(ascii: "]")) }
             if r.rcode == 0 {
                 DNSJSON.raw(#","response_code":"NOERROR","type":"answer"}"#, into: &json)
                 return
@@ -235,23 +285,44 @@ enum DNSEvents {
         DNSJSON.raw(isAnswer ? #","type":"answer"}"# : #","type":"query"}"#, into: &json)
     }
 
+    /// Ranges of the JSON being written where the answers' addresses are: the first one
+    /// without an array (an array cost an allocation in most events).
+    struct AddressRanges {
+        private(set) var first: Range<Int>?
+        private(set) var rest: [Range<Int>] = []
+
+        mutating func append(_ range: Range<Int>) {
+            if first == nil { first = range } else { rest.append(range) }
+        }
+    }
+
     /// `"key":[records]`, after a comma unless it is the first member of the object that
     /// starts at `json[object]`; nothing when the section has no records.
     /// `addresses` gets where the JSON strings of A and AAAA data are.
     private static func writeRecords(_ key: StaticString, _ m: DNSMessage, _ section: DNSSection, skipOPT: Bool,
-                                     object: Int, nameAt12: UnsafeBufferPointer<UInt8>?, addresses: inout [Range<Int>], into json: inout JSONOutput) {
+                                     object: Int, nameAt12: UnsafeBufferPointer<UInt8>?, addresses: inout AddressRanges,
+                                     into json: inout JSONOutput) {
+        guard section.count > 0 else { return }
         var first = true
-        m.forEachRecord(in: section) { rr in
-            if skipOPT && rr.type == DNSType.OPT { return }
-            if first {
-                if json.count > object + 1 { json.append(UInt8(ascii: ",")) }
-                DNSJSON.raw(key, into: &json)
-            } else {
-                json.append(UInt8(ascii: ","))
+        m.bytes.withUnsafeBufferPointer { b in
+            // The records where they are (`parse` checked them), each written from a view of its RDATA.
+            var p = section.start
+            for _ in 0..<section.count {
+                let rr = DNSMessage.RecordSpan(checkedAt: p, in: b)
+                p = rr.end
+                if skipOPT && rr.type == DNSType.OPT { continue }
+                if first {
+                    if json.count > object + 1 { json.append(UInt8(ascii: ",")) }
+                    DNSJSON.raw(key, into: &json)
+                } else {
+                    json.append(UInt8(ascii: ","))
+                }
+                first = false
+                let data = m.dataView(of: rr, in: b)
+                let range = DNSRecord.writeJSON(b, owner: rr.owner, rclass: rr.rclass(in: b), ttl: rr.ttl(in: b), type: rr.type,
+                                                data: data, nameAt12: nameAt12, into: &json)
+                if case .address = data { addresses.append(range) }
             }
-            first = false
-            let data = rr.writeJSON(into: &json, nameAt12: nameAt12)
-            if case .address = rr.data { addresses.append(data) }
         }
         if !first { json.append(UInt8(ascii: "]")) }
     }
