@@ -95,6 +95,22 @@ public struct Event: Sendable {
         if isTypeName(field) { storage.type = value }
     }
 
+    /// `type`, as `set("type", value)` (`Event.transaction`: the same value event after
+    /// event, its JSON text kept per thread).
+    mutating func setType(_ value: String) {
+        begin("type")
+        let pool = EventBufferPool.current
+        if pool.typeName != value {
+            var text: [UInt8] = []
+            JSONWriter.writeString(value, to: &text)
+            pool.typeJSON = text
+            pool.typeName = value
+        }
+        pool.typeJSON.withUnsafeBufferPointer { storage.appendBytes($0) }
+        end()
+        storage.type = value
+    }
+
     public mutating func set(_ field: String, _ value: Substring) {
         begin(field)
         JSONWriter.writeString(value, to: &storage)

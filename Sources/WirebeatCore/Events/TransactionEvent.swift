@@ -28,7 +28,7 @@ extension Event {
         e.setShared("status", status == .ok ? flow.statusOK : flow.statusError)
         e.set("@timestamp", timestamp: start)
         e.repeatLastValue(as: "event.start")
-        e.set("type", type)
+        e.setType(type)
         e.repeatLastValue(as: "event.dataset")
         e.repeatLastValue(as: "network.protocol")
         e.set("source.bytes", requestBytes)
