@@ -78,7 +78,7 @@ let bodylessConversation: [HTTPStep] = [
     let events = runHTTP(continueConversation)
     #expect(events.count == 1)
     #expect(events[0].httpCode == 201)
-    #expect(events[0]["http.response.interim_status_codes"] == .array([.int(100)]))
+    #expect(events[0].httpValue("http.response.interim_status_codes") == .array([.int(100)]))
     #expect(events[0].httpInt("http.request.body.bytes") == 10)
     #expect(events[0].httpNotes == nil)
     expectHTTPSplitInvariant(continueConversation)
@@ -157,7 +157,7 @@ let bodylessConversation: [HTTPStep] = [
     let e = runHTTP(steps, config: config)[0]
     #expect(e.httpString("http.request.headers.accept") == "a, b")
     #expect(e.httpString("http.request.headers.x_dotted") == "d")
-    #expect(e["http.request.headers.host"] == nil)
+    #expect(e.httpValue("http.request.headers.host") == nil)
     #expect(e.httpString("network.forwarded_ip") == "203.0.113.7")
     #expect(e.httpString("http.response.mime_type") == "text/plain")
     #expect(e.httpString("response")?.utf8.count == 100)

@@ -18,62 +18,127 @@ extension HTTPSession {
         let serverBytes: Int? = r != nil || t.interimBytes > 0 ? (r?.bytes ?? 0) + t.interimBytes : nil
         var e = Event.transaction(type: "http", connection: ctx.connection, start: start, end: r?.end,
                                   status: failed ? .error : .ok, requestBytes: q?.bytes, responseBytes: serverBytes)
-        // Values go in from the message's bytes (`set(_:utf8:)`): no String per field.
-        if let version = q?.minorVersion ?? r?.minorVersion {
-            e.set("http.version", encodedJSON: HTTPSyntax.versionJSON[version])
+        // The whole `http` and `url` objects as one value each, members in key order: the
+        // event prints them where their dotted members would go (it nests dotted names into
+        // objects, and nothing else sets `http.*` or `url.*`), and one value costs far less
+        // to set (and to write out) than a dozen. Values go in from the message's bytes.
+        if q != nil || r != nil || !t.interimCodes.isEmpty {
+            e.set("http", writingJSONTo: { writeHTTP(t, into: &$0) })
         }
-        let sendsHeaders = config.sendAllHeaders || !config.sendHeaders.isEmpty
         if let q {
-            let kept = q.kept
-            let target = kept[q.target]
-            methodJSON.set("http.request.method", kept, q.method, in: &e, HTTPSession.writeUTF8)
-            let redacted = HTTPSession.redactedTarget(target)
-            if let redacted {
-                e.set("url.original", utf8: redacted.utf8)
-            } else {
-                e.set("url.original", utf8: target)
-            }
-            let url = HTTPURL(kept: kept, target: q.target, isConnect: q.methodIs("connect"), host: q.host)
-            if let path = url.path {
-                if url.pathIsTarget && redacted == nil {
-                    // Usually the path is the whole target, just set as url.original: that
-                    // value again, not a second copy of it.
-                    e.repeatLastValue(as: "url.path")
-                } else {
-                    e.set("url.path", utf8: url[path])
-                }
-            }
-            if let query = url.query { e.set("url.query", utf8: url[query]) }
-            if let domain = url.domain { domainJSON.set("url.domain", url.bytes, domain, in: &e, HTTPSession.writeUTF8) }
-            if let port = url.port { e.set("url.port", port) }
-            if url.hasFull {
-                // Written into the session's buffer, then copied in as it is: cheaper than
-                // the pool's scratch and the closure of `set(_:writingJSON:)`.
-                url.writeFullJSON(into: &fullURLJSON)
-                e.set("url.full", encodedJSON: fullURLJSON)
-            }
-            e.set("http.request.bytes", q.bytes)
-            e.set("http.request.body.bytes", q.bodyBytes)
-            if let c = q.contentType { requestMimeJSON.set("http.request.mime_type", kept, c, in: &e, HTTPSession.writeMimeType) }
-            if let ua = q.userAgent { userAgentJSON.set("user_agent.original", kept, ua, in: &e, HTTPSession.writeUTF8) }
+            e.set("url", writingJSONTo: { writeURL(q, into: &$0) })
+            if let ua = q.userAgent { userAgentJSON.set("user_agent.original", q.kept, ua, in: &e, HTTPSession.writeUTF8) }
             if let user = q.user { e.set("user.name", utf8: user.utf8) }
             if let ip = q.forwardedFor { e.set("network.forwarded_ip", utf8: ip.utf8) }
-            if sendsHeaders { setHeaders(&e, "http.request.headers", q.headers) }
             if q.keepsRaw, let raw = q.raw { e.set("request", utf8: raw) }
         }
-        if let r {
-            let kept = r.kept
-            e.set("http.response.status_code", r.statusCode)
-            phraseJSON.set("http.response.status_phrase", kept, r.phrase, in: &e, HTTPSession.writeUTF8)
-            e.set("http.response.bytes", r.bytes)
-            e.set("http.response.body.bytes", r.bodyBytes)
-            if let c = r.contentType { responseMimeJSON.set("http.response.mime_type", kept, c, in: &e, HTTPSession.writeMimeType) }
-            if sendsHeaders { setHeaders(&e, "http.response.headers", r.headers) }
-            if r.keepsRaw, let raw = r.raw { e.set("response", utf8: raw) }
-        }
-        if !t.interimCodes.isEmpty { e.set("http.response.interim_status_codes", t.interimCodes) }
+        if let r, r.keepsRaw, let raw = r.raw { e.set("response", utf8: raw) }
         for note in notes.list { e.addNote(note) }
         return e
+    }
+
+    /// The `http` object: `request`, `response` and `version`, each present when the
+    /// transaction has it (there is a version when there is a message).
+    private func writeHTTP(_ t: HTTPTransaction, into out: inout JSONOutput) {
+        let q = t.request, r = t.response
+        let sendsHeaders = config.sendAllHeaders || !config.sendHeaders.isEmpty
+        out.append(UInt8(ascii: "{"))
+        if let q {
+            out.append(#""request":{"body":{"bytes":"#)
+            out.writeInt(Int64(q.bodyBytes))
+            out.append(#"},"bytes":"#)
+            out.writeInt(Int64(q.bytes))
+            if sendsHeaders { HTTPSession.writeHeaders(q.headers, into: &out) }
+            out.append(#","method":"#)
+            methodJSON.write(q.kept, q.method, into: &out, HTTPSession.writeUTF8)
+            if let c = q.contentType, requestMimeJSON.update(q.kept, c, HTTPSession.writeMimeType) {
+                out.append(#","mime_type":"#)
+                requestMimeJSON.write(into: &out)
+            }
+            out.append(UInt8(ascii: "}"))
+        }
+        if r != nil || !t.interimCodes.isEmpty {
+            out.append(q == nil ? #""response":{"# : #","response":{"#)
+            if let r {
+                out.append(#""body":{"bytes":"#)
+                out.writeInt(Int64(r.bodyBytes))
+                out.append(#"},"bytes":"#)
+                out.writeInt(Int64(r.bytes))
+                if sendsHeaders { HTTPSession.writeHeaders(r.headers, into: &out) }
+            }
+            if !t.interimCodes.isEmpty {
+                out.append(r == nil ? #""interim_status_codes":["# : #","interim_status_codes":["#)
+                for (i, code) in t.interimCodes.enumerated() {
+                    if i > 0 { out.append(UInt8(ascii: ",")) }
+                    out.writeInt(Int64(code))
+                }
+                out.append(UInt8(ascii: "]"))
+            }
+            if let r {
+                if let c = r.contentType, responseMimeJSON.update(r.kept, c, HTTPSession.writeMimeType) {
+                    out.append(#","mime_type":"#)
+                    responseMimeJSON.write(into: &out)
+                }
+                out.append(#","status_code":"#)
+                out.writeInt(Int64(r.statusCode))
+                out.append(#","status_phrase":"#)
+                phraseJSON.write(r.kept, r.phrase, into: &out, HTTPSession.writeUTF8)
+            }
+            out.append(UInt8(ascii: "}"))
+        }
+        if let version = q?.minorVersion ?? r?.minorVersion {
+            // `"1.0"` to `"1.9"` (a minor version is one digit): no table to look up.
+            out.append(#","version":"1."#)
+            out.append(UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: version))
+            out.append(Byte.quote)
+        }
+        out.append(UInt8(ascii: "}"))
+    }
+
+    /// The `url` object of request `q`: `domain`, `full`, `original` (its password
+    /// redacted), `path`, `port`, `query`, the ones the target and Host give.
+    private func writeURL(_ q: HTTPMessage, into out: inout JSONOutput) {
+        let kept = q.kept
+        let redacted = HTTPSession.redactedTarget(kept[q.target])
+        let url = HTTPURL(kept: kept, target: q.target, isConnect: q.methodIs("connect"), host: q.host)
+        out.append(UInt8(ascii: "{"))
+        if let domain = url.domain {
+            out.append(#""domain":"#)
+            domainJSON.write(url.bytes, domain, into: &out, HTTPSession.writeUTF8)
+            out.append(UInt8(ascii: ","))
+        }
+        if url.hasFull {
+            out.append(#""full":"#)
+            url.writeFullJSON(into: &out)
+            out.append(UInt8(ascii: ","))
+        }
+        out.append(#""original":"#)
+        let originalStart = out.count
+        if let redacted {
+            Array(redacted.utf8).withUnsafeBufferPointer { out.writeUTF8String($0) }
+        } else {
+            kept.withUnsafeBufferPointer { out.writeUTF8String(UnsafeBufferPointer(rebasing: $0[q.target])) }
+        }
+        let original = originalStart..<out.count
+        if let path = url.path {
+            out.append(#","path":"#)
+            if url.pathIsTarget && redacted == nil {
+                // Usually the path is the whole target, just written as `original`: those
+                // bytes again, not a second encoding.
+                out.appendCopy(of: original)
+            } else {
+                url.writeUTF8(path, into: &out)
+            }
+        }
+        if let port = url.port {
+            out.append(#","port":"#)
+            out.writeInt(Int64(port))
+        }
+        if let query = url.query {
+            out.append(#","query":"#)
+            url.writeUTF8(query, into: &out)
+        }
+        out.append(UInt8(ascii: "}"))
     }
 
     /// The JSON string `Event.set(_:utf8:)` makes of `bytes`.
@@ -86,16 +151,26 @@ extension HTTPSession {
         if let mime = mimeType(Array(contentType)[...]) { mime.withUnsafeBufferPointer { writeUTF8($0, into: &json) } }
     }
 
-    /// Header fields under `prefix.<name>` (lower case, dots as underscores); repeated fields
-    /// are joined with ", " in the order they came.
-    private func setHeaders(_ e: inout Event, _ prefix: String, _ headers: [(name: String, value: String)]) {
+    /// `,"headers":{...}`: the header fields by name (lower case, dots as underscores), in
+    /// key order; repeated fields are joined with ", " in the order they came. Nothing when
+    /// there is none.
+    static func writeHeaders(_ headers: [(name: String, value: String)], into out: inout JSONOutput) {
         guard !headers.isEmpty else { return }
         var joined: [(String, String)] = []
         for (name, value) in headers {
             let key = name.replacingOccurrences(of: ".", with: "_")
             if let i = joined.firstIndex(where: { $0.0 == key }) { joined[i].1 += ", " + value } else { joined.append((key, value)) }
         }
-        for (key, value) in joined { e.set("\(prefix).\(key)", value) }
+        // The event's order of names: byte order (keys have no dot).
+        joined.sort { $0.0.utf8.lexicographicallyPrecedes($1.0.utf8) }
+        out.append(#","headers":{"#)
+        for (i, (key, value)) in joined.enumerated() {
+            if i > 0 { out.append(UInt8(ascii: ",")) }
+            out.writeString(key)
+            out.append(UInt8(ascii: ":"))
+            out.writeString(value)
+        }
+        out.append(UInt8(ascii: "}"))
     }
 
     /// `type/subtype` of a Content-Type value, lower-cased; nil if there is none.
@@ -161,6 +236,25 @@ struct RepeatedJSON {
     /// fewer each.)
     mutating func set(_ field: String, _ bytes: [UInt8], _ range: Range<Int>, in e: inout Event,
                       _ encode: (UnsafeBufferPointer<UInt8>, inout [UInt8]) -> Void) {
+        if update(bytes, range, encode) { e.set(field, encodedJSON: json) }
+    }
+
+    /// Writes the text of `bytes[range]` (which `encode` must make non-empty) into a value
+    /// being written.
+    mutating func write(_ bytes: [UInt8], _ range: Range<Int>, into out: inout JSONOutput,
+                        _ encode: (UnsafeBufferPointer<UInt8>, inout [UInt8]) -> Void) {
+        _ = update(bytes, range, encode)
+        write(into: &out)
+    }
+
+    /// The text of the last value, written into a value being written.
+    func write(into out: inout JSONOutput) {
+        json.withUnsafeBufferPointer { out.append($0) }
+    }
+
+    /// Makes the text of `bytes[range]` the current one; whether there is any.
+    mutating func update(_ bytes: [UInt8], _ range: Range<Int>,
+                         _ encode: (UnsafeBufferPointer<UInt8>, inout [UInt8]) -> Void) -> Bool {
         bytes.withUnsafeBufferPointer { b in
             let v = UnsafeBufferPointer(rebasing: b[range])
             let same = isSet && v.count == value.count && value.withUnsafeBufferPointer {
@@ -174,7 +268,7 @@ struct RepeatedJSON {
                 isSet = true
             }
         }
-        if !json.isEmpty { e.set(field, encodedJSON: json) }
+        return !json.isEmpty
     }
 }
 

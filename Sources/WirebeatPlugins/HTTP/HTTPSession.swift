@@ -56,8 +56,6 @@ public final class HTTPSession {
     @exclusivity(unchecked) private var spareRequest: HTTPMessage?
     @exclusivity(unchecked) private var spareResponse: HTTPMessage?
     @exclusivity(unchecked) private var spareTransaction: HTTPTransaction?
-    /// The JSON text of an event's `url.full`, reused (see `event`).
-    @exclusivity(unchecked) var fullURLJSON: [UInt8] = []
     /// The JSON text of values the events of a connection repeat (see `event`).
     @exclusivity(unchecked) var methodJSON = RepeatedJSON()
     @exclusivity(unchecked) var domainJSON = RepeatedJSON()
