@@ -273,3 +273,36 @@ let bodylessConversation: [HTTPStep] = [
     #expect(events[1].httpString("url.original") == "http://user:[redacted]@proxy.example:8080/p?q=1")
     #expect(events[1].httpString("url.domain") == "proxy.example")
 }
+
+/// The events of a connection share the JSON text of what repeats (the Host's part of `url`,
+/// method, MIME types, phrase): each event must be written as its transaction alone, on a
+/// connection of its own, is written, whatever came before it.
+@Test func repeatedTextIsWhatEachTransactionMakesAlone() {
+    let targets = ["/", "/a?b", "/a?", "/a?b?c", "/a%20b", "/é", "/a:b", "/x?r=http://u:p@h/", "/a\"b", "/q?\\x",
+                   "*", "http://user:pw@proxy:8080/p?q=1", "http://h?x", "example.com:443"]
+    let hosts: [String?] = ["example.com", "example.com:8080", "", nil, "h:99999", "h:", ":80", "[::1]:80",
+                            "ex\"ample", "exämple", "h:-0", "a:b:c", "example.com"]
+    let responses = ["HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 1\r\n\r\nx",
+                     "HTTP/1.1 404 Not Found\r\nContent-Type: Text/HTML; charset=x\r\nContent-Length: 0\r\n\r\n",
+                     "HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n", "HTTP/1.1 200 Fine\r\nContent-Type: ;\r\nContent-Length: 0\r\n\r\n"]
+    var pairs: [(String, String)] = []
+    for host in hosts {
+        for target in targets {
+            let method = target == "example.com:443" ? "PUT" : (pairs.count % 3 == 0 ? "POST" : "GET")
+            let type = pairs.count % 5 == 0 ? "" : "Content-Type: application/json\r\n"
+            pairs.append(("\(method) \(target) HTTP/1.1\r\n" + (host.map { "Host: \($0)\r\n" } ?? "") + type + "\r\n",
+                          responses[pairs.count % responses.count]))
+        }
+    }
+    func written(_ events: [Event]) -> [String] {
+        events.map { e in
+            var out: [UInt8] = []
+            e.writeCompactJSON(into: &out)
+            return String(decoding: out, as: UTF8.self)
+        }
+    }
+    let together = written(runHTTP([.client(pairs.map(\.0).joined()), .server(pairs.map(\.1).joined())]))
+    let alone = pairs.flatMap { written(runHTTP([.client($0.0), .server($0.1)])) }
+    #expect(together.count == pairs.count)
+    #expect(together == alone)
+}

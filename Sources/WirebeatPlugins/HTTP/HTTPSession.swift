@@ -59,6 +59,7 @@ public final class HTTPSession {
     /// The JSON text of values the events of a connection repeat (see `event`).
     @exclusivity(unchecked) var methodJSON = RepeatedJSON()
     @exclusivity(unchecked) var domainJSON = RepeatedJSON()
+    @exclusivity(unchecked) var hostURLJSON = HostURLJSON()
     @exclusivity(unchecked) var userAgentJSON = RepeatedJSON()
     @exclusivity(unchecked) var requestMimeJSON = RepeatedJSON()
     @exclusivity(unchecked) var phraseJSON = RepeatedJSON()

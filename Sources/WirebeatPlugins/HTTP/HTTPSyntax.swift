@@ -587,14 +587,15 @@ struct HTTPURL {
     }
 
     /// No byte of `text` needs escaping in a JSON string or is other than ASCII: none is
-    /// below 0x20, at or above 0x80, `"` or `\`. Eight bytes at a time, with the usual
-    /// tests for a byte below a bound and for a zero byte (of the word XOR each special
-    /// byte): each tells exactly whether some byte of the word qualifies.
-    static func isPlainJSONText(_ text: UnsafeBufferPointer<UInt8>) -> Bool {
+    /// below 0x20, at or above 0x80, `"` or `\` (nor `:`, with `orColon`). Eight bytes at a
+    /// time, with the usual tests for a byte below a bound and for a zero byte (of the word
+    /// XOR each special byte): each tells exactly whether some byte of the word qualifies.
+    static func isPlainJSONText(_ text: UnsafeBufferPointer<UInt8>, orColon: Bool = false) -> Bool {
         let ones: UInt64 = 0x0101_0101_0101_0101, highs: UInt64 = 0x8080_8080_8080_8080
         func hasZero(_ v: UInt64) -> UInt64 { (v &- ones) & ~v & highs }
         func special(_ w: UInt64) -> UInt64 {
             (w & highs) | ((w &- ones &* 0x20) & ~w & highs) | hasZero(w ^ (ones &* 0x22)) | hasZero(w ^ (ones &* 0x5c))
+                | (orColon ? hasZero(w ^ (ones &* 0x3a)) : 0)
         }
         guard let base = text.baseAddress else { return true }
         let p = UnsafeRawPointer(base)
@@ -605,7 +606,7 @@ struct HTTPURL {
         }
         while i < text.count {
             let u = text[i]
-            if u < 0x20 || u >= 0x80 || u == Byte.quote || u == Byte.backslash { return false }
+            if u < 0x20 || u >= 0x80 || u == Byte.quote || u == Byte.backslash || (orColon && u == Byte.colon) { return false }
             i += 1
         }
         return true
