@@ -23,7 +23,7 @@ extension HTTPSession {
         // objects, and nothing else sets `http.*` or `url.*`), and one value costs far less
         // to set (and to write out) than a dozen. Values go in from the message's bytes.
         if q != nil || r != nil || !t.interimCodes.isEmpty {
-            e.set("http", writingJSONTo: { writeHTTP(t, into: &$0) })
+            e.set("http", writingJSONTo: { writeHTTP(t, q, r, into: &$0) })
         }
         if let q {
             e.set("url", writingJSONTo: { writeURL(q, into: &$0) })
@@ -38,61 +38,102 @@ extension HTTPSession {
     }
 
     /// The `http` object: `request`, `response` and `version`, each present when the
-    /// transaction has it (there is a version when there is a message).
-    private func writeHTTP(_ t: HTTPTransaction, into out: inout JSONOutput) {
-        let q = t.request, r = t.response
+    /// transaction has it (there is a version when there is a message). What follows the
+    /// byte counts and headers of each message is text that the connection's messages
+    /// nearly always repeat (`RepeatedTail`).
+    private func writeHTTP(_ t: HTTPTransaction, _ q: HTTPMessage?, _ r: HTTPMessage?, into out: inout JSONOutput) {
         let sendsHeaders = config.sendAllHeaders || !config.sendHeaders.isEmpty
         out.append(UInt8(ascii: "{"))
         if let q {
             out.append(#""request":{"body":{"bytes":"#)
-            out.writeInt(Int64(q.bodyBytes))
+            HTTPSession.writeCount(q.bodyBytes, into: &out)
             out.append(#"},"bytes":"#)
-            out.writeInt(Int64(q.bytes))
+            HTTPSession.writeCount(q.bytes, into: &out)
             if sendsHeaders { HTTPSession.writeHeaders(q.headers, into: &out) }
-            out.append(#","method":"#)
-            methodJSON.write(q.kept, q.method, into: &out, HTTPSession.writeUTF8)
-            if let c = q.contentType, requestMimeJSON.update(q.kept, c, HTTPSession.writeMimeType) {
-                out.append(#","mime_type":"#)
-                requestMimeJSON.write(into: &out)
+            // `,"method":…[,"mime_type":…]}`
+            q.kept.withUnsafeBufferPointer { b in
+                let method = UnsafeBufferPointer(rebasing: b[q.method])
+                let type = q.contentType.map { UnsafeBufferPointer(rebasing: b[$0]) }
+                if !requestTail.matches(method, type, 0) {
+                    requestTail.set(method, type, 0) { json in
+                        json.append(contentsOf: #","method":"#.utf8)
+                        HTTPSession.writeUTF8(method, into: &json)
+                        if let type { HTTPSession.writeMimeTypeField(type, into: &json) }
+                        json.append(UInt8(ascii: "}"))
+                    }
+                }
             }
-            out.append(UInt8(ascii: "}"))
+            requestTail.write(into: &out)
         }
-        if r != nil || !t.interimCodes.isEmpty {
+        let interim = !t.interimCodes.isEmpty
+        if r != nil || interim {
             out.append(q == nil ? #""response":{"# : #","response":{"#)
             if let r {
                 out.append(#""body":{"bytes":"#)
-                out.writeInt(Int64(r.bodyBytes))
+                HTTPSession.writeCount(r.bodyBytes, into: &out)
                 out.append(#"},"bytes":"#)
-                out.writeInt(Int64(r.bytes))
+                HTTPSession.writeCount(r.bytes, into: &out)
                 if sendsHeaders { HTTPSession.writeHeaders(r.headers, into: &out) }
             }
-            if !t.interimCodes.isEmpty {
+            if interim {
                 out.append(r == nil ? #""interim_status_codes":["# : #","interim_status_codes":["#)
                 for (i, code) in t.interimCodes.enumerated() {
                     if i > 0 { out.append(UInt8(ascii: ",")) }
-                    out.writeInt(Int64(code))
+                    HTTPSession.writeCount(code, into: &out)
                 }
                 out.append(UInt8(ascii: "]"))
             }
             if let r {
-                if let c = r.contentType, responseMimeJSON.update(r.kept, c, HTTPSession.writeMimeType) {
-                    out.append(#","mime_type":"#)
-                    responseMimeJSON.write(into: &out)
+                // `[,"mime_type":…],"status_code":…,"status_phrase":…},"version":…}`: the end.
+                let version = q?.minorVersion ?? r.minorVersion
+                r.kept.withUnsafeBufferPointer { b in
+                    let phrase = UnsafeBufferPointer(rebasing: b[r.phrase])
+                    let type = r.contentType.map { UnsafeBufferPointer(rebasing: b[$0]) }
+                    let number = r.statusCode << 4 | version
+                    if !responseTail.matches(phrase, type, number) {
+                        responseTail.set(phrase, type, number) { json in
+                            if let type { HTTPSession.writeMimeTypeField(type, into: &json) }
+                            json.append(contentsOf: #","status_code":"#.utf8)
+                            JSONWriter.writeInt(Int64(r.statusCode), into: &json)
+                            json.append(contentsOf: #","status_phrase":"#.utf8)
+                            HTTPSession.writeUTF8(phrase, into: &json)
+                            json.append(contentsOf: #"},"version":"1."#.utf8)
+                            json.append(UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: version))
+                            json.append(contentsOf: #""}"#.utf8)
+                        }
+                    }
                 }
-                out.append(#","status_code":"#)
-                out.writeInt(Int64(r.statusCode))
-                out.append(#","status_phrase":"#)
-                phraseJSON.write(r.kept, r.phrase, into: &out, HTTPSession.writeUTF8)
+                responseTail.write(into: &out)
+                return
             }
             out.append(UInt8(ascii: "}"))
         }
-        if let version = q?.minorVersion ?? r?.minorVersion {
-            // `"1.0"` to `"1.9"` (a minor version is one digit): no table to look up.
+        if let q {
+            // `"1.0"` to `"1.9"` (a minor version is one digit).
             out.append(#","version":"1."#)
-            out.append(UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: version))
+            out.append(UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: q.minorVersion))
             out.append(Byte.quote)
         }
         out.append(UInt8(ascii: "}"))
+    }
+
+    /// A count (not negative) as JSON, the digits `JSONOutput.writeInt` writes: up to 8 of
+    /// them made in a register and appended one by one, inlined (half the instructions of
+    /// the core's call, its buffer and its copy; four counts per event).
+    @inline(__always)
+    static func writeCount(_ n: Int, into out: inout JSONOutput) {
+        guard n >= 0 && n < 100_000_000 else { out.writeInt(Int64(n)); return }
+        var digits: UInt64 = 0, count = 0, rest = n
+        repeat {
+            // The last digit made (the first one written) ends up in the lowest byte.
+            digits = digits << 8 | UInt64(0x30 &+ rest % 10)
+            rest /= 10
+            count &+= 1
+        } while rest > 0
+        for _ in 0..<count {
+            out.append(UInt8(truncatingIfNeeded: digits))
+            digits >>= 8
+        }
     }
 
     /// The `url` object of request `q`: `domain`, `full`, `original` (its password
@@ -192,6 +233,15 @@ extension HTTPSession {
         JSONWriter.writeUTF8String(bytes, into: &json)
     }
 
+    /// `,"mime_type":` and the MIME type of a Content-Type value; nothing if it has none.
+    static func writeMimeTypeField(_ contentType: UnsafeBufferPointer<UInt8>, into json: inout [UInt8]) {
+        let start = json.count
+        json.append(contentsOf: #","mime_type":"#.utf8)
+        let value = json.count
+        writeMimeType(contentType, into: &json)
+        if json.count == value { json.removeSubrange(start...) }
+    }
+
     /// The JSON string of the MIME type of a Content-Type value; nothing if it has none.
     static func writeMimeType(_ contentType: UnsafeBufferPointer<UInt8>, into json: inout [UInt8]) {
         if let mime = mimeType(Array(contentType)[...]) { mime.withUnsafeBufferPointer { writeUTF8($0, into: &json) } }
@@ -282,8 +332,9 @@ struct HostURLJSON {
     /// `head` ends inside `url.full`, which the target completes.
     private(set) var hasFull = false
 
-    /// The text is that of `host` (nil: no Host header).
-    func matches(_ host: UnsafeBufferPointer<UInt8>?) -> Bool {
+    /// The text is that of `host` (nil: no Host header). (Mutating, as the writers: the
+    /// session's copy is used in place, not copied out with a retain of each array.)
+    mutating func matches(_ host: UnsafeBufferPointer<UInt8>?) -> Bool {
         guard isSet, let host else { return isSet && !hasHost && host == nil }
         return hasHost && host.count == self.host.count && self.host.withUnsafeBufferPointer {
             host.isEmpty || memcmp(host.baseAddress!, $0.baseAddress!, host.count) == 0
@@ -320,14 +371,57 @@ struct HostURLJSON {
         return true
     }
 
-    func writeHead(into out: inout JSONOutput) { head.withUnsafeBufferPointer { out.append($0) } }
-    func writePort(into out: inout JSONOutput) { port.withUnsafeBufferPointer { out.append($0) } }
+    mutating func writeHead(into out: inout JSONOutput) { head.withUnsafeBufferPointer { out.append($0) } }
+    mutating func writePort(into out: inout JSONOutput) { port.withUnsafeBufferPointer { out.append($0) } }
 }
 
-/// The JSON text of a value that a connection's events nearly always repeat (method, status
-/// phrase, Host, MIME type): a comparison with the last value instead of an encoding per
-/// event (and for the MIME type, of the parsing of Content-Type), then the text is copied
-/// in by `Event.set(_:encodedJSON:)`.
+/// The JSON text that two values and a number make (`writeHTTP`: the method and the MIME
+/// type of requests; the phrase, the MIME type, the status code and the version of
+/// responses), which a connection's messages nearly always repeat: made again only when one
+/// of them differs from the last ones. One comparison and one copy per message, instead of
+/// one per value and the encoding of the number.
+struct RepeatedTail {
+    /// The first value's bytes, then the second's.
+    private var key: [UInt8] = []
+    private var firstCount = 0
+    /// -1: no second value.
+    private var secondCount = -1
+    private var number = 0
+    private var isSet = false
+    private var json: [UInt8] = []
+
+    /// The text is that of `first`, `second` (nil: none) and `number`. (Mutating, as
+    /// `write`: the session's copy is used in place, not copied out with a retain of each
+    /// array.)
+    mutating func matches(_ first: UnsafeBufferPointer<UInt8>, _ second: UnsafeBufferPointer<UInt8>?, _ number: Int) -> Bool {
+        guard isSet, number == self.number, first.count == firstCount, (second?.count ?? -1) == secondCount else { return false }
+        return key.withUnsafeBufferPointer { k in
+            (first.isEmpty || memcmp(first.baseAddress!, k.baseAddress!, first.count) == 0)
+                && (second.map { $0.isEmpty || memcmp($0.baseAddress!, k.baseAddress! + first.count, $0.count) == 0 } ?? true)
+        }
+    }
+
+    /// Makes the text (`write` appends it) that of these values.
+    mutating func set(_ first: UnsafeBufferPointer<UInt8>, _ second: UnsafeBufferPointer<UInt8>?, _ number: Int,
+                      _ write: (inout [UInt8]) -> Void) {
+        key.removeAll(keepingCapacity: true)
+        key.append(contentsOf: first)
+        if let second { key.append(contentsOf: second) }
+        firstCount = first.count
+        secondCount = second?.count ?? -1
+        self.number = number
+        json.removeAll(keepingCapacity: true)
+        write(&json)
+        isSet = true
+    }
+
+    mutating func write(into out: inout JSONOutput) { json.withUnsafeBufferPointer { out.append($0) } }
+}
+
+/// The JSON text of a value that a connection's events nearly always repeat (User-Agent, the
+/// domain of a URL that `HostURLJSON` does not cover): a comparison with the last value
+/// instead of an encoding per event, then the text is copied in (by
+/// `Event.set(_:encodedJSON:)` or into a value being written).
 struct RepeatedJSON {
     private var value: [UInt8] = []
     private var json: [UInt8] = []
@@ -350,8 +444,9 @@ struct RepeatedJSON {
         write(into: &out)
     }
 
-    /// The text of the last value, written into a value being written.
-    func write(into out: inout JSONOutput) {
+    /// The text of the last value, written into a value being written. (Mutating: see
+    /// `RepeatedTail.matches`.)
+    mutating func write(into out: inout JSONOutput) {
         json.withUnsafeBufferPointer { out.append($0) }
     }
 
