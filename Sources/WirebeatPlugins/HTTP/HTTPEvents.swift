@@ -118,8 +118,8 @@ extension HTTPSession {
     }
 
     /// A count (not negative) as JSON, the digits `JSONOutput.writeInt` writes: up to 8 of
-    /// them made in a register and appended one by one, inlined (half the instructions of
-    /// the core's call, its buffer and its copy; four counts per event).
+    /// them made in a register and appended as one word, inlined (a third of the
+    /// instructions of the core's call, its buffer and its copy; four counts per event).
     @inline(__always)
     static func writeCount(_ n: Int, into out: inout JSONOutput) {
         guard n >= 0 && n < 100_000_000 else { out.writeInt(Int64(n)); return }
@@ -130,10 +130,9 @@ extension HTTPSession {
             rest /= 10
             count &+= 1
         } while rest > 0
-        for _ in 0..<count {
-            out.append(UInt8(truncatingIfNeeded: digits))
-            digits >>= 8
-        }
+        // All eight bytes in one store, then the ones past the digits dropped.
+        withUnsafeBytes(of: &digits) { out.append(UnsafeBufferPointer(start: $0.baseAddress!.assumingMemoryBound(to: UInt8.self), count: 8)) }
+        out.truncate(to: out.count - (8 - count))
     }
 
     /// The `url` object of request `q`: `domain`, `full`, `original` (its password
