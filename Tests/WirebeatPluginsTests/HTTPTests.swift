@@ -275,8 +275,8 @@ let bodylessConversation: [HTTPStep] = [
 }
 
 /// The events of a connection share the JSON text of what repeats (the Host's part of `url`,
-/// method, MIME types, phrase): each event must be written as its transaction alone, on a
-/// connection of its own, is written, whatever came before it.
+/// method, MIME types, phrase): whatever came before it, each event must be written byte for
+/// byte as the same transaction alone on a connection of its own is.
 @Test func repeatedTextIsWhatEachTransactionMakesAlone() {
     let targets = ["/", "/a?b", "/a?", "/a?b?c", "/a%20b", "/é", "/a:b", "/x?r=http://u:p@h/", "/a\"b", "/q?\\x",
                    "*", "http://user:pw@proxy:8080/p?q=1", "http://h?x", "example.com:443"]
