@@ -25,8 +25,11 @@ func expectHTTPSplitInvariant(_ steps: [HTTPStep], config: [String: ConfigValue]
 }
 
 extension Event {
-    func httpString(_ field: String) -> String? { self[field]?.stringValue }
-    func httpInt(_ field: String) -> Int64? { self[field]?.intValue }
+    // From the nested JSON, as written: the plugin sets `http` and `url` as whole objects,
+    // whose members are no fields of their own (`self["http.version"]` is nil).
+    func httpValue(_ field: String) -> JSONValue? { json.value(at: field) }
+    func httpString(_ field: String) -> String? { httpValue(field)?.stringValue }
+    func httpInt(_ field: String) -> Int64? { httpValue(field)?.intValue }
     var httpMethod: String? { httpString("http.request.method") }
     var httpCode: Int64? { httpInt("http.response.status_code") }
     var httpNotes: String? { httpString("error.message") }

@@ -78,7 +78,7 @@ let bodylessConversation: [HTTPStep] = [
     let events = runHTTP(continueConversation)
     #expect(events.count == 1)
     #expect(events[0].httpCode == 201)
-    #expect(events[0]["http.response.interim_status_codes"] == .array([.int(100)]))
+    #expect(events[0].httpValue("http.response.interim_status_codes") == .array([.int(100)]))
     #expect(events[0].httpInt("http.request.body.bytes") == 10)
     #expect(events[0].httpNotes == nil)
     expectHTTPSplitInvariant(continueConversation)
@@ -157,7 +157,7 @@ let bodylessConversation: [HTTPStep] = [
     let e = runHTTP(steps, config: config)[0]
     #expect(e.httpString("http.request.headers.accept") == "a, b")
     #expect(e.httpString("http.request.headers.x_dotted") == "d")
-    #expect(e["http.request.headers.host"] == nil)
+    #expect(e.httpValue("http.request.headers.host") == nil)
     #expect(e.httpString("network.forwarded_ip") == "203.0.113.7")
     #expect(e.httpString("http.response.mime_type") == "text/plain")
     #expect(e.httpString("response")?.utf8.count == 100)
@@ -272,4 +272,37 @@ let bodylessConversation: [HTTPStep] = [
     #expect(events[1].httpString("url.full") == "http://proxy.example:8080/p?q=1")
     #expect(events[1].httpString("url.original") == "http://user:[redacted]@proxy.example:8080/p?q=1")
     #expect(events[1].httpString("url.domain") == "proxy.example")
+}
+
+/// The events of a connection share the JSON text of what repeats (the Host's part of `url`,
+/// method, MIME types, phrase): whatever came before it, each event must be written byte for
+/// byte as the same transaction alone on a connection of its own is.
+@Test func repeatedTextIsWhatEachTransactionMakesAlone() {
+    let targets = ["/", "/a?b", "/a?", "/a?b?c", "/a%20b", "/é", "/a:b", "/x?r=http://u:p@h/", "/a\"b", "/q?\\x",
+                   "*", "http://user:pw@proxy:8080/p?q=1", "http://h?x", "example.com:443"]
+    let hosts: [String?] = ["example.com", "example.com:8080", "", nil, "h:99999", "h:", ":80", "[::1]:80",
+                            "ex\"ample", "exämple", "h:-0", "a:b:c", "example.com"]
+    let responses = ["HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 1\r\n\r\nx",
+                     "HTTP/1.1 404 Not Found\r\nContent-Type: Text/HTML; charset=x\r\nContent-Length: 0\r\n\r\n",
+                     "HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n", "HTTP/1.1 200 Fine\r\nContent-Type: ;\r\nContent-Length: 0\r\n\r\n"]
+    var pairs: [(String, String)] = []
+    for host in hosts {
+        for target in targets {
+            let method = target == "example.com:443" ? "PUT" : (pairs.count % 3 == 0 ? "POST" : "GET")
+            let type = pairs.count % 5 == 0 ? "" : "Content-Type: application/json\r\n"
+            pairs.append(("\(method) \(target) HTTP/1.1\r\n" + (host.map { "Host: \($0)\r\n" } ?? "") + type + "\r\n",
+                          responses[pairs.count % responses.count]))
+        }
+    }
+    func written(_ events: [Event]) -> [String] {
+        events.map { e in
+            var out: [UInt8] = []
+            e.writeCompactJSON(into: &out)
+            return String(decoding: out, as: UTF8.self)
+        }
+    }
+    let together = written(runHTTP([.client(pairs.map(\.0).joined()), .server(pairs.map(\.1).joined())]))
+    let alone = pairs.flatMap { written(runHTTP([.client($0.0), .server($0.1)])) }
+    #expect(together.count == pairs.count)
+    #expect(together == alone)
 }

@@ -18,62 +18,213 @@ extension HTTPSession {
         let serverBytes: Int? = r != nil || t.interimBytes > 0 ? (r?.bytes ?? 0) + t.interimBytes : nil
         var e = Event.transaction(type: "http", connection: ctx.connection, start: start, end: r?.end,
                                   status: failed ? .error : .ok, requestBytes: q?.bytes, responseBytes: serverBytes)
-        // Values go in from the message's bytes (`set(_:utf8:)`): no String per field.
-        if let version = q?.minorVersion ?? r?.minorVersion {
-            e.set("http.version", encodedJSON: HTTPSyntax.versionJSON[version])
+        // The whole `http` and `url` objects as one value each, members in key order: the
+        // event prints them where their dotted members would go (it nests dotted names into
+        // objects, and nothing else sets `http.*` or `url.*`), and one value costs far less
+        // to set (and to write out) than a dozen. Values go in from the message's bytes.
+        if q != nil || r != nil || !t.interimCodes.isEmpty {
+            e.set("http", writingJSONTo: { writeHTTP(t, q, r, into: &$0) })
         }
-        let sendsHeaders = config.sendAllHeaders || !config.sendHeaders.isEmpty
         if let q {
-            let kept = q.kept
-            let target = kept[q.target]
-            methodJSON.set("http.request.method", kept, q.method, in: &e, HTTPSession.writeUTF8)
-            let redacted = HTTPSession.redactedTarget(target)
-            if let redacted {
-                e.set("url.original", utf8: redacted.utf8)
-            } else {
-                e.set("url.original", utf8: target)
-            }
-            let url = HTTPURL(kept: kept, target: q.target, isConnect: q.methodIs("connect"), host: q.host)
-            if let path = url.path {
-                if url.pathIsTarget && redacted == nil {
-                    // Usually the path is the whole target, just set as url.original: that
-                    // value again, not a second copy of it.
-                    e.repeatLastValue(as: "url.path")
-                } else {
-                    e.set("url.path", utf8: url[path])
-                }
-            }
-            if let query = url.query { e.set("url.query", utf8: url[query]) }
-            if let domain = url.domain { domainJSON.set("url.domain", url.bytes, domain, in: &e, HTTPSession.writeUTF8) }
-            if let port = url.port { e.set("url.port", port) }
-            if url.hasFull {
-                // Written into the session's buffer, then copied in as it is: cheaper than
-                // the pool's scratch and the closure of `set(_:writingJSON:)`.
-                url.writeFullJSON(into: &fullURLJSON)
-                e.set("url.full", encodedJSON: fullURLJSON)
-            }
-            e.set("http.request.bytes", q.bytes)
-            e.set("http.request.body.bytes", q.bodyBytes)
-            if let c = q.contentType { requestMimeJSON.set("http.request.mime_type", kept, c, in: &e, HTTPSession.writeMimeType) }
-            if let ua = q.userAgent { userAgentJSON.set("user_agent.original", kept, ua, in: &e, HTTPSession.writeUTF8) }
+            e.set("url", writingJSONTo: { writeURL(q, into: &$0) })
+            if let ua = q.userAgent { userAgentJSON.set("user_agent.original", q.kept, ua, in: &e, HTTPSession.writeUTF8) }
             if let user = q.user { e.set("user.name", utf8: user.utf8) }
             if let ip = q.forwardedFor { e.set("network.forwarded_ip", utf8: ip.utf8) }
-            if sendsHeaders { setHeaders(&e, "http.request.headers", q.headers) }
             if q.keepsRaw, let raw = q.raw { e.set("request", utf8: raw) }
         }
-        if let r {
-            let kept = r.kept
-            e.set("http.response.status_code", r.statusCode)
-            phraseJSON.set("http.response.status_phrase", kept, r.phrase, in: &e, HTTPSession.writeUTF8)
-            e.set("http.response.bytes", r.bytes)
-            e.set("http.response.body.bytes", r.bodyBytes)
-            if let c = r.contentType { responseMimeJSON.set("http.response.mime_type", kept, c, in: &e, HTTPSession.writeMimeType) }
-            if sendsHeaders { setHeaders(&e, "http.response.headers", r.headers) }
-            if r.keepsRaw, let raw = r.raw { e.set("response", utf8: raw) }
-        }
-        if !t.interimCodes.isEmpty { e.set("http.response.interim_status_codes", t.interimCodes) }
+        if let r, r.keepsRaw, let raw = r.raw { e.set("response", utf8: raw) }
         for note in notes.list { e.addNote(note) }
         return e
+    }
+
+    /// The `http` object: `request`, `response` and `version`, each present when the
+    /// transaction has it (there is a version when there is a message). What follows the
+    /// byte counts and headers of each message is text that the connection's messages
+    /// nearly always repeat (`RepeatedTail`).
+    private func writeHTTP(_ t: HTTPTransaction, _ q: HTTPMessage?, _ r: HTTPMessage?, into out: inout JSONOutput) {
+        let sendsHeaders = config.sendAllHeaders || !config.sendHeaders.isEmpty
+        out.append(UInt8(ascii: "{"))
+        if let q {
+            out.append(#""request":{"body":{"bytes":"#)
+            HTTPSession.writeCount(q.bodyBytes, into: &out)
+            out.append(#"},"bytes":"#)
+            HTTPSession.writeCount(q.bytes, into: &out)
+            if sendsHeaders { HTTPSession.writeHeaders(q.headers, into: &out) }
+            // `,"method":…[,"mime_type":…]}`
+            q.kept.withUnsafeBufferPointer { b in
+                let method = UnsafeBufferPointer(rebasing: b[q.method])
+                let type = q.contentType.map { UnsafeBufferPointer(rebasing: b[$0]) }
+                if !requestTail.matches(method, type, 0) {
+                    requestTail.set(method, type, 0) { json in
+                        json.append(contentsOf: #","method":"#.utf8)
+                        HTTPSession.writeUTF8(method, into: &json)
+                        if let type { HTTPSession.writeMimeTypeField(type, into: &json) }
+                        json.append(UInt8(ascii: "}"))
+                    }
+                }
+            }
+            requestTail.write(into: &out)
+        }
+        let interim = !t.interimCodes.isEmpty
+        if r != nil || interim {
+            out.append(q == nil ? #""response":{"# : #","response":{"#)
+            if let r {
+                out.append(#""body":{"bytes":"#)
+                HTTPSession.writeCount(r.bodyBytes, into: &out)
+                out.append(#"},"bytes":"#)
+                HTTPSession.writeCount(r.bytes, into: &out)
+                if sendsHeaders { HTTPSession.writeHeaders(r.headers, into: &out) }
+            }
+            if interim {
+                out.append(r == nil ? #""interim_status_codes":["# : #","interim_status_codes":["#)
+                for (i, code) in t.interimCodes.enumerated() {
+                    if i > 0 { out.append(UInt8(ascii: ",")) }
+                    HTTPSession.writeCount(code, into: &out)
+                }
+                out.append(UInt8(ascii: "]"))
+            }
+            if let r {
+                // `[,"mime_type":…],"status_code":…,"status_phrase":…},"version":…}`: the end.
+                let version = q?.minorVersion ?? r.minorVersion
+                r.kept.withUnsafeBufferPointer { b in
+                    let phrase = UnsafeBufferPointer(rebasing: b[r.phrase])
+                    let type = r.contentType.map { UnsafeBufferPointer(rebasing: b[$0]) }
+                    let number = r.statusCode << 4 | version
+                    if !responseTail.matches(phrase, type, number) {
+                        responseTail.set(phrase, type, number) { json in
+                            if let type { HTTPSession.writeMimeTypeField(type, into: &json) }
+                            json.append(contentsOf: #","status_code":"#.utf8)
+                            JSONWriter.writeInt(Int64(r.statusCode), into: &json)
+                            json.append(contentsOf: #","status_phrase":"#.utf8)
+                            HTTPSession.writeUTF8(phrase, into: &json)
+                            json.append(contentsOf: #"},"version":"1."#.utf8)
+                            json.append(UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: version))
+                            json.append(contentsOf: #""}"#.utf8)
+                        }
+                    }
+                }
+                responseTail.write(into: &out)
+                return
+            }
+            out.append(UInt8(ascii: "}"))
+        }
+        if let q {
+            // `"1.0"` to `"1.9"` (a minor version is one digit).
+            out.append(#","version":"1."#)
+            out.append(UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: q.minorVersion))
+            out.append(Byte.quote)
+        }
+        out.append(UInt8(ascii: "}"))
+    }
+
+    /// A count (not negative) as JSON, the digits `JSONOutput.writeInt` writes: up to 8 of
+    /// them made in a register and appended as one word, inlined (a third of the
+    /// instructions of the core's call, its buffer and its copy; four counts per event).
+    @inline(__always)
+    static func writeCount(_ n: Int, into out: inout JSONOutput) {
+        guard n >= 0 && n < 100_000_000 else { out.writeInt(Int64(n)); return }
+        var digits: UInt64 = 0, count = 0, rest = n
+        repeat {
+            // The last digit made (the first one written) ends up in the lowest byte.
+            digits = digits << 8 | UInt64(0x30 &+ rest % 10)
+            rest /= 10
+            count &+= 1
+        } while rest > 0
+        // All eight bytes in one store, then the ones past the digits dropped.
+        withUnsafeBytes(of: &digits) { out.append(UnsafeBufferPointer(start: $0.baseAddress!.assumingMemoryBound(to: UInt8.self), count: 8)) }
+        out.truncate(to: out.count - (8 - count))
+    }
+
+    /// The `url` object of request `q`: `domain`, `full`, `original` (its password
+    /// redacted), `path`, `port`, `query`, the ones the target and Host give.
+    private func writeURL(_ q: HTTPMessage, into out: inout JSONOutput) {
+        let kept = q.kept
+        // The usual request, a plain origin-form target with the Host of the connection's
+        // last one: the host's part of the object as it was, the target copied in between
+        // (some 1,700 instructions fewer than the general code below, per event).
+        let written = kept.withUnsafeBufferPointer { b -> Bool in
+            let target = UnsafeBufferPointer(rebasing: b[q.target])
+            guard let question = HTTPSession.plainOriginForm(target), !q.methodIs(b, "connect") else { return false }
+            let host = q.host.map { UnsafeBufferPointer(rebasing: b[$0]) }
+            if !hostURLJSON.matches(host) {
+                guard hostURLJSON.update(host, url: HTTPURL(kept: kept, target: q.target, isConnect: false, host: q.host)) else {
+                    return false
+                }
+            }
+            hostURLJSON.writeHead(into: &out)
+            if hostURLJSON.hasFull {
+                out.append(target)
+                out.append(#"","original":""#)
+            } else {
+                out.append(#""original":""#)
+            }
+            out.append(target)
+            out.append(#"","path":""#)
+            let path = question < 0 ? target : UnsafeBufferPointer(rebasing: target[..<question])
+            out.append(path)
+            out.append(Byte.quote)
+            hostURLJSON.writePort(into: &out)
+            if question >= 0 {
+                out.append(#","query":""#)
+                out.append(UnsafeBufferPointer(rebasing: target[(question + 1)...]))
+                out.append(Byte.quote)
+            }
+            out.append(UInt8(ascii: "}"))
+            return true
+        }
+        if written { return }
+        let redacted = HTTPSession.redactedTarget(kept[q.target])
+        let url = HTTPURL(kept: kept, target: q.target, isConnect: q.methodIs("connect"), host: q.host)
+        out.append(UInt8(ascii: "{"))
+        if let domain = url.domain {
+            out.append(#""domain":"#)
+            domainJSON.write(url.bytes, domain, into: &out, HTTPSession.writeUTF8)
+            out.append(UInt8(ascii: ","))
+        }
+        if url.hasFull {
+            out.append(#""full":"#)
+            url.writeFullJSON(into: &out)
+            out.append(UInt8(ascii: ","))
+        }
+        out.append(#""original":"#)
+        let originalStart = out.count
+        if let redacted {
+            Array(redacted.utf8).withUnsafeBufferPointer { out.writeUTF8String($0) }
+        } else {
+            kept.withUnsafeBufferPointer { out.writeUTF8String(UnsafeBufferPointer(rebasing: $0[q.target])) }
+        }
+        let original = originalStart..<out.count
+        if let path = url.path {
+            out.append(#","path":"#)
+            if url.pathIsTarget && redacted == nil {
+                // Usually the path is the whole target, just written as `original`: those
+                // bytes again, not a second encoding.
+                out.appendCopy(of: original)
+            } else {
+                url.writeUTF8(path, into: &out)
+            }
+        }
+        if let port = url.port {
+            out.append(#","port":"#)
+            out.writeInt(Int64(port))
+        }
+        if let query = url.query {
+            out.append(#","query":"#)
+            url.writeUTF8(query, into: &out)
+        }
+        out.append(UInt8(ascii: "}"))
+    }
+
+    /// For `writeURL`: whether `target` is an origin-form target (a `/` first) whose bytes
+    /// all go into a JSON string as they are (ASCII, no control, `"` or `\\`) and hold no
+    /// colon (so no userinfo to redact, see `redactedTarget`), and if so, the offset of its
+    /// first `?` (-1: none). With such a target the fields are slices of it: `path` before
+    /// the `?`, `query` after it, `full` the host's `http://` prefix and the target (what
+    /// `HTTPURL` and `writeUTF8String` make of it, with less work).
+    static func plainOriginForm(_ target: UnsafeBufferPointer<UInt8>) -> Int? {
+        guard target.first == UInt8(ascii: "/"), HTTPURL.isPlainJSONText(target, orColon: true) else { return nil }
+        guard let q = memchr(target.baseAddress!, Int32(Byte.question), target.count) else { return -1 }
+        return target.baseAddress!.distance(to: q.assumingMemoryBound(to: UInt8.self))
     }
 
     /// The JSON string `Event.set(_:utf8:)` makes of `bytes`.
@@ -81,21 +232,40 @@ extension HTTPSession {
         JSONWriter.writeUTF8String(bytes, into: &json)
     }
 
+    /// `,"mime_type":` and the MIME type of a Content-Type value; nothing if it has none.
+    static func writeMimeTypeField(_ contentType: UnsafeBufferPointer<UInt8>, into json: inout [UInt8]) {
+        let start = json.count
+        json.append(contentsOf: #","mime_type":"#.utf8)
+        let value = json.count
+        writeMimeType(contentType, into: &json)
+        if json.count == value { json.removeSubrange(start...) }
+    }
+
     /// The JSON string of the MIME type of a Content-Type value; nothing if it has none.
     static func writeMimeType(_ contentType: UnsafeBufferPointer<UInt8>, into json: inout [UInt8]) {
         if let mime = mimeType(Array(contentType)[...]) { mime.withUnsafeBufferPointer { writeUTF8($0, into: &json) } }
     }
 
-    /// Header fields under `prefix.<name>` (lower case, dots as underscores); repeated fields
-    /// are joined with ", " in the order they came.
-    private func setHeaders(_ e: inout Event, _ prefix: String, _ headers: [(name: String, value: String)]) {
+    /// `,"headers":{...}`: the header fields by name (lower case, dots as underscores), in
+    /// key order; repeated fields are joined with ", " in the order they came. Nothing when
+    /// there is none.
+    static func writeHeaders(_ headers: [(name: String, value: String)], into out: inout JSONOutput) {
         guard !headers.isEmpty else { return }
         var joined: [(String, String)] = []
         for (name, value) in headers {
             let key = name.replacingOccurrences(of: ".", with: "_")
             if let i = joined.firstIndex(where: { $0.0 == key }) { joined[i].1 += ", " + value } else { joined.append((key, value)) }
         }
-        for (key, value) in joined { e.set("\(prefix).\(key)", value) }
+        // The event's order of names: byte order (keys have no dot).
+        joined.sort { $0.0.utf8.lexicographicallyPrecedes($1.0.utf8) }
+        out.append(#","headers":{"#)
+        for (i, (key, value)) in joined.enumerated() {
+            if i > 0 { out.append(UInt8(ascii: ",")) }
+            out.writeString(key)
+            out.append(UInt8(ascii: ":"))
+            out.writeString(value)
+        }
+        out.append(UInt8(ascii: "}"))
     }
 
     /// `type/subtype` of a Content-Type value, lower-cased; nil if there is none.
@@ -146,10 +316,111 @@ extension HTTPSession {
     }
 }
 
-/// The JSON text of a value that a connection's events nearly always repeat (method, status
-/// phrase, Host, MIME type): a comparison with the last value instead of an encoding per
-/// event (and for the MIME type, of the parsing of Content-Type), then the text is copied
-/// in by `Event.set(_:encodedJSON:)`.
+/// What the Host of a connection's requests makes of their `url` objects (`writeURL`'s
+/// usual case, an origin-form target): the JSON text before the target and the port, made
+/// again only when the Host differs from the last one.
+struct HostURLJSON {
+    private var host: [UInt8] = []
+    /// Set once `host` is the value of a Host header (not of none).
+    private var hasHost = false
+    private var isSet = false
+    /// `{`, then `"domain":…,` and `"full":"http://<host>` when there are those fields.
+    private var head: [UInt8] = []
+    /// `,"port":<port>`, or nothing.
+    private var port: [UInt8] = []
+    /// `head` ends inside `url.full`, which the target completes.
+    private(set) var hasFull = false
+
+    /// The text is that of `host` (nil: no Host header). (Mutating, as the writers: the
+    /// session's copy is used in place, not copied out with a retain of each array.)
+    mutating func matches(_ host: UnsafeBufferPointer<UInt8>?) -> Bool {
+        guard isSet, let host else { return isSet && !hasHost && host == nil }
+        return hasHost && host.count == self.host.count && self.host.withUnsafeBufferPointer {
+            host.isEmpty || memcmp(host.baseAddress!, $0.baseAddress!, host.count) == 0
+        }
+    }
+
+    /// The text for `host`, from the fields `url` found with it and an origin-form target;
+    /// false (and nothing kept) when the host cannot be written this way: not ASCII, in
+    /// brackets or with bytes to escape (`url.full` would have to be escaped as a whole).
+    mutating func update(_ host: UnsafeBufferPointer<UInt8>?, url: HTTPURL) -> Bool {
+        isSet = false
+        if let host, host.first == UInt8(ascii: "[") || !HTTPURL.isPlainJSONText(host, orColon: false) { return false }
+        head.removeAll(keepingCapacity: true)
+        head.append(UInt8(ascii: "{"))
+        if let domain = url.domain {
+            head.append(contentsOf: #""domain":"#.utf8)
+            url.bytes.withUnsafeBufferPointer { JSONWriter.writeUTF8String(UnsafeBufferPointer(rebasing: $0[domain]), into: &head) }
+            head.append(UInt8(ascii: ","))
+        }
+        hasFull = url.hasFull
+        if let authority = url.fullAuthority {
+            head.append(contentsOf: #""full":"http://"#.utf8)
+            head.append(contentsOf: url[authority])
+        }
+        port.removeAll(keepingCapacity: true)
+        if let p = url.port {
+            port.append(contentsOf: #","port":"#.utf8)
+            JSONWriter.writeInt(Int64(p), into: &port)
+        }
+        self.host.removeAll(keepingCapacity: true)
+        if let host { self.host.append(contentsOf: host) }
+        hasHost = host != nil
+        isSet = true
+        return true
+    }
+
+    mutating func writeHead(into out: inout JSONOutput) { head.withUnsafeBufferPointer { out.append($0) } }
+    mutating func writePort(into out: inout JSONOutput) { port.withUnsafeBufferPointer { out.append($0) } }
+}
+
+/// The JSON text that two values and a number make (`writeHTTP`: the method and the MIME
+/// type of requests; the phrase, the MIME type, the status code and the version of
+/// responses), which a connection's messages nearly always repeat: made again only when one
+/// of them differs from the last ones. One comparison and one copy per message, instead of
+/// one per value and the encoding of the number.
+struct RepeatedTail {
+    /// The first value's bytes, then the second's.
+    private var key: [UInt8] = []
+    private var firstCount = 0
+    /// -1: no second value.
+    private var secondCount = -1
+    private var number = 0
+    private var isSet = false
+    private var json: [UInt8] = []
+
+    /// The text is that of `first`, `second` (nil: none) and `number`. (Mutating, as
+    /// `write`: the session's copy is used in place, not copied out with a retain of each
+    /// array.)
+    mutating func matches(_ first: UnsafeBufferPointer<UInt8>, _ second: UnsafeBufferPointer<UInt8>?, _ number: Int) -> Bool {
+        guard isSet, number == self.number, first.count == firstCount, (second?.count ?? -1) == secondCount else { return false }
+        return key.withUnsafeBufferPointer { k in
+            (first.isEmpty || memcmp(first.baseAddress!, k.baseAddress!, first.count) == 0)
+                && (second.map { $0.isEmpty || memcmp($0.baseAddress!, k.baseAddress! + first.count, $0.count) == 0 } ?? true)
+        }
+    }
+
+    /// Makes the text (`write` appends it) that of these values.
+    mutating func set(_ first: UnsafeBufferPointer<UInt8>, _ second: UnsafeBufferPointer<UInt8>?, _ number: Int,
+                      _ write: (inout [UInt8]) -> Void) {
+        key.removeAll(keepingCapacity: true)
+        key.append(contentsOf: first)
+        if let second { key.append(contentsOf: second) }
+        firstCount = first.count
+        secondCount = second?.count ?? -1
+        self.number = number
+        json.removeAll(keepingCapacity: true)
+        write(&json)
+        isSet = true
+    }
+
+    mutating func write(into out: inout JSONOutput) { json.withUnsafeBufferPointer { out.append($0) } }
+}
+
+/// The JSON text of a value that a connection's events nearly always repeat (User-Agent, the
+/// domain of a URL that `HostURLJSON` does not cover): a comparison with the last value
+/// instead of an encoding per event, then the text is copied in (by
+/// `Event.set(_:encodedJSON:)` or into a value being written).
 struct RepeatedJSON {
     private var value: [UInt8] = []
     private var json: [UInt8] = []
@@ -161,6 +432,26 @@ struct RepeatedJSON {
     /// fewer each.)
     mutating func set(_ field: String, _ bytes: [UInt8], _ range: Range<Int>, in e: inout Event,
                       _ encode: (UnsafeBufferPointer<UInt8>, inout [UInt8]) -> Void) {
+        if update(bytes, range, encode) { e.set(field, encodedJSON: json) }
+    }
+
+    /// Writes the text of `bytes[range]` (which `encode` must make non-empty) into a value
+    /// being written.
+    mutating func write(_ bytes: [UInt8], _ range: Range<Int>, into out: inout JSONOutput,
+                        _ encode: (UnsafeBufferPointer<UInt8>, inout [UInt8]) -> Void) {
+        _ = update(bytes, range, encode)
+        write(into: &out)
+    }
+
+    /// The text of the last value, written into a value being written. (Mutating: see
+    /// `RepeatedTail.matches`.)
+    mutating func write(into out: inout JSONOutput) {
+        json.withUnsafeBufferPointer { out.append($0) }
+    }
+
+    /// Makes the text of `bytes[range]` the current one; whether there is any.
+    mutating func update(_ bytes: [UInt8], _ range: Range<Int>,
+                         _ encode: (UnsafeBufferPointer<UInt8>, inout [UInt8]) -> Void) -> Bool {
         bytes.withUnsafeBufferPointer { b in
             let v = UnsafeBufferPointer(rebasing: b[range])
             let same = isSet && v.count == value.count && value.withUnsafeBufferPointer {
@@ -174,7 +465,7 @@ struct RepeatedJSON {
                 isSet = true
             }
         }
-        if !json.isEmpty { e.set(field, encodedJSON: json) }
+        return !json.isEmpty
     }
 }
 

@@ -152,6 +152,11 @@ final class HTTPMessage {
         HTTPSyntax.equalsIgnoringCase(kept[method], lowerName)
     }
 
+    /// `methodIs` with `kept` at hand (`b`): no retain of it.
+    func methodIs(_ b: UnsafeBufferPointer<UInt8>, _ lowerName: StaticString) -> Bool {
+        HTTPSyntax.equalsIgnoringCase(UnsafeBufferPointer(rebasing: b[method]), lowerName)
+    }
+
     var isInterim: Bool { !isRequest && statusCode >= 100 && statusCode < 200 && statusCode != 101 }
 }
 

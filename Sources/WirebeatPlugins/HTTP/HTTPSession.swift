@@ -56,15 +56,12 @@ public final class HTTPSession {
     @exclusivity(unchecked) private var spareRequest: HTTPMessage?
     @exclusivity(unchecked) private var spareResponse: HTTPMessage?
     @exclusivity(unchecked) private var spareTransaction: HTTPTransaction?
-    /// The JSON text of an event's `url.full`, reused (see `event`).
-    @exclusivity(unchecked) var fullURLJSON: [UInt8] = []
     /// The JSON text of values the events of a connection repeat (see `event`).
-    @exclusivity(unchecked) var methodJSON = RepeatedJSON()
+    @exclusivity(unchecked) var requestTail = RepeatedTail()
+    @exclusivity(unchecked) var responseTail = RepeatedTail()
     @exclusivity(unchecked) var domainJSON = RepeatedJSON()
+    @exclusivity(unchecked) var hostURLJSON = HostURLJSON()
     @exclusivity(unchecked) var userAgentJSON = RepeatedJSON()
-    @exclusivity(unchecked) var requestMimeJSON = RepeatedJSON()
-    @exclusivity(unchecked) var phraseJSON = RepeatedJSON()
-    @exclusivity(unchecked) var responseMimeJSON = RepeatedJSON()
 
     static let standardMethods: Set<String> = ["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"]
 

@@ -18,9 +18,6 @@ enum HTTPSyntax {
         var phrase: Range<Int>
     }
 
-    /// `http.version` values as JSON text (`"1.0"` to `"1.9"`), by minor version.
-    static let versionJSON: [[UInt8]] = (0...9).map { Array("\"1.\($0)\"".utf8) }
-
     /// `HTTP/` in any case at the start of `s`. Clearing bit 5 upper-cases a-z and makes
     /// 'H', 'T' or 'P' of nothing else: no array, no per-byte case mapping of both sides.
     static func startsWithHTTPSlash(_ s: ArraySlice<UInt8>) -> Bool {
@@ -550,39 +547,33 @@ struct HTTPURL {
     /// There is a `url.full` (see `writeFullJSON(into:)`).
     var hasFull: Bool { fullAuthority != nil }
 
-    /// `url.full` (`http://`, the authority, the path and `?query`) as one JSON string, in
-    /// place of what `out` held, for `Event.set(_:encodedJSON:)`: the bytes `set(_:utf8:)`
-    /// would write for that text, without assembling it first. `out` is made as long as the
-    /// string (usually it is already, the URLs of a connection much alike) and the pieces
-    /// are copied in between the quotes; nearly always no byte of them needs escaping. If
-    /// one does, the text is assembled and `JSONWriter.writeUTF8String` escapes (and
-    /// repairs) it. Nothing when there is none.
-    func writeFullJSON(into out: inout [UInt8]) {
+    /// The bytes of a field as a JSON string, written into a value being written.
+    func writeUTF8(_ field: Range<Int>, into out: inout JSONOutput) {
+        bytes.withUnsafeBufferPointer { out.writeUTF8String(UnsafeBufferPointer(rebasing: $0[field])) }
+    }
+
+    /// `url.full` (`http://`, the authority, the path and `?query`) as one JSON string,
+    /// written into a value being written: the bytes `JSONOutput.writeUTF8String` would
+    /// write for that text, without assembling it first. Nearly always no byte of the
+    /// pieces needs escaping, and they are copied in between the quotes; if one does, the
+    /// text is assembled and `writeUTF8String` escapes (and repairs) it. Nothing when there
+    /// is none.
+    func writeFullJSON(into out: inout JSONOutput) {
         guard let fullAuthority, let path else { return }
         bytes.withUnsafeBufferPointer { b in
             let authority = UnsafeBufferPointer(rebasing: b[fullAuthority])
             let pathBytes = UnsafeBufferPointer(rebasing: b[path])
             let queryBytes = query.map { UnsafeBufferPointer(rebasing: b[$0]) } ?? UnsafeBufferPointer(start: nil, count: 0)
-            let length = 2 + HTTPURL.httpPrefix.count + authority.count + pathBytes.count
-                + (query == nil ? 0 : 1 + queryBytes.count)
-            if out.count > length {
-                out.removeLast(out.count - length)
-            } else if out.count < length {
-                out.append(contentsOf: repeatElement(0, count: length - out.count))
-            }
-            let plain = out.withUnsafeMutableBufferPointer { o in
-                o[0] = Byte.quote
-                var at = HTTPURL.httpPrefix.withUnsafeBufferPointer { HTTPURL.copy($0, to: o, at: 1) }
-                at = HTTPURL.copy(authority, to: o, at: at)
-                at = HTTPURL.copy(pathBytes, to: o, at: at)
+            if HTTPURL.isPlainJSONText(authority) && HTTPURL.isPlainJSONText(pathBytes) && HTTPURL.isPlainJSONText(queryBytes) {
+                out.append(#""http://"#)
+                out.append(authority)
+                out.append(pathBytes)
                 if query != nil {
-                    o[at] = Byte.question
-                    at = HTTPURL.copy(queryBytes, to: o, at: at + 1)
+                    out.append(Byte.question)
+                    out.append(queryBytes)
                 }
-                o[at] = Byte.quote
-                return HTTPURL.isPlainJSONText(UnsafeBufferPointer(rebasing: o[1..<at]))
-            }
-            if !plain {
+                out.append(Byte.quote)
+            } else {
                 var text = HTTPURL.httpPrefix
                 text.append(contentsOf: authority)
                 text.append(contentsOf: pathBytes)
@@ -590,21 +581,21 @@ struct HTTPURL {
                     text.append(Byte.question)
                     text.append(contentsOf: queryBytes)
                 }
-                out.removeAll(keepingCapacity: true)
-                text.withUnsafeBufferPointer { JSONWriter.writeUTF8String($0, into: &out) }
+                text.withUnsafeBufferPointer { out.writeUTF8String($0) }
             }
         }
     }
 
     /// No byte of `text` needs escaping in a JSON string or is other than ASCII: none is
-    /// below 0x20, at or above 0x80, `"` or `\`. Eight bytes at a time, with the usual
-    /// tests for a byte below a bound and for a zero byte (of the word XOR each special
-    /// byte): each tells exactly whether some byte of the word qualifies.
-    static func isPlainJSONText(_ text: UnsafeBufferPointer<UInt8>) -> Bool {
+    /// below 0x20, at or above 0x80, `"` or `\` (nor `:`, with `orColon`). Eight bytes at a
+    /// time, with the usual tests for a byte below a bound and for a zero byte (of the word
+    /// XOR each special byte): each tells exactly whether some byte of the word qualifies.
+    static func isPlainJSONText(_ text: UnsafeBufferPointer<UInt8>, orColon: Bool = false) -> Bool {
         let ones: UInt64 = 0x0101_0101_0101_0101, highs: UInt64 = 0x8080_8080_8080_8080
         func hasZero(_ v: UInt64) -> UInt64 { (v &- ones) & ~v & highs }
         func special(_ w: UInt64) -> UInt64 {
             (w & highs) | ((w &- ones &* 0x20) & ~w & highs) | hasZero(w ^ (ones &* 0x22)) | hasZero(w ^ (ones &* 0x5c))
+                | (orColon ? hasZero(w ^ (ones &* 0x3a)) : 0)
         }
         guard let base = text.baseAddress else { return true }
         let p = UnsafeRawPointer(base)
@@ -615,16 +606,10 @@ struct HTTPURL {
         }
         while i < text.count {
             let u = text[i]
-            if u < 0x20 || u >= 0x80 || u == Byte.quote || u == Byte.backslash { return false }
+            if u < 0x20 || u >= 0x80 || u == Byte.quote || u == Byte.backslash || (orColon && u == Byte.colon) { return false }
             i += 1
         }
         return true
-    }
-
-    /// Copies `piece` into `out` at `at`; the offset after it.
-    private static func copy(_ piece: UnsafeBufferPointer<UInt8>, to out: UnsafeMutableBufferPointer<UInt8>, at: Int) -> Int {
-        if let from = piece.baseAddress, !piece.isEmpty { (out.baseAddress! + at).update(from: from, count: piece.count) }
-        return at + piece.count
     }
 
     private static func isLetter(_ b: UInt8) -> Bool { (b >= 0x41 && b <= 0x5a) || (b >= 0x61 && b <= 0x7a) }
