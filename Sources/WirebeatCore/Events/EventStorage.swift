@@ -159,6 +159,8 @@ protocol JSONSink {
     mutating func put(_ byte: UInt8)
     mutating func put(_ bytes: UnsafeBufferPointer<UInt8>)
     mutating func putRaw(_ bytes: UnsafeRawBufferPointer)
+    /// The first `count` (1...8) bytes of `word` as it is in memory.
+    mutating func putWord(_ word: UInt64, count: Int)
     var writtenCount: Int { get }
     mutating func truncate(to count: Int)
 }
@@ -167,6 +169,9 @@ extension Array: JSONSink where Element == UInt8 {
     @inline(__always) mutating func put(_ byte: UInt8) { append(byte) }
     @inline(__always) mutating func put(_ bytes: UnsafeBufferPointer<UInt8>) { append(contentsOf: bytes) }
     @inline(__always) mutating func putRaw(_ bytes: UnsafeRawBufferPointer) { append(contentsOf: bytes) }
+    @inline(__always) mutating func putWord(_ word: UInt64, count: Int) {
+        Swift.withUnsafeBytes(of: word) { append(contentsOf: $0.prefix(count)) }
+    }
     var writtenCount: Int { count }
     mutating func truncate(to count: Int) { removeSubrange(count...) }
 }
@@ -178,6 +183,11 @@ extension EventStorage: JSONSink {
         guard let from = bytes.baseAddress, bytes.count > 0 else { return }
         UnsafeMutableRawPointer(reserveBytes(bytes.count)).copyMemory(from: from, byteCount: bytes.count)
         commitBytes(bytes.count)
+    }
+    /// All 8 bytes stored (the buffer keeps `EventLayout.slack` to spare), `count` kept.
+    @inline(__always) func putWord(_ word: UInt64, count: Int) {
+        UnsafeMutableRawPointer(reserveBytes(8)).storeBytes(of: word, as: UInt64.self)
+        commitBytes(count)
     }
     var writtenCount: Int { byteCount }
     func truncate(to count: Int) { truncateBytes(to: count) }

@@ -69,6 +69,20 @@ public enum JSONWriter {
     @inline(__always)
     static func writeInt<Sink: JSONSink>(_ value: Int64, to out: inout Sink) {
         if value >= 0 && value < 10 { out.put(UInt8(ascii: "0") &+ UInt8(value)); return }
+        if value > 0 && value < 100_000_000 {
+            // Up to 8 digits (byte counts, durations, ports…) built in one word: each digit
+            // found (the last first) goes into the lowest byte and pushes the ones after it
+            // up, so the word's little-endian bytes are the text. Stored in one go (no stack
+            // buffer and memcpy call), `count` bytes kept.
+            var v = UInt64(value), word: UInt64 = 0, count = 0
+            repeat {
+                word = word << 8 | (0x30 &+ v % 10)
+                v /= 10
+                count &+= 1
+            } while v > 0
+            out.putWord(word.littleEndian, count: count)
+            return
+        }
         var magnitude = value.magnitude
         // Digits from the right end of a stack buffer, then one append.
         var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)   // 24 bytes: 20 digits and a sign
