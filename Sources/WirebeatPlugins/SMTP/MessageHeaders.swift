@@ -164,10 +164,10 @@ enum MessageHeaders {
         case .subject: setText("email.subject", value.trimmingSpaces, into: &e)
         case .xMailer: setText("email.x_mailer", value.trimmingSpaces, into: &e)
         case .messageID:
-            if let id = messageID(value) { e.set("email.message_id", utf8: id) }
+            if let id = messageID(value) { SMTPJSON.set(&e, "email.message_id", utf8: id) }
         case .contentType:
             let type = value[..<(value.firstIndex(of: Byte.semicolon) ?? value.endIndex)].trimmingSpaces
-            if !type.isEmpty { e.set("email.content_type", utf8: type) }
+            if !type.isEmpty { SMTPJSON.set(&e, "email.content_type", utf8: type) }
         case .from: setAddresses("email.from.address", value, into: &e, scratch: &scratch)
         case .to: setAddresses("email.to.address", value, into: &e, scratch: &scratch)
         case .cc: setAddresses("email.cc.address", value, into: &e, scratch: &scratch)
@@ -177,7 +177,7 @@ enum MessageHeaders {
 
     /// Unstructured text: as it is, unless it may hold RFC 2047 encoded-words.
     private static func setText(_ name: String, _ text: ArraySlice<UInt8>, into e: inout Event) {
-        if RFC2047.mayBeEncoded(text) { e.set(name, RFC2047.decode(text)) } else { e.set(name, utf8: text) }
+        if RFC2047.mayBeEncoded(text) { e.set(name, RFC2047.decode(text)) } else { SMTPJSON.set(&e, name, utf8: text) }
     }
 
     static func messageID(_ value: ArraySlice<UInt8>) -> ArraySlice<UInt8>? {
@@ -190,20 +190,24 @@ enum MessageHeaders {
         return v.isEmpty ? nil : v
     }
 
-    /// The JSON text is made in `scratch` (the caller's, reused), then copied in.
+    /// One address is written straight into the event; a list's JSON text is made in
+    /// `scratch` (the caller's, reused), then copied in.
     private static func setAddresses(_ name: String, _ value: ArraySlice<UInt8>, into e: inout Event,
                                      scratch: inout [UInt8]) {
-        if !scratch.isEmpty { scratch.removeAll(keepingCapacity: true) }
-        value.withUnsafeBufferPointer { v in
+        let single: Bool = value.withUnsafeBufferPointer { v in
             // Most values are one plain address: no need for the full parser.
-            if let address = singleAddress(v) {
-                guard !address.isEmpty else { return }
-                scratch.append(UInt8(ascii: "["))
-                SMTPJSON.string(address, into: &scratch)
-            } else {
-                addresses(v, into: &scratch)
-            }
+            guard let address = singleAddress(v) else { return false }
+            guard !address.isEmpty else { return true }
+            e.set(name, writingJSONTo: { out in
+                out.append(UInt8(ascii: "["))
+                SMTPJSON.string(address, into: &out)
+                out.append(UInt8(ascii: "]"))
+            })
+            return true
         }
+        if single { return }
+        if !scratch.isEmpty { scratch.removeAll(keepingCapacity: true) }
+        value.withUnsafeBufferPointer { addresses($0, into: &scratch) }
         if !scratch.isEmpty {
             scratch.append(UInt8(ascii: "]"))
             e.set(name, encodedJSON: scratch)
