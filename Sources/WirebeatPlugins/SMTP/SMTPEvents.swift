@@ -24,7 +24,7 @@ extension SMTPSession {
             e.set("smtp.request.command", encodedJSON: item.verb.json)
         }
         // Optionals unwrapped here: the concrete setters are much cheaper than the generic one.
-        if !item.param.isEmpty { e.set("smtp.request.param", encodedJSON: item.param) }
+        if !item.param.isEmpty { e.set("smtp.request.param", encodedJSON: item.param.bytes) }
         if let reply { setResponse(&e, reply) }
         if let auth = item.auth {
             if !auth.mechanism.isEmpty { e.set("smtp.auth.mechanism", auth.mechanism) }
@@ -45,8 +45,8 @@ extension SMTPSession {
                                   status: status, requestBytes: t.clientBytes, responseBytes: t.serverBytes)
         e.set("smtp.type", encodedJSON: type == "MAIL" ? SMTPJSON.mail : SMTPJSON.aborted)
         if let helo = t.helo { e.set("smtp.helo", encodedJSON: helo) }
-        if !t.mailFrom.isEmpty { e.set("smtp.mail_from", encodedJSON: t.mailFrom) }
-        if !t.rcptTo.isEmpty { e.set("smtp.rcpt_to", encodedJSON: t.rcptTo) }
+        if !t.mailFrom.isEmpty { e.set("smtp.mail_from", encodedJSON: t.mailFrom.bytes) }
+        if !t.rcptTo.isEmpty { e.set("smtp.rcpt_to", encodedJSON: t.rcptTo.bytes) }
         if !t.rcptRejected.isEmpty { e.set("smtp.rcpt_rejected", encodedJSON: t.rcptRejected) }
         if let reply { setResponse(&e, reply) }
         if t.dataStarted {

@@ -237,7 +237,7 @@ public final class SMTPSession {
                          _ ctx: PluginContext) {
         let item = newCommand(verb: verb, word: word, start: ctx.timestamp)
         // (A MAIL's or RCPT's, with its path: see `mailArguments`.)
-        if !rest.isEmpty && verb != .mail && verb != .rcpt { SMTPJSON.encode(rest, as: &item.param) }
+        if !rest.isEmpty && verb != .mail && verb != .rcpt { SMTPJSON.encode(rest, as: &item.param.bytes) }
         if config.sendRequest { item.request = Array(raw) }
         switch verb {
         case .helo, .ehlo:
@@ -291,7 +291,7 @@ public final class SMTPSession {
             var exchange = AuthExchange(mechanism: mechanism)
             if words.count > 1 { exchange.clientResponse(words[1]) }
             item.auth = exchange
-            item.param = mechanism.isEmpty ? [] : SMTPJSON.quoted(mechanism)
+            if !mechanism.isEmpty { item.param.bytes = SMTPJSON.quoted(mechanism) }
             if config.sendRequest {
                 var redacted = Array("AUTH".utf8)
                 if !mechanism.isEmpty { redacted += [Byte.space] + Array(mechanism.utf8) }
@@ -311,31 +311,31 @@ public final class SMTPSession {
     /// MAIL's when the arguments are the same (as they usually are, mail after mail).
     private func mailArguments(_ rest: ArraySlice<UInt8>, _ item: PendingCommand, _ t: MailTransaction) {
         if let i = recentArguments.find(.mail, rest) {
-            item.param.append(contentsOf: recentArguments.param(i))
-            t.mailFrom.append(contentsOf: recentArguments.path(i))
+            item.param.share(recentArguments.param(i))
+            t.mailFrom.share(recentArguments.path(i))
             return
         }
-        if !rest.isEmpty { SMTPJSON.encode(rest, as: &item.param) }
-        if let from = SMTPSyntax.mailPath(rest, keyword: SMTPSyntax.from) { SMTPJSON.encode(from, as: &t.mailFrom) }
-        recentArguments.store(.mail, rest, param: item.param, path: t.mailFrom[...])
+        if !rest.isEmpty { SMTPJSON.encode(rest, as: &item.param.bytes) }
+        if let from = SMTPSyntax.mailPath(rest, keyword: SMTPSyntax.from) { SMTPJSON.encode(from, as: &t.mailFrom.bytes) }
+        recentArguments.store(.mail, rest, param: item.param.bytes, path: t.mailFrom.bytes[...])
     }
 
     /// The same for a RCPT: `smtp.request.param` and the address added to `smtp.rcpt_to`.
     private func rcptArguments(_ rest: ArraySlice<UInt8>, _ item: PendingCommand, _ t: MailTransaction) {
         if let i = recentArguments.find(.rcpt, rest) {
-            item.param.append(contentsOf: recentArguments.param(i))
+            item.param.share(recentArguments.param(i))
             let path = recentArguments.path(i)
-            if !path.isEmpty { item.recipient = t.addRecipient(json: path) }
+            if !path.isEmpty { item.recipient = t.addRecipient(json: path, listed: recentArguments.listed(i)) }
             return
         }
-        if !rest.isEmpty { SMTPJSON.encode(rest, as: &item.param) }
+        if !rest.isEmpty { SMTPJSON.encode(rest, as: &item.param.bytes) }
         var path: ArraySlice<UInt8> = []
         if let to = SMTPSyntax.mailPath(rest, keyword: SMTPSyntax.to) {
             let range = t.addRecipient(to)
             item.recipient = range
-            path = t.rcptTo[range]
+            path = t.rcptTo.bytes[range]
         }
-        recentArguments.store(.rcpt, rest, param: item.param, path: path)
+        recentArguments.store(.rcpt, rest, param: item.param.bytes, path: path)
     }
 
     private func enqueue(_ item: PendingCommand, clientBytes: Int, _ ctx: PluginContext) {
