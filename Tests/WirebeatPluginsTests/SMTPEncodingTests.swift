@@ -53,3 +53,34 @@ private func escapeCases() -> [[UInt8]] {
         #expect(a == b, "\(bytes)")
     }
 }
+
+/// Mail after mail, a session reuses the text of repeated MAIL/RCPT arguments and header
+/// values: each mail must come out as it does alone in a fresh session.
+@Test func repeatedArgumentsAndHeadersAsInAFreshSession() {
+    func mail(from: String, rcpts: [(String, String)], headers: String) -> [Step] {
+        var steps: [Step] = [.client("MAIL FROM:<\(from)> SIZE=10\r\n"), .server("250 OK\r\n")]
+        for (rcpt, reply) in rcpts { steps += [.client("RCPT TO:<\(rcpt)>\r\n"), .server("\(reply)\r\n")] }
+        return steps + [.client("DATA\r\n"), .server("354 Go ahead\r\n"), .client(headers + "\r\nbody\r\n.\r\n"),
+                        .server("250 OK\r\n")]
+    }
+    let a = mail(from: "a@x.example", rcpts: [("b@x.example", "250 OK")],
+                 headers: "From: a@x.example\r\nTo: b@x.example\r\nSubject: one\r\n")
+    let b = mail(from: "a@x.example", rcpts: [("b@x.example", "250 OK"), ("c@x.example", "250 OK"), ("b@x.example", "550 No")],
+                 headers: "From: a@x.example\r\nTo: <>\r\nCc: \"C, D\" <c@x.example>, d@x.example\r\n")
+    let c = mail(from: "e@x.example", rcpts: [("c@x.example", "550 No"), ("b@x.example", "250 OK")],
+                 headers: "From: Eve <e@x.example>\r\nTo: b@x.example\r\nCc: \"C, D\" <c@x.example>, d@x.example\r\n")
+    let mails = [a, b, a, c, b, a, b, b, c, a, a]
+    let fields = ["smtp.mail_from", "smtp.rcpt_to", "smtp.rcpt_rejected", "email.from.address", "email.to.address",
+                  "email.cc.address", "email.subject"]
+    func envelope(_ events: [Event]) -> [[String: JSONValue]] {
+        events.filter { $0.smtpType == "MAIL" || $0.command == "MAIL" || $0.command == "RCPT" }.map { e in
+            var d: [String: JSONValue] = [:]
+            for f in fields + ["smtp.request.param", "smtp.type"] { d[f] = e[f] }
+            return d
+        }
+    }
+    let together = envelope(runSMTP([greeting] + ehlo + mails.flatMap { $0 } + quit))
+    let alone = mails.flatMap { envelope(runSMTP([greeting] + ehlo + $0 + quit)) }
+    #expect(together.count == alone.count && together.count == 11 * 2 + 21)
+    for (x, y) in zip(together, alone) { #expect(x == y) }
+}

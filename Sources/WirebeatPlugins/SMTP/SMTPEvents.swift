@@ -51,7 +51,7 @@ extension SMTPSession {
         if let reply { setResponse(&e, reply) }
         if t.dataStarted {
             e.set("smtp.data_bytes", t.dataBytes)
-            t.headers.publish(into: &e, scratch: &headerScratch)
+            t.headers.publish(into: &e, state: &headerState)
         }
         for note in t.notes.list { e.addNote(note) }
         return e
@@ -99,11 +99,6 @@ enum SMTPJSON {
         } else {
             out.writeUTF8String(bytes)
         }
-    }
-
-    /// `e.set(name, utf8: bytes)`, the same text, with the fast path of `string`.
-    static func set(_ e: inout Event, _ name: String, utf8 bytes: ArraySlice<UInt8>) {
-        e.set(name, writingJSONTo: { out in bytes.withUnsafeBufferPointer { string($0, into: &out) } })
     }
 
     /// Whether the core's escaper would copy `bytes` as they are between the quotes: ASCII

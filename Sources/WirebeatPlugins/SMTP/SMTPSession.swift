@@ -59,8 +59,8 @@ public final class SMTPSession {
     @exclusivity(unchecked) var sparePhrasesBuffer: [UInt8] = []
     @exclusivity(unchecked) var replyCache = ReplyCache()
     @exclusivity(unchecked) var recentArguments = RecentArguments()
-    /// For the header fields' address lists, reused by every mail.
-    @exclusivity(unchecked) var headerScratch: [UInt8] = []
+    /// What publishing the header fields keeps from mail to mail.
+    @exclusivity(unchecked) var headerState = MessageHeaders.State()
     /// Transaction that new RCPT/DATA/BDAT commands belong to.
     @exclusivity(unchecked) var current: MailTransaction?
     /// Transaction receiving message data (DATA content or BDAT chunks).
