@@ -211,15 +211,13 @@ enum MessageHeaders {
     /// The text inside `<...>` (to the `>` or the end) if there is a `<`, else the whole
     /// value; trimmed; nil if empty.
     static func messageID(_ value: UnsafeBufferPointer<UInt8>) -> UnsafeBufferPointer<UInt8>? {
+        guard let base = value.baseAddress else { return nil }
         var lo = 0, hi = value.count
-        while lo < hi && value[lo] != Byte.less { lo += 1 }
-        if lo < hi {
-            lo += 1
-            var close = lo
-            while close < hi && value[close] != Byte.greater { close += 1 }
-            hi = close
-        } else {
-            lo = 0
+        if let open = memchr(base, Int32(Byte.less), hi) {
+            lo = base.distance(to: open.assumingMemoryBound(to: UInt8.self)) + 1
+            if let close = memchr(base + lo, Int32(Byte.greater), hi - lo) {
+                hi = base.distance(to: close.assumingMemoryBound(to: UInt8.self))
+            }
         }
         let id = trimmingSpaces(UnsafeBufferPointer(rebasing: value[lo..<hi]))
         return id.isEmpty ? nil : id

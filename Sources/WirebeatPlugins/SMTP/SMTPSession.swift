@@ -191,6 +191,8 @@ public final class SMTPSession {
                     return
                 }
             case .resync, .command, .authLine, .dataOrCommand:
+                // (All parsed, the usual case after a line: no search needed to know it.)
+                if s.isEmpty { return }
                 let limit = config.maxLineLength + 2
                 guard let lf = s.offsetOfLineFeed(limit: limit) else {
                     if s.readableBytes >= limit {
@@ -504,6 +506,7 @@ public final class SMTPSession {
                 s.skip(lf + 1)
                 serverMode = .lines
             case .lines:
+                if s.isEmpty { return }  // (as in `parseClientBytes`)
                 let limit = config.maxLineLength + 2
                 guard let lf = s.offsetOfLineFeed(limit: limit) else {
                     if s.readableBytes >= limit {
@@ -595,7 +598,7 @@ public final class SMTPSession {
             pending[0].notes.add(Note.packetLoss)
             serverLoss = false
         }
-        if pending[0].auth != nil && r.code == 334 {
+        if r.code == 334 && pending[0].auth != nil {
             // An AUTH challenge: the exchange goes on.
             pending[0].addReply(r)
             if case .waiting = clientMode, pending.count == 1 { clientMode = .authLine }
