@@ -145,6 +145,7 @@ public final class SMTPSession {
     /// Moves client bytes into the stash (bounded while waiting: a client that sends a whole
     /// message without waiting for 354 leaves the excess to the core's buffer).
     private func stash(_ s: inout StreamBuffer, unbounded: Bool = false) {
+        guard !s.isEmpty else { return }  // (usually all parsed: no room to work out)
         let room = isWaiting && !unbounded ? max(0, maxStash - clientStash.readableBytes) : s.readableBytes
         let n = min(room, s.readableBytes)
         guard n > 0 else { return }
