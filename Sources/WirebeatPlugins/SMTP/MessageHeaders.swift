@@ -201,7 +201,7 @@ enum MessageHeaders {
     /// Unstructured text: as it is, unless it may hold RFC 2047 encoded-words.
     private static func setText(_ name: String, _ text: UnsafeBufferPointer<UInt8>, into e: inout Event) {
         if text.count >= 8 && text.contains(Byte.question) {
-            // (`RFC2047.mayBeEncoded`, which `decode` tests again.)
+            // (The test of `RFC2047.mayBeEncoded`, on the bytes in place.)
             e.set(name, RFC2047.decode(Array(text)[...]))
         } else {
             setString(name, text, into: &e)
