@@ -84,3 +84,26 @@ private func escapeCases() -> [[UInt8]] {
     #expect(together.count == alone.count && together.count == 11 * 2 + 21)
     for (x, y) in zip(together, alone) { #expect(x == y) }
 }
+
+/// The message data scan (16 and 64 bytes at a time) finds what a byte loop finds.
+@Test func dotLineScanMatchesAByteLoop() {
+    func naive(_ b: [UInt8], from: Int) -> Int? {
+        guard from < b.count else { return nil }
+        for i in from..<(b.count - 1) where b[i] == 0x0a && b[i + 1] == 0x2e { return i }
+        return b.last == 0x0a ? b.count - 1 : nil
+    }
+    var rng = SeededRandom(seed: 5321)
+    let alphabet: [UInt8] = [0x61, 0x61, 0x61, 0x61, 0x0a, 0x2e, 0x0d, 0x20]
+    for _ in 0..<3000 {
+        let n = Int.random(in: 0...300, using: &rng)
+        // Mostly plain text, so that hits land anywhere in and between the blocks.
+        let density = Int.random(in: 1...40, using: &rng)
+        let bytes: [UInt8] = (0..<n).map { _ in
+            Int.random(in: 0..<density, using: &rng) == 0 ? alphabet.randomElement(using: &rng)! : 0x61
+        }
+        for from in [0, 1, n / 3, max(0, n - 17), max(0, n - 1), n] {
+            let found = bytes.withUnsafeBufferPointer { SMTPSession.nextDotLine($0, from: from) }
+            #expect(found == naive(bytes, from: from), "\(bytes) from \(from)")
+        }
+    }
+}

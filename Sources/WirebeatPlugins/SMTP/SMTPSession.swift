@@ -414,8 +414,10 @@ public final class SMTPSession {
             clientMode = .resync
             return true
         }
-        // One pass over the buffer's bytes (memchr per line), no slice per line. The data goes
-        // to `t` in runs of lines, cut only where a line starts with a dot.
+        // One pass over the buffer's bytes, no slice per line: only a line that starts with
+        // a dot matters, so the scan looks for a LF followed by a dot, 64 bytes at a time
+        // (`nextDotLine`; a memchr per line cost ~60 instructions a line, ~1.8 k a message of
+        // 30 lines). The data goes to `t` in runs, cut only where a line starts with a dot.
         var lineStart = atLineStart
         var terminatorFound = false
         let used: Int = s.readable.withUnsafeBufferPointer { buf in
@@ -450,11 +452,14 @@ public final class SMTPSession {
                     }
                     lineStart = false
                 }
-                guard i < n, let lf = memchr(buf.baseAddress! + i, Int32(Byte.lf), n - i) else {
+                guard let lf = SMTPSession.nextDotLine(buf, from: i) else {
+                    // No line after `i` starts with a dot; the next bytes start one if the
+                    // last byte is a LF.
+                    if i < n { lineStart = buf[n - 1] == Byte.lf }
                     i = n
                     break
                 }
-                i = buf.baseAddress!.distance(to: lf.assumingMemoryBound(to: UInt8.self)) + 1
+                i = lf + 1
                 lineStart = true
             }
             addRun(to: i)
@@ -467,6 +472,34 @@ public final class SMTPSession {
         }
         clientMode = .data(atLineStart: lineStart)
         return false
+    }
+
+    /// The first LF at or after `from` that a dot follows, else the last byte if it is a LF
+    /// (what follows it is not there yet), else nil.
+    static func nextDotLine(_ buf: UnsafeBufferPointer<UInt8>, from: Int) -> Int? {
+        let n = buf.count
+        guard from < n, let base = buf.baseAddress else { return nil }
+        let raw = UnsafeRawPointer(base)
+        // Each byte and the one after it compared 16 at a time (SSE2), four such blocks per
+        // test of the result: ~0.4 instructions a byte. A block with a hit is looked at
+        // byte by byte below.
+        let lf = SIMD16<UInt8>(repeating: Byte.lf), dot = SIMD16<UInt8>(repeating: Byte.dot)
+        @inline(__always) func hits(_ at: Int) -> SIMDMask<SIMD16<Int8>> {
+            (raw.loadUnaligned(fromByteOffset: at, as: SIMD16<UInt8>.self) .== lf)
+                .& (raw.loadUnaligned(fromByteOffset: at + 1, as: SIMD16<UInt8>.self) .== dot)
+        }
+        @inline(__always) func any(_ m: SIMDMask<SIMD16<Int8>>) -> Bool {
+            let words = unsafeBitCast(m, to: SIMD2<UInt64>.self)
+            return words[0] | words[1] != 0
+        }
+        var i = from
+        while i + 65 <= n && !any(hits(i) .| hits(i + 16) .| hits(i + 32) .| hits(i + 48)) { i += 64 }
+        while i + 17 <= n && !any(hits(i)) { i += 16 }
+        while i + 1 < n {
+            if base[i] == Byte.lf && base[i + 1] == Byte.dot { return i }
+            i += 1
+        }
+        return base[n - 1] == Byte.lf ? n - 1 : nil
     }
 
     private func endOfData(_ t: MailTransaction, _ ctx: PluginContext) {
