@@ -279,7 +279,7 @@ enum MessageHeaders {
                 kept.count == text.count && (text.isEmpty || memcmp(kept.baseAddress!, text.baseAddress!, text.count) == 0)
             }
             guard same else { return nil }
-            entries[slot].hit = true
+            if !entries[slot].hit { entries[slot].hit = true }  // (a write makes the array unique first)
             return entries[slot].json
         }
 
