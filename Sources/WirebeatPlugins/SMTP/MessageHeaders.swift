@@ -60,8 +60,8 @@ struct MessageHeaderCollector {
     }
 
     /// Sets the `email.*` fields of the headers collected so far.
-    /// `scratch`: a buffer the caller keeps for the address lists' JSON text.
-    func publish(into e: inout Event, scratch: inout [UInt8]) { MessageHeaders.publish(raw, into: &e, scratch: &scratch) }
+    /// `state`: what the caller (the session) keeps from mail to mail.
+    func publish(into e: inout Event, state: inout MessageHeaders.State) { MessageHeaders.publish(raw, into: &e, state: &state) }
 }
 
 /// The header fields Wirebeat publishes (`email.*`), from the first occurrence of each,
@@ -101,114 +101,203 @@ enum MessageHeaders {
     /// Unfolds the published fields of `raw` and sets them in `e`. A line not ended by LF is
     /// cut off (the collector stopped inside it) and dropped. Other fields are skipped,
     /// continuation lines included; so are repeats of a field.
-    static func publish(_ raw: [UInt8], into e: inout Event, scratch: inout [UInt8]) {
+    static func publish(_ raw: [UInt8], into e: inout Event, state: inout State) {
+        // Values are read in place (no slice of `raw` per value: a retain and release, and
+        // slice indices for every step of the trimming and searching).
+        raw.withUnsafeBufferPointer { publish($0, into: &e, state: &state) }
+    }
+
+    // No nested function: one capturing the loop's state made its variables boxes with
+    // run-time exclusivity checks (~75 instructions per access).
+    private static func publish(_ buf: UnsafeBufferPointer<UInt8>, into e: inout Event, state: inout State) {
         var seen: UInt16 = 0   // bit per Field: the first occurrence of each counts
-        // The field whose value may go on in continuation lines, its value in `raw`, and its
+        // The field whose value may go on in continuation lines, its value in `buf`, and its
         // value with those lines joined once it has any.
         var pending: Field?
         var valueStart = 0, valueEnd = 0
         var folded: [UInt8]?
-
-        func flush() {
-            guard let field = pending else { return }
-            pending = nil
-            if let joined = folded {
-                folded = nil
-                set(field, joined[...], into: &e, scratch: &scratch)
-            } else {
-                set(field, raw[valueStart..<valueEnd], into: &e, scratch: &scratch)
-            }
-        }
-
-        raw.withUnsafeBufferPointer { buf in
-            let n = buf.count
-            var lineStart = 0
-            while lineStart < n {
-                guard let found = memchr(buf.baseAddress! + lineStart, Int32(Byte.lf), n - lineStart) else { break }
-                let lf = buf.baseAddress!.distance(to: found.assumingMemoryBound(to: UInt8.self))
-                let start = lineStart
-                var end = lf
-                lineStart = lf + 1
-                if end > start && buf[end - 1] == Byte.cr { end -= 1 }
-                if start < end && Byte.isSpace(buf[start]) {
-                    // Folded continuation: unfolding removes only the line break.
-                    if pending != nil {
-                        if folded == nil { folded = Array(buf[valueStart..<valueEnd]) }
-                        folded!.append(contentsOf: UnsafeBufferPointer(rebasing: buf[start..<end]))
-                    }
-                    continue
+        let n = buf.count
+        var lineStart = 0
+        while lineStart < n {
+            guard let found = memchr(buf.baseAddress! + lineStart, Int32(Byte.lf), n - lineStart) else { break }
+            let lf = buf.baseAddress!.distance(to: found.assumingMemoryBound(to: UInt8.self))
+            let start = lineStart
+            var end = lf
+            lineStart = lf + 1
+            if end > start && buf[end - 1] == Byte.cr { end -= 1 }
+            if start < end && Byte.isSpace(buf[start]) {
+                // Folded continuation: unfolding removes only the line break.
+                if pending != nil {
+                    if folded == nil { folded = Array(buf[valueStart..<valueEnd]) }
+                    folded!.append(contentsOf: UnsafeBufferPointer(rebasing: buf[start..<end]))
                 }
-                // A line that is no field at all leaves a continuation to the field before it.
-                var colon = start
-                while colon < end && buf[colon] != Byte.colon { colon += 1 }
-                guard colon < end else { continue }
-                var nameStart = start, nameEnd = colon
-                while nameStart < nameEnd && Byte.isSpace(buf[nameStart]) { nameStart += 1 }
-                while nameEnd > nameStart && Byte.isSpace(buf[nameEnd - 1]) { nameEnd -= 1 }
-                guard nameStart < nameEnd, nameEnd - nameStart <= 76 else { continue }
-                flush()
-                guard let field = Field(name: UnsafeBufferPointer(rebasing: buf[nameStart..<nameEnd])),
-                      seen & (1 << field.rawValue) == 0 else { continue }
-                seen |= 1 << field.rawValue
-                pending = field
-                valueStart = colon + 1
-                valueEnd = end
+                continue
             }
+            // A line that is no field at all leaves a continuation to the field before it.
+            var colon = start
+            while colon < end && buf[colon] != Byte.colon { colon += 1 }
+            guard colon < end else { continue }
+            var nameStart = start, nameEnd = colon
+            while nameStart < nameEnd && Byte.isSpace(buf[nameStart]) { nameStart += 1 }
+            while nameEnd > nameStart && Byte.isSpace(buf[nameEnd - 1]) { nameEnd -= 1 }
+            guard nameStart < nameEnd, nameEnd - nameStart <= 76 else { continue }
+            if let field = pending {
+                set(field, buf[valueStart..<valueEnd], folded: &folded, into: &e, state: &state)
+                pending = nil
+            }
+            guard let field = Field(name: UnsafeBufferPointer(rebasing: buf[nameStart..<nameEnd])),
+                  seen & (1 << field.rawValue) == 0 else { continue }
+            seen |= 1 << field.rawValue
+            pending = field
+            valueStart = colon + 1
+            valueEnd = end
         }
-        flush()
+        if let field = pending { set(field, buf[valueStart..<valueEnd], folded: &folded, into: &e, state: &state) }
     }
 
-    private static func set(_ field: Field, _ value: ArraySlice<UInt8>, into e: inout Event,
-                            scratch: inout [UInt8]) {
-        switch field {
-        case .subject: setText("email.subject", value.trimmingSpaces, into: &e)
-        case .xMailer: setText("email.x_mailer", value.trimmingSpaces, into: &e)
-        case .messageID:
-            if let id = messageID(value) { e.set("email.message_id", utf8: id) }
-        case .contentType:
-            let type = value[..<(value.firstIndex(of: Byte.semicolon) ?? value.endIndex)].trimmingSpaces
-            if !type.isEmpty { e.set("email.content_type", utf8: type) }
-        case .from: setAddresses("email.from.address", value, into: &e, scratch: &scratch)
-        case .to: setAddresses("email.to.address", value, into: &e, scratch: &scratch)
-        case .cc: setAddresses("email.cc.address", value, into: &e, scratch: &scratch)
-        case .replyTo: setAddresses("email.reply_to.address", value, into: &e, scratch: &scratch)
+    /// A field's value: `value`, or `folded` (emptied) if its lines were joined.
+    private static func set(_ field: Field, _ value: Slice<UnsafeBufferPointer<UInt8>>, folded: inout [UInt8]?,
+                            into e: inout Event, state: inout State) {
+        guard let joined = folded else {
+            set(field, UnsafeBufferPointer(rebasing: value), into: &e, state: &state)
+            return
         }
+        folded = nil
+        joined.withUnsafeBufferPointer { set(field, $0, into: &e, state: &state) }
+    }
+
+    private static func set(_ field: Field, _ value: UnsafeBufferPointer<UInt8>, into e: inout Event,
+                            state: inout State) {
+        switch field {
+        case .subject: setText("email.subject", trimmingSpaces(value), into: &e)
+        case .xMailer: setText("email.x_mailer", trimmingSpaces(value), into: &e)
+        case .messageID:
+            if let id = messageID(value) { setString("email.message_id", id, into: &e) }
+        case .contentType:
+            var end = 0
+            while end < value.count && value[end] != Byte.semicolon { end += 1 }
+            let type = trimmingSpaces(UnsafeBufferPointer(rebasing: value[..<end]))
+            if !type.isEmpty { setString("email.content_type", type, into: &e) }
+        case .from: setAddresses("email.from.address", .from, value, into: &e, state: &state)
+        case .to: setAddresses("email.to.address", .to, value, into: &e, state: &state)
+        case .cc: setAddresses("email.cc.address", .cc, value, into: &e, state: &state)
+        case .replyTo: setAddresses("email.reply_to.address", .replyTo, value, into: &e, state: &state)
+        }
+    }
+
+    /// `e.set(name, utf8: text)`, written straight into the event.
+    private static func setString(_ name: String, _ text: UnsafeBufferPointer<UInt8>, into e: inout Event) {
+        e.set(name, writingJSONTo: { SMTPJSON.string(text, into: &$0) })
+    }
+
+    @inline(__always)
+    static func trimmingSpaces(_ v: UnsafeBufferPointer<UInt8>) -> UnsafeBufferPointer<UInt8> {
+        var lo = 0, hi = v.count
+        while lo < hi && Byte.isSpace(v[lo]) { lo += 1 }
+        while hi > lo && Byte.isSpace(v[hi - 1]) { hi -= 1 }
+        return UnsafeBufferPointer(rebasing: v[lo..<hi])
     }
 
     /// Unstructured text: as it is, unless it may hold RFC 2047 encoded-words.
-    private static func setText(_ name: String, _ text: ArraySlice<UInt8>, into e: inout Event) {
-        if RFC2047.mayBeEncoded(text) { e.set(name, RFC2047.decode(text)) } else { e.set(name, utf8: text) }
-    }
-
-    static func messageID(_ value: ArraySlice<UInt8>) -> ArraySlice<UInt8>? {
-        var v = value.trimmingSpaces
-        if let open = v.firstIndex(of: Byte.less) {
-            v = v[(open + 1)...]
-            v = v[..<(v.firstIndex(of: Byte.greater) ?? v.endIndex)]
+    private static func setText(_ name: String, _ text: UnsafeBufferPointer<UInt8>, into e: inout Event) {
+        if text.count >= 8 && text.contains(Byte.question) {
+            // (The test of `RFC2047.mayBeEncoded`, on the bytes in place.)
+            e.set(name, RFC2047.decode(Array(text)[...]))
+        } else {
+            setString(name, text, into: &e)
         }
-        v = v.trimmingSpaces
-        return v.isEmpty ? nil : v
     }
 
-    /// The JSON text is made in `scratch` (the caller's, reused), then copied in.
-    private static func setAddresses(_ name: String, _ value: ArraySlice<UInt8>, into e: inout Event,
-                                     scratch: inout [UInt8]) {
-        if !scratch.isEmpty { scratch.removeAll(keepingCapacity: true) }
-        value.withUnsafeBufferPointer { v in
-            // Most values are one plain address: no need for the full parser.
-            if let address = singleAddress(v) {
-                guard !address.isEmpty else { return }
-                scratch.append(UInt8(ascii: "["))
-                SMTPJSON.string(address, into: &scratch)
-            } else {
-                addresses(v, into: &scratch)
+    /// The text inside `<...>` (to the `>` or the end) if there is a `<`, else the whole
+    /// value; trimmed; nil if empty.
+    static func messageID(_ value: UnsafeBufferPointer<UInt8>) -> UnsafeBufferPointer<UInt8>? {
+        guard let base = value.baseAddress else { return nil }
+        var lo = 0, hi = value.count
+        if let open = memchr(base, Int32(Byte.less), hi) {
+            lo = base.distance(to: open.assumingMemoryBound(to: UInt8.self)) + 1
+            if let close = memchr(base + lo, Int32(Byte.greater), hi - lo) {
+                hi = base.distance(to: close.assumingMemoryBound(to: UInt8.self))
             }
         }
-        if !scratch.isEmpty {
-            scratch.append(UInt8(ascii: "]"))
-            e.set(name, encodedJSON: scratch)
+        let id = trimmingSpaces(UnsafeBufferPointer(rebasing: value[lo..<hi]))
+        return id.isEmpty ? nil : id
+    }
+
+    /// The JSON text is made in the state's scratch buffer, then copied in; a value that
+    /// is the field's last one again takes that one's text.
+    private static func setAddresses(_ name: String, _ field: Field, _ value: UnsafeBufferPointer<UInt8>,
+                                     into e: inout Event, state: inout State) {
+        let slot = field.rawValue - Field.from.rawValue
+        if let json = state.recent.json(slot: slot, text: value) {
+            if !json.isEmpty { e.set(name, encodedJSON: json) }
+            return
         }
-        if scratch.capacity > 8192 { scratch = [] }  // a long list's buffer is not kept
+        if !state.scratch.isEmpty { state.scratch.removeAll(keepingCapacity: true) }
+        // Most values are one plain address: no need for the full parser.
+        if let address = singleAddress(value) {
+            if !address.isEmpty {
+                state.scratch.append(UInt8(ascii: "["))
+                SMTPJSON.string(address, into: &state.scratch)
+            }
+        } else {
+            addresses(value, into: &state.scratch)
+        }
+        if !state.scratch.isEmpty {
+            state.scratch.append(UInt8(ascii: "]"))
+            e.set(name, encodedJSON: state.scratch)
+        }
+        state.recent.store(slot: slot, text: value, json: state.scratch)
+        if state.scratch.capacity > 8192 { state.scratch = [] }  // a long list's buffer is not kept
+    }
+
+    /// What publishing keeps from mail to mail (one per session): a buffer for the address
+    /// fields' JSON text, and each address field's last value with its text. A session's
+    /// mails mostly repeat their From and To: the value is compared (~30 instructions), not
+    /// parsed and written again (~450).
+    struct State {
+        var scratch: [UInt8] = []
+        fileprivate var recent = RecentValues()
+    }
+
+    /// The last value of each address field (From, To, Cc, Reply-To) and its JSON text
+    /// (empty: no address). As `ReplyCache`: a value never found again is not copied in
+    /// every time.
+    fileprivate struct RecentValues {
+        private struct Entry {
+            var text: [UInt8] = []
+            var json: [UInt8] = []
+            var valid = false
+            var hit = false
+            var skipped = 0
+        }
+        private var entries: [Entry] = []
+        private static let slots = 4
+
+        mutating func json(slot: Int, text: UnsafeBufferPointer<UInt8>) -> [UInt8]? {
+            guard slot < entries.count, entries[slot].valid else { return nil }
+            let same = entries[slot].text.withUnsafeBufferPointer { kept in
+                kept.count == text.count && (text.isEmpty || memcmp(kept.baseAddress!, text.baseAddress!, text.count) == 0)
+            }
+            guard same else { return nil }
+            if !entries[slot].hit { entries[slot].hit = true }  // (a write makes the array unique first)
+            return entries[slot].json
+        }
+
+        mutating func store(slot: Int, text: UnsafeBufferPointer<UInt8>, json: [UInt8]) {
+            guard text.count <= 256 else { return }  // the session's memory stays small
+            if entries.isEmpty { entries = Array(repeating: Entry(), count: RecentValues.slots) }
+            if entries[slot].valid && !entries[slot].hit && entries[slot].skipped < 8 {
+                entries[slot].skipped += 1
+                return
+            }
+            entries[slot].valid = true
+            entries[slot].hit = false
+            entries[slot].skipped = 0
+            entries[slot].text.removeAll(keepingCapacity: true)
+            entries[slot].text.append(contentsOf: text)
+            entries[slot].json.removeAll(keepingCapacity: true)
+            entries[slot].json.append(contentsOf: json)
+        }
     }
 
     /// `"`, `(`, `,`, `;`, `:` and `<`, as a bit mask.

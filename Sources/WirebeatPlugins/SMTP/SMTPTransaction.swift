@@ -98,6 +98,8 @@ struct RecentArguments {
         var text: [UInt8]
         var param: [UInt8]
         var path: [UInt8]
+        /// A RCPT's path as a JSON array of one (`smtp.rcpt_to` of a mail with one recipient).
+        var listed: [UInt8]
     }
     private var entries: [Entry] = []
     /// The entry replaced next, once there are `capacity`.
@@ -131,6 +133,11 @@ struct RecentArguments {
 
     func param(_ i: Int) -> [UInt8] { entries[i].param }
     func path(_ i: Int) -> [UInt8] { entries[i].path }
+    func listed(_ i: Int) -> [UInt8] { entries[i].listed }
+
+    private static func listed(_ verb: Verb, _ path: ArraySlice<UInt8>) -> [UInt8] {
+        verb == .rcpt && !path.isEmpty ? [UInt8(ascii: "[")] + path + [UInt8(ascii: "]")] : []
+    }
 
     /// Keeps a command's arguments and their JSON text (copied: the buffers are this one's own).
     mutating func store(_ verb: Verb, _ rest: ArraySlice<UInt8>, param: [UInt8], path: ArraySlice<UInt8>) {
@@ -141,7 +148,8 @@ struct RecentArguments {
             return
         }
         if entries.count < RecentArguments.capacity {
-            entries.append(Entry(verb: verb, text: Array(rest), param: param, path: Array(path)))
+            entries.append(Entry(verb: verb, text: Array(rest), param: param, path: Array(path),
+                                 listed: RecentArguments.listed(verb, path)))
             return
         }
         guard foundSinceStore || missesSinceStore >= 8 else {
@@ -159,6 +167,7 @@ struct RecentArguments {
         entries[i].param.append(contentsOf: param)
         entries[i].path.removeAll(keepingCapacity: true)
         entries[i].path.append(contentsOf: path)
+        entries[i].listed = RecentArguments.listed(verb, path)
     }
 }
 
@@ -195,7 +204,7 @@ struct ReplyCache {
             kept.count == text.count && (text.isEmpty || memcmp(kept.baseAddress!, text.baseAddress!, text.count) == 0)
         }
         guard same else { return nil }
-        entries[slot].hit = true
+        if !entries[slot].hit { entries[slot].hit = true }  // (a write makes the array unique first)
         return entries[slot].json
     }
 
@@ -222,6 +231,32 @@ struct ReplyCache {
     }
 }
 
+/// JSON text kept by a command or transaction: its own buffer, emptied for reuse with its
+/// capacity, or one shared with `RecentArguments` (referred to, not copied: copying a MAIL's
+/// or RCPT's text in, then emptying the buffer again, cost ~170 instructions a field).
+struct JSONText {
+    /// Appending to shared text copies it first (arrays are values): the sharer is unchanged.
+    var bytes: [UInt8] = []
+    private var isShared = false
+
+    var isEmpty: Bool { bytes.isEmpty }
+
+    mutating func share(_ text: [UInt8]) {
+        bytes = text
+        isShared = true
+    }
+
+    /// Empty again; an own buffer keeps its capacity.
+    mutating func clear() {
+        if isShared {
+            bytes = []
+            isShared = false
+        } else if !bytes.isEmpty {
+            bytes.removeAll(keepingCapacity: true)
+        }
+    }
+}
+
 /// A command sent and not yet answered, or the end of a message's data (`.`), whose reply
 /// completes its mail transaction. (`@exclusivity(unchecked)`: see `SMTPSession`.)
 ///
@@ -234,7 +269,7 @@ final class PendingCommand {
     /// The text of an `other` verb (upper-cased), `.` for the end of data.
     private(set) var otherVerb: String?
     /// `smtp.request.param` as JSON text (no String made of it); empty for none.
-    @exclusivity(unchecked) var param: [UInt8] = []
+    @exclusivity(unchecked) var param = JSONText()
     private(set) var start: Timestamp
     @exclusivity(unchecked) var clientBytes = 0
     @exclusivity(unchecked) var serverBytes = 0
@@ -277,7 +312,7 @@ final class PendingCommand {
     /// are tested first: a test is cheaper than storing and releasing.)
     func clear() {
         if otherVerb != nil { otherVerb = nil }
-        if !param.isEmpty { param.removeAll(keepingCapacity: true) }
+        param.clear()
         clientBytes = 0
         serverBytes = 0
         if request != nil { request = nil }
@@ -323,8 +358,8 @@ final class MailTransaction {
     // encoded as the commands arrive: no String per address, no array of them. The arrays'
     // text is empty for no address, else a whole JSON array.
     @exclusivity(unchecked) var helo: [UInt8]?
-    @exclusivity(unchecked) var mailFrom: [UInt8] = []
-    @exclusivity(unchecked) var rcptTo: [UInt8] = []
+    @exclusivity(unchecked) var mailFrom = JSONText()
+    @exclusivity(unchecked) var rcptTo = JSONText()
     @exclusivity(unchecked) var rcptRejected: [UInt8] = []
     @exclusivity(unchecked) var notes = Notes()
     @exclusivity(unchecked) var clientBytes = 0
@@ -362,8 +397,8 @@ final class MailTransaction {
     /// transaction let go: ready for `reuse`.
     func clear() {
         helo = nil
-        if !mailFrom.isEmpty { mailFrom.removeAll(keepingCapacity: true) }
-        if !rcptTo.isEmpty { rcptTo.removeAll(keepingCapacity: true) }
+        mailFrom.clear()
+        rcptTo.clear()
         if !rcptRejected.isEmpty { rcptRejected.removeAll(keepingCapacity: true) }
         if !notes.isEmpty { notes = Notes() }
         clientBytes = 0
@@ -386,30 +421,34 @@ final class MailTransaction {
     /// Adds a RCPT address to `rcptTo`; returns where its JSON string is, for `rejectRecipient`.
     func addRecipient(_ address: ArraySlice<UInt8>) -> Range<Int> {
         // The first: one allocation unless escapes are needed (later ones grow geometrically).
-        if rcptTo.isEmpty { rcptTo.reserveCapacity(address.count + 4) }
-        MailTransaction.openArray(&rcptTo)
-        let start = rcptTo.count
-        address.withUnsafeBufferPointer { SMTPJSON.string($0, into: &rcptTo) }
-        let range = start..<rcptTo.count
-        rcptTo.append(UInt8(ascii: "]"))
+        if rcptTo.isEmpty { rcptTo.bytes.reserveCapacity(address.count + 4) }
+        MailTransaction.openArray(&rcptTo.bytes)
+        let start = rcptTo.bytes.count
+        address.withUnsafeBufferPointer { SMTPJSON.string($0, into: &rcptTo.bytes) }
+        let range = start..<rcptTo.bytes.count
+        rcptTo.bytes.append(UInt8(ascii: "]"))
         return range
     }
 
-    /// `addRecipient` for an address whose JSON string is known already.
-    func addRecipient(json: [UInt8]) -> Range<Int> {
-        if rcptTo.isEmpty { rcptTo.reserveCapacity(json.count + 2) }
-        MailTransaction.openArray(&rcptTo)
-        let start = rcptTo.count
-        rcptTo.append(contentsOf: json)
-        let range = start..<rcptTo.count
-        rcptTo.append(UInt8(ascii: "]"))
+    /// `addRecipient` for an address whose JSON string (`json`) and JSON array of it alone
+    /// (`listed`) are known already: the first recipient shares `listed`.
+    func addRecipient(json: [UInt8], listed: [UInt8]) -> Range<Int> {
+        if rcptTo.isEmpty {
+            rcptTo.share(listed)
+            return 1..<listed.count - 1
+        }
+        MailTransaction.openArray(&rcptTo.bytes)
+        let start = rcptTo.bytes.count
+        rcptTo.bytes.append(contentsOf: json)
+        let range = start..<rcptTo.bytes.count
+        rcptTo.bytes.append(UInt8(ascii: "]"))
         return range
     }
 
     /// The server refused the recipient at `range` of `rcptTo`.
     func rejectRecipient(_ range: Range<Int>) {
         MailTransaction.openArray(&rcptRejected)
-        rcptRejected.append(contentsOf: rcptTo[range])
+        rcptRejected.append(contentsOf: rcptTo.bytes[range])
         rcptRejected.append(UInt8(ascii: "]"))
     }
 
