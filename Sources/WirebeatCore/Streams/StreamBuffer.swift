@@ -29,12 +29,23 @@ public struct StreamBuffer: Sendable {
 
     public mutating func append<C: Collection>(contentsOf bytes: C) where C.Element == UInt8 {
         // Reclaim consumed space before growing, so a long stream does not keep its history.
-        if readerIndex > 0 && (readerIndex == storage.count || readerIndex >= 4096 && readerIndex * 2 >= storage.count) {
-            storage.removeSubrange(0..<readerIndex)
-            noLineFeedBefore = max(0, noLineFeedBefore - readerIndex)
-            readerIndex = 0
+        if readerIndex > 0 {
+            if readerIndex == storage.count {
+                // All consumed (the usual case between messages): no bytes to move.
+                storage.removeAll(keepingCapacity: true)
+                noLineFeedBefore = 0
+                readerIndex = 0
+            } else if readerIndex >= 4096 && readerIndex * 2 >= storage.count {
+                storage.removeSubrange(0..<readerIndex)
+                noLineFeedBefore = max(0, noLineFeedBefore - readerIndex)
+                readerIndex = 0
+            }
         }
-        storage.append(contentsOf: bytes)
+        // A segment's payload is contiguous: one copy, not the generic element-wise append
+        // (~330 instructions a segment).
+        if bytes.withContiguousStorageIfAvailable({ storage.append(contentsOf: $0) }) == nil {
+            storage.append(contentsOf: bytes)
+        }
     }
 
     public mutating func append(_ bytes: UnsafeRawBufferPointer) {
