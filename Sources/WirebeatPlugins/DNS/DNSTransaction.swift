@@ -121,35 +121,11 @@ enum DNSEvents {
         if hasNotes {
             var message: String?
             for notes in [query?.notes ?? [], response?.notes ?? [], extra] {
-                for note in notes { addNote(note, to: &message) }
+                for note in notes { Event.addNote(note, to: &message) }
             }
             if let message { e.set("error.message", message) }
         }
         return e
-    }
-
-    /// Adds `note` to an `error.message` as `Event.addNote` does (joined with "; ", a note
-    /// already there left out), in a String: `addNote` reads the event's value back each
-    /// time, ~6,000 instructions a note.
-    static func addNote(_ note: String, to message: inout String?) {
-        guard let existing = message, !existing.isEmpty else {
-            message = note
-            return
-        }
-        if !existing.split(separator: ";").contains(where: { trimmingWhitespace($0) == note }) {
-            message = existing + "; " + note
-        }
-    }
-
-    /// `text` without leading and trailing white space (tab and the Unicode space
-    /// separators), as `Event.addNote` compares notes.
-    static func trimmingWhitespace(_ text: Substring) -> Substring {
-        func isSpace(_ u: Unicode.Scalar) -> Bool { u == "\t" || u.properties.generalCategory == .spaceSeparator }
-        let scalars = text.unicodeScalars
-        var start = scalars.startIndex, end = scalars.endIndex
-        while start < end && isSpace(scalars[start]) { start = scalars.index(after: start) }
-        while end > start && isSpace(scalars[scalars.index(before: end)]) { end = scalars.index(before: end) }
-        return Substring(scalars[start..<end])
     }
 
     /// `dns`, `method`, `resource` and `query` (`questionName`: the question's name as
