@@ -256,48 +256,9 @@ enum MessageHeaders {
     /// parsed and written again (~450).
     struct State {
         var scratch: [UInt8] = []
-        fileprivate var recent = RecentValues()
-    }
-
-    /// The last value of each address field (From, To, Cc, Reply-To) and its JSON text
-    /// (empty: no address). As `ReplyCache`: a value never found again is not copied in
-    /// every time.
-    fileprivate struct RecentValues {
-        private struct Entry {
-            var text: [UInt8] = []
-            var json: [UInt8] = []
-            var valid = false
-            var hit = false
-            var skipped = 0
-        }
-        private var entries: [Entry] = []
-        private static let slots = 4
-
-        mutating func json(slot: Int, text: UnsafeBufferPointer<UInt8>) -> [UInt8]? {
-            guard slot < entries.count, entries[slot].valid else { return nil }
-            let same = entries[slot].text.withUnsafeBufferPointer { kept in
-                kept.count == text.count && (text.isEmpty || memcmp(kept.baseAddress!, text.baseAddress!, text.count) == 0)
-            }
-            guard same else { return nil }
-            if !entries[slot].hit { entries[slot].hit = true }  // (a write makes the array unique first)
-            return entries[slot].json
-        }
-
-        mutating func store(slot: Int, text: UnsafeBufferPointer<UInt8>, json: [UInt8]) {
-            guard text.count <= 256 else { return }  // the session's memory stays small
-            if entries.isEmpty { entries = Array(repeating: Entry(), count: RecentValues.slots) }
-            if entries[slot].valid && !entries[slot].hit && entries[slot].skipped < 8 {
-                entries[slot].skipped += 1
-                return
-            }
-            entries[slot].valid = true
-            entries[slot].hit = false
-            entries[slot].skipped = 0
-            entries[slot].text.removeAll(keepingCapacity: true)
-            entries[slot].text.append(contentsOf: text)
-            entries[slot].json.removeAll(keepingCapacity: true)
-            entries[slot].json.append(contentsOf: json)
-        }
+        /// The last value of each address field (From, To, Cc, Reply-To) and its JSON text
+        /// (empty: no address).
+        fileprivate var recent = RecentTexts(slots: 4, fromSecondValue: false)
     }
 
     /// `"`, `(`, `,`, `;`, `:` and `<`, as a bit mask.

@@ -171,25 +171,76 @@ struct RecentArguments {
     }
 }
 
-/// The phrases' JSON text of the last one-line reply to each kind of command: the same few
-/// replies come back for every mail ("250 OK", "354 Enter message ..."), so their text is
-/// compared with the last one's instead of being encoded again.
-struct ReplyCache {
+/// The last short text seen in each of a few slots, with the JSON text made of it: a
+/// session sees the same few values again and again (replies such as "250 OK", From and To
+/// headers), so a value is compared with the slot's last one (~30 instructions) instead of
+/// being parsed and encoded again (~450). A value that differs every time (the queue id
+/// after the data) is not copied in every time: a slot whose value was never found again
+/// keeps it for the next 8 stores.
+struct RecentTexts {
     private struct Entry {
         var text: [UInt8] = []
-        var json: [UInt8] = []   // empty: no reply kept
+        var json: [UInt8] = []
+        var valid = false
         var hit = false
-        /// Replies not kept since this one, which was never hit (one that differs every time,
-        /// such as the queue id after the data, is not copied in every time).
+        /// Values not kept since this one, which was never found again.
         var skipped = 0
     }
     private var entries: [Entry] = []
-    /// The slots that have had a reply: a slot keeps replies from its second one on, so a
-    /// session with a single mail allocates nothing for the cache.
-    private var seen: UInt32 = 0
+    private let slotCount: Int
+    /// With `fromSecondValue`, a slot keeps values from its second one on (so a session with
+    /// a single mail allocates nothing); `seen` has a bit per slot that has had one.
+    private let fromSecondValue: Bool
+    private var seen: UInt64 = 0
 
-    /// One slot per verb, one for the end of data, one for a reply to no command.
+    init(slots: Int, fromSecondValue: Bool) {
+        precondition(slots <= 64)
+        slotCount = slots
+        self.fromSecondValue = fromSecondValue
+    }
+
+    /// The JSON text kept for `text`, if it is the slot's last value (it may be empty).
+    mutating func json(slot: Int, text: UnsafeBufferPointer<UInt8>) -> [UInt8]? {
+        guard slot < entries.count, entries[slot].valid else { return nil }
+        let same = entries[slot].text.withUnsafeBufferPointer { kept in
+            kept.count == text.count && (text.isEmpty || memcmp(kept.baseAddress!, text.baseAddress!, text.count) == 0)
+        }
+        guard same else { return nil }
+        if !entries[slot].hit { entries[slot].hit = true }  // (a write makes the array unique first)
+        return entries[slot].json
+    }
+
+    /// Keeps `text` and its JSON text (copied: the buffers are the slot's own). Long values
+    /// are not kept: the session's memory stays small.
+    mutating func store(slot: Int, text: UnsafeBufferPointer<UInt8>, json: [UInt8]) {
+        guard text.count <= 256 else { return }
+        if fromSecondValue {
+            let bit: UInt64 = 1 << UInt64(slot)
+            guard seen & bit != 0 else {
+                seen |= bit
+                return
+            }
+        }
+        if entries.isEmpty { entries = Array(repeating: Entry(), count: slotCount) }
+        if entries[slot].valid && !entries[slot].hit && entries[slot].skipped < 8 {
+            entries[slot].skipped += 1
+            return
+        }
+        entries[slot].valid = true
+        entries[slot].hit = false
+        entries[slot].skipped = 0
+        entries[slot].text.removeAll(keepingCapacity: true)
+        entries[slot].text.append(contentsOf: text)
+        entries[slot].json.removeAll(keepingCapacity: true)
+        entries[slot].json.append(contentsOf: json)
+    }
+}
+
+/// The phrases' JSON text of the last one-line reply to each kind of command (see
+/// `RecentTexts`): one slot per verb, one for the end of data, one for a reply to no command.
+struct ReplyCache {
     private static let slotCount = Verb.other.rawValue + 3
+    private var recent = RecentTexts(slots: ReplyCache.slotCount, fromSecondValue: true)
 
     /// The slot of a reply to `item` (the oldest command waiting), or to none.
     static func slot(answering item: PendingCommand?) -> Int {
@@ -199,35 +250,11 @@ struct ReplyCache {
 
     /// The phrases' JSON text of a one-line reply with `text`, if it is the slot's last one.
     mutating func phrasesJSON(slot: Int, text: UnsafeBufferPointer<UInt8>) -> [UInt8]? {
-        guard slot < entries.count, !entries[slot].json.isEmpty else { return nil }
-        let same = entries[slot].text.withUnsafeBufferPointer { kept in
-            kept.count == text.count && (text.isEmpty || memcmp(kept.baseAddress!, text.baseAddress!, text.count) == 0)
-        }
-        guard same else { return nil }
-        if !entries[slot].hit { entries[slot].hit = true }  // (a write makes the array unique first)
-        return entries[slot].json
+        recent.json(slot: slot, text: text)
     }
 
-    /// Keeps a one-line reply's text and phrases' JSON text (copied: the buffers are the slot's
-    /// own). Long ones are not kept: the session's memory stays small.
     mutating func store(slot: Int, text: UnsafeBufferPointer<UInt8>, phrasesJSON: [UInt8]) {
-        guard text.count <= 256 else { return }
-        let bit: UInt32 = 1 << UInt32(slot)
-        guard seen & bit != 0 else {
-            seen |= bit
-            return
-        }
-        if entries.isEmpty { entries = Array(repeating: Entry(), count: ReplyCache.slotCount) }
-        if !entries[slot].json.isEmpty && !entries[slot].hit && entries[slot].skipped < 8 {
-            entries[slot].skipped += 1
-            return
-        }
-        entries[slot].hit = false
-        entries[slot].skipped = 0
-        entries[slot].text.removeAll(keepingCapacity: true)
-        entries[slot].text.append(contentsOf: text)
-        entries[slot].json.removeAll(keepingCapacity: true)
-        entries[slot].json.append(contentsOf: phrasesJSON)
+        recent.store(slot: slot, text: text, json: phrasesJSON)
     }
 }
 
