@@ -46,12 +46,6 @@ final class LineWriter: EventPublisher {
         out.append(0x0A)
     }
 
-    /// Lines already formatted by `formatLine`.
-    func write(formatted bytes: UnsafeBufferPointer<UInt8>) {
-        buffer.append(bytes)
-        if buffer.count >= flushThreshold { flush() }
-    }
-
     /// Lines already formatted, in memory that stays valid until `writeGathered`: noted,
     /// not copied (a parallel replay's merge hands over its workers' lines one by one; the
     /// copy was most of the merging thread's work). Written with `writev`.
