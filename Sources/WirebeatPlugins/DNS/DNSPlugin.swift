@@ -179,12 +179,10 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
             self.server = server
             self.id = id
             self.vlans = vlans
-            // The fields folded into one word, then the finaliser of MurmurHash3 over it and
-            // the seed (every bit of the result depends on every bit of both).
-            var x = (Endpoint.foldedHash(client, server, vlans: vlans) &* 0x9E37_79B9_7F4A_7C15 ^ UInt64(id)) ^ seed
-            x = (x ^ x >> 33) &* 0xFF51_AFD7_ED55_8CCD
-            x = (x ^ x >> 33) &* 0xC4CE_B9FE_1A85_EC53
-            hash = x ^ x >> 33
+            // The fields folded into one word, then mixed with the seed (every bit of the
+            // result depends on every bit of both).
+            let folded = Endpoint.foldedHash(client, server, vlans: vlans) &* 0x9E37_79B9_7F4A_7C15 ^ UInt64(id)
+            hash = UInt64(bitPattern: Int64(Endpoint.tableHash(folded, seed: Int(truncatingIfNeeded: seed))))
         }
 
         static func == (a: UDPKey, b: UDPKey) -> Bool {
@@ -196,10 +194,7 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
         /// What Dictionary calls (a Hashable requirement; by default it runs `hash(into:)`
         /// through SipHash). `seed` is the table's own: mixed in, so that moving entries to
         /// a table of another size does not pile them into a few buckets.
-        func _rawHashValue(seed: Int) -> Int {
-            let x = (hash ^ UInt64(truncatingIfNeeded: seed)) &* 0x9E37_79B9_7F4A_7C15
-            return Int(truncatingIfNeeded: x ^ x >> 32)
-        }
+        func _rawHashValue(seed: Int) -> Int { Endpoint.tableHash(hash, seed: seed) }
     }
 
     // `@exclusivity(unchecked)`: pairing state touched on the pipeline's one thread, never
@@ -219,10 +214,7 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
         init(_ key: UDPKey) { hash = key.hash }
         func hash(into h: inout Hasher) { h.combine(hash) }
         /// Already a seeded hash: mixed with the table's seed, not run through SipHash.
-        func _rawHashValue(seed: Int) -> Int {
-            let x = (hash ^ UInt64(truncatingIfNeeded: seed)) &* 0x9E37_79B9_7F4A_7C15
-            return Int(truncatingIfNeeded: x ^ x >> 32)
-        }
+        func _rawHashValue(seed: Int) -> Int { Endpoint.tableHash(hash, seed: seed) }
     }
 
     struct AnsweredUDP {
