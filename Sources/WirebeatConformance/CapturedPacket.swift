@@ -7,7 +7,7 @@ public struct CapturedPacket: Sendable {
     public var transport: Transport
     public var source: Endpoint
     public var destination: Endpoint
-    public var vlans: [UInt16]
+    public var vlans: VLANTags
     public var sequence: UInt32
     public var acknowledgment: UInt32
     public var flags: TCPFlags
@@ -16,7 +16,7 @@ public struct CapturedPacket: Sendable {
     public var wireLength: Int
 
     public init(timestamp: Timestamp, transport: Transport, source: Endpoint, destination: Endpoint,
-                vlans: [UInt16] = [], sequence: UInt32 = 0, acknowledgment: UInt32 = 0, flags: TCPFlags = [],
+                vlans: VLANTags = VLANTags(), sequence: UInt32 = 0, acknowledgment: UInt32 = 0, flags: TCPFlags = [],
                 payload: [UInt8], wireLength: Int? = nil) {
         self.timestamp = timestamp
         self.transport = transport
@@ -48,11 +48,11 @@ public struct CapturedPacket: Sendable {
 
 public struct FlowID: Hashable, Sendable {
     let a: Endpoint, b: Endpoint
-    let vlans: [UInt16]
+    let vlans: VLANTags
     public let transport: Transport?
     /// The two endpoints in canonical order, as events name them (`ip:port|ip:port`).
     public var key: String { "\(a)|\(b)" }
-    init(_ x: Endpoint, _ y: Endpoint, _ vlans: [UInt16], transport: Transport? = nil) {
+    init(_ x: Endpoint, _ y: Endpoint, _ vlans: VLANTags, transport: Transport? = nil) {
         (a, b) = x < y ? (x, y) : (y, x)
         self.vlans = vlans
         self.transport = transport

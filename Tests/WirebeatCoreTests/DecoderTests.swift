@@ -17,7 +17,7 @@ struct Seen: Equatable, CustomStringConvertible {
         transport = p.transport
         source = p.source
         destination = p.destination
-        vlans = p.vlans
+        vlans = Array(p.vlans)
         sequence = p.sequence
         acknowledgment = p.acknowledgment
         flags = p.flags.rawValue
@@ -89,6 +89,8 @@ struct DecoderTests {
             LinkCase(name: "QinQ IPv6, DEI and PCP masked", linkType: LinkType.ethernet,
                      frame: B.ethernet(v6, etherType: 0x86DD, vlans: [0xF000 | 4094, 0x1000 | 1]), v6: true,
                      vlans: [4094, 1]),
+            LinkCase(name: "five stacked tags, the most VLANTags holds", linkType: LinkType.ethernet,
+                     frame: B.ethernet(v4, vlans: [1, 2, 3, 4095, 5]), v6: false, vlans: [1, 2, 3, 4095, 5]),
             LinkCase(name: "old 0x9100 tag", linkType: LinkType.ethernet,
                      frame: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 0x91, 0x00, 0, 7, 0x08, 0x00] + v4, v6: false, vlans: [7]),
             LinkCase(name: "Linux SLL IPv4", linkType: LinkType.linuxSLL, frame: B.sll(v4), v6: false),
@@ -396,6 +398,7 @@ struct DecoderTests {
         add("Ethernet 13 bytes", eth, Array(B.ethernet(v4).prefix(13)), .malformedLink)
         add("Ethernet VLAN tag cut", eth, Array(B.ethernet(v4, vlans: [5]).prefix(16)), .malformedLink)
         add("Ethernet inner QinQ tag cut", eth, Array(B.ethernet(v4, vlans: [5, 6]).prefix(19)), .malformedLink)
+        add("six stacked VLAN tags", eth, B.ethernet(v4, vlans: [1, 2, 3, 4, 5, 6]), .malformedLink)
         add("SLL 15 bytes", LinkType.linuxSLL, Array(B.sll(v4).prefix(15)), .malformedLink)
         add("SLL2 19 bytes", LinkType.linuxSLL2, Array(B.sll2(v4).prefix(19)), .malformedLink)
         add("NULL 3 bytes", LinkType.null, [2, 0, 0], .malformedLink)
@@ -531,5 +534,33 @@ extension DecoderTests {
         // Extension headers after the fragment header are walked once the datagram is whole.
         #expect(seen.count == 1)
         #expect(seen.first?.payload == Array("0123456789abcdefghijKLMNOPQRST".utf8))
+    }
+}
+
+@Suite struct VLANTagsTests {
+    @Test func holdsTagsInOrderAndComparesByValue() {
+        var tags = VLANTags()
+        #expect(tags.isEmpty && tags.count == 0 && tags.first == nil)
+        let addedFirst = tags.append(0xF123)  // PCP and DEI bits are cut off
+        let addedSecond = tags.append(7)
+        #expect(addedFirst && addedSecond)
+        #expect(Array(tags) == [0x123, 7])
+        #expect(tags == [0x123, 7])
+        #expect(tags != [7, 0x123])
+        #expect(tags != [0x123])
+        #expect(tags.description == "[291, 7]")
+        #expect(Set([tags, VLANTags([0x123, 7]), VLANTags()]).count == 2)
+    }
+
+    @Test func refusesMoreThanItsCapacity() {
+        var tags = VLANTags()
+        for i in 1...VLANTags.capacity {
+            let added = tags.append(UInt16(i))
+            #expect(added)
+        }
+        let addedBeyond = tags.append(99)
+        #expect(!addedBeyond)
+        #expect(Array(tags) == (1...VLANTags.capacity).map { UInt16($0) })
+        #expect(VLANTags(1...9).count == VLANTags.capacity)
     }
 }

@@ -17,8 +17,8 @@ public struct DecodedPacket {
     public var transport: Transport
     public var source: Endpoint
     public var destination: Endpoint
-    /// VLAN ids, outermost first, packed two per UInt32 key (0 when untagged).
-    public var vlans: [UInt16]
+    /// VLAN ids, outermost first (empty when untagged).
+    public var vlans: VLANTags
     public var sequence: UInt32 = 0
     public var acknowledgment: UInt32 = 0
     public var flags: TCPFlags = []
@@ -27,7 +27,7 @@ public struct DecodedPacket {
     public var wirePayloadLength: Int
 
     public init(timestamp: Timestamp, transport: Transport, source: Endpoint, destination: Endpoint,
-                vlans: [UInt16] = [], sequence: UInt32 = 0, acknowledgment: UInt32 = 0, flags: TCPFlags = [],
+                vlans: VLANTags = VLANTags(), sequence: UInt32 = 0, acknowledgment: UInt32 = 0, flags: TCPFlags = [],
                 payload: UnsafeRawBufferPointer, wirePayloadLength: Int) {
         self.timestamp = timestamp
         self.transport = transport

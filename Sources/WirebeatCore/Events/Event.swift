@@ -664,11 +664,13 @@ public struct JSONOutput {
 /// See `Event.layout`. A class: the cache hands out references, not copies of two arrays.
 @usableFromInline
 final class EventLayout {
+    // Built once, then only read (by one thread: the cache is per thread): the dynamic
+    // exclusivity checks of class properties cost ~60 instructions an event.
     /// The text, then `slack` zero bytes (`write` copies short pieces 32 bytes at a time).
-    var text: [UInt8] = []
+    @exclusivity(unchecked) var text: [UInt8] = []
     /// Bytes of the text itself.
-    var textCount = 0
-    var slots: [(offset: Int, value: Int)] = []
+    @exclusivity(unchecked) var textCount = 0
+    @exclusivity(unchecked) var slots: [(offset: Int, value: Int)] = []
     @inlinable static var slack: Int { 32 }   // inlinable: `EventStorage.reserveBytes` reads it
 }
 

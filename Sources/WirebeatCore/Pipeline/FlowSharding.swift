@@ -47,7 +47,7 @@ final class FlowSharding {
         let (low, high) = packet.source < packet.destination ? (packet.source, packet.destination)
                                                              : (packet.destination, packet.source)
         let untagged = packet.vlans.isEmpty
-        let folded = Endpoint.foldedHash(low, high, vlans: []) ^ (packet.transport == .tcp ? 0 : 1)
+        let folded = Endpoint.foldedHash(low, high, vlans: VLANTags()) ^ (packet.transport == .tcp ? 0 : 1)
         if untagged, let hit = recent.lookup(folded: folded, low, high) {
             return hit._withUnsafeGuaranteedRef { owner in
                 owner.lastSeen = now

@@ -162,9 +162,9 @@ public final class Sniffer {
         init(_ info: ConnectionInfo) { self.info = info }
     }
 
-    private func udpFlow(client: Endpoint, server: Endpoint, vlans: [UInt16]) -> ConnectionInfo {
+    private func udpFlow(client: Endpoint, server: Endpoint, vlans: VLANTags) -> ConnectionInfo {
         let untagged = vlans.isEmpty
-        let folded = untagged ? Endpoint.foldedHash(client, server, vlans: []) : 0
+        let folded = untagged ? Endpoint.foldedHash(client, server, vlans: VLANTags()) : 0
         if untagged, let hit = recentUDPFlows.lookup(folded: folded, client, server) {
             return hit._withUnsafeGuaranteedRef { $0.info }
         }
@@ -254,7 +254,7 @@ public final class CollectingPublisher: EventPublisher {
 struct UDPFlowKey: Hashable {
     let client: Endpoint
     let server: Endpoint
-    let vlans: [UInt16]
+    let vlans: VLANTags
 
     // Looked up for every datagram (see `Endpoint.foldedHash`).
     func hash(into hasher: inout Hasher) { hasher.combine(Endpoint.foldedHash(client, server, vlans: vlans)) }

@@ -28,9 +28,9 @@ public struct TCPStats: Sendable, Equatable {
 struct FlowKey: Hashable {
     let low: Endpoint
     let high: Endpoint
-    let vlans: [UInt16]
+    let vlans: VLANTags
 
-    init(_ a: Endpoint, _ b: Endpoint, vlans: [UInt16]) {
+    init(_ a: Endpoint, _ b: Endpoint, vlans: VLANTags) {
         if a < b { low = a; high = b } else { low = b; high = a }
         self.vlans = vlans
     }
@@ -150,7 +150,7 @@ final class TCPLayer {
         let isSYN = flags.contains(.syn), isACK = flags.contains(.ack)
 
         let untagged = packet.vlans.isEmpty
-        let folded = untagged ? Endpoint.foldedHash(key.low, key.high, vlans: []) : 0
+        let folded = untagged ? Endpoint.foldedHash(key.low, key.high, vlans: VLANTags()) : 0
         var connection: TCPConnection?
         if untagged, let hit = recent.lookup(folded: folded, key.low, key.high) {
             connection = hit.takeUnretainedValue()

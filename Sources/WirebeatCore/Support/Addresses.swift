@@ -140,11 +140,49 @@ public struct Endpoint: Hashable, Comparable, Sendable, CustomStringConvertible 
     public var description: String { ip.isV4 ? "\(ip):\(port)" : "[\(ip)]:\(port)" }
 }
 
+/// The VLAN ids of a frame, outermost first (empty when untagged), kept inline: up to
+/// `capacity` stacked tags of 12 bits in one word. A plain value, so that copying a decoded
+/// packet, a flow key or a connection's info costs no retain and release (an array, even
+/// an empty one, cost ~10 of each per packet on every worker).
+public struct VLANTags: RandomAccessCollection, Hashable, Sendable, ExpressibleByArrayLiteral, CustomStringConvertible {
+    /// Deeper stacks are not seen on real networks; the decoder counts such a frame as
+    /// malformed.
+    public static let capacity = 5
+    /// Tag `i` in bits `12 i ..< 12 i + 12`, the count in the top 4 bits.
+    private var packed: UInt64 = 0
+
+    public init() {}
+    /// The first `capacity` of `tags`, each cut to its 12-bit VLAN id.
+    public init<S: Sequence>(_ tags: S) where S.Element == UInt16 {
+        for tag in tags where !append(tag) { break }
+    }
+    public init(arrayLiteral tags: UInt16...) { self.init(tags) }
+
+    public var startIndex: Int { 0 }
+    public var endIndex: Int { Int(truncatingIfNeeded: packed >> 60) }
+    public var isEmpty: Bool { packed == 0 }
+    public subscript(position: Int) -> UInt16 {
+        precondition(position >= 0 && position < endIndex, "VLAN tag index out of range")
+        return UInt16(truncatingIfNeeded: packed >> UInt64(12 * position)) & 0x0FFF
+    }
+
+    /// Adds an inner tag (its low 12 bits); false, and nothing added, when full.
+    @discardableResult
+    public mutating func append(_ tag: UInt16) -> Bool {
+        let n = endIndex
+        guard n < VLANTags.capacity else { return false }
+        packed = (packed & ((1 << 60) - 1)) | UInt64(tag & 0x0FFF) << UInt64(12 * n) | UInt64(n + 1) << 60
+        return true
+    }
+
+    public var description: String { Array(self).description }
+}
+
 extension Endpoint {
     /// A flow's endpoints and VLAN tags folded into one word with multiply-xor steps, for
     /// flow tables looked up once per packet: hashing that word is one SipHash block instead
     /// of a dozen fields and an array. Equality still compares every field.
-    public static func foldedHash(_ a: Endpoint, _ b: Endpoint, vlans: [UInt16]) -> UInt64 {
+    public static func foldedHash(_ a: Endpoint, _ b: Endpoint, vlans: VLANTags) -> UInt64 {
         let k: UInt64 = 0x9E37_79B9_7F4A_7C15
         var x = a.ip.high &* k ^ a.ip.low
         x = (x &* k) ^ b.ip.high
@@ -183,8 +221,8 @@ public enum Direction: Int, Sendable, CustomStringConvertible {
 /// What a plugin knows about the connection (or UDP flow) it is parsing.
 ///
 /// It travels by value with every payload (`PluginContext`), so what is not plain data (the
-/// VLAN list, the texts) lives in the one `EncodedFlow` object: copying a ConnectionInfo is
-/// then one retain, not one per String and array.
+/// texts) lives in the one `EncodedFlow` object: copying a ConnectionInfo is then one
+/// retain, not one per String.
 public struct ConnectionInfo: Sendable {
     /// Serial number in order of first sight: stable across runs of the same capture.
     public let id: UInt64
@@ -198,21 +236,22 @@ public struct ConnectionInfo: Sendable {
     let encoded: EncodedFlow
 
     /// 802.1Q VLAN ids, outermost first (empty when untagged).
-    public var vlans: [UInt16] { encoded.vlans }
+    public let vlans: VLANTags
     /// Community ID v1 flow hash (seed 0).
     public var communityID: String { encoded.communityIDText }
     /// `client.ip` and `server.ip` as events print them, formatted once per connection.
     var clientIPText: String { encoded.clientIPText }
     var serverIPText: String { encoded.serverIPText }
 
-    public init(id: UInt64, transport: Transport, client: Endpoint, server: Endpoint, vlans: [UInt16] = [],
+    public init(id: UInt64, transport: Transport, client: Endpoint, server: Endpoint, vlans: VLANTags = VLANTags(),
                 startedMidStream: Bool = false) {
         self.id = id
+        self.vlans = vlans
         self.transport = transport
         self.client = client
         self.server = server
         self.startedMidStream = startedMidStream
-        self.encoded = EncodedFlow(client: client, server: server, transport: transport, vlans: vlans)
+        self.encoded = EncodedFlow(client: client, server: server, transport: transport)
     }
 
     /// Endpoint that sends in the given direction.
@@ -230,15 +269,13 @@ final class EncodedFlow: Sendable {
     /// added to an event in one copy.
     let sharedSpans: [Event.ValueSpan]
     // What `ConnectionInfo` shows of the flow beyond plain data.
-    let vlans: [UInt16]
     let communityIDText: String
     let clientIPText: String
     let serverIPText: String
 
-    init(client: Endpoint, server: Endpoint, transport: Transport, vlans: [UInt16]) {
+    init(client: Endpoint, server: Endpoint, transport: Transport) {
         let communityID = CommunityID.v1(transport: transport, a: client, b: server)
         let clientIP = client.ip.description, serverIP = server.ip.description
-        self.vlans = vlans
         self.communityIDText = communityID
         self.clientIPText = clientIP
         self.serverIPText = serverIP

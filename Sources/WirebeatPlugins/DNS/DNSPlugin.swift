@@ -167,14 +167,14 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
         var client: Endpoint
         var server: Endpoint
         var id: UInt16
-        var vlans: [UInt16]
+        var vlans: VLANTags
         /// A seeded hash of the fields, computed once when the key is made: the table hashes
         /// it with a multiply and a shift (`_rawHashValue`). SipHash (`Hasher`) cost ~300
         /// instructions a lookup.
         let hash: UInt64
 
         /// `seed`: random per plugin, so that keys cannot be crafted to share a bucket.
-        init(client: Endpoint, server: Endpoint, id: UInt16, vlans: [UInt16], seed: UInt64) {
+        init(client: Endpoint, server: Endpoint, id: UInt16, vlans: VLANTags, seed: UInt64) {
             self.client = client
             self.server = server
             self.id = id
