@@ -214,6 +214,69 @@ public struct Event: Sendable {
         run.withUnsafeBufferPointer { storage.appendSpans($0) }
     }
 
+    /// The fields of `Event.transaction`, into a new event made with the matching
+    /// `TransactionFields.baseNames(end:bytes:)`: the same values as a `setShared`, `set`
+    /// and `repeatLastValue` call per field, without their checks and calls (the storage is
+    /// fresh, so unique, and every name is a base name).
+    mutating func appendTransactionFields(flow: EncodedFlow, ok: Bool, type: String, start: Timestamp, end: Timestamp?,
+                                          requestBytes: Int?, responseBytes: Int?) {
+        let pool = EventBufferPool.current
+        storage.sharedText = flow.text
+        flow.sharedSpans.withUnsafeBufferPointer { storage.appendSpans($0) }
+        let status = ok ? flow.statusOK : flow.statusError
+        storage.appendSpan(ValueSpan(start: status.start, end: status.end, isShared: true))
+        // @timestamp, event.start
+        var from = Int32(truncatingIfNeeded: storage.byteCount)
+        start.writeRFC3339JSON(to: storage, pool: pool)
+        appendValue(from: from, times: 2)
+        // type, event.dataset, network.protocol
+        if pool.typeName != type {
+            var text: [UInt8] = []
+            JSONWriter.writeString(type, to: &text)
+            pool.typeJSON = text
+            pool.typeName = type
+        }
+        from = Int32(truncatingIfNeeded: storage.byteCount)
+        pool.typeJSON.withUnsafeBufferPointer { storage.appendBytes($0) }
+        appendValue(from: from, times: 3)
+        storage.type = type
+        // source.bytes and client.bytes, destination.bytes and server.bytes: nil removes both.
+        appendCount(requestBytes)
+        appendCount(responseBytes)
+        if let end {
+            from = Int32(truncatingIfNeeded: storage.byteCount)
+            end.writeRFC3339JSON(to: storage, pool: pool)
+            appendValue(from: from, times: 1)
+            from = Int32(truncatingIfNeeded: storage.byteCount)
+            JSONWriter.writeInt(max(0, (end - start).nanoseconds), to: &storage)
+            appendValue(from: from, times: 1)
+        }
+        if requestBytes != nil || responseBytes != nil {
+            from = Int32(truncatingIfNeeded: storage.byteCount)
+            JSONWriter.writeInt(Int64((requestBytes ?? 0) + (responseBytes ?? 0)), to: &storage)
+            appendValue(from: from, times: 1)
+        }
+        assert(storage.spanCount == storage.baseNames.count, "transaction fields out of step with their names")
+    }
+
+    /// A byte count under two names, or their removal.
+    @inline(__always) private mutating func appendCount(_ count: Int?) {
+        if let count {
+            let from = Int32(truncatingIfNeeded: storage.byteCount)
+            JSONWriter.writeInt(Int64(count), to: &storage)
+            appendValue(from: from, times: 2)
+        } else {
+            storage.appendSpan(ValueSpan(start: 0, end: -1))
+            storage.appendSpan(ValueSpan(start: 0, end: -1))
+        }
+    }
+
+    /// The bytes written since `from` as the value of the next `times` names.
+    @inline(__always) private func appendValue(from: Int32, times: Int) {
+        let span = ValueSpan(start: from, end: Int32(truncatingIfNeeded: storage.byteCount))
+        for _ in 0..<times { storage.appendSpan(span) }
+    }
+
     /// `field` gets the value the previous `set` stored (`client.ip` is `source.ip`; a removal
     /// repeats as a removal), by reference: no second encoding or copy.
     public mutating func repeatLastValue(as field: String) {

@@ -20,37 +20,21 @@ extension Event {
         // per-connection text (IPs, Community ID) computed once per connection, not per event.
         // What the connection's events repeat is encoded once per connection and referred to;
         // a value printed under two names (`source.ip` = `client.ip`) is stored once. The
-        // fields every event has come first, in the order of `baseNames` (shared, not copied).
-        var e = Event(baseNames: TransactionFields.baseNames)
-        let flow = connection.encoded
-        e.useSharedText(flow.text)
-        e.setShared(flow.sharedSpans)
-        e.setShared("status", status == .ok ? flow.statusOK : flow.statusError)
-        e.set("@timestamp", timestamp: start)
-        e.repeatLastValue(as: "event.start")
-        e.setType(type)
-        e.repeatLastValue(as: "event.dataset")
-        e.repeatLastValue(as: "network.protocol")
-        e.set("source.bytes", requestBytes)
-        e.repeatLastValue(as: "client.bytes")
-        e.set("destination.bytes", responseBytes)
-        e.repeatLastValue(as: "server.bytes")
-        // Fields some events have.
-        if let end {
-            e.set("event.end", timestamp: end)
-            e.set("event.duration", max(0, (end - start).nanoseconds))
-        }
-        if requestBytes != nil || responseBytes != nil {
-            e.set("network.bytes", (requestBytes ?? 0) + (responseBytes ?? 0))
-        }
+        // fields every event has come first, in the order of one of the `TransactionFields`
+        // name lists (shared, not copied), all written in one call (`appendTransactionFields`:
+        // one setter call per field cost ~2.7 k instructions an event).
+        let hasBytes = requestBytes != nil || responseBytes != nil
+        var e = Event(baseNames: TransactionFields.baseNames(end: end != nil, bytes: hasBytes))
+        e.appendTransactionFields(flow: connection.encoded, ok: status == .ok, type: type, start: start, end: end,
+                                  requestBytes: requestBytes, responseBytes: responseBytes)
         if let vlan = connection.vlans.first { e.set("network.vlan.id", String(vlan)) }
         return e
     }
 }
 
 
-/// The names `Event.transaction` sets on every event, in the order it sets them (the order
-/// does not show in the output: writing sorts the names).
+/// The names `Event.transaction` sets, in the order it sets them (the order does not show in
+/// the output: writing sorts the names).
 enum TransactionFields {
     /// Set from the connection's `EncodedFlow.sharedSpans`, all at once.
     static let sharedNames = [
@@ -58,8 +42,18 @@ enum TransactionFields {
         "destination.ip", "server.ip", "destination.port", "server.port", "network.transport", "network.type",
         "network.community_id",
     ]
+    /// Every event.
     static let baseNames = sharedNames + [
         "status", "@timestamp", "event.start", "type", "event.dataset", "network.protocol", "source.bytes",
         "client.bytes", "destination.bytes", "server.bytes",
     ]
+    /// Those of an event with an end time, with byte counts, or both, in the order
+    /// `Event.appendTransactionFields` writes them.
+    static let withEnd = baseNames + ["event.end", "event.duration"]
+    static let withBytes = baseNames + ["network.bytes"]
+    static let withEndAndBytes = withEnd + ["network.bytes"]
+
+    static func baseNames(end: Bool, bytes: Bool) -> [String] {
+        end ? (bytes ? withEndAndBytes : withEnd) : (bytes ? withBytes : baseNames)
+    }
 }
