@@ -89,19 +89,17 @@ public struct PacketDecoder {
     private mutating func decodeIPv4(_ reader: inout ByteCursor, _ vlans: VLANTags, _ ts: Timestamp,
                                      _ handler: (DecodedPacket) -> Void) {
         let start = reader.offset
-        guard let verIHL = reader.readUInt8() else { return skip(.truncated) }
+        guard let verIHL = reader.peekUInt8() else { return skip(.truncated) }
         let headerLength = Int(verIHL & 0x0F) * 4
         guard verIHL >> 4 == 4, headerLength >= 20 else { return skip(.malformedIPv4) }
-        guard reader.remaining >= headerLength - 1 else { return skip(.truncated) }
-        _ = reader.skip(1)
-        let totalLength = Int(reader.readUInt16()!)
-        let id = reader.readUInt16()!
-        let flagsOffset = reader.readUInt16()!
-        _ = reader.skip(1)
-        let proto = reader.readUInt8()!
-        _ = reader.skip(2)
-        let src = IPAddress(v4: reader.readUInt32()!)
-        let dst = IPAddress(v4: reader.readUInt32()!)
+        guard reader.remaining >= headerLength else { return skip(.truncated) }
+        // The fixed 20 bytes are there: read at their offsets, without a check per field.
+        let totalLength = Int(reader.uncheckedUInt16(at: 2))
+        let id = reader.uncheckedUInt16(at: 4)
+        let flagsOffset = reader.uncheckedUInt16(at: 6)
+        let proto = reader.uncheckedUInt8(at: 9)
+        let src = IPAddress(v4: reader.uncheckedUInt32(at: 12))
+        let dst = IPAddress(v4: reader.uncheckedUInt32(at: 16))
         guard totalLength >= headerLength else { return skip(.malformedIPv4) }
         _ = reader.seek(to: start + headerLength)
         // Bytes of the IP payload on the wire, and how many of them were captured
@@ -208,9 +206,9 @@ public struct PacketDecoder {
         switch proto {
         case 6:
             guard reader.remaining >= 20 else { return skip(reader.remaining < wireLength ? .truncated : .malformedTCP) }
-            let srcPort = reader.readUInt16()!, dstPort = reader.readUInt16()!
-            let seq = reader.readUInt32()!, ack = reader.readUInt32()!
-            let offsetByte = reader.readUInt8()!, flagByte = reader.readUInt8()!
+            let srcPort = reader.uncheckedUInt16(at: 0), dstPort = reader.uncheckedUInt16(at: 2)
+            let seq = reader.uncheckedUInt32(at: 4), ack = reader.uncheckedUInt32(at: 8)
+            let offsetByte = reader.uncheckedUInt8(at: 12), flagByte = reader.uncheckedUInt8(at: 13)
             let headerLength = Int(offsetByte >> 4) * 4
             guard headerLength >= 20, headerLength <= wireLength else { return skip(.malformedTCP) }
             guard reader.seek(to: headerLength) else { return skip(.truncated) }
@@ -221,9 +219,9 @@ public struct PacketDecoder {
                                   payload: payload, wirePayloadLength: wireLength - headerLength))
         case 17:
             guard reader.remaining >= 8 else { return skip(reader.remaining < wireLength ? .truncated : .malformedUDP) }
-            let srcPort = reader.readUInt16()!, dstPort = reader.readUInt16()!
-            let length = Int(reader.readUInt16()!)
-            _ = reader.skip(2)
+            let srcPort = reader.uncheckedUInt16(at: 0), dstPort = reader.uncheckedUInt16(at: 2)
+            let length = Int(reader.uncheckedUInt16(at: 4))
+            _ = reader.skip(8)
             guard length >= 8, length <= wireLength else { return skip(.malformedUDP) }
             let payload = reader.slice(min(length - 8, reader.remaining))
             handler(DecodedPacket(timestamp: ts, transport: .udp, source: Endpoint(ip: src, port: srcPort),
@@ -280,6 +278,16 @@ struct ByteCursor {
         defer { offset += 8 }
         return UInt64(bigEndian: base.loadUnaligned(fromByteOffset: offset, as: UInt64.self))
     }
+    // Fields at `offset + i` that the caller has checked are there (`remaining` > i + size):
+    // one load each, no check.
+    @inline(__always) func uncheckedUInt8(at i: Int) -> UInt8 { base.load(fromByteOffset: offset + i, as: UInt8.self) }
+    @inline(__always) func uncheckedUInt16(at i: Int) -> UInt16 {
+        UInt16(bigEndian: base.loadUnaligned(fromByteOffset: offset + i, as: UInt16.self))
+    }
+    @inline(__always) func uncheckedUInt32(at i: Int) -> UInt32 {
+        UInt32(bigEndian: base.loadUnaligned(fromByteOffset: offset + i, as: UInt32.self))
+    }
+
     /// The next `n` bytes (clamped), consumed.
     @inline(__always) mutating func slice(_ n: Int) -> UnsafeRawBufferPointer {
         let count = max(0, min(n, remaining))

@@ -60,7 +60,10 @@ public enum ParallelReplay {
         }
         let threads = shards.map { shard in
             WorkerThread {
-                do { try Replay.run(file: file, into: shard.sniffer, afterEachPacket: { shard.publisher.packetDone() }) }
+                // The publisher captured itself: `shard.publisher` in the closure cost a retain
+                // and a release per packet.
+                let publisher = shard.publisher
+                do { try Replay.run(file: file, into: shard.sniffer, afterEachPacket: { publisher.packetDone() }) }
                 catch { shard.error = error }
                 shard.publisher.close()
             }
