@@ -152,34 +152,29 @@ public final class Sniffer {
             return
         }
         guard let udp = plugin.udp else { return }
-        let info = udpFlow(client: client, server: server, vlans: packet.vlans)
+        let scope = udpFlow(client: client, server: server, vlans: packet.vlans, plugin: plugin)
         let direction: Direction = packet.source == client ? .original : .reverse
-        let context = PluginContext(connection: info, timestamp: packet.timestamp, publisher: publisher,
-                                    logger: plugin.logger, packetIndex: packetIndex)
+        let context = PluginContext(scope: scope, timestamp: packet.timestamp, packetIndex: packetIndex)
         let payload = Array(packet.payload)
         udp.parseDatagram(payload[...], direction: direction, context: context)
     }
 
-    /// Connection info per UDP flow, cached: its Community ID (a SHA-1) and IP text would
-    /// otherwise be computed for every datagram. Bounded: emptied when full. The flows of
-    /// the last datagrams are found first in `recentUDPFlows` (hence the box).
-    @exclusivity(unchecked) private var udpFlows: [UDPFlowKey: UDPFlow] = [:]
-    @exclusivity(unchecked) private var recentUDPFlows = RecentFlows<UDPFlow>()
+    /// The plugin context's per-flow part (its connection info) per UDP flow, cached: its
+    /// Community ID (a SHA-1) and IP text would otherwise be computed for every datagram.
+    /// Bounded: emptied when full. The flows of the last datagrams are found first in
+    /// `recentUDPFlows`. (A flow's plugin is the one of its ports, always the same.)
+    @exclusivity(unchecked) private var udpFlows: [UDPFlowKey: PluginContext.FlowScope] = [:]
+    @exclusivity(unchecked) private var recentUDPFlows = RecentFlows<PluginContext.FlowScope>()
     private static let maxUDPFlows = 4096
 
-    private final class UDPFlow {
-        let info: ConnectionInfo
-        init(_ info: ConnectionInfo) { self.info = info }
-    }
-
-    private func udpFlow(client: Endpoint, server: Endpoint, vlans: VLANTags) -> ConnectionInfo {
+    private func udpFlow(client: Endpoint, server: Endpoint, vlans: VLANTags, plugin: LoadedPlugin) -> PluginContext.FlowScope {
         let untagged = vlans.isEmpty
         let folded = untagged ? Endpoint.foldedHash(client, server, vlans: VLANTags()) : 0
         if untagged, let hit = recentUDPFlows.lookup(folded: folded, client, server) {
-            return hit._withUnsafeGuaranteedRef { $0.info }
+            return hit.takeUnretainedValue()
         }
         let key = UDPFlowKey(client: client, server: server, vlans: vlans)
-        let flow: UDPFlow
+        let flow: PluginContext.FlowScope
         if let known = udpFlows[key] {
             flow = known
         } else {
@@ -187,11 +182,12 @@ public final class Sniffer {
                 udpFlows.removeAll(keepingCapacity: true)
                 recentUDPFlows.forgetAll()
             }
-            flow = UDPFlow(ConnectionInfo(id: 0, transport: .udp, client: client, server: server, vlans: vlans))
+            let info = ConnectionInfo(id: 0, transport: .udp, client: client, server: server, vlans: vlans)
+            flow = PluginContext.FlowScope(connection: info, publisher: publisher, logger: plugin.logger)
             udpFlows[key] = flow
         }
         if untagged { recentUDPFlows.remember(folded: folded, client, server, flow) }
-        return flow.info
+        return flow
     }
 
     private func tickUDP() -> Bool {

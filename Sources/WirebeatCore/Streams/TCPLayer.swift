@@ -78,14 +78,18 @@ final class TCPConnection {
     let plugin: LoadedPlugin
     let handler: TCPStreamHandler
     let timeout: TimeSpan
+    /// What every `PluginContext` of the connection shares.
+    let scope: PluginContext.FlowScope
     @exclusivity(unchecked) var streams = [TCPStreamState(), TCPStreamState()]
     @exclusivity(unchecked) var lastSeen: Timestamp
     /// Both directions ended: kept until it times out so late retransmissions are ignored
     /// instead of starting a bogus mid-stream connection.
     @exclusivity(unchecked) var closed = false
 
-    init(info: ConnectionInfo, key: FlowKey, plugin: LoadedPlugin, driver: TCPDriver, now: Timestamp) {
+    init(info: ConnectionInfo, key: FlowKey, plugin: LoadedPlugin, driver: TCPDriver, now: Timestamp,
+         publisher: EventPublisher) {
         self.info = info
+        self.scope = PluginContext.FlowScope(connection: info, publisher: publisher, logger: plugin.logger)
         self.key = key
         self.plugin = plugin
         self.handler = driver.makeHandler(info)
@@ -128,8 +132,7 @@ final class TCPLayer {
 
 
     private func context(_ c: TCPConnection) -> PluginContext {
-        PluginContext(connection: c.info, timestamp: clock, publisher: publisher, logger: c.plugin.logger,
-                      packetIndex: order.packetIndex)
+        PluginContext(scope: c.scope, timestamp: clock, packetIndex: order.packetIndex)
     }
 
     // MARK: Packets
@@ -246,7 +249,8 @@ final class TCPLayer {
         let info = ConnectionInfo(id: UInt64(order.packetIndex), transport: .tcp, client: c, server: s, vlans: packet.vlans,
                                   startedMidStream: !packet.flags.contains(.syn))
         stats.connections += 1
-        let connection = TCPConnection(info: info, key: key, plugin: plugin, driver: driver, now: clock)
+        let connection = TCPConnection(info: info, key: key, plugin: plugin, driver: driver, now: clock,
+                                       publisher: publisher)
         connections[key] = connection
         logger.debug("new connection \(info.id) \(c) -> \(s) (\(plugin.name))")
         return connection
