@@ -220,7 +220,15 @@ public struct Event: Sendable {
     /// fresh, so unique, and every name is a base name).
     mutating func appendTransactionFields(flow: EncodedFlow, ok: Bool, type: String, start: Timestamp, end: Timestamp?,
                                           requestBytes: Int?, responseBytes: Int?) {
-        let pool = EventBufferPool.current
+        EventBufferPool.withCurrent { pool in
+            appendTransactionFields(flow: flow, ok: ok, type: type, start: start, end: end,
+                                    requestBytes: requestBytes, responseBytes: responseBytes, pool: pool)
+        }
+    }
+
+    private mutating func appendTransactionFields(flow: EncodedFlow, ok: Bool, type: String, start: Timestamp,
+                                                  end: Timestamp?, requestBytes: Int?, responseBytes: Int?,
+                                                  pool: EventBufferPool) {
         storage.sharedText = flow.text
         flow.sharedSpans.withUnsafeBufferPointer { storage.appendSpans($0) }
         let status = ok ? flow.statusOK : flow.statusError
@@ -527,11 +535,13 @@ public struct Event: Sendable {
         if storage.removedCount > 0 {
             for (i, span) in spans.enumerated() where span.isRemoved { absent.append(i) }
         }
-        let cache = EventBufferPool.current.layouts
-        if let layout = cache.layout(base: storage.baseNames, names: ownNames, absent: absent) { return layout }
-        let built = Event.layout(names: allNames, absent: absent)
-        cache.store(storage.baseNames, Array(ownNames), absent, built)
-        return built
+        return EventBufferPool.withCurrent { pool in
+            let cache = pool.layouts
+            if let layout = cache.layout(base: storage.baseNames, names: ownNames, absent: absent) { return layout }
+            let built = Event.layout(names: allNames, absent: absent)
+            cache.store(storage.baseNames, Array(ownNames), absent, built)
+            return built
+        }
     }
 
     /// Room enough for the event's JSON: the layout's text and every value span (a value
