@@ -105,8 +105,11 @@ public final class Sniffer {
     public func handle(linkType: Int32, timestamp: Timestamp, frame: UnsafeRawBufferPointer) {
         counters.packets += 1
         counters.bytes += frame.count
+        // `self` borrowed, not captured: the closure's capture cost a retain and a release per
+        // packet on every worker.
+        let sniffer = Unmanaged.passUnretained(self)
         decoder.decode(linkType: linkType, timestamp: timestamp, frame: frame) { packet in
-            self.dispatch(packet)
+            sniffer._withUnsafeGuaranteedRef { $0.dispatch(packet) }
         }
     }
 
