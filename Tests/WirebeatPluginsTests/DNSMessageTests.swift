@@ -115,6 +115,33 @@ struct DNSMessageTests {
         }
     }
 
+    /// The plugin writes addresses itself: the text must be `IPAddress.description`'s.
+    @Test func addressTextIsTheCoresText() {
+        var addresses: [IPAddress] = [IPAddress(v4: 0), IPAddress(v4: 0xFFFF_FFFF), IPAddress(v4: 0x0A00_6401),
+                                      IPAddress(v4: 0xC000_0201), IPAddress(v6High: 0, low: 0),
+                                      IPAddress(v6High: 0, low: 1), IPAddress(v6High: 0, low: 0x0000_FFFF_C000_0201),
+                                      IPAddress(v6High: 0x2001_0DB8_0000_0000, low: 1),
+                                      IPAddress(v6High: 0x2001_0DB8_0000_0001, low: 0x0000_0000_0001_0000),
+                                      IPAddress(v6High: 0xFE80_0000_0000_0000, low: 0x0202_B3FF_FE1E_8329),
+                                      IPAddress(v6High: 0x2001_0DB8_0001_0000, low: 0x0000_0001_0000_0000)]
+        // Every pattern of zero and non-zero groups, with values of each width.
+        let values: [UInt64] = [0, 0x1, 0xAB, 0xABC, 0xF00D]
+        for pattern in 0..<256 {
+            var high: UInt64 = 0, low: UInt64 = 0
+            for g in 0..<8 {
+                let v = pattern >> g & 1 == 0 ? 0 : values[1 + (g + pattern) % 4]
+                if g < 4 { high |= v << UInt64(48 - 16 * g) } else { low |= v << UInt64(48 - 16 * (g - 4)) }
+            }
+            addresses.append(IPAddress(v6High: high, low: low))
+        }
+        for b in 0...255 { addresses.append(IPAddress(v4: UInt32(b) << 24 | UInt32(b) << 8 | UInt32(255 - b))) }
+        for ip in addresses {
+            var out: [UInt8] = []
+            DNSJSON.quotedIP(ip, into: &out)
+            #expect(String(decoding: out, as: UTF8.self) == "\"\(ip.description)\"")
+        }
+    }
+
     @Test func namesAreEscapedAsDigDoes() throws {
         var m = DNSBuilder(id: 1, flags: 0x0100, counts: (1, 0, 0, 0))
         m.bytes += [10] + Array("odd name.x".utf8) + [3, 0x5C, 0xFF, 0x22] + Self.n("test")
