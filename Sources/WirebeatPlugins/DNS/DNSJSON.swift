@@ -266,6 +266,32 @@ enum DNSEncoded {
         DNSJSON.raw(text, inside: inside, into: &out)
     }
 
+    /// `,"type":` and the type as `writeType` writes it, after the closing quote of a string
+    /// when `afterQuote` and followed by `}` when `close`: the common types in one literal
+    /// (each append costs about as much as a short literal).
+    @inline(__always)
+    static func writeTypeMember<Out: DNSTextOutput>(_ t: UInt16, afterQuote: Bool, close: Bool, into out: inout Out) {
+        let text: StaticString
+        switch t {
+        case 1: text = #"","type":"A"}"#
+        case 2: text = #"","type":"NS"}"#
+        case 5: text = #"","type":"CNAME"}"#
+        case 6: text = #"","type":"SOA"}"#
+        case 12: text = #"","type":"PTR"}"#
+        case 15: text = #"","type":"MX"}"#
+        case 16: text = #"","type":"TXT"}"#
+        case 28: text = #"","type":"AAAA"}"#
+        case 33: text = #"","type":"SRV"}"#
+        default:
+            DNSJSON.raw(afterQuote ? #"","type":"# : #","type":"#, into: &out)
+            DNSJSON.quotedText(type(t), inside: false, into: &out)
+            if close { out.append(UInt8(ascii: "}")) }
+            return
+        }
+        let skip = afterQuote ? 0 : 1
+        out.append(UnsafeBufferPointer(start: text.utf8Start + skip, count: text.utf8CodeUnitCount - skip - (close ? 0 : 1)))
+    }
+
     static func writeClass<Out: DNSTextOutput>(_ c: UInt16, inside: Bool = false, into out: inout Out) {
         if c == 1 { DNSJSON.raw(#""IN""#, inside: inside, into: &out); return }
         DNSJSON.quotedText(`class`(c), inside: inside, into: &out)
@@ -290,7 +316,11 @@ enum DNSEncoded {
 /// offset), so that a record is written with no value built. Decoding the records again
 /// into `DNSRecord` and `RData` to write them cost ~900 instructions a record, mostly in
 /// retains and releases of the message's array.
-enum RDataView {
+///
+/// A plain value, with nothing to release: the value of `.other` goes beside it (see
+/// `RDataView`). With that value inside, every record's view was destroyed through the
+/// enum's value witnesses (~40 instructions a record) and returned through memory.
+enum RDataPlace {
     case address(IPAddress)
     case name(Int)
     case mx(preference: UInt16, host: Int)
@@ -298,29 +328,14 @@ enum RDataView {
     case srv(priority: UInt16, weight: UInt16, port: UInt16, target: Int)
     /// TXT, HINFO, SPF: the character-strings.
     case strings(Range<Int>)
-    /// Other types, and RDATA that could not be decoded: the decoded value, printed as text.
-    case other(RData)
-
-    /// The view of `data`, whose names and RDATA are in the message `record` read it from.
-    init(_ data: RData) {
-        switch data {
-        case .address(let ip): self = .address(ip)
-        case .name(let n): self = .name(n.start)
-        case let .mx(preference, host): self = .mx(preference: preference, host: host.start)
-        case let .soa(mname, rname, serial, refresh, retry, expire, minimum):
-            self = .soa(mname: mname.start, rname: rname.start, serial: serial, refresh: refresh, retry: retry,
-                        expire: expire, minimum: minimum)
-        case let .srv(priority, weight, port, target):
-            self = .srv(priority: priority, weight: weight, port: port, target: target.start)
-        case .strings(let bytes): self = .strings(bytes.startIndex..<bytes.endIndex)
-        case .text, .unknown: self = .other(data)
-        }
-    }
+    /// Other types, and RDATA that could not be decoded: the decoded value (given beside
+    /// it), printed as text.
+    case other
 
     /// The RDATA `start..<end` of a record of type `type` in a message whose every RDATA
     /// decodes (`DNSMessage.dataDecodes`: checked by `parse`, not again); nil for the types
     /// decoded into text, which `RData.decode` makes.
-    static func read(_ b: UnsafeBufferPointer<UInt8>, type: UInt16, start: Int, end: Int) -> RDataView? {
+    static func read(_ b: UnsafeBufferPointer<UInt8>, type: UInt16, start: Int, end: Int) -> RDataPlace? {
         func u16(_ i: Int) -> UInt16 { UInt16(b[i]) << 8 | UInt16(b[i + 1]) }
         func u32(_ i: Int) -> UInt32 { UInt32(u16(i)) << 16 | UInt32(u16(i + 2)) }
         switch type {
@@ -345,6 +360,34 @@ enum RDataView {
         default:
             return nil
         }
+    }
+}
+
+/// The RDATA of a record as `DNSRecord.writeJSON` takes it: where it is, or the decoded
+/// value of the types printed as text.
+enum RDataView {
+    case place(RDataPlace)
+    case other(RData)
+
+    /// The view of `data`, whose names and RDATA are in the message `record` read it from.
+    init(_ data: RData) {
+        switch data {
+        case .address(let ip): self = .place(.address(ip))
+        case .name(let n): self = .place(.name(n.start))
+        case let .mx(preference, host): self = .place(.mx(preference: preference, host: host.start))
+        case let .soa(mname, rname, serial, refresh, retry, expire, minimum):
+            self = .place(.soa(mname: mname.start, rname: rname.start, serial: serial, refresh: refresh, retry: retry,
+                               expire: expire, minimum: minimum))
+        case let .srv(priority, weight, port, target):
+            self = .place(.srv(priority: priority, weight: weight, port: port, target: target.start))
+        case .strings(let bytes): self = .place(.strings(bytes.startIndex..<bytes.endIndex))
+        case .text, .unknown: self = .other(data)
+        }
+    }
+
+    /// See `RDataPlace.read`.
+    static func read(_ b: UnsafeBufferPointer<UInt8>, type: UInt16, start: Int, end: Int) -> RDataView? {
+        RDataPlace.read(b, type: type, start: start, end: end).map { .place($0) }
     }
 }
 
@@ -381,6 +424,21 @@ extension DNSRecord {
     static func writeJSON<Out: DNSJSONOutput>(_ b: UnsafeBufferPointer<UInt8>, owner: Int, rclass: UInt16, ttl: UInt32,
                                               type: UInt16, data: RDataView, nameAt12: UnsafeBufferPointer<UInt8>?,
                                               into out: inout Out) -> Range<Int> {
+        switch data {
+        case .place(let place):
+            return writeJSON(b, owner: owner, rclass: rclass, ttl: ttl, type: type, data: place, other: nil,
+                             nameAt12: nameAt12, into: &out)
+        case .other(let value):
+            return writeJSON(b, owner: owner, rclass: rclass, ttl: ttl, type: type, data: .other, other: value,
+                             nameAt12: nameAt12, into: &out)
+        }
+    }
+
+    /// `writeJSON(_:owner:…)` of RDATA where it is (`data`), or of the value `other` for
+    /// `.other`.
+    static func writeJSON<Out: DNSJSONOutput>(_ b: UnsafeBufferPointer<UInt8>, owner: Int, rclass: UInt16, ttl: UInt32,
+                                              type: UInt16, data: RDataPlace, other: RData?,
+                                              nameAt12: UnsafeBufferPointer<UInt8>?, into out: inout Out) -> Range<Int> {
         if rclass == 1 {
             DNSJSON.raw(#"{"class":"IN","data":"#, into: &out)   // nearly always
         } else {
@@ -389,7 +447,7 @@ extension DNSRecord {
             DNSJSON.raw(#","data":"#, into: &out)
         }
         let dataStart = out.count
-        writeDataJSON(data, b, into: &out)
+        writeDataJSON(data, other, b, into: &out)
         let dataEnd = out.count
         /// `,"name":"` and the name, without the closing quote.
         func writeName() {
@@ -426,18 +484,19 @@ extension DNSRecord {
             DNSJSON.raw(#"","ttl":"#, into: &out)
         }
         DNSJSON.int(ttl, into: &out)
-        DNSJSON.raw(#","type":"#, into: &out)
-        DNSEncoded.writeType(type, into: &out)
         if case let .srv(_, weight, _, _) = data {
+            DNSEncoded.writeTypeMember(type, afterQuote: false, close: false, into: &out)
             DNSJSON.raw(#","weight":"#, into: &out); DNSJSON.int(UInt32(weight), into: &out)
+            out.append(UInt8(ascii: "}"))
+        } else {
+            DNSEncoded.writeTypeMember(type, afterQuote: false, close: true, into: &out)
         }
-        out.append(UInt8(ascii: "}"))
         return dataStart..<dataEnd
     }
 
     /// `data.data` as a JSON string.
-    private static func writeDataJSON<Out: DNSJSONOutput>(_ data: RDataView, _ b: UnsafeBufferPointer<UInt8>,
-                                                         into out: inout Out) {
+    private static func writeDataJSON<Out: DNSJSONOutput>(_ data: RDataPlace, _ other: RData?,
+                                                         _ b: UnsafeBufferPointer<UInt8>, into out: inout Out) {
         switch data {
         case .address(let ip):
             DNSJSON.quotedIP(ip, into: &out)
@@ -447,8 +506,8 @@ extension DNSRecord {
             out.append(DNSJSON.quote)
             RData.writeStrings(UnsafeBufferPointer(rebasing: b[range]), into: &out, json: true)
             out.append(DNSJSON.quote)
-        case .other(let value):
-            DNSJSON.string(value.data, into: &out)
+        case .other:
+            DNSJSON.string(other?.data ?? "", into: &out)
         }
     }
 }

@@ -235,9 +235,7 @@ enum DNSEvents {
                 DNSJSON.raw(#","name":""#, into: &json)
             }
             json.append(questionName)
-            DNSJSON.raw(#"","type":"#, into: &json)
-            DNSEncoded.writeType(question.type, into: &json)
-            json.append(UInt8(ascii: "}"))
+            DNSEncoded.writeTypeMember(question.type, afterQuote: true, close: true, into: &json)
         }
         if let r {
             // The addresses among the answers, as a JSON array of strings: their text is
@@ -294,10 +292,17 @@ enum DNSEvents {
                     json.append(UInt8(ascii: ","))
                 }
                 first = false
-                let data = m.dataView(of: rr, in: b)
-                let range = DNSRecord.writeJSON(b, owner: rr.owner, rclass: rr.rclass(in: b), ttl: rr.ttl(in: b), type: rr.type,
-                                                data: data, nameAt12: nameAt12, into: &json)
-                if case .address = data { addresses.append(range) }
+                let rdata = rr.rdata
+                if m.dataDecodes, let place = RDataPlace.read(b, type: rr.type, start: rdata.lowerBound, end: rdata.upperBound) {
+                    let range = DNSRecord.writeJSON(b, owner: rr.owner, rclass: rr.rclass(in: b), ttl: rr.ttl(in: b),
+                                                    type: rr.type, data: place, other: nil, nameAt12: nameAt12, into: &json)
+                    if case .address = place { addresses.append(range) }
+                } else {
+                    let data = m.dataView(of: rr, in: b)
+                    let range = DNSRecord.writeJSON(b, owner: rr.owner, rclass: rr.rclass(in: b), ttl: rr.ttl(in: b),
+                                                    type: rr.type, data: data, nameAt12: nameAt12, into: &json)
+                    if case .place(.address) = data { addresses.append(range) }
+                }
             }
         }
         if !first { json.append(UInt8(ascii: "]")) }
