@@ -244,9 +244,15 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
             }
             var h = mix(seed, UInt64(b.count))
             var i = 0
-            while i + 8 <= b.count {
+            // Two words a step, without overflow checks (the same value as one a step).
+            while i &+ 16 <= b.count {
                 h = mix(h, b.loadUnaligned(fromByteOffset: i, as: UInt64.self))
-                i += 8
+                h = mix(h, b.loadUnaligned(fromByteOffset: i &+ 8, as: UInt64.self))
+                i &+= 16
+            }
+            if i &+ 8 <= b.count {
+                h = mix(h, b.loadUnaligned(fromByteOffset: i, as: UInt64.self))
+                i &+= 8
             }
             var tail: UInt64 = 0
             if i < b.count && b.count >= 8 {
@@ -285,11 +291,13 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
             if let old = udpWaiting.updateValue(m, forKey: key) {
                 publish(old, nil, [DNSPlugin.duplicateIDNote])
             } else if udpWaiting.count > DNSPlugin.maxPendingUDP, let oldest = oldestWaiting() {
-                udpWaiting.removeValue(forKey: oldest.key)
+                removeWaiting(oldest.key)
                 publish(oldest.query, nil, ["no response", "too many queries waiting"])
             }
-            // A response paired before with this key is no longer looked for.
-            if !udpAnswered.isEmpty { udpAnswered.removeValue(forKey: AnsweredKey(key)) }
+            // A response paired before with this key is no longer looked for once this query
+            // waits. While it waits, a response with its key finds it first (the record is never
+            // read); paired, it replaces the record: the record is dropped only when the query
+            // leaves unpaired (`removeWaiting`). Dropped here, it cost a lookup per query.
             return
         }
         let key = UDPKey(client: m.receiver, server: m.sender, id: header.id, vlans: vlans, seed: keySeed)
@@ -308,6 +316,13 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
 
     private func fingerprint(_ m: DNSObserved) -> Int { DNSPlugin.fingerprint(m.bytes, seed: fingerprintSeed) }
 
+    /// Drops a query that leaves without its response, and what a response paired before
+    /// with its key left (see `parseDatagram`).
+    private func removeWaiting(_ key: UDPKey) {
+        udpWaiting.removeValue(forKey: key)
+        if !udpAnswered.isEmpty { udpAnswered.removeValue(forKey: AnsweredKey(key)) }
+    }
+
     /// The waiting query that came first (only when the table is full).
     private func oldestWaiting() -> (key: UDPKey, query: DNSObserved)? {
         udpWaiting.min { $0.value.serial < $1.value.serial }.map { ($0.key, $0.value) }
@@ -321,7 +336,7 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
         for (key, query) in udpWaiting where now - query.time > timeout { expired.append((key, query)) }
         expired.sort { $0.query.serial < $1.query.serial }
         for (key, query) in expired {
-            udpWaiting.removeValue(forKey: key)
+            removeWaiting(key)
             publishUnanswered(query, publisher)
         }
         let window = min(timeout, DNSPlugin.duplicateWindow)
