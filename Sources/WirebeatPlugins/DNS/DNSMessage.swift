@@ -163,7 +163,14 @@ struct DNSName: Equatable, Hashable {
 
     /// The name has no pointer and `other` holds the same bytes where the name is in `message`.
     func isStored(identicallyIn other: [UInt8]) -> Bool {
-        guard let length = uncompressedLength, other.count >= start + length else { return false }
+        guard let length = uncompressedLength else { return false }
+        return isStored(identicallyIn: other, length: length)
+    }
+
+    /// `isStored(identicallyIn:)` of a name without pointer whose length is `length` (as
+    /// `uncompressedLength` found it: not walked again).
+    func isStored(identicallyIn other: [UInt8], length: Int) -> Bool {
+        guard other.count >= start + length else { return false }
         return message.withUnsafeBufferPointer { a in
             other.withUnsafeBufferPointer { b in memcmp(a.baseAddress! + start, b.baseAddress! + start, length) == 0 }
         }

@@ -108,12 +108,13 @@ enum DNSEvents {
             // The question's name (the inside of its JSON string) is printed three times: made
             // once, on the stack. Room for the longest text: 255 octets at most in the message
             // (checked when parsed), each printed as 5 bytes at most (`\\DDD`).
-            let room = question.map { 5 * ($0.name.uncompressedLength ?? 255) } ?? 1
+            let length = question?.name.uncompressedLength   // walked once: `writeDNS` needs it too
+            let room = question == nil ? 1 : 5 * (length ?? 255)
             withUnsafeTemporaryAllocation(of: UInt8.self, capacity: room) { buffer in
                 var text = DNSTextBuffer(buffer)
                 question?.name.write(into: &text, json: true)
                 setValues(of: main, query: q, response: r, question: question, questionName: text.text,
-                          isAnswer: response != nil, settings: settings, in: &e)
+                          questionLength: length, isAnswer: response != nil, settings: settings, in: &e)
             }
         }
         if settings.sendRequest, let q { e.set("request", q.digText) }
@@ -129,15 +130,15 @@ enum DNSEvents {
     }
 
     /// `dns`, `method`, `resource` and `query` (`questionName`: the question's name as
-    /// written in a JSON string).
+    /// written in a JSON string; `questionLength`: its `uncompressedLength`).
     private static func setValues(of main: DNSMessage, query q: DNSMessage?, response r: DNSMessage?,
                                   question: DNSQuestion?, questionName name: UnsafeBufferPointer<UInt8>,
-                                  isAnswer: Bool, settings: DNSConfig, in e: inout Event) {
+                                  questionLength: Int?, isAnswer: Bool, settings: DNSConfig, in e: inout Event) {
         // The whole `dns` object as one value, members in key order: the event prints it
         // where its members would go (it nests dotted names into objects, and nothing else
         // sets `dns.*`), and one value costs far less to set than a dozen.
         e.set("dns", writingJSONTo: { out in
-            writeDNS(main, query: q, response: r, question: question, questionName: name,
+            writeDNS(main, query: q, response: r, question: question, questionName: name, questionLength: questionLength,
                      isAnswer: isAnswer, settings: settings, into: &out)
         })
         e.set("method", writingJSONTo: { DNSEncoded.writeOpcode(main.header.opcode, into: &$0) })
@@ -167,8 +168,8 @@ enum DNSEvents {
     /// there is a response, parsed or not; `questionName`: the question's name as written in a
     /// JSON string).
     private static func writeDNS(_ main: DNSMessage, query q: DNSMessage?, response r: DNSMessage?, question: DNSQuestion?,
-                                 questionName: UnsafeBufferPointer<UInt8>, isAnswer: Bool, settings: DNSConfig,
-                                 into json: inout JSONOutput) {
+                                 questionName: UnsafeBufferPointer<UInt8>, questionLength: Int?, isAnswer: Bool,
+                                 settings: DNSConfig, into json: inout JSONOutput) {
         let h = main.header
         // Where the answers' addresses are in `json`: `resolved_ip` lists them again.
         var addresses = AddressRanges()
@@ -177,7 +178,8 @@ enum DNSEvents {
             // Answers mostly name the question by a pointer to it: its text is reused when the
             // response's question name has the same bytes as the one in `questionName`.
             var nameAt12: UnsafeBufferPointer<UInt8>? = nil
-            if let question, question.name.start == 12, question.name.isStored(identicallyIn: r.bytes) {
+            if let question, question.name.start == 12, let questionLength,
+               question.name.isStored(identicallyIn: r.bytes, length: questionLength) {
                 nameAt12 = questionName
             }
             var ignored = AddressRanges()
