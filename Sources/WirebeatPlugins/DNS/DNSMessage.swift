@@ -84,7 +84,13 @@ struct DNSReader {
 
     /// Checks the name at `position` of `bytes` as `name()` describes; returns where the
     /// name ends (after its first pointer, if any).
-    static func checkName(in bytes: UnsafeBufferPointer<UInt8>, at position: Int, end: Int) throws -> Int {
+    ///
+    /// `name12Length`: when not 0, the name at offset 12 (the first question's) is checked,
+    /// has no pointer and is this long: a pointer to it ends the walk (its labels are not
+    /// walked again, ~16 instructions a label), as long as the whole name stays within 255
+    /// octets (else the walk goes on, to the same fault).
+    static func checkName(in bytes: UnsafeBufferPointer<UInt8>, at position: Int, end: Int,
+                          name12Length: Int = 0) throws -> Int {
         var position = position
         var wireLength = 1
         var cursor = position
@@ -115,6 +121,7 @@ struct DNSReader {
                 pointers += 1
                 guard pointers <= 64 else { throw DNSFault.malformed("more than 64 name pointers at byte \(position)") }
                 if !jumped { position = cursor + 2 }
+                if target == 12 && name12Length > 0 && wireLength + name12Length - 1 <= 255 { return position }
                 jumped = true
                 lowestTarget = target
                 cursor = target
@@ -472,11 +479,11 @@ class DNSMessage {
                     sections.question.count += 1
                 }
                 // The first question's name, checked, without a pointer: what most names point to.
-                var name12 = false
+                var name12 = 0   // its length; 0: it has a pointer, or there is no question
                 if sections.question.count > 0 {
                     var i = 12
                     while b[i] != 0 && b[i] & 0xC0 == 0 { i += 1 + Int(b[i]) }
-                    name12 = b[i] == 0
+                    if b[i] == 0 { name12 = i + 1 - 12 }
                 }
                 sections.answer.start = position
                 for _ in 0..<header.answerCount {
@@ -551,7 +558,7 @@ class DNSMessage {
 
     /// Checks the record at `p` of `bytes` (noting in `faults` RDATA that cannot be
     /// decoded, and clearing `dataDecodes`); returns where it is.
-    private static func check(_ b: UnsafeBufferPointer<UInt8>, at p: Int, _ bytes: [UInt8], _ name12: Bool,
+    private static func check(_ b: UnsafeBufferPointer<UInt8>, at p: Int, _ bytes: [UInt8], _ name12: Int,
                               _ faults: inout [DNSFault], _ dataDecodes: inout Bool) throws -> RecordSpan {
         if let span = quickCheck(b, at: p, name12: name12) { return span }
         var r = DNSReader(bytes, position: p)
@@ -566,14 +573,15 @@ class DNSMessage {
 
     /// The record at `p` when it is whole and `record` would decode its RDATA without fault;
     /// nil when it is not, or when its type is not one checked here.
-    /// `name12`: the name at offset 12 (the first question's) is checked and has no pointer.
-    private static func quickCheck(_ b: UnsafeBufferPointer<UInt8>, at p: Int, name12: Bool) -> RecordSpan? {
+    /// `name12`: when not 0, the name at offset 12 (the first question's) is checked, has no
+    /// pointer and is this long.
+    private static func quickCheck(_ b: UnsafeBufferPointer<UInt8>, at p: Int, name12: Int) -> RecordSpan? {
         /// Where the name at `i` ends, reading no further than `end` but through pointers
         /// (nil: not a valid name). Most owner names are only a pointer to the question's
         /// name: checked already, not walked again (what `checkName` would find).
         func name(at i: Int, end: Int) -> Int? {
-            if name12, i > 12, i + 1 < end, b[i] == 0xC0, b[i + 1] == 12 { return i + 2 }
-            return try? DNSReader.checkName(in: b, at: i, end: end)
+            if name12 > 0, i > 12, i + 1 < end, b[i] == 0xC0, b[i + 1] == 12 { return i + 2 }
+            return try? DNSReader.checkName(in: b, at: i, end: end, name12Length: name12)
         }
         guard let fixed = name(at: p, end: b.count), fixed + 10 <= b.count else { return nil }
         let type = UInt16(b[fixed]) << 8 | UInt16(b[fixed + 1])
