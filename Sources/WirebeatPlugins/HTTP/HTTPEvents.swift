@@ -51,7 +51,8 @@ extension HTTPSession {
             HTTPSession.writeCount(q.bytes, into: &out)
             if sendsHeaders { HTTPSession.writeHeaders(q.headers, into: &out) }
             // `,"method":…[,"mime_type":…]}`
-            q.kept.withUnsafeBufferPointer { b in
+            do {
+                let b = q.kept
                 let method = UnsafeBufferPointer(rebasing: b[q.method])
                 let type = q.contentType.map { UnsafeBufferPointer(rebasing: b[$0]) }
                 if !requestTail.matches(method, type, 0) {
@@ -86,7 +87,8 @@ extension HTTPSession {
             if let r {
                 // `[,"mime_type":…],"status_code":…,"status_phrase":…},"version":…}`: the end.
                 let version = q?.minorVersion ?? r.minorVersion
-                r.kept.withUnsafeBufferPointer { b in
+                do {
+                    let b = r.kept
                     let phrase = UnsafeBufferPointer(rebasing: b[r.phrase])
                     let type = r.contentType.map { UnsafeBufferPointer(rebasing: b[$0]) }
                     let number = r.statusCode << 4 | version
@@ -138,47 +140,14 @@ extension HTTPSession {
     /// The `url` object of request `q`: `domain`, `full`, `original` (its password
     /// redacted), `path`, `port`, `query`, the ones the target and Host give.
     private func writeURL(_ q: HTTPMessage, into out: inout JSONOutput) {
-        let kept = q.kept
-        // The usual request, a plain origin-form target with the Host of the connection's
-        // last one: the host's part of the object as it was, the target copied in between
-        // (some 1,700 instructions fewer than the general code below, per event).
-        let written = kept.withUnsafeBufferPointer { b -> Bool in
-            let target = UnsafeBufferPointer(rebasing: b[q.target])
-            guard let question = HTTPSession.plainOriginForm(target), !q.methodIs(b, "connect") else { return false }
-            let host = q.host.map { UnsafeBufferPointer(rebasing: b[$0]) }
-            if !hostURLJSON.matches(host) {
-                guard hostURLJSON.update(host, url: HTTPURL(kept: kept, target: q.target, isConnect: false, host: q.host)) else {
-                    return false
-                }
-            }
-            hostURLJSON.writeHead(into: &out)
-            if hostURLJSON.hasFull {
-                out.append(target)
-                out.append(#"","original":""#)
-            } else {
-                out.append(#""original":""#)
-            }
-            out.append(target)
-            out.append(#"","path":""#)
-            let path = question < 0 ? target : UnsafeBufferPointer(rebasing: target[..<question])
-            out.append(path)
-            out.append(Byte.quote)
-            hostURLJSON.writePort(into: &out)
-            if question >= 0 {
-                out.append(#","query":""#)
-                out.append(UnsafeBufferPointer(rebasing: target[(question + 1)...]))
-                out.append(Byte.quote)
-            }
-            out.append(UInt8(ascii: "}"))
-            return true
-        }
-        if written { return }
-        let redacted = HTTPSession.redactedTarget(kept[q.target])
-        let url = HTTPURL(kept: kept, target: q.target, isConnect: q.methodIs("connect"), host: q.host)
+        if writePlainURL(q, into: &out) { return }
+        let b = q.kept
+        let redacted = HTTPSession.redactedTarget(UnsafeBufferPointer(rebasing: b[q.target]))
+        let url = HTTPSession.url(of: q, isConnect: q.methodIs("connect"))
         out.append(UInt8(ascii: "{"))
         if let domain = url.domain {
             out.append(#""domain":"#)
-            domainJSON.write(url.bytes, domain, into: &out, HTTPSession.writeUTF8)
+            url.bytes.withUnsafeBufferPointer { domainJSON.write($0, domain, into: &out, HTTPSession.writeUTF8) }
             out.append(UInt8(ascii: ","))
         }
         if url.hasFull {
@@ -191,7 +160,7 @@ extension HTTPSession {
         if let redacted {
             Array(redacted.utf8).withUnsafeBufferPointer { out.writeUTF8String($0) }
         } else {
-            kept.withUnsafeBufferPointer { out.writeUTF8String(UnsafeBufferPointer(rebasing: $0[q.target])) }
+            out.writeUTF8String(UnsafeBufferPointer(rebasing: b[q.target]))
         }
         let original = originalStart..<out.count
         if let path = url.path {
@@ -213,6 +182,54 @@ extension HTTPSession {
             url.writeUTF8(query, into: &out)
         }
         out.append(UInt8(ascii: "}"))
+    }
+
+    /// The usual request, a plain origin-form target with the Host of the connection's last
+    /// one: the host's part of the `url` object as it was, the target copied in between
+    /// (some 1,700 instructions fewer than the general code of `writeURL`, per event). False,
+    /// nothing written, for another request.
+    private func writePlainURL(_ q: HTTPMessage, into out: inout JSONOutput) -> Bool {
+        let b = q.kept
+        let target = UnsafeBufferPointer(rebasing: b[q.target])
+        guard let question = HTTPSession.plainOriginForm(target), !q.methodIs("connect") else { return false }
+        let host = q.host.map { UnsafeBufferPointer(rebasing: b[$0]) }
+        if !hostURLJSON.matches(host) {
+            guard hostURLJSON.update(host, url: HTTPSession.url(of: q, isConnect: false)) else { return false }
+        }
+        hostURLJSON.writeHead(into: &out)
+        if hostURLJSON.hasFull {
+            out.append(target)
+            out.append(#"","original":""#)
+        } else {
+            out.append(#""original":""#)
+        }
+        out.append(target)
+        out.append(#"","path":""#)
+        let path = question < 0 ? target : UnsafeBufferPointer(rebasing: target[..<question])
+        out.append(path)
+        out.append(Byte.quote)
+        hostURLJSON.writePort(into: &out)
+        if question >= 0 {
+            out.append(#","query":""#)
+            out.append(UnsafeBufferPointer(rebasing: target[(question + 1)...]))
+            out.append(Byte.quote)
+        }
+        out.append(UInt8(ascii: "}"))
+        return true
+    }
+
+    /// The `HTTPURL` of request `q`: its target and Host copied into an array of their own
+    /// (`kept` is a raw buffer that may hold earlier messages' values too). Not on the usual
+    /// path (see `writeURL`).
+    static func url(of q: HTTPMessage, isConnect: Bool) -> HTTPURL {
+        let b = q.kept, target = UnsafeBufferPointer(rebasing: b[q.target])
+        var bytes = Array(target)
+        var host: Range<Int>?
+        if let h = q.host {
+            bytes.append(contentsOf: UnsafeBufferPointer(rebasing: b[h]))
+            host = target.count..<bytes.count
+        }
+        return HTTPURL(kept: bytes, target: 0..<target.count, isConnect: isConnect, host: host)
     }
 
     /// For `writeURL`: whether `target` is an origin-form target (a `/` first) whose bytes
@@ -303,9 +320,9 @@ extension HTTPSession {
 
     /// The request target with the password of an absolute URI's userinfo removed; nil when
     /// there is nothing to remove.
-    static func redactedTarget(_ target: ArraySlice<UInt8>) -> String? {
+    static func redactedTarget(_ target: UnsafeBufferPointer<UInt8>) -> String? {
         // Most targets are paths, without the `:` of a scheme: no String made for them.
-        guard target.withUnsafeBufferPointer({ $0.contains(Byte.colon) }) else { return nil }
+        guard target.contains(Byte.colon) else { return nil }
         let text = target.text
         guard let scheme = text.range(of: "://") else { return nil }
         let rest = text[scheme.upperBound...]
@@ -430,14 +447,14 @@ struct RepeatedJSON {
     /// again only when that value differs from the last one; no field if `encode` wrote
     /// nothing. (The bytes come with their range, not as a slice: one retain and release
     /// fewer each.)
-    mutating func set(_ field: String, _ bytes: [UInt8], _ range: Range<Int>, in e: inout Event,
+    mutating func set(_ field: String, _ bytes: UnsafeBufferPointer<UInt8>, _ range: Range<Int>, in e: inout Event,
                       _ encode: (UnsafeBufferPointer<UInt8>, inout [UInt8]) -> Void) {
         if update(bytes, range, encode) { e.set(field, encodedJSON: json) }
     }
 
     /// Writes the text of `bytes[range]` (which `encode` must make non-empty) into a value
     /// being written.
-    mutating func write(_ bytes: [UInt8], _ range: Range<Int>, into out: inout JSONOutput,
+    mutating func write(_ bytes: UnsafeBufferPointer<UInt8>, _ range: Range<Int>, into out: inout JSONOutput,
                         _ encode: (UnsafeBufferPointer<UInt8>, inout [UInt8]) -> Void) {
         _ = update(bytes, range, encode)
         write(into: &out)
@@ -450,10 +467,10 @@ struct RepeatedJSON {
     }
 
     /// Makes the text of `bytes[range]` the current one; whether there is any.
-    mutating func update(_ bytes: [UInt8], _ range: Range<Int>,
+    mutating func update(_ bytes: UnsafeBufferPointer<UInt8>, _ range: Range<Int>,
                          _ encode: (UnsafeBufferPointer<UInt8>, inout [UInt8]) -> Void) -> Bool {
-        bytes.withUnsafeBufferPointer { b in
-            let v = UnsafeBufferPointer(rebasing: b[range])
+        do {
+            let v = UnsafeBufferPointer(rebasing: bytes[range])
             let same = isSet && v.count == value.count && value.withUnsafeBufferPointer {
                 v.isEmpty || memcmp(v.baseAddress!, $0.baseAddress!, v.count) == 0
             }

@@ -33,10 +33,17 @@ final class HTTPMessage {
     @exclusivity(unchecked) var end: Timestamp
 
     /// The values of the start line and of the headers the event needs, copied out of the
-    /// stream buffer (which is reused) into this one array: the fields below are ranges of
-    /// it. One allocation per message instead of a String per value, and the event takes
-    /// the bytes as they are (`Event.set(_:utf8:)`).
-    @exclusivity(unchecked) private(set) var kept: [UInt8] = []
+    /// stream buffer (which is reused) into this one buffer (`kept`): the fields below are
+    /// ranges of it. No String per value, and the event takes the bytes as they are.
+    /// A raw buffer rather than an array: keeping a value is a capacity test and a copy
+    /// (`Array.append(contentsOf:)` cost ~90 instructions, four values per transaction), and
+    /// reading it retains nothing (each access to an array property is a retain and a
+    /// release).
+    @exclusivity(unchecked) private var keptBytes: UnsafeMutablePointer<UInt8>
+    @exclusivity(unchecked) private var keptCount = 0
+    @exclusivity(unchecked) private var keptCapacity: Int
+    /// The kept bytes: valid until the next `keep` or `reset` (which may move them).
+    var kept: UnsafeBufferPointer<UInt8> { UnsafeBufferPointer(start: keptBytes, count: keptCount) }
 
     // Start line.
     @exclusivity(unchecked) var method: Range<Int> = 0..<0
@@ -82,8 +89,14 @@ final class HTTPMessage {
         self.epoch = epoch
         keepsRaw = keepRaw
         raw = keepRaw ? [] : nil
-        kept.reserveCapacity(128)  // a start line and a few values, usually
+        keptCapacity = HTTPMessage.keptInitialCapacity
+        keptBytes = .allocate(capacity: keptCapacity)
     }
+
+    deinit { keptBytes.deallocate() }
+
+    /// A start line and a few values, usually.
+    static let keptInitialCapacity = 128
 
     /// Largest array capacity `reset` keeps.
     static let reusedCapacity = 1 << 16
@@ -98,8 +111,13 @@ final class HTTPMessage {
         // The values of a few messages fill `kept` up before it is emptied (the fields are
         // ranges of it, wherever they start): an emptying per message cost more than the rest
         // of `reset`. Its capacity is kept, but not after a rare large message.
-        if kept.count > HTTPMessage.keptBeforeEmptying {
-            if kept.capacity <= HTTPMessage.reusedCapacity { kept.removeAll(keepingCapacity: true) } else { kept = [] }
+        if keptCount > HTTPMessage.keptBeforeEmptying {
+            if keptCapacity > HTTPMessage.reusedCapacity {
+                keptBytes.deallocate()
+                keptCapacity = HTTPMessage.keptInitialCapacity
+                keptBytes = .allocate(capacity: keptCapacity)
+            }
+            keptCount = 0
         }
         method = 0..<0
         target = 0..<0
@@ -135,26 +153,30 @@ final class HTTPMessage {
     }
 
     /// Copies `bytes` into `kept`; their range there.
-    func keep(_ bytes: ArraySlice<UInt8>) -> Range<Int> {
-        let start = kept.count
-        kept.append(contentsOf: bytes)
-        return start..<kept.count
+    func keep(_ bytes: UnsafeBufferPointer<UInt8>) -> Range<Int> {
+        let start = keptCount, n = bytes.count
+        if n > keptCapacity - start { growKept(to: start + n) }
+        if let from = bytes.baseAddress, n > 0 { (keptBytes + start).update(from: from, count: n) }
+        keptCount = start + n
+        return start..<keptCount
     }
 
-    func keep(_ bytes: UnsafeBufferPointer<UInt8>) -> Range<Int> {
-        let start = kept.count
-        kept.append(contentsOf: bytes)
-        return start..<kept.count
+    func keep(_ bytes: ArraySlice<UInt8>) -> Range<Int> { bytes.withUnsafeBufferPointer { keep($0) } }
+
+    /// Room for `needed` kept bytes, doubling as an array grows.
+    private func growKept(to needed: Int) {
+        var capacity = Swift.max(keptCapacity * 2, 16)
+        while capacity < needed { capacity *= 2 }
+        let larger = UnsafeMutablePointer<UInt8>.allocate(capacity: capacity)
+        larger.update(from: keptBytes, count: keptCount)
+        keptBytes.deallocate()
+        keptBytes = larger
+        keptCapacity = capacity
     }
 
     /// The request's method is `lowerName` in any case (the framing rules compare it so).
     func methodIs(_ lowerName: StaticString) -> Bool {
-        HTTPSyntax.equalsIgnoringCase(kept[method], lowerName)
-    }
-
-    /// `methodIs` with `kept` at hand (`b`): no retain of it.
-    func methodIs(_ b: UnsafeBufferPointer<UInt8>, _ lowerName: StaticString) -> Bool {
-        HTTPSyntax.equalsIgnoringCase(UnsafeBufferPointer(rebasing: b[method]), lowerName)
+        HTTPSyntax.equalsIgnoringCase(UnsafeBufferPointer(rebasing: kept[method]), lowerName)
     }
 
     var isInterim: Bool { !isRequest && statusCode >= 100 && statusCode < 200 && statusCode != 101 }

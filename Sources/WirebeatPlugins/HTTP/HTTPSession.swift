@@ -542,7 +542,7 @@ public final class HTTPSession {
                 let tunnel = m.statusCode == 101
                     || (t.request?.methodIs("connect") == true && m.statusCode >= 200 && m.statusCode < 300)
                 if tunnel {
-                    let method = t.request.map { $0.kept[$0.method].text.uppercased() } ?? ""
+                    let method = t.request.map { UnsafeBufferPointer(rebasing: $0.kept[$0.method]).text.uppercased() } ?? ""
                     ctx.logger.debug("http: \(m.statusCode) to \(method.isEmpty ? "?" : method): not parsing this connection further")
                     // What the client sent after the request is tunnel content, not requests:
                     // the transactions parsed from it are dropped (the client does not wait

@@ -415,8 +415,8 @@ extension UnsafeBufferPointer where Element == UInt8 {
 }
 
 /// The URL fields of a request, from the target and the Host header: ranges of `bytes`,
-/// which is the message's `kept` array itself (shared, not copied) or, rarely, text made
-/// for the fields. Ranges rather than slices: a slice is a reference to retain and release
+/// which holds the target and the Host (`HTTPSession.url(of:isConnect:)`) or, rarely, text
+/// made for the fields. Ranges rather than slices: a slice is a reference to retain and release
 /// each time it is copied, a range is two integers.
 struct HTTPURL {
     private(set) var bytes: [UInt8]
