@@ -26,6 +26,14 @@ public final class HTTPSession {
         case discard(then: DiscardTarget)
         /// Tunnel, switched protocol or closed direction: bytes are ignored.
         case ignore
+
+        /// The phases whose lines `completeLines` parses.
+        var isStartOrHeaders: Bool {
+            switch self {
+            case .start, .headers: return true
+            default: return false
+            }
+        }
     }
 
     enum DiscardTarget { case start, headers }
@@ -116,10 +124,11 @@ public final class HTTPSession {
                 return
             case .start, .headers, .body(.chunkSize), .body(.chunkEnd), .body(.trailers):
                 if s.isEmpty { return }
-                if case .headers = side.phase, let m = side.message {
-                    if headerLines(&s, m, side, isClient: isClient, ctx) { continue }
+                if side.phase.isStartOrHeaders {
+                    if completeLines(&s, side, isClient: isClient, ctx) { continue }
                     if s.isEmpty { return }
-                    // What is left is the start of a line, or an overlong one.
+                    // What is left is the start of a line, or an overlong one (or a header
+                    // line without a message).
                 }
                 if side.lineStart == nil { side.lineStart = ctx.timestamp }
                 let limit = HTTPConfig.maxLineLength + 2
@@ -136,50 +145,83 @@ public final class HTTPSession {
         }
     }
 
-    /// Header lines, most of the lines by far: all the complete ones at the front of `s` are
-    /// parsed in place, as raw bytes (no slice of the buffer, so no retain and release, per
-    /// line). True when the blank line ending them was parsed (the phase changed).
-    private func headerLines(_ s: inout StreamBuffer, _ m: HTTPMessage, _ side: Side, isClient: Bool,
-                             _ ctx: PluginContext) -> Bool {
+    /// The complete start and header lines at the front of `s`, most of the lines by far,
+    /// parsed in place in one access to the buffer: a message's start line and its headers
+    /// (and the next ones, pipelined) without a slice of the buffer to retain and release or
+    /// a search through `StreamBuffer` per message. True when the phase moved on (to a body,
+    /// which `parse` then reads); false when what is left is no complete line (or a header
+    /// line without a message), for `parse` to handle.
+    private func completeLines(_ s: inout StreamBuffer, _ side: Side, isClient: Bool, _ ctx: PluginContext) -> Bool {
         let limit = HTTPConfig.maxLineLength + 2  // as `parse` searches
-        // The usual settings: only the headers the parser acts on matter, and any other line
-        // (another field, a fold, no field at all) changes nothing but the byte count.
-        let usual = !m.keepsRaw && !picksHeaders
-        var consumed = 0, ended = false
+        var consumed = 0
         s.readable.withUnsafeBufferPointer { buffer in
             guard let base = buffer.baseAddress else { return }
-            // The lines' bytes are counted in `m` once, before the blank line and at the end
-            // (`count` per line did the same, more often: all happens at one packet's time).
-            var uncounted = 0
-            defer { if uncounted > 0 { count(m, uncounted, ctx) } }
             while consumed < buffer.count {
-                let start = base + consumed
-                guard let lf = memchr(start, Int32(Byte.lf), min(buffer.count - consumed, limit)) else { return }
-                let raw = UnsafeBufferPointer(start: start, count: start.distance(to: lf.assumingMemoryBound(to: UInt8.self)) + 1)
-                consumed += raw.count
-                let text = HTTPSyntax.withoutLineEnd(raw)
-                if text.isEmpty {
-                    if uncounted > 0 { count(m, uncounted, ctx) }
-                    uncounted = 0
-                    consume(m, raw, raw: true, ctx)
-                    m.headersComplete = true
-                    if isClient { requestHeadersDone(m, side, ctx) } else { responseHeadersDone(m, side, ctx) }
-                    ended = true
+                switch side.phase {
+                case .start:
+                    let start = base + consumed
+                    guard let lf = memchr(start, Int32(Byte.lf), min(buffer.count - consumed, limit)) else { return }
+                    let raw = UnsafeBufferPointer(start: start, count: start.distance(to: lf.assumingMemoryBound(to: UInt8.self)) + 1)
+                    consumed += raw.count
+                    let time = side.lineStart ?? ctx.timestamp
+                    side.lineStart = nil
+                    line(raw, time: time, side, isClient: isClient, ctx)
+                case .headers:
+                    guard let m = side.message else { return }
+                    let before = consumed
+                    let ended = headerLines(buffer, &consumed, m, side, isClient: isClient, ctx)
+                    // A line read: one left partial earlier is done (its time is no start's).
+                    if consumed > before { side.lineStart = nil }
+                    if !ended { return }
+                default:
                     return
                 }
-                if !usual {
-                    header(text, raw: raw, m)
-                } else if let (known, nameLength) = HTTPSyntax.KnownHeader.atStart(of: text) {
-                    field(text, nameLength: nameLength, known: known, raw: raw, m)
-                }
-                uncounted += raw.count
             }
         }
         if consumed > 0 {
             s.skip(consumed)
             side.lineStart = nil
         }
-        return ended
+        // (A body may start, and a message of no body end, at the end of the bytes.)
+        return !side.phase.isStartOrHeaders
+    }
+
+    /// Header lines of `m` in `buffer` from `consumed` on, parsed in place as raw bytes (no
+    /// slice per line); `consumed` moves past the complete ones. True when the blank line
+    /// ending them was parsed (the phase changed).
+    private func headerLines(_ buffer: UnsafeBufferPointer<UInt8>, _ consumed: inout Int, _ m: HTTPMessage, _ side: Side,
+                             isClient: Bool, _ ctx: PluginContext) -> Bool {
+        let limit = HTTPConfig.maxLineLength + 2  // as `parse` searches
+        // The usual settings: only the headers the parser acts on matter, and any other line
+        // (another field, a fold, no field at all) changes nothing but the byte count.
+        let usual = !m.keepsRaw && !picksHeaders
+        let base = buffer.baseAddress!
+        // The lines' bytes are counted in `m` once, before the blank line and at the end
+        // (`count` per line did the same, more often: all happens at one packet's time).
+        var uncounted = 0
+        defer { if uncounted > 0 { count(m, uncounted, ctx) } }
+        while consumed < buffer.count {
+            let start = base + consumed
+            guard let lf = memchr(start, Int32(Byte.lf), min(buffer.count - consumed, limit)) else { return false }
+            let raw = UnsafeBufferPointer(start: start, count: start.distance(to: lf.assumingMemoryBound(to: UInt8.self)) + 1)
+            consumed += raw.count
+            let text = HTTPSyntax.withoutLineEnd(raw)
+            if text.isEmpty {
+                if uncounted > 0 { count(m, uncounted, ctx) }
+                uncounted = 0
+                consume(m, raw, raw: true, ctx)
+                m.headersComplete = true
+                if isClient { requestHeadersDone(m, side, ctx) } else { responseHeadersDone(m, side, ctx) }
+                return true
+            }
+            if !usual {
+                header(text, raw: raw, m)
+            } else if let (known, nameLength) = HTTPSyntax.KnownHeader.atStart(of: text) {
+                field(text, nameLength: nameLength, known: known, raw: raw, m)
+            }
+            uncounted += raw.count
+        }
+        return false
     }
 
     /// A line longer than `maxLineLength`: never buffered, skipped up to its LF.
