@@ -3,21 +3,24 @@ import WirebeatCore
 extension HTTPSession {
     /// The event of one transaction (`type: http`), with Packetbeat's field names.
     func event(_ t: HTTPTransaction, _ ctx: PluginContext) -> Event {
-        let q = t.request, r = t.response
+        // The messages borrowed from `t`, which holds them throughout (nothing here changes
+        // it): loaded and bound as strong references they cost six retains and releases.
+        let q = t.request.unretained, r = t.response.unretained
         var notes = Notes()
         if q == nil && r != nil && !t.standIn { notes.add(HTTPNote.unmatchedResponse) }
         if r == nil && q != nil { notes.add(HTTPNote.unmatchedRequest) }
         if t.standIn || t.pairingLossy { notes.add(HTTPNote.packetLoss) }
         // (Nearly always all empty: tested before the calls.)
-        if let q, !q.notes.isEmpty { notes.add(q.notes) }
-        if let r, !r.notes.isEmpty { notes.add(r.notes) }
+        q?.borrow { if !$0.notes.isEmpty { notes.add($0.notes) } }
+        r?.borrow { if !$0.notes.isEmpty { notes.add($0.notes) } }
         if !t.notes.isEmpty { notes.add(t.notes) }
 
-        let start = q?.start ?? r?.start ?? ctx.timestamp
-        let failed = q == nil || r == nil || r!.statusCode >= 400
-        let serverBytes: Int? = r != nil || t.interimBytes > 0 ? (r?.bytes ?? 0) + t.interimBytes : nil
-        var e = Event.transaction(type: "http", connection: ctx.connection, start: start, end: r?.end,
-                                  status: failed ? .error : .ok, requestBytes: q?.bytes, responseBytes: serverBytes)
+        let start = q?.borrow { $0.start } ?? r?.borrow { $0.start } ?? ctx.timestamp
+        let failed = q == nil || r == nil || r!.borrow { $0.statusCode } >= 400
+        let serverBytes: Int? = r != nil || t.interimBytes > 0 ? (r?.borrow { $0.bytes } ?? 0) + t.interimBytes : nil
+        var e = Event.transaction(type: "http", connection: ctx.connection, start: start, end: r?.borrow { $0.end },
+                                  status: failed ? .error : .ok, requestBytes: q?.borrow { $0.bytes },
+                                  responseBytes: serverBytes)
         // The whole `http` and `url` objects as one value each, members in key order: the
         // event prints them where their dotted members would go (it nests dotted names into
         // objects, and nothing else sets `http.*` or `url.*`), and one value costs far less
@@ -25,14 +28,14 @@ extension HTTPSession {
         if q != nil || r != nil || !t.interimCodes.isEmpty {
             e.set("http", writingJSONTo: { writeHTTP(t, q, r, into: &$0) })
         }
-        if let q {
+        q?.borrow { q in
             e.set("url", writingJSONTo: { writeURL(q, into: &$0) })
             if let ua = q.userAgent { userAgentJSON.set("user_agent.original", q.kept, ua, in: &e, HTTPSession.writeUTF8) }
             if let user = q.user { e.set("user.name", utf8: user.utf8) }
             if let ip = q.forwardedFor { e.set("network.forwarded_ip", utf8: ip.utf8) }
             if q.keepsRaw, let raw = q.raw { e.set("request", utf8: raw) }
         }
-        if let r, r.keepsRaw, let raw = r.raw { e.set("response", utf8: raw) }
+        r?.borrow { r in if r.keepsRaw, let raw = r.raw { e.set("response", utf8: raw) } }
         for note in notes.list { e.addNote(note) }
         return e
     }
@@ -41,41 +44,14 @@ extension HTTPSession {
     /// transaction has it (there is a version when there is a message). What follows the
     /// byte counts and headers of each message is text that the connection's messages
     /// nearly always repeat (`RepeatedTail`).
-    private func writeHTTP(_ t: HTTPTransaction, _ q: HTTPMessage?, _ r: HTTPMessage?, into out: inout JSONOutput) {
-        let sendsHeaders = config.sendAllHeaders || !config.sendHeaders.isEmpty
+    private func writeHTTP(_ t: HTTPTransaction, _ q: Unmanaged<HTTPMessage>?, _ r: Unmanaged<HTTPMessage>?,
+                           into out: inout JSONOutput) {
         out.append(UInt8(ascii: "{"))
-        if let q {
-            out.append(#""request":{"body":{"bytes":"#)
-            HTTPSession.writeCount(q.bodyBytes, into: &out)
-            out.append(#"},"bytes":"#)
-            HTTPSession.writeCount(q.bytes, into: &out)
-            if sendsHeaders { HTTPSession.writeHeaders(q.headers, into: &out) }
-            // `,"method":…[,"mime_type":…]}`
-            do {
-                let b = q.kept
-                let method = UnsafeBufferPointer(rebasing: b[q.method])
-                let type = q.contentType.map { UnsafeBufferPointer(rebasing: b[$0]) }
-                if !requestTail.matches(method, type, 0) {
-                    requestTail.set(method, type, 0) { json in
-                        json.append(contentsOf: #","method":"#.utf8)
-                        HTTPSession.writeUTF8(method, into: &json)
-                        if let type { HTTPSession.writeMimeTypeField(type, into: &json) }
-                        json.append(UInt8(ascii: "}"))
-                    }
-                }
-            }
-            requestTail.write(into: &out)
-        }
+        q?.borrow { writeRequest($0, into: &out) }
         let interim = !t.interimCodes.isEmpty
         if r != nil || interim {
             out.append(q == nil ? #""response":{"# : #","response":{"#)
-            if let r {
-                out.append(#""body":{"bytes":"#)
-                HTTPSession.writeCount(r.bodyBytes, into: &out)
-                out.append(#"},"bytes":"#)
-                HTTPSession.writeCount(r.bytes, into: &out)
-                if sendsHeaders { HTTPSession.writeHeaders(r.headers, into: &out) }
-            }
+            r?.borrow { writeCounts($0, into: &out) }
             if interim {
                 out.append(r == nil ? #""interim_status_codes":["# : #","interim_status_codes":["#)
                 for (i, code) in t.interimCodes.enumerated() {
@@ -86,26 +62,8 @@ extension HTTPSession {
             }
             if let r {
                 // `[,"mime_type":…],"status_code":…,"status_phrase":…},"version":…}`: the end.
-                let version = q?.minorVersion ?? r.minorVersion
-                do {
-                    let b = r.kept
-                    let phrase = UnsafeBufferPointer(rebasing: b[r.phrase])
-                    let type = r.contentType.map { UnsafeBufferPointer(rebasing: b[$0]) }
-                    let number = r.statusCode << 4 | version
-                    if !responseTail.matches(phrase, type, number) {
-                        responseTail.set(phrase, type, number) { json in
-                            if let type { HTTPSession.writeMimeTypeField(type, into: &json) }
-                            json.append(contentsOf: #","status_code":"#.utf8)
-                            JSONWriter.writeInt(Int64(r.statusCode), into: &json)
-                            json.append(contentsOf: #","status_phrase":"#.utf8)
-                            HTTPSession.writeUTF8(phrase, into: &json)
-                            json.append(contentsOf: #"},"version":"1."#.utf8)
-                            json.append(UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: version))
-                            json.append(contentsOf: #""}"#.utf8)
-                        }
-                    }
-                }
-                responseTail.write(into: &out)
+                let version = q?.borrow { $0.minorVersion } ?? r.borrow { $0.minorVersion }
+                r.borrow { writeResponseTail($0, version: version, into: &out) }
                 return
             }
             out.append(UInt8(ascii: "}"))
@@ -113,10 +71,60 @@ extension HTTPSession {
         if let q {
             // `"1.0"` to `"1.9"` (a minor version is one digit).
             out.append(#","version":"1."#)
-            out.append(UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: q.minorVersion))
+            out.append(UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: q.borrow { $0.minorVersion }))
             out.append(Byte.quote)
         }
         out.append(UInt8(ascii: "}"))
+    }
+
+    /// `"body":{"bytes":…},"bytes":…[,"headers":{…}]` of a message.
+    private func writeCounts(_ m: HTTPMessage, into out: inout JSONOutput) {
+        out.append(#""body":{"bytes":"#)
+        HTTPSession.writeCount(m.bodyBytes, into: &out)
+        out.append(#"},"bytes":"#)
+        HTTPSession.writeCount(m.bytes, into: &out)
+        if sendsHeaders { HTTPSession.writeHeaders(m.headers, into: &out) }
+    }
+
+    /// `"request":{…}` of request `q`.
+    private func writeRequest(_ q: HTTPMessage, into out: inout JSONOutput) {
+        out.append(#""request":{"#)
+        writeCounts(q, into: &out)
+        // `,"method":…[,"mime_type":…]}`
+        let b = q.kept
+        let method = UnsafeBufferPointer(rebasing: b[q.method])
+        let type = q.contentType.map { UnsafeBufferPointer(rebasing: b[$0]) }
+        if !requestTail.matches(method, type, 0) {
+            requestTail.set(method, type, 0) { json in
+                json.append(contentsOf: #","method":"#.utf8)
+                HTTPSession.writeUTF8(method, into: &json)
+                if let type { HTTPSession.writeMimeTypeField(type, into: &json) }
+                json.append(UInt8(ascii: "}"))
+            }
+        }
+        requestTail.write(into: &out)
+    }
+
+    /// The end of the `http` object after the counts of response `r` (and its interim codes).
+    private func writeResponseTail(_ r: HTTPMessage, version: Int, into out: inout JSONOutput) {
+        let b = r.kept
+        let phrase = UnsafeBufferPointer(rebasing: b[r.phrase])
+        let type = r.contentType.map { UnsafeBufferPointer(rebasing: b[$0]) }
+        let code = r.statusCode
+        let number = code << 4 | version
+        if !responseTail.matches(phrase, type, number) {
+            responseTail.set(phrase, type, number) { json in
+                if let type { HTTPSession.writeMimeTypeField(type, into: &json) }
+                json.append(contentsOf: #","status_code":"#.utf8)
+                JSONWriter.writeInt(Int64(code), into: &json)
+                json.append(contentsOf: #","status_phrase":"#.utf8)
+                HTTPSession.writeUTF8(phrase, into: &json)
+                json.append(contentsOf: #"},"version":"1."#.utf8)
+                json.append(UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: version))
+                json.append(contentsOf: #""}"#.utf8)
+            }
+        }
+        responseTail.write(into: &out)
     }
 
     /// A count (not negative) as JSON, the digits `JSONOutput.writeInt` writes: up to 8 of

@@ -216,3 +216,23 @@ final class HTTPTransaction {
     var responseDone: Bool { response?.complete ?? false }
     var hasFinalResponse: Bool { response != nil }
 }
+
+/// The messages and transactions of a session, used through unretained references where a
+/// strong one would cost a retain and a release (~40 instructions) for nothing: loading a
+/// class reference from a property, or binding one with `if let`, retains it whenever a call
+/// follows that the optimiser cannot see through, and a transaction's path took some 25 of
+/// those. The caller must know the object alive meanwhile (held by the session, the
+/// transaction or the caller's caller).
+protocol HTTPBorrowable: AnyObject {}
+extension HTTPMessage: HTTPBorrowable {}
+extension HTTPTransaction: HTTPBorrowable {}
+
+extension Optional where Wrapped: HTTPBorrowable {
+    /// The reference, not retained (see `Unmanaged.borrow`).
+    @inline(__always) var unretained: Unmanaged<Wrapped>? { map(Unmanaged.passUnretained) }
+}
+
+extension Unmanaged where Instance: HTTPBorrowable {
+    /// `body` with the object as a borrowed reference: no retain and release around it.
+    @inline(__always) func borrow<R>(_ body: (Instance) -> R) -> R { _withUnsafeGuaranteedRef { body($0) } }
+}

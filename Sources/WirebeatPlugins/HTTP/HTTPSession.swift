@@ -75,10 +75,13 @@ public final class HTTPSession {
 
     /// Some header is published or read by name as configured (see the end of `header`).
     let picksHeaders: Bool
+    /// Headers are published (`http.*.headers`).
+    let sendsHeaders: Bool
 
     init(config: HTTPConfig) {
         self.config = config
         picksHeaders = config.realIPHeader != nil || config.sendAllHeaders || !config.sendHeaders.isEmpty
+        sendsHeaders = config.sendAllHeaders || !config.sendHeaders.isEmpty
     }
 
     // MARK: - Parsing
