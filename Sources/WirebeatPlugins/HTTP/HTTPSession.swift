@@ -107,11 +107,12 @@ public final class HTTPSession {
                     return
                 }
             case .body(.length(let remaining)):
-                guard let m = side.message else { side.phase = .start; continue }
+                // Borrowed: `side` holds the message while its body is read.
+                guard let m = side.message.unretained else { side.phase = .start; continue }
                 if remaining == 0 { finishMessage(side, isClient: isClient, ctx); continue }
                 let n = min(remaining, s.readableBytes)
                 guard n > 0 else { return }
-                consumeBody(m, &s, n, ctx)
+                m.borrow { consumeBody($0, &s, n, ctx) }
                 if n == remaining { finishMessage(side, isClient: isClient, ctx) } else { side.phase = .body(.length(remaining - n)); return }
             case .body(.chunkData(let remaining)):
                 guard let m = side.message else { side.phase = .start; continue }
@@ -170,9 +171,13 @@ public final class HTTPSession {
                     side.lineStart = nil
                     line(raw, time: time, side, isClient: isClient, ctx)
                 case .headers:
-                    guard let m = side.message else { return }
+                    // Borrowed, not retained (a retain and a release per message): the session
+                    // holds the message even after the blank line ends it, through its
+                    // transaction or, an interim response, as `spareResponse` (see
+                    // `finishMessage`), and reuses it only from a later start line.
+                    guard let m = side.message.unretained else { return }
                     let before = consumed
-                    let ended = headerLines(buffer, &consumed, m, side, isClient: isClient, ctx)
+                    let ended = m.borrow { headerLines(buffer, &consumed, $0, side, isClient: isClient, ctx) }
                     // A line read: one left partial earlier is done (its time is no start's).
                     if consumed > before { side.lineStart = nil }
                     if !ended { return }
@@ -581,6 +586,10 @@ public final class HTTPSession {
                 t.interimCodes.append(m.statusCode)
                 t.interimBytes += m.bytes
                 if t.response == nil, t.interimCodes.count > 64 { t.interimCodes.removeFirst() }
+                // Held by nothing else (a server message always has its transaction): kept as
+                // the spare response, it stays alive for the caller that borrowed it
+                // (`completeLines`), and the next response reuses it.
+                spareResponse = m
             }
             side.phase = .start
             if !m.isInterim, m.headersComplete {
