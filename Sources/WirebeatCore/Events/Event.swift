@@ -191,33 +191,11 @@ public struct Event: Sendable {
         if isTypeName(field) { storage.type = (try? JSONParser.parse(bytes: bytes))?.stringValue }
     }
 
-    /// Uses `text` for the values `setShared` refers to (one buffer per event). It ends with
-    /// `EventLayout.slack` spare bytes (see `Event.copy`), as `EncodedFlow.text` does.
-    mutating func useSharedText(_ text: [UInt8]) {
-        makeUnique()
-        storage.sharedText = text
-    }
-
-    /// A value that is the bytes `start..<end` of the shared text (see `useSharedText`):
-    /// no encoding and no copy, the cost of a field that every event of a connection repeats.
-    mutating func setShared(_ field: String, _ range: SharedRange) {
-        makeUnique()
-        appendName(field)
-        storage.appendSpan(ValueSpan(start: range.start, end: range.end, isShared: true))
-    }
-
-    /// The first base names' values, all of them in the shared text (`Event.transaction`: the
-    /// connection's fields, one copy instead of a call per field).
-    mutating func setShared(_ run: [ValueSpan]) {
-        makeUnique()
-        precondition(storage.spanCount + run.count <= storage.baseNames.count, "shared spans are base names")
-        run.withUnsafeBufferPointer { storage.appendSpans($0) }
-    }
-
     /// The fields of `Event.transaction`, into a new event made with the matching
-    /// `TransactionFields.baseNames(end:bytes:)`: the same values as a `setShared`, `set`
-    /// and `repeatLastValue` call per field, without their checks and calls (the storage is
-    /// fresh, so unique, and every name is a base name).
+    /// `TransactionFields.baseNames(end:bytes:)`: the same values as a `set` and
+    /// `repeatLastValue` call per field, without their checks and calls (the storage is fresh,
+    /// so unique, and every name is a base name). The connection's values are referred to in
+    /// its shared text (`EncodedFlow`), not copied.
     mutating func appendTransactionFields(flow: EncodedFlow, ok: Bool, type: String, start: Timestamp, end: Timestamp?,
                                           requestBytes: Int?, responseBytes: Int?) {
         EventBufferPool.withCurrent { pool in
@@ -555,30 +533,35 @@ public struct Event: Sendable {
     private func write(_ layout: EventLayout, to destination: UnsafeMutablePointer<UInt8>) -> Int {
         // The layout's text around the values; the event's own values and the connection's
         // shared ones; the spans saying which is where.
-        let values = storage.bytes, spans = self.spans
+        let values = UnsafeRawPointer(storage.bytes), spans = UnsafePointer(storage.spans)
         return layout.text.withUnsafeBufferPointer { text in
         storage.sharedText.withUnsafeBufferPointer { shared in
+        layout.slots.withUnsafeBufferPointer { slots in
+            // Raw pointers and wrapping arithmetic: the loop runs ~45 times an event, and the
+            // overflow checks and the array iterator cost ~10 instructions a turn.
+            let source = UnsafeRawPointer(text.baseAddress!)
+            let sharedBase = shared.baseAddress.map { UnsafeRawPointer($0) } ?? values
             var p = destination
             var from = 0
-            let source = UnsafeRawPointer(text.baseAddress!)
-            for slot in layout.slots {
+            for slot in slots {
                 // Braces, commas, the key.
-                let textCount = slot.offset - from
+                let textCount = slot.offset &- from
                 Event.copy(from: source + from, count: textCount, to: p)
                 p += textCount
                 // The value: as short, mostly (the event's bytes and the shared text have
                 // `slack` bytes after their end too).
                 let span = spans[slot.value]
-                let valueCount = Int(span.end - span.start)
-                let base = span.isShared ? shared.baseAddress! : UnsafePointer(values)
-                Event.copy(from: UnsafeRawPointer(base + Int(span.start)), count: valueCount, to: p)
+                let valueCount = Int(truncatingIfNeeded: span.end &- span.start)
+                let base = span.isShared ? sharedBase : values
+                Event.copy(from: base + Int(truncatingIfNeeded: span.start), count: valueCount, to: p)
                 p += valueCount
                 from = slot.offset
             }
-            let rest = layout.textCount - from
+            let rest = layout.textCount &- from
             p.update(from: text.baseAddress! + from, count: rest)
             p += rest
             return p - destination
+        }
         }
         }
     }
