@@ -11,41 +11,61 @@ import Darwin
 /// SwiftNIO's `ByteToMessageDecoder`). That makes a parser split-invariant by construction:
 /// it never sees segment boundaries, only bytes.
 public struct StreamBuffer: Sendable {
+    /// The stream's bytes are `storage[..<end]`; what lies past `end` is stale, kept to be
+    /// written over: emptying an array keeping its capacity (`removeAll(keepingCapacity:)`,
+    /// the generic `replaceSubrange`) cost ~80 instructions a segment between messages.
     @usableFromInline var storage: [UInt8] = []
+    @usableFromInline var end = 0
     @usableFromInline var readerIndex = 0
     /// Storage index up to which a search found no LF: a parser waiting for the end of a line
     /// that arrives a few bytes at a time scans each byte once, not once per call.
     @usableFromInline var noLineFeedBefore = 0
 
     public init() {}
-    public init<S: Sequence>(_ bytes: S) where S.Element == UInt8 { storage = Array(bytes) }
+    public init<S: Sequence>(_ bytes: S) where S.Element == UInt8 {
+        storage = Array(bytes)
+        end = storage.count
+    }
 
     /// Bytes not yet consumed.
-    @inlinable public var readableBytes: Int { storage.count - readerIndex }
-    @inlinable public var isEmpty: Bool { readerIndex == storage.count }
+    @inlinable public var readableBytes: Int { end - readerIndex }
+    @inlinable public var isEmpty: Bool { readerIndex == end }
 
     /// The unconsumed bytes (indices are positions in the underlying storage).
-    @inlinable public var readable: ArraySlice<UInt8> { storage[readerIndex...] }
+    @inlinable public var readable: ArraySlice<UInt8> { storage[readerIndex..<end] }
 
     public mutating func append<C: Collection>(contentsOf bytes: C) where C.Element == UInt8 {
         // Reclaim consumed space before growing, so a long stream does not keep its history.
         if readerIndex > 0 {
-            if readerIndex == storage.count {
+            if readerIndex == end {
                 // All consumed (the usual case between messages): no bytes to move.
-                storage.removeAll(keepingCapacity: true)
+                end = 0
                 noLineFeedBefore = 0
                 readerIndex = 0
-            } else if readerIndex >= 4096 && readerIndex * 2 >= storage.count {
+            } else if readerIndex >= 4096 && readerIndex * 2 >= end {
                 storage.removeSubrange(0..<readerIndex)
+                end -= readerIndex
                 noLineFeedBefore = max(0, noLineFeedBefore - readerIndex)
                 readerIndex = 0
             }
         }
         // A segment's payload is contiguous: one copy, not the generic element-wise append
         // (~330 instructions a segment).
-        if bytes.withContiguousStorageIfAvailable({ storage.append(contentsOf: $0) }) == nil {
-            storage.append(contentsOf: bytes)
+        if bytes.withContiguousStorageIfAvailable({ write($0) }) == nil {
+            Array(bytes).withUnsafeBufferPointer { write($0) }
         }
+    }
+
+    /// `bytes` at `end`: over the stale bytes there, then appended.
+    private mutating func write(_ bytes: UnsafeBufferPointer<UInt8>) {
+        guard let from = bytes.baseAddress, bytes.count > 0 else { return }
+        let over = min(bytes.count, storage.count - end)
+        if over > 0 {
+            let at = end
+            storage.withUnsafeMutableBufferPointer { ($0.baseAddress! + at).update(from: from, count: over) }
+        }
+        if over < bytes.count { storage.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[over...])) }
+        end += bytes.count
     }
 
     public mutating func append(_ bytes: UnsafeRawBufferPointer) {
@@ -59,6 +79,7 @@ public struct StreamBuffer: Sendable {
 
     public mutating func removeAll() {
         storage.removeAll(keepingCapacity: storage.count <= 65_536)
+        end = 0
         readerIndex = 0
         noLineFeedBefore = 0
     }
@@ -66,7 +87,7 @@ public struct StreamBuffer: Sendable {
     /// Byte at offset `i` from the reader position.
     @inlinable public func byte(at i: Int) -> UInt8? {
         let p = readerIndex + i
-        return p < storage.count ? storage[p] : nil
+        return p < end ? storage[p] : nil
     }
 
     /// Reads `count` bytes, or nil (consuming nothing) if fewer are available.
@@ -79,7 +100,7 @@ public struct StreamBuffer: Sendable {
 
     /// Offset from the reader position of the first LF, searching at most `limit` bytes.
     public mutating func offsetOfLineFeed(limit: Int = .max) -> Int? {
-        let end = limit >= storage.count - readerIndex ? storage.count : readerIndex + limit
+        let end = limit >= self.end - readerIndex ? self.end : readerIndex + limit
         let from = max(readerIndex, noLineFeedBefore)
         if from < end {
             // memchr: vectorised, some ten times faster than a byte loop on message bodies.
@@ -108,7 +129,7 @@ public struct StreamBuffer: Sendable {
     public func offset(of pattern: [UInt8], from start: Int = 0) -> Int? {
         guard let first = pattern.first, pattern.count <= readableBytes else { return nil }
         var i = readerIndex + max(0, start)
-        let last = storage.count - pattern.count
+        let last = end - pattern.count
         while i <= last {
             if storage[i] == first {
                 var j = 1
