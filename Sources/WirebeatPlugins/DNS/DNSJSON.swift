@@ -401,11 +401,11 @@ enum RDataView {
     }
 }
 
-extension DNSMessage {
+extension DNSMessageContent {
     /// The RDATA of the record `rr` of this message (`b`: its bytes): read where it is when
     /// every RDATA of the message decodes, else decoded again as `record` does (kept as
     /// unknown data when it cannot be).
-    func dataView(of rr: RecordSpan, in b: UnsafeBufferPointer<UInt8>) -> RDataView {
+    func dataView(of rr: DNSMessage.RecordSpan, in b: UnsafeBufferPointer<UInt8>) -> RDataView {
         let rdata = rr.rdata
         if dataDecodes, let view = RDataView.read(b, type: rr.type, start: rdata.lowerBound, end: rdata.upperBound) {
             return view

@@ -390,23 +390,21 @@ struct DNSSection: Equatable {
     var count = 0
 }
 
-/// A parsed message; sections hold what was read before a fault, if any.
+/// What a parsed message is made of, and what is read from it: the object `DNSMessage`
+/// (`parse`, tests) and the value `DNSMessageValue` (a message seen on the wire, held in
+/// place by its `DNSSeen`) share the members of the extension below.
 ///
 /// Parsing checks every record but keeps only where each section starts: the records are
 /// read again from `bytes` when the event is written (`RecordSpan`, `RDataView`), which costs less
 /// than building, copying and freeing an array of records per message.
-///
-/// A class: the event code reads a message through optionals several times, and each read of
-/// a struct this size copies it (retaining its arrays); a reference costs one retain. Not
-/// final: a message seen on the wire (`DNSObserved`) is one, one object per datagram.
-class DNSMessage {
-    // Constants, set once by `parse`: a `var` property of a class costs a run-time
-    // exclusivity check at each access.
+protocol DNSMessageContent {
     /// The whole message.
-    let bytes: [UInt8]
+    var bytes: [UInt8] { get }
     /// The rest, in one piece (given whole to `init`, not copied field by field).
-    let parsed: Parsed
+    var parsed: DNSMessage.Parsed { get }
+}
 
+extension DNSMessageContent {
     var header: DNSHeader { parsed.header }
     var questionSection: DNSSection { parsed.sections.question }
     var answerSection: DNSSection { parsed.sections.answer }
@@ -420,6 +418,27 @@ class DNSMessage {
     /// reads it where it is, without checking it again (`RDataView.read`).
     var dataDecodes: Bool { parsed.dataDecodes }
 
+    /// Size of the message in bytes.
+    var size: Int { bytes.count }
+
+    /// The response code with the EDNS extension (RFC 6891 §6.1.3).
+    var rcode: Int { Int(edns?.extendedRcode ?? 0) << 4 | header.rcode }
+}
+
+/// A parsed message as a value: what a message seen on the wire holds (`DNSSeen`), on the
+/// stack for a response (no object per datagram) or inside the object of a waiting query.
+struct DNSMessageValue: DNSMessageContent {
+    let bytes: [UInt8]
+    let parsed: DNSMessage.Parsed
+}
+
+/// A parsed message; sections hold what was read before a fault, if any.
+final class DNSMessage: DNSMessageContent {
+    // Constants, set once by `parse`: a `var` property of a class costs a run-time
+    // exclusivity check at each access.
+    let bytes: [UInt8]
+    let parsed: Parsed
+
     /// What `read` finds in a message.
     struct Parsed {
         var header: DNSHeader
@@ -428,7 +447,7 @@ class DNSMessage {
         var faults: [DNSFault]
         var dataDecodes: Bool
 
-        /// Nothing: a payload shorter than a header (see `DNSObserved`).
+        /// Nothing: a payload shorter than a header (see `DNSSeen`).
         static let none = Parsed(header: DNSHeader(id: 0, flags: 0, questionCount: 0, answerCount: 0, authorityCount: 0,
                                                    additionalCount: 0),
                                  sections: (DNSSection(), DNSSection(), DNSSection(), DNSSection()), edns: nil, faults: [],
@@ -441,12 +460,6 @@ class DNSMessage {
         self.bytes = bytes
         self.parsed = parsed
     }
-
-    /// Size of the message in bytes.
-    var size: Int { bytes.count }
-
-    /// The response code with the EDNS extension (RFC 6891 §6.1.3).
-    var rcode: Int { Int(edns?.extendedRcode ?? 0) << 4 | header.rcode }
 
     enum HeaderError: Error { case tooShort(Int) }
 
@@ -622,14 +635,14 @@ class DNSMessage {
                     options: parseOptions(bytes[(f + 10)..<rr.end], &faults))
     }
 
-    private static func question(_ r: inout DNSReader) throws -> DNSQuestion {
+    fileprivate static func question(_ r: inout DNSReader) throws -> DNSQuestion {
         let name = try r.name()
         return DNSQuestion(name: name, type: try r.u16("question type"), qclass: try r.u16("question class"))
     }
 
     /// Reads the record at `r`'s position; RDATA that cannot be decoded is kept as unknown
     /// data, and `badData` says why.
-    private static func record(_ r: inout DNSReader, badData: inout DNSFault?) throws -> DNSRecord {
+    fileprivate static func record(_ r: inout DNSReader, badData: inout DNSFault?) throws -> DNSRecord {
         let name = try r.name()
         let type = try r.u16("record type"), rclass = try r.u16("record class")
         let ttl = try r.u32("record TTL")
@@ -646,6 +659,24 @@ class DNSMessage {
         return DNSRecord(name: name, type: type, rclass: rclass, ttl: ttl, rdata: rdata, data: data)
     }
 
+    private static func parseOptions(_ rdata: ArraySlice<UInt8>, _ faults: inout [DNSFault]) -> [EDNSOption] {
+        var r = DNSReader(Array(rdata))
+        var out: [EDNSOption] = []
+        while r.remaining > 0 {
+            do {
+                let code = try r.u16("option code")
+                let length = Int(try r.u16("option length"))
+                out.append(EDNSOption(code: code, data: Array(try r.take(length, "option data"))))
+            } catch {
+                faults.append(.malformed("OPT option cut short"))
+                break
+            }
+        }
+        return out
+    }
+}
+
+extension DNSMessageContent {
     /// Calls `body` with each record of `section`, in order (read again: `parse` checked them).
     @inline(__always)
     func forEachRecord(in section: DNSSection, _ body: (DNSRecord) -> Void) {
@@ -685,21 +716,5 @@ class DNSMessage {
     var questions: [DNSQuestion] {
         var r = DNSReader(bytes, position: questionSection.start)
         return (0..<questionSection.count).compactMap { _ in try? DNSMessage.question(&r) }
-    }
-
-    private static func parseOptions(_ rdata: ArraySlice<UInt8>, _ faults: inout [DNSFault]) -> [EDNSOption] {
-        var r = DNSReader(Array(rdata))
-        var out: [EDNSOption] = []
-        while r.remaining > 0 {
-            do {
-                let code = try r.u16("option code")
-                let length = Int(try r.u16("option length"))
-                out.append(EDNSOption(code: code, data: Array(try r.take(length, "option data"))))
-            } catch {
-                faults.append(.malformed("OPT option cut short"))
-                break
-            }
-        }
-        return out
     }
 }

@@ -72,29 +72,31 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
 
     private func observe(_ bytes: [UInt8], _ direction: Direction, _ context: PluginContext, lossHint: Bool,
                          note: String? = nil) -> DNSObserved {
-        DNSObserved(bytes: bytes, time: context.timestamp, flow: context.connection, direction: direction, lossHint: lossHint,
-                    note: note)
+        DNSObserved(DNSSeen(bytes: bytes, time: context.timestamp, flow: context.connection, direction: direction,
+                            lossHint: lossHint, note: note),
+                    flow: context.connection)
     }
 
     private func publish(_ context: PluginContext, query: DNSObserved?, response: DNSObserved?, notes: [String]) {
-        context.publish(DNSEvents.event(query: query, response: response, notes: notes, transport: context.connection.transport,
-                                        connectionID: context.connection.id, settings: settings, known: context.connection))
+        context.publish(DNSEvents.event(query: query, response: response, notes: notes,
+                                        transport: context.connection.transport, connectionID: context.connection.id,
+                                        settings: settings, known: context.connection))
     }
 
     private func tcpMessage(_ m: DNSObserved, state: inout ConnectionState, context: PluginContext) {
-        guard let header = m.message?.header else {
+        guard let header = m.header else {
             publish(context, query: m, response: nil, notes: [])
             return
         }
         if !header.isResponse {
-            if let old = state.pending.firstIndex(where: { $0.message?.header.id == header.id && $0.sender == m.sender }) {
+            if let old = state.pending.firstIndex(where: { $0.header?.id == header.id && $0.seen.sender == m.seen.sender }) {
                 let previous = state.pending.remove(at: old)
                 publish(context, query: previous, response: nil, notes: [DNSPlugin.duplicateIDNote])
             }
             state.pending.append(m)
             return
         }
-        if let i = state.pending.firstIndex(where: { $0.message?.header.id == header.id && $0.sender == m.receiver }) {
+        if let i = state.pending.firstIndex(where: { $0.header?.id == header.id && $0.seen.sender == m.seen.receiver }) {
             let query = state.pending.remove(at: i)
             publish(context, query: query, response: m, notes: [])
         } else {
@@ -273,26 +275,29 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
 
     public func parseDatagram(_ payload: ArraySlice<UInt8>, direction: Direction, context: PluginContext) {
         serial += 1
-        let m = DNSObserved(bytes: Array(payload), time: context.timestamp, flow: context.connection, direction: direction,
-                            serial: serial, packetIndex: context.packetIndex, lossHint: true)
-        func publish(_ query: DNSObserved?, _ response: DNSObserved?, _ notes: [String]) {
-            context.publish(DNSEvents.event(query: query, response: response, notes: notes, transport: .udp, connectionID: 0,
-                                            settings: settings, known: context.connection))
-        }
-        guard let header = m.message?.header else {
-            if direction == .original { publish(m, nil, []) } else { publish(nil, m, []) }
+        // On the stack: only a query that waits becomes an object.
+        let m = DNSSeen(bytes: Array(payload), time: context.timestamp, flow: context.connection, direction: direction,
+                        lossHint: true)
+        guard let header = m.header else {
+            if direction == .original {
+                publishUDP(m, true, .absent, false, [], context)
+            } else {
+                publishUDP(.absent, false, m, true, [], context)
+            }
             return
         }
         let vlans = context.connection.vlans
         if !header.isResponse {
             let key = UDPKey(client: m.sender, server: m.receiver, id: header.id, vlans: vlans, seed: keySeed)
+            // Moved into its object (`m` is not used after).
+            let query = DNSObserved(consume m, flow: context.connection, serial: serial, packetIndex: context.packetIndex)
             // One lookup stores the query and finds a previous one with the same key; a new
             // waiting query may overflow the table: the oldest one (never this one) makes room.
-            if let old = udpWaiting.updateValue(m, forKey: key) {
-                publish(old, nil, [DNSPlugin.duplicateIDNote])
+            if let old = udpWaiting.updateValue(query, forKey: key) {
+                publishUDP(old.seen, true, .absent, false, [DNSPlugin.duplicateIDNote], context)
             } else if udpWaiting.count > DNSPlugin.maxPendingUDP, let oldest = oldestWaiting() {
                 removeWaiting(oldest.key)
-                publish(oldest.query, nil, ["no response", "too many queries waiting"])
+                publishUDP(oldest.query.seen, true, .absent, false, ["no response", "too many queries waiting"], context)
             }
             // A response paired before with this key is no longer looked for once this query
             // waits. While it waits, a response with its key finds it first (the record is never
@@ -303,18 +308,30 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
         let key = UDPKey(client: m.receiver, server: m.sender, id: header.id, vlans: vlans, seed: keySeed)
         if let query = udpWaiting.removeValue(forKey: key) {
             udpAnswered[AnsweredKey(key)] = AnsweredUDP(time: m.time, fingerprint: fingerprint(m))
-            publish(query, m, [])
+            // Called here, not through `publishUDP`: given to that, the query's message was copied
+            // out of its object (~250 instructions a pair).
+            context.publish(DNSEvents.event(query: query.seen, hasQuery: true, response: m, hasResponse: true, notes: [],
+                                            transport: .udp, connectionID: 0, settings: settings, known: context.connection))
             return
         }
         if let answered = udpAnswered[AnsweredKey(key)], answered.fingerprint == fingerprint(m) {
-            publish(nil, m, ["duplicate response"])
+            publishUDP(.absent, false, m, true, ["duplicate response"], context)
             return
         }
         // On UDP a response without its query most often means the query was not captured.
-        publish(nil, m, ["unmatched response", "possible packet loss"])
+        publishUDP(.absent, false, m, true, ["unmatched response", "possible packet loss"], context)
     }
 
-    private func fingerprint(_ m: DNSObserved) -> Int { DNSPlugin.fingerprint(m.bytes, seed: fingerprintSeed) }
+    /// The event of messages seen on UDP (see `DNSEvents.event`).
+    private func publishUDP(_ query: borrowing DNSSeen, _ hasQuery: Bool, _ response: borrowing DNSSeen,
+                            _ hasResponse: Bool, _ notes: [String], _ context: PluginContext) {
+        context.publish(DNSEvents.event(query: query, hasQuery: hasQuery, response: response, hasResponse: hasResponse,
+                                        notes: notes, transport: .udp, connectionID: 0, settings: settings,
+                                        known: context.connection))
+    }
+
+    /// Of a parsed message (only one with a header gets that far).
+    private func fingerprint(_ m: DNSSeen) -> Int { DNSPlugin.fingerprint(m.message.bytes, seed: fingerprintSeed) }
 
     /// Drops a query that leaves without its response, and what a response paired before
     /// with its key left (see `parseDatagram`).

@@ -68,7 +68,7 @@ extension EDNS {
     }
 }
 
-extension DNSMessage {
+extension DNSMessageContent {
     /// Header flag mnemonics in dig's order.
     var flagNames: [String] {
         let h = header

@@ -14,47 +14,37 @@ struct DNSConfig {
 }
 
 /// One message as seen on the wire: the message itself (parsed), and where and when it was
-/// seen.
-///
-/// A class: a message waits in a table for its partner and is then dropped whole, and
-/// releasing one reference is far cheaper than destroying a large struct field by field
-/// (which the compiler does through generic value witnesses when it sits in a dictionary
-/// value tuple). A `DNSMessage` itself: one object per datagram, not two (the second one's
-/// allocation and release cost ~300 instructions a datagram).
-final class DNSObserved: DNSMessage {
-    /// False when the payload is shorter than a DNS header: the message parts are then
-    /// empty and `message` is nil.
+/// seen. A value: a response that pairs at once with its query is one on the stack, published
+/// and dropped with no object (allocating, destroying and freeing one cost ~500 instructions
+/// a datagram); a query that waits is kept in a `DNSObserved`.
+struct DNSSeen {
+    /// The parsed message; empty (`isMessage` false) when the payload is shorter than a header.
+    /// Not optional, nor are the messages given to `DNSEvents`: an optional of a value this
+    /// size is copied (~25 instructions a retain and release, and a `memcpy`) each time one
+    /// is made from it or unwrapped.
+    let message: DNSMessageValue
     let isMessage: Bool
+    /// Size of the payload in bytes.
+    let size: Int
     let time: Timestamp
-    /// The flow it came in, as the sniffer describes it: the event of a UDP query that stays
-    /// unanswered is published from it (a new ConnectionInfo there, with its SHA-1 and IP
-    /// texts, cost ~25,000 instructions an event).
-    let flow: ConnectionInfo
-    let direction: Direction
-    /// Order of arrival in the plugin (UDP), and the packet's index (`sweepOrder`): kept here
-    /// so that the table of waiting queries holds one reference per query, not a tuple.
-    let serial: Int
-    let packetIndex: Int
-    /// Notes about this message (faults, loss). A constant, built in a local: a `var`
-    /// property of a class costs a run-time exclusivity check at each access.
+    let sender: Endpoint
+    let receiver: Endpoint
+    /// Notes about this message (faults, loss).
     let notes: [String]
 
-    /// The parsed message; nil when the payload is shorter than a header.
-    var message: DNSMessage? { isMessage ? self : nil }
-    // As `ConnectionInfo.sender`, which is not inlined across modules.
-    var sender: Endpoint { direction == .original ? flow.client : flow.server }
-    var receiver: Endpoint { direction == .original ? flow.server : flow.client }
-
-    /// `note`: one more, after those of the parse (TCP framing trouble).
-    init(bytes: [UInt8], time: Timestamp, flow: ConnectionInfo, direction: Direction, serial: Int = 0,
-         packetIndex: Int = 0, lossHint: Bool, note: String? = nil) {
+    /// `flow`: the flow it came in; `note`: one more, after those of the parse (TCP framing trouble).
+    init(bytes: [UInt8], time: Timestamp, flow: ConnectionInfo, direction: Direction, lossHint: Bool, note: String? = nil) {
         self.time = time
-        self.flow = flow
-        self.direction = direction
-        self.serial = serial
-        self.packetIndex = packetIndex
+        // As `ConnectionInfo.sender`, which is not inlined across modules.
+        if direction == .original {
+            sender = flow.client
+            receiver = flow.server
+        } else {
+            sender = flow.server
+            receiver = flow.client
+        }
+        size = bytes.count
         let parsed = bytes.count >= 12 ? try? DNSMessage.read(bytes) : nil
-        isMessage = parsed != nil
         var notes: [String] = []
         if let parsed {
             for fault in parsed.faults {
@@ -68,7 +58,53 @@ final class DNSObserved: DNSMessage {
         }
         if let note { notes.append(note) }
         self.notes = notes
-        super.init(bytes: bytes, parsed: parsed ?? .none)
+        isMessage = parsed != nil
+        message = DNSMessageValue(bytes: bytes, parsed: parsed ?? DNSMessage.Parsed.none)
+    }
+
+    private init() {
+        message = DNSMessageValue(bytes: [], parsed: .none)
+        isMessage = false
+        size = 0
+        time = .zero
+        sender = Endpoint(ip: IPAddress(v4: 0), port: 0)
+        receiver = sender
+        notes = []
+    }
+
+    /// What `DNSEvents` is given for a message that is not there (its flag says so).
+    static let absent = DNSSeen()
+
+    /// The parsed message's header, if any.
+    var header: DNSHeader? { isMessage ? message.header : nil }
+}
+
+/// A message that waits for its partner (a query), or a TCP one.
+///
+/// A class: a message waits in a table for its partner and is then dropped whole, and
+/// releasing one reference is far cheaper than destroying a large struct field by field
+/// (which the compiler does through generic value witnesses when it sits in a dictionary
+/// value tuple).
+final class DNSObserved {
+    let seen: DNSSeen
+    /// The flow it came in, as the sniffer describes it: the event of a UDP query that stays
+    /// unanswered is published from it (a new ConnectionInfo there, with its SHA-1 and IP
+    /// texts, cost ~25,000 instructions an event).
+    let flow: ConnectionInfo
+    /// Order of arrival in the plugin (UDP), and the packet's index (`sweepOrder`): kept here
+    /// so that the table of waiting queries holds one reference per query, not a tuple.
+    let serial: Int
+    let packetIndex: Int
+
+    var time: Timestamp { seen.time }
+    /// The parsed message's header, if any.
+    var header: DNSHeader? { seen.header }
+
+    init(_ seen: consuming DNSSeen, flow: ConnectionInfo, serial: Int = 0, packetIndex: Int = 0) {
+        self.seen = seen
+        self.flow = flow
+        self.serial = serial
+        self.packetIndex = packetIndex
     }
 }
 
@@ -76,35 +112,49 @@ final class DNSObserved: DNSMessage {
 enum DNSEvents {
     /// `known`: the info of the flow the message came in, whose VLAN tags are the event's
     /// (so are its transport and ID, as every caller has it; they are compared anyway).
+    /// Of messages kept in objects (TCP, queries left unanswered): each is copied out of its
+    /// object here, which the UDP pairing avoids by calling the next one.
     static func event(query: DNSObserved?, response: DNSObserved?, notes extra: [String], transport: Transport,
                       connectionID: UInt64, settings: DNSConfig, known: ConnectionInfo) -> Event {
-        guard let first = query ?? response else { preconditionFailure("an event needs a message") }
-        let client = query?.sender ?? first.receiver
-        let server = query?.receiver ?? first.sender
+        event(query: query?.seen ?? .absent, hasQuery: query != nil, response: response?.seen ?? .absent,
+              hasResponse: response != nil, notes: extra, transport: transport, connectionID: connectionID,
+              settings: settings, known: known)
+    }
+
+    /// The event of `query` and `response`, each there when its flag says so (see `DNSSeen`:
+    /// borrowed, a waiting query's from its object, a response from the stack).
+    static func event(query: borrowing DNSSeen, hasQuery: Bool, response: borrowing DNSSeen, hasResponse: Bool,
+                      notes extra: [String], transport: Transport, connectionID: UInt64, settings: DNSConfig,
+                      known: ConnectionInfo) -> Event {
+        precondition(hasQuery || hasResponse, "an event needs a message")
+        let client = hasQuery ? query.sender : response.receiver
+        let server = hasQuery ? query.receiver : response.sender
         // The flow's own info (cached by the sniffer) when it describes the same tuple: a new
         // ConnectionInfo costs a SHA-1 (Community ID) and two IP texts per event. (Passed on,
         // not assigned to a local: that copied the struct, retaining its strings.)
         if known.id == connectionID, known.transport == transport, known.client == client, known.server == server {
-            return event(query: query, response: response, first: first, notes: extra, connection: known, settings: settings)
+            return event(query: query, hasQuery: hasQuery, response: response, hasResponse: hasResponse, notes: extra,
+                         connection: known, settings: settings)
         }
         let connection = ConnectionInfo(id: connectionID, transport: transport, client: client, server: server,
                                         vlans: known.vlans)
-        return event(query: query, response: response, first: first, notes: extra, connection: connection, settings: settings)
+        return event(query: query, hasQuery: hasQuery, response: response, hasResponse: hasResponse, notes: extra,
+                     connection: connection, settings: settings)
     }
 
-    private static func event(query: DNSObserved?, response: DNSObserved?, first: DNSObserved, notes extra: [String],
-                              connection: ConnectionInfo, settings: DNSConfig) -> Event {
+    private static func event(query: borrowing DNSSeen, hasQuery: Bool, response: borrowing DNSSeen, hasResponse: Bool,
+                              notes extra: [String], connection: ConnectionInfo, settings: DNSConfig) -> Event {
         // Nearly every event has no note: no array is joined then.
-        let hasNotes = query?.notes.isEmpty == false || response?.notes.isEmpty == false || !extra.isEmpty
-        // Each message read once: every `query?.message` would copy the struct.
-        let q = query?.message, r = response?.message
-        let ok = !hasNotes && r.map { $0.rcode == 0 } == true
-        var e = Event.transaction(type: "dns", connection: connection, start: first.time, end: response?.time,
-                                  status: ok ? .ok : .error, requestBytes: query?.size, responseBytes: response?.size)
-        // Values are JSON text written straight into the event (literals, bytes of the
-        // message): no String, array or `JSONValue` tree per field.
-        if let main = r ?? q {
-            let question = (q ?? r)?.firstQuestion
+        let hasNotes = (hasQuery && !query.notes.isEmpty) || (hasResponse && !response.notes.isEmpty) || !extra.isEmpty
+        // Parsed messages, read where they are (`query.message`, `response.message`): a local
+        // copy of either cost a retain and a release of each of its arrays.
+        let hasQ = hasQuery && query.isMessage, hasR = hasResponse && response.isMessage
+        let ok = !hasNotes && hasR && response.message.rcode == 0
+        var e = Event.transaction(type: "dns", connection: connection, start: hasQuery ? query.time : response.time,
+                                  end: hasResponse ? response.time : nil, status: ok ? .ok : .error,
+                                  requestBytes: hasQuery ? query.size : nil, responseBytes: hasResponse ? response.size : nil)
+        if hasQ || hasR {
+            let question = hasQ ? query.message.firstQuestion : response.message.firstQuestion
             // The question's name (the inside of its JSON string) is printed three times: made
             // once, on the stack. Room for the longest text: 255 octets at most in the message
             // (checked when parsed), each printed as 5 bytes at most (`\\DDD`).
@@ -113,15 +163,16 @@ enum DNSEvents {
             withUnsafeTemporaryAllocation(of: UInt8.self, capacity: room) { buffer in
                 var text = DNSTextBuffer(buffer)
                 question?.name.write(into: &text, json: true)
-                setValues(of: main, query: q, response: r, question: question, questionName: text.text,
-                          questionLength: length, isAnswer: response != nil, settings: settings, in: &e)
+                setValues(query: query.message, hasQuery: hasQ, response: response.message, hasResponse: hasR,
+                          question: question, questionName: text.text, questionLength: length, isAnswer: hasResponse,
+                          settings: settings, in: &e)
             }
         }
-        if settings.sendRequest, let q { e.set("request", q.digText) }
-        if settings.sendResponse, let r { e.set("response", r.digText) }
+        if settings.sendRequest && hasQ { e.set("request", query.message.digText) }
+        if settings.sendResponse && hasR { e.set("response", response.message.digText) }
         if hasNotes {
             var message: String?
-            for notes in [query?.notes ?? [], response?.notes ?? [], extra] {
+            for notes in [hasQuery ? query.notes : [], hasResponse ? response.notes : [], extra] {
                 for note in notes { Event.addNote(note, to: &message) }
             }
             if let message { e.set("error.message", message) }
@@ -129,19 +180,22 @@ enum DNSEvents {
         return e
     }
 
-    /// `dns`, `method`, `resource` and `query` (`questionName`: the question's name as
-    /// written in a JSON string; `questionLength`: its `uncompressedLength`).
-    private static func setValues(of main: DNSMessage, query q: DNSMessage?, response r: DNSMessage?,
-                                  question: DNSQuestion?, questionName name: UnsafeBufferPointer<UInt8>,
+    /// `dns`, `method`, `resource` and `query` of the parsed messages `q` and `r`, each there
+    /// when its flag says so, one at least (`questionName`: the question's name as written in
+    /// a JSON string; `questionLength`: its `uncompressedLength`; `isAnswer`: there is a
+    /// response, parsed or not).
+    private static func setValues(query q: borrowing DNSMessageValue, hasQuery hasQ: Bool, response r: borrowing DNSMessageValue,
+                                  hasResponse hasR: Bool, question: DNSQuestion?, questionName name: UnsafeBufferPointer<UInt8>,
                                   questionLength: Int?, isAnswer: Bool, settings: DNSConfig, in e: inout Event) {
         // The whole `dns` object as one value, members in key order: the event prints it
         // where its members would go (it nests dotted names into objects, and nothing else
         // sets `dns.*`), and one value costs far less to set than a dozen.
         e.set("dns", writingJSONTo: { out in
-            writeDNS(main, query: q, response: r, question: question, questionName: name, questionLength: questionLength,
-                     isAnswer: isAnswer, settings: settings, into: &out)
+            writeDNS(query: q, hasQuery: hasQ, response: r, hasResponse: hasR, question: question, questionName: name,
+                     questionLength: questionLength, isAnswer: isAnswer, settings: settings, into: &out)
         })
-        e.set("method", writingJSONTo: { DNSEncoded.writeOpcode(main.header.opcode, into: &$0) })
+        let h = hasR ? r.header : q.header
+        e.set("method", writingJSONTo: { DNSEncoded.writeOpcode(h.opcode, into: &$0) })
         guard let question else { return }
         e.set("resource", writingJSONTo: { out in
             out.append(DNSJSON.quote)
@@ -164,17 +218,16 @@ enum DNSEvents {
         })
     }
 
-    /// Appends the `dns` object of an event (`main`: the response, else the query; `isAnswer`:
-    /// there is a response, parsed or not; `questionName`: the question's name as written in a
-    /// JSON string).
-    private static func writeDNS(_ main: DNSMessage, query q: DNSMessage?, response r: DNSMessage?, question: DNSQuestion?,
-                                 questionName: UnsafeBufferPointer<UInt8>, questionLength: Int?, isAnswer: Bool,
-                                 settings: DNSConfig, into json: inout JSONOutput) {
-        let h = main.header
+    /// Appends the `dns` object of an event (of the response, else of the query; the rest as
+    /// `setValues`).
+    private static func writeDNS(query q: borrowing DNSMessageValue, hasQuery hasQ: Bool, response r: borrowing DNSMessageValue,
+                                 hasResponse hasR: Bool, question: DNSQuestion?, questionName: UnsafeBufferPointer<UInt8>,
+                                 questionLength: Int?, isAnswer: Bool, settings: DNSConfig, into json: inout JSONOutput) {
+        let h = hasR ? r.header : q.header
         // Where the answers' addresses are in `json`: `resolved_ip` lists them again.
         var addresses = AddressRanges()
         let object = json.count
-        if let r {
+        if hasR {
             // Answers mostly name the question by a pointer to it: its text is reused when the
             // response's question name has the same bytes as the one in `questionName`.
             var nameAt12: UnsafeBufferPointer<UInt8>? = nil
@@ -210,7 +263,9 @@ enum DNSEvents {
         // `flags` and `header_flags` are pre-built, with the keys around them. (The common
         // values below are written with their keys: each append costs about as much as a
         // short literal.)
-        json.append(DNSEncoded.flagMembers(h, dnssecOK: main.edns?.dnssecOK == true))
+        // The response's OPT, else the query's.
+        let dnssecOK = (hasR ? r.edns?.dnssecOK : q.edns?.dnssecOK) == true
+        json.append(DNSEncoded.flagMembers(h, dnssecOK: dnssecOK))
         DNSJSON.int(UInt32(h.id), into: &json)
         if h.opcode == 0 {
             DNSJSON.raw(#","op_code":"QUERY""#, into: &json)
@@ -218,11 +273,11 @@ enum DNSEvents {
             DNSJSON.raw(#","op_code":"#, into: &json)
             DNSEncoded.writeOpcode(h.opcode, into: &json)
         }
-        if let edns = main.edns {
+        if let edns = hasR ? r.edns : q.edns {
             DNSJSON.raw(#","opt":"#, into: &json)
             writeOpt(edns, extendedRcode: true, into: &json)
         }
-        if r != nil, let edns = q?.edns {
+        if hasR && hasQ, let edns = q.edns {
             // What the client asked for (the response's OPT is in dns.opt).
             DNSJSON.raw(#","query_opt":"#, into: &json)
             writeOpt(edns, extendedRcode: false, into: &json)
@@ -239,7 +294,7 @@ enum DNSEvents {
             json.append(questionName)
             DNSEncoded.writeTypeMember(question.type, afterQuote: true, close: true, into: &json)
         }
-        if let r {
+        if hasR {
             // The addresses among the answers, as a JSON array of strings: their text is
             // already in `json`.
             if let first = addresses.first {
@@ -275,7 +330,7 @@ enum DNSEvents {
     /// `"key":[records]`, after a comma unless it is the first member of the object that
     /// starts at `json[object]`; nothing when the section has no records.
     /// `addresses` gets where the JSON strings of A and AAAA data are.
-    private static func writeRecords(_ key: StaticString, _ m: DNSMessage, _ section: DNSSection, skipOPT: Bool,
+    private static func writeRecords(_ key: StaticString, _ m: borrowing DNSMessageValue, _ section: DNSSection, skipOPT: Bool,
                                      object: Int, nameAt12: UnsafeBufferPointer<UInt8>?, addresses: inout AddressRanges,
                                      into json: inout JSONOutput) {
         guard section.count > 0 else { return }
