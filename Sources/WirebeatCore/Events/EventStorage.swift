@@ -185,7 +185,7 @@ extension EventStorage: JSONSink {
         commitBytes(bytes.count)
     }
     /// All 8 bytes stored (the buffer keeps `EventLayout.slack` to spare), `count` kept.
-    @inline(__always) func putWord(_ word: UInt64, count: Int) {
+    @inlinable @inline(__always) func putWord(_ word: UInt64, count: Int) {
         UnsafeMutableRawPointer(reserveBytes(8)).storeBytes(of: word, as: UInt64.self)
         commitBytes(count)
     }

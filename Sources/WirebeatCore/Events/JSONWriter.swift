@@ -63,6 +63,21 @@ public enum JSONWriter {
         for _ in 0..<(level * indent) { out.append(0x20) }
     }
 
+    /// The decimal text of `value` (1 ..< 100,000,000: byte counts, durations, ports…) in one
+    /// word: each digit found (the last first) goes into the lowest byte and pushes the ones
+    /// after it up, so the word's little-endian bytes are the text, stored in one go (no stack
+    /// buffer and memcpy call) with `count` bytes kept.
+    @inlinable @inline(__always)
+    static func digitsWord(_ value: UInt64) -> (word: UInt64, count: Int) {
+        var v = value, word: UInt64 = 0, count = 0
+        repeat {
+            word = word << 8 | (0x30 &+ v % 10)
+            v /= 10
+            count &+= 1
+        } while v > 0
+        return (word.littleEndian, count)
+    }
+
     /// Appends an integer as JSON (also for plugins that write a value's JSON themselves).
     public static func writeInt(_ value: Int64, into out: inout [UInt8]) { writeInt(value, to: &out) }
 
@@ -70,17 +85,8 @@ public enum JSONWriter {
     static func writeInt<Sink: JSONSink>(_ value: Int64, to out: inout Sink) {
         if value >= 0 && value < 10 { out.put(UInt8(ascii: "0") &+ UInt8(value)); return }
         if value > 0 && value < 100_000_000 {
-            // Up to 8 digits (byte counts, durations, ports…) built in one word: each digit
-            // found (the last first) goes into the lowest byte and pushes the ones after it
-            // up, so the word's little-endian bytes are the text. Stored in one go (no stack
-            // buffer and memcpy call), `count` bytes kept.
-            var v = UInt64(value), word: UInt64 = 0, count = 0
-            repeat {
-                word = word << 8 | (0x30 &+ v % 10)
-                v /= 10
-                count &+= 1
-            } while v > 0
-            out.putWord(word.littleEndian, count: count)
+            let (word, count) = digitsWord(UInt64(value))
+            out.putWord(word, count: count)
             return
         }
         var magnitude = value.magnitude

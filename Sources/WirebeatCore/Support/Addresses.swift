@@ -182,6 +182,7 @@ extension Endpoint {
     /// A flow's endpoints and VLAN tags folded into one word with multiply-xor steps, for
     /// flow tables looked up once per packet: hashing that word is one SipHash block instead
     /// of a dozen fields and an array. Equality still compares every field.
+    @inlinable
     public static func foldedHash(_ a: Endpoint, _ b: Endpoint, vlans: VLANTags) -> UInt64 {
         let k: UInt64 = 0x9E37_79B9_7F4A_7C15
         var x = a.ip.high &* k ^ a.ip.low
