@@ -236,3 +236,78 @@ extension Unmanaged where Instance: HTTPBorrowable {
     /// `body` with the object as a borrowed reference: no retain and release around it.
     @inline(__always) func borrow<R>(_ body: (Instance) -> R) -> R { _withUnsafeGuaranteedRef { body($0) } }
 }
+
+/// The transactions of a session in flight, oldest first: a ring buffer of strong references
+/// (`Array.removeFirst` moved the rest down with two memmoves per transaction published, and
+/// reading `first` retained it). Taking one out moves the reference: nothing is retained.
+struct TransactionQueue: ~Copyable {
+    /// `capacity` slots (a power of 2, or none), `count` of them initialised from `head` on.
+    private var slots: UnsafeMutablePointer<HTTPTransaction>?
+    private var capacity = 0
+    private var head = 0
+    private(set) var count = 0
+
+    init() {}
+
+    deinit {
+        for i in 0..<count { slot(i).deinitialize(count: 1) }
+        slots?.deallocate()
+    }
+
+    var isEmpty: Bool { count == 0 }
+
+    /// The `i`th oldest (`0 <= i < count`).
+    @inline(__always) private func slot(_ i: Int) -> UnsafeMutablePointer<HTTPTransaction> {
+        slots.unsafelyUnwrapped + ((head &+ i) & (capacity &- 1))
+    }
+
+    /// The oldest, not retained: alive while it is in the queue.
+    var first: Unmanaged<HTTPTransaction>? { count == 0 ? nil : Unmanaged.passUnretained(slot(0).pointee) }
+
+    mutating func append(_ t: consuming HTTPTransaction) {
+        if count == capacity { grow() }
+        slot(count).initialize(to: t)
+        count += 1
+    }
+
+    /// The oldest, taken out (its reference moved to the caller).
+    mutating func removeFirst() -> HTTPTransaction {
+        precondition(count > 0)
+        let t = slot(0).move()
+        head = (head &+ 1) & (capacity &- 1)
+        count -= 1
+        return t
+    }
+
+    /// Keeps the `n` oldest only.
+    mutating func removeAll(after n: Int) {
+        while count > n {
+            count -= 1
+            slot(count).deinitialize(count: 1)
+        }
+    }
+
+    /// Index of the oldest one `predicate` holds for.
+    func firstIndex(where predicate: (HTTPTransaction) -> Bool) -> Int? {
+        for i in 0..<count where predicate(slot(i).pointee) { return i }
+        return nil
+    }
+
+    func contains(where predicate: (HTTPTransaction) -> Bool) -> Bool { firstIndex(where: predicate) != nil }
+
+    /// The oldest one `predicate` holds for, not retained (see `first`).
+    func first(where predicate: (HTTPTransaction) -> Bool) -> Unmanaged<HTTPTransaction>? {
+        firstIndex(where: predicate).map { Unmanaged.passUnretained(slot($0).pointee) }
+    }
+
+    /// Twice the room, the transactions moved to the start.
+    private mutating func grow() {
+        let larger = Swift.max(capacity * 2, 4)
+        let new = UnsafeMutablePointer<HTTPTransaction>.allocate(capacity: larger)
+        for i in 0..<count { (new + i).moveInitialize(from: slot(i), count: 1) }
+        slots?.deallocate()
+        slots = new
+        capacity = larger
+        head = 0
+    }
+}

@@ -54,7 +54,7 @@ public final class HTTPSession {
     let client = Side()
     let server = Side()
     // `@exclusivity(unchecked)` here and below: see `HTTPMessage`.
-    @exclusivity(unchecked) var transactions: [HTTPTransaction] = []
+    @exclusivity(unchecked) var transactions = TransactionQueue()
     /// Counts losses that may have cost whole messages (and so the pairing).
     @exclusivity(unchecked) var lossEpoch = 0
     /// Requests and responses pair correctly (no loss, or a clean pairing since the last one).
@@ -335,13 +335,14 @@ public final class HTTPSession {
         side.resyncing = false
         // Sent when every earlier request had its answer: nothing lost can pair with its response.
         m.afterAnswers = !transactions.contains { !$0.hasFinalResponse && !$0.responseLost }
-        transactions.append(t)
         side.message = m
         side.transaction = t
+        transactions.append(t)
         side.phase = .headers
-        if transactions.count > HTTPConfig.maxPending, let oldest = transactions.first, oldest !== server.transaction {
+        if transactions.count > HTTPConfig.maxPending, let first = transactions.first,
+           first.borrow({ $0 !== server.transaction }) {
             // A server that never answers: do not grow without bound.
-            transactions.removeFirst()
+            let oldest = transactions.removeFirst()
             oldest.notes.add(HTTPNote.tooManyPending)
             if let q = oldest.request, !q.complete { q.complete = true }
             publish(oldest, ctx)
@@ -358,13 +359,18 @@ public final class HTTPSession {
         m.phrase = HTTPSyntax.plainReasonPhrase(sent).map(m.keep) ?? m.keep(HTTPSyntax.reasonPhrase(Array(sent)[...]))
         consume(m, UnsafeBufferPointer(rebasing: raw[offset...]), raw: true, ctx)
         side.resyncing = false
-        let t: HTTPTransaction
+        // The transaction waiting for it borrowed from the queue, which holds it.
         if let waiting = transactions.first(where: { !$0.hasFinalResponse && !$0.responseLost }) {
-            t = waiting
+            waiting.borrow { paired(m, $0, side) }
         } else {
-            t = makeTransaction(request: nil)
+            let t = makeTransaction(request: nil)
+            paired(m, t, side)
             transactions.append(t)
         }
+    }
+
+    /// Response `m` on `side` belongs to `t`.
+    private func paired(_ m: HTTPMessage, _ t: HTTPTransaction, _ side: Side) {
         if !m.isInterim {
             t.response = m
             if !settled {
@@ -388,13 +394,12 @@ public final class HTTPSession {
     /// up the stack, safe: such an object is simply not reused.)
     private func makeMessage(isRequest: Bool, start: Timestamp) -> HTTPMessage {
         let keepRaw = isRequest ? config.sendRequest : config.sendResponse
-        if isRequest, isKnownUniquelyReferenced(&spareRequest), let m = spareRequest {
-            spareRequest = nil
+        // (`take`: the reference moved out, not retained and released.)
+        if isRequest, isKnownUniquelyReferenced(&spareRequest), let m = spareRequest.take() {
             m.reset(isRequest: true, start: start, epoch: lossEpoch, keepRaw: keepRaw)
             return m
         }
-        if !isRequest, isKnownUniquelyReferenced(&spareResponse), let m = spareResponse {
-            spareResponse = nil
+        if !isRequest, isKnownUniquelyReferenced(&spareResponse), let m = spareResponse.take() {
             m.reset(isRequest: false, start: start, epoch: lossEpoch, keepRaw: keepRaw)
             return m
         }
@@ -406,8 +411,7 @@ public final class HTTPSession {
     /// asks for its transaction first).
     private func makeTransaction(request: HTTPMessage?) -> HTTPTransaction {
         unpackSpareTransaction()
-        if isKnownUniquelyReferenced(&spareTransaction), let t = spareTransaction {
-            spareTransaction = nil
+        if isKnownUniquelyReferenced(&spareTransaction), let t = spareTransaction.take() {
             t.reset(request: request)
             return t
         }
@@ -417,12 +421,12 @@ public final class HTTPSession {
     /// The messages of the spare transaction, once nothing else holds it, become the spare
     /// messages.
     private func unpackSpareTransaction() {
-        guard isKnownUniquelyReferenced(&spareTransaction), let t = spareTransaction,
-              t.request != nil || t.response != nil else { return }
-        if let q = t.request { spareRequest = q }
-        if let r = t.response { spareResponse = r }
-        t.request = nil
-        t.response = nil
+        guard isKnownUniquelyReferenced(&spareTransaction), let t = spareTransaction.unretained else { return }
+        // Borrowed: `spareTransaction` holds it. The messages moved, not retained and released.
+        t.borrow { t in
+            if t.request != nil { spareRequest = t.request.take() }
+            if t.response != nil { spareResponse = t.response.take() }
+        }
     }
 
     /// One header line: `text` without its line end, `raw` with it, both in place in the
@@ -574,11 +578,10 @@ public final class HTTPSession {
 
     /// The message on `side` is complete (or given up on with a note).
     private func finishMessage(_ side: Side, isClient: Bool, _ ctx: PluginContext) {
-        guard let m = side.message else { side.phase = .start; return }
+        // (The side's references moved out, not retained and released.)
+        guard let m = side.message.take() else { side.phase = .start; return }
         m.complete = true
-        side.message = nil
-        let t = side.transaction
-        side.transaction = nil
+        let t = side.transaction.take()
         if isClient {
             if case .ignore = side.phase {} else { side.phase = .start }
         } else if let t {
@@ -607,7 +610,7 @@ public final class HTTPSession {
                     client.message = nil
                     client.transaction = nil
                     if let i = transactions.firstIndex(where: { $0 === t }) {
-                        transactions.removeSubrange((i + 1)...)
+                        transactions.removeAll(after: i + 1)
                     }
                 }
             }
@@ -619,8 +622,8 @@ public final class HTTPSession {
 
     /// Publishes complete transactions from the front of the queue, in order.
     private func publishReady(_ ctx: PluginContext) {
-        while let t = transactions.first, t.requestDone, t.responseDone || t.responseLost {
-            transactions.removeFirst()
+        while let first = transactions.first, first.borrow({ $0.requestDone && ($0.responseDone || $0.responseLost) }) {
+            let t = transactions.removeFirst()
             if t.standIn && t.response == nil { continue }
             publish(t, ctx)
             // Still referenced up the stack: taken apart for reuse only later (`makeMessage`).
@@ -712,8 +715,10 @@ public final class HTTPSession {
             // The response to the oldest unanswered request was lost (or its start was).
             if let t = partial, t.response != nil, !(t.response!.complete) { t.response = nil }
             if let t = transactions.first(where: { !$0.hasFinalResponse && !$0.responseLost }) {
-                t.responseLost = true
-                t.notes.add(HTTPNote.packetLoss)
+                t.borrow { t in
+                    t.responseLost = true
+                    t.notes.add(HTTPNote.packetLoss)
+                }
             }
             publishReady(ctx)
         }
@@ -782,9 +787,9 @@ public final class HTTPSession {
 
     /// Publishes every transaction, complete or not, in order.
     private func flushAll(_ ctx: PluginContext) {
-        let all = transactions
-        transactions.removeAll()
-        for t in all {
+        // (Publishing changes nothing in the queue: each is taken out in turn.)
+        while !transactions.isEmpty {
+            let t = transactions.removeFirst()
             if t.standIn && t.response == nil { continue }
             if let q = t.request, !q.complete {
                 q.notes.add(HTTPNote.incompleteRequest)
