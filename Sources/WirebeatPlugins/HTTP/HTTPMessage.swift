@@ -200,10 +200,12 @@ final class HTTPTransaction {
 
     init(request: HTTPMessage?) { self.request = request }
 
-    /// This transaction made new, as `init` makes it, keeping the capacity of its arrays.
-    func reset(request: HTTPMessage?) {
-        self.request = request
-        response = nil
+    /// This transaction made new, as `init(request: nil)` makes it, keeping the capacity of
+    /// its arrays. (Its messages are usually taken already: tests are cheaper than releasing
+    /// nil references.)
+    func reset() {
+        if request != nil { request = nil }
+        if response != nil { response = nil }
         if !interimCodes.isEmpty { interimCodes.removeAll(keepingCapacity: true) }
         interimBytes = 0
         if !notes.isEmpty { notes = Notes() }

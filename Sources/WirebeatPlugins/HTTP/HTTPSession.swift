@@ -322,7 +322,7 @@ public final class HTTPSession {
     /// The request whose line is `raw` from `offset` on (`r`'s ranges are offsets in `raw`).
     private func startRequest(_ r: HTTPSyntax.RequestLine, raw: UnsafeBufferPointer<UInt8>, from offset: Int,
                               time: Timestamp, _ side: Side, _ ctx: PluginContext) {
-        let t = makeTransaction(request: nil)
+        let t = makeTransaction()
         let m = makeMessage(isRequest: true, start: time)
         t.request = m
         // Method and target kept with one copy, the space between them too.
@@ -335,10 +335,11 @@ public final class HTTPSession {
         side.resyncing = false
         // Sent when every earlier request had its answer: nothing lost can pair with its response.
         m.afterAnswers = !transactions.contains { !$0.hasFinalResponse && !$0.responseLost }
-        side.message = m
-        side.transaction = t
-        transactions.append(t)
         side.phase = .headers
+        // The last uses of `m` and `t` moved, not retained and released.
+        side.message = consume m
+        side.transaction = t
+        transactions.append(consume t)
         if transactions.count > HTTPConfig.maxPending, let first = transactions.first,
            first.borrow({ $0 !== server.transaction }) {
             // A server that never answers: do not grow without bound.
@@ -363,13 +364,15 @@ public final class HTTPSession {
         if let waiting = transactions.first(where: { !$0.hasFinalResponse && !$0.responseLost }) {
             waiting.borrow { paired(m, $0, side) }
         } else {
-            let t = makeTransaction(request: nil)
+            let t = makeTransaction()
             paired(m, t, side)
-            transactions.append(t)
+            transactions.append(consume t)
         }
+        // The last use of `m` moved, not retained and released.
+        side.message = consume m
     }
 
-    /// Response `m` on `side` belongs to `t`.
+    /// Response `m` on `side` belongs to `t` (the caller makes it the side's message).
     private func paired(_ m: HTTPMessage, _ t: HTTPTransaction, _ side: Side) {
         if !m.isInterim {
             t.response = m
@@ -381,12 +384,11 @@ public final class HTTPSession {
                 if clean { settled = true } else { t.pairingLossy = true }
             }
         }
-        side.message = m
-        side.transaction = t
         side.phase = .headers
         // Without its request (lost, or never seen) the response's framing is a guess (it
         // may answer a HEAD): what follows is trusted again from the next clean start line.
         if t.request == nil { side.resyncing = true }
+        side.transaction = t
     }
 
     /// A new message: the spare one of its kind when nothing else holds it any more. (The
@@ -409,13 +411,13 @@ public final class HTTPSession {
     /// A new transaction: the spare one when nothing else holds it (see `makeMessage`). Its
     /// messages become the spare ones (taken by the messages of this transaction: a request
     /// asks for its transaction first).
-    private func makeTransaction(request: HTTPMessage?) -> HTTPTransaction {
+    private func makeTransaction() -> HTTPTransaction {
         unpackSpareTransaction()
         if isKnownUniquelyReferenced(&spareTransaction), let t = spareTransaction.take() {
-            t.reset(request: request)
+            t.reset()
             return t
         }
-        return HTTPTransaction(request: request)
+        return HTTPTransaction(request: nil)
     }
 
     /// The messages of the spare transaction, once nothing else holds it, become the spare
@@ -423,9 +425,10 @@ public final class HTTPSession {
     private func unpackSpareTransaction() {
         guard isKnownUniquelyReferenced(&spareTransaction), let t = spareTransaction.unretained else { return }
         // Borrowed: `spareTransaction` holds it. The messages moved, not retained and released.
+        // Swapped: the old spare ones (usually none) are left in `t`, for `reset` to drop.
         t.borrow { t in
-            if t.request != nil { spareRequest = t.request.take() }
-            if t.response != nil { spareResponse = t.response.take() }
+            if t.request != nil { swap(&spareRequest, &t.request) }
+            if t.response != nil { swap(&spareResponse, &t.response) }
         }
     }
 
@@ -525,10 +528,11 @@ public final class HTTPSession {
     }
 
     private func responseHeadersDone(_ m: HTTPMessage, _ side: Side, _ ctx: PluginContext) {
-        let request = side.transaction?.request
+        // The request borrowed, not retained: the side's transaction holds it.
+        let request = side.transaction.unretained.flatMap { $0.borrow { $0.request.unretained } }
         let code = m.statusCode
-        if m.isInterim || code == 101 || (request?.methodIs("connect") == true && code >= 200 && code < 300)
-            || request?.methodIs("head") == true || code == 204 || code == 304 {
+        if m.isInterim || code == 101 || (request?.borrow { $0.methodIs("connect") } == true && code >= 200 && code < 300)
+            || request?.borrow({ $0.methodIs("head") }) == true || code == 204 || code == 304 {
             finishMessage(side, isClient: false, ctx)
         } else if m.chunked {
             side.phase = .body(.chunkSize)
@@ -597,7 +601,7 @@ public final class HTTPSession {
             side.phase = .start
             if !m.isInterim, m.headersComplete {
                 let tunnel = m.statusCode == 101
-                    || (t.request?.methodIs("connect") == true && m.statusCode >= 200 && m.statusCode < 300)
+                    || (m.statusCode >= 200 && m.statusCode < 300 && t.request.unretained?.borrow { $0.methodIs("connect") } == true)
                 if tunnel {
                     let method = t.request.map { UnsafeBufferPointer(rebasing: $0.kept[$0.method]).text.uppercased() } ?? ""
                     ctx.logger.debug("http: \(m.statusCode) to \(method.isEmpty ? "?" : method): not parsing this connection further")
