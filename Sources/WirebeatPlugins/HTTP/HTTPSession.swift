@@ -40,8 +40,59 @@ public final class HTTPSession {
 
     final class Side {
         @exclusivity(unchecked) var phase = Phase.start
-        @exclusivity(unchecked) var message: HTTPMessage?
-        @exclusivity(unchecked) var transaction: HTTPTransaction?
+        /// The message being read and its transaction, not retained (a retain and a release
+        /// each per message, and a release of the nil replaced): set by `begin`, cleared by
+        /// `end`. Others hold them meanwhile. The transaction: the queue (nothing takes a
+        /// transaction out of it while a side reads one of its messages, but `flushAll`,
+        /// which has the sides hold theirs, `flushed`). The message: the transaction, as its
+        /// `request` or final `response` (neither changes while a side reads it), or, an
+        /// interim response, the side (`interim`).
+        @exclusivity(unchecked) private(set) var messageRef: Unmanaged<HTTPMessage>?
+        @exclusivity(unchecked) private(set) var transactionRef: Unmanaged<HTTPTransaction>?
+        @exclusivity(unchecked) private var interim: HTTPMessage?
+        @exclusivity(unchecked) private var flushed: HTTPTransaction?
+        /// `interim` or `flushed` is set.
+        @exclusivity(unchecked) private(set) var holds = false
+
+        var message: HTTPMessage? { messageRef?.takeUnretainedValue() }
+        var transaction: HTTPTransaction? { transactionRef?.takeUnretainedValue() }
+
+        /// Reading `m` of `t` (replacing any message it read). An interim response is then
+        /// handed to `holdInterim`.
+        func begin(_ m: HTTPMessage, of t: HTTPTransaction) {
+            if holds { _ = endHolding() }
+            messageRef = Unmanaged.passUnretained(m)
+            transactionRef = Unmanaged.passUnretained(t)
+        }
+
+        /// Holds the interim response `begin` started.
+        func holdInterim(_ m: consuming HTTPMessage) {
+            interim = m
+            holds = true
+        }
+
+        /// Done with the message (`holds` false: nothing to release).
+        func end() {
+            if holds { _ = endHolding(); return }
+            messageRef = nil
+            transactionRef = nil
+        }
+
+        /// Done with the message; what the side held, for the caller to keep alive as long
+        /// as it needs the message.
+        func endHolding() -> (interim: HTTPMessage?, flushed: HTTPTransaction?) {
+            messageRef = nil
+            transactionRef = nil
+            holds = false
+            return (interim.take(), flushed.take())
+        }
+
+        /// The transaction is taken out of the queue (`flushAll`): held here while it is read.
+        func holdTransaction() {
+            guard let t = transaction else { return }
+            flushed = t
+            holds = true
+        }
         /// Packet time of the first byte of the line being read.
         @exclusivity(unchecked) var lineStart: Timestamp?
         /// The next line follows lost bytes and may be the tail of a line.
@@ -108,7 +159,7 @@ public final class HTTPSession {
                 }
             case .body(.length(let remaining)):
                 // Borrowed: `side` holds the message while its body is read.
-                guard let m = side.message.unretained else { side.phase = .start; continue }
+                guard let m = side.messageRef else { side.phase = .start; continue }
                 if remaining == 0 { finishMessage(side, isClient: isClient, ctx); continue }
                 let n = min(remaining, s.readableBytes)
                 guard n > 0 else { return }
@@ -175,7 +226,7 @@ public final class HTTPSession {
                     // holds the message even after the blank line ends it, through its
                     // transaction or, an interim response, as `spareResponse` (see
                     // `finishMessage`), and reuses it only from a later start line.
-                    guard let m = side.message.unretained else { return }
+                    guard let m = side.messageRef else { return }
                     let before = consumed
                     let ended = m.borrow { headerLines(buffer, &consumed, $0, side, isClient: isClient, ctx) }
                     // A line read: one left partial earlier is done (its time is no start's).
@@ -324,7 +375,6 @@ public final class HTTPSession {
                               time: Timestamp, _ side: Side, _ ctx: PluginContext) {
         let t = makeTransaction()
         let m = makeMessage(isRequest: true, start: time)
-        t.request = m
         // Method and target kept with one copy, the space between them too.
         let both = r.method.lowerBound..<r.target.upperBound
         let shift = m.keep(UnsafeBufferPointer(rebasing: raw[both])).lowerBound - both.lowerBound
@@ -336,12 +386,12 @@ public final class HTTPSession {
         // Sent when every earlier request had its answer: nothing lost can pair with its response.
         m.afterAnswers = !transactions.contains { !$0.hasFinalResponse && !$0.responseLost }
         side.phase = .headers
+        side.begin(m, of: t)
         // The last uses of `m` and `t` moved, not retained and released.
-        side.message = consume m
-        side.transaction = t
+        t.request = consume m
         transactions.append(consume t)
         if transactions.count > HTTPConfig.maxPending, let first = transactions.first,
-           first.borrow({ $0 !== server.transaction }) {
+           first.toOpaque() != server.transactionRef?.toOpaque() {
             // A server that never answers: do not grow without bound.
             let oldest = transactions.removeFirst()
             oldest.notes.add(HTTPNote.tooManyPending)
@@ -360,22 +410,25 @@ public final class HTTPSession {
         m.phrase = HTTPSyntax.plainReasonPhrase(sent).map(m.keep) ?? m.keep(HTTPSyntax.reasonPhrase(Array(sent)[...]))
         consume(m, UnsafeBufferPointer(rebasing: raw[offset...]), raw: true, ctx)
         side.resyncing = false
-        // The transaction waiting for it borrowed from the queue, which holds it.
+        // The transaction waiting for it, or a new one, borrowed from the queue, which holds it.
+        let t: Unmanaged<HTTPTransaction>
         if let waiting = transactions.first(where: { !$0.hasFinalResponse && !$0.responseLost }) {
-            waiting.borrow { paired(m, $0, side) }
+            t = waiting
         } else {
-            let t = makeTransaction()
-            paired(m, t, side)
-            transactions.append(consume t)
+            let made = makeTransaction()
+            t = Unmanaged.passUnretained(made)
+            transactions.append(consume made)
         }
-        // The last use of `m` moved, not retained and released.
-        side.message = consume m
+        let interim = m.isInterim
+        t.borrow { paired(m, $0, side) }
+        // The last use of `m` moved into its place (the transaction's, or the side's for an
+        // interim response), not retained and released.
+        if interim { side.holdInterim(consume m) } else { t.takeUnretainedValue().response = consume m }
     }
 
-    /// Response `m` on `side` belongs to `t` (the caller makes it the side's message).
+    /// Response `m` on `side` belongs to `t` (the caller stores it).
     private func paired(_ m: HTTPMessage, _ t: HTTPTransaction, _ side: Side) {
         if !m.isInterim {
-            t.response = m
             if !settled {
                 // A request sent after the loss, when nothing else awaited an answer, and a
                 // response begun after the loss: the pairing is back in step.
@@ -388,7 +441,7 @@ public final class HTTPSession {
         // Without its request (lost, or never seen) the response's framing is a guess (it
         // may answer a HEAD): what follows is trusted again from the next clean start line.
         if t.request == nil { side.resyncing = true }
-        side.transaction = t
+        side.begin(m, of: t)
     }
 
     /// A new message: the spare one of its kind when nothing else holds it any more. (The
@@ -529,7 +582,7 @@ public final class HTTPSession {
 
     private func responseHeadersDone(_ m: HTTPMessage, _ side: Side, _ ctx: PluginContext) {
         // The request borrowed, not retained: the side's transaction holds it.
-        let request = side.transaction.unretained.flatMap { $0.borrow { $0.request.unretained } }
+        let request = side.transactionRef.flatMap { $0.borrow { $0.request.unretained } }
         let code = m.statusCode
         if m.isInterim || code == 101 || (request?.borrow { $0.methodIs("connect") } == true && code >= 200 && code < 300)
             || request?.borrow({ $0.methodIs("head") }) == true || code == 204 || code == 304 {
@@ -582,44 +635,58 @@ public final class HTTPSession {
 
     /// The message on `side` is complete (or given up on with a note).
     private func finishMessage(_ side: Side, isClient: Bool, _ ctx: PluginContext) {
-        // (The side's references moved out, not retained and released.)
-        guard let m = side.message.take() else { side.phase = .start; return }
+        guard let m = side.messageRef else { side.phase = .start; return }
+        let t = side.transactionRef
+        // Both borrowed (see `Side`): the transaction is still in the queue, the message its
+        // own, until `publishReady`. What the side alone held is kept alive till then.
+        if side.holds {
+            let held = side.endHolding()
+            withExtendedLifetime(held) { m.borrow { finished($0, t, isClient: isClient, side, ctx) } }
+            // An interim response (held by nothing else: a server message always has its
+            // transaction): kept as the spare response, it stays alive for the caller that
+            // borrowed it (`completeLines`), and the next response reuses it.
+            if let interim = held.interim { spareResponse = interim }
+        } else {
+            side.end()
+            m.borrow { finished($0, t, isClient: isClient, side, ctx) }
+        }
+        publishReady(ctx)
+    }
+
+    /// `finishMessage` of `m` (of `t`), once the side is done with it: all but publishing.
+    private func finished(_ m: HTTPMessage, _ t: Unmanaged<HTTPTransaction>?, isClient: Bool, _ side: Side,
+                          _ ctx: PluginContext) {
         m.complete = true
-        let t = side.transaction.take()
         if isClient {
             if case .ignore = side.phase {} else { side.phase = .start }
         } else if let t {
-            if m.isInterim {
-                t.interimCodes.append(m.statusCode)
-                t.interimBytes += m.bytes
-                if t.response == nil, t.interimCodes.count > 64 { t.interimCodes.removeFirst() }
-                // Held by nothing else (a server message always has its transaction): kept as
-                // the spare response, it stays alive for the caller that borrowed it
-                // (`completeLines`), and the next response reuses it.
-                spareResponse = m
-            }
-            side.phase = .start
-            if !m.isInterim, m.headersComplete {
-                let tunnel = m.statusCode == 101
-                    || (m.statusCode >= 200 && m.statusCode < 300 && t.request.unretained?.borrow { $0.methodIs("connect") } == true)
-                if tunnel {
-                    let method = t.request.map { UnsafeBufferPointer(rebasing: $0.kept[$0.method]).text.uppercased() } ?? ""
-                    ctx.logger.debug("http: \(m.statusCode) to \(method.isEmpty ? "?" : method): not parsing this connection further")
-                    // What the client sent after the request is tunnel content, not requests:
-                    // the transactions parsed from it are dropped (the client does not wait
-                    // for the answer, and neither does the parser, so the output never depends
-                    // on how the two directions interleave within a segment).
-                    client.phase = .ignore
-                    server.phase = .ignore
-                    client.message = nil
-                    client.transaction = nil
-                    if let i = transactions.firstIndex(where: { $0 === t }) {
-                        transactions.removeAll(after: i + 1)
+            t.borrow { t in
+                if m.isInterim {
+                    t.interimCodes.append(m.statusCode)
+                    t.interimBytes += m.bytes
+                    if t.response == nil, t.interimCodes.count > 64 { t.interimCodes.removeFirst() }
+                }
+                side.phase = .start
+                if !m.isInterim, m.headersComplete {
+                    let tunnel = m.statusCode == 101
+                        || (m.statusCode >= 200 && m.statusCode < 300 && t.request.unretained?.borrow { $0.methodIs("connect") } == true)
+                    if tunnel {
+                        let method = t.request.map { UnsafeBufferPointer(rebasing: $0.kept[$0.method]).text.uppercased() } ?? ""
+                        ctx.logger.debug("http: \(m.statusCode) to \(method.isEmpty ? "?" : method): not parsing this connection further")
+                        // What the client sent after the request is tunnel content, not requests:
+                        // the transactions parsed from it are dropped (the client does not wait
+                        // for the answer, and neither does the parser, so the output never depends
+                        // on how the two directions interleave within a segment).
+                        client.phase = .ignore
+                        server.phase = .ignore
+                        client.end()
+                        if let i = transactions.firstIndex(where: { $0 === t }) {
+                            transactions.removeAll(after: i + 1)
+                        }
                     }
                 }
             }
         }
-        publishReady(ctx)
     }
 
     // MARK: - Publishing
@@ -700,8 +767,7 @@ public final class HTTPSession {
         lossEpoch += 1
         settled = false
         let partial = side.transaction
-        side.message = nil
-        side.transaction = nil
+        side.end()
         side.phase = .start
         side.suspectLine = true
         side.resyncing = true
@@ -737,8 +803,7 @@ public final class HTTPSession {
             if let m = client.message {
                 m.notes.add(HTTPNote.incompleteRequest)
                 m.complete = true
-                client.message = nil
-                client.transaction = nil
+                client.end()
             }
             client.phase = .ignore
             publishReady(ctx)
@@ -753,8 +818,7 @@ public final class HTTPSession {
         if let m = client.message {
             m.notes.add(HTTPNote.incompleteRequest)
             m.complete = true
-            client.message = nil
-            client.transaction = nil
+            client.end()
         }
         let note: String
         switch reason {
@@ -781,8 +845,7 @@ public final class HTTPSession {
         }
         let t = server.transaction
         m.complete = true
-        server.message = nil
-        server.transaction = nil
+        server.end()
         if m.isInterim, let t {
             t.interimCodes.append(m.statusCode)
             t.interimBytes += m.bytes
@@ -791,6 +854,10 @@ public final class HTTPSession {
 
     /// Publishes every transaction, complete or not, in order.
     private func flushAll(_ ctx: PluginContext) {
+        // A side reading a message of one (the client, the server's stream having ended) holds
+        // it from now on (see `Side`).
+        client.holdTransaction()
+        server.holdTransaction()
         // (Publishing changes nothing in the queue: each is taken out in turn.)
         while !transactions.isEmpty {
             let t = transactions.removeFirst()
