@@ -306,3 +306,39 @@ let bodylessConversation: [HTTPStep] = [
     #expect(together.count == pairs.count)
     #expect(together == alone)
 }
+
+/// The server's stream ends while the client still sends its request: the transaction is
+/// published then, marked, and the client's side goes on reading the rest of that request
+/// (the parser holds it, out of the queue), then the next one. Also an interim response
+/// interrupted by the end of the server's stream.
+@Test func serverEndsWhileTheClientStillSends() {
+    let steps: [HTTPStep] = [
+        .client("POST /up HTTP/1.1\r\nHost: example.com\r\nContent-Length: 10\r\n\r\nabc"),
+        .server(httpOK("")),
+        .fin(.reverse),
+        .client("defghij"),
+        .client(httpGet("/next")),
+        .fin(.original),
+    ]
+    for split in [HTTPSplit.whole, .bytewise] {
+        let events = runHTTP(steps, split: split)
+        #expect(events.count == 2)
+        #expect(events.first?.httpNotes == HTTPNote.incompleteRequest)
+        #expect(events.first?.httpCode == 200)
+        #expect(events.last?.httpString("url.path") == "/next")
+        #expect(events.last?.httpNotes == HTTPNote.unmatchedRequest)
+    }
+    let interim: [HTTPStep] = [
+        .client("PUT /f HTTP/1.1\r\nHost: example.com\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n"),
+        .server("HTTP/1.1 100 Continue\r\n"),
+        .fin(.reverse),
+        .client("ok"),
+        .fin(.original),
+    ]
+    for split in [HTTPSplit.whole, .bytewise] {
+        let events = runHTTP(interim, split: split)
+        #expect(events.count == 1)
+        #expect(events.first?.httpCode == nil)
+        #expect(events.first?.httpValue("http.response.interim_status_codes") == .array([.int(100)]))
+    }
+}
