@@ -152,13 +152,41 @@ final class HTTPMessage {
         self.epoch = epoch
     }
 
-    /// Copies `bytes` into `kept`; their range there.
+    /// Copies `bytes` into `kept`; their range there. Inlined, and a value of up to 32 bytes
+    /// (nearly all) copied with two loads and two stores, overlapping: no call of `memmove`.
+    @inline(__always)
     func keep(_ bytes: UnsafeBufferPointer<UInt8>) -> Range<Int> {
         let start = keptCount, n = bytes.count
         if n > keptCapacity - start { growKept(to: start + n) }
-        if let from = bytes.baseAddress, n > 0 { (keptBytes + start).update(from: from, count: n) }
+        if let from = bytes.baseAddress, n > 0 { HTTPMessage.copy(from, to: keptBytes + start, count: n) }
         keptCount = start + n
         return start..<keptCount
+    }
+
+    /// `to.update(from:count:)` for buffers that do not overlap, `count > 0`.
+    @inline(__always)
+    private static func copy(_ from: UnsafePointer<UInt8>, to: UnsafeMutablePointer<UInt8>, count n: Int) {
+        let s = UnsafeRawPointer(from), d = UnsafeMutableRawPointer(to)
+        // The first and the last piece of the size: together they cover all `n` bytes.
+        @inline(__always) func pieces<T: FixedWidthInteger>(_: T.Type) {
+            let first = s.loadUnaligned(as: T.self), last = s.loadUnaligned(fromByteOffset: n - MemoryLayout<T>.size, as: T.self)
+            d.storeBytes(of: first, as: T.self)
+            d.storeBytes(of: last, toByteOffset: n - MemoryLayout<T>.size, as: T.self)
+        }
+        if n >= 16 {
+            guard n <= 32 else { to.update(from: from, count: n); return }
+            let first = s.loadUnaligned(as: SIMD16<UInt8>.self), last = s.loadUnaligned(fromByteOffset: n - 16, as: SIMD16<UInt8>.self)
+            d.storeBytes(of: first, as: SIMD16<UInt8>.self)
+            d.storeBytes(of: last, toByteOffset: n - 16, as: SIMD16<UInt8>.self)
+        } else if n >= 8 {
+            pieces(UInt64.self)
+        } else if n >= 4 {
+            pieces(UInt32.self)
+        } else if n >= 2 {
+            pieces(UInt16.self)
+        } else {
+            to.pointee = from.pointee
+        }
     }
 
     func keep(_ bytes: ArraySlice<UInt8>) -> Range<Int> { bytes.withUnsafeBufferPointer { keep($0) } }
