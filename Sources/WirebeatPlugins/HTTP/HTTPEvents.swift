@@ -157,6 +157,23 @@ extension HTTPSession {
         out.truncate(to: out.count - (8 - count))
     }
 
+    /// `n` bytes (`n > 0`) at `a` and at `b` are the same: up to 16 compared inline, as two
+    /// overlapping words (the values the repeated texts compare are short: a method, a MIME
+    /// type, a phrase, a host), longer ones by `memcmp`.
+    @inline(__always)
+    static func bytesEqual(_ a: UnsafePointer<UInt8>, _ b: UnsafePointer<UInt8>, _ n: Int) -> Bool {
+        let p = UnsafeRawPointer(a), q = UnsafeRawPointer(b)
+        @inline(__always) func same<T: FixedWidthInteger>(_: T.Type) -> Bool {
+            let last = n - MemoryLayout<T>.size
+            return p.loadUnaligned(as: T.self) == q.loadUnaligned(as: T.self)
+                && p.loadUnaligned(fromByteOffset: last, as: T.self) == q.loadUnaligned(fromByteOffset: last, as: T.self)
+        }
+        if n >= 8 { return n <= 16 ? same(UInt64.self) : memcmp(a, b, n) == 0 }
+        if n >= 4 { return same(UInt32.self) }
+        if n >= 2 { return same(UInt16.self) }
+        return a.pointee == b.pointee
+    }
+
     /// `00` to `99`, for `writeCount`. (A literal: its address a constant, no global to
     /// initialise.)
     static var digitPairs: StaticString {
@@ -383,7 +400,7 @@ struct HostURLJSON {
     mutating func matches(_ host: UnsafeBufferPointer<UInt8>?) -> Bool {
         guard isSet, let host else { return isSet && !hasHost && host == nil }
         return hasHost && host.count == self.host.count && self.host.withUnsafeBufferPointer {
-            host.isEmpty || memcmp(host.baseAddress!, $0.baseAddress!, host.count) == 0
+            host.isEmpty || HTTPSession.bytesEqual(host.baseAddress!, $0.baseAddress!, host.count)
         }
     }
 
@@ -442,8 +459,8 @@ struct RepeatedTail {
     mutating func matches(_ first: UnsafeBufferPointer<UInt8>, _ second: UnsafeBufferPointer<UInt8>?, _ number: Int) -> Bool {
         guard isSet, number == self.number, first.count == firstCount, (second?.count ?? -1) == secondCount else { return false }
         return key.withUnsafeBufferPointer { k in
-            (first.isEmpty || memcmp(first.baseAddress!, k.baseAddress!, first.count) == 0)
-                && (second.map { $0.isEmpty || memcmp($0.baseAddress!, k.baseAddress! + first.count, $0.count) == 0 } ?? true)
+            (first.isEmpty || HTTPSession.bytesEqual(first.baseAddress!, k.baseAddress!, first.count))
+                && (second.map { $0.isEmpty || HTTPSession.bytesEqual($0.baseAddress!, k.baseAddress! + first.count, $0.count) } ?? true)
         }
     }
 
@@ -502,7 +519,7 @@ struct RepeatedJSON {
         do {
             let v = UnsafeBufferPointer(rebasing: bytes[range])
             let same = isSet && v.count == value.count && value.withUnsafeBufferPointer {
-                v.isEmpty || memcmp(v.baseAddress!, $0.baseAddress!, v.count) == 0
+                v.isEmpty || HTTPSession.bytesEqual(v.baseAddress!, $0.baseAddress!, v.count)
             }
             if !same {
                 value.removeAll(keepingCapacity: true)
