@@ -287,8 +287,23 @@ extension HTTPSession {
     /// `HTTPURL` and `writeUTF8String` make of it, with less work).
     static func plainOriginForm(_ target: UnsafeBufferPointer<UInt8>) -> Int? {
         guard target.first == UInt8(ascii: "/"), HTTPURL.isPlainJSONText(target, orColon: true) else { return nil }
-        guard let q = memchr(target.baseAddress!, Int32(Byte.question), target.count) else { return -1 }
-        return target.baseAddress!.distance(to: q.assumingMemoryBound(to: UInt8.self))
+        // Searched 8 bytes at a time, inline (a target is short: `memchr`'s call cost more): a
+        // byte `?` is a zero of `w ^ 0x3f…`, and the lowest high bit of `(v - 0x01…) & ~v`
+        // marks the first zero byte (a borrow only spreads upwards from one).
+        let p = UnsafeRawPointer(target.baseAddress!), n = target.count
+        @inline(__always) func question(at i: Int) -> Int? {
+            let v = p.loadUnaligned(fromByteOffset: i, as: UInt64.self) ^ 0x3f3f_3f3f_3f3f_3f3f
+            let zeros = (v &- 0x0101_0101_0101_0101) & ~v & 0x8080_8080_8080_8080
+            return zeros == 0 ? nil : i + zeros.trailingZeroBitCount / 8
+        }
+        guard n >= 8 else { return target.firstIndex(of: Byte.question) ?? -1 }
+        var i = 0
+        while i + 8 <= n {
+            if let q = question(at: i) { return q }
+            i += 8
+        }
+        // The rest as the last 8 bytes, overlapping: those before `i` hold no `?`.
+        return i < n ? question(at: n - 8) ?? -1 : -1
     }
 
     /// The JSON string `Event.set(_:utf8:)` makes of `bytes`.

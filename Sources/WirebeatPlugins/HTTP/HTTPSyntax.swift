@@ -616,8 +616,8 @@ struct HTTPURL {
     /// XOR each special byte): each tells exactly whether some byte of the word qualifies.
     static func isPlainJSONText(_ text: UnsafeBufferPointer<UInt8>, orColon: Bool = false) -> Bool {
         let ones: UInt64 = 0x0101_0101_0101_0101, highs: UInt64 = 0x8080_8080_8080_8080
-        func hasZero(_ v: UInt64) -> UInt64 { (v &- ones) & ~v & highs }
-        func special(_ w: UInt64) -> UInt64 {
+        @inline(__always) func hasZero(_ v: UInt64) -> UInt64 { (v &- ones) & ~v & highs }
+        @inline(__always) func special(_ w: UInt64) -> UInt64 {
             (w & highs) | ((w &- ones &* 0x20) & ~w & highs) | hasZero(w ^ (ones &* 0x22)) | hasZero(w ^ (ones &* 0x5c))
                 | (orColon ? hasZero(w ^ (ones &* 0x3a)) : 0)
         }
@@ -627,6 +627,10 @@ struct HTTPURL {
         while i + 8 <= text.count {
             if special(p.loadUnaligned(fromByteOffset: i, as: UInt64.self)) != 0 { return false }
             i += 8
+        }
+        // The rest as the last 8 bytes, overlapping (a byte tested twice gives the same answer).
+        if i < text.count && text.count >= 8 {
+            return special(p.loadUnaligned(fromByteOffset: text.count - 8, as: UInt64.self)) == 0
         }
         while i < text.count {
             let u = text[i]
