@@ -262,9 +262,12 @@ public final class HTTPSession {
         while consumed < buffer.count {
             let start = base + consumed
             guard let lf = memchr(start, Int32(Byte.lf), min(buffer.count - consumed, limit)) else { return false }
-            let raw = UnsafeBufferPointer(start: start, count: start.distance(to: lf.assumingMemoryBound(to: UInt8.self)) + 1)
-            consumed += raw.count
-            let text = HTTPSyntax.withoutLineEnd(raw)
+            let end = lf.assumingMemoryBound(to: UInt8.self)
+            let length = start.distance(to: end) &+ 1
+            let raw = UnsafeBufferPointer(start: start, count: length)
+            consumed &+= length
+            // (`withoutLineEnd`, knowing the LF: only the CR before it to test.)
+            let text = UnsafeBufferPointer(start: start, count: length > 1 && end[-1] == Byte.cr ? length &- 2 : length &- 1)
             if text.isEmpty {
                 if uncounted > 0 { count(m, uncounted, ctx) }
                 uncounted = 0
@@ -278,7 +281,7 @@ public final class HTTPSession {
             } else if let (known, nameLength) = HTTPSyntax.KnownHeader.atStart(of: text) {
                 field(text, nameLength: nameLength, known: known, raw: raw, m)
             }
-            uncounted += raw.count
+            uncounted &+= length
         }
         return false
     }
