@@ -203,8 +203,12 @@ final class HTTPMessage {
     }
 
     /// The request's method is `lowerName` in any case (the framing rules compare it so).
+    /// (The lengths compared first, inline: a response's framing asks about HEAD and CONNECT,
+    /// and most methods are neither.)
+    @inline(__always)
     func methodIs(_ lowerName: StaticString) -> Bool {
-        HTTPSyntax.equalsIgnoringCase(UnsafeBufferPointer(rebasing: kept[method]), lowerName)
+        method.count == lowerName.utf8CodeUnitCount
+            && HTTPSyntax.equalsIgnoringCase(UnsafeBufferPointer(rebasing: kept[method]), lowerName)
     }
 
     var isInterim: Bool { !isRequest && statusCode >= 100 && statusCode < 200 && statusCode != 101 }
