@@ -338,7 +338,10 @@ enum HTTPSyntax {
         }
     }
 
-    /// ASCII bytes equal to `lower` (lower-case ASCII) in any case.
+    /// ASCII bytes equal to `lower` (lower-case ASCII) in any case. (Inlined: `lower` a
+    /// constant, its length and its words are too, and the call cost about as much as the
+    /// comparison.)
+    @inline(__always)
     static func equalsIgnoringCase(_ bytes: UnsafeBufferPointer<UInt8>, _ lower: StaticString) -> Bool {
         // Raw pointers on both sides: no closure over the StaticString, no index checks.
         let n = lower.utf8CodeUnitCount
