@@ -412,6 +412,7 @@ struct HostURLJSON {
 
     /// The text is that of `host` (nil: no Host header). (Mutating, as the writers: the
     /// session's copy is used in place, not copied out with a retain of each array.)
+    @inline(__always)  // (this and the writers: once per event each, a call cost as much as the work)
     mutating func matches(_ host: UnsafeBufferPointer<UInt8>?) -> Bool {
         guard isSet, let host else { return isSet && !hasHost && host == nil }
         return hasHost && host.count == self.host.count && self.host.withUnsafeBufferPointer {
@@ -449,7 +450,9 @@ struct HostURLJSON {
         return true
     }
 
+    @inline(__always)
     mutating func writeHead(into out: inout JSONOutput) { head.withUnsafeBufferPointer { out.append($0) } }
+    @inline(__always)
     mutating func writePort(into out: inout JSONOutput) { port.withUnsafeBufferPointer { out.append($0) } }
 }
 
@@ -471,6 +474,7 @@ struct RepeatedTail {
     /// The text is that of `first`, `second` (nil: none) and `number`. (Mutating, as
     /// `write`: the session's copy is used in place, not copied out with a retain of each
     /// array.)
+    @inline(__always)  // (this and `write`: twice per event, a call cost as much as the work)
     mutating func matches(_ first: UnsafeBufferPointer<UInt8>, _ second: UnsafeBufferPointer<UInt8>?, _ number: Int) -> Bool {
         guard isSet, number == self.number, first.count == firstCount, (second?.count ?? -1) == secondCount else { return false }
         return key.withUnsafeBufferPointer { k in
@@ -493,6 +497,7 @@ struct RepeatedTail {
         isSet = true
     }
 
+    @inline(__always)
     mutating func write(into out: inout JSONOutput) { json.withUnsafeBufferPointer { out.append($0) } }
 }
 

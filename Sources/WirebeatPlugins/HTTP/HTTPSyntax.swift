@@ -134,6 +134,7 @@ enum HTTPSyntax {
     }
 
     /// `reasonPhrase` in place, for a phrase without controls (nearly all); nil for another.
+    @inline(__always)  // (once per response: a short loop, cheaper than its call)
     static func plainReasonPhrase(_ sent: UnsafeBufferPointer<UInt8>) -> UnsafeBufferPointer<UInt8>? {
         for b in sent where !isPhraseByte(b) { return nil }
         return trimmed(sent)
@@ -215,6 +216,7 @@ enum HTTPSyntax {
 
 
     /// A Content-Length value: digits only (a list of equal values is accepted); nil if invalid.
+    @inline(__always)  // (the usual value's loop is shorter than the call)
     static func contentLength(_ value: UnsafeBufferPointer<UInt8>) -> Int? {
         // The usual value, one number, in one loop; anything else below.
         if !value.isEmpty && value.count <= 18 {
