@@ -78,6 +78,7 @@ extension HTTPSession {
     }
 
     /// `"body":{"bytes":…},"bytes":…[,"headers":{…}]` of a message.
+    @inline(__always)  // (twice per event: the call and its spills cost more than the counts)
     private func writeCounts(_ m: HTTPMessage, into out: inout JSONOutput) {
         out.append(#""body":{"bytes":"#)
         HTTPSession.writeCount(m.bodyBytes, into: &out)

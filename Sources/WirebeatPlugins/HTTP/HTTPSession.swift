@@ -59,6 +59,7 @@ public final class HTTPSession {
 
         /// Reading `m` of `t` (replacing any message it read). An interim response is then
         /// handed to `holdInterim`.
+        @inline(__always)  // (this and `end`: a few stores, per message)
         func begin(_ m: HTTPMessage, of t: HTTPTransaction) {
             if holds { _ = endHolding() }
             messageRef = Unmanaged.passUnretained(m)
@@ -72,6 +73,7 @@ public final class HTTPSession {
         }
 
         /// Done with the message (`holds` false: nothing to release).
+        @inline(__always)
         func end() {
             if holds { _ = endHolding(); return }
             messageRef = nil
