@@ -88,6 +88,7 @@ extension HTTPSession {
     }
 
     /// `"request":{…}` of request `q`.
+    @inline(__always)  // (once per event, as `writeResponseTail`)
     private func writeRequest(_ q: HTTPMessage, into out: inout JSONOutput) {
         out.append(#""request":{"#)
         writeCounts(q, into: &out)
@@ -107,6 +108,7 @@ extension HTTPSession {
     }
 
     /// The end of the `http` object after the counts of response `r` (and its interim codes).
+    @inline(__always)
     private func writeResponseTail(_ r: HTTPMessage, version: Int, into out: inout JSONOutput) {
         let b = r.kept
         let phrase = UnsafeBufferPointer(rebasing: b[r.phrase])

@@ -614,6 +614,7 @@ public final class HTTPSession {
         count(m, bytes.count, ctx)
     }
 
+    @inline(__always)  // (a few instructions, per line or piece of body)
     private func count(_ m: HTTPMessage, _ n: Int, _ ctx: PluginContext) {
         m.bytes += n
         m.end = ctx.timestamp
