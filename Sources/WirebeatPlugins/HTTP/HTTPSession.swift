@@ -452,6 +452,7 @@ public final class HTTPSession {
     /// A new message: the spare one of its kind when nothing else holds it any more. (The
     /// uniqueness checks make any reference still kept, by a side, a transaction or a caller
     /// up the stack, safe: such an object is simply not reused.)
+    @inline(__always)  // (this and `makeTransaction`: per message, mostly a reuse)
     private func makeMessage(isRequest: Bool, start: Timestamp) -> HTTPMessage {
         let keepRaw = isRequest ? config.sendRequest : config.sendResponse
         // (`take`: the reference moved out, not retained and released.)
@@ -469,6 +470,7 @@ public final class HTTPSession {
     /// A new transaction: the spare one when nothing else holds it (see `makeMessage`). Its
     /// messages become the spare ones (taken by the messages of this transaction: a request
     /// asks for its transaction first).
+    @inline(__always)
     private func makeTransaction() -> HTTPTransaction {
         unpackSpareTransaction()
         if isKnownUniquelyReferenced(&spareTransaction), let t = spareTransaction.take() {
@@ -480,6 +482,7 @@ public final class HTTPSession {
 
     /// The messages of the spare transaction, once nothing else holds it, become the spare
     /// messages.
+    @inline(__always)
     private func unpackSpareTransaction() {
         guard isKnownUniquelyReferenced(&spareTransaction), let t = spareTransaction.unretained else { return }
         // Borrowed: `spareTransaction` holds it. The messages moved, not retained and released.

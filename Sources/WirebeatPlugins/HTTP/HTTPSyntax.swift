@@ -64,6 +64,7 @@ enum HTTPSyntax {
     }
 
     /// `requestLine` on raw bytes: the ranges are offsets in `line`.
+    @inline(__always)  // (this and `statusLine`: once per message)
     static func requestLine(_ line: UnsafeBufferPointer<UInt8>) -> RequestLine? {
         guard let (sp1, sp2, minor) = requestLineParts(line) else { return nil }
         return RequestLine(method: 0..<sp1, target: (sp1 + 1)..<sp2, minorVersion: minor)
@@ -106,6 +107,7 @@ enum HTTPSyntax {
     }
 
     /// `statusLine` on raw bytes: the phrase's range is offsets in `line`.
+    @inline(__always)
     static func statusLine(_ line: UnsafeBufferPointer<UInt8>) -> StatusLine? {
         guard line.count >= 12, let v = version(UnsafeBufferPointer(rebasing: line[..<8])), line[8] == Byte.space else { return nil }
         let d0 = line[9], d1 = line[10], d2 = line[11]
