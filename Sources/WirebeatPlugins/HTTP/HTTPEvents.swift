@@ -288,6 +288,7 @@ extension HTTPSession {
     /// first `?` (-1: none). With such a target the fields are slices of it: `path` before
     /// the `?`, `query` after it, `full` the host's `http://` prefix and the target (what
     /// `HTTPURL` and `writeUTF8String` make of it, with less work).
+    @inline(__always)  // (once per event)
     static func plainOriginForm(_ target: UnsafeBufferPointer<UInt8>) -> Int? {
         guard target.first == UInt8(ascii: "/"), HTTPURL.isPlainJSONText(target, orColon: true) else { return nil }
         // Searched 8 bytes at a time, inline (a target is short: `memchr`'s call cost more): a

@@ -432,6 +432,7 @@ public final class HTTPSession {
     }
 
     /// Response `m` on `side` belongs to `t` (the caller stores it).
+    @inline(__always)  // (once per response)
     private func paired(_ m: HTTPMessage, _ t: HTTPTransaction, _ side: Side) {
         if !m.isInterim {
             if !settled {
@@ -573,6 +574,7 @@ public final class HTTPSession {
         }
     }
 
+    @inline(__always)  // (this and `responseHeadersDone`: once per message)
     private func requestHeadersDone(_ m: HTTPMessage, _ side: Side, _ ctx: PluginContext) {
         if m.chunked {
             side.phase = .body(.chunkSize)
@@ -588,6 +590,7 @@ public final class HTTPSession {
         }
     }
 
+    @inline(__always)
     private func responseHeadersDone(_ m: HTTPMessage, _ side: Side, _ ctx: PluginContext) {
         // The request borrowed, not retained: the side's transaction holds it.
         let request = side.transactionRef.flatMap { $0.borrow { $0.request.unretained } }

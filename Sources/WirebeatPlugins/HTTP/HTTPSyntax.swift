@@ -45,6 +45,7 @@ enum HTTPSyntax {
         s.withUnsafeBufferPointer(version)
     }
 
+    @inline(__always)  // (once per message: a few compares)
     private static func version(_ s: UnsafeBufferPointer<UInt8>) -> Int? {
         // Clearing bit 5 upper-cases a-z and makes 'H', 'T' or 'P' of nothing else.
         guard s.count == 8, s[0] & 0xdf == UInt8(ascii: "H"), s[1] & 0xdf == UInt8(ascii: "T"),
@@ -71,6 +72,7 @@ enum HTTPSyntax {
     }
 
     /// `requestLine`'s checks: the offsets of its two spaces, and the minor version.
+    @inline(__always)  // (once per request)
     private static func requestLineParts(_ line: UnsafeBufferPointer<UInt8>) -> (Int, Int, Int)? {
         guard let sp1 = line.firstIndex(of: Byte.space), sp1 > 0, sp1 <= 32 else { return nil }
         for i in 0..<sp1 where !isTokenChar(line[i]) { return nil }
@@ -84,6 +86,7 @@ enum HTTPSyntax {
 
     /// No byte of `bytes` is a control, a space or DEL (`<= 0x20` or `0x7f`), tested 8 bytes
     /// at a time (the last 8 overlapping) rather than one (a request target's every byte).
+    @inline(__always)  // (once per request)
     static func hasNoControlOrSpace(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
         let n = bytes.count
         guard n >= 8 else {
