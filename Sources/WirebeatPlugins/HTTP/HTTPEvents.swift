@@ -238,6 +238,7 @@ extension HTTPSession {
     /// one: the host's part of the `url` object as it was, the target copied in between
     /// (some 1,700 instructions fewer than the general code of `writeURL`, per event). False,
     /// nothing written, for another request.
+    @inline(__always)  // (once per event, into `writeURL`)
     private func writePlainURL(_ q: HTTPMessage, into out: inout JSONOutput) -> Bool {
         let b = q.kept
         let target = UnsafeBufferPointer(rebasing: b[q.target])

@@ -666,6 +666,7 @@ public final class HTTPSession {
     }
 
     /// `finishMessage` of `m` (of `t`), once the side is done with it: all but publishing.
+    @inline(__always)  // (per message, into `finishMessage`)
     private func finished(_ m: HTTPMessage, _ t: Unmanaged<HTTPTransaction>?, isClient: Bool, _ side: Side,
                           _ ctx: PluginContext) {
         m.complete = true
@@ -714,6 +715,7 @@ public final class HTTPSession {
         }
     }
 
+    @inline(__always)  // (per event)
     private func publish(_ t: HTTPTransaction, _ ctx: PluginContext) {
         // No response: it may have been lost, or skipped while the server side resynchronised.
         if t.response == nil, let q = t.request, server.resyncing || (!settled && q.epoch < lossEpoch) {
