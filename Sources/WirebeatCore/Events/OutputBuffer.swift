@@ -46,12 +46,6 @@ public final class OutputBuffer {
     func commitTail(_ n: Int) { count += n }
 
     private func grow(to needed: Int) {
-        var newCapacity = capacity * 2
-        while newCapacity < needed { newCapacity *= 2 }
-        let newStorage = UnsafeMutablePointer<UInt8>.allocate(capacity: newCapacity)
-        newStorage.update(from: storage, count: count)
-        storage.deallocate()
-        storage = newStorage
-        capacity = newCapacity
+        storage = ByteBuffers.grow(storage, count: count, capacity: &capacity, toAtLeast: needed)
     }
 }

@@ -194,13 +194,7 @@ final class HTTPMessage {
 
     /// Room for `needed` kept bytes, doubling as an array grows.
     private func growKept(to needed: Int) {
-        var capacity = Swift.max(keptCapacity * 2, 16)
-        while capacity < needed { capacity *= 2 }
-        let larger = UnsafeMutablePointer<UInt8>.allocate(capacity: capacity)
-        larger.update(from: keptBytes, count: keptCount)
-        keptBytes.deallocate()
-        keptBytes = larger
-        keptCapacity = capacity
+        keptBytes = ByteBuffers.grow(keptBytes, count: keptCount, capacity: &keptCapacity, toAtLeast: needed)
     }
 
     /// The request's method is `lowerName` in any case (the framing rules compare it so).
