@@ -114,14 +114,20 @@ final class EventStorage: @unchecked Sendable {
         spanCount += 1
     }
 
-    func appendSpans(_ run: UnsafeBufferPointer<Event.ValueSpan>) {
-        while spanCount + run.count > spanCapacity {
+    /// Room for `n` more spans at the returned address, for a writer that knows what it adds
+    /// (`Event.transaction`); `commitSpans` counts them in.
+    func reserveSpans(_ n: Int) -> UnsafeMutablePointer<Event.ValueSpan> {
+        while spanCount + n > spanCapacity {
             spans = grow(spans, count: spanCount, to: &spanCapacity, inline: EventBufferPool.regions(of: block).spans)
         }
-        guard let from = run.baseAddress else { return }
-        (spans + spanCount).initialize(from: from, count: run.count)
-        spanCount += run.count
-        for span in run { count(span) }
+        return spans + spanCount
+    }
+
+    /// `n` spans initialized after `reserveSpans`, with their value bytes and removals.
+    func commitSpans(_ n: Int, valueBytes: Int, removed: Int) {
+        spanCount += n
+        self.valueBytes += valueBytes
+        removedCount += removed
     }
 
     @inline(__always) func appendName(_ name: String) {

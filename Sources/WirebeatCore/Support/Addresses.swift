@@ -269,6 +269,8 @@ final class EncodedFlow: Sendable {
     /// connection sets the same way (addresses, ports, Community ID, the constant `event.*`),
     /// added to an event in one copy.
     let sharedSpans: [Event.ValueSpan]
+    /// Their values' bytes, counted once per connection (`EventStorage.valueBytes`).
+    let sharedValueBytes: Int
     // What `ConnectionInfo` shows of the flow beyond plain data.
     let communityIDText: String
     let clientIPText: String
@@ -298,6 +300,7 @@ final class EncodedFlow: Sendable {
         text.append(contentsOf: repeatElement(0, count: EventLayout.slack))  // see `Event.copy`
         self.text = text
         sharedSpans = ranges.map { Event.ValueSpan(start: $0.start, end: $0.end, isShared: true) }
+        sharedValueBytes = ranges.reduce(0) { $0 + Int($1.end - $1.start) }
         assert(sharedSpans.count == TransactionFields.sharedNames.count)
     }
 }
