@@ -121,32 +121,22 @@ public struct Timestamp: Comparable, Hashable, Sendable, CustomStringConvertible
     /// "YYYY-MM-DDThh:mm:ss.ffffffZ" (27 bytes) for a year in 0...9999, two digits at a time.
     private static func writeRFC3339(_ c: (year: Int64, month: Int64, day: Int64, secondOfDay: Int64, microsecond: Int64),
                                      to buffer: UnsafeMutableRawBufferPointer) {
-        digitPairs.withUnsafeBufferPointer { pairs in
-            func two(_ value: Int64, at offset: Int) {
-                let k = Int(value) &* 2
-                buffer[offset] = pairs[k]
-                buffer[offset + 1] = pairs[k + 1]
-            }
-            two(c.year / 100, at: 0); two(c.year % 100, at: 2); buffer[4] = UInt8(ascii: "-")
-            two(c.month, at: 5); buffer[7] = UInt8(ascii: "-")
-            two(c.day, at: 8); buffer[10] = UInt8(ascii: "T")
-            two(c.secondOfDay / 3600, at: 11); buffer[13] = UInt8(ascii: ":")
-            two((c.secondOfDay / 60) % 60, at: 14); buffer[16] = UInt8(ascii: ":")
-            two(c.secondOfDay % 60, at: 17); buffer[19] = UInt8(ascii: ".")
-            two(c.microsecond / 10_000, at: 20); two(c.microsecond / 100 % 100, at: 22); two(c.microsecond % 100, at: 24)
-            buffer[26] = UInt8(ascii: "Z")
+        let pairs = JSONWriter.digitPairs.utf8Start
+        func two(_ value: Int64, at offset: Int) {
+            let k = Int(value) &* 2
+            buffer[offset] = pairs[k]
+            buffer[offset + 1] = pairs[k + 1]
         }
+        two(c.year / 100, at: 0); two(c.year % 100, at: 2); buffer[4] = UInt8(ascii: "-")
+        two(c.month, at: 5); buffer[7] = UInt8(ascii: "-")
+        two(c.day, at: 8); buffer[10] = UInt8(ascii: "T")
+        two(c.secondOfDay / 3600, at: 11); buffer[13] = UInt8(ascii: ":")
+        two((c.secondOfDay / 60) % 60, at: 14); buffer[16] = UInt8(ascii: ":")
+        two(c.secondOfDay % 60, at: 17); buffer[19] = UInt8(ascii: ".")
+        two(c.microsecond / 10_000, at: 20); two(c.microsecond / 100 % 100, at: 22); two(c.microsecond % 100, at: 24)
+        buffer[26] = UInt8(ascii: "Z")
     }
 
-    /// "00", "01", … "99", back to back.
-    private static let digitPairs: [UInt8] = {
-        var pairs: [UInt8] = []
-        for n in 0..<100 {
-            pairs.append(UInt8(0x30 + n / 10))
-            pairs.append(UInt8(0x30 + n % 10))
-        }
-        return pairs
-    }()
 
     private static func pad(_ out: inout String, _ value: Int64, _ width: Int) {
         let digits = String(value)

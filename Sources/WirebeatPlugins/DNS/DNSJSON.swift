@@ -20,6 +20,8 @@ protocol DNSJSONOutput: DNSTextOutput {
     /// A JSON string of valid UTF-8 text, as the core's JSONWriter writes it.
     mutating func writeString(_ s: String)
     mutating func writeInt(_ value: Int64)
+    /// An address as `IPAddress.description` prints it, without making the String.
+    mutating func writeText(of ip: IPAddress)
 }
 
 extension JSONOutput: DNSJSONOutput {}
@@ -34,6 +36,7 @@ extension Array: DNSTextOutput, DNSJSONOutput where Element == UInt8 {
     mutating func appendCopy(of range: Range<Int>) { for k in range { append(self[k]) } }
     @inline(__always) mutating func writeString(_ s: String) { JSONWriter.writeString(s, into: &self) }
     @inline(__always) mutating func writeInt(_ value: Int64) { JSONWriter.writeInt(value, into: &self) }
+    @inline(__always) mutating func writeText(of ip: IPAddress) { ip.writeText(into: &self) }
 }
 
 /// Text written into memory the caller provides (the question's name, on the stack: no
@@ -111,79 +114,16 @@ enum DNSJSON {
         return out
     }
 
-    /// A non-negative integer in decimal. The counts of a message are mostly one digit: that
-    /// is one append here, where the core's writer is a call across modules (~50 instructions).
+    /// A non-negative integer in decimal (`JSONOutput.writeInt` is inlined, one digit one append).
     @inline(__always)
-    static func int<Out: DNSJSONOutput>(_ value: UInt32, into out: inout Out) {
-        if value < 10 { out.append(0x30 &+ UInt8(truncatingIfNeeded: value)) } else { out.writeInt(Int64(value)) }
-    }
+    static func int<Out: DNSJSONOutput>(_ value: UInt32, into out: inout Out) { out.writeInt(Int64(value)) }
 
-    /// An address in quotes, its text as `IPAddress.description` prints it (a dotted quad, or
-    /// RFC 5952 IPv6: lower-case hex, the first longest run of two or more zero groups as
-    /// `::`). Made in a buffer on the stack and appended in one piece: the core's `writeText`
-    /// appends byte by byte through a call, ~520 instructions an address.
-    static func quotedIP<Out: DNSTextOutput>(_ ip: IPAddress, into out: inout Out) {
-        var buffer: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0, 0)  // 48 bytes; 41 at most
-        withUnsafeMutableBytes(of: &buffer) { raw in
-            let p = raw.baseAddress!.assumingMemoryBound(to: UInt8.self)
-            var n = 0
-            @inline(__always) func put(_ b: UInt8) { p[n] = b; n &+= 1 }
-            put(quote)
-            if ip.isV4 {
-                let v = UInt32(truncatingIfNeeded: ip.low)
-                var shift: UInt32 = 24
-                while true {
-                    let b = UInt8(truncatingIfNeeded: v >> shift)
-                    if b >= 100 { put(0x30 &+ b / 100) }
-                    if b >= 10 { put(0x30 &+ b / 10 % 10) }
-                    put(0x30 &+ b % 10)
-                    if shift == 0 { break }
-                    put(UInt8(ascii: "."))
-                    shift &-= 8
-                }
-            } else {
-                let high = ip.high, low = ip.low
-                @inline(__always) func group(_ i: Int) -> UInt16 {
-                    UInt16(truncatingIfNeeded: (i < 4 ? high : low) >> UInt64(48 &- 16 &* (i & 3)))
-                }
-                var bestStart = -1, bestLength = 0, i = 0
-                while i < 8 {
-                    if group(i) == 0 {
-                        var j = i
-                        while j < 8 && group(j) == 0 { j &+= 1 }
-                        if j &- i > bestLength && j &- i >= 2 { bestStart = i; bestLength = j &- i }
-                        i = j
-                    } else {
-                        i &+= 1
-                    }
-                }
-                let digits: StaticString = "0123456789abcdef"
-                @inline(__always) func groups(_ from: Int, _ to: Int) {
-                    var k = from
-                    while k < to {
-                        if k != from { put(UInt8(ascii: ":")) }
-                        let g = group(k)
-                        var shift: UInt16 = 12
-                        while shift > 0 && g >> shift == 0 { shift &-= 4 }
-                        while true {
-                            put(digits.utf8Start[Int(g >> shift & 0xF)])
-                            if shift == 0 { break }
-                            shift &-= 4
-                        }
-                        k &+= 1
-                    }
-                }
-                if bestStart < 0 {
-                    groups(0, 8)
-                } else {
-                    groups(0, bestStart)
-                    put(UInt8(ascii: ":")); put(UInt8(ascii: ":"))
-                    groups(bestStart &+ bestLength, 8)
-                }
-            }
-            put(quote)
-            out.append(UnsafeBufferPointer(start: p, count: n))
-        }
+    /// An address in quotes, as `IPAddress.description` prints it (without making the String).
+    @inline(__always)
+    static func quotedIP<Out: DNSJSONOutput>(_ ip: IPAddress, into out: inout Out) {
+        out.append(quote)
+        out.writeText(of: ip)
+        out.append(quote)
     }
 }
 

@@ -130,35 +130,9 @@ extension HTTPSession {
         responseTail.write(into: &out)
     }
 
-    /// A count (not negative) as JSON, the digits `JSONOutput.writeInt` writes: up to 8 of
-    /// them made in a register and appended as one word, inlined (a third of the
-    /// instructions of the core's call, its buffer and its copy; four counts per event).
-    /// Two digits at a time, from a table: half the divisions.
+    /// A count (not negative) as JSON (`JSONOutput.writeInt` is inlined: four counts per event).
     @inline(__always)
-    static func writeCount(_ n: Int, into out: inout JSONOutput) {
-        guard n >= 0 && n < 100_000_000 else { out.writeInt(Int64(n)); return }
-        // The digits made last (the first ones written) end up in the lowest bytes. A pair
-        // is the table's two bytes as a little-endian word: its first digit lowest.
-        let pairs = UnsafeRawPointer(HTTPSession.digitPairs.utf8Start)
-        var digits: UInt64 = 0, count = 0, rest = n
-        while rest >= 100 {
-            let pair = pairs.loadUnaligned(fromByteOffset: (rest % 100) &* 2, as: UInt16.self)
-            digits = digits << 16 | UInt64(UInt16(littleEndian: pair))
-            rest /= 100
-            count &+= 2
-        }
-        if rest >= 10 {
-            let pair = pairs.loadUnaligned(fromByteOffset: rest &* 2, as: UInt16.self)
-            digits = digits << 16 | UInt64(UInt16(littleEndian: pair))
-            count &+= 2
-        } else {
-            digits = digits << 8 | UInt64(0x30 &+ rest)
-            count &+= 1
-        }
-        // All eight bytes in one store, then the ones past the digits dropped.
-        withUnsafeBytes(of: &digits) { out.append(UnsafeBufferPointer(start: $0.baseAddress!.assumingMemoryBound(to: UInt8.self), count: 8)) }
-        out.truncate(to: out.count - (8 - count))
-    }
+    static func writeCount(_ n: Int, into out: inout JSONOutput) { out.writeInt(Int64(n)) }
 
     /// `n` bytes (`n > 0`) at `a` and at `b` are the same: up to 16 compared inline, as two
     /// overlapping words (the values the repeated texts compare are short: a method, a MIME
@@ -175,16 +149,6 @@ extension HTTPSession {
         if n >= 4 { return same(UInt32.self) }
         if n >= 2 { return same(UInt16.self) }
         return a.pointee == b.pointee
-    }
-
-    /// `00` to `99`, for `writeCount`. (A literal: its address a constant, no global to
-    /// initialise.)
-    static var digitPairs: StaticString {
-        """
-        00010203040506070809101112131415161718192021222324252627282930313233343536373839\
-        40414243444546474849505152535455565758596061626364656667686970717273747576777879\
-        8081828384858687888990919293949596979899
-        """
     }
 
     /// The `url` object of request `q`: `domain`, `full`, `original` (its password
