@@ -43,8 +43,10 @@ public struct StreamBuffer: Sendable {
                 noLineFeedBefore = 0
                 readerIndex = 0
             } else if readerIndex >= 4096 && readerIndex * 2 >= end {
-                storage.removeSubrange(0..<readerIndex)
-                end -= readerIndex
+                // The unread bytes to the front (not the stale ones past `end` too).
+                let live = end - readerIndex, from = readerIndex
+                storage.withUnsafeMutableBufferPointer { $0.baseAddress!.update(from: $0.baseAddress! + from, count: live) }
+                end = live
                 noLineFeedBefore = max(0, noLineFeedBefore - readerIndex)
                 readerIndex = 0
             }
