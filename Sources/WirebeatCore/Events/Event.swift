@@ -95,22 +95,6 @@ public struct Event: Sendable {
         if isTypeName(field) { storage.type = value }
     }
 
-    /// `type`, as `set("type", value)` (`Event.transaction`: the same value event after
-    /// event, its JSON text kept per thread).
-    mutating func setType(_ value: String) {
-        begin("type")
-        let pool = EventBufferPool.current
-        if pool.typeName != value {
-            var text: [UInt8] = []
-            JSONWriter.writeString(value, to: &text)
-            pool.typeJSON = text
-            pool.typeName = value
-        }
-        pool.typeJSON.withUnsafeBufferPointer { storage.appendBytes($0) }
-        end()
-        storage.type = value
-    }
-
     public mutating func set(_ field: String, _ value: Substring) {
         begin(field)
         JSONWriter.writeString(value, to: &storage)
@@ -221,14 +205,8 @@ public struct Event: Sendable {
         start.writeRFC3339JSON(to: storage, pool: pool)
         run.add(ValueSpan(start: from, end: Int32(truncatingIfNeeded: storage.byteCount)), times: 2)
         // type, event.dataset, network.protocol
-        if pool.typeName != type {
-            var text: [UInt8] = []
-            JSONWriter.writeString(type, to: &text)
-            pool.typeJSON = text
-            pool.typeName = type
-        }
         from = Int32(truncatingIfNeeded: storage.byteCount)
-        pool.typeJSON.withUnsafeBufferPointer { storage.appendBytes($0) }
+        pool.appendTypeJSON(of: type, to: storage)
         run.add(ValueSpan(start: from, end: Int32(truncatingIfNeeded: storage.byteCount)), times: 3)
         storage.type = type
         // source.bytes and client.bytes, destination.bytes and server.bytes: nil removes both.
@@ -316,7 +294,7 @@ public struct Event: Sendable {
     /// `EventBufferPool.appendWritten`).
     private mutating func setWriting(_ field: String, _ write: (inout [UInt8]) -> Void) {
         begin(field)
-        EventBufferPool.current.appendWritten(by: write, to: storage)
+        EventBufferPool.withCurrent { $0.appendWritten(by: write, to: storage) }
         end()
     }
 

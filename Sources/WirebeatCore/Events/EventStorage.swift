@@ -225,8 +225,18 @@ final class EventBufferPool {
     @exclusivity(unchecked) var timePrefix: (UInt64, UInt64, UInt32) = (0, 0, 0)
     /// The last event type written on this thread and its JSON text (a plugin's events all
     /// have the same type: escaping it again for each cost ~300 instructions).
-    @exclusivity(unchecked) var typeName = ""
-    @exclusivity(unchecked) var typeJSON: [UInt8] = Array(#""""#.utf8)
+    @exclusivity(unchecked) private var typeName = ""
+    @exclusivity(unchecked) private var typeText: [UInt8] = Array(#""""#.utf8)
+
+    /// Appends the JSON string of event type `type` to `storage` (once per event).
+    @inline(__always) func appendTypeJSON(of type: String, to storage: EventStorage) {
+        if typeName != type {
+            typeText.removeAll(keepingCapacity: true)
+            JSONWriter.writeString(type, to: &typeText)
+            typeName = type
+        }
+        typeText.withUnsafeBufferPointer { storage.appendBytes($0) }
+    }
 
     static func regions(of block: UnsafeMutableRawPointer)
         -> (bytes: UnsafeMutablePointer<UInt8>, spans: UnsafeMutablePointer<Event.ValueSpan>, names: UnsafeMutablePointer<String>) {
@@ -269,11 +279,8 @@ final class EventBufferPool {
 
     deinit { for block in blocks { block.deallocate() } }
 
-    /// This thread's pool.
-    static var current: EventBufferPool { currentReference.takeUnretainedValue() }
-
-    /// `body` with this thread's pool, without the retain and release of `current` (the
-    /// thread's key holds it): reached four times per event, ~40 instructions each.
+    /// `body` with this thread's pool, without a retain and release (the thread's key holds
+    /// it): reached four times per event, where a strong reference cost ~40 instructions.
     @inline(__always) static func withCurrent<R>(_ body: (EventBufferPool) -> R) -> R {
         currentReference._withUnsafeGuaranteedRef(body)
     }

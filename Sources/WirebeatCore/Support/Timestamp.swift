@@ -63,7 +63,7 @@ public struct Timestamp: Comparable, Hashable, Sendable, CustomStringConvertible
     /// `writeRFC3339JSON` into an event: the text up to the second is the same for every
     /// event of the same second (events come in packet time), so this thread keeps the last
     /// one and only the microseconds are written anew.
-    func writeRFC3339JSON(to storage: EventStorage) { writeRFC3339JSON(to: storage, pool: EventBufferPool.current) }
+    func writeRFC3339JSON(to storage: EventStorage) { EventBufferPool.withCurrent { writeRFC3339JSON(to: storage, pool: $0) } }
 
     /// The same, with this thread's pool already at hand.
     func writeRFC3339JSON(to storage: EventStorage, pool cache: EventBufferPool) {
