@@ -97,6 +97,35 @@ public enum JSONWriter {
         """
     }
 
+    /// Whether a JSON string holds `text` as it is, between its quotes: every byte ASCII from
+    /// 0x20, none `"` or `\` (nor `:`, with `orColon`): what the escaper would copy unchanged.
+    /// Eight bytes at a time, the tail as the last 8 overlapping, with the usual tests for a
+    /// byte below a bound and for a zero byte (of the word XOR each special byte): each tells
+    /// exactly whether some byte of the word qualifies. For plugins that write such text
+    /// straight into a value (addresses, targets, phrases: nearly all of them are plain).
+    @inlinable
+    public static func isPlainText(_ text: UnsafeBufferPointer<UInt8>, orColon: Bool = false) -> Bool {
+        guard let base = text.baseAddress else { return true }
+        let n = text.count
+        guard n >= 8 else {
+            for u in text where u < 0x20 || u >= 0x80 || u == 0x22 || u == 0x5c || (orColon && u == 0x3a) { return false }
+            return true
+        }
+        let ones: UInt64 = 0x0101_0101_0101_0101, highs: UInt64 = 0x8080_8080_8080_8080
+        @inline(__always) func hasZero(_ v: UInt64) -> UInt64 { (v &- ones) & ~v & highs }
+        @inline(__always) func special(_ w: UInt64) -> UInt64 {
+            (w & highs) | ((w &- ones &* 0x20) & ~w & highs) | hasZero(w ^ (ones &* 0x22)) | hasZero(w ^ (ones &* 0x5c))
+                | (orColon ? hasZero(w ^ (ones &* 0x3a)) : 0)
+        }
+        let p = UnsafeRawPointer(base)
+        var i = 0
+        while i + 8 < n {
+            if special(p.loadUnaligned(fromByteOffset: i, as: UInt64.self)) != 0 { return false }
+            i += 8
+        }
+        return special(p.loadUnaligned(fromByteOffset: n - 8, as: UInt64.self)) == 0
+    }
+
     /// Appends an integer as JSON (also for plugins that write a value's JSON themselves).
     public static func writeInt(_ value: Int64, into out: inout [UInt8]) { writeInt(value, to: &out) }
 

@@ -255,7 +255,7 @@ extension HTTPSession {
     /// `HTTPURL` and `writeUTF8String` make of it, with less work).
     @inline(__always)  // (once per event)
     static func plainOriginForm(_ target: UnsafeBufferPointer<UInt8>) -> Int? {
-        guard target.first == UInt8(ascii: "/"), HTTPURL.isPlainJSONText(target, orColon: true) else { return nil }
+        guard target.first == UInt8(ascii: "/"), JSONWriter.isPlainText(target, orColon: true) else { return nil }
         // Searched 8 bytes at a time, inline (a target is short: `memchr`'s call cost more): a
         // byte `?` is a zero of `w ^ 0x3f…`, and the lowest high bit of `(v - 0x01…) & ~v`
         // marks the first zero byte (a borrow only spreads upwards from one).
@@ -394,7 +394,7 @@ struct HostURLJSON {
     /// brackets or with bytes to escape (`url.full` would have to be escaped as a whole).
     mutating func update(_ host: UnsafeBufferPointer<UInt8>?, url: HTTPURL) -> Bool {
         isSet = false
-        if let host, host.first == UInt8(ascii: "[") || !HTTPURL.isPlainJSONText(host, orColon: false) { return false }
+        if let host, host.first == UInt8(ascii: "[") || !JSONWriter.isPlainText(host, orColon: false) { return false }
         head.removeAll(keepingCapacity: true)
         head.append(UInt8(ascii: "{"))
         if let domain = url.domain {

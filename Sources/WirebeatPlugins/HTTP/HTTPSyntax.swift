@@ -598,7 +598,7 @@ struct HTTPURL {
             let authority = UnsafeBufferPointer(rebasing: b[fullAuthority])
             let pathBytes = UnsafeBufferPointer(rebasing: b[path])
             let queryBytes = query.map { UnsafeBufferPointer(rebasing: b[$0]) } ?? UnsafeBufferPointer(start: nil, count: 0)
-            if HTTPURL.isPlainJSONText(authority) && HTTPURL.isPlainJSONText(pathBytes) && HTTPURL.isPlainJSONText(queryBytes) {
+            if JSONWriter.isPlainText(authority) && JSONWriter.isPlainText(pathBytes) && JSONWriter.isPlainText(queryBytes) {
                 out.append(#""http://"#)
                 out.append(authority)
                 out.append(pathBytes)
@@ -620,35 +620,6 @@ struct HTTPURL {
         }
     }
 
-    /// No byte of `text` needs escaping in a JSON string or is other than ASCII: none is
-    /// below 0x20, at or above 0x80, `"` or `\` (nor `:`, with `orColon`). Eight bytes at a
-    /// time, with the usual tests for a byte below a bound and for a zero byte (of the word
-    /// XOR each special byte): each tells exactly whether some byte of the word qualifies.
-    static func isPlainJSONText(_ text: UnsafeBufferPointer<UInt8>, orColon: Bool = false) -> Bool {
-        let ones: UInt64 = 0x0101_0101_0101_0101, highs: UInt64 = 0x8080_8080_8080_8080
-        @inline(__always) func hasZero(_ v: UInt64) -> UInt64 { (v &- ones) & ~v & highs }
-        @inline(__always) func special(_ w: UInt64) -> UInt64 {
-            (w & highs) | ((w &- ones &* 0x20) & ~w & highs) | hasZero(w ^ (ones &* 0x22)) | hasZero(w ^ (ones &* 0x5c))
-                | (orColon ? hasZero(w ^ (ones &* 0x3a)) : 0)
-        }
-        guard let base = text.baseAddress else { return true }
-        let p = UnsafeRawPointer(base)
-        var i = 0
-        while i + 8 <= text.count {
-            if special(p.loadUnaligned(fromByteOffset: i, as: UInt64.self)) != 0 { return false }
-            i += 8
-        }
-        // The rest as the last 8 bytes, overlapping (a byte tested twice gives the same answer).
-        if i < text.count && text.count >= 8 {
-            return special(p.loadUnaligned(fromByteOffset: text.count - 8, as: UInt64.self)) == 0
-        }
-        while i < text.count {
-            let u = text[i]
-            if u < 0x20 || u >= 0x80 || u == Byte.quote || u == Byte.backslash || (orColon && u == Byte.colon) { return false }
-            i += 1
-        }
-        return true
-    }
 
     private static func isLetter(_ b: UInt8) -> Bool { (b >= 0x41 && b <= 0x5a) || (b >= 0x61 && b <= 0x7a) }
 

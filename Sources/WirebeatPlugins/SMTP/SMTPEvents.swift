@@ -81,7 +81,7 @@ enum SMTPJSON {
     /// Bytes that should be UTF-8 as a JSON string, as the core writes them (invalid UTF-8
     /// repaired to U+FFFD).
     static func string(_ bytes: UnsafeBufferPointer<UInt8>, into out: inout [UInt8]) {
-        if isPlain(bytes) {
+        if JSONWriter.isPlainText(bytes) {
             out.append(Byte.quote)
             out.append(contentsOf: bytes)
             out.append(Byte.quote)
@@ -92,7 +92,7 @@ enum SMTPJSON {
 
     /// The same, written straight into an event's value (`Event.set(_:writingJSONTo:)`).
     static func string(_ bytes: UnsafeBufferPointer<UInt8>, into out: inout JSONOutput) {
-        if isPlain(bytes) {
+        if JSONWriter.isPlainText(bytes) {
             out.append(Byte.quote)
             out.append(bytes)
             out.append(Byte.quote)
@@ -101,36 +101,6 @@ enum SMTPJSON {
         }
     }
 
-    /// Whether the core's escaper would copy `bytes` as they are between the quotes: ASCII
-    /// from 0x20 on, no `"` and no `\`, as nearly every address, parameter and phrase is.
-    /// Tested 8 bytes at a time; the escaper tests each byte four ways (with its appends,
-    /// ~540 instructions for a 25-byte address written to an array).
-    @inline(__always)
-    static func isPlain(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
-        guard let base = bytes.baseAddress else { return true }
-        let n = bytes.count
-        guard n >= 8 else {
-            for b in bytes where b < 0x20 || b >= 0x80 || b == Byte.quote || b == Byte.backslash { return false }
-            return true
-        }
-        // Per byte, bit 7 set for a byte that needs more than a copy (the usual bit tricks:
-        // `x - 0x01` borrows into bit 7 only for a zero byte, `x - 0x20` for a byte below
-        // 0x20; bytes from 0x80 have bit 7 anyway). A word ending at `n` covers the tail.
-        @inline(__always) func flags(_ w: UInt64) -> UInt64 {
-            let ones: UInt64 = 0x0101_0101_0101_0101
-            let quote = w ^ (ones &* UInt64(Byte.quote)), backslash = w ^ (ones &* UInt64(Byte.backslash))
-            return w | ((w &- ones &* 0x20) & ~w) | ((quote &- ones) & ~quote) | ((backslash &- ones) & ~backslash)
-        }
-        let raw = UnsafeRawPointer(base)
-        var bad: UInt64 = 0
-        var i = 0
-        while i + 8 < n {
-            bad |= flags(raw.loadUnaligned(fromByteOffset: i, as: UInt64.self))
-            i += 8
-        }
-        bad |= flags(raw.loadUnaligned(fromByteOffset: n - 8, as: UInt64.self))
-        return bad & 0x8080_8080_8080_8080 == 0
-    }
 
     /// `bytes` as a JSON string of their own.
     static func string(_ bytes: ArraySlice<UInt8>) -> [UInt8] {
