@@ -341,7 +341,7 @@ enum RDataView {
     }
 }
 
-extension DNSMessageContent {
+extension DNSMessage {
     /// The RDATA of the record `rr` of this message (`b`: its bytes): read where it is when
     /// every RDATA of the message decodes, else decoded again as `record` does (kept as
     /// unknown data when it cannot be).

@@ -390,53 +390,17 @@ struct DNSSection: Equatable {
     var count = 0
 }
 
-/// What a parsed message is made of, and what is read from it: the object `DNSMessage`
-/// (`parse`, tests) and the value `DNSMessageValue` (a message seen on the wire, held in
-/// place by its `DNSSeen`) share the members of the extension below.
+/// A parsed message, a value: a message seen on the wire is held in place (`DNSSeen`), on the
+/// stack for a response (no object per datagram) or inside the object of a waiting query.
+/// Sections hold what was read before a fault, if any.
 ///
 /// Parsing checks every record but keeps only where each section starts: the records are
 /// read again from `bytes` when the event is written (`RecordSpan`, `RDataView`), which costs less
 /// than building, copying and freeing an array of records per message.
-protocol DNSMessageContent {
+struct DNSMessage {
     /// The whole message.
-    var bytes: [UInt8] { get }
+    let bytes: [UInt8]
     /// The rest, in one piece (given whole to `init`, not copied field by field).
-    var parsed: DNSMessage.Parsed { get }
-}
-
-extension DNSMessageContent {
-    var header: DNSHeader { parsed.header }
-    var questionSection: DNSSection { parsed.sections.question }
-    var answerSection: DNSSection { parsed.sections.answer }
-    var authoritySection: DNSSection { parsed.sections.authority }
-    /// Including OPT records (which `additionals` leaves out).
-    var additionalSection: DNSSection { parsed.sections.additional }
-    var edns: EDNS? { parsed.edns }
-    /// Why parsing stopped early, or a rule the message broke (several OPT, bad RDATA).
-    var faults: [DNSFault] { parsed.faults }
-    /// The RDATA of every record read decodes (no "bad RDATA" fault): the event writer then
-    /// reads it where it is, without checking it again (`RDataView.read`).
-    var dataDecodes: Bool { parsed.dataDecodes }
-
-    /// Size of the message in bytes.
-    var size: Int { bytes.count }
-
-    /// The response code with the EDNS extension (RFC 6891 §6.1.3).
-    var rcode: Int { Int(edns?.extendedRcode ?? 0) << 4 | header.rcode }
-}
-
-/// A parsed message as a value: what a message seen on the wire holds (`DNSSeen`), on the
-/// stack for a response (no object per datagram) or inside the object of a waiting query.
-struct DNSMessageValue: DNSMessageContent {
-    let bytes: [UInt8]
-    let parsed: DNSMessage.Parsed
-}
-
-/// A parsed message; sections hold what was read before a fault, if any.
-final class DNSMessage: DNSMessageContent {
-    // Constants, set once by `parse`: a `var` property of a class costs a run-time
-    // exclusivity check at each access.
-    let bytes: [UInt8]
     let parsed: Parsed
 
     /// What `read` finds in a message.
@@ -676,7 +640,28 @@ final class DNSMessage: DNSMessageContent {
     }
 }
 
-extension DNSMessageContent {
+extension DNSMessage {
+    var header: DNSHeader { parsed.header }
+    var questionSection: DNSSection { parsed.sections.question }
+    var answerSection: DNSSection { parsed.sections.answer }
+    var authoritySection: DNSSection { parsed.sections.authority }
+    /// Including OPT records (which `additionals` leaves out).
+    var additionalSection: DNSSection { parsed.sections.additional }
+    var edns: EDNS? { parsed.edns }
+    /// Why parsing stopped early, or a rule the message broke (several OPT, bad RDATA).
+    var faults: [DNSFault] { parsed.faults }
+    /// The RDATA of every record read decodes (no "bad RDATA" fault): the event writer then
+    /// reads it where it is, without checking it again (`RDataView.read`).
+    var dataDecodes: Bool { parsed.dataDecodes }
+
+    /// Size of the message in bytes.
+    var size: Int { bytes.count }
+
+    /// The response code with the EDNS extension (RFC 6891 §6.1.3).
+    var rcode: Int { Int(edns?.extendedRcode ?? 0) << 4 | header.rcode }
+}
+
+extension DNSMessage {
     /// Calls `body` with each record of `section`, in order (read again: `parse` checked them).
     @inline(__always)
     func forEachRecord(in section: DNSSection, _ body: (DNSRecord) -> Void) {

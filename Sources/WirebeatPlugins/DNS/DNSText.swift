@@ -68,7 +68,7 @@ extension EDNS {
     }
 }
 
-extension DNSMessageContent {
+extension DNSMessage {
     /// Header flag mnemonics in dig's order.
     var flagNames: [String] {
         let h = header

@@ -22,7 +22,7 @@ struct DNSSeen {
     /// Not optional, nor are the messages given to `DNSEvents`: an optional of a value this
     /// size is copied (~25 instructions a retain and release, and a `memcpy`) each time one
     /// is made from it or unwrapped.
-    let message: DNSMessageValue
+    let message: DNSMessage
     let isMessage: Bool
     /// Size of the payload in bytes.
     let size: Int
@@ -59,11 +59,11 @@ struct DNSSeen {
         if let note { notes.append(note) }
         self.notes = notes
         isMessage = parsed != nil
-        message = DNSMessageValue(bytes: bytes, parsed: parsed ?? DNSMessage.Parsed.none)
+        message = DNSMessage(bytes: bytes, parsed: parsed ?? DNSMessage.Parsed.none)
     }
 
     private init() {
-        message = DNSMessageValue(bytes: [], parsed: .none)
+        message = DNSMessage(bytes: [], parsed: .none)
         isMessage = false
         size = 0
         time = .zero
@@ -184,7 +184,7 @@ enum DNSEvents {
     /// when its flag says so, one at least (`questionName`: the question's name as written in
     /// a JSON string; `questionLength`: its `uncompressedLength`; `isAnswer`: there is a
     /// response, parsed or not).
-    private static func setValues(query q: borrowing DNSMessageValue, hasQuery hasQ: Bool, response r: borrowing DNSMessageValue,
+    private static func setValues(query q: borrowing DNSMessage, hasQuery hasQ: Bool, response r: borrowing DNSMessage,
                                   hasResponse hasR: Bool, question: DNSQuestion?, questionName name: UnsafeBufferPointer<UInt8>,
                                   questionLength: Int?, isAnswer: Bool, settings: DNSConfig, in e: inout Event) {
         // The whole `dns` object as one value, members in key order: the event prints it
@@ -220,7 +220,7 @@ enum DNSEvents {
 
     /// Appends the `dns` object of an event (of the response, else of the query; the rest as
     /// `setValues`).
-    private static func writeDNS(query q: borrowing DNSMessageValue, hasQuery hasQ: Bool, response r: borrowing DNSMessageValue,
+    private static func writeDNS(query q: borrowing DNSMessage, hasQuery hasQ: Bool, response r: borrowing DNSMessage,
                                  hasResponse hasR: Bool, question: DNSQuestion?, questionName: UnsafeBufferPointer<UInt8>,
                                  questionLength: Int?, isAnswer: Bool, settings: DNSConfig, into json: inout JSONOutput) {
         let h = hasR ? r.header : q.header
@@ -330,7 +330,7 @@ enum DNSEvents {
     /// `"key":[records]`, after a comma unless it is the first member of the object that
     /// starts at `json[object]`; nothing when the section has no records.
     /// `addresses` gets where the JSON strings of A and AAAA data are.
-    private static func writeRecords(_ key: StaticString, _ m: borrowing DNSMessageValue, _ section: DNSSection, skipOPT: Bool,
+    private static func writeRecords(_ key: StaticString, _ m: borrowing DNSMessage, _ section: DNSSection, skipOPT: Bool,
                                      object: Int, nameAt12: UnsafeBufferPointer<UInt8>?, addresses: inout AddressRanges,
                                      into json: inout JSONOutput) {
         guard section.count > 0 else { return }
