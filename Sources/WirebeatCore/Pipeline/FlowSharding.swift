@@ -1,13 +1,12 @@
-/// Which worker of a parallel replay owns each flow.
+/// Which worker of a parallel replay owns each flow (kept by the thread that reads the
+/// capture and routes its packets).
 ///
-/// Every worker sees every packet and keeps the same table, so all agree without talking:
-/// flows are dealt round-robin in order of first appearance (a hash would put the four
+/// Flows are dealt round-robin in order of first appearance (a hash would put the four
 /// connections of a benchmark on one worker as often as not). A flow is forgotten once it
 /// has been idle longer than any plugin keeps state for it, at the clock sweeps that
 /// expire that state, so a flow that comes back later finds no state anywhere, as it would
 /// with one sniffer, and may go to another worker.
 final class FlowSharding {
-    let worker: Int
     let workers: Int
     private let tcpIdleLimit: TimeSpan
     private let udpIdleLimit: TimeSpan
@@ -31,19 +30,18 @@ final class FlowSharding {
     }
     @exclusivity(unchecked) private var owners: [Key: Owner] = [:]
     @exclusivity(unchecked) private var nextWorker = 0
-    /// Every worker looks every packet up: the `Dictionary` (SipHash, a key holding an array,
-    /// the entry written back) cost ~770 instructions a packet per worker before this cache.
+    /// Every packet is looked up: the `Dictionary` (SipHash, a key holding an array, the
+    /// entry written back) cost ~770 instructions a packet before this cache.
     @exclusivity(unchecked) private var recent = RecentFlows<Owner>()
 
-    init(worker: Int, workers: Int, tcpIdleLimit: TimeSpan, udpIdleLimit: TimeSpan) {
-        self.worker = worker
+    init(workers: Int, tcpIdleLimit: TimeSpan, udpIdleLimit: TimeSpan) {
         self.workers = workers
         self.tcpIdleLimit = tcpIdleLimit
         self.udpIdleLimit = udpIdleLimit
     }
 
-    /// Notes that the packet's flow was seen at `now` and says whether this worker owns it.
-    func owns(_ packet: DecodedPacket, now: Timestamp) -> Bool {
+    /// Notes that the packet's flow was seen at `now` and says which worker owns it.
+    func owner(of packet: DecodedPacket, now: Timestamp) -> Int {
         let (low, high) = packet.source < packet.destination ? (packet.source, packet.destination)
                                                              : (packet.destination, packet.source)
         let untagged = packet.vlans.isEmpty
@@ -51,7 +49,7 @@ final class FlowSharding {
         if untagged, let hit = recent.lookup(folded: folded, low, high) {
             return hit._withUnsafeGuaranteedRef { owner in
                 owner.lastSeen = now
-                return owner.worker == worker
+                return owner.worker
             }
         }
         let key = Key(flow: FlowKey(packet.source, packet.destination, vlans: packet.vlans), transport: packet.transport)
@@ -65,11 +63,12 @@ final class FlowSharding {
             owners[key] = owner
         }
         if untagged { recent.remember(folded: folded, low, high, owner) }
-        return owner.worker == worker
+        return owner.worker
     }
 
     /// Forgets the flows of `transport` idle for longer than every plugin keeps their state.
-    /// Called right after the sweep that expired that state, on the same clock.
+    /// Called at the packets where the workers sweep (the same `SweepSchedule`, on the same
+    /// clock), so that a flow is forgotten here when its state expires there.
     func forgetIdle(_ transport: Transport, now: Timestamp) {
         let limit = transport == .tcp ? tcpIdleLimit : udpIdleLimit
         let idle = owners.compactMap { $0.key.transport == transport && now - $0.value.lastSeen > limit ? $0.key : nil }

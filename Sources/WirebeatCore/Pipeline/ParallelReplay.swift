@@ -5,14 +5,15 @@ import Glibc
 /// Replays a capture file on several threads with the output of a single sniffer, byte for
 /// byte.
 ///
-/// Each worker reads the whole file and decodes every packet (reading is a small part of
-/// the cost), keeps the packet clocks and sweeps with every packet, and handles only the
-/// flows it owns (`FlowSharding`), with its own plugin instances. It formats its events into
-/// chunks, each event tagged with its `EventOrderKey`; the calling thread merges the
-/// workers' chunks by key and writes them out. A chunk carries a watermark (every event of a
-/// packet up to it is in this or an earlier chunk), which is what lets the merge go on
-/// without waiting for the end. A worker runs at most `queueDepth` chunks ahead of the merge,
-/// so memory stays bounded whatever the capture's size.
+/// One thread reads and decodes the capture (`PacketRouter`) and sends each packet to the
+/// worker that owns its flow (`FlowSharding`), and its time to the others. Each worker runs
+/// a sniffer with its own plugin instances on its packets, keeps the packet clocks and
+/// sweeps with every packet, and formats its events into chunks, each event tagged with its
+/// `EventOrderKey`; the calling thread merges the workers' chunks by key and writes them
+/// out. A chunk carries a watermark (every event of a packet up to it is in this or an
+/// earlier chunk), which is what lets the merge go on without waiting for the end. Every
+/// hand-over holds at most `HandOff.depth` items, so memory stays bounded whatever the
+/// capture's size.
 public enum ParallelReplay {
     /// How long the plugins may hold state for an idle flow (TCP, UDP); nil if a UDP plugin
     /// does not say, in which case replay stays on one thread.
@@ -42,7 +43,7 @@ public enum ParallelReplay {
                            write: (UnsafeBufferPointer<UInt8>) -> Void,
                            release: () -> Void = {}) throws -> Result {
         precondition(workers >= 2)
-        _ = try PcapSource.open(file: file)  // a missing or bad file fails here, once
+        let source = try PcapSource.open(file: file)  // a missing or bad file fails here
         var pluginSets: [[LoadedPlugin]] = []
         for _ in 0..<workers { pluginSets.append(try makePlugins()) }
         guard let limits = idleLimits(of: pluginSets[0]) else {
@@ -51,27 +52,25 @@ public enum ParallelReplay {
 
         let shards = (0..<workers).map { index -> Shard in
             let order = EventOrder()
-            let channel = ChunkChannel()
+            let channel = HandOff<Chunk>()
             let publisher = ShardPublisher(order: order, channel: channel, formatLine: formatLine)
-            let sharding = FlowSharding(worker: index, workers: workers, tcpIdleLimit: limits.tcp, udpIdleLimit: limits.udp)
             let sniffer = Sniffer(plugins: pluginSets[index], publisher: publisher, tcpOptions: tcpOptions,
-                                  logging: logging, order: order, sharding: sharding)
+                                  logging: logging, order: order)
             return Shard(sniffer: sniffer, publisher: publisher, channel: channel)
         }
-        let threads = shards.map { shard in
-            WorkerThread {
-                // The publisher captured itself: `shard.publisher` in the closure cost a retain
-                // and a release per packet.
-                let publisher = shard.publisher
-                do { try Replay.run(file: file, into: shard.sniffer, afterEachPacket: { publisher.packetDone() }) }
-                catch { shard.error = error }
-                shard.publisher.close()
-            }
-        }
+        let router = PacketRouter(source: source, outputs: shards.map(\.input),
+                                  sharding: FlowSharding(workers: workers, tcpIdleLimit: limits.tcp, udpIdleLimit: limits.udp),
+                                  hasUDPPlugins: pluginSets[0].contains { $0.udp != nil })
+        let threads = shards.map { shard in WorkerThread { shard.run() } } + [WorkerThread { router.run() }]
         merge(shards.map(\.channel), write: write, release: release)
         for thread in threads { thread.join() }
         let stats = shards.map(\.sniffer.stats)
-        return Result(stats: SnifferStats.combined(stats), failure: shards.compactMap(\.error).first,
+        var combined = SnifferStats.combined(stats)
+        // What the workers never see: frames, and those not decoded.
+        combined.packets = router.packets
+        combined.bytes = router.bytes
+        combined.skipped = router.skipped
+        return Result(stats: combined, failure: shards.compactMap(\.error).first,
                       eventsPerWorker: stats.map { $0.eventsByType.values.reduce(0, +) })
     }
 
@@ -86,7 +85,7 @@ public enum ParallelReplay {
     /// Events out in key order. A worker's own events are already in key order; an event
     /// can go out once every other worker has either a later event waiting or a watermark
     /// at or past its packet.
-    private static func merge(_ channels: [ChunkChannel], write: (UnsafeBufferPointer<UInt8>) -> Void,
+    private static func merge(_ channels: [HandOff<Chunk>], write: (UnsafeBufferPointer<UInt8>) -> Void,
                               release: () -> Void) {
         let n = channels.count
         var chunks: [Chunk?] = Array(repeating: nil, count: n)
@@ -133,21 +132,47 @@ public enum ParallelReplay {
         }
     }
 
+    /// A worker: its sniffer, fed by the router, and its output to the merge.
     private final class Shard {
         let sniffer: Sniffer
         let publisher: ShardPublisher
-        let channel: ChunkChannel
+        let input = HandOff<PacketBatch>()
+        let channel: HandOff<Chunk>
         var error: Error?
-        init(sniffer: Sniffer, publisher: ShardPublisher, channel: ChunkChannel) {
+        init(sniffer: Sniffer, publisher: ShardPublisher, channel: HandOff<Chunk>) {
             self.sniffer = sniffer
             self.publisher = publisher
             self.channel = channel
+        }
+
+        /// Runs the sniffer on the router's batches until the last one.
+        func run() {
+            let sniffer = self.sniffer, publisher = self.publisher
+            while true {
+                let batch = input.take()
+                batch.forEach { record in
+                    switch record {
+                    case .packet(let packet): sniffer.dispatch(packet)
+                    case .pass(let timestamp, let transport): sniffer.pass(timestamp: timestamp, transport: transport)
+                    }
+                    publisher.packetDone()
+                }
+                let last = batch.isLast
+                if last { error = batch.failure }
+                input.recycle(batch)
+                if last { break }
+                // Before waiting for input, what is done goes out: the merge may be waiting
+                // for this worker's watermark to move past another worker's events.
+                if !input.hasWaiting { publisher.flush() }
+            }
+            sniffer.finish()
+            publisher.close()
         }
     }
 }
 
 /// A worker's formatted events: their bytes, and each one's key and end offset.
-final class Chunk {
+final class Chunk: Reusable {
     let buffer = OutputBuffer(capacity: ShardPublisher.chunkBytes + 64 * 1024)
     // Read for every event by the merge and written by the worker: unchecked, as the chunk
     // is only ever in one thread's hands (the channel hands it over); the dynamic
@@ -172,12 +197,12 @@ final class ShardPublisher: EventPublisher {
     static let chunkBytes = 256 * 1024
     static let chunkPackets = 4096
     private let order: EventOrder
-    private let channel: ChunkChannel
+    private let channel: HandOff<Chunk>
     private let formatLine: (Event, OutputBuffer) -> Void
     @exclusivity(unchecked) private var chunk: Chunk
     @exclusivity(unchecked) private var packetsInChunk = 0
 
-    init(order: EventOrder, channel: ChunkChannel, formatLine: @escaping (Event, OutputBuffer) -> Void) {
+    init(order: EventOrder, channel: HandOff<Chunk>, formatLine: @escaping (Event, OutputBuffer) -> Void) {
         self.order = order
         self.channel = channel
         self.formatLine = formatLine
@@ -206,6 +231,11 @@ final class ShardPublisher: EventPublisher {
         }
     }
 
+    /// Sends what the chunk holds, if anything moved since the last one was sent.
+    func flush() {
+        if packetsInChunk > 0 { send(last: false) }
+    }
+
     /// End of input (after `Sniffer.finish`).
     func close() { send(last: true) }
 
@@ -218,14 +248,22 @@ final class ShardPublisher: EventPublisher {
     }
 }
 
-/// Chunks from one worker to the merge, at most `depth` in flight, and used ones back.
-final class ChunkChannel {
-    static let depth = 8
+/// What can go through a `HandOff` and come back to be used again.
+protocol Reusable: AnyObject {
+    init()
+    /// Empties it for its next use.
+    func reset()
+}
+
+/// Items from one thread to another, at most `depth` in flight, and used ones back: the
+/// router's batches to a worker, a worker's chunks to the merge.
+final class HandOff<Item: Reusable> {
+    static var depth: Int { 8 }
     private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
     private let changed = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
-    private var full: [Chunk] = []
+    private var full: [Item] = []
     private var head = 0
-    private var spare: [Chunk] = []
+    private var spare: [Item] = []
 
     init() {
         pthread_mutex_init(mutex, nil)
@@ -245,36 +283,39 @@ final class ChunkChannel {
         return body()
     }
 
-    /// Worker: an empty chunk, reused if the merge gave one back.
-    func fresh() -> Chunk {
-        locked { spare.popLast() } ?? Chunk()
+    /// Sender: an empty item, reused if the receiver gave one back.
+    func fresh() -> Item {
+        locked { spare.popLast() } ?? Item()
     }
 
-    /// Worker: hands a chunk over, waiting while `depth` are already waiting.
-    func put(_ chunk: Chunk) {
+    /// Sender: hands an item over, waiting while `depth` are already waiting.
+    func put(_ item: Item) {
         locked {
-            while full.count - head >= ChunkChannel.depth { pthread_cond_wait(changed, mutex) }
-            full.append(chunk)
+            while full.count - head >= HandOff.depth { pthread_cond_wait(changed, mutex) }
+            full.append(item)
             pthread_cond_broadcast(changed)
         }
     }
 
-    /// Merge: the next chunk, waiting for it.
-    func take() -> Chunk {
+    /// Receiver: the next item, waiting for it.
+    func take() -> Item {
         locked {
             while head == full.count { pthread_cond_wait(changed, mutex) }
-            let chunk = full[head]
+            let item = full[head]
             head += 1
             if head == full.count { full.removeAll(keepingCapacity: true); head = 0 }
             pthread_cond_broadcast(changed)
-            return chunk
+            return item
         }
     }
 
-    /// Merge: a chunk it is done with.
-    func recycle(_ chunk: Chunk) {
-        chunk.reset()
-        locked { spare.append(chunk) }
+    /// Receiver: whether an item is waiting (`take` would not wait).
+    var hasWaiting: Bool { locked { head < full.count } }
+
+    /// Receiver: an item it is done with.
+    func recycle(_ item: Item) {
+        item.reset()
+        locked { spare.append(item) }
     }
 }
 

@@ -4,17 +4,12 @@ public enum Replay {
     /// are published). A capture truncated mid-record is processed up to the damage, finished,
     /// and then reported by the thrown `CaptureError`.
     public static func run(file: String, into sniffer: Sniffer) throws {
-        try run(file: file, into: sniffer, afterEachPacket: {})
-    }
-
-    /// As `run(file:into:)`, calling `afterEachPacket` once each frame is handled.
-    static func run(file: String, into sniffer: Sniffer, afterEachPacket: () -> Void) throws {
         let source = try PcapSource.open(file: file)
         let linkType = source.linkType
         do {
             while try source.next({ ts, frame, _ in
                 sniffer.handle(linkType: linkType, timestamp: ts, frame: frame)
-            }) == .packet { afterEachPacket() }
+            }) == .packet {}
         } catch {
             sniffer.finish()
             throw error

@@ -67,28 +67,21 @@ public final class Sniffer {
     private let udpPluginByPort: [UInt8]
     private let publisher: CountingPublisher
     @exclusivity(unchecked) private var clock = Timestamp.zero
-    @exclusivity(unchecked) private var lastUDPTick: Timestamp?
+    @exclusivity(unchecked) private var udpSweeps = SweepSchedule()
     @exclusivity(unchecked) private var counters = SnifferStats()
     @exclusivity(unchecked) private var finished = false
     @exclusivity(unchecked) private var packetIndex = 0
     let order: EventOrder
-    /// The flows this worker owns, when it is one of several.
-    private let sharding: FlowSharding?
-    /// The same, used for every packet without a retain and a release (`if let` cost ~40
-    /// instructions a packet on each worker).
-    private let shardingRef: Unmanaged<FlowSharding>?
 
     public convenience init(plugins: [LoadedPlugin], publisher: EventPublisher, tcpOptions: TCPOptions = TCPOptions(),
                             logging: LoggingSetup = LoggingSetup()) {
         self.init(plugins: plugins, publisher: publisher, tcpOptions: tcpOptions, logging: logging,
-                  order: EventOrder(), sharding: nil)
+                  order: EventOrder())
     }
 
     init(plugins: [LoadedPlugin], publisher: EventPublisher, tcpOptions: TCPOptions, logging: LoggingSetup,
-         order: EventOrder, sharding: FlowSharding?) {
+         order: EventOrder) {
         self.order = order
-        self.sharding = sharding
-        shardingRef = sharding.map { Unmanaged.passUnretained($0) }
         self.publisher = CountingPublisher(downstream: publisher)
         tcp = TCPLayer(plugins: plugins, options: tcpOptions, publisher: self.publisher,
                        logger: logging.logger(for: "tcp"), order: order)
@@ -113,35 +106,34 @@ public final class Sniffer {
         }
     }
 
-    /// Hands an already decoded packet on (the conformance harness and tests use this).
+    /// Hands an already decoded packet on (the conformance harness, tests and the workers
+    /// of a parallel replay use this).
     public func dispatch(_ packet: DecodedPacket) {
+        advanceClocks(packet.timestamp, packet.transport)
+        switch packet.transport {
+        case .tcp: tcp.process(packet)
+        case .udp: handleUDP(packet)
+        }
+    }
+
+    /// A packet of a flow another worker of a parallel replay owns: only its time and its
+    /// place in the order count, so that this worker sweeps at the same packets as one
+    /// sniffer alone would.
+    func pass(timestamp: Timestamp, transport: Transport) {
+        advanceClocks(timestamp, transport)
+    }
+
+    private func advanceClocks(_ timestamp: Timestamp, _ transport: Transport) {
         packetIndex += 1
         order.packet(packetIndex)
-        if packet.timestamp > clock { clock = packet.timestamp }
-        switch packet.transport {
+        if timestamp > clock { clock = timestamp }
+        switch transport {
         case .tcp:
             counters.tcpSegments += 1
-            if let shardingRef {
-                // Every worker ticks on every packet, so that sweeps expire the same
-                // connections at the same packet as one sniffer alone would.
-                let owned = shardingRef._withUnsafeGuaranteedRef { sharding in
-                    if tcp.tick(packet.timestamp) { sharding.forgetIdle(.tcp, now: tcp.clock) }
-                    return sharding.owns(packet, now: tcp.clock)
-                }
-                guard owned else { return }
-            }
-            tcp.process(packet)
+            _ = tcp.tick(timestamp)   // `process` ticks too, to no effect after this
         case .udp:
             counters.udpDatagrams += 1
-            let ticked = tickUDP()
-            if let shardingRef {
-                let owned = shardingRef._withUnsafeGuaranteedRef { sharding in
-                    if ticked { sharding.forgetIdle(.udp, now: clock) }
-                    return sharding.owns(packet, now: clock)
-                }
-                guard owned else { return }
-            }
-            handleUDP(packet)
+            _ = tickUDP()
         }
     }
 
@@ -206,8 +198,7 @@ public final class Sniffer {
 
     private func tickUDP() -> Bool {
         guard !udpPlugins.isEmpty else { return false }
-        if let last = lastUDPTick, clock - last < TimeSpan.seconds(1) { return false }
-        lastUDPTick = clock
+        guard udpSweeps.isDue(at: clock) else { return false }
         for (i, plugin) in udpPlugins.enumerated() {
             order.sweep(Int64(i), 0)
             plugin.udp?.advanceClock(to: clock, publisher: publisher)

@@ -116,7 +116,7 @@ final class TCPLayer {
     @exclusivity(unchecked) private(set) var stats = TCPStats()
     /// Latest TCP packet time: the clock of idle timeouts.
     @exclusivity(unchecked) private(set) var clock = Timestamp.zero
-    @exclusivity(unchecked) private var lastSweep: Timestamp?
+    @exclusivity(unchecked) private var sweeps = SweepSchedule()
 
     init(plugins: [LoadedPlugin], options: TCPOptions, publisher: EventPublisher, logger: Logger, order: EventOrder) {
         var map: [UInt16: LoadedPlugin] = [:]
@@ -138,15 +138,16 @@ final class TCPLayer {
     // MARK: Packets
 
     /// Moves the clock to a TCP packet's time and expires idle connections if a sweep is
-    /// due; true when it swept. Parallel replay workers tick on the packets of every flow.
+    /// due; true when it swept. Called for every TCP packet (parallel replay workers: of
+    /// every flow, theirs or not).
     @discardableResult
     func tick(_ timestamp: Timestamp) -> Bool {
         if timestamp > clock { clock = timestamp }
         return sweepIfDue()
     }
 
+    /// One segment (the sniffer has ticked the clock to its time).
     func process(_ packet: DecodedPacket) {
-        tick(packet.timestamp)
         stats.segments += 1
         let key = FlowKey(packet.source, packet.destination, vlans: packet.vlans)
         let flags = packet.flags
@@ -449,8 +450,7 @@ final class TCPLayer {
     /// Expires idle connections once per second of packet time, oldest first so the
     /// order of the events they publish does not depend on hashing.
     private func sweepIfDue() -> Bool {
-        if let last = lastSweep, clock - last < TimeSpan.seconds(1) { return false }
-        lastSweep = clock
+        guard sweeps.isDue(at: clock) else { return false }
         let idle = connections.values.filter { clock - $0.lastSeen > $0.timeout }
         for c in idle.sorted(by: { ($0.lastSeen, $0.info.id) < ($1.lastSeen, $1.info.id) }) {
             order.sweep(c.lastSeen.nanoseconds, Int64(c.info.id))

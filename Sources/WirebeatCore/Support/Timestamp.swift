@@ -172,3 +172,17 @@ public struct TimeSpan: Comparable, Hashable, Sendable, CustomStringConvertible 
         return "\(nanoseconds)ns"
     }
 }
+
+/// When the packet clock sweeps for idle state: at the first packet, then at the first one a
+/// second or more after the last sweep. One rule for the TCP layer, the UDP plugins and the
+/// router of a parallel replay, which must all sweep at the same packets.
+struct SweepSchedule {
+    private var last: Timestamp?
+
+    /// True (and the sweep noted) when one is due at `now`.
+    mutating func isDue(at now: Timestamp) -> Bool {
+        if let last, now - last < TimeSpan.seconds(1) { return false }
+        last = now
+        return true
+    }
+}
