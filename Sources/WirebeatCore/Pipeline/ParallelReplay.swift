@@ -84,52 +84,78 @@ public enum ParallelReplay {
 
     /// Events out in key order. A worker's own events are already in key order; an event
     /// can go out once every other worker has either a later event waiting or a watermark
-    /// at or past its packet.
+    /// at or past its packet. Of equal keys, the lower worker's goes first.
     private static func merge(_ channels: [HandOff<Chunk>], write: (UnsafeBufferPointer<UInt8>) -> Void,
                               release: () -> Void) {
         let n = channels.count
         var chunks: [Chunk?] = Array(repeating: nil, count: n)
         var next = Array(repeating: 0, count: n)       // next record of each worker's chunk
         var done = Array(repeating: false, count: n)
-        func pending(_ w: Int) -> Bool { chunks[w].map { next[w] < $0.records.count } ?? false }
-        // The worker's next chunk (blocking); false when it has no more.
-        func advance(_ w: Int) {
-            if let old = chunks[w] {
-                release()  // what was written from `old` must be out before it is reused
-                if old.isLast { done[w] = true; chunks[w] = nil; channels[w].recycle(old); return }
-                channels[w].recycle(old)
-            }
-            chunks[w] = channels[w].take()
-            next[w] = 0
-        }
         while true {
             var best = -1
-            for w in 0..<n where pending(w) {
-                if best < 0 || chunks[w]!.records[next[w]].key < chunks[best]!.records[next[best]].key { best = w }
+            var bestKey = EventOrderKey(packet: 0, phase: 0, first: 0, second: 0)
+            for w in 0..<n {
+                guard let chunk = chunks[w], next[w] < chunk.records.count else { continue }
+                let key = chunk.records[next[w]].key
+                if best < 0 || key < bestKey { (best, bestKey) = (w, key) }
             }
             if best < 0 {
                 // Nothing waiting: move every unfinished worker on to its next chunk.
                 var any = false
-                for w in 0..<n where !done[w] { advance(w); any = true }
+                for w in 0..<n where !done[w] {
+                    advance(w, channels, &chunks, &next, &done, release)
+                    any = true
+                }
                 if !any { release(); return }
                 continue
             }
-            let chunk = chunks[best]!
-            let key = chunk.records[next[best]].key
+            // A worker with nothing waiting whose watermark is short of the event may still
+            // have events before it: wait for its next chunk.
             var blocked = false
-            for w in 0..<n where w != best && !done[w] && !pending(w) {
-                if chunks[w].map({ $0.watermark < key.packet }) ?? true {
-                    advance(w)
-                    blocked = true
-                    break
-                }
+            for w in 0..<n where w != best && !done[w] {
+                if let chunk = chunks[w], next[w] < chunk.records.count || chunk.watermark >= bestKey.packet { continue }
+                advance(w, channels, &chunks, &next, &done, release)
+                blocked = true
+                break
             }
             if blocked { continue }
-            let start = next[best] == 0 ? 0 : chunk.records[next[best] - 1].end
-            let end = chunk.records[next[best]].end
-            write(UnsafeBufferPointer(rebasing: chunk.buffer.bytes[start..<end]))
-            next[best] += 1
+            // The event, and those after it in the same chunk that may go before every other
+            // worker's: one write for the run (they are contiguous).
+            let chunk = chunks[best]!
+            let first = next[best]
+            var end = first + 1
+            chunk.records.withUnsafeBufferPointer { records in
+                runs: while end < records.count {
+                    let key = records[end].key
+                    for w in 0..<n where w != best && !done[w] {
+                        guard let other = chunks[w] else { break runs }
+                        if next[w] < other.records.count {
+                            let theirs = other.records[next[w]].key
+                            if theirs < key || (theirs == key && w < best) { break runs }
+                        } else if other.watermark < key.packet {
+                            break runs
+                        }
+                    }
+                    end += 1
+                }
+                let start = first == 0 ? 0 : records[first - 1].end
+                write(UnsafeBufferPointer(rebasing: chunk.buffer.bytes[start..<records[end - 1].end]))
+            }
+            next[best] = end
         }
+    }
+
+    /// The merge moves worker `w` on to its next chunk (waiting for it), or marks it done.
+    private static func advance(_ w: Int, _ channels: [HandOff<Chunk>], _ chunks: inout [Chunk?], _ next: inout [Int],
+                                _ done: inout [Bool], _ release: () -> Void) {
+        if let old = chunks[w] {
+            release()  // what was written from `old` must be out before it is reused
+            chunks[w] = nil
+            if old.isLast { done[w] = true; channels[w].recycle(old); return }
+            channels[w].recycle(old)
+        }
+        chunks[w] = channels[w].take()
+        next[w] = 0
     }
 
     /// A worker: its sniffer, fed by the router, and its output to the merge.
