@@ -225,14 +225,20 @@ final class ShardPublisher: EventPublisher {
     private let order: EventOrder
     private let channel: HandOff<Chunk>
     private let formatLine: (Event, OutputBuffer) -> Void
-    @exclusivity(unchecked) private var chunk: Chunk
+    @exclusivity(unchecked) private var chunk: Chunk {
+        didSet { current = Unmanaged.passUnretained(chunk) }
+    }
+    /// `chunk`, and its buffer, reached for every event without a retain and a release each.
+    @exclusivity(unchecked) private var current: Unmanaged<Chunk>
     @exclusivity(unchecked) private var packetsInChunk = 0
 
     init(order: EventOrder, channel: HandOff<Chunk>, formatLine: @escaping (Event, OutputBuffer) -> Void) {
         self.order = order
         self.channel = channel
         self.formatLine = formatLine
-        chunk = channel.fresh()
+        let first = channel.fresh()
+        chunk = first
+        current = Unmanaged.passUnretained(first)
     }
 
     func publish(_ event: Event) { publish(event, key: order.key) }
@@ -244,8 +250,10 @@ final class ShardPublisher: EventPublisher {
     }
 
     private func publish(_ event: Event, key: EventOrderKey) {
-        formatLine(event, chunk.buffer)
-        chunk.records.append((key, chunk.buffer.count))
+        current._withUnsafeGuaranteedRef { chunk in
+            formatLine(event, chunk.buffer)
+            chunk.records.append((key, chunk.buffer.count))
+        }
     }
 
     /// After each frame: every event of the packets so far is out, so a full chunk (or one
