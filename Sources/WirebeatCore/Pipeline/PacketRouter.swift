@@ -3,8 +3,10 @@ import Glibc
 #endif
 
 /// The reading side of a parallel replay: reads the capture once, decodes every frame, and
-/// sends each packet to the worker that owns its flow, and to every other worker only its
-/// time (`PacketBatch.Record.pass`), so that all keep the same clocks and packet numbers.
+/// sends each packet to the worker that owns its flow, with its index and the clocks
+/// (`PacketStamp`). The other workers get only the packets where a sweep is due (the same
+/// `SweepSchedule` as theirs), so that all sweep where one sniffer alone would; each batch
+/// says up to which packet it goes.
 ///
 /// Why one reader: each worker reading and decoding the whole file itself cost ~1,200
 /// instructions for every packet it then skipped (libpcap's reads ~450 of them), a sixth of
@@ -18,7 +20,7 @@ final class PacketRouter {
     @exclusivity(unchecked) private var filling: [Unmanaged<PacketBatch>]
     @exclusivity(unchecked) private var decoder = PacketDecoder()
     private let sharding: FlowSharding
-    /// The clocks the workers' sniffers keep (`Sniffer.advanceClocks`), and their sweeps:
+    /// The clocks of the capture as one sniffer keeps them (`PacketStamp`), and its sweeps:
     /// a flow is forgotten at the same packet where its state expires.
     @exclusivity(unchecked) private var clock = Timestamp.zero
     @exclusivity(unchecked) private var tcpClock = Timestamp.zero
@@ -26,8 +28,12 @@ final class PacketRouter {
     @exclusivity(unchecked) private var udpSweeps = SweepSchedule()
     private let hasUDPPlugins: Bool
     @exclusivity(unchecked) private var sinceFlush = 0
+    @exclusivity(unchecked) private var index = 0
+    /// The counters of what the workers do not all see.
     @exclusivity(unchecked) private(set) var packets = 0
     @exclusivity(unchecked) private(set) var bytes = 0
+    @exclusivity(unchecked) private(set) var tcpSegments = 0
+    @exclusivity(unchecked) private(set) var udpDatagrams = 0
     var skipped: [SkipReason: Int] { decoder.skipped }
 
     /// Packets between two hand-overs: each worker waits for at most this many.
@@ -56,6 +62,7 @@ final class PacketRouter {
             failure = error
         }
         for (w, batch) in batches.enumerated() {
+            batch.lastIndex = index
             batch.isLast = true
             batch.failure = failure
             outputs[w].put(batch)
@@ -72,23 +79,34 @@ final class PacketRouter {
     }
 
     private func route(_ packet: DecodedPacket) {
+        index += 1
         let ts = packet.timestamp
         if ts > clock { clock = ts }
         let owner: Int
+        var sweep = false
         switch packet.transport {
         case .tcp:
+            tcpSegments += 1
             if ts > tcpClock { tcpClock = ts }
-            if tcpSweeps.isDue(at: tcpClock) { sharding.forgetIdle(.tcp, now: tcpClock) }
+            if tcpSweeps.isDue(at: tcpClock) {
+                sharding.forgetIdle(.tcp, now: tcpClock)
+                sweep = true
+            }
             owner = sharding.owner(of: packet, now: tcpClock)
         case .udp:
-            if hasUDPPlugins && udpSweeps.isDue(at: clock) { sharding.forgetIdle(.udp, now: clock) }
+            udpDatagrams += 1
+            if hasUDPPlugins && udpSweeps.isDue(at: clock) {
+                sharding.forgetIdle(.udp, now: clock)
+                sweep = true
+            }
             owner = sharding.owner(of: packet, now: clock)
         }
-        var full = false
-        for w in filling.indices {
-            full = filling[w]._withUnsafeGuaranteedRef { batch in
-                w == owner ? batch.append(packet) : batch.appendPass(ts, packet.transport)
-            } || full
+        let stamp = PacketStamp(index: index, clock: clock, tcpClock: tcpClock)
+        var full = filling[owner]._withUnsafeGuaranteedRef { $0.append(packet, at: stamp) }
+        if sweep {
+            for w in filling.indices where w != owner {
+                full = filling[w]._withUnsafeGuaranteedRef { $0.appendSweep(at: stamp, packet.transport) } || full
+            }
         }
         sinceFlush += 1
         if full || sinceFlush >= PacketRouter.flushEvery { flush() }
@@ -97,6 +115,7 @@ final class PacketRouter {
     /// Hands every worker what it has, so that none waits on the others' traffic.
     private func flush() {
         for w in batches.indices {
+            batches[w].lastIndex = index
             outputs[w].put(batches[w])
             batches[w] = outputs[w].fresh()
             filling[w] = Unmanaged.passUnretained(batches[w])
@@ -105,8 +124,8 @@ final class PacketRouter {
     }
 }
 
-/// Packets for one worker, one after the other in one buffer: a record header, then for a
-/// packet the decoded fields and the payload's bytes.
+/// Packets for one worker, one after the other in one buffer: a record header (what it is,
+/// its `PacketStamp`), then for a packet the decoded fields and the payload's bytes.
 final class PacketBatch: Reusable {
     /// A buffer this size holds a flush's packets; one that must hold a larger packet grows.
     static let capacity = 256 * 1024
@@ -115,12 +134,14 @@ final class PacketBatch: Reusable {
     private var buffer: UnsafeMutableRawPointer
     private var allocated: Int
     @exclusivity(unchecked) private var count = 0
+    /// The index of the last packet routed when the batch was sent.
+    @exclusivity(unchecked) var lastIndex = 0
     /// The worker's last batch; `failure` is the damage that ended the capture early.
     @exclusivity(unchecked) var isLast = false
     @exclusivity(unchecked) var failure: Error?
 
     private static let alignment = 16
-    private static let passSize = 16
+    private static let headerSize = 32
     private static let packetHeaderSize = (MemoryLayout<DecodedPacket>.size + 15) & ~15
 
     init() {
@@ -133,6 +154,7 @@ final class PacketBatch: Reusable {
 
     func reset() {
         count = 0
+        lastIndex = 0
         isLast = false
         failure = nil
     }
@@ -147,35 +169,41 @@ final class PacketBatch: Reusable {
         allocated = max(allocated * 2, count + n)
     }
 
+    /// A record's header: `tag` (a packet's payload size, or -1 / -2 for a TCP / UDP sweep)
+    /// and the stamp.
+    @inline(__always) private func writeHeader(_ tag: Int, _ stamp: PacketStamp, at p: UnsafeMutableRawPointer) {
+        p.storeBytes(of: Int64(tag), as: Int64.self)
+        p.storeBytes(of: Int64(stamp.index), toByteOffset: 8, as: Int64.self)
+        p.storeBytes(of: stamp.clock.nanoseconds, toByteOffset: 16, as: Int64.self)
+        p.storeBytes(of: stamp.tcpClock.nanoseconds, toByteOffset: 24, as: Int64.self)
+    }
+
     /// A packet of this worker's; true when the batch is full.
-    func append(_ packet: DecodedPacket) -> Bool {
+    func append(_ packet: DecodedPacket, at stamp: PacketStamp) -> Bool {
         let payload = packet.payload.count
-        let size = PacketBatch.passSize + PacketBatch.packetHeaderSize + (payload + 15) & ~15
+        let size = PacketBatch.headerSize + PacketBatch.packetHeaderSize + (payload + 15) & ~15
         reserve(size)
         let p = buffer + count
-        p.storeBytes(of: Int64(payload), as: Int64.self)          // a packet: its payload's size (≥ 0)
-        p.storeBytes(of: Int64(0), toByteOffset: 8, as: Int64.self)
-        (p + PacketBatch.passSize).storeBytes(of: packet, as: DecodedPacket.self)
+        writeHeader(payload, stamp, at: p)
+        (p + PacketBatch.headerSize).storeBytes(of: packet, as: DecodedPacket.self)
         if let from = packet.payload.baseAddress, payload > 0 {
-            (p + PacketBatch.passSize + PacketBatch.packetHeaderSize).copyMemory(from: from, byteCount: payload)
+            (p + PacketBatch.headerSize + PacketBatch.packetHeaderSize).copyMemory(from: from, byteCount: payload)
         }
         count += size
         return count >= PacketBatch.fillMark
     }
 
-    /// The time of a packet of another worker's; true when the batch is full.
-    func appendPass(_ timestamp: Timestamp, _ transport: Transport) -> Bool {
-        reserve(PacketBatch.passSize)
-        let p = buffer + count
-        p.storeBytes(of: transport == .tcp ? -1 : -2, as: Int64.self)   // a pass: -1 TCP, -2 UDP
-        p.storeBytes(of: timestamp.nanoseconds, toByteOffset: 8, as: Int64.self)
-        count += PacketBatch.passSize
+    /// A packet of another worker's where a sweep of `transport` is due; true when the batch is full.
+    func appendSweep(at stamp: PacketStamp, _ transport: Transport) -> Bool {
+        reserve(PacketBatch.headerSize)
+        writeHeader(transport == .tcp ? -1 : -2, stamp, at: buffer + count)
+        count += PacketBatch.headerSize
         return count >= PacketBatch.fillMark
     }
 
     enum Record {
-        case packet(DecodedPacket)
-        case pass(Timestamp, Transport)
+        case packet(DecodedPacket, PacketStamp)
+        case sweep(PacketStamp, Transport)
     }
 
     /// Calls `body` with each record in order; a packet's payload points into the batch.
@@ -184,16 +212,19 @@ final class PacketBatch: Reusable {
         while offset < count {
             let p = UnsafeRawPointer(buffer + offset)
             let tag = p.load(as: Int64.self)
+            let stamp = PacketStamp(index: Int(p.load(fromByteOffset: 8, as: Int64.self)),
+                                    clock: Timestamp(nanoseconds: p.load(fromByteOffset: 16, as: Int64.self)),
+                                    tcpClock: Timestamp(nanoseconds: p.load(fromByteOffset: 24, as: Int64.self)))
             if tag < 0 {
-                body(.pass(Timestamp(nanoseconds: p.load(fromByteOffset: 8, as: Int64.self)), tag == -1 ? .tcp : .udp))
-                offset += PacketBatch.passSize
+                body(.sweep(stamp, tag == -1 ? .tcp : .udp))
+                offset += PacketBatch.headerSize
                 continue
             }
             let payload = Int(tag)
-            var packet = (p + PacketBatch.passSize).load(as: DecodedPacket.self)
-            packet.payload = UnsafeRawBufferPointer(start: p + PacketBatch.passSize + PacketBatch.packetHeaderSize, count: payload)
-            body(.packet(packet))
-            offset += PacketBatch.passSize + PacketBatch.packetHeaderSize + (payload + 15) & ~15
+            var packet = (p + PacketBatch.headerSize).load(as: DecodedPacket.self)
+            packet.payload = UnsafeRawBufferPointer(start: p + PacketBatch.headerSize + PacketBatch.packetHeaderSize, count: payload)
+            body(.packet(packet, stamp))
+            offset += PacketBatch.headerSize + PacketBatch.packetHeaderSize + (payload + 15) & ~15
         }
     }
 }

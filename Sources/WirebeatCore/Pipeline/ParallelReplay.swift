@@ -66,10 +66,12 @@ public enum ParallelReplay {
         for thread in threads { thread.join() }
         let stats = shards.map(\.sniffer.stats)
         var combined = SnifferStats.combined(stats)
-        // What the workers never see: frames, and those not decoded.
+        // What the workers do not all see: frames, those not decoded, other flows' packets.
         combined.packets = router.packets
         combined.bytes = router.bytes
         combined.skipped = router.skipped
+        combined.tcpSegments = router.tcpSegments
+        combined.udpDatagrams = router.udpDatagrams
         return Result(stats: combined, failure: shards.compactMap(\.error).first,
                       eventsPerWorker: stats.map { $0.eventsByType.values.reduce(0, +) })
     }
@@ -178,11 +180,12 @@ public enum ParallelReplay {
                 let batch = input.take()
                 batch.forEach { record in
                     switch record {
-                    case .packet(let packet): sniffer.dispatch(packet)
-                    case .pass(let timestamp, let transport): sniffer.pass(timestamp: timestamp, transport: transport)
+                    case .packet(let packet, let stamp): sniffer.handle(packet, at: stamp)
+                    case .sweep(let stamp, let transport): sniffer.sweep(at: stamp, transport)
                     }
                     publisher.packetDone()
                 }
+                sniffer.advance(through: batch.lastIndex)
                 let last = batch.isLast
                 if last { error = batch.failure }
                 input.recycle(batch)
@@ -231,6 +234,7 @@ final class ShardPublisher: EventPublisher {
     /// `chunk`, and its buffer, reached for every event without a retain and a release each.
     @exclusivity(unchecked) private var current: Unmanaged<Chunk>
     @exclusivity(unchecked) private var packetsInChunk = 0
+    @exclusivity(unchecked) private var sentWatermark = 0
 
     init(order: EventOrder, channel: HandOff<Chunk>, formatLine: @escaping (Event, OutputBuffer) -> Void) {
         self.order = order
@@ -265,9 +269,10 @@ final class ShardPublisher: EventPublisher {
         }
     }
 
-    /// Sends what the chunk holds, if anything moved since the last one was sent.
+    /// Sends what the chunk holds, if anything moved since the last one was sent (events,
+    /// or the watermark: a worker with no packets of its own still lets the merge go on).
     func flush() {
-        if packetsInChunk > 0 { send(last: false) }
+        if packetsInChunk > 0 || order.packetIndex > sentWatermark { send(last: false) }
     }
 
     /// End of input (after `Sniffer.finish`).
@@ -275,6 +280,7 @@ final class ShardPublisher: EventPublisher {
 
     private func send(last: Bool) {
         chunk.watermark = last ? EventOrderKey.endOfInput : Int64(order.packetIndex)
+        sentWatermark = order.packetIndex
         chunk.isLast = last
         channel.put(chunk)
         packetsInChunk = 0

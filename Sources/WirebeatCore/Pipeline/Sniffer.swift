@@ -10,8 +10,8 @@ public struct SnifferStats: Sendable {
     public var tcp = TCPStats()
     public var eventsByType: [String: Int] = [:]
 
-    /// The stats of a parallel replay's workers as one: every worker reads every packet, so
-    /// packet counts are the first one's; what depends on the flows a worker owns is summed.
+    /// The stats of a parallel replay's workers as one: what depends on the flows a worker
+    /// owns is summed (the router's counts of packets replace the first worker's).
     static func combined(_ parts: [SnifferStats]) -> SnifferStats {
         var total = parts[0]
         total.tcp = TCPStats()
@@ -106,34 +106,50 @@ public final class Sniffer {
         }
     }
 
-    /// Hands an already decoded packet on (the conformance harness, tests and the workers
-    /// of a parallel replay use this).
+    /// Hands an already decoded packet on (the conformance harness and tests use this).
     public func dispatch(_ packet: DecodedPacket) {
-        advanceClocks(packet.timestamp, packet.transport)
+        let tcpClock: Timestamp
+        switch packet.transport {
+        case .tcp:
+            counters.tcpSegments += 1
+            tcpClock = max(tcp.clock, packet.timestamp)
+        case .udp:
+            counters.udpDatagrams += 1
+            tcpClock = tcp.clock
+        }
+        handle(packet, at: PacketStamp(index: packetIndex + 1, clock: max(clock, packet.timestamp), tcpClock: tcpClock))
+    }
+
+    /// A packet at its place in the capture: its index and the clocks as they stand with it
+    /// (a parallel replay's router says, for the packets of the flows a worker owns).
+    func handle(_ packet: DecodedPacket, at stamp: PacketStamp) {
+        advance(to: stamp, packet.transport)
         switch packet.transport {
         case .tcp: tcp.process(packet)
         case .udp: handleUDP(packet)
         }
     }
 
-    /// A packet of a flow another worker of a parallel replay owns: only its time and its
-    /// place in the order count, so that this worker sweeps at the same packets as one
-    /// sniffer alone would.
-    func pass(timestamp: Timestamp, transport: Transport) {
-        advanceClocks(timestamp, transport)
+    /// A packet of a flow another worker owns, at which a sweep of `transport` is due: this
+    /// worker sweeps there too, as one sniffer alone would (the router sends no others).
+    func sweep(at stamp: PacketStamp, _ transport: Transport) {
+        advance(to: stamp, transport)
     }
 
-    private func advanceClocks(_ timestamp: Timestamp, _ transport: Transport) {
-        packetIndex += 1
+    /// Every packet up to `index` has been seen (a parallel replay worker, at the end of a
+    /// batch): what the watermark of its events says.
+    func advance(through index: Int) {
+        packetIndex = index
+        order.packet(index)
+    }
+
+    private func advance(to stamp: PacketStamp, _ transport: Transport) {
+        packetIndex = stamp.index
         order.packet(packetIndex)
-        if timestamp > clock { clock = timestamp }
+        clock = stamp.clock
         switch transport {
-        case .tcp:
-            counters.tcpSegments += 1
-            _ = tcp.tick(timestamp)   // `process` ticks too, to no effect after this
-        case .udp:
-            counters.udpDatagrams += 1
-            _ = tickUDP()
+        case .tcp: tcp.tick(stamp.tcpClock)
+        case .udp: _ = tickUDP()
         }
     }
 
@@ -225,6 +241,14 @@ public final class Sniffer {
         s.eventsByType = publisher.counts
         return s
     }
+}
+
+/// Where a packet stands in a capture: its index among the decoded packets, the latest time
+/// of any packet (the UDP sweeps' clock) and of any TCP packet (the TCP layer's), with it.
+struct PacketStamp {
+    var index: Int
+    var clock: Timestamp
+    var tcpClock: Timestamp
 }
 
 /// Counts events per `type` on their way out.
