@@ -191,7 +191,8 @@ public struct Event: Sendable {
     private mutating func appendTransactionFields(flow: EncodedFlow, ok: Bool, type: String, start: Timestamp,
                                                   end: Timestamp?, requestBytes: Int?, responseBytes: Int?,
                                                   pool: EventBufferPool) {
-        storage.sharedText = flow.text
+        storage.sharedFlow = flow
+        storage.sharedText = UnsafePointer(flow.text)
         // Every span written straight into room reserved for all of them, the counts kept by
         // `commitSpans` at the end (a span appended one at a time, with its capacity check
         // and accounting, cost ~12 instructions, some 27 times an event).
@@ -331,7 +332,8 @@ public struct Event: Sendable {
     /// The value of a span, read back from its JSON text.
     private func decode(_ span: ValueSpan) -> JSONValue? {
         guard !span.isRemoved else { return nil }
-        let bytes = span.isShared ? Array(storage.sharedText[Int(span.start)..<Int(span.end)])
+        let bytes = span.isShared ? Array(UnsafeBufferPointer(start: storage.sharedText! + Int(span.start),
+                                                              count: Int(span.end - span.start)))
                                   : Array(values[Int(span.start)..<Int(span.end)])
         // The common case, a string with nothing escaped, without the general parser.
         if bytes.count >= 2, bytes.first == UInt8(ascii: "\""), bytes.last == UInt8(ascii: "\""),
@@ -523,45 +525,39 @@ public struct Event: Sendable {
     /// Room enough for the event's JSON: the layout's text and every value span (a value
     /// may be printed under several names; one set twice is counted twice).
     private func valueBound(_ layout: EventLayout) -> Int {
-        layout.text.count + storage.valueBytes  // the text's slack included
+        layout.textCount + EventLayout.slack + storage.valueBytes
     }
 
     /// Writes the layout's text with the values in their slots at `destination` (room for
     /// the text and every value is there); returns the bytes written.
     private func write(_ layout: EventLayout, to destination: UnsafeMutablePointer<UInt8>) -> Int {
         // The layout's text around the values; the event's own values and the connection's
-        // shared ones; the spans saying which is where.
+        // shared ones; the spans saying which is where. Raw pointers and wrapping arithmetic:
+        // the loop runs ~30 times an event, and the arrays' closures and overflow checks cost
+        // ~10 instructions a turn, and a retain and a release each.
         let values = UnsafeRawPointer(storage.bytes), spans = UnsafePointer(storage.spans)
-        return layout.text.withUnsafeBufferPointer { text in
-        storage.sharedText.withUnsafeBufferPointer { shared in
-        layout.slots.withUnsafeBufferPointer { slots in
-            // Raw pointers and wrapping arithmetic: the loop runs ~45 times an event, and the
-            // overflow checks and the array iterator cost ~10 instructions a turn.
-            let source = UnsafeRawPointer(text.baseAddress!)
-            let sharedBase = shared.baseAddress.map { UnsafeRawPointer($0) } ?? values
-            var p = destination
-            var from = 0
-            for slot in slots {
-                // Braces, commas, the key.
-                let textCount = slot.offset &- from
-                Event.copy(from: source + from, count: textCount, to: p)
-                p += textCount
-                // The value: as short, mostly (the event's bytes and the shared text have
-                // `slack` bytes after their end too).
-                let span = spans[slot.value]
-                let valueCount = Int(truncatingIfNeeded: span.end &- span.start)
-                let base = span.isShared ? sharedBase : values
-                Event.copy(from: base + Int(truncatingIfNeeded: span.start), count: valueCount, to: p)
-                p += valueCount
-                from = slot.offset
-            }
-            let rest = layout.textCount &- from
-            p.update(from: text.baseAddress! + from, count: rest)
-            p += rest
-            return p - destination
+        let source = UnsafeRawPointer(layout.text)
+        let sharedBase = storage.sharedText.map { UnsafeRawPointer($0) } ?? values
+        var p = destination
+        var from = 0
+        for slot in UnsafeBufferPointer(start: layout.slots, count: layout.slotCount) {
+            // Braces, commas, the key.
+            let textCount = slot.offset &- from
+            Event.copy(from: source + from, count: textCount, to: p)
+            p += textCount
+            // The value: as short, mostly (the event's bytes and the shared text have
+            // `slack` bytes after their end too).
+            let span = spans[slot.value]
+            let valueCount = Int(truncatingIfNeeded: span.end &- span.start)
+            let base = span.isShared ? sharedBase : values
+            Event.copy(from: base + Int(truncatingIfNeeded: span.start), count: valueCount, to: p)
+            p += valueCount
+            from = slot.offset
         }
-        }
-        }
+        let rest = layout.textCount &- from
+        p.update(from: layout.text + from, count: rest)
+        p += rest
+        return p - destination
     }
 
     /// Copies `count` bytes; up to 32 as two 16-byte words, where a memmove call costs more
@@ -587,7 +583,8 @@ public struct Event: Sendable {
     /// the objects they open and close is plain byte work: no String indexing, no Substring
     /// per component.
     static func layout(names: [String], absent: [Int]) -> EventLayout {
-        let layout = EventLayout()
+        var slots: [(offset: Int, value: Int)] = []
+        var text: [UInt8] = []
         var arena: [UInt8] = []
         arena.reserveCapacity(names.count * 24)
         var entries: [(start: Int, end: Int)] = []
@@ -599,8 +596,7 @@ public struct Event: Sendable {
         }
         arena.withUnsafeBufferPointer { arena in
             guard let base = arena.baseAddress, !entries.isEmpty else {
-                layout.text = Array("{}".utf8) + Array(repeating: 0, count: EventLayout.slack)
-                layout.textCount = 2
+                text = Array("{}".utf8)
                 return
             }
             func bytes(_ from: Int, _ to: Int) -> UnsafeBufferPointer<UInt8> { UnsafeBufferPointer(start: base + from, count: to - from) }
@@ -643,16 +639,14 @@ public struct Event: Sendable {
                 let last = dots.last.map { $0 + 1 } ?? 0
                 JSONWriter.writeString(bytes(entry.start + last, entry.end), into: &out)
                 out.append(UInt8(ascii: ":"))
-                layout.slots.append((out.count, index))
+                slots.append((out.count, index))
                 previous = entry.start
             }
             for _ in open { out.append(UInt8(ascii: "}")) }
             out.append(UInt8(ascii: "}"))
-            layout.textCount = out.count
-            out.append(contentsOf: repeatElement(0, count: EventLayout.slack))  // see `write`
-            layout.text = out
+            text = out
         }
-        return layout
+        return EventLayout(text: text, slots: slots)
     }
 }
 
@@ -730,14 +724,31 @@ public struct JSONOutput {
 /// See `Event.layout`. A class: the cache hands out references, not copies of two arrays.
 @usableFromInline
 final class EventLayout {
-    // Built once, then only read (by one thread: the cache is per thread): the dynamic
-    // exclusivity checks of class properties cost ~60 instructions an event.
+    // Built once, then only read, through pointers: arrays read from an object cost a retain
+    // and a release each an event (and their properties' exclusivity checks ~60 instructions).
     /// The text, then `slack` zero bytes (`write` copies short pieces 32 bytes at a time).
-    @exclusivity(unchecked) var text: [UInt8] = []
+    let text: UnsafeMutablePointer<UInt8>
     /// Bytes of the text itself.
-    @exclusivity(unchecked) var textCount = 0
-    @exclusivity(unchecked) var slots: [(offset: Int, value: Int)] = []
+    let textCount: Int
+    /// Where each value goes (its offset in `text`) and which one (its span's index).
+    let slots: UnsafeMutablePointer<(offset: Int, value: Int)>
+    let slotCount: Int
     @inlinable static var slack: Int { 32 }   // inlinable: `EventStorage.reserveBytes` reads it
+
+    init(text: [UInt8], slots: [(offset: Int, value: Int)]) {
+        textCount = text.count
+        self.text = .allocate(capacity: text.count + EventLayout.slack)
+        self.text.initialize(from: text, count: text.count)
+        (self.text + text.count).initialize(repeating: 0, count: EventLayout.slack)
+        slotCount = slots.count
+        self.slots = .allocate(capacity: max(1, slots.count))
+        self.slots.initialize(from: slots, count: slots.count)
+    }
+
+    deinit {
+        text.deallocate()
+        slots.deallocate()
+    }
 }
 
 /// Layouts of the sequences of names events were built with (see `writeCompactJSON`), one

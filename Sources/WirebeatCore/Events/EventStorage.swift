@@ -34,8 +34,10 @@ final class EventStorage: @unchecked Sendable {
     @exclusivity(unchecked) private var nameCapacity = EventBufferPool.nameCapacity
     @exclusivity(unchecked) var baseNames: [String] = []
     /// JSON text shared by many events (a connection's addresses, ports, Community ID): its
-    /// values are referred to, not copied (see `Event.setShared`).
-    @exclusivity(unchecked) var sharedText: [UInt8] = []
+    /// values are referred to, not copied (see `Event.transaction`). `sharedText` is its
+    /// flow's text, kept alive by `sharedFlow`.
+    @exclusivity(unchecked) var sharedFlow: EncodedFlow?
+    @exclusivity(unchecked) var sharedText: UnsafePointer<UInt8>?
     /// Spans that remove their field, and the bytes of all the others' values (what writing
     /// the event needs to know, kept as spans are added).
     @exclusivity(unchecked) private(set) var removedCount = 0
@@ -72,6 +74,7 @@ final class EventStorage: @unchecked Sendable {
         for i in 0..<spanCount { c.appendSpan(spans[i]) }
         for i in 0..<nameCount { c.appendName(names[i]) }
         c.baseNames = baseNames
+        c.sharedFlow = sharedFlow
         c.sharedText = sharedText
         c.type = type
         c.pendingStart = pendingStart

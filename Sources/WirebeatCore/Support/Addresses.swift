@@ -281,7 +281,10 @@ public struct ConnectionInfo: Sendable {
 /// JSON text of the values every event of a connection repeats (see `Event.transaction`),
 /// encoded once per connection into one buffer that its events refer to.
 final class EncodedFlow: Sendable {
-    let text: [UInt8]
+    /// The values' JSON text, then `EventLayout.slack` zero bytes: never changed, and read
+    /// through this pointer by every event of the flow (an array read from an object cost
+    /// its events a retain and a release each).
+    nonisolated(unsafe) let text: UnsafeMutablePointer<UInt8>
     /// `status` of an event, OK or Error, in `text`.
     let statusOK, statusError: SharedRange
     /// The spans of `TransactionFields.sharedNames`, in that order: what every event of the
@@ -317,11 +320,14 @@ final class EncodedFlow: Sendable {
         statusOK = add(EventStatus.ok.rawValue)
         statusError = add(EventStatus.error.rawValue)
         text.append(contentsOf: repeatElement(0, count: EventLayout.slack))  // see `Event.copy`
-        self.text = text
+        self.text = .allocate(capacity: text.count)
+        self.text.initialize(from: text, count: text.count)
         sharedSpans = ranges.map { Event.ValueSpan(start: $0.start, end: $0.end, isShared: true) }
         sharedValueBytes = ranges.reduce(0) { $0 + Int($1.end - $1.start) }
         assert(sharedSpans.count == TransactionFields.sharedNames.count)
     }
+
+    deinit { text.deallocate() }
 }
 
 /// Bytes `start..<end` of a buffer of JSON text shared by events.
