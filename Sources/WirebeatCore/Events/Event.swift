@@ -49,10 +49,12 @@ public struct Event: Sendable {
     public init() { storage = EventStorage() }
 
     /// An event whose first fields will be set in the order of `baseNames` (checked in debug
-    /// builds): the names of those fields are shared, not stored per event.
-    init(baseNames: [String]) {
+    /// builds): the names of those fields are shared, not stored per event. `kind`: which
+    /// list of `TransactionFields` they are.
+    init(baseNames: [String], kind: UInt8) {
         storage = EventStorage()
         storage.baseNames = baseNames
+        storage.baseKind = kind
     }
 
     /// Copies the storage first if another event shares it. (The setters then use
@@ -489,36 +491,47 @@ public struct Event: Sendable {
     /// Appends the event as one line of compact JSON (no newline), keys sorted at every
     /// level.
     public func writeCompactJSON(into out: inout [UInt8]) {
-        let layout = cachedLayout()
-        let bound = valueBound(layout)
-        let start = out.count
-        out.append(contentsOf: repeatElement(0, count: bound))
-        let written = out.withUnsafeMutableBufferPointer { write(layout, to: $0.baseAddress! + start) }
-        out.removeLast(bound - written)
+        withLayout { layout in
+            let bound = valueBound(layout)
+            let start = out.count
+            out.append(contentsOf: repeatElement(0, count: bound))
+            let written = out.withUnsafeMutableBufferPointer { write(layout, to: $0.baseAddress! + start) }
+            out.removeLast(bound - written)
+        }
     }
 
     /// Appends the event as one line of compact JSON (no newline) to an output buffer: the
     /// hot path of the output, a few copies of bytes per field.
     public func writeCompactJSON(into out: OutputBuffer) {
-        let layout = cachedLayout()
-        let end = out.reserveTail(valueBound(layout))
-        out.commitTail(write(layout, to: end))
+        withLayout { layout in
+            let end = out.reserveTail(valueBound(layout))
+            out.commitTail(write(layout, to: end))
+        }
     }
 
     /// A plugin builds its events with the same names in the same order over and over: the
     /// JSON around the values (braces, keys, commas) is built once per sequence of names (and
     /// of removed ones) and cached; an event is then that text with its values in between.
-    private func cachedLayout() -> EventLayout {
-        var absent: [Int] = []
-        if storage.removedCount > 0 {
-            for (i, span) in spans.enumerated() where span.isRemoved { absent.append(i) }
-        }
-        return EventBufferPool.withCurrent { pool in
+    ///
+    /// `body` gets the layout of this event, held by this thread's cache.
+    private func withLayout<R>(_ body: (EventLayout) -> R) -> R {
+        EventBufferPool.withCurrent { pool in
             let cache = pool.layouts
-            if let layout = cache.layout(base: storage.baseNames, names: ownNames, absent: absent) { return layout }
+            // The layout of the event before, when this one has the same names (most do).
+            if storage.removedCount == 0,
+               let last = cache.lastLayout(baseKind: storage.baseKind, names: storage.names, count: storage.nameCount) {
+                return last._withUnsafeGuaranteedRef(body)
+            }
+            var absent: [Int] = []
+            if storage.removedCount > 0 {
+                for (i, span) in spans.enumerated() where span.isRemoved { absent.append(i) }
+            }
+            if let layout = cache.layout(base: storage.baseNames, baseKind: storage.baseKind, names: ownNames, absent: absent) {
+                return body(layout)
+            }
             let built = Event.layout(names: allNames, absent: absent)
-            cache.store(storage.baseNames, Array(ownNames), absent, built)
-            return built
+            cache.store(storage.baseNames, storage.baseKind, Array(ownNames), absent, built)
+            return body(built)
         }
     }
 
@@ -756,9 +769,10 @@ final class EventLayout {
 /// share its lines. Bounded.
 final class EventLayoutCache {
     private final class Entry {
-        let base: [String], names: [String], absent: [Int], layout: EventLayout
-        init(base: [String], names: [String], absent: [Int], layout: EventLayout) {
+        let base: [String], baseKind: UInt8, names: [String], absent: [Int], layout: EventLayout
+        init(base: [String], baseKind: UInt8, names: [String], absent: [Int], layout: EventLayout) {
             self.base = base
+            self.baseKind = baseKind
             self.names = names
             self.absent = absent
             self.layout = layout
@@ -770,7 +784,38 @@ final class EventLayoutCache {
     @exclusivity(unchecked) private var next = 0
     private static let capacity = 128
 
-    func layout(base: [String], names: UnsafeBufferPointer<String>, absent: [Int]) -> EventLayout? {
+    /// The entry found last, when its base names are one of the `TransactionFields` lists and
+    /// nothing was removed, with what `lastLayout` compares: read through pointers (the
+    /// entry holds its names and layout), as the lookup cost ~400 instructions an event.
+    @exclusivity(unchecked) private var last: Entry?
+    @exclusivity(unchecked) private var lastKind: UInt8 = 0
+    @exclusivity(unchecked) private var lastNames: UnsafeRawPointer?
+    @exclusivity(unchecked) private var lastNameCount = 0
+    @exclusivity(unchecked) private var lastLayoutRef: Unmanaged<EventLayout>?
+
+    /// The layout of the last event looked up, if this one has the same base list (`baseKind`,
+    /// not 0), the same own names, and no removal.
+    @inline(__always)
+    func lastLayout(baseKind: UInt8, names: UnsafePointer<String>, count: Int) -> Unmanaged<EventLayout>? {
+        guard baseKind != 0, baseKind == lastKind, count == lastNameCount, let layout = lastLayoutRef else { return nil }
+        // Equal bits are equal strings (the entry holds its names, so their bits stay theirs).
+        if count > 0, memcmp(lastNames!, names, count * MemoryLayout<String>.stride) != 0 { return nil }
+        return layout
+    }
+
+    private func remember(_ e: Entry) {
+        guard e.baseKind != 0, e.absent.isEmpty else {
+            lastKind = 0
+            return
+        }
+        last = e
+        lastKind = e.baseKind
+        lastNameCount = e.names.count
+        lastNames = e.names.withUnsafeBytes { $0.baseAddress }   // the entry's array, never changed
+        lastLayoutRef = Unmanaged.passUnretained(e.layout)
+    }
+
+    func layout(base: [String], baseKind: UInt8, names: UnsafeBufferPointer<String>, absent: [Int]) -> EventLayout? {
         // Names are mostly literals, so the names of two events built by the same code have
         // the same representation: compare the names' memory first (equal bits are equal
         // strings), String by String only when that fails. The last hit first: events of
@@ -789,22 +834,30 @@ final class EventLayoutCache {
             e.absent == absent && e.base.count + e.names.count == base.count + names.count
                 && e.base + e.names == base + Array(names)
         }
-        if lastHit < cached.count && sameBits(cached[lastHit]) { return cached[lastHit].layout }
+        if lastHit < cached.count && sameBits(cached[lastHit]) {
+            remember(cached[lastHit])
+            return cached[lastHit].layout
+        }
         for (i, e) in cached.enumerated() where sameBits(e) {
             lastHit = i
+            remember(e)
             return e.layout
         }
-        for e in cached where equal(e) { return e.layout }
+        for e in cached where equal(e) {
+            remember(e)
+            return e.layout
+        }
         return nil
     }
 
-    func store(_ base: [String], _ names: [String], _ absent: [Int], _ layout: EventLayout) {
-        let entry = Entry(base: base, names: names, absent: absent, layout: layout)
+    func store(_ base: [String], _ baseKind: UInt8, _ names: [String], _ absent: [Int], _ layout: EventLayout) {
+        let entry = Entry(base: base, baseKind: baseKind, names: names, absent: absent, layout: layout)
         if cached.count < EventLayoutCache.capacity {
             cached.append(entry)
         } else {
             cached[next] = entry   // full: replace in turn
             next = (next + 1) % EventLayoutCache.capacity
         }
+        remember(entry)
     }
 }

@@ -33,6 +33,9 @@ final class EventStorage: @unchecked Sendable {
     @exclusivity(unchecked) private(set) var nameCount = 0
     @exclusivity(unchecked) private var nameCapacity = EventBufferPool.nameCapacity
     @exclusivity(unchecked) var baseNames: [String] = []
+    /// Which of the `TransactionFields` lists `baseNames` is (1...4), or 0: what the layout
+    /// cache's quick check compares instead of the names.
+    @exclusivity(unchecked) var baseKind: UInt8 = 0
     /// JSON text shared by many events (a connection's addresses, ports, Community ID): its
     /// values are referred to, not copied (see `Event.transaction`). `sharedText` is its
     /// flow's text, kept alive by `sharedFlow`.
@@ -74,6 +77,7 @@ final class EventStorage: @unchecked Sendable {
         for i in 0..<spanCount { c.appendSpan(spans[i]) }
         for i in 0..<nameCount { c.appendName(names[i]) }
         c.baseNames = baseNames
+        c.baseKind = baseKind
         c.sharedFlow = sharedFlow
         c.sharedText = sharedText
         c.type = type

@@ -24,7 +24,8 @@ extension Event {
         // name lists (shared, not copied), all written in one call (`appendTransactionFields`:
         // one setter call per field cost ~2.7 k instructions an event).
         let hasBytes = requestBytes != nil || responseBytes != nil
-        var e = Event(baseNames: TransactionFields.baseNames(end: end != nil, bytes: hasBytes))
+        let base = TransactionFields.baseNames(end: end != nil, bytes: hasBytes)
+        var e = Event(baseNames: base.names, kind: base.kind)
         e.appendTransactionFields(flow: connection.encoded, ok: status == .ok, type: type, start: start, end: end,
                                   requestBytes: requestBytes, responseBytes: responseBytes)
         if let vlan = connection.vlans.first { e.set("network.vlan.id", String(vlan)) }
@@ -53,7 +54,8 @@ enum TransactionFields {
     static let withBytes = baseNames + ["network.bytes"]
     static let withEndAndBytes = withEnd + ["network.bytes"]
 
-    static func baseNames(end: Bool, bytes: Bool) -> [String] {
-        end ? (bytes ? withEndAndBytes : withEnd) : (bytes ? withBytes : baseNames)
+    /// The list, and its number (`EventStorage.baseKind`).
+    static func baseNames(end: Bool, bytes: Bool) -> (names: [String], kind: UInt8) {
+        end ? (bytes ? (withEndAndBytes, 4) : (withEnd, 3)) : (bytes ? (withBytes, 2) : (baseNames, 1))
     }
 }
