@@ -34,8 +34,9 @@ final class LineWriter: EventPublisher {
         bulkAction = Array((JSONWriter.compact(.object([("index", .object([("_index", .string(index))]))])) + "\n").utf8)
     }
 
-    func publish(_ event: Event) {
+    func publish(_ event: consuming Event) {
         formatLine(event, into: buffer)
+        (consume event).discard()   // written: its storage serves the next event
         if buffer.count >= flushThreshold { flush() }
     }
 

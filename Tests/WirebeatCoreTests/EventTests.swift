@@ -20,6 +20,43 @@ struct EventTests {
         return e
     }
 
+    /// A discarded event's storage serves the next event of the thread: that one starts empty,
+    /// and a copy still held elsewhere is left alone.
+    @Test func discardedStorageIsReusedCleanly() {
+        func compact(_ e: Event) -> String {
+            var out: [UInt8] = []
+            e.writeCompactJSON(into: &out)
+            return String(decoding: out, as: UTF8.self)
+        }
+        let connection = ConnectionInfo(id: 1, transport: .tcp, client: Endpoint(ip: IPAddress("10.0.0.1")!, port: 40000),
+                                        server: Endpoint(ip: IPAddress("10.0.0.2")!, port: 80))
+        var first = Event.transaction(type: "test", connection: connection, start: Timestamp(seconds: 100),
+                                      end: Timestamp(seconds: 101), status: .error, requestBytes: 10, responseBytes: 20)
+        first.set("test.value", String(repeating: "v", count: 100_000))   // grows the value text
+        first.set("type", "kept")
+        let spares = EventBufferPool.withCurrent { $0.spareStorageCount }
+        (consume first).discard()
+        #expect(EventBufferPool.withCurrent { $0.spareStorageCount } == spares + 1)
+        // The next event, built where the first one's storage was, has nothing of it.
+        var second = Event()
+        second.set("only", 1)
+        #expect(compact(second) == #"{"only":1}"#)
+        #expect(second.type == nil)
+        (consume second).discard()
+        var third = Event.transaction(type: "t3", connection: connection, start: Timestamp(seconds: 5), end: nil, status: .ok)
+        let expected = compact(third)
+        #expect(!expected.contains("test.value") && !expected.contains("kept") && expected.contains(#""type":"t3""#))
+        // A copy held elsewhere keeps its storage: discarding one of the two recycles nothing.
+        let copy = third
+        let before = EventBufferPool.withCurrent { $0.spareStorageCount }
+        third.discard()
+        #expect(EventBufferPool.withCurrent { $0.spareStorageCount } == before)
+        var fourth = Event()
+        fourth.set("other", "x")
+        #expect(compact(copy) == expected)
+        #expect(compact(fourth) == #"{"other":"x"}"#)
+    }
+
     @Test func compactIsSortedAtEveryLevel() {
         // Byte order: "A" < "_z" < "a" < "a-c" < "b"; inside: "a" < "b" < "c" < "d", "y" < "z".
         #expect(JSONWriter.compact(Self.nested.json) ==

@@ -46,15 +46,22 @@ public struct Event: Sendable {
         return d
     }
 
-    public init() { storage = EventStorage() }
+    public init() { storage = EventStorage.make() }
 
     /// An event whose first fields will be set in the order of `baseNames` (checked in debug
     /// builds): the names of those fields are shared, not stored per event. `kind`: which
     /// list of `TransactionFields` they are.
     init(baseNames: [String], kind: UInt8) {
-        storage = EventStorage()
+        storage = EventStorage.make()
         storage.baseNames = baseNames
         storage.baseKind = kind
+    }
+
+    /// Ends the event once written: its storage serves the next event built on this thread,
+    /// unless something else still holds it (a copy of the event). What a publisher that
+    /// writes events out and keeps none calls last.
+    public consuming func discard() {
+        if isKnownUniquelyReferenced(&storage) { storage.recycle() }
     }
 
     /// Copies the storage first if another event shares it. (The setters then use

@@ -245,19 +245,20 @@ final class ShardPublisher: EventPublisher {
         current = Unmanaged.passUnretained(first)
     }
 
-    func publish(_ event: Event) { publish(event, key: order.key) }
+    func publish(_ event: consuming Event) { publish(event, key: order.key) }
 
-    func publish(_ event: Event, sweepOrder: Int) {
+    func publish(_ event: consuming Event, sweepOrder: Int) {
         var key = order.key
         key.second = Int64(sweepOrder)
         publish(event, key: key)
     }
 
-    private func publish(_ event: Event, key: EventOrderKey) {
+    private func publish(_ event: consuming Event, key: EventOrderKey) {
         current._withUnsafeGuaranteedRef { chunk in
             formatLine(event, chunk.buffer)
             chunk.records.append((key, chunk.buffer.count))
         }
+        (consume event).discard()   // written: its storage serves the next event
     }
 
     /// After each frame: every event of the packets so far is out, so a full chunk (or one

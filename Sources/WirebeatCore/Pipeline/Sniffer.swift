@@ -261,11 +261,11 @@ final class CountingPublisher: EventPublisher {
     var counts: [String: Int] {
         Dictionary(tally.map { ($0.type, $0.count) }, uniquingKeysWith: +)
     }
-    func publish(_ event: Event) {
+    func publish(_ event: consuming Event) {
         count(event)
         downstream.publish(event)
     }
-    func publish(_ event: Event, sweepOrder: Int) {
+    func publish(_ event: consuming Event, sweepOrder: Int) {
         count(event)
         downstream.publish(event, sweepOrder: sweepOrder)
     }

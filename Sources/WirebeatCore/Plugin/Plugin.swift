@@ -106,17 +106,17 @@ extension UDPProtocolPlugin {
 
 /// Where plugins send their events.
 public protocol EventPublisher: AnyObject {
-    func publish(_ event: Event)
+    func publish(_ event: consuming Event)
     /// Publishes an event from a UDP plugin's `advanceClock` or `finish`, where one plugin
     /// instance speaks for many flows. `sweepOrder` is the `PluginContext.packetIndex` of
     /// the datagram the event is about (e.g. the unanswered query), and the events of one
     /// call go out in increasing `sweepOrder`: parallel replay, where each worker has its
     /// own plugin instance, merges the workers' events by it into the single-thread order.
-    func publish(_ event: Event, sweepOrder: Int)
+    func publish(_ event: consuming Event, sweepOrder: Int)
 }
 
 extension EventPublisher {
-    public func publish(_ event: Event, sweepOrder: Int) { publish(event) }
+    public func publish(_ event: consuming Event, sweepOrder: Int) { publish(event) }
 }
 
 /// Everything a plugin call needs besides its state: the connection, the packet time,
@@ -160,5 +160,5 @@ public struct PluginContext {
         self.packetIndex = packetIndex
     }
 
-    @inlinable public func publish(_ event: Event) { scope.publisher.publish(event) }
+    @inlinable public func publish(_ event: consuming Event) { scope.publisher.publish(event) }
 }
