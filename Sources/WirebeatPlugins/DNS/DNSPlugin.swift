@@ -229,6 +229,9 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
     /// with the query rate (a later copy is still published, as "unmatched response").
     static let duplicateWindow = TimeSpan.seconds(1)
     @exclusivity(unchecked) private var serial = 0
+    /// Bytes' buffers of paired queries, for the next queries (see `parseDatagram`).
+    @exclusivity(unchecked) private var spareBuffers: [[UInt8]] = []
+    static let maxSpareBuffers = 32
 
     /// Seeds of `fingerprint` and of `UDPKey.hash`, random per plugin (as `Hasher`'s is per
     /// process): a response cannot be crafted to pass for a copy of another, nor keys to collide.
@@ -276,7 +279,18 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
     public func parseDatagram(_ payload: ArraySlice<UInt8>, direction: Direction, context: PluginContext) {
         serial += 1
         // On the stack: only a query that waits becomes an object.
-        let m = DNSSeen(bytes: Array(payload), time: context.timestamp, flow: context.connection, direction: direction,
+        // A query's bytes go into the buffer of a paired query, if any: the sniffer's buffer,
+        // shared otherwise, is left to it, which then needs no new one (a malloc there, and a
+        // free when the query goes).
+        let bytes: [UInt8]
+        if payload.count >= 12, payload[payload.startIndex + 2] & 0x80 == 0, var buffer = spareBuffers.popLast() {
+            buffer.removeAll(keepingCapacity: true)
+            buffer.append(contentsOf: payload)
+            bytes = buffer
+        } else {
+            bytes = Array(payload)
+        }
+        let m = DNSSeen(bytes: bytes, time: context.timestamp, flow: context.connection, direction: direction,
                         lossHint: true)
         guard let header = m.header else {
             if direction == .original {
@@ -312,6 +326,8 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
             // out of its object (~250 instructions a pair).
             context.publish(DNSEvents.event(query: query.seen, hasQuery: true, response: m, hasResponse: true, notes: [],
                                             transport: .udp, connectionID: 0, settings: settings, known: context.connection))
+            // Its only reference once the query is gone.
+            if spareBuffers.count < DNSPlugin.maxSpareBuffers { spareBuffers.append(query.seen.message.bytes) }
             return
         }
         if let answered = udpAnswered[AnsweredKey(key)], answered.fingerprint == fingerprint(m) {
