@@ -115,6 +115,19 @@ struct DNSMessageTests {
         }
     }
 
+    /// The flags written from literals are the table's.
+    @Test func flagMembersLiterals() {
+        let masks: [UInt16] = [0x0010, 0x0020, 0x0080, 0x0100, 0x0200, 0x0400]   // CD AD RA RD TC AA: bits 0…5
+        for bits in 0..<128 {
+            var flags: UInt16 = 0
+            for (i, mask) in masks.enumerated() where bits >> i & 1 != 0 { flags |= mask }
+            let h = DNSHeader(id: 0, flags: flags, questionCount: 0, answerCount: 0, authorityCount: 0, additionalCount: 0)
+            var out: [UInt8] = []
+            DNSEncoded.writeFlagMembers(h, dnssecOK: bits & 64 != 0, into: &out)
+            #expect(out == DNSEncoded.flagMembers(h, dnssecOK: bits & 64 != 0), "bits \(bits)")
+        }
+    }
+
     /// The plugin writes addresses itself: the text must be `IPAddress.description`'s.
     @Test func addressTextIsTheCoresText() {
         var addresses: [IPAddress] = [IPAddress(v4: 0), IPAddress(v4: 0xFFFF_FFFF), IPAddress(v4: 0x0A00_6401),

@@ -265,7 +265,7 @@ enum DNSEvents {
         // short literal.)
         // The response's OPT, else the query's.
         let dnssecOK = (hasR ? r.edns?.dnssecOK : q.edns?.dnssecOK) == true
-        json.append(DNSEncoded.flagMembers(h, dnssecOK: dnssecOK))
+        DNSEncoded.writeFlagMembers(h, dnssecOK: dnssecOK, into: &json)
         DNSJSON.int(UInt32(h.id), into: &json)
         if h.opcode == 0 {
             DNSJSON.raw(#","op_code":"QUERY""#, into: &json)
