@@ -74,7 +74,7 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
                          note: String? = nil) -> DNSObserved {
         DNSObserved(DNSSeen(bytes: bytes, time: context.timestamp, flow: context.connection, direction: direction,
                             lossHint: lossHint, note: note),
-                    flow: context.connection)
+                    context: context)
     }
 
     private func publish(_ context: PluginContext, query: DNSObserved?, response: DNSObserved?, notes: [String]) {
@@ -304,7 +304,7 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
         if !header.isResponse {
             let key = UDPKey(client: m.sender, server: m.receiver, id: header.id, vlans: vlans, seed: keySeed)
             // Moved into its object (`m` is not used after).
-            let query = DNSObserved(consume m, flow: context.connection, serial: serial, packetIndex: context.packetIndex)
+            let query = DNSObserved(consume m, context: context, serial: serial)
             // One lookup stores the query and finds a previous one with the same key; a new
             // waiting query may overflow the table: the oldest one (never this one) makes room.
             if let old = udpWaiting.updateValue(query, forKey: key) {

@@ -87,24 +87,25 @@ struct DNSSeen {
 /// value tuple).
 final class DNSObserved {
     let seen: DNSSeen
-    /// The flow it came in, as the sniffer describes it: the event of a UDP query that stays
-    /// unanswered is published from it (a new ConnectionInfo there, with its SHA-1 and IP
-    /// texts, cost ~25,000 instructions an event).
-    let flow: ConnectionInfo
-    /// Order of arrival in the plugin (UDP), and the packet's index (`sweepOrder`): kept here
-    /// so that the table of waiting queries holds one reference per query, not a tuple.
+    /// The context it came in: its flow's info, as the sniffer describes it, from which the
+    /// event of a UDP query that stays unanswered is published (a new ConnectionInfo there,
+    /// with its SHA-1 and IP texts, cost ~25,000 instructions an event), and the packet's
+    /// index (`sweepOrder`). The context, not a copy of the info: one reference to retain.
+    let context: PluginContext
+    /// Order of arrival in the plugin (UDP): kept here so that the table of waiting queries
+    /// holds one reference per query, not a tuple.
     let serial: Int
-    let packetIndex: Int
 
+    var flow: ConnectionInfo { context.connection }
+    var packetIndex: Int { context.packetIndex }
     var time: Timestamp { seen.time }
     /// The parsed message's header, if any.
     var header: DNSHeader? { seen.header }
 
-    init(_ seen: consuming DNSSeen, flow: ConnectionInfo, serial: Int = 0, packetIndex: Int = 0) {
+    init(_ seen: consuming DNSSeen, context: PluginContext, serial: Int = 0) {
         self.seen = seen
-        self.flow = flow
+        self.context = context
         self.serial = serial
-        self.packetIndex = packetIndex
     }
 }
 
