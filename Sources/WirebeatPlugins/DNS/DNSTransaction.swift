@@ -205,15 +205,7 @@ enum DNSEvents {
         })
         // "class IN, type A, example.test"
         e.set("query", writingJSONTo: { out in
-            if question.qclass == 1 {
-                DNSJSON.raw(#""class IN, type "#, into: &out)   // nearly always: one append
-            } else {
-                DNSJSON.raw(#""class "#, into: &out)
-                DNSEncoded.writeClass(question.qclass, inside: true, into: &out)
-                DNSJSON.raw(", type ", into: &out)
-            }
-            DNSEncoded.writeType(question.type, inside: true, into: &out)
-            DNSJSON.raw(", ", into: &out)
+            DNSEncoded.writeQueryStart(qclass: question.qclass, type: question.type, into: &out)
             out.append(name)
             out.append(DNSJSON.quote)
         })
