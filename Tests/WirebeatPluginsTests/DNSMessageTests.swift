@@ -122,9 +122,12 @@ struct DNSMessageTests {
             var flags: UInt16 = 0
             for (i, mask) in masks.enumerated() where bits >> i & 1 != 0 { flags |= mask }
             let h = DNSHeader(id: 0, flags: flags, questionCount: 0, answerCount: 0, authorityCount: 0, additionalCount: 0)
-            var out: [UInt8] = []
-            DNSEncoded.writeFlagMembers(h, dnssecOK: bits & 64 != 0, into: &out)
-            #expect(out == DNSEncoded.flagMembers(h, dnssecOK: bits & 64 != 0), "bits \(bits)")
+            let table = DNSEncoded.flagMembers(h, dnssecOK: bits & 64 != 0)
+            for comma in [false, true] {
+                var out: [UInt8] = []
+                DNSEncoded.writeFlagMembers(h, dnssecOK: bits & 64 != 0, comma: comma, into: &out)
+                #expect(out == (comma ? [UInt8(ascii: ",")] : []) + table, "bits \(bits)")
+            }
         }
     }
 

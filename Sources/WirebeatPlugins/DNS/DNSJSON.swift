@@ -197,28 +197,31 @@ enum DNSEncoded {
         flagMembers[headerBits(h) | (dnssecOK ? 64 : 0)]
     }
 
-    /// Appends `flagMembers(h, dnssecOK:)`: the commonest flags (a query's RD; a recursive
+    /// Appends `flagMembers(h, dnssecOK:)`, after a comma when `comma`: the commonest flags (a query's RD; a recursive
     /// answer's RD RA, with AD; an authoritative one's AA, with RD) from literals, which
     /// cost one copy, where the table behind its lazy global cost ~100 instructions more
     /// (a test checks they agree).
-    static func writeFlagMembers<Out: DNSTextOutput>(_ h: DNSHeader, dnssecOK: Bool, into out: inout Out) {
+    @inline(__always)
+    static func writeFlagMembers<Out: DNSTextOutput>(_ h: DNSHeader, dnssecOK: Bool, comma: Bool, into out: inout Out) {
         let text: StaticString
         switch headerBits(h) | (dnssecOK ? 64 : 0) {
         case 0b001000:
-            text = #""flags":{"authentic_data":false,"authoritative":false,"checking_disabled":false,"recursion_available":false,"recursion_desired":true,"truncated_response":false},"header_flags":["RD"],"id":"#
+            text = #","flags":{"authentic_data":false,"authoritative":false,"checking_disabled":false,"recursion_available":false,"recursion_desired":true,"truncated_response":false},"header_flags":["RD"],"id":"#
         case 0b001100:
-            text = #""flags":{"authentic_data":false,"authoritative":false,"checking_disabled":false,"recursion_available":true,"recursion_desired":true,"truncated_response":false},"header_flags":["RD","RA"],"id":"#
+            text = #","flags":{"authentic_data":false,"authoritative":false,"checking_disabled":false,"recursion_available":true,"recursion_desired":true,"truncated_response":false},"header_flags":["RD","RA"],"id":"#
         case 0b001110:
-            text = #""flags":{"authentic_data":true,"authoritative":false,"checking_disabled":false,"recursion_available":true,"recursion_desired":true,"truncated_response":false},"header_flags":["RD","RA","AD"],"id":"#
+            text = #","flags":{"authentic_data":true,"authoritative":false,"checking_disabled":false,"recursion_available":true,"recursion_desired":true,"truncated_response":false},"header_flags":["RD","RA","AD"],"id":"#
         case 0b101000:
-            text = #""flags":{"authentic_data":false,"authoritative":true,"checking_disabled":false,"recursion_available":false,"recursion_desired":true,"truncated_response":false},"header_flags":["AA","RD"],"id":"#
+            text = #","flags":{"authentic_data":false,"authoritative":true,"checking_disabled":false,"recursion_available":false,"recursion_desired":true,"truncated_response":false},"header_flags":["AA","RD"],"id":"#
         case 0b100000:
-            text = #""flags":{"authentic_data":false,"authoritative":true,"checking_disabled":false,"recursion_available":false,"recursion_desired":false,"truncated_response":false},"header_flags":["AA"],"id":"#
+            text = #","flags":{"authentic_data":false,"authoritative":true,"checking_disabled":false,"recursion_available":false,"recursion_desired":false,"truncated_response":false},"header_flags":["AA"],"id":"#
         default:
+            if comma { out.append(UInt8(ascii: ",")) }
             out.append(flagMembers(h, dnssecOK: dnssecOK))
             return
         }
-        out.append(text)
+        let skip = comma ? 0 : 1
+        out.append(UnsafeBufferPointer(start: text.utf8Start + skip, count: text.utf8CodeUnitCount - skip))
     }
 
     // The commonest values written from literals (the tables above sit behind lazy globals,
@@ -271,6 +274,7 @@ enum DNSEncoded {
 
     /// `"class IN, type A, `: the value of `query` up to the name. Class IN with a common
     /// type in one literal (each append costs about as much as a short literal).
+    @inline(__always)
     static func writeQueryStart<Out: DNSTextOutput>(qclass: UInt16, type t: UInt16, into out: inout Out) {
         if qclass == 1 {
             let text: StaticString
@@ -305,6 +309,7 @@ enum DNSEncoded {
         DNSJSON.quotedText(`class`(c), inside: inside, into: &out)
     }
 
+    @inline(__always)
     static func writeOpcode<Out: DNSTextOutput>(_ op: Int, into out: inout Out) {
         if op == 0 { DNSJSON.raw(#""QUERY""#, into: &out) } else { out.append(opcode(op)) }
     }

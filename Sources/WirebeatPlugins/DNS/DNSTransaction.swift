@@ -249,7 +249,6 @@ enum DNSEvents {
             }
             DNSJSON.raw(#","authorities_count":"#, into: &json)
             DNSJSON.int(UInt32(r.header.authorityCount), into: &json)
-            json.append(UInt8(ascii: ","))
         } else {
             json.append(UInt8(ascii: "{"))
         }
@@ -258,7 +257,7 @@ enum DNSEvents {
         // short literal.)
         // The response's OPT, else the query's.
         let dnssecOK = (hasR ? r.edns?.dnssecOK : q.edns?.dnssecOK) == true
-        DNSEncoded.writeFlagMembers(h, dnssecOK: dnssecOK, into: &json)
+        DNSEncoded.writeFlagMembers(h, dnssecOK: dnssecOK, comma: hasR, into: &json)
         DNSJSON.int(UInt32(h.id), into: &json)
         if h.opcode == 0 {
             DNSJSON.raw(#","op_code":"QUERY""#, into: &json)
