@@ -115,6 +115,15 @@ struct DNSMessageTests {
         }
     }
 
+    /// The table of bytes printed as they are in a character-string agrees with its definition.
+    @Test func plainStringBytes() {
+        for b in 0...255 {
+            let byte = UInt8(b)
+            let plain = byte >= 0x20 && byte <= 0x7E && byte != UInt8(ascii: "\"") && byte != UInt8(ascii: "\\")
+            #expect((RData.escapedBit(byte) == 0) == plain, "byte \(b)")
+        }
+    }
+
     /// The flags written from literals are the table's.
     @Test func flagMembersLiterals() {
         let masks: [UInt16] = [0x0010, 0x0020, 0x0080, 0x0100, 0x0200, 0x0400]   // CD AD RA RD TC AA: bits 0…5
