@@ -718,15 +718,23 @@ extension DNSMessage {
     var additionals: [DNSRecord] { records(additionalSection).filter { $0.type != DNSType.OPT } }
 
     /// The first question, if any.
-    var firstQuestion: DNSQuestion? {
+    var firstQuestion: DNSQuestion? { firstQuestionAndLength?.question }
+
+    /// The first question, if any, and its name's `uncompressedLength` (found in the same walk).
+    var firstQuestionAndLength: (question: DNSQuestion, nameLength: Int?)? {
         guard questionSection.count > 0 else { return nil }
         // Checked by `parse`: its name ends at a zero length or after its first pointer, and
         // type and class follow (no reader, no checks again).
         return bytes.withUnsafeBufferPointer { b in
             let start = questionSection.start
-            let i = DNSName.end(in: b, at: start)
-            return DNSQuestion(name: DNSName(message: bytes, start: start), type: UInt16(b[i]) << 8 | UInt16(b[i + 1]),
-                               qclass: UInt16(b[i + 2]) << 8 | UInt16(b[i + 3]))
+            var i = start
+            while b[i] != 0 && b[i] & 0xC0 == 0 { i += 1 + Int(b[i]) }
+            let plain = b[i] == 0
+            let length: Int? = plain ? i + 1 - start : nil
+            i += plain ? 1 : 2
+            let question = DNSQuestion(name: DNSName(message: bytes, start: start), type: UInt16(b[i]) << 8 | UInt16(b[i + 1]),
+                                       qclass: UInt16(b[i + 2]) << 8 | UInt16(b[i + 3]))
+            return (question, length)
         }
     }
 

@@ -155,11 +155,12 @@ enum DNSEvents {
                                   end: hasResponse ? response.time : nil, status: ok ? .ok : .error,
                                   requestBytes: hasQuery ? query.size : nil, responseBytes: hasResponse ? response.size : nil)
         if hasQ || hasR {
-            let question = hasQ ? query.message.firstQuestion : response.message.firstQuestion
+            let first = hasQ ? query.message.firstQuestionAndLength : response.message.firstQuestionAndLength
+            let question = first?.question
             // The question's name (the inside of its JSON string) is printed three times: made
             // once, on the stack. Room for the longest text: 255 octets at most in the message
             // (checked when parsed), each printed as 5 bytes at most (`\\DDD`).
-            let length = question?.name.uncompressedLength   // walked once: `writeDNS` needs it too
+            let length = first?.nameLength   // found once: `writeDNS` needs it too
             let room = question == nil ? 1 : 5 * (length ?? 255)
             withUnsafeTemporaryAllocation(of: UInt8.self, capacity: room) { buffer in
                 var text = DNSTextBuffer(buffer)
