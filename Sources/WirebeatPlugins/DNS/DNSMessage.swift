@@ -412,9 +412,27 @@ struct EDNSOption: Equatable {
 
 /// Where a section's records are in the message: the first one's offset and how many were
 /// read whole.
+/// (16 bits each: `read` takes no message longer than 65,535 bytes, the most a DNS message
+/// can be, over UDP or TCP. A parsed message is copied a few times, and four sections of two
+/// words each were half of it.)
 struct DNSSection: Equatable {
-    var start = 0
-    var count = 0
+    private var start16: UInt16
+    private var count16: UInt16
+
+    init(start: Int = 0, count: Int = 0) {
+        start16 = UInt16(start)
+        count16 = UInt16(count)
+    }
+
+    var start: Int {
+        get { Int(start16) }
+        set { start16 = UInt16(newValue) }
+    }
+
+    var count: Int {
+        get { Int(count16) }
+        set { count16 = UInt16(newValue) }
+    }
 }
 
 /// A parsed message, a value: a message seen on the wire is held in place (`DNSSeen`), on the
@@ -470,6 +488,13 @@ struct DNSMessage {
             func u16(_ i: Int) -> UInt16 { UInt16(b[i]) << 8 | UInt16(b[i + 1]) }
             return DNSHeader(id: u16(0), flags: u16(2), questionCount: u16(4), answerCount: u16(6),
                              authorityCount: u16(8), additionalCount: u16(10))
+        }
+        // Longer than any DNS message (the UDP and TCP layers give none): not read, its
+        // offsets would not fit a `DNSSection`.
+        guard bytes.count <= 65535 else {
+            return Parsed(header: header, sections: (DNSSection(start: 12), DNSSection(), DNSSection(), DNSSection()),
+                          edns: nil, faults: [.malformed("\(bytes.count) bytes, longer than a DNS message")],
+                          dataDecodes: true)
         }
         var sections: Sections = (DNSSection(start: 12), DNSSection(), DNSSection(), DNSSection())
         var edns: EDNS?
