@@ -269,12 +269,19 @@ final class CountingPublisher: EventPublisher {
         count(event)
         downstream.publish(event, sweepOrder: sweepOrder)
     }
-    private func count(_ event: Event) {
+    @exclusivity(unchecked) private var lastTally = 0
+
+    private func count(_ event: borrowing Event) {
         let type = event.type ?? "unknown"
-        if let i = tally.firstIndex(where: { $0.type == type }) {
+        // Most often the type of the event before.
+        if lastTally < tally.count && tally[lastTally].type == type {
+            tally[lastTally].count += 1
+        } else if let i = tally.firstIndex(where: { $0.type == type }) {
             tally[i].count += 1
+            lastTally = i
         } else {
             tally.append((type, 1))
+            lastTally = tally.count - 1
         }
     }
 }

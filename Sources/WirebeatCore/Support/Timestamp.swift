@@ -88,11 +88,13 @@ public struct Timestamp: Comparable, Hashable, Sendable, CustomStringConvertible
         let p = storage.reserveBytes(29)
         p[0] = UInt8(ascii: "\"")
         withUnsafeBytes(of: &cache.timePrefix) { UnsafeMutableRawPointer(p + 1).copyMemory(from: $0.baseAddress!, byteCount: 20) }
-        var f = fraction
-        for i in stride(from: 26, through: 21, by: -1) {
-            p[i] = UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: f % 10)
-            f /= 10
-        }
+        // The six digits two at a time, from the pair table.
+        let pairs = UnsafeRawPointer(JSONWriter.digitPairs.utf8Start)
+        let f = Int(truncatingIfNeeded: fraction)
+        let raw = UnsafeMutableRawPointer(p)
+        raw.storeBytes(of: pairs.loadUnaligned(fromByteOffset: (f / 10_000) &* 2, as: UInt16.self), toByteOffset: 21, as: UInt16.self)
+        raw.storeBytes(of: pairs.loadUnaligned(fromByteOffset: (f / 100 % 100) &* 2, as: UInt16.self), toByteOffset: 23, as: UInt16.self)
+        raw.storeBytes(of: pairs.loadUnaligned(fromByteOffset: (f % 100) &* 2, as: UInt16.self), toByteOffset: 25, as: UInt16.self)
         p[27] = UInt8(ascii: "Z")
         p[28] = UInt8(ascii: "\"")
         storage.commitBytes(29)
