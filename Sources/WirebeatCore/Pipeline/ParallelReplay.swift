@@ -5,10 +5,11 @@ import Glibc
 /// Replays a capture file on several threads with the output of a single sniffer, byte for
 /// byte.
 ///
-/// One thread reads and decodes the capture (`PacketRouter`) and sends each packet to the
-/// worker that owns its flow (`FlowSharding`), and its time to the others. Each worker runs
-/// a sniffer with its own plugin instances on its packets, keeps the packet clocks and
-/// sweeps with every packet, and formats its events into chunks, each event tagged with its
+/// One thread reads and decodes the capture (`PacketRouter`) and sends each packet, with its
+/// index and the packet clocks, to the worker that owns its flow (`FlowSharding`); the
+/// others get it only where a sweep is due. Each worker runs a sniffer with its own plugin
+/// instances on its packets, sweeps where one sniffer alone would, and formats its events
+/// into chunks, each event tagged with its
 /// `EventOrderKey`; the calling thread merges the workers' chunks by key and writes them
 /// out. A chunk carries a watermark (every event of a packet up to it is in this or an
 /// earlier chunk), which is what lets the merge go on without waiting for the end. Every
