@@ -612,7 +612,7 @@ struct DNSMessage {
         /// Where the name at `i` ends, reading no further than `end` but through pointers
         /// (nil: not a valid name). Most owner names are only a pointer to the question's
         /// name: checked already, not walked again (what `checkName` would find).
-        func name(at i: Int, end: Int) -> Int? {
+        @inline(__always) func name(at i: Int, end: Int) -> Int? {
             if name12 > 0, i > 12, i + 1 < end, b[i] == 0xC0, b[i + 1] == 12 { return i + 2 }
             if let quick = DNSReader.quickNameEnd(in: b, at: i, end: end, name12Length: name12) { return quick }
             return try? DNSReader.checkName(in: b, at: i, end: end, name12Length: name12)
