@@ -348,6 +348,7 @@ enum RDataPlace {
     /// The RDATA `start..<end` of a record of type `type` in a message whose every RDATA
     /// decodes (`DNSMessage.dataDecodes`: checked by `parse`, not again); nil for the types
     /// decoded into text, which `RData.decode` makes.
+    @inline(__always)
     static func read(_ b: UnsafeBufferPointer<UInt8>, type: UInt16, start: Int, end: Int) -> RDataPlace? {
         func u16(_ i: Int) -> UInt16 { UInt16(b[i]) << 8 | UInt16(b[i + 1]) }
         func u32(_ i: Int) -> UInt32 { UInt32(u16(i)) << 16 | UInt32(u16(i + 2)) }
@@ -508,6 +509,7 @@ extension DNSRecord {
     }
 
     /// `data.data` as a JSON string.
+    @inline(__always)
     private static func writeDataJSON<Out: DNSJSONOutput>(_ data: RDataPlace, _ other: RData?,
                                                          _ b: UnsafeBufferPointer<UInt8>, into out: inout Out) {
         switch data {
