@@ -350,8 +350,8 @@ enum RDataPlace {
     /// decoded into text, which `RData.decode` makes.
     @inline(__always)
     static func read(_ b: UnsafeBufferPointer<UInt8>, type: UInt16, start: Int, end: Int) -> RDataPlace? {
-        func u16(_ i: Int) -> UInt16 { UInt16(b[i]) << 8 | UInt16(b[i + 1]) }
-        func u32(_ i: Int) -> UInt32 { UInt32(u16(i)) << 16 | UInt32(u16(i + 2)) }
+        @inline(__always) func u16(_ i: Int) -> UInt16 { UInt16(b[i]) << 8 | UInt16(b[i + 1]) }
+        @inline(__always) func u32(_ i: Int) -> UInt32 { UInt32(u16(i)) << 16 | UInt32(u16(i + 2)) }
         switch type {
         case DNSType.A:
             return .address(IPAddress(v4: u32(start)))

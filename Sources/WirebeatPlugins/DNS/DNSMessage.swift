@@ -622,7 +622,7 @@ struct DNSMessage {
         let start = fixed + 10, end = start + (Int(b[fixed + 8]) << 8 | Int(b[fixed + 9]))
         guard end <= b.count else { return nil }
         /// Where the name at `i` of the RDATA ends (nil: not a valid name inside it).
-        func name(at i: Int) -> Int? { name(at: i, end: end) }
+        @inline(__always) func name(at i: Int) -> Int? { name(at: i, end: end) }
         let valid: Bool
         switch type {
         case DNSType.A: valid = end - start == 4
