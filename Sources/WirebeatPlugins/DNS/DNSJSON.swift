@@ -461,7 +461,10 @@ extension DNSRecord {
             DNSJSON.raw(#","data":"#, into: &out)
         }
         let dataStart = out.count
-        writeDataJSON(data, other, b, into: &out)
+        // The question's name's text, for the names that end with a pointer to it (not the
+        // root's: a name's labels then end it).
+        let text12 = nameAt12 != nil && b[12] != 0 ? nameAt12 : nil
+        writeDataJSON(data, other, b, text12: text12, into: &out)
         let dataEnd = out.count
         /// `,"name":"` and the name, without the closing quote.
         @inline(__always) func writeName() {
@@ -469,7 +472,7 @@ extension DNSRecord {
             if let nameAt12, b[owner] == 0xC0, b[owner + 1] == 12 {
                 out.append(nameAt12)
             } else {
-                DNSName.write(b, at: owner, into: &out, json: true)
+                DNSName.write(b, at: owner, into: &out, json: true, text12: text12)
             }
         }
         // The extra fields of MX, SOA and SRV go where their keys sort.
@@ -481,7 +484,7 @@ extension DNSRecord {
             writeName()
             DNSJSON.raw(#"","refresh":"#, into: &out); DNSJSON.int(refresh, into: &out)
             DNSJSON.raw(#","retry":"#, into: &out); DNSJSON.int(retry, into: &out)
-            DNSJSON.raw(#","rname":""#, into: &out); DNSName.write(b, at: rname, into: &out, json: true)
+            DNSJSON.raw(#","rname":""#, into: &out); DNSName.write(b, at: rname, into: &out, json: true, text12: text12)
             DNSJSON.raw(#"","serial":"#, into: &out); DNSJSON.int(serial, into: &out)
             DNSJSON.raw(#","ttl":"#, into: &out)
         case let .mx(preference, _):
@@ -511,12 +514,13 @@ extension DNSRecord {
     /// `data.data` as a JSON string.
     @inline(__always)
     private static func writeDataJSON<Out: DNSJSONOutput>(_ data: RDataPlace, _ other: RData?,
-                                                         _ b: UnsafeBufferPointer<UInt8>, into out: inout Out) {
+                                                         _ b: UnsafeBufferPointer<UInt8>,
+                                                         text12: UnsafeBufferPointer<UInt8>?, into out: inout Out) {
         switch data {
         case .address(let ip):
             DNSJSON.quotedIP(ip, into: &out)
         case .name(let n), .mx(_, let n), .soa(let n, _, _, _, _, _, _), .srv(_, _, _, let n):
-            out.append(DNSJSON.quote); DNSName.write(b, at: n, into: &out, json: true); out.append(DNSJSON.quote)
+            out.append(DNSJSON.quote); DNSName.write(b, at: n, into: &out, json: true, text12: text12); out.append(DNSJSON.quote)
         case .strings(let range):
             out.append(DNSJSON.quote)
             RData.writeStrings(UnsafeBufferPointer(rebasing: b[range]), into: &out, json: true)

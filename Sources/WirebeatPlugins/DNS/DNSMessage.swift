@@ -257,7 +257,10 @@ struct DNSName: Equatable, Hashable {
     }
 
     /// Appends the text of the (checked) name at `start` of the message `m`, as `write`.
-    static func write<Out: DNSTextOutput>(_ m: UnsafeBufferPointer<UInt8>, at start: Int, into out: inout Out, json: Bool) {
+    /// `text12`: the text of the name at offset 12 (not the root), as this writes it, for the
+    /// names that end with a pointer to it (most names of a response): copied, not walked again.
+    static func write<Out: DNSTextOutput>(_ m: UnsafeBufferPointer<UInt8>, at start: Int, into out: inout Out, json: Bool,
+                                          text12: UnsafeBufferPointer<UInt8>? = nil) {
         var i = start
         var first = true
         while true {
@@ -297,6 +300,11 @@ struct DNSName: Equatable, Hashable {
             }
             if m[i] == 0 { break }
             i = (Int(m[i]) & 0x3F) << 8 | Int(m[i + 1])
+            if i == 12, let text12 {
+                if !first { out.append(UInt8(ascii: ".")) }
+                out.append(text12)
+                return
+            }
         }
         if first { out.append(UInt8(ascii: ".")) }   // the root
     }
