@@ -272,6 +272,28 @@ enum DNSEncoded {
         out.append(UnsafeBufferPointer(start: text.utf8Start + skip, count: text.utf8CodeUnitCount - skip - (close ? 0 : 1)))
     }
 
+    /// `","type":"A"}`: what ends the question, after its name (`writeTypeMember` with
+    /// `afterQuote` and `close`, its literals whole: one copy of a known length).
+    @inline(__always)
+    static func writeQuestionEnd<Out: DNSTextOutput>(type t: UInt16, into out: inout Out) {
+        let text: StaticString
+        switch t {
+        case 1: text = #"","type":"A"}"#
+        case 2: text = #"","type":"NS"}"#
+        case 5: text = #"","type":"CNAME"}"#
+        case 6: text = #"","type":"SOA"}"#
+        case 12: text = #"","type":"PTR"}"#
+        case 15: text = #"","type":"MX"}"#
+        case 16: text = #"","type":"TXT"}"#
+        case 28: text = #"","type":"AAAA"}"#
+        case 33: text = #"","type":"SRV"}"#
+        default:
+            writeTypeMember(t, afterQuote: true, close: true, into: &out)
+            return
+        }
+        out.append(text)
+    }
+
     /// `"class IN, type A, `: the value of `query` up to the name. Class IN with a common
     /// type in one literal (each append costs about as much as a short literal).
     @inline(__always)

@@ -204,9 +204,14 @@ struct DNSName: Equatable, Hashable {
     /// `isStored(identicallyIn:)` of a name without pointer whose length is `length` (as
     /// `uncompressedLength` found it: not walked again).
     func isStored(identicallyIn other: [UInt8], length: Int) -> Bool {
-        guard other.count >= start + length else { return false }
-        return message.withUnsafeBufferPointer { a in
-            other.withUnsafeBufferPointer { b in memcmp(a.baseAddress! + start, b.baseAddress! + start, length) == 0 }
+        DNSName.sameBytes(message, other, at: start, length: length)
+    }
+
+    /// `a` and `b` hold the same `length` bytes at `start` (`a` holds them).
+    static func sameBytes(_ a: [UInt8], _ b: [UInt8], at start: Int, length: Int) -> Bool {
+        guard b.count >= start + length else { return false }
+        return a.withUnsafeBufferPointer { a in
+            b.withUnsafeBufferPointer { b in memcmp(a.baseAddress! + start, b.baseAddress! + start, length) == 0 }
         }
     }
 
@@ -390,6 +395,15 @@ struct DNSQuestion: Equatable {
     var name: DNSName
     var type: UInt16
     var qclass: UInt16
+}
+
+/// A question of a message, by the offset of its name (see `DNSMessage.firstQuestionPlace`).
+struct DNSQuestionPlace {
+    var start: Int
+    var type: UInt16
+    var qclass: UInt16
+    /// The name's length when it has no pointer.
+    var nameLength: Int?
 }
 
 /// A resource record; `data` is its RDATA decoded for presentation.
@@ -751,10 +765,14 @@ extension DNSMessage {
     var additionals: [DNSRecord] { records(additionalSection).filter { $0.type != DNSType.OPT } }
 
     /// The first question, if any.
-    var firstQuestion: DNSQuestion? { firstQuestionAndLength?.question }
+    var firstQuestion: DNSQuestion? {
+        firstQuestionPlace.map { DNSQuestion(name: DNSName(message: bytes, start: $0.start), type: $0.type, qclass: $0.qclass) }
+    }
 
-    /// The first question, if any, and its name's `uncompressedLength` (found in the same walk).
-    var firstQuestionAndLength: (question: DNSQuestion, nameLength: Int?)? {
+    /// Where the first question is, if any, with its type and class and its name's
+    /// `uncompressedLength` (found in the same walk): no name holding the bytes (a retain and
+    /// a release per event).
+    var firstQuestionPlace: DNSQuestionPlace? {
         guard questionSection.count > 0 else { return nil }
         // Checked by `parse`: its name ends at a zero length or after its first pointer, and
         // type and class follow (no reader, no checks again).
@@ -765,9 +783,8 @@ extension DNSMessage {
             let plain = b[i] == 0
             let length: Int? = plain ? i + 1 - start : nil
             i += plain ? 1 : 2
-            let question = DNSQuestion(name: DNSName(message: bytes, start: start), type: UInt16(b[i]) << 8 | UInt16(b[i + 1]),
-                                       qclass: UInt16(b[i + 2]) << 8 | UInt16(b[i + 3]))
-            return (question, length)
+            return DNSQuestionPlace(start: start, type: UInt16(b[i]) << 8 | UInt16(b[i + 1]),
+                                    qclass: UInt16(b[i + 2]) << 8 | UInt16(b[i + 3]), nameLength: length)
         }
     }
 

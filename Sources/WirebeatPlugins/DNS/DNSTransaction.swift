@@ -155,16 +155,24 @@ enum DNSEvents {
                                   end: hasResponse ? response.time : nil, status: ok ? .ok : .error,
                                   requestBytes: hasQuery ? query.size : nil, responseBytes: hasResponse ? response.size : nil)
         if hasQ || hasR {
-            let first = hasQ ? query.message.firstQuestionAndLength : response.message.firstQuestionAndLength
-            let question = first?.question
+            let question = hasQ ? query.message.firstQuestionPlace : response.message.firstQuestionPlace
             // The question's name (the inside of its JSON string) is printed three times: made
             // once, on the stack. Room for the longest text: 255 octets at most in the message
             // (checked when parsed), each printed as 5 bytes at most (`\\DDD`).
-            let length = first?.nameLength   // found once: `writeDNS` needs it too
+            let length = question?.nameLength   // found once: `writeDNS` needs it too
             let room = question == nil ? 1 : 5 * (length ?? 255)
             withUnsafeTemporaryAllocation(of: UInt8.self, capacity: room) { buffer in
                 var text = DNSTextBuffer(buffer)
-                question?.name.write(into: &text, json: true)
+                if let question {
+                    // (Not through a ternary of the messages: that copied one.)
+                    if hasQ {
+                        query.message.bytes.withUnsafeBufferPointer { DNSName.write($0, at: question.start, into: &text, json: true) }
+                    } else {
+                        response.message.bytes.withUnsafeBufferPointer {
+                            DNSName.write($0, at: question.start, into: &text, json: true)
+                        }
+                    }
+                }
                 setValues(query: query.message, hasQuery: hasQ, response: response.message, hasResponse: hasR,
                           question: question, questionName: text.text, questionLength: length, isAnswer: hasResponse,
                           settings: settings, in: &e)
@@ -187,7 +195,7 @@ enum DNSEvents {
     /// a JSON string; `questionLength`: its `uncompressedLength`; `isAnswer`: there is a
     /// response, parsed or not).
     private static func setValues(query q: borrowing DNSMessage, hasQuery hasQ: Bool, response r: borrowing DNSMessage,
-                                  hasResponse hasR: Bool, question: DNSQuestion?, questionName name: UnsafeBufferPointer<UInt8>,
+                                  hasResponse hasR: Bool, question: DNSQuestionPlace?, questionName name: UnsafeBufferPointer<UInt8>,
                                   questionLength: Int?, isAnswer: Bool, settings: DNSConfig, in e: inout Event) {
         // The whole `dns` object as one value, members in key order: the event prints it
         // where its members would go (it nests dotted names into objects, and nothing else
@@ -215,7 +223,7 @@ enum DNSEvents {
     /// Appends the `dns` object of an event (of the response, else of the query; the rest as
     /// `setValues`).
     private static func writeDNS(query q: borrowing DNSMessage, hasQuery hasQ: Bool, response r: borrowing DNSMessage,
-                                 hasResponse hasR: Bool, question: DNSQuestion?, questionName: UnsafeBufferPointer<UInt8>,
+                                 hasResponse hasR: Bool, question: DNSQuestionPlace?, questionName: UnsafeBufferPointer<UInt8>,
                                  questionLength: Int?, isAnswer: Bool, settings: DNSConfig, into json: inout JSONOutput) {
         let h = hasR ? r.header : q.header
         // Where the answers' addresses are in `json`: `resolved_ip` lists them again.
@@ -225,8 +233,9 @@ enum DNSEvents {
             // Answers mostly name the question by a pointer to it: its text is reused when the
             // response's question name has the same bytes as the one in `questionName`.
             var nameAt12: UnsafeBufferPointer<UInt8>? = nil
-            if let question, question.name.start == 12, let questionLength,
-               question.name.isStored(identicallyIn: r.bytes, length: questionLength) {
+            // (The question is the query's, else the response's own.)
+            if let question, question.start == 12, let questionLength,
+               !hasQ || DNSName.sameBytes(q.bytes, r.bytes, at: 12, length: questionLength) {
                 nameAt12 = questionName
             }
             var ignored = AddressRanges()
@@ -285,7 +294,7 @@ enum DNSEvents {
                 DNSJSON.raw(#","name":""#, into: &json)
             }
             json.append(questionName)
-            DNSEncoded.writeTypeMember(question.type, afterQuote: true, close: true, into: &json)
+            DNSEncoded.writeQuestionEnd(type: question.type, into: &json)
         }
         if hasR {
             // The addresses among the answers, as a JSON array of strings: their text is
