@@ -317,18 +317,9 @@ struct DNSName: Equatable, Hashable {
     /// Printed as it is in a name: printable ASCII other than the special characters below.
     static func isPlain(_ b: UInt8) -> Bool { notPlainBit(b) == 0 }
 
-    /// 0 when `b` is printed as it is in a name, else 1: its entry in a table of "0" and
-    /// "1" by byte (computed from `isSpecial`; a test checks it). A literal, read with no
-    /// lazy initialisation: one load a byte, where two 64-bit masks took ~12 instructions.
-    @inline(__always) static func notPlainBit(_ b: UInt8) -> UInt8 {
-        let table: StaticString = """
-            1111111111111111111111111111111110101000110000100000000000010000\
-            1000000000000000000000000000100000000000000000000000000000000001\
-            1111111111111111111111111111111111111111111111111111111111111111\
-            1111111111111111111111111111111111111111111111111111111111111111
-            """
-        return table.utf8Start[Int(b)] & 1
-    }
+    /// 0 when `b` is printed as it is in a name, else 1 (computed from `isSpecial`; a test
+    /// checks it). One load a byte, where two 64-bit masks took ~12 instructions.
+    @inline(__always) static func notPlainBit(_ b: UInt8) -> UInt8 { DNSByteClasses.bit(b, of: .notPlainInName) }
 
     @inline(__always) static func isSpecial(_ b: UInt8) -> Bool {
         switch b {

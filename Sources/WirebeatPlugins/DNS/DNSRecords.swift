@@ -290,16 +290,8 @@ enum RData: Equatable {
     }
 
     /// 0 when `b` is printed as it is in a character-string (printable ASCII but `"` and `\`),
-    /// else 1: a table of "0" and "1" by byte, as `DNSName.notPlainBit` (a test checks it).
-    @inline(__always) static func escapedBit(_ b: UInt8) -> UInt8 {
-        let table: StaticString = """
-            1111111111111111111111111111111100100000000000000000000000000000\
-            0000000000000000000000000000100000000000000000000000000000000001\
-            1111111111111111111111111111111111111111111111111111111111111111\
-            1111111111111111111111111111111111111111111111111111111111111111
-            """
-        return table.utf8Start[Int(b)] & 1
-    }
+    /// else 1 (a test checks it).
+    @inline(__always) static func escapedBit(_ b: UInt8) -> UInt8 { DNSByteClasses.bit(b, of: .escapedInText) }
 
     /// Type bit maps of NSEC/NSEC3 (RFC 4034 §4.1.2).
     private static func typeBitmap(_ r: inout DNSReader, end: Int) throws -> [String] {

@@ -136,3 +136,29 @@ extension DNSRecord {
         return .object(pairs.sorted { $0.0.utf8.lexicographicallyPrecedes($1.0.utf8) })
     }
 }
+
+/// Classes of bytes as DNS text prints them, by table: 0 when the byte is printed as it is,
+/// 1 when it is escaped. One literal of "0" and "1" characters, 256 a class, read with no
+/// lazy initialisation (a `static let` table costs a `swift_once` check a byte).
+enum DNSByteClasses {
+    enum Class: Int {
+        /// In a name: printable ASCII other than `DNSName.isSpecial`.
+        case notPlainInName = 0
+        /// In a character-string: printable ASCII other than `"` and `\`.
+        case escapedInText = 256
+    }
+
+    @inline(__always) static func bit(_ b: UInt8, of c: Class) -> UInt8 {
+        let tables: StaticString = """
+            1111111111111111111111111111111110101000110000100000000000010000\
+            1000000000000000000000000000100000000000000000000000000000000001\
+            1111111111111111111111111111111111111111111111111111111111111111\
+            1111111111111111111111111111111111111111111111111111111111111111\
+            1111111111111111111111111111111100100000000000000000000000000000\
+            0000000000000000000000000000100000000000000000000000000000000001\
+            1111111111111111111111111111111111111111111111111111111111111111\
+            1111111111111111111111111111111111111111111111111111111111111111
+            """
+        return tables.utf8Start[c.rawValue &+ Int(b)] & 1
+    }
+}
