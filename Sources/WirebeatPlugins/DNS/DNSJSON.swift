@@ -246,23 +246,30 @@ enum DNSEncoded {
         DNSJSON.raw(text, inside: inside, into: &out)
     }
 
+    /// `","type":"A"}` and the like for the common types: the member whole, from the closing
+    /// quote of the string before it to the closing brace (one literal: each append costs
+    /// about as much as a short literal).
+    @inline(__always)
+    static func commonTypeMember(_ t: UInt16) -> StaticString? {
+        switch t {
+        case 1: return #"","type":"A"}"#
+        case 2: return #"","type":"NS"}"#
+        case 5: return #"","type":"CNAME"}"#
+        case 6: return #"","type":"SOA"}"#
+        case 12: return #"","type":"PTR"}"#
+        case 15: return #"","type":"MX"}"#
+        case 16: return #"","type":"TXT"}"#
+        case 28: return #"","type":"AAAA"}"#
+        case 33: return #"","type":"SRV"}"#
+        default: return nil
+        }
+    }
+
     /// `,"type":` and the type as `writeType` writes it, after the closing quote of a string
-    /// when `afterQuote` and followed by `}` when `close`: the common types in one literal
-    /// (each append costs about as much as a short literal).
+    /// when `afterQuote` and followed by `}` when `close`.
     @inline(__always)
     static func writeTypeMember<Out: DNSTextOutput>(_ t: UInt16, afterQuote: Bool, close: Bool, into out: inout Out) {
-        let text: StaticString
-        switch t {
-        case 1: text = #"","type":"A"}"#
-        case 2: text = #"","type":"NS"}"#
-        case 5: text = #"","type":"CNAME"}"#
-        case 6: text = #"","type":"SOA"}"#
-        case 12: text = #"","type":"PTR"}"#
-        case 15: text = #"","type":"MX"}"#
-        case 16: text = #"","type":"TXT"}"#
-        case 28: text = #"","type":"AAAA"}"#
-        case 33: text = #"","type":"SRV"}"#
-        default:
+        guard let text = commonTypeMember(t) else {
             DNSJSON.raw(afterQuote ? #"","type":"# : #","type":"#, into: &out)
             DNSJSON.quotedText(type(t), inside: false, into: &out)
             if close { out.append(UInt8(ascii: "}")) }
@@ -273,21 +280,10 @@ enum DNSEncoded {
     }
 
     /// `","type":"A"}`: what ends the question, after its name (`writeTypeMember` with
-    /// `afterQuote` and `close`, its literals whole: one copy of a known length).
+    /// `afterQuote` and `close`, a common type's literal whole: one copy of a known length).
     @inline(__always)
     static func writeQuestionEnd<Out: DNSTextOutput>(type t: UInt16, into out: inout Out) {
-        let text: StaticString
-        switch t {
-        case 1: text = #"","type":"A"}"#
-        case 2: text = #"","type":"NS"}"#
-        case 5: text = #"","type":"CNAME"}"#
-        case 6: text = #"","type":"SOA"}"#
-        case 12: text = #"","type":"PTR"}"#
-        case 15: text = #"","type":"MX"}"#
-        case 16: text = #"","type":"TXT"}"#
-        case 28: text = #"","type":"AAAA"}"#
-        case 33: text = #"","type":"SRV"}"#
-        default:
+        guard let text = commonTypeMember(t) else {
             writeTypeMember(t, afterQuote: true, close: true, into: &out)
             return
         }
