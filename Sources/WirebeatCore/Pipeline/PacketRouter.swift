@@ -36,8 +36,9 @@ final class PacketRouter {
     @exclusivity(unchecked) private(set) var udpDatagrams = 0
     var skipped: [SkipReason: Int] { decoder.skipped }
 
-    /// Packets between two hand-overs: each worker waits for at most this many.
-    static let flushEvery = 256
+    /// Packets between two hand-overs (or fewer, when a batch fills): each worker waits for
+    /// at most this many. 256 woke the workers ~9,000 times on the DNS capture, 1,024 ~3,500.
+    static let flushEvery = 1024
 
     init(source: PcapSource, outputs: [HandOff<PacketBatch>], sharding: FlowSharding, hasUDPPlugins: Bool) {
         self.source = source
@@ -112,15 +113,25 @@ final class PacketRouter {
         if full || sinceFlush >= PacketRouter.flushEvery { flush() }
     }
 
-    /// Hands every worker what it has, so that none waits on the others' traffic.
+    /// Hands every worker what it has, so that none waits on the others' traffic: first to
+    /// those with room, then (waiting) to the others, so that a worker that is behind does
+    /// not hold up the batch of one that waits for work.
     private func flush() {
+        var full: [Int] = []
         for w in batches.indices {
             batches[w].lastIndex = index
+            if outputs[w].put(batches[w], wait: false) { renew(w) } else { full.append(w) }
+        }
+        for w in full {
             outputs[w].put(batches[w])
-            batches[w] = outputs[w].fresh()
-            filling[w] = Unmanaged.passUnretained(batches[w])
+            renew(w)
         }
         sinceFlush = 0
+    }
+
+    private func renew(_ w: Int) {
+        batches[w] = outputs[w].fresh()
+        filling[w] = Unmanaged.passUnretained(batches[w])
     }
 }
 

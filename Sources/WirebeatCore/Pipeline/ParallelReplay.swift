@@ -331,11 +331,19 @@ final class HandOff<Item: Reusable> {
     }
 
     /// Sender: hands an item over, waiting while `depth` are already waiting.
-    func put(_ item: Item) {
+    func put(_ item: Item) { _ = put(item, wait: true) }
+
+    /// Sender: hands an item over; when `depth` are already waiting, waits for room if
+    /// `wait`, else returns false (the item not taken).
+    func put(_ item: Item, wait: Bool) -> Bool {
         locked {
-            while full.count - head >= HandOff.depth { pthread_cond_wait(changed, mutex) }
+            while full.count - head >= HandOff.depth {
+                guard wait else { return false }
+                pthread_cond_wait(changed, mutex)
+            }
             full.append(item)
             pthread_cond_broadcast(changed)
+            return true
         }
     }
 
