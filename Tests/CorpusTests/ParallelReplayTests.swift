@@ -107,6 +107,32 @@ struct ParallelReplayTests {
         #expect(shares.count == 2 && shares.allSatisfy { $0 > 100 }, "work not shared: \(shares)")
     }
 
+    /// A connection still open at the end of input, whose last packet came long before the
+    /// other flows' last ones: closed at the end, it sees the packet clock of the whole
+    /// capture, on a worker that saw none of those flows' packets too.
+    @Test func connectionsClosedAtTheEndSeeTheLastClock() throws {
+        var registry = PluginRegistry()
+        registry.register(ClockWatch.self)
+        func entry(_ name: String) throws -> CorpusEntry {
+            try #require(CorpusTests.entries.first { $0.name == name })
+        }
+        // An HTTP exchange cut before its FIN, then another connection 30 s later.
+        let open = Array(try PacketCapture.load(file: entry("http/keepalive").capturePath).packets.prefix(9))
+        let later = try PacketCapture.load(file: entry("http/large-body").capturePath).packets
+        let shift = open.last!.timestamp + .seconds(30) - later.first!.timestamp
+        let packets = open + later.map { p -> CapturedPacket in
+            var q = p
+            q.timestamp = q.timestamp + shift
+            return q
+        }
+        let path = NSTemporaryDirectory() + "wirebeat-parallel-end-\(getpid()).pcap"
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try PacketCapture(packets: packets).write(to: path)
+        let config = try ConfigFile.parse("protocols:\n  clockwatch: {ports: [8080]}\n")
+        let shares = try Self.expectSameOutput(path) { try registry.load(config.protocols) }
+        #expect(shares.count == 2 && shares.allSatisfy { $0 > 0 }, "both workers close a connection: \(shares)")
+    }
+
     /// A capture cut in the middle of a record: the workers replay what comes before the
     /// damage, finish, and report the error, as one sniffer does.
     @Test func truncatedCaptureSameAsOneSniffer() throws {
@@ -133,5 +159,24 @@ struct ParallelReplayTests {
         #expect(bytes == Array(expected.bytes))
         #expect(result.failure.map { "\($0)" } == "\(error)")
         #expect(result.stats.packets == sniffer.stats.packets)
+    }
+}
+
+/// Publishes, when a connection closes, the packet time the close is told (the TCP layer's
+/// clock: at the end of input, that of the whole capture).
+final class ClockWatch: TCPProtocolPlugin {
+    static let name = "clockwatch"
+    static let defaultPorts: [UInt16] = [80]
+    let connectionTimeout = TimeSpan.seconds(600)
+    init(config: PluginConfig) throws {}
+    func makeConnectionState(for connection: ConnectionInfo) -> Int { 0 }
+    func parse(_ stream: inout StreamBuffer, direction: Direction, state: inout Int, context: PluginContext) {
+        stream.skip(stream.readableBytes)
+    }
+    func connectionClosed(reason: CloseReason, state: inout Int, context: PluginContext) {
+        var e = Event.transaction(type: "clock", connection: context.connection, start: context.timestamp, end: nil,
+                                  status: .ok)
+        e.set("reason", "\(reason)")
+        context.publish(e)
     }
 }

@@ -6,7 +6,7 @@ import Glibc
 /// sends each packet to the worker that owns its flow, with its index and the clocks
 /// (`PacketStamp`). The other workers get only the packets where a sweep is due (the same
 /// `SweepSchedule` as theirs), so that all sweep where one sniffer alone would; each batch
-/// says up to which packet it goes.
+/// says where the capture stands when it is sent (its last packet, the clocks).
 ///
 /// Why one reader: each worker reading and decoding the whole file itself cost ~1,200
 /// instructions for every packet it then skipped (libpcap's reads ~450 of them), a sixth of
@@ -35,6 +35,8 @@ final class PacketRouter {
     @exclusivity(unchecked) private(set) var tcpSegments = 0
     @exclusivity(unchecked) private(set) var udpDatagrams = 0
     var skipped: [SkipReason: Int] { decoder.skipped }
+    /// Where the capture stands: the last packet routed and the clocks with it.
+    private var stamp: PacketStamp { PacketStamp(index: index, clock: clock, tcpClock: tcpClock) }
 
     /// Packets between two hand-overs (or fewer, when a batch fills): each worker waits for
     /// at most this many. 256 woke the workers ~9,000 times on the DNS capture, 1,024 ~3,500.
@@ -63,7 +65,7 @@ final class PacketRouter {
             failure = error
         }
         for (w, batch) in batches.enumerated() {
-            batch.lastIndex = index
+            batch.end = stamp
             batch.isLast = true
             batch.failure = failure
             outputs[w].put(batch)
@@ -119,7 +121,7 @@ final class PacketRouter {
     private func flush() {
         var full: [Int] = []
         for w in batches.indices {
-            batches[w].lastIndex = index
+            batches[w].end = stamp
             if outputs[w].put(batches[w], wait: false) { renew(w) } else { full.append(w) }
         }
         for w in full {
@@ -145,8 +147,8 @@ final class PacketBatch: Reusable {
     private var buffer: UnsafeMutableRawPointer
     private var allocated: Int
     @exclusivity(unchecked) private var count = 0
-    /// The index of the last packet routed when the batch was sent.
-    @exclusivity(unchecked) var lastIndex = 0
+    /// Where the capture stood when the batch was sent (the last packet routed, the clocks).
+    @exclusivity(unchecked) var end = PacketStamp(index: 0, clock: .zero, tcpClock: .zero)
     /// The worker's last batch; `failure` is the damage that ended the capture early.
     @exclusivity(unchecked) var isLast = false
     @exclusivity(unchecked) var failure: Error?
@@ -165,7 +167,7 @@ final class PacketBatch: Reusable {
 
     func reset() {
         count = 0
-        lastIndex = 0
+        end = PacketStamp(index: 0, clock: .zero, tcpClock: .zero)
         isLast = false
         failure = nil
     }

@@ -186,7 +186,7 @@ public enum ParallelReplay {
                     }
                     publisher.packetDone()
                 }
-                sniffer.advance(through: batch.lastIndex)
+                sniffer.advance(through: batch.end)
                 let last = batch.isLast
                 if last { error = batch.failure }
                 input.recycle(batch)

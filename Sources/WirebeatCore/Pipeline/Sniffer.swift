@@ -136,11 +136,15 @@ public final class Sniffer {
         advance(to: stamp, transport)
     }
 
-    /// Every packet up to `index` has been seen (a parallel replay worker, at the end of a
-    /// batch): what the watermark of its events says.
-    func advance(through index: Int) {
-        packetIndex = index
-        order.packet(index)
+    /// The capture stands at `stamp` (a parallel replay worker, at the end of a batch): the
+    /// watermark of its events moves there, and so do the clocks, which a connection closed
+    /// at the end of input is told (as one sniffer, which saw every packet, would). No sweep:
+    /// any due up to there came with its packet.
+    func advance(through stamp: PacketStamp) {
+        packetIndex = stamp.index
+        order.packet(stamp.index)
+        clock = stamp.clock
+        tcp.moveClock(to: stamp.tcpClock)
     }
 
     private func advance(to stamp: PacketStamp, _ transport: Transport) {

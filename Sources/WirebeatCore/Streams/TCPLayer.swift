@@ -146,6 +146,11 @@ final class TCPLayer {
         return sweepIfDue()
     }
 
+    /// The clock to `timestamp` if later, with no sweep (see `Sniffer.advance(through:)`).
+    func moveClock(to timestamp: Timestamp) {
+        if timestamp > clock { clock = timestamp }
+    }
+
     /// One segment (the sniffer has ticked the clock to its time).
     func process(_ packet: DecodedPacket) {
         stats.segments += 1
