@@ -67,8 +67,7 @@ final class EventStorage: @unchecked Sendable {
     /// pool: the caller holds the only reference and drops it. An event's storage allocated,
     /// initialised, destroyed and freed cost ~300 instructions.
     func recycle() {
-        for i in 0..<nameCount { _ = (names + i).move() }
-        nameCount = 0
+        dropNames()
         byteCount = 0
         spanCount = 0
         baseNames = []
@@ -88,11 +87,16 @@ final class EventStorage: @unchecked Sendable {
         EventBufferPool.withCurrent { $0.give(self) }
     }
 
-    deinit {
-        // One name at a time: `deinitialize(count:)` went through the generic
-        // `swift_arrayDestroy` (~550 instructions an HTTP event); moving each String out drops
-        // it with its own release, nothing at all for a short (inline) one.
+    /// One name at a time: `deinitialize(count:)` went through the generic
+    /// `swift_arrayDestroy` (~550 instructions an HTTP event); moving each String out drops
+    /// it with its own release, nothing at all for a short (inline) one.
+    private func dropNames() {
         for i in 0..<nameCount { _ = (names + i).move() }
+        nameCount = 0
+    }
+
+    deinit {
+        dropNames()
         let inline = EventBufferPool.regions(of: block)
         if bytes != inline.bytes { bytes.deallocate() }
         if spans != inline.spans { spans.deallocate() }

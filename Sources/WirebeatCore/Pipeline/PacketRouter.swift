@@ -175,11 +175,11 @@ final class PacketBatch: Reusable {
     /// Room for `n` more bytes.
     private func reserve(_ n: Int) {
         guard count + n > allocated else { return }
-        let bigger = UnsafeMutableRawPointer.allocate(byteCount: max(allocated * 2, count + n), alignment: PacketBatch.alignment)
+        allocated = max(allocated * 2, count + n)
+        let bigger = UnsafeMutableRawPointer.allocate(byteCount: allocated, alignment: PacketBatch.alignment)
         bigger.copyMemory(from: buffer, byteCount: count)
         buffer.deallocate()
         buffer = bigger
-        allocated = max(allocated * 2, count + n)
     }
 
     /// A record's header: `tag` (a packet's payload size, or -1 / -2 for a TCP / UDP sweep)

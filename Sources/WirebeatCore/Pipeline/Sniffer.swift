@@ -153,7 +153,7 @@ public final class Sniffer {
         clock = stamp.clock
         switch transport {
         case .tcp: tcp.tick(stamp.tcpClock)
-        case .udp: _ = tickUDP()
+        case .udp: tickUDP()
         }
     }
 
@@ -216,15 +216,13 @@ public final class Sniffer {
         return flow
     }
 
-    private func tickUDP() -> Bool {
-        guard !udpPlugins.isEmpty else { return false }
-        guard udpSweeps.isDue(at: clock) else { return false }
+    private func tickUDP() {
+        guard !udpPlugins.isEmpty, udpSweeps.isDue(at: clock) else { return }
         for (i, plugin) in udpPlugins.enumerated() {
             order.sweep(Int64(i), 0)
             plugin.udp?.advanceClock(to: clock, publisher: publisher)
         }
         order.endOfSweep()
-        return true
     }
 
     /// End of input: closes every connection and flushes every plugin. Idempotent.

@@ -138,12 +138,11 @@ final class TCPLayer {
     // MARK: Packets
 
     /// Moves the clock to a TCP packet's time and expires idle connections if a sweep is
-    /// due; true when it swept. Called for every TCP packet (parallel replay workers: of
-    /// every flow, theirs or not).
-    @discardableResult
-    func tick(_ timestamp: Timestamp) -> Bool {
+    /// due. Called for every TCP packet (parallel replay workers: for their own, and for the
+    /// others' where a sweep is due).
+    func tick(_ timestamp: Timestamp) {
         if timestamp > clock { clock = timestamp }
-        return sweepIfDue()
+        sweepIfDue()
     }
 
     /// The clock to `timestamp` if later, with no sweep (see `Sniffer.advance(through:)`).
@@ -454,15 +453,14 @@ final class TCPLayer {
 
     /// Expires idle connections once per second of packet time, oldest first so the
     /// order of the events they publish does not depend on hashing.
-    private func sweepIfDue() -> Bool {
-        guard sweeps.isDue(at: clock) else { return false }
+    private func sweepIfDue() {
+        guard sweeps.isDue(at: clock) else { return }
         let idle = connections.values.filter { clock - $0.lastSeen > $0.timeout }
         for c in idle.sorted(by: { ($0.lastSeen, $0.info.id) < ($1.lastSeen, $1.info.id) }) {
             order.sweep(c.lastSeen.nanoseconds, Int64(c.info.id))
             expire(c)
         }
         order.endOfSweep()
-        return true
     }
 
     /// End of input: every open connection is closed, in order of creation (the packet
