@@ -62,6 +62,7 @@ public final class Sniffer {
     @exclusivity(unchecked) private var decoder = PacketDecoder()
     private let tcp: TCPLayer
     private let udpPlugins: [LoadedPlugin]
+    private let udpPluginRefs: [Unmanaged<LoadedPlugin>]
     /// For each port, 1 + the index in `udpPlugins` of its plugin, or 0: looked up for every
     /// datagram (twice when the server is the source), where a dictionary's hashing showed.
     private let udpPluginByPort: [UInt8]
@@ -86,6 +87,7 @@ public final class Sniffer {
         tcp = TCPLayer(plugins: plugins, options: tcpOptions, publisher: self.publisher,
                        logger: logging.logger(for: "tcp"), order: order)
         udpPlugins = plugins.filter { $0.udp != nil }
+        udpPluginRefs = udpPlugins.map { Unmanaged.passUnretained($0) }
         var byPort = [UInt8](repeating: 0, count: 1 << 16)
         for (i, plugin) in udpPlugins.enumerated() {
             for port in plugin.ports { byPort[Int(port)] = UInt8(truncatingIfNeeded: i + 1) }
@@ -158,20 +160,24 @@ public final class Sniffer {
     }
 
     private func handleUDP(_ packet: DecodedPacket) {
-        let plugin: LoadedPlugin, client: Endpoint, server: Endpoint
+        let index: Int, client: Endpoint, server: Endpoint
         if case let i = udpPluginByPort[Int(packet.destination.port)], i > 0 {
-            (plugin, client, server) = (udpPlugins[Int(i) - 1], packet.source, packet.destination)
+            (index, client, server) = (Int(i) - 1, packet.source, packet.destination)
         } else if case let i = udpPluginByPort[Int(packet.source.port)], i > 0 {
-            (plugin, client, server) = (udpPlugins[Int(i) - 1], packet.destination, packet.source)
+            (index, client, server) = (Int(i) - 1, packet.destination, packet.source)
         } else {
             return
         }
-        guard let udp = plugin.udp else { return }
-        let scope = udpFlow(client: client, server: server, vlans: packet.vlans, plugin: plugin)
-        let direction: Direction = packet.source == client ? .original : .reverse
-        let context = PluginContext(scope: scope, timestamp: packet.timestamp, packetIndex: packetIndex)
-        fillDatagram(packet.payload)
-        udp.parseDatagram(datagram[...], direction: direction, context: context)
+        // The plugin borrowed, not retained (`udpPlugins` holds it): taking it and its UDP
+        // side out of the array cost a retain and a release each a datagram.
+        udpPluginRefs.withUnsafeBufferPointer { $0[index] }._withUnsafeGuaranteedRef { plugin in
+            guard let udp = plugin.udp else { return }
+            let scope = udpFlow(client: client, server: server, vlans: packet.vlans, plugin: plugin)
+            let direction: Direction = packet.source == client ? .original : .reverse
+            let context = PluginContext(scope: scope, timestamp: packet.timestamp, packetIndex: packetIndex)
+            fillDatagram(packet.payload)
+            udp.parseDatagram(datagram[...], direction: direction, context: context)
+        }
     }
 
     /// The bytes of the datagram being parsed, in one array used again and again: a fresh
