@@ -397,6 +397,47 @@ struct EventTests {
         #expect(e.json.value(at: "smtp.pair.a") == -7 && e.json.value(at: "smtp.pair.b") == "x\ty")
     }
 
+    /// Several values written in one `set(_:writingJSONTo:)` call (`JSONOutput.nextValue`)
+    /// make the same event as a call each: names, values, offsets from each value's start,
+    /// a later set replacing one of them, and the output.
+    @Test func oneWritingCallSetsSeveralValues() {
+        let conn = ConnectionInfo(id: 0, transport: .udp, client: Endpoint(ip: IPAddress("192.0.2.1")!, port: 5353),
+                                  server: Endpoint(ip: IPAddress("192.0.2.53")!, port: 53), vlans: [])
+        func base() -> Event {
+            Event.transaction(type: "dns", connection: conn, start: Timestamp(seconds: 7), end: Timestamp(seconds: 8),
+                              status: .ok, requestBytes: 30, responseBytes: 60)
+        }
+        var separate = base()
+        separate.set("dns", writingJSONTo: { $0.append(#"{"id":1}"#) })
+        separate.set("method", writingJSONTo: { $0.append(#""QUERY""#) })
+        separate.set("query", writingJSONTo: { $0.append(#""a.b""#) })
+        separate.set("resource", "OTHER")
+        var together = base()
+        together.set("dns", writingJSONTo: { out in
+            out.append(#"{"id":1}"#)
+            #expect(out.count == 8)
+            out.nextValue("method")
+            #expect(out.count == 0)
+            out.append(#""QUERY"#)
+            out.appendCopy(of: 0..<1)   // the quote again: offsets are this value's
+            #expect(out.count == 7 && out[1] == UInt8(ascii: "Q"))
+            out.nextValue("query")
+            out.append(#""a.b.c""#)
+            out.truncate(to: 4)
+            out.append(UInt8(ascii: "\""))
+        })
+        together.set("resource", "OTHER")
+        #expect(together["method"] == "QUERY" && together["query"] == "a.b" && together["resource"] == "OTHER")
+        #expect(together.json.value(at: "dns.id") == 1)
+        #expect(together.type == "dns")
+        for e in [separate, together] {
+            let buffer = OutputBuffer(capacity: 64)
+            e.writeCompactJSON(into: buffer)
+            #expect(String(decoding: buffer.bytes, as: UTF8.self) == JSONWriter.compact(separate.json))
+        }
+        #expect(together.json == separate.json)
+    }
+
     @Test func transactionIPv6WithoutEndOrBytes() {
         let client = Endpoint(ip: IPAddress("fe80::200:86ff:fe05:80da")!, port: 1026)
         let server = Endpoint(ip: IPAddress("fe80::260:97ff:fe07:69ea")!, port: 22)

@@ -292,12 +292,14 @@ public struct Event: Sendable {
     /// A value whose JSON text `write` writes straight into the event (no scratch array, no
     /// copy): for values a plugin assembles itself, the same contract as
     /// `set(_:writingJSON:)`. The closure cannot touch the event meanwhile (it is inout).
+    /// With `JSONOutput.nextValue(_:)`, one call sets several fields.
     public mutating func set(_ field: String, writingJSONTo write: (inout JSONOutput) -> Void) {
         begin(field)
+        let first = storage.spanCount
         var out = JSONOutput(storage: storage, start: Int(storage.pendingStart))
         write(&out)
         end()
-        if isTypeName(field) { storage.type = decode(spans[spans.count - 1])?.stringValue }
+        if isTypeName(field) { storage.type = decode(spans[first])?.stringValue }
     }
 
     /// A value written into an array by `write`, then copied in (see
@@ -677,11 +679,29 @@ public struct Event: Sendable {
 public struct JSONOutput {
     // A `var`: the writers take it inout, with no retain (a local copy would cost one).
     @usableFromInline var storage: EventStorage
-    @usableFromInline let start: Int
+    /// Where the value being written starts in the event's bytes.
+    @usableFromInline private(set) var start: Int
 
     init(storage: EventStorage, start: Int) {
         self.storage = storage
         self.start = start
+    }
+
+    /// Ends the value written so far and begins the one of `field`, with the same contract:
+    /// one `Event.set(_:writingJSONTo:)` call then sets several fields (each call costs ~150
+    /// instructions besides its value: the storage checked, retained and released, the
+    /// closure called). Offsets (`count`, the subscript, `appendCopy`) are then from the start
+    /// of the new value. Not for `type`, which `Event` keeps aside as a string.
+    public mutating func nextValue(_ field: String) {
+        precondition(!(field.utf8.count == 4 && field == "type"), "type is set with Event.set(_:_:)")
+        storage.appendSpan(Event.ValueSpan(start: storage.pendingStart, end: Int32(truncatingIfNeeded: storage.byteCount)))
+        if storage.spanCount < storage.baseNames.count {
+            assert(storage.baseNames[storage.spanCount] == field, "\(field) set out of the base order")
+        } else {
+            storage.appendName(field)
+        }
+        storage.pendingStart = Int32(truncatingIfNeeded: storage.byteCount)
+        start = storage.byteCount
     }
 
     /// Bytes written into the value so far.

@@ -200,20 +200,20 @@ enum DNSEvents {
         // The whole `dns` object as one value, members in key order: the event prints it
         // where its members would go (it nests dotted names into objects, and nothing else
         // sets `dns.*`), and one value costs far less to set than a dozen.
+        // The four values in one call (`nextValue`): a call each cost ~150 instructions more.
         e.set("dns", writingJSONTo: { out in
             writeDNS(query: q, hasQuery: hasQ, response: r, hasResponse: hasR, question: question, questionName: name,
                      questionLength: questionLength, isAnswer: isAnswer, settings: settings, into: &out)
-        })
-        let h = hasR ? r.header : q.header
-        e.set("method", writingJSONTo: { DNSEncoded.writeOpcode(h.opcode, into: &$0) })
-        guard let question else { return }
-        e.set("resource", writingJSONTo: { out in
+            let h = hasR ? r.header : q.header
+            out.nextValue("method")
+            DNSEncoded.writeOpcode(h.opcode, into: &out)
+            guard let question else { return }
+            out.nextValue("resource")
             out.append(DNSJSON.quote)
             out.append(name)
             out.append(DNSJSON.quote)
-        })
-        // "class IN, type A, example.test"
-        e.set("query", writingJSONTo: { out in
+            // "class IN, type A, example.test"
+            out.nextValue("query")
             DNSEncoded.writeQueryStart(qclass: question.qclass, type: question.type, into: &out)
             out.append(name)
             out.append(DNSJSON.quote)
