@@ -438,6 +438,29 @@ struct EventTests {
         #expect(together.json == separate.json)
     }
 
+    /// The second event of a connection with the same layout is written with the connection's
+    /// shared values in the layout's text (`EventLayoutCache.flowLayout`): two connections
+    /// interleaved, a shared value set again by the plugin, and a connection's status, which
+    /// is not shared, changing, must all come out as the JSON tree says.
+    @Test func eventsOfAConnectionAreWrittenWithItsValues() {
+        let a = ConnectionInfo(id: 1, transport: .tcp, client: Endpoint(ip: IPAddress("10.0.0.1")!, port: 1111),
+                               server: Endpoint(ip: IPAddress("10.0.0.2")!, port: 80), vlans: [])
+        let b = ConnectionInfo(id: 2, transport: .udp, client: Endpoint(ip: IPAddress("2001:db8::7")!, port: 2222),
+                               server: Endpoint(ip: IPAddress("2001:db8::53")!, port: 53), vlans: [])
+        for round in 0..<4 {
+            for (k, connection) in [a, b, a].enumerated() {
+                var e = Event.transaction(type: "t", connection: connection, start: Timestamp(seconds: Int64(round * 10 + k)),
+                                          end: nil, status: (round + k) % 2 == 0 ? .ok : .error,
+                                          requestBytes: round, responseBytes: nil)
+                e.set("x.round", round)
+                if k == 2 { e.set("source.ip", "192.0.2.99") }   // replaces the shared value
+                let buffer = OutputBuffer(capacity: 64)
+                e.writeCompactJSON(into: buffer)
+                #expect(String(decoding: buffer.bytes, as: UTF8.self) == JSONWriter.compact(e.json), "round \(round), event \(k)")
+            }
+        }
+    }
+
     @Test func transactionIPv6WithoutEndOrBytes() {
         let client = Endpoint(ip: IPAddress("fe80::200:86ff:fe05:80da")!, port: 1026)
         let server = Endpoint(ip: IPAddress("fe80::260:97ff:fe07:69ea")!, port: 22)
