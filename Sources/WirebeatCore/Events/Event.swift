@@ -590,21 +590,26 @@ public struct Event: Sendable {
             from = slot.offset
         }
         let rest = layout.textCount &- from
-        p.update(from: layout.text + from, count: rest)
+        Event.copy(from: source + from, count: rest, to: p)
         p += rest
         return p - destination
     }
 
-    /// Copies `count` bytes; up to 32 as two 16-byte words, where a memmove call costs more
-    /// than the copy. The 32 bytes from `source` must be readable and those at
-    /// `destination` writable (every buffer involved keeps `EventLayout.slack` to spare).
+    /// Copies `count` bytes; up to 32 as one 32-byte word, up to 64 as the first and the last
+    /// 32 (the same bytes twice where they overlap), where a memmove call costs more than
+    /// the copy. The 32 bytes
+    /// from `source` must be readable and those at `destination` writable (every buffer
+    /// involved keeps `EventLayout.slack` to spare).
     @inline(__always)
     private static func copy(from source: UnsafeRawPointer, count: Int, to destination: UnsafeMutablePointer<UInt8>) {
+        typealias Bytes32 = (UInt64, UInt64, UInt64, UInt64)
         if count <= 32 {
-            let a = source.loadUnaligned(as: (UInt64, UInt64).self)
-            let b = source.loadUnaligned(fromByteOffset: 16, as: (UInt64, UInt64).self)
-            UnsafeMutableRawPointer(destination).storeBytes(of: a, as: (UInt64, UInt64).self)
-            UnsafeMutableRawPointer(destination).storeBytes(of: b, toByteOffset: 16, as: (UInt64, UInt64).self)
+            UnsafeMutableRawPointer(destination).storeBytes(of: source.loadUnaligned(as: Bytes32.self), as: Bytes32.self)
+        } else if count <= 64 {
+            let a = source.loadUnaligned(as: Bytes32.self)
+            let b = source.loadUnaligned(fromByteOffset: count &- 32, as: Bytes32.self)
+            UnsafeMutableRawPointer(destination).storeBytes(of: a, as: Bytes32.self)
+            UnsafeMutableRawPointer(destination).storeBytes(of: b, toByteOffset: count &- 32, as: Bytes32.self)
         } else {
             UnsafeMutableRawPointer(destination).copyMemory(from: source, byteCount: count)
         }
