@@ -551,7 +551,7 @@ public struct Event: Sendable {
     @inline(__always)
     private func withFlowLayout<R>(_ layout: Unmanaged<EventLayout>, _ cache: EventLayoutCache,
                                    _ body: (EventLayout) -> R) -> R {
-        if let flow = storage.sharedFlow, let flowLayout = cache.flowLayout(layout, flow) {
+        if storage.sharedText != nil, let flowLayout = cache.flowLayout(layout, of: storage) {
             return flowLayout._withUnsafeGuaranteedRef(body)
         }
         return layout._withUnsafeGuaranteedRef(body)
@@ -924,7 +924,8 @@ final class EventLayoutCache {
     /// for the many connections, DNS over UDP say, with one event each). A slot holds its
     /// connection and layouts, so the identities it compares cannot be reused meanwhile.
     private struct FlowSlot {
-        // Compared: the identities. Held: the objects (and so the identities).
+        // Compared: the identities (a connection's by its text). Held: the objects, and so
+        // the identities.
         var flowID: UnsafeMutableRawPointer?
         var layoutID: UnsafeMutableRawPointer?
         var made: Unmanaged<EventLayout>?
@@ -933,15 +934,19 @@ final class EventLayoutCache {
     @exclusivity(unchecked) private var flowSlots = [FlowSlot](repeating: FlowSlot(), count: 64)
 
     @inline(__always)
-    func flowLayout(_ layout: Unmanaged<EventLayout>, _ flow: EncodedFlow) -> Unmanaged<EventLayout>? {
-        let flowID = Unmanaged.passUnretained(flow).toOpaque(), layoutID = layout.toOpaque()
+    func flowLayout(_ layout: Unmanaged<EventLayout>, of event: EventStorage) -> Unmanaged<EventLayout>? {
+        // The connection known by its text's address (reading `sharedFlow` cost a retain and
+        // a release); the object is only read to make a slot.
+        guard let text = event.sharedText else { return nil }
+        let flowID = UnsafeMutableRawPointer(mutating: text), layoutID = layout.toOpaque()
         let mixed = UInt(bitPattern: flowID) ^ UInt(bitPattern: layoutID) &* 0x9E37_79B9
         let i = Int(truncatingIfNeeded: (mixed >> 4 ^ mixed >> 12) & 63)
         return flowSlots.withUnsafeMutableBufferPointer { slots in
             if slots[i].flowID == flowID && slots[i].layoutID == layoutID {
                 if let made = slots[i].made { return made }
-                return makeFlowLayout(layout, flow, in: &slots[i])
+                return makeFlowLayout(layout, slots[i].objects!.0, in: &slots[i])
             }
+            guard let flow = event.sharedFlow else { return nil }
             slots[i] = FlowSlot(flowID: flowID, layoutID: layoutID, made: nil, objects: (flow, layout.takeUnretainedValue(), nil))
             return nil
         }
