@@ -156,6 +156,32 @@ public final class PcapSource {
         }
     }
 
+    /// Reads a capture file to its end, calling `body` for each packet (as `next` does):
+    /// libpcap loops over the records itself (`pcap_dispatch`), without `pcap_next_ex`'s
+    /// call and copy of each record's header (~50 instructions a packet). Throws, after the
+    /// packets before it, on damage (a capture truncated mid-record).
+    public func forEachPacket(_ body: (Timestamp, UnsafeRawBufferPointer, Int) -> Void) throws {
+        let rc = withoutActuallyEscaping(body) { body in
+            var context = body
+            return withUnsafeMutablePointer(to: &context) { contextPointer in
+                // -1: every packet of the file.
+                pcap_dispatch(handle, -1, { user, header, data in
+                    guard let user, let header, let data else { return }
+                    let h = header.pointee
+                    let ts = Timestamp(seconds: Int64(h.ts.tv_sec), nanoseconds: Int64(h.ts.tv_usec))
+                    user.withMemoryRebound(to: ((Timestamp, UnsafeRawBufferPointer, Int) -> Void).self, capacity: 1) {
+                        $0.pointee(ts, UnsafeRawBufferPointer(start: data, count: Int(h.caplen)), Int(h.len))
+                    }
+                }, UnsafeMutableRawPointer(contextPointer).assumingMemoryBound(to: UInt8.self))
+            }
+        }
+        if rc == PCAP_ERROR {
+            let reason = String(cString: pcap_geterr(handle))
+            if reason.contains("truncated") { throw CaptureError("\(name): truncated capture (\(reason))") }
+            throw CaptureError("\(name): read error: \(reason)")
+        }
+    }
+
     /// Counters from the kernel for a live capture (received, dropped).
     public var kernelStats: (received: UInt32, dropped: UInt32)? {
         var s = pcap_stat()

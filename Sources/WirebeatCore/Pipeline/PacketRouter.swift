@@ -58,9 +58,9 @@ final class PacketRouter {
         var failure: Error?
         let router = Unmanaged.passUnretained(self)
         do {
-            while try source.next({ ts, frame, _ in
+            try source.forEachPacket { ts, frame, _ in
                 router._withUnsafeGuaranteedRef { $0.handle(linkType: linkType, timestamp: ts, frame: frame) }
-            }) == .packet {}
+            }
         } catch {
             failure = error
         }

@@ -7,9 +7,9 @@ public enum Replay {
         let source = try PcapSource.open(file: file)
         let linkType = source.linkType
         do {
-            while try source.next({ ts, frame, _ in
+            try source.forEachPacket { ts, frame, _ in
                 sniffer.handle(linkType: linkType, timestamp: ts, frame: frame)
-            }) == .packet {}
+            }
         } catch {
             sniffer.finish()
             throw error
