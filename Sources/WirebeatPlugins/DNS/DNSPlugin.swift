@@ -284,8 +284,8 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
         // free when the query goes).
         let bytes: [UInt8]
         if payload.count >= 12, payload[payload.startIndex + 2] & 0x80 == 0, var buffer = spareBuffers.popLast() {
-            buffer.removeAll(keepingCapacity: true)
-            buffer.append(contentsOf: payload)
+            // In place of its bytes, in one call (emptying it, then appending, took two).
+            payload.withUnsafeBufferPointer { buffer.replaceSubrange(0..<buffer.count, with: $0) }
             bytes = buffer
         } else {
             bytes = Array(payload)
