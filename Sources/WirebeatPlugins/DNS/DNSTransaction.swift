@@ -29,8 +29,12 @@ struct DNSSeen {
     let time: Timestamp
     let sender: Endpoint
     let receiver: Endpoint
-    /// Notes about this message (faults, loss).
-    let notes: [String]
+    /// A datagram (loss is likely what cut one short).
+    let lossHint: Bool
+    /// One more note after those of the parse (TCP framing trouble). The notes are made only
+    /// for an event that has some (`hasNotes`): kept as an array, they cost a release a
+    /// message, and an array built at each parse.
+    let note: String?
 
     /// `flow`: the flow it came in; `note`: one more, after those of the parse (TCP framing trouble).
     init(bytes: [UInt8], time: Timestamp, flow: ConnectionInfo, direction: Direction, lossHint: Bool, note: String? = nil) {
@@ -45,21 +49,30 @@ struct DNSSeen {
         }
         size = bytes.count
         let parsed = bytes.count >= 12 ? try? DNSMessage.read(bytes) : nil
+        self.lossHint = lossHint
+        self.note = note
+        isMessage = parsed != nil
+        message = DNSMessage(bytes: bytes, parsed: parsed ?? DNSMessage.Parsed.none)
+    }
+
+    /// There are `notes`.
+    var hasNotes: Bool { !isMessage || !message.faults.isEmpty || note != nil }
+
+    /// Notes about this message (faults, loss).
+    var notes: [String] {
         var notes: [String] = []
-        if let parsed {
-            for fault in parsed.faults {
+        if isMessage {
+            for fault in message.faults {
                 notes.append(fault.description)
                 // A datagram that ends before what it announced was most likely cut by the snap length.
                 if fault.kind == .truncated && lossHint { notes.append("possible packet loss") }
             }
         } else {
-            notes.append("malformed message: \(bytes.count) bytes, shorter than a DNS header")
-            if lossHint && !bytes.isEmpty { notes.append("possible packet loss") }
+            notes.append("malformed message: \(size) bytes, shorter than a DNS header")
+            if lossHint && size > 0 { notes.append("possible packet loss") }
         }
         if let note { notes.append(note) }
-        self.notes = notes
-        isMessage = parsed != nil
-        message = DNSMessage(bytes: bytes, parsed: parsed ?? DNSMessage.Parsed.none)
+        return notes
     }
 
     private init() {
@@ -69,7 +82,8 @@ struct DNSSeen {
         time = .zero
         sender = Endpoint(ip: IPAddress(v4: 0), port: 0)
         receiver = sender
-        notes = []
+        lossHint = false
+        note = nil
     }
 
     /// What `DNSEvents` is given for a message that is not there (its flag says so).
@@ -146,7 +160,7 @@ enum DNSEvents {
     private static func event(query: borrowing DNSSeen, hasQuery: Bool, response: borrowing DNSSeen, hasResponse: Bool,
                               notes extra: [String], connection: ConnectionInfo, settings: DNSConfig) -> Event {
         // Nearly every event has no note: no array is joined then.
-        let hasNotes = (hasQuery && !query.notes.isEmpty) || (hasResponse && !response.notes.isEmpty) || !extra.isEmpty
+        let hasNotes = (hasQuery && query.hasNotes) || (hasResponse && response.hasNotes) || !extra.isEmpty
         // Parsed messages, read where they are (`query.message`, `response.message`): a local
         // copy of either cost a retain and a release of each of its arrays.
         let hasQ = hasQuery && query.isMessage, hasR = hasResponse && response.isMessage
