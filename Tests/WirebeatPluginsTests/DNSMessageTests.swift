@@ -77,6 +77,35 @@ struct DNSMessageTests {
         #expect(answer.digLine.hasPrefix("example.test.\t300\tIN\t\(DNSType.name(type))\t"))
     }
 
+    /// Names that end with a pointer to one of the question name's labels reuse its text
+    /// (`DNSName.suffixStart`): the same as walking them, also when that text has escapes.
+    @Test(arguments: ["www.example.test", "w\"w.ex\\ample.test", "w w.example.test"])
+    func namesPointingIntoTheQuestionReuseItsText(_ question: String) throws {
+        var m = DNSBuilder(id: 7, flags: 0x8400, counts: (1, 1, 0, 0))
+        m.question(question, DNSType.CNAME)
+        let second = 12 + 1 + Int(m.bytes[12])   // the question's second label
+        let third = second + 1 + Int(m.bytes[second])
+        m.record([0xC0, 12], DNSType.CNAME, rdata: [3] + Self.b("web") + [0xC0, UInt8(second)])
+        let message = try DNSMessage.parse(m.bytes)
+        #expect(message.faults.isEmpty, "\(message.faults)")
+        message.bytes.withUnsafeBufferPointer { b in
+            var text12: [UInt8] = []
+            DNSName.write(b, at: 12, into: &text12, json: true)
+            text12.withUnsafeBufferPointer { text12 in
+                let data = DNSMessage.RecordSpan(checkedAt: message.answerSection.start, in: b).rdata.lowerBound
+                for (start, target) in [(data, second), (second, second), (third, third), (12, 12)] {
+                    var walked: [UInt8] = [], reused: [UInt8] = []
+                    DNSName.write(b, at: start, into: &walked, json: true)
+                    DNSName.write(b, at: start, into: &reused, json: true, text12: text12)
+                    #expect(reused == walked, "\(start)")
+                    let plain = !question.contains("\"") && !question.contains("\\") && !question.contains(" ")
+                    // The whole text is reused whatever it holds; a part of it only without escapes.
+                    #expect((DNSName.suffixStart(of: text12, in: b, at: target) != nil) == (plain || target == 12))
+                }
+            }
+        }
+    }
+
     @Test func mxSoaSrvPrintAsDigDoes() throws {
         var m = DNSBuilder(id: 7, flags: 0x8400, counts: (0, 2, 0, 0))
         m.record("example.test", DNSType.MX, rdata: [0, 10] + Self.n("mail.example.test"))

@@ -314,13 +314,30 @@ struct DNSName: Equatable, Hashable {
             }
             if m[i] == 0 { break }
             i = (Int(m[i]) & 0x3F) << 8 | Int(m[i + 1])
-            if i == 12, let text12 {
+            if i >= 12, let text12, let from = suffixStart(of: text12, in: m, at: i) {
                 if !first { out.append(UInt8(ascii: ".")) }
-                out.append(text12)
+                out.append(UnsafeBufferPointer(rebasing: text12[from...]))
                 return
             }
         }
         if first { out.append(UInt8(ascii: ".")) }   // the root
+    }
+
+    /// Where in `text12` (the text of the name at offset 12 of `m`) the text of the name at
+    /// `target` starts, when that is one of its labels (a pointer to a suffix of the question's
+    /// name, e.g. `example.test` in `www.example.test`) and the text has no escapes (each
+    /// length byte is one dot, so a label's offset gives its place in the text).
+    @inline(__always)
+    static func suffixStart(of text12: UnsafeBufferPointer<UInt8>, in m: UnsafeBufferPointer<UInt8>, at target: Int) -> Int? {
+        if target == 12 { return 0 }
+        var j = 12
+        var from: Int?
+        while m[j] != 0 {
+            if j == target { from = j - 12 }
+            j += 1 + Int(m[j])
+        }
+        // (The name at 12 has no pointer: `text12` is only given then.)
+        return text12.count == j - 13 ? from : nil
     }
 
     /// Printed as it is in a name: printable ASCII other than the special characters below.
