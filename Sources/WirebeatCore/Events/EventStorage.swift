@@ -125,21 +125,52 @@ final class EventStorage: @unchecked Sendable {
     @inlinable @inline(__always) func reserveBytes(_ n: Int) -> UnsafeMutablePointer<UInt8> {
         // `EventLayout.slack` bytes past the end stay allocated: writing the event copies
         // short values 32 bytes at a time.
-        if byteCount + n + EventLayout.slack > byteCapacity { growBytes(to: byteCount + n + EventLayout.slack) }
+        // Wrapping adds: the counts are of bytes in memory, far from overflowing, and a
+        // plugin's value makes dozens of appends (the checks cost a few instructions each).
+        if byteCount &+ n &+ EventLayout.slack > byteCapacity { growBytes(to: byteCount + n + EventLayout.slack) }
         return bytes + byteCount
     }
 
-    @inlinable @inline(__always) func commitBytes(_ n: Int) { byteCount += n }
+    @inlinable @inline(__always) func commitBytes(_ n: Int) { byteCount &+= n }
 
     @inlinable @inline(__always) func appendByte(_ byte: UInt8) {
         reserveBytes(1).pointee = byte
-        byteCount += 1
+        byteCount &+= 1
     }
 
     @inlinable @inline(__always) func appendBytes(_ source: UnsafeBufferPointer<UInt8>) {
         guard let from = source.baseAddress, source.count > 0 else { return }
-        reserveBytes(source.count).update(from: from, count: source.count)
-        byteCount += source.count
+        EventStorage.copy(from: from, count: source.count, to: reserveBytes(source.count))
+        byteCount &+= source.count
+    }
+
+    /// Copies `n` (> 0) bytes; up to 32 inline, as two loads and two stores that overlap
+    /// where `n` is not their size (reading and writing only the `n` bytes): most appends
+    /// are a key or a short value, for which a memmove call costs more than the copy.
+    @inlinable @inline(__always)
+    static func copy(from source: UnsafePointer<UInt8>, count n: Int, to destination: UnsafeMutablePointer<UInt8>) {
+        let s = UnsafeRawPointer(source), d = UnsafeMutableRawPointer(destination)
+        // (Written out per size: a generic helper was not always specialised.)
+        if n > 32 {
+            d.copyMemory(from: s, byteCount: n)
+        } else if n >= 16 {
+            let a = s.loadUnaligned(as: (UInt64, UInt64).self)
+            let b = s.loadUnaligned(fromByteOffset: n &- 16, as: (UInt64, UInt64).self)
+            d.storeBytes(of: a, as: (UInt64, UInt64).self)
+            d.storeBytes(of: b, toByteOffset: n &- 16, as: (UInt64, UInt64).self)
+        } else if n >= 8 {
+            let a = s.loadUnaligned(as: UInt64.self), b = s.loadUnaligned(fromByteOffset: n &- 8, as: UInt64.self)
+            d.storeBytes(of: a, as: UInt64.self)
+            d.storeBytes(of: b, toByteOffset: n &- 8, as: UInt64.self)
+        } else if n >= 4 {
+            let a = s.loadUnaligned(as: UInt32.self), b = s.loadUnaligned(fromByteOffset: n &- 4, as: UInt32.self)
+            d.storeBytes(of: a, as: UInt32.self)
+            d.storeBytes(of: b, toByteOffset: n &- 4, as: UInt32.self)
+        } else {
+            destination[0] = source[0]
+            destination[n &- 1] = source[n &- 1]
+            destination[n >> 1] = source[n >> 1]
+        }
     }
 
     /// Drops the text after `count` (a string that turned out not to be ASCII is redone).
