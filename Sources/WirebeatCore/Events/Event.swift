@@ -919,10 +919,13 @@ final class EventLayoutCache {
     }
 
     /// Layouts with a connection's shared values in their text (`EventLayout.withSharedValues`),
-    /// by connection and layout: 64 slots, direct-mapped. A layout is made on the second event
-    /// of a connection with the same layout (making one costs a few thousand instructions: not
-    /// for the many connections, DNS over UDP say, with one event each). A slot holds its
-    /// connection and layouts, so the identities it compares cannot be reused meanwhile.
+    /// by connection and layout: 128 sets of two slots, the one used last first. A layout is
+    /// made on the second event of a connection with the same layout (making one costs a few
+    /// thousand instructions: not for the many connections, DNS over UDP say, with one event
+    /// each). Two ways: SMTP's connections alternate a few layouts each, and with one slot per
+    /// set pairs that fell together evicted each other and were made again and again (+9 M
+    /// on the SMTP sample). A slot holds its connection and layouts, so the identities it
+    /// compares cannot be reused meanwhile.
     private struct FlowSlot {
         // Compared: the identities (a connection's by its text). Held: the objects, and so
         // the identities.
@@ -931,7 +934,8 @@ final class EventLayoutCache {
         var made: Unmanaged<EventLayout>?
         var objects: (EncodedFlow, EventLayout, EventLayout?)?
     }
-    @exclusivity(unchecked) private var flowSlots = [FlowSlot](repeating: FlowSlot(), count: 64)
+    private static let flowSets = 128
+    @exclusivity(unchecked) private var flowSlots = [FlowSlot](repeating: FlowSlot(), count: 2 * flowSets)
 
     @inline(__always)
     func flowLayout(_ layout: Unmanaged<EventLayout>, of event: EventStorage) -> Unmanaged<EventLayout>? {
@@ -939,21 +943,28 @@ final class EventLayoutCache {
         // a release); the object is only read to make a slot.
         guard let text = event.sharedText else { return nil }
         let flowID = UnsafeMutableRawPointer(mutating: text), layoutID = layout.toOpaque()
-        let mixed = UInt(bitPattern: flowID) ^ UInt(bitPattern: layoutID) &* 0x9E37_79B9
-        let i = Int(truncatingIfNeeded: (mixed >> 4 ^ mixed >> 12) & 63)
+        let mixed = (UInt64(UInt(bitPattern: flowID)) &* 0x9E37_79B9_7F4A_7C15 ^ UInt64(UInt(bitPattern: layoutID)))
+            &* 0xC2B2_AE3D_27D4_EB4F
+        let first = Int(truncatingIfNeeded: mixed >> 57) &* 2   // 7 bits: the set
         return flowSlots.withUnsafeMutableBufferPointer { slots in
-            if slots[i].flowID == flowID && slots[i].layoutID == layoutID {
-                if let made = slots[i].made { return made }
-                return makeFlowLayout(layout, slots[i].objects!.0, in: &slots[i])
+            if slots[first].flowID == flowID && slots[first].layoutID == layoutID {
+                if let made = slots[first].made { return made }
+                return makeFlowLayout(layout, in: &slots[first])
+            }
+            if slots[first + 1].flowID == flowID && slots[first + 1].layoutID == layoutID {
+                slots.swapAt(first, first + 1)
+                if let made = slots[first].made { return made }
+                return makeFlowLayout(layout, in: &slots[first])
             }
             guard let flow = event.sharedFlow else { return nil }
-            slots[i] = FlowSlot(flowID: flowID, layoutID: layoutID, made: nil, objects: (flow, layout.takeUnretainedValue(), nil))
+            slots[first + 1] = slots[first]
+            slots[first] = FlowSlot(flowID: flowID, layoutID: layoutID, made: nil, objects: (flow, layout.takeUnretainedValue(), nil))
             return nil
         }
     }
 
-    private func makeFlowLayout(_ layout: Unmanaged<EventLayout>, _ flow: EncodedFlow,
-                                in slot: inout FlowSlot) -> Unmanaged<EventLayout> {
+    private func makeFlowLayout(_ layout: Unmanaged<EventLayout>, in slot: inout FlowSlot) -> Unmanaged<EventLayout> {
+        let flow = slot.objects!.0
         let made = layout._withUnsafeGuaranteedRef { $0.withSharedValues(of: flow) }
         slot.objects = (flow, layout.takeUnretainedValue(), made)
         slot.made = Unmanaged.passUnretained(made)
