@@ -149,9 +149,7 @@ public final class PcapSource {
             return .timeout
         case PCAP_ERROR_BREAK: return .end
         case PCAP_ERROR: 
-            let reason = String(cString: pcap_geterr(handle))
-            if reason.contains("truncated") { throw CaptureError("\(name): truncated capture (\(reason))") }
-            throw CaptureError("\(name): read error: \(reason)")
+            throw readError()
         default: return .end  // PCAP_ERROR_BREAK or end of file (-2)
         }
     }
@@ -176,10 +174,15 @@ public final class PcapSource {
             }
         }
         if rc == PCAP_ERROR {
-            let reason = String(cString: pcap_geterr(handle))
-            if reason.contains("truncated") { throw CaptureError("\(name): truncated capture (\(reason))") }
-            throw CaptureError("\(name): read error: \(reason)")
+            throw readError()
         }
+    }
+
+    /// What a read that failed (`PCAP_ERROR`) ran into, as one line.
+    private func readError() -> CaptureError {
+        let reason = String(cString: pcap_geterr(handle))
+        if reason.contains("truncated") { return CaptureError("\(name): truncated capture (\(reason))") }
+        return CaptureError("\(name): read error: \(reason)")
     }
 
     /// Counters from the kernel for a live capture (received, dropped).

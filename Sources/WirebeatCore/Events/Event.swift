@@ -310,24 +310,16 @@ public struct Event: Sendable {
         end()
     }
 
-    @inline(__always) private func appendName(_ field: String) {
-        if storage.spanCount < storage.baseNames.count {
-            assert(storage.baseNames[storage.spanCount] == field, "\(field) set out of the base order")
-        } else {
-            storage.appendName(field)
-        }
-    }
+    @inline(__always) private func appendName(_ field: String) { storage.addName(field) }
 
     /// Starts a value: its name is added, its JSON text goes to `storage` (ended by `end`).
     @inline(__always) private mutating func begin(_ field: String) {
         makeUnique()
-        appendName(field)
-        storage.pendingStart = Int32(truncatingIfNeeded: storage.byteCount)
+        storage.addName(field)
+        storage.beginValue()
     }
 
-    @inline(__always) private func end() {
-        storage.appendSpan(ValueSpan(start: storage.pendingStart, end: Int32(truncatingIfNeeded: storage.byteCount)))
-    }
+    @inline(__always) private func end() { storage.endValue() }
 
     private mutating func remove(_ field: String) {
         makeUnique()
@@ -336,7 +328,10 @@ public struct Event: Sendable {
         if isTypeName(field) { storage.type = nil }
     }
 
-    @inline(__always) private func isTypeName(_ field: String) -> Bool {
+    @inline(__always) private func isTypeName(_ field: String) -> Bool { Event.isTypeName(field) }
+
+    /// `type`, whose value is also kept aside as a string (`EventStorage.type`).
+    @inline(__always) static func isTypeName(_ field: String) -> Bool {
         field.utf8.count == 4 && field == "type"
     }
 
@@ -551,7 +546,7 @@ public struct Event: Sendable {
     @inline(__always)
     private func withFlowLayout<R>(_ layout: Unmanaged<EventLayout>, _ cache: EventLayoutCache,
                                    _ body: (EventLayout) -> R) -> R {
-        if storage.sharedText != nil, let flowLayout = cache.flowLayout(layout, of: storage) {
+        if let flowLayout = cache.flowLayout(layout, of: storage) {
             return flowLayout._withUnsafeGuaranteedRef(body)
         }
         return layout._withUnsafeGuaranteedRef(body)
@@ -595,23 +590,16 @@ public struct Event: Sendable {
         return p - destination
     }
 
-    /// Copies `count` bytes; up to 32 as one 32-byte word, up to 64 as the first and the last
-    /// 32 (the same bytes twice where they overlap), where a memmove call costs more than
-    /// the copy. The 32 bytes
-    /// from `source` must be readable and those at `destination` writable (every buffer
-    /// involved keeps `EventLayout.slack` to spare).
+    /// Copies `count` bytes; up to 32 as one 32-byte word, which needs no test of the size:
+    /// the 32 bytes from `source` must be readable and those at `destination` writable (every
+    /// buffer involved keeps `EventLayout.slack` to spare). Longer pieces as `EventStorage.copy`.
     @inline(__always)
     private static func copy(from source: UnsafeRawPointer, count: Int, to destination: UnsafeMutablePointer<UInt8>) {
         typealias Bytes32 = (UInt64, UInt64, UInt64, UInt64)
         if count <= 32 {
             UnsafeMutableRawPointer(destination).storeBytes(of: source.loadUnaligned(as: Bytes32.self), as: Bytes32.self)
-        } else if count <= 64 {
-            let a = source.loadUnaligned(as: Bytes32.self)
-            let b = source.loadUnaligned(fromByteOffset: count &- 32, as: Bytes32.self)
-            UnsafeMutableRawPointer(destination).storeBytes(of: a, as: Bytes32.self)
-            UnsafeMutableRawPointer(destination).storeBytes(of: b, toByteOffset: count &- 32, as: Bytes32.self)
         } else {
-            UnsafeMutableRawPointer(destination).copyMemory(from: source, byteCount: count)
+            EventStorage.copy(from: source.assumingMemoryBound(to: UInt8.self), count: count, to: destination)
         }
     }
 
@@ -711,14 +699,10 @@ public struct JSONOutput {
     /// closure called). Offsets (`count`, the subscript, `appendCopy`) are then from the start
     /// of the new value. Not for `type`, which `Event` keeps aside as a string.
     public mutating func nextValue(_ field: String) {
-        precondition(!(field.utf8.count == 4 && field == "type"), "type is set with Event.set(_:_:)")
-        storage.appendSpan(Event.ValueSpan(start: storage.pendingStart, end: Int32(truncatingIfNeeded: storage.byteCount)))
-        if storage.spanCount < storage.baseNames.count {
-            assert(storage.baseNames[storage.spanCount] == field, "\(field) set out of the base order")
-        } else {
-            storage.appendName(field)
-        }
-        storage.pendingStart = Int32(truncatingIfNeeded: storage.byteCount)
+        precondition(!Event.isTypeName(field), "type is set with Event.set(_:_:)")
+        storage.endValue()
+        storage.addName(field)
+        storage.beginValue()
         start = storage.byteCount
     }
 

@@ -144,15 +144,21 @@ final class EventStorage: @unchecked Sendable {
         byteCount &+= source.count
     }
 
-    /// Copies `n` (> 0) bytes; up to 32 inline, as two loads and two stores that overlap
+    /// Copies `n` (> 0) bytes; up to 64 inline, as two loads and two stores that overlap
     /// where `n` is not their size (reading and writing only the `n` bytes): most appends
-    /// are a key or a short value, for which a memmove call costs more than the copy.
+    /// are a key or a short value, and most pieces of an event's line short, for which a
+    /// memmove call costs more than the copy.
     @inlinable @inline(__always)
     static func copy(from source: UnsafePointer<UInt8>, count n: Int, to destination: UnsafeMutablePointer<UInt8>) {
         let s = UnsafeRawPointer(source), d = UnsafeMutableRawPointer(destination)
         // (Written out per size: a generic helper was not always specialised.)
-        if n > 32 {
+        if n > 64 {
             d.copyMemory(from: s, byteCount: n)
+        } else if n > 32 {
+            typealias Bytes32 = (UInt64, UInt64, UInt64, UInt64)
+            let a = s.loadUnaligned(as: Bytes32.self), b = s.loadUnaligned(fromByteOffset: n &- 32, as: Bytes32.self)
+            d.storeBytes(of: a, as: Bytes32.self)
+            d.storeBytes(of: b, toByteOffset: n &- 32, as: Bytes32.self)
         } else if n >= 16 {
             let a = s.loadUnaligned(as: (UInt64, UInt64).self)
             let b = s.loadUnaligned(fromByteOffset: n &- 16, as: (UInt64, UInt64).self)
@@ -201,6 +207,24 @@ final class EventStorage: @unchecked Sendable {
         spanCount += n
         self.valueBytes += valueBytes
         removedCount += removed
+    }
+
+    /// The name of the field set next, unless it is the base name at that place (shared,
+    /// not stored).
+    @inline(__always) func addName(_ field: String) {
+        if spanCount < baseNames.count {
+            assert(baseNames[spanCount] == field, "\(field) set out of the base order")
+        } else {
+            appendName(field)
+        }
+    }
+
+    /// Starts a value: its JSON text follows, ended by `endValue`.
+    @inline(__always) func beginValue() { pendingStart = Int32(truncatingIfNeeded: byteCount) }
+
+    /// Ends the value started by `beginValue` with its span.
+    @inline(__always) func endValue() {
+        appendSpan(Event.ValueSpan(start: pendingStart, end: Int32(truncatingIfNeeded: byteCount)))
     }
 
     @inline(__always) func appendName(_ name: String) {

@@ -141,7 +141,7 @@ final class TCPLayer {
     /// due. Called for every TCP packet (parallel replay workers: for their own, and for the
     /// others' where a sweep is due).
     func tick(_ timestamp: Timestamp) {
-        if timestamp > clock { clock = timestamp }
+        moveClock(to: timestamp)
         sweepIfDue()
     }
 
