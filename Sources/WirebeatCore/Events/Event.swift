@@ -276,7 +276,7 @@ public struct Event: Sendable {
     public mutating func repeatLastValue(as field: String) {
         makeUnique()
         precondition(storage.spanCount > 0, "repeatLastValue(as:) needs a value set before it")
-        appendName(field)
+        storage.addName(field)
         storage.appendSpan(storage.spans[storage.spanCount - 1])
         if isTypeName(field) { storage.type = decode(spans[spans.count - 1])?.stringValue }
     }
@@ -310,8 +310,6 @@ public struct Event: Sendable {
         end()
     }
 
-    @inline(__always) private func appendName(_ field: String) { storage.addName(field) }
-
     /// Starts a value: its name is added, its JSON text goes to `storage` (ended by `end`).
     @inline(__always) private mutating func begin(_ field: String) {
         makeUnique()
@@ -323,7 +321,7 @@ public struct Event: Sendable {
 
     private mutating func remove(_ field: String) {
         makeUnique()
-        appendName(field)
+        storage.addName(field)
         storage.appendSpan(ValueSpan(start: 0, end: -1))
         if isTypeName(field) { storage.type = nil }
     }
