@@ -207,22 +207,9 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
     /// Responses just paired, kept for `duplicateWindow` to recognise a repeated datagram:
     /// by their key's 64-bit seeded hash, with a fingerprint of the bytes (not the key and
     /// the bytes). At tens of thousands of responses a second an entry is what memory grows
-    /// with: ~24 bytes here against ~90 with the whole key (one table for both took the
-    /// bench's DNS capture from 35 to 42 MB); a false match needs two 64-bit collisions.
-    @exclusivity(unchecked) private var udpAnswered: [AnsweredKey: AnsweredUDP] = [:]
-
-    struct AnsweredKey: Hashable {
-        let hash: UInt64
-        init(_ key: UDPKey) { hash = key.hash }
-        func hash(into h: inout Hasher) { h.combine(hash) }
-        /// Already a seeded hash: mixed with the table's seed, not run through SipHash.
-        func _rawHashValue(seed: Int) -> Int { Endpoint.tableHash(hash, seed: seed) }
-    }
-
-    struct AnsweredUDP {
-        var time: Timestamp
-        var fingerprint: Int
-    }
+    /// with: ~24 bytes here against ~90 with the whole key (see `RecentResponses`); a false
+    /// match needs two 64-bit collisions.
+    private let udpAnswered = RecentResponses()
 
     /// How long a paired response is remembered. A duplicated datagram follows its original
     /// within milliseconds; a window as long as `transaction_timeout` only made memory grow
@@ -321,7 +308,7 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
         }
         let key = UDPKey(client: m.receiver, server: m.sender, id: header.id, vlans: vlans, seed: keySeed)
         if let query = udpWaiting.removeValue(forKey: key) {
-            udpAnswered[AnsweredKey(key)] = AnsweredUDP(time: m.time, fingerprint: fingerprint(m))
+            udpAnswered.insert(hash: key.hash, fingerprint: fingerprint(m), time: m.time)
             // Called here, not through `publishUDP`: given to that, the query's message was copied
             // out of its object (~250 instructions a pair).
             context.publish(DNSEvents.event(query: query.seen, hasQuery: true, response: m, hasResponse: true, notes: [],
@@ -330,7 +317,7 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
             if spareBuffers.count < DNSPlugin.maxSpareBuffers { spareBuffers.append(query.seen.message.bytes) }
             return
         }
-        if let answered = udpAnswered[AnsweredKey(key)], answered.fingerprint == fingerprint(m) {
+        if let answered = udpAnswered.fingerprint(of: key.hash), answered == fingerprint(m) {
             publishUDP(.absent, false, m, true, ["duplicate response"], context)
             return
         }
@@ -353,7 +340,7 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
     /// with its key left (see `parseDatagram`).
     private func removeWaiting(_ key: UDPKey) {
         udpWaiting.removeValue(forKey: key)
-        if !udpAnswered.isEmpty { udpAnswered.removeValue(forKey: AnsweredKey(key)) }
+        if !udpAnswered.isEmpty { udpAnswered.remove(key.hash) }
     }
 
     /// The waiting query that came first (only when the table is full).
@@ -373,8 +360,7 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
             publishUnanswered(query, publisher)
         }
         let window = min(timeout, DNSPlugin.duplicateWindow)
-        let stale = udpAnswered.compactMap { now - $0.value.time > window ? $0.key : nil }
-        for key in stale { udpAnswered.removeValue(forKey: key) }
+        udpAnswered.expire(now: now, window: window)
     }
 
     public func finish(publisher: EventPublisher) {
