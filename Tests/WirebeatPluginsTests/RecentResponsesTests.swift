@@ -75,6 +75,17 @@ struct RecentResponsesTests {
         #expect(table.fingerprint(of: 2 << 60) == nil)
     }
 
+    /// At its bound the oldest entry makes room, whatever the clock (here it stands still).
+    @Test func atItsBoundTheOldestMakesRoom() {
+        let table = RecentResponses(capacity: 4, maxEntries: 10)
+        let time = Timestamp(nanoseconds: 5_000_000_000)
+        for i in 0..<25 { table.insert(hash: UInt64(i) << 40 | 7, fingerprint: i, time: time) }
+        #expect(table.count == 10)
+        for i in 0..<25 { #expect(table.fingerprint(of: UInt64(i) << 40 | 7) == (i >= 15 ? i : nil), "entry \(i)") }
+        table.expire(now: time, window: TimeSpan(nanoseconds: 1))
+        #expect(table.count == 10)
+    }
+
     /// The entry's size is what peak RSS on a busy DNS capture grows with: 24 bytes (the
     /// dictionary it replaced took 24 per slot, with fewer entries per slot than the ring).
     @Test func anEntryTakes24Bytes() {

@@ -19,6 +19,10 @@ import WirebeatCore
 /// half, not double, and there is a bucket of 4 bytes per two slots. The dictionary took 24
 /// bytes per slot at three slots for every two entries or fewer; a first ring with 32-byte
 /// entries, doubling, and 8-byte buckets, took the bench's DNS capture 2 MB past it.
+///
+/// Bounded: at `maxEntries` the oldest entry makes room (the dictionary grew with the keys
+/// seen between sweeps, without a bound when the packet clock stands still). A copy of a
+/// response half a million responses old is then an "unmatched response".
 final class RecentResponses {
     private struct Entry {
         var hash: UInt64
@@ -39,6 +43,7 @@ final class RecentResponses {
     // Exclusivity unchecked: used on the plugin's one thread, never through overlapping accesses.
     @exclusivity(unchecked) private var ring: UnsafeMutablePointer<Entry>
     @exclusivity(unchecked) private var capacity: Int
+    private let maxEntries: Int
     /// Per bucket, the low 32 bits of its newest entry's sequence number (see `newest`).
     @exclusivity(unchecked) private var buckets: UnsafeMutablePointer<UInt32>
     /// A power of two, at least half the capacity; the hash's top bits choose the bucket.
@@ -58,9 +63,14 @@ final class RecentResponses {
     /// The times of `wide` entries, by sequence number (empty unless times jump by seconds).
     @exclusivity(unchecked) private var wideTimes: [Int: Int64] = [:]
 
-    init(capacity: Int = 1024) {
-        precondition(capacity >= 2, "room for two entries at least")
+    /// 2^19 entries: 12 MB, two seconds at 250k responses a second (a sweep's interval
+    /// and the window).
+    static let defaultMaxEntries = 1 << 19
+
+    init(capacity: Int = 1024, maxEntries: Int = RecentResponses.defaultMaxEntries) {
+        precondition(capacity >= 2 && maxEntries >= capacity, "room for two entries at least")
         self.capacity = capacity
+        self.maxEntries = maxEntries
         ring = .allocate(capacity: capacity)
         bucketCount = RecentResponses.bucketCount(for: capacity)
         buckets = .allocate(capacity: bucketCount)
@@ -102,7 +112,9 @@ final class RecentResponses {
 
     /// Adds an entry, which hides any older one with the same hash.
     func insert(hash: UInt64, fingerprint: Int, time: Timestamp) {
-        if end - first == capacity { grow() }
+        if end - first == capacity {
+            if capacity < maxEntries { grow() } else { dropOldest() }
+        }
         let t = time.nanoseconds
         if first == end { base = t &- RecentResponses.slack }
         let offset = t &- base
@@ -229,6 +241,13 @@ final class RecentResponses {
         base = newBase
     }
 
+    private func dropOldest() {
+        if ring[firstSlot].time == RecentResponses.wide { wideTimes[first] = nil }
+        first += 1
+        firstSlot += 1
+        if firstSlot == capacity { firstSlot = 0 }
+    }
+
     func removeAll() {
         first = end
         firstSlot = endSlot
@@ -239,7 +258,7 @@ final class RecentResponses {
     /// sequence numbers, not slots: it stays, unless the buckets grow too.
     private func grow() {
         let oldRing = ring, oldCapacity = capacity
-        capacity = oldCapacity + oldCapacity / 2
+        capacity = min(maxEntries, oldCapacity + oldCapacity / 2)
         ring = .allocate(capacity: capacity)
         var s = first, oldSlot = firstSlot
         firstSlot = first % capacity
