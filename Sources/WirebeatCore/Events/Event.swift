@@ -46,15 +46,18 @@ public struct Event: Sendable {
         return d
     }
 
-    public init() { storage = EventStorage.make() }
+    public init() {
+        storage = EventStorage.make()
+        if storage.baseKind != 0 { storage.setBase([], kind: 0) }
+    }
 
     /// An event whose first fields will be set in the order of `baseNames` (checked in debug
     /// builds): the names of those fields are shared, not stored per event. `kind`: which
     /// list of `TransactionFields` they are.
-    init(baseNames: [String], kind: UInt8) {
+    init(baseKind kind: UInt8) {
         storage = EventStorage.make()
-        storage.baseNames = baseNames
-        storage.baseKind = kind
+        // A storage used again most often holds this list already (see `EventStorage.recycle`).
+        if storage.baseKind != kind { storage.setBase(TransactionFields.names(ofKind: kind), kind: kind) }
     }
 
     /// Ends the event once written: its storage serves the next event built on this thread,
@@ -185,7 +188,7 @@ public struct Event: Sendable {
     }
 
     /// The fields of `Event.transaction`, into a new event made with the matching
-    /// `TransactionFields.baseNames(end:bytes:)`: the same values as a `set` and
+    /// `TransactionFields.kind(end:bytes:)`: the same values as a `set` and
     /// `repeatLastValue` call per field, without their checks and calls (the storage is fresh,
     /// so unique, and every name is a base name). The connection's values are referred to in
     /// its shared text (`EncodedFlow`), not copied.

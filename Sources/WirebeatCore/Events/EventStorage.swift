@@ -32,10 +32,15 @@ final class EventStorage: @unchecked Sendable {
     @exclusivity(unchecked) private(set) var names: UnsafeMutablePointer<String>
     @exclusivity(unchecked) private(set) var nameCount = 0
     @exclusivity(unchecked) private var nameCapacity = EventBufferPool.nameCapacity
-    @exclusivity(unchecked) var baseNames: [String] = []
-    /// Which of the `TransactionFields` lists `baseNames` is (1...4), or 0: what the layout
-    /// cache's quick check compares instead of the names.
-    @exclusivity(unchecked) var baseKind: UInt8 = 0
+    @exclusivity(unchecked) private(set) var baseNames: [String] = []
+    /// Which of the `TransactionFields` lists `baseNames` is (1...4), or 0 (none): what the
+    /// layout cache's quick check compares instead of the names.
+    @exclusivity(unchecked) private(set) var baseKind: UInt8 = 0
+
+    func setBase(_ names: [String], kind: UInt8) {
+        baseNames = names
+        baseKind = kind
+    }
     /// JSON text shared by many events (a connection's addresses, ports, Community ID): its
     /// values are referred to, not copied (see `Event.transaction`). `sharedText` is its
     /// flow's text, kept alive by `sharedFlow`.
@@ -70,8 +75,10 @@ final class EventStorage: @unchecked Sendable {
         dropNames()
         byteCount = 0
         spanCount = 0
-        baseNames = []
-        baseKind = 0
+        // The base list is kept with its number, for the next event, which most often has the
+        // same one: set again per event, the shared global list's reference count was written
+        // by every worker for every event, and missed the cache across cores (~3% of the DNS
+        // bench's CPU, in `perf`, in the retain and this release).
         sharedFlow = nil
         sharedText = nil
         removedCount = 0
@@ -111,8 +118,7 @@ final class EventStorage: @unchecked Sendable {
         c.byteCount = byteCount
         for i in 0..<spanCount { c.appendSpan(spans[i]) }
         for i in 0..<nameCount { c.appendName(names[i]) }
-        c.baseNames = baseNames
-        c.baseKind = baseKind
+        if c.baseKind != baseKind { c.setBase(baseNames, kind: baseKind) }
         c.sharedFlow = sharedFlow
         c.sharedText = sharedText
         c.type = type

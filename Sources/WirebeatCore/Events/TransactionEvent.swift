@@ -24,8 +24,7 @@ extension Event {
         // name lists (shared, not copied), all written in one call (`appendTransactionFields`:
         // one setter call per field cost ~2.7 k instructions an event).
         let hasBytes = requestBytes != nil || responseBytes != nil
-        let base = TransactionFields.baseNames(end: end != nil, bytes: hasBytes)
-        var e = Event(baseNames: base.names, kind: base.kind)
+        var e = Event(baseKind: TransactionFields.kind(end: end != nil, bytes: hasBytes))
         e.appendTransactionFields(flow: connection.encoded, ok: status == .ok, type: type, start: start, end: end,
                                   requestBytes: requestBytes, responseBytes: responseBytes)
         if let vlan = connection.vlans.first { e.set("network.vlan.id", String(vlan)) }
@@ -54,8 +53,16 @@ enum TransactionFields {
     static let withBytes = baseNames + ["network.bytes"]
     static let withEndAndBytes = withEnd + ["network.bytes"]
 
-    /// The list, and its number (`EventStorage.baseKind`).
-    static func baseNames(end: Bool, bytes: Bool) -> (names: [String], kind: UInt8) {
-        end ? (bytes ? (withEndAndBytes, 4) : (withEnd, 3)) : (bytes ? (withBytes, 2) : (baseNames, 1))
+    /// The number of the list (`EventStorage.baseKind`) of an event with an end time, bytes.
+    static func kind(end: Bool, bytes: Bool) -> UInt8 { end ? (bytes ? 4 : 3) : (bytes ? 2 : 1) }
+
+    /// The list of that number.
+    static func names(ofKind kind: UInt8) -> [String] {
+        switch kind {
+        case 1: baseNames
+        case 2: withBytes
+        case 3: withEnd
+        default: withEndAndBytes
+        }
     }
 }
