@@ -22,11 +22,14 @@ let package = Package(
             pkgConfig: "libpcap",
             providers: [.apt(["libpcap-dev"]), .brew(["libpcap"])]
         ),
+        // What Swift cannot spell (a cache prefetch), as inline C.
+        .target(name: "CSupport"),
         // Capture, packet decoding, TCP/UDP streams, plugin API, events, config.
         .target(
             name: "WirebeatCore",
             dependencies: [
                 "CPcap",
+                "CSupport",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Yams", package: "Yams"),
             ]

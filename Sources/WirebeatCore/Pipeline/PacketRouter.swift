@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CSupport
 
 /// The reading side of a parallel replay: reads the capture once, decodes every frame, and
 /// sends each packet to the worker that owns its flow, with its index and the clocks
@@ -219,10 +220,23 @@ final class PacketBatch: Reusable {
         case sweep(PacketStamp, Transport)
     }
 
+    /// How far ahead of the record being handed out `forEach` asks for the batch's lines.
+    static let prefetchDistance = 2048
+
     /// Calls `body` with each record in order; a packet's payload points into the batch.
     func forEach(_ body: (Record) -> Void) {
         var offset = 0
+        // The batch was written on the reader's core: its lines are asked for ahead, in
+        // order, once each, so that the next records' arrive while this one is handled
+        // (read when needed, the first loads of each record and its payload's copy missed
+        // the cache: ~8% of the DNS bench's CPU, in `perf`).
+        var prefetched = 0
         while offset < count {
+            let ahead = min(count, offset + PacketBatch.prefetchDistance)
+            while prefetched < ahead {
+                wirebeat_prefetch(buffer + prefetched)
+                prefetched += 64
+            }
             let p = UnsafeRawPointer(buffer + offset)
             let tag = p.load(as: Int64.self)
             let stamp = PacketStamp(index: Int(p.load(fromByteOffset: 8, as: Int64.self)),
