@@ -51,9 +51,9 @@ public struct Event: Sendable {
         if storage.baseKind != 0 { storage.setBase([], kind: 0) }
     }
 
-    /// An event whose first fields will be set in the order of `baseNames` (checked in debug
-    /// builds): the names of those fields are shared, not stored per event. `kind`: which
-    /// list of `TransactionFields` they are.
+    /// An event whose first fields will be set in the order of the `TransactionFields` list
+    /// numbered `kind` (checked in debug builds): the names of those fields are shared, not
+    /// stored per event.
     init(baseKind kind: UInt8) {
         storage = EventStorage.make()
         // A storage used again most often holds this list already (see `EventStorage.recycle`).

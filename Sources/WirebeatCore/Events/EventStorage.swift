@@ -37,6 +37,7 @@ final class EventStorage: @unchecked Sendable {
     /// layout cache's quick check compares instead of the names.
     @exclusivity(unchecked) private(set) var baseKind: UInt8 = 0
 
+    /// The base list and its number, together (`recycle` keeps both for the next event).
     func setBase(_ names: [String], kind: UInt8) {
         baseNames = names
         baseKind = kind
