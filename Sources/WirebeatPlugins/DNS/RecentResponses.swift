@@ -16,9 +16,10 @@ import WirebeatCore
 ///
 /// Memory is what the table is judged by too (peak RSS must not grow with the capture): an
 /// entry is 24 bytes (a time of 32 bits after `base`, a link of 32 bits), the ring grows by
-/// half, not double, and there is a bucket of 4 bytes per two slots. The dictionary took 24
-/// bytes per slot at three slots for every two entries or fewer; a first ring with 32-byte
-/// entries, doubling, and 8-byte buckets, took the bench's DNS capture 2 MB past it.
+/// half, not double, and there is a bucket of 4 bytes per two slots: 24–38 bytes an entry.
+/// The dictionary took 24 bytes per slot at 4/3 to 8/3 slots an entry (a load of at most 3/4,
+/// doubling); a first ring with 32-byte entries, doubling, and 8-byte buckets, took the
+/// bench's DNS capture 2 MB past it.
 ///
 /// Bounded: at `maxEntries` the oldest entry makes room (the dictionary grew with the keys
 /// seen between sweeps, without a bound when the packet clock stands still). A copy of a
@@ -98,6 +99,11 @@ final class RecentResponses {
     /// What memory grows with (for tests): the bytes of an entry's slot.
     static var bytesPerSlot: Int { MemoryLayout<Entry>.stride }
 
+    /// The ring's slot after `slot`.
+    @inline(__always) private func slot(after slot: Int) -> Int {
+        slot + 1 == capacity ? 0 : slot + 1
+    }
+
     @inline(__always) private func bucket(_ hash: UInt64) -> Int {
         // The hash is already seeded and mixed: its top bits, as the index.
         Int(truncatingIfNeeded: hash >> UInt64(64 - bucketCount.trailingZeroBitCount))
@@ -127,8 +133,7 @@ final class RecentResponses {
         (ring + endSlot).initialize(to: Entry(hash: hash, fingerprint: fingerprint, time: stored,
                                               older: UInt32(truncatingIfNeeded: end)))
         end += 1
-        endSlot += 1
-        if endSlot == capacity { endSlot = 0 }
+        endSlot = slot(after: endSlot)
     }
 
     /// Chains the entries not yet indexed into their buckets, oldest first (so that each
@@ -141,8 +146,7 @@ final class RecentResponses {
             ring[slot].older = buckets[b]
             buckets[b] = UInt32(truncatingIfNeeded: s)
             s += 1
-            slot += 1
-            if slot == capacity { slot = 0 }
+            slot = self.slot(after: slot)
         }
         indexed = end
     }
@@ -197,13 +201,8 @@ final class RecentResponses {
         let cutoff = now.nanoseconds &- window.nanoseconds
         while first < end {
             let entry = ring[firstSlot]
-            if entry.time != RecentResponses.removed {
-                guard time(of: entry, first) < cutoff else { break }
-                if entry.time == RecentResponses.wide { wideTimes[first] = nil }
-            }
-            first += 1
-            firstSlot += 1
-            if firstSlot == capacity { firstSlot = 0 }
+            if entry.time != RecentResponses.removed, time(of: entry, first) >= cutoff { break }
+            dropOldest()
         }
         if first == end {
             wideTimes.removeAll()
@@ -235,17 +234,16 @@ final class RecentResponses {
                 }
             }
             s += 1
-            slot += 1
-            if slot == capacity { slot = 0 }
+            slot = self.slot(after: slot)
         }
         base = newBase
     }
 
+    /// Drops the entry at the front (what is kept aside of it too).
     private func dropOldest() {
         if ring[firstSlot].time == RecentResponses.wide { wideTimes[first] = nil }
         first += 1
-        firstSlot += 1
-        if firstSlot == capacity { firstSlot = 0 }
+        firstSlot = slot(after: firstSlot)
     }
 
     func removeAll() {
@@ -268,8 +266,7 @@ final class RecentResponses {
             s += 1
             oldSlot += 1
             if oldSlot == oldCapacity { oldSlot = 0 }
-            slot += 1
-            if slot == capacity { slot = 0 }
+            slot = self.slot(after: slot)
         }
         endSlot = slot
         oldRing.deallocate()
