@@ -330,16 +330,27 @@ final class EventBufferPool {
     /// The last event type written on this thread and its JSON text (a plugin's events all
     /// have the same type: escaping it again for each cost ~300 instructions).
     @exclusivity(unchecked) private var typeName = ""
-    @exclusivity(unchecked) private var typeText: [UInt8] = Array(#""""#.utf8)
+    /// Its text in memory of the pool's own, not an array: reading an array from the pool
+    /// cost a retain and a release of it for every event.
+    @exclusivity(unchecked) private var typeText = UnsafeMutableBufferPointer<UInt8>.allocate(capacity: 64)
+    @exclusivity(unchecked) private var typeTextCount = 0
 
     /// Appends the JSON string of event type `type` to `storage` (once per event).
     @inline(__always) func appendTypeJSON(of type: String, to storage: EventStorage) {
-        if typeName != type {
-            typeText.removeAll(keepingCapacity: true)
-            JSONWriter.writeString(type, to: &typeText)
-            typeName = type
+        if typeName != type || typeTextCount == 0 { encodeType(type) }
+        storage.appendBytes(UnsafeBufferPointer(start: typeText.baseAddress, count: typeTextCount))
+    }
+
+    private func encodeType(_ type: String) {
+        var text: [UInt8] = []
+        JSONWriter.writeString(type, to: &text)
+        if text.count > typeText.count {
+            typeText.deallocate()
+            typeText = .allocate(capacity: text.count)
         }
-        typeText.withUnsafeBufferPointer { storage.appendBytes($0) }
+        _ = typeText.initialize(from: text)
+        typeTextCount = text.count
+        typeName = type
     }
 
     static func regions(of block: UnsafeMutableRawPointer)
@@ -392,7 +403,10 @@ final class EventBufferPool {
         if blocks.count < EventBufferPool.maxBlocks { blocks.append(block) } else { block.deallocate() }
     }
 
-    deinit { for block in blocks { block.deallocate() } }
+    deinit {
+        for block in blocks { block.deallocate() }
+        typeText.deallocate()
+    }
 
     /// `body` with this thread's pool, without a retain and release (the thread's key holds
     /// it): reached four times per event, where a strong reference cost ~40 instructions.

@@ -62,7 +62,9 @@ public final class Sniffer {
     @exclusivity(unchecked) private var decoder = PacketDecoder()
     private let tcp: TCPLayer
     private let udpPlugins: [LoadedPlugin]
-    private let udpPluginRefs: [Unmanaged<LoadedPlugin>]
+    private let udpTargets: [Unmanaged<UDPTarget>]
+    /// Kept alive for `udpTargets`.
+    private let udpTargetObjects: [UDPTarget]
     /// For each port, 1 + the index in `udpPlugins` of its plugin, or 0: looked up for every
     /// datagram (twice when the server is the source), where a dictionary's hashing showed.
     private let udpPluginByPort: [UInt8]
@@ -87,7 +89,8 @@ public final class Sniffer {
         tcp = TCPLayer(plugins: plugins, options: tcpOptions, publisher: self.publisher,
                        logger: logging.logger(for: "tcp"), order: order)
         udpPlugins = plugins.filter { $0.udp != nil }
-        udpPluginRefs = udpPlugins.map { Unmanaged.passUnretained($0) }
+        udpTargetObjects = udpPlugins.map { UDPTarget(plugin: $0, udp: $0.udp!) }
+        udpTargets = udpTargetObjects.map { Unmanaged.passUnretained($0) }
         var byPort = [UInt8](repeating: 0, count: 1 << 16)
         for (i, plugin) in udpPlugins.enumerated() {
             for port in plugin.ports { byPort[Int(port)] = UInt8(truncatingIfNeeded: i + 1) }
@@ -168,29 +171,40 @@ public final class Sniffer {
         } else {
             return
         }
-        // The plugin borrowed, not retained (`udpPlugins` holds it): taking it and its UDP
-        // side out of the array cost a retain and a release each a datagram.
-        udpPluginRefs.withUnsafeBufferPointer { $0[index] }._withUnsafeGuaranteedRef { plugin in
-            guard let udp = plugin.udp else { return }
-            let scope = udpFlow(client: client, server: server, vlans: packet.vlans, plugin: plugin)
+        // The plugin borrowed, not retained (`udpTargetObjects` holds it), and its UDP side
+        // read from a `let` of it, not bound from an optional: taking them out of an array,
+        // or the binding, cost a retain and a release each a datagram.
+        udpTargets.withUnsafeBufferPointer { $0[index] }._withUnsafeGuaranteedRef { target in
+            let scope = udpFlow(client: client, server: server, vlans: packet.vlans, plugin: target.plugin)
             let direction: Direction = packet.source == client ? .original : .reverse
             let context = PluginContext(scope: scope, timestamp: packet.timestamp, packetIndex: packetIndex)
-            fillDatagram(packet.payload)
-            udp.parseDatagram(datagram[...], direction: direction, context: context)
+            // Moved out of the property for the call, and back after: a slice of the property
+            // itself was retained and released around it (the plugin could reach the sniffer).
+            var bytes: [UInt8] = []
+            swap(&bytes, &datagram)
+            bytes.replaceSubrange(0..<bytes.count, with: packet.payload.bindMemory(to: UInt8.self))
+            target.udp.parseDatagram(bytes[...], direction: direction, context: context)
+            swap(&bytes, &datagram)
         }
     }
 
-    /// The bytes of the datagram being parsed, in one array used again and again: a fresh
-    /// array per datagram, made and freed, cost ~300 instructions. A plugin that keeps the
-    /// bytes (a DNS query waiting for its response) shares the array, and emptying it then
-    /// leaves the plugin's copy alone and starts a new buffer (copy on write).
-    @exclusivity(unchecked) private var datagram: [UInt8] = []
-
-    private func fillDatagram(_ bytes: UnsafeRawBufferPointer) {
-        // One call, not `removeAll(keepingCapacity:)` and `append(contentsOf:)` (~90
-        // instructions each): the old bytes are replaced where they are.
-        datagram.replaceSubrange(0..<datagram.count, with: bytes.bindMemory(to: UInt8.self))
+    /// A UDP plugin and its UDP side, in `let`s: read from a borrowed object, neither is
+    /// retained for the call.
+    final class UDPTarget {
+        let plugin: LoadedPlugin
+        let udp: any UDPProtocolPlugin
+        init(plugin: LoadedPlugin, udp: any UDPProtocolPlugin) {
+            self.plugin = plugin
+            self.udp = udp
+        }
     }
+
+    /// The bytes of the datagram being parsed, in one buffer used again and again (a fresh
+    /// array per datagram, made and freed, cost ~300 instructions), replaced in place in one
+    /// call (emptying it, then appending, took ~90 instructions each). A plugin that keeps
+    /// the bytes (a DNS query waiting for its response) shares the buffer, and replacing them
+    /// then leaves the plugin's copy alone and starts a new one (copy on write).
+    @exclusivity(unchecked) private var datagram: [UInt8] = []
 
     /// The plugin context's per-flow part (its connection info) per UDP flow, cached: its
     /// Community ID (a SHA-1) and IP text would otherwise be computed for every datagram.

@@ -298,7 +298,9 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
             let query = DNSObserved(consume m, context: context, serial: serial)
             // One lookup stores the query and finds a previous one with the same key; a new
             // waiting query may overflow the table: the oldest one (never this one) makes room.
-            if let old = udpWaiting.updateValue(query, forKey: key) {
+            // (Handed over with `consume`: else the table's reference and this one each cost a
+            // retain, and this one a release.)
+            if let old = udpWaiting.updateValue(consume query, forKey: key) {
                 publishUDP(old.seen, true, .absent, false, [DNSPlugin.duplicateIDNote], context)
             } else if udpWaiting.count > DNSPlugin.maxPendingUDP, let oldest = oldestWaiting() {
                 removeWaiting(oldest.key)
