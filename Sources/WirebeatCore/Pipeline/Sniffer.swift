@@ -175,15 +175,19 @@ public final class Sniffer {
         // read from a `let` of it, not bound from an optional: taking them out of an array,
         // or the binding, cost a retain and a release each a datagram.
         udpTargets.withUnsafeBufferPointer { $0[index] }._withUnsafeGuaranteedRef { target in
-            let scope = udpFlow(client: client, server: server, vlans: packet.vlans, plugin: target.plugin)
             let direction: Direction = packet.source == client ? .original : .reverse
-            let context = PluginContext(scope: scope, timestamp: packet.timestamp, packetIndex: packetIndex)
             // Moved out of the property for the call, and back after: a slice of the property
             // itself was retained and released around it (the plugin could reach the sniffer).
             var bytes: [UInt8] = []
             swap(&bytes, &datagram)
             bytes.replaceSubrange(0..<bytes.count, with: packet.payload.bindMemory(to: UInt8.self))
-            target.udp.parseDatagram(bytes[...], direction: direction, context: context)
+            // The flow's scope borrowed from the table, which holds it (nothing drops a flow
+            // during the call), for a context that only lives for the call: a strong
+            // reference to it cost a retain and a release a datagram.
+            udpFlow(client: client, server: server, vlans: packet.vlans, plugin: target.plugin)._withUnsafeGuaranteedRef { scope in
+                target.udp.parseDatagram(bytes[...], direction: direction,
+                                         context: PluginContext(scope: scope, timestamp: packet.timestamp, packetIndex: packetIndex))
+            }
             swap(&bytes, &datagram)
         }
     }
@@ -214,12 +218,12 @@ public final class Sniffer {
     @exclusivity(unchecked) private var recentUDPFlows = RecentFlows<PluginContext.FlowScope>()
     private static let maxUDPFlows = 4096
 
-    private func udpFlow(client: Endpoint, server: Endpoint, vlans: VLANTags, plugin: LoadedPlugin) -> PluginContext.FlowScope {
+    /// The scope of the flow, not retained: `udpFlows` holds it until a later call empties it.
+    private func udpFlow(client: Endpoint, server: Endpoint, vlans: VLANTags,
+                         plugin: LoadedPlugin) -> Unmanaged<PluginContext.FlowScope> {
         let untagged = vlans.isEmpty
         let folded = untagged ? Endpoint.foldedHash(client, server, vlans: VLANTags()) : 0
-        if untagged, let hit = recentUDPFlows.lookup(folded: folded, client, server) {
-            return hit.takeUnretainedValue()
-        }
+        if untagged, let hit = recentUDPFlows.lookup(folded: folded, client, server) { return hit }
         let key = UDPFlowKey(client: client, server: server, vlans: vlans)
         let flow: PluginContext.FlowScope
         if let known = udpFlows[key] {
@@ -234,7 +238,7 @@ public final class Sniffer {
             udpFlows[key] = flow
         }
         if untagged { recentUDPFlows.remember(folded: folded, client, server, flow) }
-        return flow
+        return Unmanaged.passUnretained(flow)
     }
 
     private func tickUDP() {
