@@ -1,4 +1,5 @@
 import CPcap
+import CSupport
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -49,6 +50,9 @@ public final class PcapSource {
         }
         let buffer = UnsafeMutablePointer<CChar>.allocate(capacity: PcapSource.fileBufferSize)
         setvbuf(file, buffer, _IOFBF, PcapSource.fileBufferSize)  // glibc ignores the size without a buffer
+        // Only the thread reading the capture uses the stream: in a parallel replay, glibc
+        // took and released its lock in each of libpcap's two freads a packet.
+        wirebeat_stream_unlocked(file)
         guard let h = pcap_fopen_offline_with_tstamp_precision(file, UInt32(PCAP_TSTAMP_PRECISION_NANO), &errbuf) else {
             fclose(file)  // not closed by libpcap when it fails
             buffer.deallocate()
