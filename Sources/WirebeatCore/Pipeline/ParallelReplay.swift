@@ -91,22 +91,26 @@ public enum ParallelReplay {
     private static func merge(_ channels: [HandOff<Chunk>], write: (UnsafeBufferPointer<UInt8>) -> Void,
                               release: () -> Void) {
         let n = channels.count
-        var chunks: [Chunk?] = Array(repeating: nil, count: n)
+        var chunks: [Chunk?] = Array(repeating: nil, count: n)   // held until given back
+        // What the merge reads of each worker's chunk, as plain values: a chunk (a class)
+        // read from `chunks` in these loops cost a retain and a release each time.
+        var views = Array(repeating: ChunkView.none, count: n)
         var next = Array(repeating: 0, count: n)       // next record of each worker's chunk
         var done = Array(repeating: false, count: n)
         while true {
             var best = -1
             var bestKey = EventOrderKey(packet: 0, phase: 0, first: 0, second: 0)
             for w in 0..<n {
-                guard let chunk = chunks[w], next[w] < chunk.records.count else { continue }
-                let key = chunk.records[next[w]].key
+                let view = views[w]
+                guard view.isThere, next[w] < view.records.count else { continue }
+                let key = view.records[next[w]].key
                 if best < 0 || key < bestKey { (best, bestKey) = (w, key) }
             }
             if best < 0 {
                 // Nothing waiting: move every unfinished worker on to its next chunk.
                 var any = false
                 for w in 0..<n where !done[w] {
-                    advance(w, channels, &chunks, &next, &done, release)
+                    advance(w, channels, &chunks, &views, &next, &done, release)
                     any = true
                 }
                 if !any { release(); return }
@@ -116,48 +120,69 @@ public enum ParallelReplay {
             // have events before it: wait for its next chunk.
             var blocked = false
             for w in 0..<n where w != best && !done[w] {
-                if let chunk = chunks[w], next[w] < chunk.records.count || chunk.watermark >= bestKey.packet { continue }
-                advance(w, channels, &chunks, &next, &done, release)
+                let view = views[w]
+                if view.isThere, next[w] < view.records.count || view.watermark >= bestKey.packet { continue }
+                advance(w, channels, &chunks, &views, &next, &done, release)
                 blocked = true
                 break
             }
             if blocked { continue }
             // The event, and those after it in the same chunk that may go before every other
             // worker's: one write for the run (they are contiguous).
-            let chunk = chunks[best]!
+            let records = views[best].records
             let first = next[best]
             var end = first + 1
-            chunk.records.withUnsafeBufferPointer { records in
-                runs: while end < records.count {
-                    let key = records[end].key
-                    for w in 0..<n where w != best && !done[w] {
-                        guard let other = chunks[w] else { break runs }
-                        if next[w] < other.records.count {
-                            let theirs = other.records[next[w]].key
-                            if theirs < key || (theirs == key && w < best) { break runs }
-                        } else if other.watermark < key.packet {
-                            break runs
-                        }
+            runs: while end < records.count {
+                let key = records[end].key
+                for w in 0..<n where w != best && !done[w] {
+                    let other = views[w]
+                    guard other.isThere else { break runs }
+                    if next[w] < other.records.count {
+                        let theirs = other.records[next[w]].key
+                        if theirs < key || (theirs == key && w < best) { break runs }
+                    } else if other.watermark < key.packet {
+                        break runs
                     }
-                    end += 1
                 }
-                let start = first == 0 ? 0 : records[first - 1].end
-                write(UnsafeBufferPointer(rebasing: chunk.buffer.bytes[start..<records[end - 1].end]))
+                end += 1
             }
+            let start = first == 0 ? 0 : records[first - 1].end
+            write(UnsafeBufferPointer(rebasing: views[best].bytes[start..<records[end - 1].end]))
             next[best] = end
         }
     }
 
+    /// A chunk as the merge reads it: its records, bytes and watermark, which do not change
+    /// once the worker has handed it over (the merge holds the chunk meanwhile).
+    private struct ChunkView {
+        var isThere: Bool
+        var records: UnsafeBufferPointer<Chunk.Record>
+        var bytes: UnsafeBufferPointer<UInt8>
+        var watermark: Int64
+        static let none = ChunkView(isThere: false, records: UnsafeBufferPointer(start: nil, count: 0),
+                                    bytes: UnsafeBufferPointer(start: nil, count: 0), watermark: 0)
+        init(isThere: Bool, records: UnsafeBufferPointer<Chunk.Record>, bytes: UnsafeBufferPointer<UInt8>, watermark: Int64) {
+            (self.isThere, self.records, self.bytes, self.watermark) = (isThere, records, bytes, watermark)
+        }
+        init(_ chunk: Chunk) {
+            self.init(isThere: true, records: chunk.records, bytes: chunk.buffer.bytes, watermark: chunk.watermark)
+        }
+    }
+
     /// The merge moves worker `w` on to its next chunk (waiting for it), or marks it done.
-    private static func advance(_ w: Int, _ channels: [HandOff<Chunk>], _ chunks: inout [Chunk?], _ next: inout [Int],
-                                _ done: inout [Bool], _ release: () -> Void) {
+    private static func advance(_ w: Int, _ channels: [HandOff<Chunk>], _ chunks: inout [Chunk?],
+                                _ views: inout [ChunkView], _ next: inout [Int], _ done: inout [Bool],
+                                _ release: () -> Void) {
         if let old = chunks[w] {
             release()  // what was written from `old` must be out before it is reused
             chunks[w] = nil
+            views[w] = .none
             if old.isLast { done[w] = true; channels[w].recycle(old); return }
             channels[w].recycle(old)
         }
-        chunks[w] = channels[w].take()
+        let chunk = channels[w].take()
+        chunks[w] = chunk
+        views[w] = ChunkView(chunk)
         next[w] = 0
     }
 
@@ -204,18 +229,44 @@ public enum ParallelReplay {
 /// A worker's formatted events: their bytes, and each one's key and end offset.
 final class Chunk: Reusable {
     let buffer = OutputBuffer(capacity: ShardPublisher.chunkBytes + 64 * 1024)
-    // Read for every event by the merge and written by the worker: unchecked, as the chunk
-    // is only ever in one thread's hands (the channel hands it over); the dynamic
-    // exclusivity checks cost ~190 instructions an event.
-    @exclusivity(unchecked) var records: [(key: EventOrderKey, end: Int)] = []
+    struct Record {
+        var key: EventOrderKey
+        var end: Int
+    }
+    // In memory of the chunk's own, not an array: the merge reads them for every event, and
+    // an array read from the chunk cost a retain and a release of it each time. Written by
+    // the worker, then read by the merge: never both at once (the channel hands the chunk
+    // over), so exclusivity is not checked (the dynamic checks cost ~190 instructions an
+    // event).
+    @exclusivity(unchecked) private var recordStorage = UnsafeMutablePointer<Record>.allocate(capacity: 1024)
+    @exclusivity(unchecked) private var recordCapacity = 1024
+    @exclusivity(unchecked) private(set) var recordCount = 0
     /// Every event of packets up to this index is in this chunk or an earlier one.
     @exclusivity(unchecked) var watermark: Int64 = 0
     /// The worker's last chunk: its watermark is the end of input.
     @exclusivity(unchecked) var isLast = false
 
+    deinit { recordStorage.deallocate() }
+
+    var records: UnsafeBufferPointer<Record> { UnsafeBufferPointer(start: recordStorage, count: recordCount) }
+
+    @inline(__always) func appendRecord(key: EventOrderKey, end: Int) {
+        if recordCount == recordCapacity { growRecords() }
+        (recordStorage + recordCount).initialize(to: Record(key: key, end: end))
+        recordCount += 1
+    }
+
+    private func growRecords() {
+        let grown = UnsafeMutablePointer<Record>.allocate(capacity: recordCapacity * 2)
+        grown.moveInitialize(from: recordStorage, count: recordCount)
+        recordStorage.deallocate()
+        recordStorage = grown
+        recordCapacity *= 2
+    }
+
     func reset() {
         buffer.removeAll()
-        records.removeAll(keepingCapacity: true)
+        recordCount = 0   // plain values: nothing to deinitialize
         watermark = 0
         isLast = false
     }
@@ -257,7 +308,7 @@ final class ShardPublisher: EventPublisher {
     private func publish(_ event: consuming Event, key: EventOrderKey) {
         current._withUnsafeGuaranteedRef { chunk in
             formatLine(event, chunk.buffer)
-            chunk.records.append((key, chunk.buffer.count))
+            chunk.appendRecord(key: key, end: chunk.buffer.count)
         }
         (consume event).discard()   // written: its storage serves the next event
     }

@@ -162,7 +162,9 @@ public final class Sniffer {
         }
     }
 
-    private func handleUDP(_ packet: DecodedPacket) {
+    // Not inlined: inlined into a worker's loop (`ParallelReplay.Shard.run`), the flow's
+    // scope was retained and released around the plugin call again.
+    @inline(never) private func handleUDP(_ packet: DecodedPacket) {
         let index: Int, client: Endpoint, server: Endpoint
         if case let i = udpPluginByPort[Int(packet.destination.port)], i > 0 {
             (index, client, server) = (Int(i) - 1, packet.source, packet.destination)
