@@ -150,13 +150,12 @@ final class TCPLayer {
         if timestamp > clock { clock = timestamp }
     }
 
-    /// One segment (the sniffer has ticked the clock to its time).
-    func process(_ packet: DecodedPacket) {
-        stats.segments += 1
-        let key = FlowKey(packet.source, packet.destination, vlans: packet.vlans)
-        let flags = packet.flags
-        let isSYN = flags.contains(.syn), isACK = flags.contains(.ack)
-
+    /// The live connection of a segment, made if the segment may start one; nil for a
+    /// segment to ignore (a straggler of a closed connection is only noted as seen). Its
+    /// own function, returning the reference it holds: bound and checked in `process`, the
+    /// connection was retained and released once more a segment. (A strong reference: an
+    /// expiry or a close may drop the table's.)
+    private func connection(of packet: DecodedPacket, key: FlowKey, isSYN: Bool, isACK: Bool) -> TCPConnection? {
         let untagged = packet.vlans.isEmpty
         let folded = untagged ? Endpoint.foldedHash(key.low, key.high, vlans: VLANTags()) : 0
         var connection: TCPConnection?
@@ -166,23 +165,32 @@ final class TCPLayer {
             connection = connections[key]
             if untagged, let c = connection { recent.remember(folded: folded, key.low, key.high, c) }
         }
-        if let c = connection, clock - c.lastSeen > c.timeout {
-            expire(c)
+        if connection.map({ clock - $0.lastSeen > $0.timeout }) == true {
+            expire(connection!)
             connection = nil
         }
-        if let c = connection, c.closed {
+        if connection?.closed == true {
             // A new SYN on a closed tuple is a new connection; anything else is a straggler.
-            guard isSYN && !isACK else { c.lastSeen = clock; return }
+            guard isSYN && !isACK else { connection!.lastSeen = clock; return nil }
             connections[key] = nil
             recent.forgetAll()
             connection = nil
         }
         if connection == nil {
-            guard isSYN || packet.payload.count > 0 else { return }
-            guard let created = makeConnection(packet, key: key) else { return }
-            connection = created
+            guard isSYN || packet.payload.count > 0 else { return nil }
+            return makeConnection(packet, key: key)
         }
-        guard let c = connection else { return }
+        return connection
+    }
+
+    /// One segment (the sniffer has ticked the clock to its time).
+    func process(_ packet: DecodedPacket) {
+        stats.segments += 1
+        let key = FlowKey(packet.source, packet.destination, vlans: packet.vlans)
+        let flags = packet.flags
+        let isSYN = flags.contains(.syn), isACK = flags.contains(.ack)
+
+        guard let c = connection(of: packet, key: key, isSYN: isSYN, isACK: isACK) else { return }
         c.lastSeen = clock
         let direction: Direction = packet.source == c.info.client ? .original : .reverse
         let d = direction.rawValue, peer = direction.opposite.rawValue
@@ -335,8 +343,16 @@ final class TCPLayer {
     }
 
     private func parse(_ c: TCPConnection, _ direction: Direction) {
+        // The connection's scope borrowed (a `let` of the connection, which the caller holds)
+        // for contexts that live only for these calls: a context holding it strongly cost a
+        // retain and a release a segment.
+        Unmanaged.passUnretained(c.scope)._withUnsafeGuaranteedRef { scope in
+            parse(c, direction, context: PluginContext(scope: scope, timestamp: clock, packetIndex: order.packetIndex))
+        }
+    }
+
+    private func parse(_ c: TCPConnection, _ direction: Direction, context ctx: PluginContext) {
         let d = direction.rawValue
-        let ctx = context(c)
         c.handler.parse(&c.streams[d].buffer, direction: direction, context: ctx)
         if c.streams[d].buffer.readableBytes > options.maxStreamBytes {
             // The plugin could not make sense of this much data: drop it as Packetbeat does.
