@@ -34,6 +34,12 @@ public struct StreamBuffer: Sendable {
     /// The unconsumed bytes (indices are positions in the underlying storage).
     @inlinable public var readable: ArraySlice<UInt8> { storage[readerIndex..<end] }
 
+    /// `body` with the unconsumed bytes, in place. For a parser's hot path: a `readable`
+    /// slice holds the storage, which costs a retain and a release per call.
+    @inlinable public func withReadableBytes<R>(_ body: (UnsafeBufferPointer<UInt8>) throws -> R) rethrows -> R {
+        try storage.withUnsafeBufferPointer { try body(UnsafeBufferPointer(rebasing: $0[readerIndex..<end])) }
+    }
+
     public mutating func append<C: Collection>(contentsOf bytes: C) where C.Element == UInt8 {
         // Reclaim consumed space before growing, so a long stream does not keep its history.
         if readerIndex > 0 {

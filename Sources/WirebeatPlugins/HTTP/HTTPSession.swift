@@ -196,7 +196,7 @@ public final class HTTPSession {
                 let time = side.lineStart ?? ctx.timestamp
                 side.lineStart = nil
                 // In place in the stream buffer (no slice to retain and release), then skipped.
-                s.readable.withUnsafeBufferPointer { line(UnsafeBufferPointer(rebasing: $0[...lf]), time: time, side, isClient: isClient, ctx) }
+                s.withReadableBytes { line(UnsafeBufferPointer(rebasing: $0[...lf]), time: time, side, isClient: isClient, ctx) }
                 s.skip(lf + 1)
             }
         }
@@ -211,7 +211,7 @@ public final class HTTPSession {
     private func completeLines(_ s: inout StreamBuffer, _ side: Side, isClient: Bool, _ ctx: PluginContext) -> Bool {
         let limit = HTTPConfig.maxLineLength + 2  // as `parse` searches
         var consumed = 0
-        s.readable.withUnsafeBufferPointer { buffer in
+        s.withReadableBytes { buffer in
             guard let base = buffer.baseAddress else { return }
             while consumed < buffer.count {
                 switch side.phase {

@@ -420,7 +420,7 @@ public final class SMTPSession {
         // 30 lines). The data goes to `t` in runs, cut only where a line starts with a dot.
         var lineStart = atLineStart
         var terminatorFound = false
-        let used: Int = s.readable.withUnsafeBufferPointer { buf in
+        let used: Int = s.withReadableBytes { buf in
             let n = buf.count
             var i = 0
             var run = 0  // where the data not yet given to `t` starts
@@ -554,7 +554,7 @@ public final class SMTPSession {
                 }
                 // The line parsed in place (the slice made once, no slice per step).
                 let n = lf + 1
-                s.readable.withUnsafeBufferPointer { serverLine(UnsafeBufferPointer(rebasing: $0[..<n]), ctx) }
+                s.withReadableBytes { serverLine(UnsafeBufferPointer(rebasing: $0[..<n]), ctx) }
                 s.skip(n)
             }
         }
@@ -991,7 +991,7 @@ public final class SMTPSession {
         }
         // A last reply line without its CRLF is still a reply.
         if case .lines = serverMode, !s.isEmpty, s.readableBytes <= config.maxLineLength {
-            s.readable.withUnsafeBufferPointer { serverLine($0, ctx) }
+            s.withReadableBytes { serverLine($0, ctx) }
             s.skip(s.readableBytes)
         }
         s.skip(s.readableBytes)
