@@ -22,7 +22,7 @@ let package = Package(
             pkgConfig: "libpcap",
             providers: [.apt(["libpcap-dev"]), .brew(["libpcap"])]
         ),
-        // What Swift cannot spell (a cache prefetch), as inline C.
+        // What Swift cannot spell (a cache prefetch, a stdio stream without its lock), as inline C.
         .target(name: "CSupport"),
         // Capture, packet decoding, TCP/UDP streams, plugin API, events, config.
         .target(

@@ -161,12 +161,6 @@ public enum ParallelReplay {
         var watermark: Int64
         static let none = ChunkView(isThere: false, records: UnsafeBufferPointer(start: nil, count: 0),
                                     bytes: UnsafeBufferPointer(start: nil, count: 0), watermark: 0)
-        init(isThere: Bool, records: UnsafeBufferPointer<Chunk.Record>, bytes: UnsafeBufferPointer<UInt8>, watermark: Int64) {
-            (self.isThere, self.records, self.bytes, self.watermark) = (isThere, records, bytes, watermark)
-        }
-        init(_ chunk: Chunk) {
-            self.init(isThere: true, records: chunk.records, bytes: chunk.buffer.bytes, watermark: chunk.watermark)
-        }
     }
 
     /// The merge moves worker `w` on to its next chunk (waiting for it), or marks it done.
@@ -182,7 +176,7 @@ public enum ParallelReplay {
         }
         let chunk = channels[w].take()
         chunks[w] = chunk
-        views[w] = ChunkView(chunk)
+        views[w] = ChunkView(isThere: true, records: chunk.records, bytes: chunk.buffer.bytes, watermark: chunk.watermark)
         next[w] = 0
     }
 
@@ -251,17 +245,12 @@ final class Chunk: Reusable {
     var records: UnsafeBufferPointer<Record> { UnsafeBufferPointer(start: recordStorage, count: recordCount) }
 
     @inline(__always) func appendRecord(key: EventOrderKey, end: Int) {
-        if recordCount == recordCapacity { growRecords() }
+        if recordCount == recordCapacity {
+            recordStorage = ByteBuffers.grow(recordStorage, count: recordCount, capacity: &recordCapacity,
+                                             toAtLeast: recordCount + 1)
+        }
         (recordStorage + recordCount).initialize(to: Record(key: key, end: end))
         recordCount += 1
-    }
-
-    private func growRecords() {
-        let grown = UnsafeMutablePointer<Record>.allocate(capacity: recordCapacity * 2)
-        grown.moveInitialize(from: recordStorage, count: recordCount)
-        recordStorage.deallocate()
-        recordStorage = grown
-        recordCapacity *= 2
     }
 
     func reset() {

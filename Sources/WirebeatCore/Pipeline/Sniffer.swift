@@ -61,11 +61,10 @@ public struct SnifferStats: Sendable {
 public final class Sniffer {
     @exclusivity(unchecked) private var decoder = PacketDecoder()
     private let tcp: TCPLayer
-    private let udpPlugins: [LoadedPlugin]
-    private let udpTargets: [Unmanaged<UDPTarget>]
-    /// Kept alive for `udpTargets`.
-    private let udpTargetObjects: [UDPTarget]
-    /// For each port, 1 + the index in `udpPlugins` of its plugin, or 0: looked up for every
+    /// The UDP plugins, and the same unretained, for the datagrams (see `handleUDP`).
+    private let udpTargets: [UDPTarget]
+    private let udpTargetRefs: [Unmanaged<UDPTarget>]
+    /// For each port, 1 + the index in `udpTargets` of its plugin, or 0: looked up for every
     /// datagram (twice when the server is the source), where a dictionary's hashing showed.
     private let udpPluginByPort: [UInt8]
     private let publisher: CountingPublisher
@@ -88,14 +87,13 @@ public final class Sniffer {
         self.publisher = CountingPublisher(downstream: publisher)
         tcp = TCPLayer(plugins: plugins, options: tcpOptions, publisher: self.publisher,
                        logger: logging.logger(for: "tcp"), order: order)
-        udpPlugins = plugins.filter { $0.udp != nil }
-        udpTargetObjects = udpPlugins.map { UDPTarget(plugin: $0, udp: $0.udp!) }
-        udpTargets = udpTargetObjects.map { Unmanaged.passUnretained($0) }
+        udpTargets = plugins.compactMap { plugin in plugin.udp.map { UDPTarget(plugin: plugin, udp: $0) } }
+        udpTargetRefs = udpTargets.map { Unmanaged.passUnretained($0) }
         var byPort = [UInt8](repeating: 0, count: 1 << 16)
-        for (i, plugin) in udpPlugins.enumerated() {
-            for port in plugin.ports { byPort[Int(port)] = UInt8(truncatingIfNeeded: i + 1) }
+        for (i, target) in udpTargets.enumerated() {
+            for port in target.plugin.ports { byPort[Int(port)] = UInt8(truncatingIfNeeded: i + 1) }
         }
-        precondition(udpPlugins.count < 255, "at most 254 UDP plugins")
+        precondition(udpTargets.count < 255, "at most 254 UDP plugins")
         udpPluginByPort = byPort
     }
 
@@ -173,10 +171,10 @@ public final class Sniffer {
         } else {
             return
         }
-        // The plugin borrowed, not retained (`udpTargetObjects` holds it), and its UDP side
-        // read from a `let` of it, not bound from an optional: taking them out of an array,
-        // or the binding, cost a retain and a release each a datagram.
-        udpTargets.withUnsafeBufferPointer { $0[index] }._withUnsafeGuaranteedRef { target in
+        // The plugin borrowed, not retained (`udpTargets` holds it), and its UDP side read
+        // from a `let` of it, not bound from an optional: taking them out of an array, or
+        // the binding, cost a retain and a release each a datagram.
+        udpTargetRefs.withUnsafeBufferPointer { $0[index] }._withUnsafeGuaranteedRef { target in
             let direction: Direction = packet.source == client ? .original : .reverse
             // Moved out of the property for the call, and back after: a slice of the property
             // itself was retained and released around it (the plugin could reach the sniffer).
@@ -244,10 +242,10 @@ public final class Sniffer {
     }
 
     private func tickUDP() {
-        guard !udpPlugins.isEmpty, udpSweeps.isDue(at: clock) else { return }
-        for (i, plugin) in udpPlugins.enumerated() {
+        guard !udpTargets.isEmpty, udpSweeps.isDue(at: clock) else { return }
+        for (i, target) in udpTargets.enumerated() {
             order.sweep(Int64(i), 0)
-            plugin.udp?.advanceClock(to: clock, publisher: publisher)
+            target.udp.advanceClock(to: clock, publisher: publisher)
         }
         order.endOfSweep()
     }
@@ -257,9 +255,9 @@ public final class Sniffer {
         guard !finished else { return }
         finished = true
         tcp.finish()
-        for (i, plugin) in udpPlugins.enumerated() {
+        for (i, target) in udpTargets.enumerated() {
             order.endOfInput(phase: Int64(1 + i), first: 0)
-            plugin.udp?.finish(publisher: publisher)
+            target.udp.finish(publisher: publisher)
         }
     }
 

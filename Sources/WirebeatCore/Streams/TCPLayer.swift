@@ -131,8 +131,13 @@ final class TCPLayer {
     }
 
 
-    private func context(_ c: TCPConnection) -> PluginContext {
-        PluginContext(scope: c.scope, timestamp: clock, packetIndex: order.packetIndex)
+    /// `body` with the plugin context of `c`, which borrows the connection's scope (a `let`
+    /// of `c`, alive as long as the caller's `c`): a context holding it strongly cost a
+    /// retain and a release a call, for every segment parsed.
+    @inline(__always) private func withContext<R>(_ c: TCPConnection, _ body: (PluginContext) -> R) -> R {
+        Unmanaged.passUnretained(c.scope)._withUnsafeGuaranteedRef { scope in
+            body(PluginContext(scope: scope, timestamp: clock, packetIndex: order.packetIndex))
+        }
     }
 
     // MARK: Packets
@@ -343,12 +348,7 @@ final class TCPLayer {
     }
 
     private func parse(_ c: TCPConnection, _ direction: Direction) {
-        // The connection's scope borrowed (a `let` of the connection, which the caller holds)
-        // for contexts that live only for these calls: a context holding it strongly cost a
-        // retain and a release a segment.
-        Unmanaged.passUnretained(c.scope)._withUnsafeGuaranteedRef { scope in
-            parse(c, direction, context: PluginContext(scope: scope, timestamp: clock, packetIndex: order.packetIndex))
-        }
+        withContext(c) { parse(c, direction, context: $0) }
     }
 
     private func parse(_ c: TCPConnection, _ direction: Direction, context ctx: PluginContext) {
@@ -415,8 +415,9 @@ final class TCPLayer {
 
     private func applyGap(_ c: TCPConnection, _ direction: Direction, byteCount: Int) {
         let d = direction.rawValue
-        let decision = c.handler.gap(direction: direction, byteCount: byteCount,
-                                     stream: &c.streams[d].buffer, context: context(c))
+        let decision = withContext(c) {
+            c.handler.gap(direction: direction, byteCount: byteCount, stream: &c.streams[d].buffer, context: $0)
+        }
         if decision == .dropState {
             c.streams[0].buffer.removeAll()
             c.streams[1].buffer.removeAll()
@@ -429,7 +430,7 @@ final class TCPLayer {
         guard !c.streams[d].ended else { return }
         c.streams[d].ended = true
         c.streams[d].outOfOrder.removeAll()
-        c.handler.receivedFIN(direction: direction, reason: reason, remaining: &c.streams[d].buffer, context: context(c))
+        withContext(c) { c.handler.receivedFIN(direction: direction, reason: reason, remaining: &c.streams[d].buffer, context: $0) }
         c.streams[d].buffer.removeAll()
     }
 
@@ -452,7 +453,7 @@ final class TCPLayer {
 
     private func finishClose(_ c: TCPConnection, reason: CloseReason) {
         c.closed = true
-        c.handler.close(reason: reason, context: context(c))
+        withContext(c) { c.handler.close(reason: reason, context: $0) }
         c.streams[0] = TCPStreamState()
         c.streams[1] = TCPStreamState()
         logger.debug("connection \(c.info.id) closed (\(reason.rawValue))")
