@@ -196,6 +196,91 @@ struct DNSPluginTests {
         #expect(h.events[1...].allSatisfy { $0.string("status") == "OK" })
     }
 
+    // MARK: rendered values
+
+    /// The cache of rendered values (`DNSRenderCache`) changes no byte: the same traffic
+    /// through a plugin without it gives the same events. Pairs come back with other IDs
+    /// (hits), copies with one byte changed (which must not hit), queries and responses
+    /// alone, over UDP and TCP, with and without the optional sections.
+    @Test(arguments: [false, true]) func renderCacheChangesNoByte(optionalSections: Bool) throws {
+        let settings: [String: ConfigValue] = optionalSections
+            ? ["include_authorities": .scalar("true"), "include_additionals": .scalar("true")] : [:]
+        let cached = DNSHarness(settings), plain = DNSHarness(settings, cachesRenderedValues: false)
+        var pairs: [([UInt8], [UInt8])] = [
+            (DNSBuilder.query(id: 0, "example.test", DNSType.A, edns: true),
+             DNSBuilder.response(id: 0, "example.test", addresses: [[192, 0, 2, 1], [192, 0, 2, 2]])),
+            (DNSBuilder.query(id: 0, "example.test", DNSType.A),
+             DNSBuilder.response(id: 0, "example.test")),
+            (DNSBuilder.query(id: 0, "nothere.test", DNSType.A),
+             DNSBuilder.response(id: 0, "nothere.test", addresses: [], rcode: 3)),
+        ]
+        for (type, rdata, _, _) in DNSMessageTests.rdataCases {
+            var m = DNSBuilder(id: 0, flags: 0x8400, counts: (1, 1, 1, 1))
+            m.question("example.test", type)
+            m.record([0xC0, 12], type, rdata: rdata)
+            m.record("test", DNSType.NS, rdata: DNSBuilder.name("ns.test"))
+            m.record([0], DNSType.OPT, rclass: 1232, rdata: [0, 8, 0, 7, 0, 1, 24, 0, 198, 51, 100])
+            pairs.append((DNSBuilder.query(id: 0, "example.test", type), m.bytes))
+        }
+        func withID(_ m: [UInt8], _ id: UInt16) -> [UInt8] {
+            var m = m
+            m[0] = UInt8(id >> 8)
+            m[1] = UInt8(id & 0xFF)
+            return m
+        }
+        var rng = SeededRandom(seed: 0xCAC4E)
+        var clientStream: [UInt8] = [], serverStream: [UInt8] = []
+        for i in 0..<4000 {
+            let id = UInt16(i)
+            var (q, r) = pairs[Int.random(in: 0..<pairs.count, using: &rng)]
+            q = withID(q, id)
+            r = withID(r, id)
+            if Int.random(in: 0..<4, using: &rng) == 0 {
+                // A byte changed after the ID: another message, the same length.
+                let k = Int.random(in: 2..<r.count, using: &rng)
+                r[k] = r[k] &+ UInt8.random(in: 1...255, using: &rng)
+            }
+            let shape = Int.random(in: 0..<10, using: &rng)
+            for h in [cached, plain] {
+                if shape != 0 { h.udp(q, .original) }
+                if shape != 1 { h.udp(r, .reverse) }
+            }
+            if i % 4 == 0 {
+                clientStream += framed(q)
+                serverStream += framed(r)
+            }
+        }
+        for h in [cached, plain] {
+            var state = h.plugin.makeConnectionState(for: h.context(.tcp).connection)
+            var client = StreamBuffer(), server = StreamBuffer()
+            client.append(contentsOf: clientStream)
+            server.append(contentsOf: serverStream)
+            h.plugin.parse(&client, direction: .original, state: &state, context: h.context(.tcp))
+            h.plugin.parse(&server, direction: .reverse, state: &state, context: h.context(.tcp))
+            h.plugin.connectionClosed(reason: .endOfInput, state: &state, context: h.context(.tcp))
+            h.plugin.finish(publisher: h.publisher)
+        }
+        func lines(_ h: DNSHarness) -> [[UInt8]] {
+            h.publisher.events.map { e in
+                var out: [UInt8] = []
+                e.writeCompactJSON(into: &out)
+                return out
+            }
+        }
+        #expect(cached.publisher.events.count > 4000)
+        let a = lines(cached), b = lines(plain)
+        #expect(a.count == b.count)
+        for (i, (x, y)) in zip(a, b).enumerated() where x != y {
+            Issue.record("event \(i) differs:\n\(String(decoding: x, as: UTF8.self))\n\(String(decoding: y, as: UTF8.self))")
+            break
+        }
+        let cache = try #require(cached.plugin.rendered)
+        // Most events are of a pair seen before.
+        #expect(cache.hits > 2000)
+        #expect(cache.stores >= pairs.count)
+        #expect(plain.plugin.rendered == nil)
+    }
+
     // MARK: fuzz
 
     /// Thousands of random and mutated messages through the parser and both transports:

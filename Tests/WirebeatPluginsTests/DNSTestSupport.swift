@@ -56,8 +56,9 @@ final class DNSHarness {
     let server = Endpoint(ip: IPAddress("10.0.0.53")!, port: 53)
     var time = Timestamp(seconds: 1_700_000_000)
 
-    init(_ settings: [String: ConfigValue] = [:]) {
-        plugin = try! DNSPlugin(config: PluginConfig(pluginName: "dns", values: settings))
+    init(_ settings: [String: ConfigValue] = [:], cachesRenderedValues: Bool = true) {
+        plugin = try! DNSPlugin(config: PluginConfig(pluginName: "dns", values: settings),
+                                cachesRenderedValues: cachesRenderedValues)
     }
 
     func context(_ transport: Transport) -> PluginContext {

@@ -734,6 +734,12 @@ public struct JSONOutput {
         storage.commitBytes(n)
     }
 
+    /// The bytes of the value written so far (valid only in `body`: the next append may move
+    /// them), e.g. for a plugin that keeps its text to copy into a later event.
+    public func withValueBytes<R>(_ body: (UnsafeBufferPointer<UInt8>) throws -> R) rethrows -> R {
+        try body(UnsafeBufferPointer(start: storage.bytes + start, count: count))
+    }
+
     /// Drops what was written after `count` bytes.
     public mutating func truncate(to count: Int) {
         precondition(count >= 0 && count <= self.count)

@@ -20,7 +20,11 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
     /// this many unanswered queries at once may then come out differently.)
     static let maxPendingUDP = 100_000
 
-    public init(config: PluginConfig) throws {
+    public convenience init(config: PluginConfig) throws { try self.init(config: config, cachesRenderedValues: true) }
+
+    /// `cachesRenderedValues`: false only to check, in tests, that the cache changes nothing.
+    init(config: PluginConfig, cachesRenderedValues: Bool) throws {
+        rendered = cachesRenderedValues ? DNSRenderCache() : nil
         var s = DNSConfig()
         s.sendRequest = try config.bool("send_request", default: s.sendRequest)
         s.sendResponse = try config.bool("send_response", default: s.sendResponse)
@@ -80,7 +84,7 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
     private func publish(_ context: PluginContext, query: DNSObserved?, response: DNSObserved?, notes: [String]) {
         context.publish(DNSEvents.event(query: query, response: response, notes: notes,
                                         transport: context.connection.transport, connectionID: context.connection.id,
-                                        settings: settings, known: context.connection))
+                                        settings: settings, known: context.connection, cache: rendered))
     }
 
     private func tcpMessage(_ m: DNSObserved, state: inout ConnectionState, context: PluginContext) {
@@ -210,6 +214,8 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
     /// with: ~24 bytes here against ~90 with the whole key (see `RecentResponses`); a false
     /// match needs two 64-bit collisions.
     private let udpAnswered = RecentResponses()
+    /// Values of recent events, for events of the same messages again (UDP and TCP alike).
+    let rendered: DNSRenderCache?
 
     /// How long a paired response is remembered. A duplicated datagram follows its original
     /// within milliseconds; a window as long as `transaction_timeout` only made memory grow
@@ -318,7 +324,8 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
             // Called here, not through `publishUDP`: given to that, the query's message was copied
             // out of its object (~250 instructions a pair).
             context.publish(DNSEvents.event(query: query.seen, hasQuery: true, response: m, hasResponse: true, notes: [],
-                                            transport: .udp, connectionID: 0, settings: settings, known: context.connection))
+                                            transport: .udp, connectionID: 0, settings: settings, known: context.connection,
+                                            cache: rendered))
             // Its only reference once the query is gone.
             if spareBuffers.count < DNSPlugin.maxSpareBuffers,
                query.seen.message.bytes.capacity <= DNSPlugin.maxSpareBufferCapacity {
@@ -339,7 +346,7 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
                             _ hasResponse: Bool, _ notes: [String], _ context: PluginContext) {
         context.publish(DNSEvents.event(query: query, hasQuery: hasQuery, response: response, hasResponse: hasResponse,
                                         notes: notes, transport: .udp, connectionID: 0, settings: settings,
-                                        known: context.connection))
+                                        known: context.connection, cache: rendered))
     }
 
     /// Of a parsed message (only one with a header gets that far).
@@ -382,7 +389,7 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
         // A sniffer cannot tell a server that stayed silent from a lost datagram.
         publisher.publish(DNSEvents.event(query: query, response: nil, notes: ["no response", "possible packet loss"],
                                           transport: .udp, connectionID: 0, settings: settings,
-                                          known: query.flow),
+                                          known: query.flow, cache: rendered),
                           sweepOrder: query.packetIndex)
     }
 }

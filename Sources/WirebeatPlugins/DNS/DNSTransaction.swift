@@ -130,17 +130,19 @@ enum DNSEvents {
     /// Of messages kept in objects (TCP, queries left unanswered): each is copied out of its
     /// object here, which the UDP pairing avoids by calling the next one.
     static func event(query: DNSObserved?, response: DNSObserved?, notes extra: [String], transport: Transport,
-                      connectionID: UInt64, settings: DNSConfig, known: ConnectionInfo) -> Event {
+                      connectionID: UInt64, settings: DNSConfig, known: ConnectionInfo,
+                      cache: DNSRenderCache? = nil) -> Event {
         event(query: query?.seen ?? .absent, hasQuery: query != nil, response: response?.seen ?? .absent,
               hasResponse: response != nil, notes: extra, transport: transport, connectionID: connectionID,
-              settings: settings, known: known)
+              settings: settings, known: known, cache: cache)
     }
 
     /// The event of `query` and `response`, each there when its flag says so (see `DNSSeen`:
-    /// borrowed, a waiting query's from its object, a response from the stack).
+    /// borrowed, a waiting query's from its object, a response from the stack). `cache`: the
+    /// plugin's, for values written before from the same messages (see `DNSRenderCache`).
     static func event(query: borrowing DNSSeen, hasQuery: Bool, response: borrowing DNSSeen, hasResponse: Bool,
                       notes extra: [String], transport: Transport, connectionID: UInt64, settings: DNSConfig,
-                      known: ConnectionInfo) -> Event {
+                      known: ConnectionInfo, cache: DNSRenderCache? = nil) -> Event {
         precondition(hasQuery || hasResponse, "an event needs a message")
         let client = hasQuery ? query.sender : response.receiver
         let server = hasQuery ? query.receiver : response.sender
@@ -149,16 +151,17 @@ enum DNSEvents {
         // not assigned to a local: that copied the struct, retaining its strings.)
         if known.id == connectionID, known.transport == transport, known.client == client, known.server == server {
             return event(query: query, hasQuery: hasQuery, response: response, hasResponse: hasResponse, notes: extra,
-                         connection: known, settings: settings)
+                         connection: known, settings: settings, cache: cache)
         }
         let connection = ConnectionInfo(id: connectionID, transport: transport, client: client, server: server,
                                         vlans: known.vlans)
         return event(query: query, hasQuery: hasQuery, response: response, hasResponse: hasResponse, notes: extra,
-                     connection: connection, settings: settings)
+                     connection: connection, settings: settings, cache: cache)
     }
 
     private static func event(query: borrowing DNSSeen, hasQuery: Bool, response: borrowing DNSSeen, hasResponse: Bool,
-                              notes extra: [String], connection: ConnectionInfo, settings: DNSConfig) -> Event {
+                              notes extra: [String], connection: ConnectionInfo, settings: DNSConfig,
+                              cache: DNSRenderCache?) -> Event {
         // Nearly every event has no note: no array is joined then.
         let hasNotes = (hasQuery && query.hasNotes) || (hasResponse && response.hasNotes) || !extra.isEmpty
         // Parsed messages, read where they are (`query.message`, `response.message`): a local
@@ -168,7 +171,25 @@ enum DNSEvents {
         var e = Event.transaction(type: "dns", connection: connection, start: hasQuery ? query.time : response.time,
                                   end: hasResponse ? response.time : nil, status: ok ? .ok : .error,
                                   requestBytes: hasQuery ? query.size : nil, responseBytes: hasResponse ? response.size : nil)
+        // Values written before from the same messages (but their ID) are copied.
+        var probe = DNSRenderCache.Probe.none
         if hasQ || hasR {
+            if let cache, !(hasQ && hasR && query.message.header.id != response.message.header.id) {
+                let flags = DNSRenderCache.flags(hasQuery: hasQ, hasResponse: hasR, isAnswer: hasResponse)
+                probe = withMessageBytes(query.message, hasQ, response.message, hasR) { q, r in
+                    cache.probe(query: q, response: r, flags: flags)
+                }
+                if probe.hit {
+                    let id = hasR ? response.message.header.id : query.message.header.id
+                    e.set("dns", writingJSONTo: { out in cache.write(probe, id: id, into: &out) })
+                } else if probe.store {
+                    withMessageBytes(query.message, hasQ, response.message, hasR) { q, r in
+                        cache.begin(probe, query: q, response: r, flags: flags)
+                    }
+                }
+            }
+        }
+        if (hasQ || hasR) && !probe.hit {
             let question = hasQ ? query.message.firstQuestionPlace : response.message.firstQuestionPlace
             // The question's name (the inside of its JSON string) is printed three times: made
             // once, on the stack. Room for the longest text: 255 octets at most in the message
@@ -189,7 +210,7 @@ enum DNSEvents {
                 }
                 setValues(query: query.message, hasQuery: hasQ, response: response.message, hasResponse: hasR,
                           question: question, questionName: text.text, questionLength: length, isAnswer: hasResponse,
-                          settings: settings, in: &e)
+                          settings: settings, store: probe.store ? cache : nil, in: &e)
             }
         }
         if settings.sendRequest && hasQ { e.set("request", query.message.digText) }
@@ -210,35 +231,62 @@ enum DNSEvents {
     /// response, parsed or not).
     private static func setValues(query q: borrowing DNSMessage, hasQuery hasQ: Bool, response r: borrowing DNSMessage,
                                   hasResponse hasR: Bool, question: DNSQuestionPlace?, questionName name: UnsafeBufferPointer<UInt8>,
-                                  questionLength: Int?, isAnswer: Bool, settings: DNSConfig, in e: inout Event) {
+                                  questionLength: Int?, isAnswer: Bool, settings: DNSConfig, store: DNSRenderCache?,
+                                  in e: inout Event) {
         // The whole `dns` object as one value, members in key order: the event prints it
         // where its members would go (it nests dotted names into objects, and nothing else
         // sets `dns.*`), and one value costs far less to set than a dozen.
         // The four values in one call (`nextValue`): a call each cost ~150 instructions more.
         e.set("dns", writingJSONTo: { out in
-            writeDNS(query: q, hasQuery: hasQ, response: r, hasResponse: hasR, question: question, questionName: name,
-                     questionLength: questionLength, isAnswer: isAnswer, settings: settings, into: &out)
+            let id = writeDNS(query: q, hasQuery: hasQ, response: r, hasResponse: hasR, question: question,
+                              questionName: name, questionLength: questionLength, isAnswer: isAnswer, settings: settings,
+                              into: &out)
+            if let store {
+                out.withValueBytes { text in
+                    store.add(.beforeID, UnsafeBufferPointer(rebasing: text[..<id.lowerBound]))
+                    store.add(.afterID, UnsafeBufferPointer(rebasing: text[id.upperBound...]))
+                }
+            }
             let h = hasR ? r.header : q.header
             out.nextValue("method")
             DNSEncoded.writeOpcode(h.opcode, into: &out)
-            guard let question else { return }
+            if let store { out.withValueBytes { store.add(.method, $0) } }
+            guard let question else {
+                store?.finish()
+                return
+            }
             out.nextValue("resource")
             out.append(DNSJSON.quote)
             out.append(name)
             out.append(DNSJSON.quote)
+            if let store { out.withValueBytes { store.add(.resource, $0) } }
             // "class IN, type A, example.test"
             out.nextValue("query")
             DNSEncoded.writeQueryStart(qclass: question.qclass, type: question.type, into: &out)
             out.append(name)
             out.append(DNSJSON.quote)
+            if let store {
+                out.withValueBytes { store.add(.query, $0) }
+                store.finish()
+            }
         })
     }
 
+    /// The bytes of the two messages, empty for one that is not there (the key of `DNSRenderCache`).
+    private static func withMessageBytes<R>(_ q: borrowing DNSMessage, _ hasQ: Bool, _ r: borrowing DNSMessage, _ hasR: Bool,
+                                            _ body: (UnsafeBufferPointer<UInt8>, UnsafeBufferPointer<UInt8>) -> R) -> R {
+        let none = UnsafeBufferPointer<UInt8>(start: nil, count: 0)
+        return q.bytes.withUnsafeBufferPointer { qb in
+            r.bytes.withUnsafeBufferPointer { rb in body(hasQ ? qb : none, hasR ? rb : none) }
+        }
+    }
+
     /// Appends the `dns` object of an event (of the response, else of the query; the rest as
-    /// `setValues`).
+    /// `setValues`). Returns where the ID's digits are in it.
     private static func writeDNS(query q: borrowing DNSMessage, hasQuery hasQ: Bool, response r: borrowing DNSMessage,
                                  hasResponse hasR: Bool, question: DNSQuestionPlace?, questionName: UnsafeBufferPointer<UInt8>,
-                                 questionLength: Int?, isAnswer: Bool, settings: DNSConfig, into json: inout JSONOutput) {
+                                 questionLength: Int?, isAnswer: Bool, settings: DNSConfig,
+                                 into json: inout JSONOutput) -> Range<Int> {
         let h = hasR ? r.header : q.header
         // Where the answers' addresses are in `json`: `resolved_ip` lists them again.
         var addresses = AddressRanges()
@@ -282,7 +330,9 @@ enum DNSEvents {
         // The response's OPT, else the query's.
         let dnssecOK = (hasR ? r.edns?.dnssecOK : q.edns?.dnssecOK) == true
         DNSEncoded.writeFlagMembers(h, dnssecOK: dnssecOK, comma: hasR, into: &json)
+        let idStart = json.count
         DNSJSON.int(UInt32(h.id), into: &json)
+        let id = idStart..<json.count
         if h.opcode == 0 {
             DNSJSON.raw(#","op_code":"QUERY""#, into: &json)
         } else {
@@ -324,12 +374,13 @@ enum DNSEvents {
             }
             if r.rcode == 0 {
                 DNSJSON.raw(#","response_code":"NOERROR","type":"answer"}"#, into: &json)
-                return
+                return id
             }
             DNSJSON.raw(#","response_code":"#, into: &json)
             DNSEncoded.writeRcode(r.rcode, into: &json)
         }
         DNSJSON.raw(isAnswer ? #","type":"answer"}"# : #","type":"query"}"#, into: &json)
+        return id
     }
 
     /// Ranges of the JSON being written where the answers' addresses are: the first one
