@@ -291,6 +291,36 @@ struct DNSPluginTests {
         #expect(plain.plugin.rendered == nil)
     }
 
+    /// A name that points into the ID (crafted) reads the ID's bytes: such messages are not
+    /// stored, or a copy with another ID would print the first one's name.
+    @Test func renderCacheLeavesNamesPointingIntoTheIDAlone() throws {
+        let cached = DNSHarness(), plain = DNSHarness(cachesRenderedValues: false)
+        for target: UInt8 in [0, 1] {
+            var r = DNSBuilder(id: 0, flags: 0x8400, counts: (1, 1, 0, 0))
+            r.question("example.test", DNSType.A)
+            r.record([0xC0, target], DNSType.A, rdata: [192, 0, 2, 1])
+            // IDs whose first or second byte is 0 make the owner the root; others, labels or faults.
+            for id: UInt16 in [0x0000, 0x0000, 0x0000, 0x0100, 0x0001, 0x0000, 0x4100, 0x0000] {
+                var m = r.bytes
+                m[0] = UInt8(id >> 8)
+                m[1] = UInt8(id & 0xFF)
+                for h in [cached, plain] { h.udp(m, .reverse) }
+            }
+        }
+        func lines(_ h: DNSHarness) -> [String] {
+            h.publisher.events.map { e in
+                var out: [UInt8] = []
+                e.writeCompactJSON(into: &out)
+                return String(decoding: out, as: UTF8.self)
+            }
+        }
+        #expect(lines(cached) == lines(plain))
+        // The ID does change what is printed (else this would test nothing).
+        let printed = Set(plain.events.map { "\(String(describing: $0.value(at: "dns.answers")))\($0.string("error.message") ?? "")" })
+        #expect(printed.count >= 2)
+        #expect(cached.plugin.rendered?.stores == 0)
+    }
+
     // MARK: fuzz
 
     /// Thousands of random and mutated messages through the parser and both transports:

@@ -142,6 +142,10 @@ final class DNSRenderCache {
 
     /// Starts storing the pair of `probe` (its key now; the values follow with `add`).
     func begin(_ probe: Probe, query: UnsafeBufferPointer<UInt8>, response: UnsafeBufferPointer<UInt8>, flags: UInt8) {
+        // A name may point into the ID (a crafted message): then its text is not a matter of
+        // the key alone, and the pair is not stored. (Checked here only: a pair that hits has
+        // the stored pair's bytes after the ID, where such a pointer would be.)
+        guard !DNSRenderCache.pointsIntoID(query), !DNSRenderCache.pointsIntoID(response) else { return }
         let index = probe.slot
         slots[index] = Slot(hash: 0, candidate: 0, flags: flags, queryCount: query.count, responseCount: response.count)
         let base = memory + index * DNSRenderCache.slotBytes
@@ -218,6 +222,16 @@ final class DNSRenderCache {
             i &+= 1
         }
         return mix(h, tail)
+    }
+
+    /// Whether the bytes after the ID hold a name pointer to the ID (0xC0 then 0 or 1).
+    /// Only such a pointer makes a walk read the ID: a name is entered at offset 12 or later,
+    /// labels run forwards, and a pointer to offsets 2–11 reads bytes of the key. (Bytes that
+    /// merely look like one, in RDATA, only keep a pair out of the cache.)
+    static func pointsIntoID(_ m: UnsafeBufferPointer<UInt8>) -> Bool {
+        guard m.count > 3 else { return false }
+        for i in 2..<(m.count - 1) where m[i] == 0xC0 && m[i + 1] < 2 { return true }
+        return false
     }
 
     @inline(__always) private static func sameAfterID(_ stored: UnsafePointer<UInt8>, _ m: UnsafeBufferPointer<UInt8>) -> Bool {
