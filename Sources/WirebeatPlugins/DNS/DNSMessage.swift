@@ -108,7 +108,9 @@ struct DNSReader {
             guard followingPointer, length >= 0xC0, cursor &+ 1 < bound else { return nil }
             let target = (length & 0x3F) << 8 | Int(bytes[cursor &+ 1])
             pointers &+= 1
-            guard target < lowestTarget, pointers <= 64 else { return nil }
+            // (A pointer into the ID, bytes 0–1, is left to `checkName`: `read` notes then that
+            // a name may read the ID, see `Parsed.mayReadID`.)
+            guard target < lowestTarget, target >= 2, pointers <= 64 else { return nil }
             if after == 0 { after = cursor &+ 2 }
             if target == 12 && name12Length > 0 && wireLength &+ name12Length &- 1 <= 255 { return after }
             lowestTarget = target
@@ -494,6 +496,11 @@ struct DNSMessage {
         var edns: EDNS?
         var faults: [DNSFault]
         var dataDecodes: Bool
+        /// A name was checked the careful way (`checkName`, `DNSReader`), which may have
+        /// followed a pointer into the ID (bytes 0–1): what was read may then depend on the ID.
+        /// False when every name was checked the quick way, which follows no such pointer
+        /// (`DNSRenderCache` stores the values of only such messages).
+        var mayReadID = false
 
         /// Nothing: a payload shorter than a header (see `DNSSeen`).
         static let none = Parsed(header: DNSHeader(id: 0, flags: 0, questionCount: 0, answerCount: 0, authorityCount: 0,
@@ -539,6 +546,7 @@ struct DNSMessage {
         var edns: EDNS?
         var faults: [DNSFault] = []
         var dataDecodes = true
+        var careful = false
         var position = 12
         do {
             try bytes.withUnsafeBufferPointer { b in
@@ -546,23 +554,23 @@ struct DNSMessage {
                 var name12 = 0   // its length; 0: it has a pointer, or there is no question
                 for q in 0..<header.questionCount {
                     var plainLength = 0
-                    position = try question(b, at: position, bytes, plainNameLength: &plainLength)
+                    position = try question(b, at: position, bytes, plainNameLength: &plainLength, &careful)
                     if q == 0 { name12 = plainLength }
                     sections.question.count += 1
                 }
                 sections.answer.start = position
                 for _ in 0..<header.answerCount {
-                    position = try check(b, at: position, bytes, name12, &faults, &dataDecodes).end
+                    position = try check(b, at: position, bytes, name12, &faults, &dataDecodes, &careful).end
                     sections.answer.count += 1
                 }
                 sections.authority.start = position
                 for _ in 0..<header.authorityCount {
-                    position = try check(b, at: position, bytes, name12, &faults, &dataDecodes).end
+                    position = try check(b, at: position, bytes, name12, &faults, &dataDecodes, &careful).end
                     sections.authority.count += 1
                 }
                 sections.additional.start = position
                 for _ in 0..<header.additionalCount {
-                    let rr = try check(b, at: position, bytes, name12, &faults, &dataDecodes)
+                    let rr = try check(b, at: position, bytes, name12, &faults, &dataDecodes, &careful)
                     position = rr.end
                     sections.additional.count += 1
                     if rr.type == DNSType.OPT {
@@ -575,7 +583,8 @@ struct DNSMessage {
         } catch let fault as DNSFault {
             faults.append(fault)
         }
-        return Parsed(header: header, sections: sections, edns: edns, faults: faults, dataDecodes: dataDecodes)
+        return Parsed(header: header, sections: sections, edns: edns, faults: faults, dataDecodes: dataDecodes,
+                      mayReadID: careful)
     }
 
     // Parsing checks each question and record where it is, in the message's buffer: reading
@@ -586,12 +595,13 @@ struct DNSMessage {
     /// Checks the question at `p`; returns where it ends. `plainNameLength`: the length of its
     /// name when it has no pointer (else left alone).
     private static func question(_ b: UnsafeBufferPointer<UInt8>, at p: Int, _ bytes: [UInt8],
-                                 plainNameLength: inout Int) throws -> Int {
+                                 plainNameLength: inout Int, _ careful: inout Bool) throws -> Int {
         // (The quick check only passes names without a pointer.)
         if let name = DNSReader.quickNameEnd(in: b, at: p, end: b.count), name + 4 <= b.count {
             plainNameLength = name - p
             return name + 4
         }
+        careful = true
         if let name = try? DNSReader.checkName(in: b, at: p, end: b.count), name + 4 <= b.count { return name + 4 }
         var r = DNSReader(bytes, position: p)
         _ = try question(&r)
@@ -631,8 +641,10 @@ struct DNSMessage {
     /// Checks the record at `p` of `bytes` (noting in `faults` RDATA that cannot be
     /// decoded, and clearing `dataDecodes`); returns where it is.
     private static func check(_ b: UnsafeBufferPointer<UInt8>, at p: Int, _ bytes: [UInt8], _ name12: Int,
-                              _ faults: inout [DNSFault], _ dataDecodes: inout Bool) throws -> RecordSpan {
-        if let span = quickCheck(b, at: p, name12: name12) { return span }
+                              _ faults: inout [DNSFault], _ dataDecodes: inout Bool,
+                              _ careful: inout Bool) throws -> RecordSpan {
+        if let span = quickCheck(b, at: p, name12: name12, &careful) { return span }
+        careful = true
         var r = DNSReader(bytes, position: p)
         var badData: DNSFault?
         let rr = try record(&r, badData: &badData)
@@ -647,7 +659,8 @@ struct DNSMessage {
     /// nil when it is not, or when its type is not one checked here.
     /// `name12`: when not 0, the name at offset 12 (the first question's) is checked, has no
     /// pointer and is this long.
-    private static func quickCheck(_ b: UnsafeBufferPointer<UInt8>, at p: Int, name12: Int) -> RecordSpan? {
+    private static func quickCheck(_ b: UnsafeBufferPointer<UInt8>, at p: Int, name12: Int,
+                                   _ careful: inout Bool) -> RecordSpan? {
         /// Where the name at `i` ends, reading no further than `end` but through pointers
         /// (nil: not a valid name). Most owner names are only a pointer to the question's
         /// name: checked already, not walked again (what `checkName` would find).
@@ -656,6 +669,7 @@ struct DNSMessage {
             if let quick = DNSReader.quickNameEnd(in: b, at: i, end: end, followingPointer: true, name12Length: name12) {
                 return quick
             }
+            careful = true
             return try? DNSReader.checkName(in: b, at: i, end: end, name12Length: name12)
         }
         guard let fixed = name(at: p, end: b.count), fixed + 10 <= b.count else { return nil }

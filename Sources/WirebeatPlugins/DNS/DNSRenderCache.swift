@@ -13,7 +13,10 @@ import WirebeatCore
 ///
 /// Exact: a hit compares the stored bytes, not only a hash, and what the values are written
 /// from is nothing but the two messages' bytes, which of them are there, and the plugin's
-/// settings (fixed for the plugin that owns the cache). One per plugin, used on its thread.
+/// settings (fixed for the plugin that owns the cache). The caller stores no pair in which a
+/// name may read the ID (`DNSMessage.Parsed.mayReadID`: crafted, a pointer into it): a pair
+/// that hits has the stored pair's bytes after the ID, so none of its names reads it either.
+/// One per plugin, used on its thread.
 ///
 /// Direct-mapped, `slotCount` slots of `slotBytes`: a pair is stored the second time its
 /// hash lands in its slot, so traffic that never repeats costs a hash and a compare per event
@@ -142,10 +145,6 @@ final class DNSRenderCache {
 
     /// Starts storing the pair of `probe` (its key now; the values follow with `add`).
     func begin(_ probe: Probe, query: UnsafeBufferPointer<UInt8>, response: UnsafeBufferPointer<UInt8>, flags: UInt8) {
-        // A name may point into the ID (a crafted message): then its text is not a matter of
-        // the key alone, and the pair is not stored. (Checked here only: a pair that hits has
-        // the stored pair's bytes after the ID, where such a pointer would be.)
-        guard !DNSRenderCache.pointsIntoID(query), !DNSRenderCache.pointsIntoID(response) else { return }
         let index = probe.slot
         slots[index] = Slot(hash: 0, candidate: 0, flags: flags, queryCount: query.count, responseCount: response.count)
         let base = memory + index * DNSRenderCache.slotBytes
@@ -222,16 +221,6 @@ final class DNSRenderCache {
             i &+= 1
         }
         return mix(h, tail)
-    }
-
-    /// Whether the bytes after the ID hold a name pointer to the ID (0xC0 then 0 or 1).
-    /// Only such a pointer makes a walk read the ID: a name is entered at offset 12 or later,
-    /// labels run forwards, and a pointer to offsets 2–11 reads bytes of the key. (Bytes that
-    /// merely look like one, in RDATA, only keep a pair out of the cache.)
-    static func pointsIntoID(_ m: UnsafeBufferPointer<UInt8>) -> Bool {
-        guard m.count > 3 else { return false }
-        for i in 2..<(m.count - 1) where m[i] == 0xC0 && m[i + 1] < 2 { return true }
-        return false
     }
 
     @inline(__always) private static func sameAfterID(_ stored: UnsafePointer<UInt8>, _ m: UnsafeBufferPointer<UInt8>) -> Bool {

@@ -182,6 +182,8 @@ enum DNSEvents {
                 if probe.hit {
                     let id = hasR ? response.message.header.id : query.message.header.id
                     e.set("dns", writingJSONTo: { out in cache.write(probe, id: id, into: &out) })
+                } else if probe.store && (hasQ && query.message.parsed.mayReadID || hasR && response.message.parsed.mayReadID) {
+                    probe.store = false   // its text may depend on the ID (see `DNSRenderCache`)
                 } else if probe.store {
                     withMessageBytes(query.message, hasQ, response.message, hasR) { q, r in
                         cache.begin(probe, query: q, response: r, flags: flags)
