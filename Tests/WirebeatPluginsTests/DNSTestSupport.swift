@@ -72,6 +72,14 @@ final class DNSHarness {
     }
 
     var events: [JSONValue] { publisher.events.map(\.json) }
+    /// Each event as the compact JSON line it is written as.
+    var lines: [String] {
+        publisher.events.map { e in
+            var out: [UInt8] = []
+            e.writeCompactJSON(into: &out)
+            return String(decoding: out, as: UTF8.self)
+        }
+    }
 }
 
 extension JSONValue {

@@ -235,41 +235,12 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
     private let fingerprintSeed = UInt64.random(in: .min ... .max)
     private let keySeed = UInt64.random(in: .min ... .max)
 
-    /// A seeded 64-bit hash of a response's bytes and length, eight bytes a step (the last
-    /// ones too, in one load): SipHash (`Hasher`) cost ~500 instructions a response, for a
-    /// value only ever compared with another response's.
-    static func fingerprint(_ bytes: [UInt8], seed: UInt64) -> Int {
-        bytes.withUnsafeBytes { b in
-            @inline(__always) func mix(_ h: UInt64, _ w: UInt64) -> UInt64 {
-                let x = (h ^ w) &* 0xFF51_AFD7_ED55_8CCD
-                return x ^ x >> 32
-            }
-            var h = mix(seed, UInt64(b.count))
-            var i = 0
-            // Two words a step, without overflow checks (the same value as one a step).
-            while i &+ 16 <= b.count {
-                h = mix(h, b.loadUnaligned(fromByteOffset: i, as: UInt64.self))
-                h = mix(h, b.loadUnaligned(fromByteOffset: i &+ 8, as: UInt64.self))
-                i &+= 16
-            }
-            if i &+ 8 <= b.count {
-                h = mix(h, b.loadUnaligned(fromByteOffset: i, as: UInt64.self))
-                i &+= 8
-            }
-            var tail: UInt64 = 0
-            if i < b.count && b.count >= 8 {
-                // The last 8 bytes in one load (overlapping the last step; the length is mixed in).
-                tail = b.loadUnaligned(fromByteOffset: b.count - 8, as: UInt64.self)
-            } else {
-                while i < b.count {
-                    tail = tail << 8 | UInt64(b[i])
-                    i += 1
-                }
-            }
-            // The last step, then the finaliser of MurmurHash3 (every bit depends on every bit).
-            h = mix(h, tail)
-            h = (h ^ h >> 33) &* 0xC4CE_B9FE_1A85_EC53
-            return Int(truncatingIfNeeded: h ^ h >> 33)
+    /// A seeded 64-bit hash of a response's bytes and length (`DNSBytesHash`): SipHash
+    /// (`Hasher`) cost ~500 instructions a response, for a value only ever compared with
+    /// another response's.
+    @inline(__always) static func fingerprint(_ bytes: [UInt8], seed: UInt64) -> Int {
+        bytes.withUnsafeBufferPointer { b in
+            Int(truncatingIfNeeded: DNSBytesHash.finish(DNSBytesHash.fold(b, from: 0, into: DNSBytesHash.mix(seed, UInt64(b.count)))))
         }
     }
 
@@ -350,7 +321,7 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
     }
 
     /// Of a parsed message (only one with a header gets that far).
-    private func fingerprint(_ m: DNSSeen) -> Int { DNSPlugin.fingerprint(m.message.bytes, seed: fingerprintSeed) }
+    @inline(__always) private func fingerprint(_ m: DNSSeen) -> Int { DNSPlugin.fingerprint(m.message.bytes, seed: fingerprintSeed) }
 
     /// Drops a query that leaves without its response, and what a response paired before
     /// with its key left (see `parseDatagram`).
@@ -457,5 +428,47 @@ extension DNSPlugin: DissectorComparable {
             out.append(b[i]); i += 1
         }
         return String(decoding: out, as: UTF8.self)
+    }
+}
+
+/// The byte hash of the DNS plugin's keys (a response's fingerprint, `DNSRenderCache`'s
+/// key): eight bytes a step, mixed into a seeded word. Callers mix the lengths in first.
+enum DNSBytesHash {
+    @inline(__always) static func mix(_ h: UInt64, _ w: UInt64) -> UInt64 {
+        let x = (h ^ w) &* 0xFF51_AFD7_ED55_8CCD
+        return x ^ x >> 32
+    }
+
+    /// Folds `b[start...]` into `h`: eight bytes a step, the last ones in one load that
+    /// overlaps the step before when there is room (else byte by byte).
+    @inline(__always) static func fold(_ b: UnsafeBufferPointer<UInt8>, from start: Int, into h: UInt64) -> UInt64 {
+        guard b.count > start, let base = b.baseAddress else { return h }
+        let raw = UnsafeRawPointer(base)
+        var h = h
+        var i = start
+        // Two words a step (the same value as one a step, with half the loop's overhead).
+        while i &+ 16 <= b.count {
+            h = mix(h, raw.loadUnaligned(fromByteOffset: i, as: UInt64.self))
+            h = mix(h, raw.loadUnaligned(fromByteOffset: i &+ 8, as: UInt64.self))
+            i &+= 16
+        }
+        if i &+ 8 <= b.count {
+            h = mix(h, raw.loadUnaligned(fromByteOffset: i, as: UInt64.self))
+            i &+= 8
+        }
+        guard i < b.count else { return h }
+        if b.count &- 8 >= start { return mix(h, raw.loadUnaligned(fromByteOffset: b.count &- 8, as: UInt64.self)) }
+        var tail: UInt64 = 0
+        while i < b.count {
+            tail = tail << 8 | UInt64(base[i])
+            i &+= 1
+        }
+        return mix(h, tail)
+    }
+
+    /// MurmurHash3's finaliser: every bit of the result depends on every bit of `h`.
+    @inline(__always) static func finish(_ h: UInt64) -> UInt64 {
+        let x = (h ^ h >> 33) &* 0xC4CE_B9FE_1A85_EC53
+        return x ^ x >> 33
     }
 }

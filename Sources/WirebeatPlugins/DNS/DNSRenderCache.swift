@@ -13,9 +13,10 @@ import WirebeatCore
 ///
 /// Exact: a hit compares the stored bytes, not only a hash, and what the values are written
 /// from is nothing but the two messages' bytes, which of them are there, and the plugin's
-/// settings (fixed for the plugin that owns the cache). The caller stores no pair in which a
-/// name may read the ID (`DNSMessage.Parsed.mayReadID`: crafted, a pointer into it): a pair
-/// that hits has the stored pair's bytes after the ID, so none of its names reads it either.
+/// settings (fixed for the plugin that owns the cache). The caller does not use the cache for
+/// a pair in which a name may read the ID (`DNSMessage.Parsed.mayReadID`: crafted, a pointer
+/// into it): a pair that hits has a stored pair's bytes after the ID, so none of its names
+/// reads it either.
 /// One per plugin, used on its thread.
 ///
 /// Direct-mapped, `slotCount` slots of `slotBytes`: a pair is stored the second time its
@@ -101,9 +102,10 @@ final class DNSRenderCache {
     private func lookUp(query: UnsafeBufferPointer<UInt8>, response: UnsafeBufferPointer<UInt8>, flags: UInt8) -> Probe {
         let key = query.count + response.count
         guard key <= DNSRenderCache.slotBytes / 2 else { return .none }
-        var h = DNSRenderCache.mix(seed, UInt64(flags) << 32 | UInt64(query.count) << 16 | UInt64(response.count))
-        h = DNSRenderCache.hash(query, into: h)
-        h = DNSRenderCache.hash(response, into: h)
+        // The bytes after each message's ID, with the lengths and flags.
+        var h = DNSBytesHash.mix(seed, UInt64(flags) << 32 | UInt64(query.count) << 16 | UInt64(response.count))
+        h = DNSBytesHash.fold(query, from: 2, into: h)
+        h = DNSBytesHash.fold(response, from: 2, into: h)
         h |= 1   // 0 is an empty slot
         let index = Int(truncatingIfNeeded: h >> 40) & (DNSRenderCache.slotCount - 1)
         let slot = slots[index]
@@ -196,32 +198,6 @@ final class DNSRenderCache {
     }
 
     // MARK: Keys
-
-    @inline(__always) private static func mix(_ h: UInt64, _ w: UInt64) -> UInt64 {
-        let x = (h ^ w) &* 0xFF51_AFD7_ED55_8CCD
-        return x ^ x >> 32
-    }
-
-    /// Folds the bytes after the ID (from offset 2) into `h`, eight a step.
-    @inline(__always) private static func hash(_ m: UnsafeBufferPointer<UInt8>, into h: UInt64) -> UInt64 {
-        guard m.count > 2, let base = m.baseAddress else { return h }
-        let raw = UnsafeRawPointer(base)
-        var h = h
-        var i = 2
-        while i &+ 8 <= m.count {
-            h = mix(h, raw.loadUnaligned(fromByteOffset: i, as: UInt64.self))
-            i &+= 8
-        }
-        guard i < m.count else { return h }
-        // The last bytes in one load that overlaps the last step (the length is in the hash).
-        if m.count >= 10 { return mix(h, raw.loadUnaligned(fromByteOffset: m.count &- 8, as: UInt64.self)) }
-        var tail: UInt64 = 0
-        while i < m.count {
-            tail = tail << 8 | UInt64(base[i])
-            i &+= 1
-        }
-        return mix(h, tail)
-    }
 
     @inline(__always) private static func sameAfterID(_ stored: UnsafePointer<UInt8>, _ m: UnsafeBufferPointer<UInt8>) -> Bool {
         guard m.count > 2, let base = m.baseAddress else { return true }

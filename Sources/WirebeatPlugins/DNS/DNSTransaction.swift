@@ -174,7 +174,10 @@ enum DNSEvents {
         // Values written before from the same messages (but their ID) are copied.
         var probe = DNSRenderCache.Probe.none
         if hasQ || hasR {
-            if let cache, !(hasQ && hasR && query.message.header.id != response.message.header.id) {
+            // (Not for a pair in which a name may read the ID, `Parsed.mayReadID`: it is never
+            // stored, and none stored has its bytes, so it could never be found either.)
+            if let cache, !(hasQ && hasR && query.message.header.id != response.message.header.id),
+               !(hasQ && query.message.parsed.mayReadID), !(hasR && response.message.parsed.mayReadID) {
                 let flags = DNSRenderCache.flags(hasQuery: hasQ, hasResponse: hasR, isAnswer: hasResponse)
                 probe = withMessageBytes(query.message, hasQ, response.message, hasR) { q, r in
                     cache.probe(query: q, response: r, flags: flags)
@@ -182,8 +185,6 @@ enum DNSEvents {
                 if probe.hit {
                     let id = hasR ? response.message.header.id : query.message.header.id
                     e.set("dns", writingJSONTo: { out in cache.write(probe, id: id, into: &out) })
-                } else if probe.store && (hasQ && query.message.parsed.mayReadID || hasR && response.message.parsed.mayReadID) {
-                    probe.store = false   // its text may depend on the ID (see `DNSRenderCache`)
                 } else if probe.store {
                     withMessageBytes(query.message, hasQ, response.message, hasR) { q, r in
                         cache.begin(probe, query: q, response: r, flags: flags)
