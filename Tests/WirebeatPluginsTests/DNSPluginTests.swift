@@ -214,6 +214,15 @@ struct DNSPluginTests {
             (DNSBuilder.query(id: 0, "nothere.test", DNSType.A),
              DNSBuilder.response(id: 0, "nothere.test", addresses: [], rcode: 3)),
         ]
+        // Responses that repeat with a fault (bytes after the last record; cut short) or an
+        // RCODE only EDNS gives (BADVERS, 16): a hit must not skip what their parse says.
+        let answer = DNSBuilder.response(id: 0, "example.test")
+        pairs.append((DNSBuilder.query(id: 0, "example.test", DNSType.A), answer + [1, 2, 3]))
+        pairs.append((DNSBuilder.query(id: 0, "example.test", DNSType.A), Array(answer.dropLast(2))))
+        var badVersion = DNSBuilder(id: 0, flags: 0x8400, counts: (1, 0, 0, 1))
+        badVersion.question("example.test", DNSType.A)
+        badVersion.record([0], DNSType.OPT, ttl: 0x0100_0000, rclass: 1232, rdata: [])
+        pairs.append((DNSBuilder.query(id: 0, "example.test", DNSType.A, edns: true), badVersion.bytes))
         for (type, rdata, _, _) in DNSMessageTests.rdataCases {
             var m = DNSBuilder(id: 0, flags: 0x8400, counts: (1, 1, 1, 1))
             m.question("example.test", type)
@@ -281,6 +290,8 @@ struct DNSPluginTests {
         // Most events are of a pair seen before.
         #expect(cache.hits > 1000)
         #expect(cache.stores >= pairs.count)
+        // Most UDP ones without a parse of their response (`DNSEvents.cachedAnswer`).
+        #expect(cache.unparsedAnswers > 500)
         #expect(plain.plugin.rendered == nil)
     }
 

@@ -62,7 +62,9 @@ final class DNSHarness {
     }
 
     func context(_ transport: Transport) -> PluginContext {
-        PluginContext(connection: ConnectionInfo(id: 1, transport: transport, client: client, server: server),
+        // As the sniffer's: a UDP flow's ID is 0.
+        PluginContext(connection: ConnectionInfo(id: transport == .udp ? 0 : 1, transport: transport, client: client,
+                                                 server: server),
                       timestamp: time, publisher: publisher, logger: LoggingSetup().logger(for: "dns"))
     }
 

@@ -239,13 +239,20 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
     /// (`Hasher`) cost ~500 instructions a response, for a value only ever compared with
     /// another response's.
     @inline(__always) static func fingerprint(_ bytes: [UInt8], seed: UInt64) -> Int {
-        bytes.withUnsafeBufferPointer { b in
-            Int(truncatingIfNeeded: DNSBytesHash.finish(DNSBytesHash.fold(b, from: 0, into: DNSBytesHash.mix(seed, UInt64(b.count)))))
-        }
+        bytes.withUnsafeBufferPointer { fingerprint($0, seed: seed) }
+    }
+
+    @inline(__always) static func fingerprint(_ b: UnsafeBufferPointer<UInt8>, seed: UInt64) -> Int {
+        Int(truncatingIfNeeded: DNSBytesHash.finish(DNSBytesHash.fold(b, from: 0, into: DNSBytesHash.mix(seed, UInt64(b.count)))))
     }
 
     public func parseDatagram(_ payload: ArraySlice<UInt8>, direction: Direction, context: PluginContext) {
         serial += 1
+        // A response to a waiting query may need no parse (see `DNSEvents.cachedAnswer`).
+        if payload.count >= 12, payload[payload.startIndex + 2] & 0x80 != 0, let rendered,
+           pairCached(payload, direction: direction, context: context, cache: rendered) {
+            return
+        }
         // On the stack: only a query that waits becomes an object.
         // A query's bytes go into the buffer of a paired query, if any: the sniffer's buffer,
         // shared otherwise, is left to it, which then needs no new one (a malloc there, and a
@@ -297,11 +304,7 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
             context.publish(DNSEvents.event(query: query.seen, hasQuery: true, response: m, hasResponse: true, notes: [],
                                             transport: .udp, connectionID: 0, settings: settings, known: context.connection,
                                             cache: rendered))
-            // Its only reference once the query is gone.
-            if spareBuffers.count < DNSPlugin.maxSpareBuffers,
-               query.seen.message.bytes.capacity <= DNSPlugin.maxSpareBufferCapacity {
-                spareBuffers.append(query.seen.message.bytes)
-            }
+            keepBuffer(of: query)
             return
         }
         if let answered = udpAnswered.fingerprint(of: key.hash), answered == fingerprint(m) {
@@ -310,6 +313,49 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
         }
         // On UDP a response without its query most often means the query was not captured.
         publishUDP(.absent, false, m, true, ["unmatched response", "possible packet loss"], context)
+    }
+
+    /// Pairs the response `payload` (a header's worth at least) with its waiting query, if
+    /// any, and publishes their event: from the values cached for the pair, when there are
+    /// (unparsed, uncopied: `DNSEvents.cachedAnswer`), else from the parsed response. False
+    /// (nothing done) when no query waits for it: the caller then goes on as for any datagram.
+    private func pairCached(_ payload: ArraySlice<UInt8>, direction: Direction, context: PluginContext,
+                            cache: DNSRenderCache) -> Bool {
+        // (`context.connection` each time, not in a local: a copy retained its strings.)
+        let original = direction == .original
+        let id = UInt16(payload[payload.startIndex]) << 8 | UInt16(payload[payload.startIndex + 1])
+        // As `DNSSeen`'s sender and receiver: the query's client is this response's receiver.
+        let key = UDPKey(client: original ? context.connection.server : context.connection.client,
+                         server: original ? context.connection.client : context.connection.server, id: id,
+                         vlans: context.connection.vlans, seed: keySeed)
+        guard let query = udpWaiting.removeValue(forKey: key) else { return false }
+        var probe: DNSRenderCache.Probe?
+        let event = payload.withUnsafeBufferPointer { response in
+            udpAnswered.insert(hash: key.hash, fingerprint: DNSPlugin.fingerprint(response, seed: fingerprintSeed),
+                               time: context.timestamp)
+            return DNSEvents.cachedAnswer(query: query, response: response, time: context.timestamp,
+                                          known: context.connection, settings: settings, cache: cache, probe: &probe)
+        }
+        if let event {
+            context.publish(event)
+        } else {
+            let m = DNSSeen(bytes: Array(payload), time: context.timestamp, flow: context.connection, direction: direction,
+                            lossHint: true)
+            context.publish(DNSEvents.event(query: query.seen, hasQuery: true, response: m, hasResponse: true, notes: [],
+                                            transport: .udp, connectionID: 0, settings: settings, known: context.connection,
+                                            cache: cache, probe: probe))
+        }
+        keepBuffer(of: query)
+        return true
+    }
+
+    /// Keeps the bytes' buffer of a paired query for the next query (its only reference once
+    /// the query is gone).
+    @inline(__always) private func keepBuffer(of query: DNSObserved) {
+        if spareBuffers.count < DNSPlugin.maxSpareBuffers,
+           query.seen.message.bytes.capacity <= DNSPlugin.maxSpareBufferCapacity {
+            spareBuffers.append(query.seen.message.bytes)
+        }
     }
 
     /// The event of messages seen on UDP (see `DNSEvents.event`).

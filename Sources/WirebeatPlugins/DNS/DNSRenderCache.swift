@@ -48,6 +48,10 @@ final class DNSRenderCache {
         /// Text lengths: `dns` before its ID, after it, then `method`, `resource`, `query`.
         var beforeID = 0, afterID = 0, method = 0, resource = 0, query = 0
         var hasQuestion = false
+        /// The response had no fault, and its (extended) RCODE: what an event takes from a
+        /// response beyond these values (see `faultlessAnswer`).
+        var faultlessAnswer = false
+        var rcodeIsZero = false
     }
 
     private let slots: UnsafeMutablePointer<Slot>
@@ -64,9 +68,10 @@ final class DNSRenderCache {
     private var fruitless = 0
     static let idleLookups = 1024
     static let idleSampling = 16
-    /// Lookups answered, pairs stored (for tests).
+    /// Lookups answered, pairs stored, events of a response not parsed (for tests).
     private(set) var hits = 0
     private(set) var stores = 0
+    var unparsedAnswers = 0
 
     init(seed: UInt64 = UInt64.random(in: .min ... .max)) {
         self.seed = seed
@@ -143,12 +148,24 @@ final class DNSRenderCache {
         out.append(next(slot.query))
     }
 
+    /// Of a hit: whether its response's RCODE is 0, if the stored pair's response had no
+    /// fault; nil otherwise. A response whose bytes but the ID are those of a stored pair
+    /// parses as that pair's did (no name in a stored pair reads the ID), so a hit with a
+    /// faultless response needs no parse of its own (`DNSEvents.cachedAnswer`).
+    func faultlessAnswer(_ probe: Probe) -> Bool? {
+        let slot = slots[probe.slot]
+        return slot.faultlessAnswer ? slot.rcodeIsZero : nil
+    }
+
     // MARK: Storing (a pair seen the second time: its values as the writers make them)
 
     /// Starts storing the pair of `probe` (its key now; the values follow with `add`).
-    func begin(_ probe: Probe, query: UnsafeBufferPointer<UInt8>, response: UnsafeBufferPointer<UInt8>, flags: UInt8) {
+    /// `faultlessAnswer`, `rcodeIsZero`: of the response (false without one).
+    func begin(_ probe: Probe, query: UnsafeBufferPointer<UInt8>, response: UnsafeBufferPointer<UInt8>, flags: UInt8,
+               faultlessAnswer: Bool, rcodeIsZero: Bool) {
         let index = probe.slot
-        slots[index] = Slot(hash: 0, candidate: 0, flags: flags, queryCount: query.count, responseCount: response.count)
+        slots[index] = Slot(hash: 0, candidate: 0, flags: flags, queryCount: query.count, responseCount: response.count,
+                            faultlessAnswer: faultlessAnswer, rcodeIsZero: rcodeIsZero)
         let base = memory + index * DNSRenderCache.slotBytes
         var at = 0
         for m in [query, response] where m.count > 2 {

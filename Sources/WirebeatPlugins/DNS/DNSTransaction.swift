@@ -139,10 +139,11 @@ enum DNSEvents {
 
     /// The event of `query` and `response`, each there when its flag says so (see `DNSSeen`:
     /// borrowed, a waiting query's from its object, a response from the stack). `cache`: the
-    /// plugin's, for values written before from the same messages (see `DNSRenderCache`).
+    /// plugin's, for values written before from the same messages (see `DNSRenderCache`);
+    /// `probe`: its lookup of the pair, when `cachedAnswer` made it already.
     static func event(query: borrowing DNSSeen, hasQuery: Bool, response: borrowing DNSSeen, hasResponse: Bool,
                       notes extra: [String], transport: Transport, connectionID: UInt64, settings: DNSConfig,
-                      known: ConnectionInfo, cache: DNSRenderCache? = nil) -> Event {
+                      known: ConnectionInfo, cache: DNSRenderCache? = nil, probe: DNSRenderCache.Probe? = nil) -> Event {
         precondition(hasQuery || hasResponse, "an event needs a message")
         let client = hasQuery ? query.sender : response.receiver
         let server = hasQuery ? query.receiver : response.sender
@@ -151,17 +152,48 @@ enum DNSEvents {
         // not assigned to a local: that copied the struct, retaining its strings.)
         if known.id == connectionID, known.transport == transport, known.client == client, known.server == server {
             return event(query: query, hasQuery: hasQuery, response: response, hasResponse: hasResponse, notes: extra,
-                         connection: known, settings: settings, cache: cache)
+                         connection: known, settings: settings, cache: cache, probe: probe)
         }
         let connection = ConnectionInfo(id: connectionID, transport: transport, client: client, server: server,
                                         vlans: known.vlans)
         return event(query: query, hasQuery: hasQuery, response: response, hasResponse: hasResponse, notes: extra,
-                     connection: connection, settings: settings, cache: cache)
+                     connection: connection, settings: settings, cache: cache, probe: probe)
+    }
+
+    /// The event of a waiting UDP query and its response, not yet parsed nor copied out of the
+    /// sniffer's buffer (`response`), if the cache has their values from a pair whose response
+    /// had no fault: nothing else of the response is needed then (see
+    /// `DNSRenderCache.faultlessAnswer`), and its parse (~600 instructions), its copy and the
+    /// malloc of that are saved. Nil when the event needs more: `probe` is then the lookup
+    /// made here, if any, for `event` to use (a second lookup would count as a second sighting).
+    /// Its bytes are what `event` makes of the parsed response.
+    static func cachedAnswer(query waiting: DNSObserved, response: UnsafeBufferPointer<UInt8>, time: Timestamp,
+                             known: ConnectionInfo, settings: DNSConfig, cache: DNSRenderCache,
+                             probe: inout DNSRenderCache.Probe?) -> Event? {
+        // (Read in its object: a copy of the message retained its arrays.)
+        // What `event` checks before it looks the pair up, and what only the parse would give:
+        // the request's text, notes, a connection of its own.
+        guard !settings.sendResponse, response.count >= 12, waiting.seen.isMessage, !waiting.seen.hasNotes,
+              !waiting.seen.message.parsed.mayReadID, known.id == 0, known.transport == .udp,
+              known.client == waiting.seen.sender, known.server == waiting.seen.receiver else { return nil }
+        let id = UInt16(response[0]) << 8 | UInt16(response[1])
+        guard id == waiting.seen.message.header.id else { return nil }
+        let flags = DNSRenderCache.flags(hasQuery: true, hasResponse: true, isAnswer: true)
+        let found = waiting.seen.message.bytes.withUnsafeBufferPointer { cache.probe(query: $0, response: response, flags: flags) }
+        probe = found
+        guard found.hit, let rcodeIsZero = cache.faultlessAnswer(found) else { return nil }
+        cache.unparsedAnswers &+= 1
+        var e = Event.transaction(type: "dns", connection: known, start: waiting.seen.time, end: time,
+                                  status: rcodeIsZero ? .ok : .error, requestBytes: waiting.seen.size,
+                                  responseBytes: response.count)
+        e.set("dns", writingJSONTo: { out in cache.write(found, id: id, into: &out) })
+        if settings.sendRequest { e.set("request", waiting.seen.message.digText) }
+        return e
     }
 
     private static func event(query: borrowing DNSSeen, hasQuery: Bool, response: borrowing DNSSeen, hasResponse: Bool,
                               notes extra: [String], connection: ConnectionInfo, settings: DNSConfig,
-                              cache: DNSRenderCache?) -> Event {
+                              cache: DNSRenderCache?, probe given: DNSRenderCache.Probe?) -> Event {
         // Nearly every event has no note: no array is joined then.
         let hasNotes = (hasQuery && query.hasNotes) || (hasResponse && response.hasNotes) || !extra.isEmpty
         // Parsed messages, read where they are (`query.message`, `response.message`): a local
@@ -179,7 +211,7 @@ enum DNSEvents {
             if let cache, !(hasQ && hasR && query.message.header.id != response.message.header.id),
                !(hasQ && query.message.parsed.mayReadID), !(hasR && response.message.parsed.mayReadID) {
                 let flags = DNSRenderCache.flags(hasQuery: hasQ, hasResponse: hasR, isAnswer: hasResponse)
-                probe = withMessageBytes(query.message, hasQ, response.message, hasR) { q, r in
+                probe = given ?? withMessageBytes(query.message, hasQ, response.message, hasR) { q, r in
                     cache.probe(query: q, response: r, flags: flags)
                 }
                 if probe.hit {
@@ -187,7 +219,9 @@ enum DNSEvents {
                     e.set("dns", writingJSONTo: { out in cache.write(probe, id: id, into: &out) })
                 } else if probe.store {
                     withMessageBytes(query.message, hasQ, response.message, hasR) { q, r in
-                        cache.begin(probe, query: q, response: r, flags: flags)
+                        cache.begin(probe, query: q, response: r, flags: flags,
+                                    faultlessAnswer: hasR && response.message.faults.isEmpty,
+                                    rcodeIsZero: hasR && response.message.rcode == 0)
                     }
                 }
             }
