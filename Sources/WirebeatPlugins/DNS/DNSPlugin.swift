@@ -248,8 +248,10 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
 
     public func parseDatagram(_ payload: ArraySlice<UInt8>, direction: Direction, context: PluginContext) {
         serial += 1
-        // A response to a waiting query may need no parse (see `DNSEvents.cachedAnswer`).
-        if payload.count >= 12, payload[payload.startIndex + 2] & 0x80 != 0, let rendered,
+        // A response to a waiting query may need no parse (see `DNSEvents.cachedAnswer`);
+        // not while the cache samples traffic that does not repeat (the way there costs
+        // ~150 instructions more than the usual one when the pair is not found).
+        if payload.count >= 12, payload[payload.startIndex + 2] & 0x80 != 0, let rendered, rendered.nextProbeLooksUp,
            pairCached(payload, direction: direction, context: context, cache: rendered) {
             return
         }
@@ -330,14 +332,17 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
                          vlans: context.connection.vlans, seed: keySeed)
         guard let query = udpWaiting.removeValue(forKey: key) else { return false }
         var probe: DNSRenderCache.Probe?
-        let event = payload.withUnsafeBufferPointer { response in
+        var event = payload.withUnsafeBufferPointer { response in
             udpAnswered.insert(hash: key.hash, fingerprint: DNSPlugin.fingerprint(response, seed: fingerprintSeed),
                                time: context.timestamp)
             return DNSEvents.cachedAnswer(query: query, response: response, time: context.timestamp,
                                           known: context.connection, settings: settings, cache: cache, probe: &probe)
         }
-        if let event {
-            context.publish(event)
+        // Moved out, not bound with `if let`: the optional kept a second reference to the
+        // event's storage, which then missed its pool at `Event.discard` (a free, a malloc
+        // and the shared base list retained across threads, for every event).
+        if let answer = event.take() {
+            context.publish(answer)
         } else {
             let m = DNSSeen(bytes: Array(payload), time: context.timestamp, flow: context.connection, direction: direction,
                             lossHint: true)

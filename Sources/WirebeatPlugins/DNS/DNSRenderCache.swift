@@ -104,6 +104,12 @@ final class DNSRenderCache {
         return found
     }
 
+    /// Whether the next `probe` looks the pair up (false while it samples traffic that does
+    /// not repeat): else the caller need not prepare one (see `DNSPlugin.pairCached`).
+    var nextProbeLooksUp: Bool {
+        fruitless < DNSRenderCache.idleLookups || (fruitless &+ 1) & (DNSRenderCache.idleSampling - 1) == 0
+    }
+
     private func lookUp(query: UnsafeBufferPointer<UInt8>, response: UnsafeBufferPointer<UInt8>, flags: UInt8) -> Probe {
         let key = query.count + response.count
         guard key <= DNSRenderCache.slotBytes / 2 else { return .none }
