@@ -1,6 +1,6 @@
 import Testing
 @testable import WirebeatPlugins
-import WirebeatCore
+@testable import WirebeatCore
 
 /// Pairing, timeouts, TCP framing and gaps, malformed input and fuzzing of the DNS plugin.
 struct DNSPluginTests {
@@ -297,6 +297,38 @@ struct DNSPluginTests {
 
     /// A name that points into the ID (crafted) reads the ID's bytes: such messages are not
     /// stored, or a copy with another ID would print the first one's name.
+    /// Writes each event and drops it, as the output does, and counts whether its storage
+    /// went back to this thread's pool (`Event.discard`): it does only if the plugin kept no
+    /// other reference to the event.
+    final class DiscardingPublisher: EventPublisher {
+        var recycled = 0, kept = 0
+        func publish(_ event: consuming Event) {
+            var line: [UInt8] = []
+            event.writeCompactJSON(into: &line)
+            let before = EventBufferPool.withCurrent { $0.spareStorageCount }
+            event.discard()
+            if EventBufferPool.withCurrent({ $0.spareStorageCount }) > before { recycled += 1 } else { kept += 1 }
+        }
+    }
+
+    @Test func publishedEventsKeepNoSecondReference() throws {
+        // Every way a UDP pair is published: parsed, from the render cache's stored pair,
+        // and the cached response not parsed at all (`DNSEvents.cachedAnswer`).
+        let h = DNSHarness()
+        let sink = DiscardingPublisher()
+        h.sink = sink
+        for i in 0..<40 {
+            let id = UInt16(i % 3)
+            h.udp(DNSBuilder.query(id: id, "repeat.example", DNSType.A), .original)
+            h.udp(DNSBuilder.response(id: id, "repeat.example"), .reverse)
+        }
+        h.plugin.finish(publisher: sink)
+        #expect(sink.recycled + sink.kept == 40)
+        #expect(sink.kept == 0)
+        let cache = try #require(h.plugin.rendered)
+        #expect(cache.unparsedAnswers > 30)
+    }
+
     @Test func renderCacheLeavesNamesPointingIntoTheIDAlone() throws {
         let cached = DNSHarness(), plain = DNSHarness(cachesRenderedValues: false)
         for target: UInt8 in [0, 1] {

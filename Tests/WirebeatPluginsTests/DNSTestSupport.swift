@@ -52,6 +52,8 @@ struct DNSBuilder {
 final class DNSHarness {
     let plugin: DNSPlugin
     let publisher = CollectingPublisher()
+    /// Where the events go instead of `publisher`, if set.
+    var sink: EventPublisher?
     let client = Endpoint(ip: IPAddress("10.0.0.1")!, port: 40000)
     let server = Endpoint(ip: IPAddress("10.0.0.53")!, port: 53)
     var time = Timestamp(seconds: 1_700_000_000)
@@ -65,7 +67,7 @@ final class DNSHarness {
         // As the sniffer's: a UDP flow's ID is 0.
         PluginContext(connection: ConnectionInfo(id: transport == .udp ? 0 : 1, transport: transport, client: client,
                                                  server: server),
-                      timestamp: time, publisher: publisher, logger: LoggingSetup().logger(for: "dns"))
+                      timestamp: time, publisher: sink ?? publisher, logger: LoggingSetup().logger(for: "dns"))
     }
 
     func udp(_ bytes: [UInt8], _ direction: Direction, after seconds: Double = 0.01) {
