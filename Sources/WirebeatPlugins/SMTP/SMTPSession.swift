@@ -615,7 +615,7 @@ public final class SMTPSession {
                 var e = promptEvent(r, ctx)
                 // Without the SYN, a first 220 may answer a STARTTLS that went by unseen.
                 if startedMidStream { e.addNote(Note.greetingNotCertain) }
-                ctx.publish(e)
+                ctx.publish(consume e)   // not a copy: the event's storage goes back to the pool
                 return
             }
         }
