@@ -41,8 +41,10 @@ public struct GoldenCommand: ParsableCommand {
     )
     public init() {}
 
+    // Named here, not derived from the type: that goes through `String(describing:)` of a
+    // nested type (the runtime's demangler), ~4 M instructions at every start.
     struct Verify: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Replay captures and compare with their goldens (non-zero exit on any difference).")
+        static let configuration = CommandConfiguration(commandName: "verify", abstract: "Replay captures and compare with their goldens (non-zero exit on any difference).")
         @OptionGroup var options: CorpusOptions
 
         func run() throws {
@@ -64,7 +66,7 @@ public struct GoldenCommand: ParsableCommand {
     }
 
     struct Update: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Rewrite goldens from fresh replays and print what changed. Read the diff before committing.")
+        static let configuration = CommandConfiguration(commandName: "update", abstract: "Rewrite goldens from fresh replays and print what changed. Read the diff before committing.")
         @OptionGroup var options: CorpusOptions
 
         func run() throws {
