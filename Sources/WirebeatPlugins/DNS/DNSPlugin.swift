@@ -207,7 +207,7 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
     // through overlapping inout accesses; the run-time check cost ~470 instructions a pair.
     /// Queries waiting for their response (`serial` orders them, `packetIndex` publishes the
     /// unanswered ones in order as `sweepOrder`).
-    @exclusivity(unchecked) private var udpWaiting: [UDPKey: DNSObserved] = [:]
+    private let udpWaiting = WaitingQueries()
     /// Responses just paired, kept for `duplicateWindow` to recognise a repeated datagram:
     /// by their key's 64-bit seeded hash, with a fingerprint of the bytes (not the key and
     /// the bytes). At tens of thousands of responses a second an entry is what memory grows
@@ -383,15 +383,20 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
 
     /// The waiting query that came first (only when the table is full).
     private func oldestWaiting() -> (key: UDPKey, query: DNSObserved)? {
-        udpWaiting.min { $0.value.serial < $1.value.serial }.map { ($0.key, $0.value) }
+        var oldest: (key: UDPKey, query: DNSObserved)?
+        udpWaiting.forEach { key, query in
+            if oldest.map({ query.serial < $0.query.serial }) ?? true { oldest = (key, query) }
+        }
+        return oldest
     }
 
     public func advanceClock(to now: Timestamp, publisher: EventPublisher) {
         let timeout = settings.transactionTimeout
-        // Keys first, then removed in place: removing while iterating would copy the table,
-        // as `filter` would build a second one as large as the first.
+        // Keys first, then removed: a removal moves entries back, under the iteration.
         var expired: [(key: UDPKey, query: DNSObserved)] = []
-        for (key, query) in udpWaiting where now - query.time > timeout { expired.append((key, query)) }
+        udpWaiting.forEach { key, query in
+            if now - query.time > timeout { expired.append((key, query)) }
+        }
         expired.sort { $0.query.serial < $1.query.serial }
         for (key, query) in expired {
             removeWaiting(key)
@@ -402,7 +407,9 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
     }
 
     public func finish(publisher: EventPublisher) {
-        for query in udpWaiting.values.sorted(by: { $0.serial < $1.serial }) { publishUnanswered(query, publisher) }
+        var waiting: [DNSObserved] = []
+        udpWaiting.forEach { _, query in waiting.append(query) }
+        for query in waiting.sorted(by: { $0.serial < $1.serial }) { publishUnanswered(query, publisher) }
         udpWaiting.removeAll()
         udpAnswered.removeAll()
     }
