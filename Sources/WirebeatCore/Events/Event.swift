@@ -203,7 +203,7 @@ public struct Event: Sendable {
     private mutating func appendTransactionFields(flow: EncodedFlow, ok: Bool, type: String, start: Timestamp,
                                                   end: Timestamp?, requestBytes: Int?, responseBytes: Int?,
                                                   pool: EventBufferPool) {
-        storage.sharedFlow = flow
+        if storage.sharedFlow !== flow { storage.sharedFlow = flow }   // a recycled storage may have it
         storage.sharedText = UnsafePointer(flow.text)
         // Every span written straight into room reserved for all of them, the counts kept by
         // `commitSpans` at the end (a span appended one at a time, with its capacity check

@@ -295,12 +295,17 @@ final class ShardPublisher: EventPublisher {
     }
 
     private func publish(_ event: consuming Event, key: EventOrderKey) {
+        // The event written before goes back to the pool now, not right after it was written:
+        // dropping it takes atomic reference counting, which waits for the stores of the
+        // whole line to drain (~5% of the DNS bench's cycles in that one release).
+        written.take()?.discard()
         current._withUnsafeGuaranteedRef { chunk in
             formatLine(event, chunk.buffer)
             chunk.appendRecord(key: key, end: chunk.buffer.count)
         }
-        (consume event).discard()   // written: its storage serves the next event
+        written = consume event   // its storage serves the event after next
     }
+    @exclusivity(unchecked) private var written: Event?
 
     /// After each frame: every event of the packets so far is out, so a full chunk (or one
     /// that has waited long enough, so the merge is not held up) can go.
@@ -318,7 +323,10 @@ final class ShardPublisher: EventPublisher {
     }
 
     /// End of input (after `Sniffer.finish`).
-    func close() { send(last: true) }
+    func close() {
+        written.take()?.discard()
+        send(last: true)
+    }
 
     private func send(last: Bool) {
         chunk.watermark = last ? EventOrderKey.endOfInput : Int64(order.packetIndex)
