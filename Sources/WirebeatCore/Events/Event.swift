@@ -685,6 +685,7 @@ public struct Event: Sendable {
 /// plugins call them from another module (the small ones are inlinable).
 public struct JSONOutput {
     // A `var`: the writers take it inout, with no retain (a local copy would cost one).
+    // (Not `unowned(unsafe)`: every call through it then retained and released it.)
     @usableFromInline var storage: EventStorage
     /// Where the value being written starts in the event's bytes.
     @usableFromInline private(set) var start: Int

@@ -25,6 +25,7 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
     /// `cachesRenderedValues`: false only to check, in tests, that the cache changes nothing.
     init(config: PluginConfig, cachesRenderedValues: Bool) throws {
         rendered = cachesRenderedValues ? DNSRenderCache() : nil
+        renderedRef = rendered.map { Unmanaged.passUnretained($0) }
         var s = DNSConfig()
         s.sendRequest = try config.bool("send_request", default: s.sendRequest)
         s.sendResponse = try config.bool("send_response", default: s.sendResponse)
@@ -216,6 +217,9 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
     private let udpAnswered = RecentResponses()
     /// Values of recent events, for events of the same messages again (UDP and TCP alike).
     let rendered: DNSRenderCache?
+    /// `rendered`, reached for every response without a retain and a release (`rendered`
+    /// holds it for the plugin's life).
+    private let renderedRef: Unmanaged<DNSRenderCache>?
 
     /// How long a paired response is remembered. A duplicated datagram follows its original
     /// within milliseconds; a window as long as `transaction_timeout` only made memory grow
@@ -251,8 +255,8 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
         // A response to a waiting query may need no parse (see `DNSEvents.cachedAnswer`);
         // not while the cache samples traffic that does not repeat (the way there costs
         // ~150 instructions more than the usual one when the pair is not found).
-        if payload.count >= 12, payload[payload.startIndex + 2] & 0x80 != 0, let rendered, rendered.nextProbeLooksUp,
-           pairCached(payload, direction: direction, context: context, cache: rendered) {
+        if payload.count >= 12, payload[payload.startIndex + 2] & 0x80 != 0, let renderedRef,
+           renderedRef._withUnsafeGuaranteedRef({ $0.nextProbeLooksUp && pairCached(payload, direction: direction, context: context, cache: $0) }) {
             return
         }
         // On the stack: only a query that waits becomes an object.
@@ -280,13 +284,11 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
         let vlans = context.connection.vlans
         if !header.isResponse {
             let key = UDPKey(client: m.sender, server: m.receiver, id: header.id, vlans: vlans, seed: keySeed)
-            // Moved into its object (`m` is not used after).
-            let query = DNSObserved(consume m, context: context, serial: serial)
+            // Moved into its object (`m` is not used after), made in the call: one in a local,
+            // even handed over with `consume`, was retained for the table.
             // One lookup stores the query and finds a previous one with the same key; a new
             // waiting query may overflow the table: the oldest one (never this one) makes room.
-            // (Handed over with `consume`: else the table's reference and this one each cost a
-            // retain, and this one a release.)
-            if let old = udpWaiting.updateValue(consume query, forKey: key) {
+            if let old = udpWaiting.updateValue(DNSObserved(consume m, context: context, serial: serial), forKey: key) {
                 publishUDP(old.seen, true, .absent, false, [DNSPlugin.duplicateIDNote], context)
             } else if udpWaiting.count > DNSPlugin.maxPendingUDP, let oldest = oldestWaiting() {
                 removeWaiting(oldest.key)

@@ -55,11 +55,11 @@ final class WaitingQueries {
         let (i, found) = slot(of: key)
         if found {
             let old = queries[i].take()
-            queries[i] = query
+            queries[i] = consume query   // moved in: no retain here and release at the end
             return old
         }
         keys[i] = key
-        queries[i] = query
+        queries[i] = consume query
         count += 1
         // At most half full: probes stay short.
         if count * 2 > mask + 1 { grow() }
