@@ -484,8 +484,8 @@ struct DNSSection: Equatable {
 /// read again from `bytes` when the event is written (`RecordSpan`, `RDataView`), which costs less
 /// than building, copying and freeing an array of records per message.
 struct DNSMessage {
-    /// The whole message (a `var` only for `DNSObserved.takeBytes`).
-    var bytes: [UInt8]
+    /// The whole message.
+    let bytes: [UInt8]
     /// The rest, in one piece (given whole to `init`, not copied field by field).
     let parsed: Parsed
 

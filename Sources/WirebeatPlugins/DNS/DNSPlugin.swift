@@ -361,7 +361,7 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
     @inline(__always) private func keepBuffer(of query: DNSObserved) {
         if spareBuffers.count < DNSPlugin.maxSpareBuffers,
            query.seen.message.bytes.capacity <= DNSPlugin.maxSpareBufferCapacity {
-            spareBuffers.append(query.takeBytes())
+            spareBuffers.append(query.seen.message.bytes)
         }
     }
 

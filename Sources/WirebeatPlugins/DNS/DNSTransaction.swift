@@ -22,7 +22,7 @@ struct DNSSeen {
     /// Not optional, nor are the messages given to `DNSEvents`: an optional of a value this
     /// size is copied (~25 instructions a retain and release, and a `memcpy`) each time one
     /// is made from it or unwrapped.
-    var message: DNSMessage   // a `var` only for `DNSObserved.takeBytes`
+    let message: DNSMessage
     let isMessage: Bool
     /// Size of the payload in bytes.
     let size: Int
@@ -100,8 +100,7 @@ struct DNSSeen {
 /// (which the compiler does through generic value witnesses when it sits in a dictionary
 /// value tuple).
 final class DNSObserved {
-    /// A `var` only for `takeBytes` (exclusivity unchecked: the plugin's thread's only).
-    @exclusivity(unchecked) private(set) var seen: DNSSeen
+    let seen: DNSSeen
     /// The context it came in: its flow's info, as the sniffer describes it, from which the
     /// event of a UDP query that stays unanswered is published (a new ConnectionInfo there,
     /// with its SHA-1 and IP texts, cost ~25,000 instructions an event), and the packet's
@@ -116,15 +115,6 @@ final class DNSObserved {
     var time: Timestamp { seen.time }
     /// The parsed message's header, if any.
     var header: DNSHeader? { seen.header }
-
-    /// Takes the message's bytes out, once the query is done with (paired): moved, not
-    /// copied, into the buffers the next queries use (a copy of the array was retained there
-    /// and released with the query).
-    func takeBytes() -> [UInt8] {
-        var bytes: [UInt8] = []
-        swap(&bytes, &seen.message.bytes)
-        return bytes
-    }
 
     init(_ seen: consuming DNSSeen, context: PluginContext, serial: Int = 0) {
         self.seen = seen
