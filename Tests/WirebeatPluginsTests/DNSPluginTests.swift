@@ -329,6 +329,46 @@ struct DNSPluginTests {
         #expect(cache.unparsedAnswers > 30)
     }
 
+    /// Two frequent pairs whose hashes pick the same set both stay (two ways a set).
+    /// Direct-mapped, they evicted each other: every other lookup missed.
+    @Test func renderCacheKeepsTwoPairsOfOneSet() throws {
+        let qa = DNSBuilder.query(id: 1, "a.example", DNSType.A), ra = DNSBuilder.response(id: 1, "a.example")
+        let qb = DNSBuilder.query(id: 1, "b.example", DNSType.A), rb = DNSBuilder.response(id: 1, "b.example")
+        let flags = DNSRenderCache.flags(hasQuery: true, hasResponse: true, isAnswer: true)
+        func hash(_ q: [UInt8], _ r: [UInt8], _ seed: UInt64) -> UInt64 {
+            q.withUnsafeBufferPointer { q in
+                r.withUnsafeBufferPointer { r in DNSRenderCache.hash(query: q, response: r, flags: flags, seed: seed) }
+            }
+        }
+        let seeds: ClosedRange<UInt64> = 1...100_000
+        let seed = try #require(seeds.first { DNSRenderCache.set(of: hash(qa, ra, $0)) == DNSRenderCache.set(of: hash(qb, rb, $0)) })
+        let cache = DNSRenderCache(seed: seed)
+        let text = Array("{}".utf8)
+        func see(_ q: [UInt8], _ r: [UInt8]) -> Bool {
+            q.withUnsafeBufferPointer { q in
+                r.withUnsafeBufferPointer { r in
+                    let probe = cache.probe(query: q, response: r, flags: flags)
+                    if probe.store {
+                        cache.begin(probe, query: q, response: r, flags: flags, faultlessAnswer: true, rcodeIsZero: true)
+                        text.withUnsafeBufferPointer { t in
+                            cache.add(.beforeID, t)
+                            cache.add(.afterID, t)
+                            cache.add(.method, t)
+                        }
+                        cache.finish()
+                    }
+                    return probe.hit
+                }
+            }
+        }
+        // Each stored at its second sighting in a row, then asked for in turn.
+        for (q, r) in [(qa, ra), (qa, ra), (qb, rb), (qb, rb)] { _ = see(q, r) }
+        var hits = 0
+        for i in 0..<100 where i % 2 == 0 ? see(qa, ra) : see(qb, rb) { hits += 1 }
+        #expect(hits == 100)
+        #expect(cache.stores == 2)
+    }
+
     @Test func renderCacheLeavesNamesPointingIntoTheIDAlone() throws {
         let cached = DNSHarness(), plain = DNSHarness(cachesRenderedValues: false)
         for target: UInt8 in [0, 1] {
