@@ -62,9 +62,13 @@ public struct Event: Sendable {
 
     /// Ends the event once written: its storage serves the next event built on this thread,
     /// unless something else still holds it (a copy of the event). What a publisher that
-    /// writes events out and keeps none calls last.
-    public consuming func discard() {
-        if isKnownUniquelyReferenced(&storage) { storage.recycle() }
+    /// writes events out and keeps none calls last. Returns whether the storage went back
+    /// (false: another reference to it was left, which costs a free and a malloc an event).
+    @discardableResult
+    public consuming func discard() -> Bool {
+        guard isKnownUniquelyReferenced(&storage) else { return false }
+        storage.recycle()
+        return true
     }
 
     /// Copies the storage first if another event shares it. (The setters then use
@@ -203,7 +207,7 @@ public struct Event: Sendable {
     private mutating func appendTransactionFields(flow: EncodedFlow, ok: Bool, type: String, start: Timestamp,
                                                   end: Timestamp?, requestBytes: Int?, responseBytes: Int?,
                                                   pool: EventBufferPool) {
-        if storage.sharedFlow !== flow { storage.sharedFlow = flow }   // a recycled storage may have it
+        storage.sharedFlow = flow
         storage.sharedText = UnsafePointer(flow.text)
         // Every span written straight into room reserved for all of them, the counts kept by
         // `commitSpans` at the end (a span appended one at a time, with its capacity check

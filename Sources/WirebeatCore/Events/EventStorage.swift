@@ -80,9 +80,7 @@ final class EventStorage: @unchecked Sendable {
         // same one: set again per event, the shared global list's reference count was written
         // by every worker for every event, and missed the cache across cores (~3% of the DNS
         // bench's CPU, in `perf`, in the retain and this release).
-        // The flow is kept too (not its text, which says whether the event refers to it):
-        // the next event is often of the same flow, and setting it again per event cost a
-        // retain and a release of it (`Event.appendTransactionFields` sets a different one).
+        sharedFlow = nil
         sharedText = nil
         removedCount = 0
         valueBytes = 0

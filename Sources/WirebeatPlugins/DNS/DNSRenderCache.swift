@@ -107,10 +107,9 @@ final class DNSRenderCache {
     /// Looks up the pair of messages (`query` and `response` empty when not there, else at
     /// least 12 bytes).
     func probe(query: UnsafeBufferPointer<UInt8>, response: UnsafeBufferPointer<UInt8>, flags: UInt8) -> Probe {
-        if fruitless >= DNSRenderCache.idleLookups {
-            fruitless &+= 1
-            guard fruitless & (DNSRenderCache.idleSampling - 1) == 0 else { return .none }
-        }
+        let looksUp = nextProbeLooksUp
+        if fruitless >= DNSRenderCache.idleLookups { fruitless &+= 1 }
+        guard looksUp else { return .none }
         let found = lookUp(query: query, response: response, flags: flags)
         if found.hit || found.store { fruitless = 0 } else { fruitless &+= 1 }
         return found
