@@ -87,7 +87,7 @@ final class UDPRecorder: UDPProtocolPlugin {
     static let defaultPorts: [UInt16] = [7001]
     var datagrams: [String] = []
     init(config: PluginConfig) throws {}
-    func parseDatagram(_ payload: ArraySlice<UInt8>, direction: Direction, context: PluginContext) {
+    func parseDatagram(_ payload: Span<UInt8>, direction: Direction, context: PluginContext) {
         datagrams.append("\(direction):\(payload.count)")
     }
 }

@@ -72,7 +72,7 @@ final class DNSHarness {
 
     func udp(_ bytes: [UInt8], _ direction: Direction, after seconds: Double = 0.01) {
         time = time + TimeSpan(nanoseconds: Int64(seconds * 1e9))
-        plugin.parseDatagram(bytes[...], direction: direction, context: context(.udp))
+        plugin.parseDatagram(bytes.span, direction: direction, context: context(.udp))
     }
 
     var events: [JSONValue] { publisher.events.map(\.json) }

@@ -145,8 +145,8 @@ let benchmarks: @Sendable () -> Void = {
             id &+= 1
             query[0] = UInt8(id >> 8); query[1] = UInt8(id & 0xFF)
             response[0] = query[0]; response[1] = query[1]
-            dns.parseDatagram(query[...], direction: .original, context: context)
-            dns.parseDatagram(response[...], direction: .reverse, context: context)
+            dns.parseDatagram(query.span, direction: .original, context: context)
+            dns.parseDatagram(response.span, direction: .reverse, context: context)
         }
         for _ in 0..<warmUpExchanges { exchange() }  // see the HTTP benchmark
         benchmark.startMeasurement()

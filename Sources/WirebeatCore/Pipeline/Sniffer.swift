@@ -176,19 +176,17 @@ public final class Sniffer {
         // the binding, cost a retain and a release each a datagram.
         udpTargetRefs.withUnsafeBufferPointer { $0[index] }._withUnsafeGuaranteedRef { target in
             let direction: Direction = packet.source == client ? .original : .reverse
-            // Moved out of the property for the call, and back after: a slice of the property
-            // itself was retained and released around it (the plugin could reach the sniffer).
-            var bytes: [UInt8] = []
-            swap(&bytes, &datagram)
-            bytes.replaceSubrange(0..<bytes.count, with: packet.payload.bindMemory(to: UInt8.self))
+            // The payload where it lies (the capture's buffer, or the worker's batch), lent
+            // for the call: copying it into an array of the sniffer's cost ~300
+            // instructions a datagram and, sliced for the plugin, a retain and a release.
+            let payload = packet.payload.bindMemory(to: UInt8.self)
             // The flow's scope borrowed from the table, which holds it (nothing drops a flow
             // during the call), for a context that only lives for the call: a strong
             // reference to it cost a retain and a release a datagram.
             udpFlow(client: client, server: server, vlans: packet.vlans, plugin: target.plugin)._withUnsafeGuaranteedRef { scope in
-                target.udp.parseDatagram(bytes[...], direction: direction,
+                target.udp.parseDatagram(payload.span, direction: direction,
                                          context: PluginContext(scope: scope, timestamp: packet.timestamp, packetIndex: packetIndex))
             }
-            swap(&bytes, &datagram)
         }
     }
 
@@ -202,13 +200,6 @@ public final class Sniffer {
             self.udp = udp
         }
     }
-
-    /// The bytes of the datagram being parsed, in one buffer used again and again (a fresh
-    /// array per datagram, made and freed, cost ~300 instructions), replaced in place in one
-    /// call (emptying it, then appending, took ~90 instructions each). A plugin that keeps
-    /// the bytes (a DNS query waiting for its response) shares the buffer, and replacing them
-    /// then leaves the plugin's copy alone and starts a new one (copy on write).
-    @exclusivity(unchecked) private var datagram: [UInt8] = []
 
     /// The plugin context's per-flow part (its connection info) per UDP flow, cached: its
     /// Community ID (a SHA-1) and IP text would otherwise be computed for every datagram.

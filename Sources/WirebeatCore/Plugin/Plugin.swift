@@ -86,7 +86,10 @@ extension TCPProtocolPlugin {
 /// plugin's own state; the packet clock reaches it through `advanceClock`.
 public protocol UDPProtocolPlugin: ProtocolPlugin {
     /// One datagram; `context.connection.client` is the side not on the plugin's port.
-    func parseDatagram(_ payload: ArraySlice<UInt8>, direction: Direction, context: PluginContext)
+    /// `payload` is borrowed from the capture's buffer for the call only (a `Span` cannot
+    /// escape it): a plugin that keeps the bytes, e.g. a query waiting for its response,
+    /// copies them. The sniffer then copies nothing, and counts no reference.
+    func parseDatagram(_ payload: Span<UInt8>, direction: Direction, context: PluginContext)
     /// The packet clock moved to `now` (called at most once per second of packet time):
     /// expire what has waited too long. Publish with `publish(_:sweepOrder:)` (see there).
     func advanceClock(to now: Timestamp, publisher: EventPublisher)

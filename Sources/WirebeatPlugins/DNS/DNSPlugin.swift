@@ -250,26 +250,28 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
         Int(truncatingIfNeeded: DNSBytesHash.finish(DNSBytesHash.fold(b, from: 0, into: DNSBytesHash.mix(seed, UInt64(b.count)))))
     }
 
-    public func parseDatagram(_ payload: ArraySlice<UInt8>, direction: Direction, context: PluginContext) {
+    public func parseDatagram(_ payload: Span<UInt8>, direction: Direction, context: PluginContext) {
         serial += 1
+        let isResponse = payload.count >= 12 && payload[2] & 0x80 != 0
         // A response to a waiting query may need no parse (see `DNSEvents.cachedAnswer`);
         // not while the cache samples traffic that does not repeat (the way there costs
         // ~150 instructions more than the usual one when the pair is not found).
-        if payload.count >= 12, payload[payload.startIndex + 2] & 0x80 != 0, let renderedRef,
-           renderedRef._withUnsafeGuaranteedRef({ $0.nextProbeLooksUp && pairCached(payload, direction: direction, context: context, cache: $0) }) {
+        if isResponse, let renderedRef, renderedRef._withUnsafeGuaranteedRef({ $0.nextProbeLooksUp }),
+           renderedRef._withUnsafeGuaranteedRef({ cache in
+               payload.withUnsafeBufferPointer { pairCached($0, direction: direction, context: context, cache: cache) }
+           }) {
             return
         }
         // On the stack: only a query that waits becomes an object.
-        // A query's bytes go into the buffer of a paired query, if any: the sniffer's buffer,
-        // shared otherwise, is left to it, which then needs no new one (a malloc there, and a
-        // free when the query goes).
+        // The payload is only lent for the call: a query's bytes are copied into the buffer
+        // of a paired query, if any (no malloc there, and no free when the query goes).
         let bytes: [UInt8]
-        if payload.count >= 12, payload[payload.startIndex + 2] & 0x80 == 0, var buffer = spareBuffers.popLast() {
+        if payload.count >= 12, !isResponse, var buffer = spareBuffers.popLast() {
             // In place of its bytes, in one call (emptying it, then appending, took two).
             payload.withUnsafeBufferPointer { buffer.replaceSubrange(0..<buffer.count, with: $0) }
             bytes = buffer
         } else {
-            bytes = Array(payload)
+            bytes = payload.withUnsafeBufferPointer { Array($0) }
         }
         let m = DNSSeen(bytes: bytes, time: context.timestamp, flow: context.connection, direction: direction,
                         lossHint: true)
@@ -319,34 +321,32 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
         publishUDP(.absent, false, m, true, ["unmatched response", "possible packet loss"], context)
     }
 
-    /// Pairs the response `payload` (a header's worth at least) with its waiting query, if
+    /// Pairs the `response` (a header's worth at least) with its waiting query, if
     /// any, and publishes their event: from the values cached for the pair, when there are
     /// (unparsed, uncopied: `DNSEvents.cachedAnswer`), else from the parsed response. False
     /// (nothing done) when no query waits for it: the caller then goes on as for any datagram.
-    private func pairCached(_ payload: ArraySlice<UInt8>, direction: Direction, context: PluginContext,
+    private func pairCached(_ response: UnsafeBufferPointer<UInt8>, direction: Direction, context: PluginContext,
                             cache: DNSRenderCache) -> Bool {
         // (`context.connection` each time, not in a local: a copy retained its strings.)
         let original = direction == .original
-        let id = UInt16(payload[payload.startIndex]) << 8 | UInt16(payload[payload.startIndex + 1])
+        let id = UInt16(response[0]) << 8 | UInt16(response[1])
         // As `DNSSeen`'s sender and receiver: the query's client is this response's receiver.
         let key = UDPKey(client: original ? context.connection.server : context.connection.client,
                          server: original ? context.connection.client : context.connection.server, id: id,
                          vlans: context.connection.vlans, seed: keySeed)
         guard let query = udpWaiting.removeValue(forKey: key) else { return false }
         var probe: DNSRenderCache.Probe?
-        var event = payload.withUnsafeBufferPointer { response in
-            udpAnswered.insert(hash: key.hash, fingerprint: DNSPlugin.fingerprint(response, seed: fingerprintSeed),
-                               time: context.timestamp)
-            return DNSEvents.cachedAnswer(query: query, response: response, time: context.timestamp,
-                                          known: context.connection, settings: settings, cache: cache, probe: &probe)
-        }
+        udpAnswered.insert(hash: key.hash, fingerprint: DNSPlugin.fingerprint(response, seed: fingerprintSeed),
+                           time: context.timestamp)
+        var event = DNSEvents.cachedAnswer(query: query, response: response, time: context.timestamp,
+                                           known: context.connection, settings: settings, cache: cache, probe: &probe)
         // Moved out, not bound with `if let`: the optional kept a second reference to the
         // event's storage, which then missed its pool at `Event.discard` (a free, a malloc
         // and the shared base list retained across threads, for every event).
         if let answer = event.take() {
             context.publish(answer)
         } else {
-            let m = DNSSeen(bytes: Array(payload), time: context.timestamp, flow: context.connection, direction: direction,
+            let m = DNSSeen(bytes: Array(response), time: context.timestamp, flow: context.connection, direction: direction,
                             lossHint: true)
             context.publish(DNSEvents.event(query: query.seen, hasQuery: true, response: m, hasResponse: true, notes: [],
                                             transport: .udp, connectionID: 0, settings: settings, known: context.connection,
