@@ -89,6 +89,24 @@ struct DNSPluginTests {
         #expect(h.events[1].string("error.message") == "duplicate response")
     }
 
+    /// A pair answered from the render cache takes its response's fingerprint from the
+    /// stored pair: a copy of that response must still read as a duplicate, and another
+    /// response with the same key must not.
+    @Test func repeatedResponseOfACachedPairIsNoted() throws {
+        let h = DNSHarness()
+        for id: UInt16 in 1...3 {
+            h.udp(DNSBuilder.query(id: id, "cached.test", DNSType.A), .original)
+            h.udp(DNSBuilder.response(id: id, "cached.test"), .reverse)
+        }
+        #expect(h.plugin.rendered?.hits == 1, "the third pair is answered from the cache")
+        h.udp(DNSBuilder.response(id: 3, "cached.test"), .reverse)
+        h.udp(DNSBuilder.response(id: 3, "cached.test", addresses: [[192, 0, 2, 9]]), .reverse)
+        #expect(h.events.count == 5)
+        #expect(h.events[2].string("status") == "OK")
+        #expect(h.events[3].string("error.message") == "duplicate response")
+        #expect(h.events[4].string("error.message")?.hasPrefix("unmatched response") == true)
+    }
+
     @Test func malformedDatagramsArePublishedWithANote() throws {
         let h = DNSHarness()
         h.udp([1, 2, 3], .original)

@@ -24,7 +24,7 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
 
     /// `cachesRenderedValues`: false only to check, in tests, that the cache changes nothing.
     init(config: PluginConfig, cachesRenderedValues: Bool) throws {
-        rendered = cachesRenderedValues ? DNSRenderCache() : nil
+        rendered = cachesRenderedValues ? DNSRenderCache(fingerprintSeed: fingerprintSeed) : nil
         renderedRef = rendered.map { Unmanaged.passUnretained($0) }
         var s = DNSConfig()
         s.sendRequest = try config.bool("send_request", default: s.sendRequest)
@@ -247,7 +247,8 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
     }
 
     @inline(__always) static func fingerprint(_ b: UnsafeBufferPointer<UInt8>, seed: UInt64) -> Int {
-        Int(truncatingIfNeeded: DNSBytesHash.finish(DNSBytesHash.fold(b, from: 0, into: DNSBytesHash.mix(seed, UInt64(b.count)))))
+        let id = b.count >= 2 ? UInt16(b[0]) << 8 | UInt16(b[1]) : 0
+        return DNSBytesHash.fingerprint(tail: DNSBytesHash.tail(b, seed: seed), id: id)
     }
 
     public func parseDatagram(_ payload: Span<UInt8>, direction: Direction, context: PluginContext) {
@@ -336,10 +337,13 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
                          vlans: context.connection.vlans, seed: keySeed)
         guard let query = udpWaiting.removeValue(forKey: key) else { return false }
         var probe: DNSRenderCache.Probe?
-        udpAnswered.insert(hash: key.hash, fingerprint: DNSPlugin.fingerprint(response, seed: fingerprintSeed),
-                           time: context.timestamp)
         var event = DNSEvents.cachedAnswer(query: query, response: response, time: context.timestamp,
                                            known: context.connection, settings: settings, cache: cache, probe: &probe)
+        // A stored pair's response has this one's bytes but the ID: its fingerprint is
+        // known but the ID (hashing the bytes again was a third of this function's cycles).
+        let fingerprint = probe.flatMap { cache.responseFingerprint($0, id: id) }
+            ?? DNSPlugin.fingerprint(response, seed: fingerprintSeed)
+        udpAnswered.insert(hash: key.hash, fingerprint: fingerprint, time: context.timestamp)
         // Moved out, not bound with `if let`: the optional kept a second reference to the
         // event's storage, which then missed its pool at `Event.discard` (a free, a malloc
         // and the shared base list retained across threads, for every event).
@@ -524,6 +528,17 @@ enum DNSBytesHash {
             i &+= 1
         }
         return mix(h, tail)
+    }
+
+    /// A response's fingerprint in two steps: its length and bytes after the ID (`tail`),
+    /// then the ID, so that the render cache can keep a stored pair's tail
+    /// (`DNSRenderCache.responseFingerprint`).
+    @inline(__always) static func tail(_ b: UnsafeBufferPointer<UInt8>, seed: UInt64) -> UInt64 {
+        fold(b, from: 2, into: mix(seed, UInt64(b.count)))
+    }
+
+    @inline(__always) static func fingerprint(tail: UInt64, id: UInt16) -> Int {
+        Int(truncatingIfNeeded: finish(mix(tail, UInt64(id))))
     }
 
     /// MurmurHash3's finaliser: every bit of the result depends on every bit of `h`.

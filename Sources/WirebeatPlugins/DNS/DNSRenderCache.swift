@@ -54,6 +54,8 @@ final class DNSRenderCache {
         /// response beyond these values (see `faultlessAnswer`).
         var faultlessAnswer = false
         var rcodeIsZero = false
+        /// The response's `DNSBytesHash.tail` (with `fingerprintSeed`), if there is one.
+        var responseTail: UInt64 = 0
     }
 
     private let slots: UnsafeMutablePointer<Slot>
@@ -63,6 +65,8 @@ final class DNSRenderCache {
     private let candidates: UnsafeMutablePointer<UInt64>
     private let recentWay: UnsafeMutablePointer<UInt8>
     private let seed: UInt64
+    /// The seed of the owner's response fingerprints (`responseFingerprint`).
+    private let fingerprintSeed: UInt64
     /// The pair being stored (`begin`/`add`/`finish`): its slot and how far its text went.
     private var storing = -1
     private var storedText = 0
@@ -79,8 +83,9 @@ final class DNSRenderCache {
     private(set) var stores = 0
     var unparsedAnswers = 0
 
-    init(seed: UInt64 = UInt64.random(in: .min ... .max)) {
+    init(seed: UInt64 = UInt64.random(in: .min ... .max), fingerprintSeed: UInt64 = UInt64.random(in: .min ... .max)) {
         self.seed = seed
+        self.fingerprintSeed = fingerprintSeed
         slots = .allocate(capacity: DNSRenderCache.slotCount)
         slots.initialize(repeating: Slot(), count: DNSRenderCache.slotCount)
         memory = .allocate(capacity: DNSRenderCache.slotCount * DNSRenderCache.slotBytes)
@@ -184,6 +189,14 @@ final class DNSRenderCache {
         out.append(next(slot.query))
     }
 
+    /// Of a hit whose stored pair has a response: that response's fingerprint with `id`,
+    /// which is the fingerprint of the response looked up (`DNSPlugin.fingerprint`): the same
+    /// length and bytes after the ID. Nil otherwise.
+    func responseFingerprint(_ probe: Probe, id: UInt16) -> Int? {
+        guard probe.hit, slots[probe.slot].responseCount > 0 else { return nil }
+        return DNSBytesHash.fingerprint(tail: slots[probe.slot].responseTail, id: id)
+    }
+
     /// Of a hit: whether its response's RCODE is 0, if the stored pair's response had no
     /// fault; nil otherwise. A response whose bytes but the ID are those of a stored pair
     /// parses as that pair's did (no name in a stored pair reads the ID), so a hit with a
@@ -201,7 +214,8 @@ final class DNSRenderCache {
                faultlessAnswer: Bool, rcodeIsZero: Bool) {
         let index = probe.slot
         slots[index] = Slot(hash: 0, flags: flags, queryCount: query.count, responseCount: response.count,
-                            faultlessAnswer: faultlessAnswer, rcodeIsZero: rcodeIsZero)
+                            faultlessAnswer: faultlessAnswer, rcodeIsZero: rcodeIsZero,
+                            responseTail: response.isEmpty ? 0 : DNSBytesHash.tail(response, seed: fingerprintSeed))
         candidates[index / 2] = 0   // taken
         recentWay[index / 2] = UInt8(truncatingIfNeeded: index & 1)
         let base = memory + index * DNSRenderCache.slotBytes
