@@ -40,10 +40,22 @@ final class LineWriter: EventPublisher {
         if buffer.count >= flushThreshold { flush() }
     }
 
+    func publish(_ template: EventTemplate, _ values: EventTemplate.Values, build: () -> Event) {
+        formatTemplated(template, values, into: buffer)
+        if buffer.count >= flushThreshold { flush() }
+    }
+
     /// One event as it is written out (parallel replay workers call this on their threads).
     func formatLine(_ event: Event, into out: OutputBuffer) {
         if format == .bulk { out.append(bulkAction) }
         event.writeCompactJSON(into: out)
+        out.append(0x0A)
+    }
+
+    /// The same line, of an event given as its template (`EventPublisher.publish(_:_:build:)`).
+    func formatTemplated(_ template: EventTemplate, _ values: EventTemplate.Values, into out: OutputBuffer) {
+        if format == .bulk { out.append(bulkAction) }
+        template.write(values, into: out)
         out.append(0x0A)
     }
 

@@ -125,7 +125,8 @@ public struct RunCommand: ParsableCommand {
                     file: inputFile, workers: threads,
                     makePlugins: { try registry.load(config.protocols, logging: logging) },
                     tcpOptions: config.tcp, logging: logging,
-                    formatLine: writer.formatLine, write: writer.gather(formatted:), release: writer.writeGathered)
+                    formatLine: writer.formatLine, formatTemplated: writer.formatTemplated,
+                    write: writer.gather(formatted:), release: writer.writeGathered)
             } catch {
                 writer.close()
                 throw fail("\(error)")

@@ -216,14 +216,37 @@ struct DNSPluginTests {
 
     // MARK: rendered values
 
+    /// Writes events as the output does (`LineWriter`): one given as a template from the
+    /// template (`EventPublisher.publish(_:_:build:)`), any other from the event.
+    final class LineWritingPublisher: EventPublisher {
+        var lines: [String] = []
+        var fromTemplates = 0
+        func publish(_ event: consuming Event) {
+            var line: [UInt8] = []
+            event.writeCompactJSON(into: &line)
+            lines.append(String(decoding: line, as: UTF8.self))
+        }
+        func publish(_ template: EventTemplate, _ values: EventTemplate.Values, build: () -> Event) {
+            let out = OutputBuffer()
+            template.write(values, into: out)
+            lines.append(String(decoding: out.bytes, as: UTF8.self))
+            fromTemplates += 1
+        }
+    }
+
     /// The cache of rendered values (`DNSRenderCache`) changes no byte: the same traffic
-    /// through a plugin without it gives the same events. Pairs come back with other IDs
+    /// through a plugin without it gives the same events, and so do the answers an output
+    /// writes from their templates (`DNSAnswerTemplates`). Pairs come back with other IDs
     /// (hits), copies with one byte changed (which must not hit), queries and responses
-    /// alone, over UDP and TCP, with and without the optional sections.
+    /// alone, over UDP on three flows and TCP, with and without the optional sections, with
+    /// IDs of one to five digits and answers after a microsecond to over a minute.
     @Test(arguments: [false, true]) func renderCacheChangesNoByte(optionalSections: Bool) throws {
         let settings: [String: ConfigValue] = optionalSections
             ? ["include_authorities": .scalar("true"), "include_additionals": .scalar("true")] : [:]
         let cached = DNSHarness(settings), plain = DNSHarness(settings, cachesRenderedValues: false)
+        let templated = DNSHarness(settings)
+        let lineWriter = LineWritingPublisher()
+        templated.sink = lineWriter
         var pairs: [([UInt8], [UInt8])] = [
             (DNSBuilder.query(id: 0, "example.test", DNSType.A, edns: true),
              DNSBuilder.response(id: 0, "example.test", addresses: [[192, 0, 2, 1], [192, 0, 2, 2]])),
@@ -261,14 +284,18 @@ struct DNSPluginTests {
         let unique = DNSRenderCache.idleLookups + 500
         for i in 0..<unique {
             let id = UInt16(i)
-            for h in [cached, plain] {
+            for h in [cached, plain, templated] {
                 h.udp(DNSBuilder.query(id: id, "u\(i).test", DNSType.A), .original)
                 h.udp(DNSBuilder.response(id: id, "u\(i).test"), .reverse)
             }
         }
+        let ids: [ClosedRange<UInt16>] = [0...9, 10...99, 100...999, 1_000...9_999, 10_000...65_535]
+        let waits: [Double] = [0.000001, 0.000042, 0.0009, 0.0123, 0.25, 0.999999, 1.5, 61]
         var clientStream: [UInt8] = [], serverStream: [UInt8] = []
         for i in unique..<unique + 4000 {
-            let id = UInt16(i)
+            let id = i % 2 == 0 ? UInt16(i) : UInt16.random(in: ids[Int.random(in: 0..<ids.count, using: &rng)], using: &rng)
+            let wait = waits[Int.random(in: 0..<waits.count, using: &rng)]
+            let port = UInt16(40000 + Int.random(in: 0..<3, using: &rng))
             var (q, r) = pairs[Int.random(in: 0..<pairs.count, using: &rng)]
             q = withID(q, id)
             r = withID(r, id)
@@ -278,16 +305,17 @@ struct DNSPluginTests {
                 r[k] = r[k] &+ UInt8.random(in: 1...255, using: &rng)
             }
             let shape = Int.random(in: 0..<10, using: &rng)
-            for h in [cached, plain] {
+            for h in [cached, plain, templated] {
+                h.client = Endpoint(ip: h.client.ip, port: port)
                 if shape != 0 { h.udp(q, .original) }
-                if shape != 1 { h.udp(r, .reverse) }
+                if shape != 1 { h.udp(r, .reverse, after: wait) }
             }
             if i % 4 == 0 {
                 clientStream += framed(q)
                 serverStream += framed(r)
             }
         }
-        for h in [cached, plain] {
+        for h in [cached, plain, templated] {
             var state = h.plugin.makeConnectionState(for: h.context(.tcp).connection)
             var client = StreamBuffer(), server = StreamBuffer()
             client.append(contentsOf: clientStream)
@@ -295,15 +323,23 @@ struct DNSPluginTests {
             h.plugin.parse(&client, direction: .original, state: &state, context: h.context(.tcp))
             h.plugin.parse(&server, direction: .reverse, state: &state, context: h.context(.tcp))
             h.plugin.connectionClosed(reason: .endOfInput, state: &state, context: h.context(.tcp))
-            h.plugin.finish(publisher: h.publisher)
+            h.plugin.finish(publisher: h.sink ?? h.publisher)
         }
         #expect(cached.publisher.events.count > unique + 4000)
-        let a = cached.lines, b = plain.lines
+        let a = cached.lines, b = plain.lines, c = lineWriter.lines
         #expect(a.count == b.count)
+        #expect(c.count == b.count)
         for (i, (x, y)) in zip(a, b).enumerated() where x != y {
             Issue.record("event \(i) differs:\n\(x)\n\(y)")
             break
         }
+        for (i, (x, y)) in zip(c, b).enumerated() where x != y {
+            Issue.record("event \(i) written from its template differs:\n\(x)\n\(y)")
+            break
+        }
+        // Most cached answers written from templates (those of a pair and flow seen twice).
+        #expect(lineWriter.fromTemplates > 500)
+        #expect(templated.plugin.answerTemplates?.made ?? 0 > 10)
         let cache = try #require(cached.plugin.rendered)
         // Most events are of a pair seen before.
         #expect(cache.hits > 1000)

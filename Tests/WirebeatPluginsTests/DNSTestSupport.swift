@@ -54,7 +54,7 @@ final class DNSHarness {
     let publisher = CollectingPublisher()
     /// Where the events go instead of `publisher`, if set.
     var sink: EventPublisher?
-    let client = Endpoint(ip: IPAddress("10.0.0.1")!, port: 40000)
+    var client = Endpoint(ip: IPAddress("10.0.0.1")!, port: 40000)
     let server = Endpoint(ip: IPAddress("10.0.0.53")!, port: 53)
     var time = Timestamp(seconds: 1_700_000_000)
 
@@ -63,11 +63,21 @@ final class DNSHarness {
                                 cachesRenderedValues: cachesRenderedValues)
     }
 
+    /// A UDP flow's connection, made once and kept, as the sniffer's flow table does (the
+    /// plugin's answer templates are per flow: `EventTemplate.isFor`).
+    private var udpFlows: [UInt16: ConnectionInfo] = [:]
+
     func context(_ transport: Transport) -> PluginContext {
         // As the sniffer's: a UDP flow's ID is 0.
-        PluginContext(connection: ConnectionInfo(id: transport == .udp ? 0 : 1, transport: transport, client: client,
-                                                 server: server),
-                      timestamp: time, publisher: sink ?? publisher, logger: LoggingSetup().logger(for: "dns"))
+        let connection: ConnectionInfo
+        if transport == .udp, let known = udpFlows[client.port] {
+            connection = known
+        } else {
+            connection = ConnectionInfo(id: transport == .udp ? 0 : 1, transport: transport, client: client, server: server)
+            if transport == .udp { udpFlows[client.port] = connection }
+        }
+        return PluginContext(connection: connection, timestamp: time, publisher: sink ?? publisher,
+                             logger: LoggingSetup().logger(for: "dns"))
     }
 
     func udp(_ bytes: [UInt8], _ direction: Direction, after seconds: Double = 0.01) {

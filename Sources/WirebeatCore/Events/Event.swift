@@ -31,6 +31,9 @@ public struct Event: Sendable {
     /// does not decode JSON.
     public var type: String? { storage.type }
 
+    /// The connection whose values the event refers to (`Event.transaction`), if any.
+    var connectionText: EncodedFlow? { storage.sharedFlow }
+
     private var spans: UnsafeBufferPointer<ValueSpan> { UnsafeBufferPointer(start: storage.spans, count: storage.spanCount) }
     private var ownNames: UnsafeBufferPointer<String> { UnsafeBufferPointer(start: storage.names, count: storage.nameCount) }
     private var values: UnsafeBufferPointer<UInt8> { UnsafeBufferPointer(start: storage.bytes, count: storage.byteCount) }
@@ -504,7 +507,8 @@ public struct Event: Sendable {
             let bound = valueBound(layout)
             let start = out.count
             out.append(contentsOf: repeatElement(0, count: bound))
-            let written = out.withUnsafeMutableBufferPointer { write(layout, to: $0.baseAddress! + start) }
+            var unobserved = IgnoredValues()
+            let written = out.withUnsafeMutableBufferPointer { write(layout, to: $0.baseAddress! + start, observer: &unobserved) }
             out.removeLast(bound - written)
         }
     }
@@ -514,7 +518,28 @@ public struct Event: Sendable {
     public func writeCompactJSON(into out: OutputBuffer) {
         withLayout { layout in
             let end = out.reserveTail(valueBound(layout))
-            out.commitTail(write(layout, to: end))
+            var unobserved = IgnoredValues()
+            out.commitTail(write(layout, to: end, observer: &unobserved))
+        }
+    }
+
+    /// The event's compact JSON line (as `writeCompactJSON`), and where the value of each of
+    /// `fields` is in it (nil for one the line does not have): what `EventTemplate` cuts its
+    /// holes at.
+    func compactJSONLocating(_ fields: [String]) -> (line: [UInt8], ranges: [Range<Int>?]) {
+        withLayout { layout in
+            var line = [UInt8](repeating: 0, count: valueBound(layout))
+            let (written, located) = line.withUnsafeMutableBufferPointer { buffer in
+                var located = LocatedValues(line: buffer.baseAddress!)
+                return (write(layout, to: buffer.baseAddress!, observer: &located), located)
+            }
+            line.removeLast(line.count - written)
+            let names = allNames
+            var ranges: [Range<Int>?] = Array(repeating: nil, count: fields.count)
+            for (span, range) in located.values {
+                if let k = fields.firstIndex(of: names[span]) { ranges[k] = range }
+            }
+            return (line, ranges)
         }
     }
 
@@ -563,9 +588,26 @@ public struct Event: Sendable {
         layout.textCount + EventLayout.slack + storage.valueBytes
     }
 
+    /// Told where each value went (`write`): nothing on the output's path, every value's
+    /// span and range for `compactJSONLocating` (generic, so the first costs nothing).
+    private protocol ValueObserver {
+        mutating func wrote(span: Int, from start: UnsafeMutablePointer<UInt8>, count: Int)
+    }
+    private struct IgnoredValues: ValueObserver {
+        @inline(__always) mutating func wrote(span: Int, from start: UnsafeMutablePointer<UInt8>, count: Int) {}
+    }
+    private struct LocatedValues: ValueObserver {
+        let line: UnsafeMutablePointer<UInt8>
+        var values: [(span: Int, range: Range<Int>)] = []
+        mutating func wrote(span: Int, from start: UnsafeMutablePointer<UInt8>, count: Int) {
+            values.append((span, (start - line)..<(start - line + count)))
+        }
+    }
+
     /// Writes the layout's text with the values in their slots at `destination` (room for
     /// the text and every value is there); returns the bytes written.
-    private func write(_ layout: EventLayout, to destination: UnsafeMutablePointer<UInt8>) -> Int {
+    private func write<Observer: ValueObserver>(_ layout: EventLayout, to destination: UnsafeMutablePointer<UInt8>,
+                                                observer: inout Observer) -> Int {
         // The layout's text around the values; the event's own values and the connection's
         // shared ones; the spans saying which is where. Raw pointers and wrapping arithmetic:
         // the loop runs ~30 times an event, and the arrays' closures and overflow checks cost
@@ -586,6 +628,7 @@ public struct Event: Sendable {
             let valueCount = Int(truncatingIfNeeded: span.end &- span.start)
             let base = span.isShared ? sharedBase : values
             Event.copy(from: base + Int(truncatingIfNeeded: span.start), count: valueCount, to: p)
+            observer.wrote(span: slot.value, from: p, count: valueCount)
             p += valueCount
             from = slot.offset
         }
@@ -599,7 +642,7 @@ public struct Event: Sendable {
     /// the 32 bytes from `source` must be readable and those at `destination` writable (every
     /// buffer involved keeps `EventLayout.slack` to spare). Longer pieces as `EventStorage.copy`.
     @inline(__always)
-    private static func copy(from source: UnsafeRawPointer, count: Int, to destination: UnsafeMutablePointer<UInt8>) {
+    static func copy(from source: UnsafeRawPointer, count: Int, to destination: UnsafeMutablePointer<UInt8>) {
         typealias Bytes32 = (UInt64, UInt64, UInt64, UInt64)
         if count <= 32 {
             UnsafeMutableRawPointer(destination).storeBytes(of: source.loadUnaligned(as: Bytes32.self), as: Bytes32.self)

@@ -32,7 +32,9 @@ public enum ParallelReplay {
 
     /// Replays `file` with `workers` sniffers, one per thread, each with its own plugins
     /// (`makePlugins` is called once per worker, here). `formatLine` renders one event into a
-    /// worker's buffer (it runs on the workers' threads); `write` receives the merged output
+    /// worker's buffer (it runs on the workers' threads), and `formatTemplated`, if given, the
+    /// same line from an event's template (`EventPublisher.publish(_:_:build:)`; without it,
+    /// such events are built and go to `formatLine`); `write` receives the merged output
     /// in order, on this thread, in buffers that stay valid until the next call of
     /// `release` (made before the workers' buffers are reused, and at the end): a writer may
     /// gather them instead of copying. Returns the combined stats and, for a capture damaged part
@@ -41,6 +43,7 @@ public enum ParallelReplay {
     public static func run(file: String, workers: Int, makePlugins: () throws -> [LoadedPlugin],
                            tcpOptions: TCPOptions = TCPOptions(), logging: LoggingSetup = LoggingSetup(),
                            formatLine: @escaping (Event, OutputBuffer) -> Void,
+                           formatTemplated: ((EventTemplate, EventTemplate.Values, OutputBuffer) -> Void)? = nil,
                            write: (UnsafeBufferPointer<UInt8>) -> Void,
                            release: () -> Void = {}) throws -> Result {
         precondition(workers >= 2)
@@ -54,7 +57,8 @@ public enum ParallelReplay {
         let shards = (0..<workers).map { index -> Shard in
             let order = EventOrder()
             let channel = HandOff<Chunk>()
-            let publisher = ShardPublisher(order: order, channel: channel, formatLine: formatLine)
+            let publisher = ShardPublisher(order: order, channel: channel, formatLine: formatLine,
+                                           formatTemplated: formatTemplated)
             let sniffer = Sniffer(plugins: pluginSets[index], publisher: publisher, tcpOptions: tcpOptions,
                                   logging: logging, order: order)
             return Shard(sniffer: sniffer, publisher: publisher, channel: channel)
@@ -269,6 +273,7 @@ final class ShardPublisher: EventPublisher {
     private let order: EventOrder
     private let channel: HandOff<Chunk>
     private let formatLine: (Event, OutputBuffer) -> Void
+    private let formatTemplated: ((EventTemplate, EventTemplate.Values, OutputBuffer) -> Void)?
     @exclusivity(unchecked) private var chunk: Chunk {
         didSet { current = Unmanaged.passUnretained(chunk) }
     }
@@ -277,10 +282,12 @@ final class ShardPublisher: EventPublisher {
     @exclusivity(unchecked) private var packetsInChunk = 0
     @exclusivity(unchecked) private var sentWatermark = 0
 
-    init(order: EventOrder, channel: HandOff<Chunk>, formatLine: @escaping (Event, OutputBuffer) -> Void) {
+    init(order: EventOrder, channel: HandOff<Chunk>, formatLine: @escaping (Event, OutputBuffer) -> Void,
+         formatTemplated: ((EventTemplate, EventTemplate.Values, OutputBuffer) -> Void)?) {
         self.order = order
         self.channel = channel
         self.formatLine = formatLine
+        self.formatTemplated = formatTemplated
         let first = channel.fresh()
         chunk = first
         current = Unmanaged.passUnretained(first)
@@ -304,6 +311,15 @@ final class ShardPublisher: EventPublisher {
             chunk.appendRecord(key: key, end: chunk.buffer.count)
         }
         written = consume event   // its storage serves the event after next
+    }
+
+    func publish(_ template: EventTemplate, _ values: EventTemplate.Values, build: () -> Event) {
+        guard let formatTemplated else { return publish(build()) }
+        let key = order.key
+        current._withUnsafeGuaranteedRef { chunk in
+            formatTemplated(template, values, chunk.buffer)
+            chunk.appendRecord(key: key, end: chunk.buffer.count)
+        }
     }
     @exclusivity(unchecked) private var written: Event?
 

@@ -287,10 +287,19 @@ final class CountingPublisher: EventPublisher {
         count(event)
         downstream.publish(event, sweepOrder: sweepOrder)
     }
+    func publish(_ template: EventTemplate, _ values: EventTemplate.Values, build: () -> Event) {
+        tally(template.type ?? "unknown")
+        downstream.publish(template, values, build: build)
+    }
     @exclusivity(unchecked) private var lastTally = 0
 
     private func count(_ event: borrowing Event) {
         let type = event.type ?? "unknown"
+        tally(type)
+    }
+
+    // Inlined into both callers, as it was into `count` before there were two.
+    @inline(__always) private func tally(_ type: String) {
         // Most often the type of the event before.
         if lastTally < tally.count && tally[lastTally].type == type {
             tally[lastTally].count += 1

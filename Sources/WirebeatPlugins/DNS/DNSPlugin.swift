@@ -33,6 +33,9 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
         s.includeAdditionals = try config.bool("include_additionals", default: s.includeAdditionals)
         s.transactionTimeout = try config.duration("transaction_timeout", default: s.transactionTimeout)
         settings = s
+        // `send_request` puts the query's text, ID included, in every answer: not a template's.
+        answerTemplates = cachesRenderedValues && !s.sendRequest ? DNSAnswerTemplates() : nil
+        answerTemplatesRef = answerTemplates.map { Unmanaged.passUnretained($0) }
     }
 
     // MARK: TCP
@@ -220,6 +223,9 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
     /// `rendered`, reached for every response without a retain and a release (`rendered`
     /// holds it for the plugin's life).
     private let renderedRef: Unmanaged<DNSRenderCache>?
+    /// Templates of the events of cached answers, by pair and flow (UDP).
+    let answerTemplates: DNSAnswerTemplates?
+    private let answerTemplatesRef: Unmanaged<DNSAnswerTemplates>?
 
     /// How long a paired response is remembered. A duplicated datagram follows its original
     /// within milliseconds; a window as long as `transaction_timeout` only made memory grow
@@ -337,19 +343,16 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
                          vlans: context.connection.vlans, seed: keySeed)
         guard let query = udpWaiting.removeValue(forKey: key) else { return false }
         var probe: DNSRenderCache.Probe?
-        var event = DNSEvents.cachedAnswer(query: query, response: response, time: context.timestamp,
-                                           known: context.connection, settings: settings, cache: cache, probe: &probe)
         // A stored pair's response has this one's bytes but the ID: its fingerprint is
         // known but the ID (hashing the bytes again was a third of this function's cycles).
-        let fingerprint = probe.flatMap { cache.responseFingerprint($0, id: id) }
-            ?? DNSPlugin.fingerprint(response, seed: fingerprintSeed)
-        udpAnswered.insert(hash: key.hash, fingerprint: fingerprint, time: context.timestamp)
-        // Moved out, not bound with `if let`: the optional kept a second reference to the
-        // event's storage, which then missed its pool at `Event.discard` (a free, a malloc
-        // and the shared base list retained across threads, for every event).
-        if let answer = event.take() {
-            context.publish(answer)
+        if let answer = DNSEvents.cachedAnswer(query: query, response: response, known: context.connection,
+                                               settings: settings, cache: cache, probe: &probe) {
+            udpAnswered.insert(hash: key.hash, fingerprint: cache.responseFingerprint(answer.probe, id: id)
+                               ?? DNSPlugin.fingerprint(response, seed: fingerprintSeed), time: context.timestamp)
+            publishCachedAnswer(answer, query: query, responseBytes: response.count, context: context, cache: cache)
         } else {
+            udpAnswered.insert(hash: key.hash, fingerprint: probe.flatMap { cache.responseFingerprint($0, id: id) }
+                               ?? DNSPlugin.fingerprint(response, seed: fingerprintSeed), time: context.timestamp)
             let m = DNSSeen(bytes: Array(response), time: context.timestamp, flow: context.connection, direction: direction,
                             lossHint: true)
             context.publish(DNSEvents.event(query: query.seen, hasQuery: true, response: m, hasResponse: true, notes: [],
@@ -358,6 +361,29 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
         }
         keepBuffer(of: query)
         return true
+    }
+
+    /// The event of a cached answer: as its template and values when the pair has one on
+    /// this flow (`DNSAnswerTemplates`), else built (and offered to make the template).
+    private func publishCachedAnswer(_ answer: DNSEvents.CachedAnswer, query: DNSObserved, responseBytes: Int,
+                                     context: PluginContext, cache: DNSRenderCache) {
+        // (A nested function, not a closure in a constant: that would be allocated.)
+        func build() -> Event {
+            DNSEvents.event(of: answer, query: query, responseBytes: responseBytes, time: context.timestamp,
+                            known: context.connection, settings: settings, cache: cache)
+        }
+        guard let answerTemplatesRef else { return context.publish(build()) }
+        let pair = cache.pairIdentity(answer.probe)
+        let values = EventTemplate.Values(start: query.seen.time, end: context.timestamp, number: Int64(answer.id))
+        answerTemplatesRef._withUnsafeGuaranteedRef { templates in
+            if templates.withTemplate(slot: pair.slot, generation: pair.generation, connection: context.connection, {
+                context.publisher.publish($0, values, build: build)
+            }) { return }
+            let event = build()
+            templates.saw(event, slot: pair.slot, generation: pair.generation, idOffset: pair.idOffset, id: answer.id,
+                          values: values, connection: context.connection)
+            context.publish(consume event)
+        }
     }
 
     /// Keeps the bytes' buffer of a paired query for the next query (its only reference once

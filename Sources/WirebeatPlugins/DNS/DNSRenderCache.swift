@@ -56,7 +56,10 @@ final class DNSRenderCache {
         var rcodeIsZero = false
         /// The response's `DNSBytesHash.tail` (with `fingerprintSeed`), if there is one.
         var responseTail: UInt64 = 0
+        /// Which pair the slot holds, of those it held in turn (`pairIdentity`).
+        var generation: UInt32 = 0
     }
+    private var generations: UInt32 = 0
 
     private let slots: UnsafeMutablePointer<Slot>
     private let memory: UnsafeMutablePointer<UInt8>
@@ -197,6 +200,12 @@ final class DNSRenderCache {
         return DNSBytesHash.fingerprint(tail: slots[probe.slot].responseTail, id: id)
     }
 
+    /// Of a hit: the stored pair, as long as its slot holds it (a slot that takes another
+    /// pair gets another generation), and where its ID's digits start in the `dns` value.
+    func pairIdentity(_ probe: Probe) -> (slot: Int, generation: UInt32, idOffset: Int) {
+        (probe.slot, slots[probe.slot].generation, slots[probe.slot].beforeID)
+    }
+
     /// Of a hit: whether its response's RCODE is 0, if the stored pair's response had no
     /// fault; nil otherwise. A response whose bytes but the ID are those of a stored pair
     /// parses as that pair's did (no name in a stored pair reads the ID), so a hit with a
@@ -213,9 +222,11 @@ final class DNSRenderCache {
     func begin(_ probe: Probe, query: UnsafeBufferPointer<UInt8>, response: UnsafeBufferPointer<UInt8>, flags: UInt8,
                faultlessAnswer: Bool, rcodeIsZero: Bool) {
         let index = probe.slot
+        generations &+= 1
         slots[index] = Slot(hash: 0, flags: flags, queryCount: query.count, responseCount: response.count,
                             faultlessAnswer: faultlessAnswer, rcodeIsZero: rcodeIsZero,
-                            responseTail: response.isEmpty ? 0 : DNSBytesHash.tail(response, seed: fingerprintSeed))
+                            responseTail: response.isEmpty ? 0 : DNSBytesHash.tail(response, seed: fingerprintSeed),
+                            generation: generations)
         candidates[index / 2] = 0   // taken
         recentWay[index / 2] = UInt8(truncatingIfNeeded: index & 1)
         let base = memory + index * DNSRenderCache.slotBytes

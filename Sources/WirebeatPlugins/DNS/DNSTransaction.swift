@@ -160,16 +160,23 @@ enum DNSEvents {
                      connection: connection, settings: settings, cache: cache, probe: probe)
     }
 
-    /// The event of a waiting UDP query and its response, not yet parsed nor copied out of the
-    /// sniffer's buffer (`response`), if the cache has their values from a pair whose response
-    /// had no fault: nothing else of the response is needed then (see
-    /// `DNSRenderCache.faultlessAnswer`), and its parse (~600 instructions), its copy and the
-    /// malloc of that are saved. Nil when the event needs more: `probe` is then the lookup
-    /// made here, if any, for `event` to use (a second lookup would count as a second sighting).
-    /// Its bytes are what `event` makes of the parsed response.
-    static func cachedAnswer(query waiting: DNSObserved, response: UnsafeBufferPointer<UInt8>, time: Timestamp,
-                             known: ConnectionInfo, settings: DNSConfig, cache: DNSRenderCache,
-                             probe: inout DNSRenderCache.Probe?) -> Event? {
+    /// A waiting UDP query's response whose values the cache has (`cachedAnswer`): the
+    /// stored pair found, whether the response's RCODE is 0, and its ID.
+    struct CachedAnswer {
+        var probe: DNSRenderCache.Probe
+        var rcodeIsZero: Bool
+        var id: UInt16
+    }
+
+    /// Whether the event of a waiting UDP query and its response, not yet parsed nor copied
+    /// out of the sniffer's buffer (`response`), can be made from the values the cache has
+    /// of a pair whose response had no fault: nothing else of the response is needed then
+    /// (see `DNSRenderCache.faultlessAnswer`), and its parse (~600 instructions), its copy and
+    /// the malloc of that are saved (the event: `event(of:...)`). Nil when the event needs
+    /// more: `probe` is then the lookup made here, if any, for `event` to use (a second lookup
+    /// would count as a second sighting).
+    static func cachedAnswer(query waiting: DNSObserved, response: UnsafeBufferPointer<UInt8>, known: ConnectionInfo,
+                             settings: DNSConfig, cache: DNSRenderCache, probe: inout DNSRenderCache.Probe?) -> CachedAnswer? {
         // (Read in its object: a copy of the message retained its arrays.)
         // What `event` checks before it looks the pair up, and what only the parse would give:
         // the request's text, notes, a connection of its own.
@@ -183,10 +190,17 @@ enum DNSEvents {
         probe = found
         guard found.hit, let rcodeIsZero = cache.faultlessAnswer(found) else { return nil }
         cache.unparsedAnswers &+= 1
+        return CachedAnswer(probe: found, rcodeIsZero: rcodeIsZero, id: id)
+    }
+
+    /// The event of a cached answer (`cachedAnswer`) to `waiting`, whose response of
+    /// `responseBytes` came at `time`. Its bytes are what `event` makes of the parsed response.
+    static func event(of answer: CachedAnswer, query waiting: DNSObserved, responseBytes: Int, time: Timestamp,
+                      known: ConnectionInfo, settings: DNSConfig, cache: DNSRenderCache) -> Event {
         var e = Event.transaction(type: "dns", connection: known, start: waiting.seen.time, end: time,
-                                  status: rcodeIsZero ? .ok : .error, requestBytes: waiting.seen.size,
-                                  responseBytes: response.count)
-        e.set("dns", writingJSONTo: { out in cache.write(found, id: id, into: &out) })
+                                  status: answer.rcodeIsZero ? .ok : .error, requestBytes: waiting.seen.size,
+                                  responseBytes: responseBytes)
+        e.set("dns", writingJSONTo: { out in cache.write(answer.probe, id: answer.id, into: &out) })
         if settings.sendRequest { e.set("request", waiting.seen.message.digText) }
         return e
     }
