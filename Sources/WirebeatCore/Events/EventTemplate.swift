@@ -88,6 +88,7 @@ public final class EventTemplate {
 
         type = prototype.type
         flow = prototype.connectionText
+        flowIdentity = flow.map { ObjectIdentifier($0) }
         textCount = kept.count
         // `EventLayout.slack` zero bytes after the text: runs are copied as `Event.copy` does.
         let text = UnsafeMutablePointer<UInt8>.allocate(capacity: kept.count + EventLayout.slack)
@@ -116,6 +117,9 @@ public final class EventTemplate {
 
     /// Whether the template's text holds this connection's values (the one it was made on).
     public func isFor(_ connection: ConnectionInfo) -> Bool { flow != nil && connection.encoded === flow }
+    /// The `ConnectionInfo.flowIdentity` of the connection it was made on (nil: none), for
+    /// plugins that keep templates by flow: while the template lives, no other flow has it.
+    public let flowIdentity: ObjectIdentifier?
 
     /// Appends the line of the event with these values (no newline).
     public func write(_ values: Values, into out: OutputBuffer) {

@@ -273,7 +273,10 @@ final class ShardPublisher: EventPublisher {
     private let order: EventOrder
     private let channel: HandOff<Chunk>
     private let formatLine: (Event, OutputBuffer) -> Void
-    private let formatTemplated: ((EventTemplate, EventTemplate.Values, OutputBuffer) -> Void)?
+    /// Not optional, with `writesTemplates` beside it: binding an optional closure to call
+    /// it retained and released its context for every event.
+    private let formatTemplated: (EventTemplate, EventTemplate.Values, OutputBuffer) -> Void
+    private let writesTemplates: Bool
     @exclusivity(unchecked) private var chunk: Chunk {
         didSet { current = Unmanaged.passUnretained(chunk) }
     }
@@ -287,7 +290,8 @@ final class ShardPublisher: EventPublisher {
         self.order = order
         self.channel = channel
         self.formatLine = formatLine
-        self.formatTemplated = formatTemplated
+        self.formatTemplated = formatTemplated ?? { _, _, _ in }
+        writesTemplates = formatTemplated != nil
         let first = channel.fresh()
         chunk = first
         current = Unmanaged.passUnretained(first)
@@ -314,7 +318,7 @@ final class ShardPublisher: EventPublisher {
     }
 
     func publish(_ template: EventTemplate, _ values: EventTemplate.Values, build: () -> Event) {
-        guard let formatTemplated else { return publish(build()) }
+        guard writesTemplates else { return publish(build()) }
         let key = order.key
         current._withUnsafeGuaranteedRef { chunk in
             formatTemplated(template, values, chunk.buffer)

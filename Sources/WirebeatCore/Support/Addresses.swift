@@ -253,12 +253,18 @@ public struct ConnectionInfo: Sendable {
     /// started late, or state expired and picked up again).
     public let startedMidStream: Bool
     /// The per-connection values of every event, as JSON text, encoded once.
-    let encoded: EncodedFlow
+    @usableFromInline let encoded: EncodedFlow
 
     /// 802.1Q VLAN ids, outermost first (empty when untagged).
     public let vlans: VLANTags
     /// Community ID v1 flow hash (seed 0).
     public var communityID: String { encoded.communityIDText }
+    /// The identity of the connection's shared values (`EncodedFlow`), one object per flow:
+    /// two connections with the same identity at the same time are the same flow. Read
+    /// without copying the connection (no reference counting), to compare with
+    /// `EventTemplate.flowIdentity`, which keeps its flow alive, so the identity cannot be
+    /// reused while the template lives.
+    @inlinable public var flowIdentity: ObjectIdentifier { ObjectIdentifier(encoded) }
     /// `client.ip` and `server.ip` as events print them, formatted once per connection.
     var clientIPText: String { encoded.clientIPText }
     var serverIPText: String { encoded.serverIPText }
@@ -280,7 +286,7 @@ public struct ConnectionInfo: Sendable {
 
 /// JSON text of the values every event of a connection repeats (see `Event.transaction`),
 /// encoded once per connection into one buffer that its events refer to.
-final class EncodedFlow: Sendable {
+@usableFromInline final class EncodedFlow: Sendable {
     /// The values' JSON text, then `EventLayout.slack` zero bytes: never changed, and read
     /// through this pointer by every event of the flow (an array read from an object cost
     /// its events a retain and a release each).

@@ -17,18 +17,36 @@ final class DNSAnswerTemplates {
     private struct Entry {
         var slot = -1
         var generation: UInt32 = 0
-        var flowHash: UInt64 = 0
+        /// The flow's `ConnectionInfo.flowIdentity`; with a template, that template's.
+        var flow: ObjectIdentifier?
         var template: EventTemplate?
         /// `template`, reached without a retain and a release (it holds it).
         var ref: Unmanaged<EventTemplate>?
     }
     private static let setCount = 256
-    private var entries = [Entry](repeating: Entry(), count: 2 * setCount)
+    /// In raw memory, read for every cached answer: an array read from an object costs a
+    /// retain and a release, and a lookup that compares a `ConnectionInfo` (a copy of it)
+    /// or runs a closure cost more (12 atomic operations an answer, against the 6 a
+    /// template saves, before this layout).
+    private let entries: UnsafeMutablePointer<Entry>
     /// Per set, the way used last.
-    private var recentWay = [UInt8](repeating: 0, count: setCount)
+    private let recentWay: UnsafeMutablePointer<UInt8>
     /// Templates made, and answers published through one (for tests).
     private(set) var made = 0
     var used = 0
+
+    init() {
+        entries = .allocate(capacity: 2 * DNSAnswerTemplates.setCount)
+        entries.initialize(repeating: Entry(), count: 2 * DNSAnswerTemplates.setCount)
+        recentWay = .allocate(capacity: DNSAnswerTemplates.setCount)
+        recentWay.initialize(repeating: 0, count: DNSAnswerTemplates.setCount)
+    }
+
+    deinit {
+        entries.deinitialize(count: 2 * DNSAnswerTemplates.setCount)
+        entries.deallocate()
+        recentWay.deallocate()
+    }
 
     /// The holes of an answer: its times, its duration and its ID's digits in `dns`.
     static func holes(idOffset: Int, id: UInt16) -> [EventTemplate.Hole] {
@@ -38,58 +56,52 @@ final class DNSAnswerTemplates {
                 EventTemplate.Hole("dns", part: idOffset..<(idOffset + digits), .number)]
     }
 
-    private static func flowHash(_ connection: ConnectionInfo) -> UInt64 {
-        Endpoint.foldedHash(connection.client, connection.server, vlans: connection.vlans)
-    }
-
-    private static func set(slot: Int, flowHash: UInt64) -> Int {
-        let x = (flowHash ^ UInt64(slot) &* 0x9E37_79B9_7F4A_7C15) &* 0xC2B2_AE3D_27D4_EB4F
+    @inline(__always) private static func set(slot: Int, flow: ObjectIdentifier) -> Int {
+        let x = (UInt64(UInt(bitPattern: flow)) ^ UInt64(slot) &* 0x9E37_79B9_7F4A_7C15) &* 0xC2B2_AE3D_27D4_EB4F
         return Int(truncatingIfNeeded: x >> 56) & (setCount - 1)
     }
 
-    /// Calls `body` with the template of this pair (`DNSRenderCache.pairIdentity`) on this
-    /// flow, if one was made; false if none was.
-    func withTemplate(slot: Int, generation: UInt32, connection: ConnectionInfo, _ body: (EventTemplate) -> Void) -> Bool {
-        let hash = DNSAnswerTemplates.flowHash(connection)
-        let set = DNSAnswerTemplates.set(slot: slot, flowHash: hash)
-        let found: Unmanaged<EventTemplate>? = entries.withUnsafeBufferPointer { e in
-            for way in 0..<2 {
-                let i = 2 * set + way
-                if e[i].slot == slot, e[i].generation == generation, e[i].flowHash == hash, let ref = e[i].ref,
-                   ref._withUnsafeGuaranteedRef({ $0.isFor(connection) }) {
-                    recentWay[set] = UInt8(way)
-                    return ref
-                }
+    /// The template of this pair (`DNSRenderCache.pairIdentity`) on this flow, if one was
+    /// made (held by the table until its entry is replaced: use it before `saw`).
+    @inline(__always) func template(slot: Int, generation: UInt32, flow: ObjectIdentifier) -> Unmanaged<EventTemplate>? {
+        let set = DNSAnswerTemplates.set(slot: slot, flow: flow)
+        for way in 0..<2 {
+            let e = entries + (2 * set + way)
+            // The flow is the template's own, which keeps it alive: the same object.
+            if e.pointee.slot == slot, e.pointee.generation == generation, e.pointee.flow == flow, let ref = e.pointee.ref {
+                recentWay[set] = UInt8(way)
+                used &+= 1
+                return ref
             }
-            return nil
         }
-        guard let found else { return false }
-        used &+= 1
-        found._withUnsafeGuaranteedRef(body)
-        return true
+        return nil
     }
 
     /// An answer of this pair and flow published as an event (no template found): the
     /// second one in its set makes the template from it.
     func saw(_ event: Event, slot: Int, generation: UInt32, idOffset: Int, id: UInt16, values: EventTemplate.Values,
-             connection: ConnectionInfo) {
-        let hash = DNSAnswerTemplates.flowHash(connection)
-        let set = DNSAnswerTemplates.set(slot: slot, flowHash: hash)
-        for way in 0..<2 where entries[2 * set + way].slot == slot && entries[2 * set + way].generation == generation
-            && entries[2 * set + way].flowHash == hash && entries[2 * set + way].template == nil {
+             flow: ObjectIdentifier) {
+        let set = DNSAnswerTemplates.set(slot: slot, flow: flow)
+        for way in 0..<2 {
+            let e = entries + (2 * set + way)
+            guard e.pointee.slot == slot, e.pointee.generation == generation, e.pointee.flow == flow,
+                  e.pointee.template == nil else { continue }
             // Seen before: the template now (nil if the event does not make one; the entry
-            // then stays as it is, and the next answer tries again).
+            // then stays as it is, and the next answer tries again). Made on this flow's
+            // event, so its identity is the flow's (checked all the same).
             guard let t = EventTemplate(prototype: event, holes: DNSAnswerTemplates.holes(idOffset: idOffset, id: id),
-                                        values: values), t.isFor(connection) else { return }
-            entries[2 * set + way].template = t
-            entries[2 * set + way].ref = Unmanaged.passUnretained(t)
+                                        values: values), t.flowIdentity == flow else { return }
+            e.pointee.template = t
+            e.pointee.ref = Unmanaged.passUnretained(t)
             recentWay[set] = UInt8(way)
             made &+= 1
             return
         }
-        // First sight: in the way used less recently.
+        // First sight: in the way used less recently. (An identity kept with no template
+        // may be of a flow that ended; another flow may then get it, and its next answer
+        // makes a template of its own event: still that flow's.)
         let way = 1 - Int(recentWay[set])
-        entries[2 * set + way] = Entry(slot: slot, generation: generation, flowHash: hash, template: nil, ref: nil)
+        entries[2 * set + way] = Entry(slot: slot, generation: generation, flow: flow, template: nil, ref: nil)
         recentWay[set] = UInt8(way)
     }
 }

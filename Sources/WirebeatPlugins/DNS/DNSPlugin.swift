@@ -375,13 +375,15 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
         guard let answerTemplatesRef else { return context.publish(build()) }
         let pair = cache.pairIdentity(answer.probe)
         let values = EventTemplate.Values(start: query.seen.time, end: context.timestamp, number: Int64(answer.id))
+        let flow = context.connection.flowIdentity
         answerTemplatesRef._withUnsafeGuaranteedRef { templates in
-            if templates.withTemplate(slot: pair.slot, generation: pair.generation, connection: context.connection, {
-                context.publisher.publish($0, values, build: build)
-            }) { return }
+            if let template = templates.template(slot: pair.slot, generation: pair.generation, flow: flow) {
+                template._withUnsafeGuaranteedRef { context.publisher.publish($0, values, build: build) }
+                return
+            }
             let event = build()
             templates.saw(event, slot: pair.slot, generation: pair.generation, idOffset: pair.idOffset, id: answer.id,
-                          values: values, connection: context.connection)
+                          values: values, flow: flow)
             context.publish(consume event)
         }
     }
