@@ -551,9 +551,9 @@ public struct Event: Sendable {
     private func withLayout<R>(_ body: (EventLayout) -> R) -> R {
         EventBufferPool.withCurrent { pool in
             let cache = pool.layouts
-            // The layout of the event before, when this one has the same names (most do).
+            // A layout of events with the same names (most are), found without reference counting.
             if storage.removedCount == 0,
-               let last = cache.lastLayout(baseKind: storage.baseKind, names: storage.names, count: storage.nameCount) {
+               let last = cache.quickLayout(baseKind: storage.baseKind, names: storage.names, count: storage.nameCount) {
                 return withFlowLayout(last, cache, body)
             }
             var absent: [Int] = []
@@ -891,36 +891,60 @@ final class EventLayoutCache {
     @exclusivity(unchecked) private var next = 0
     private static let capacity = 128
 
-    /// The entry found last, when its base names are one of the `TransactionFields` lists and
-    /// nothing was removed, with what `lastLayout` compares: read through pointers (the
-    /// entry holds its names and layout), as the lookup cost ~400 instructions an event.
-    @exclusivity(unchecked) private var last: Entry?
-    @exclusivity(unchecked) private var lastKind: UInt8 = 0
-    @exclusivity(unchecked) private var lastNames: UnsafeRawPointer?
-    @exclusivity(unchecked) private var lastNameCount = 0
-    @exclusivity(unchecked) private var lastLayoutRef: Unmanaged<EventLayout>?
+    /// For each entry whose base names are one of the `TransactionFields` lists and with
+    /// nothing removed (most events), what `quickLayout` compares, in raw memory: the entry
+    /// holds its names and layout, and this slot is rewritten when the entry is replaced.
+    /// Only the last entry found was kept this way before; SMTP's events alternate a few
+    /// layouts on a connection, and looking the others up in `cached` cost ~400 instructions
+    /// and 4 atomic reference counts an event.
+    private struct QuickEntry {
+        var baseKind: UInt8 = 0   // 0: the entry is not one of these
+        var names: UnsafeRawPointer?
+        var nameCount = 0
+        var layout: Unmanaged<EventLayout>?
+    }
+    private let quick: UnsafeMutablePointer<QuickEntry>
 
-    /// The layout of the last event looked up, if this one has the same base list (`baseKind`,
-    /// not 0), the same own names, and no removal.
+    init() {
+        quick = .allocate(capacity: EventLayoutCache.capacity)
+        quick.initialize(repeating: QuickEntry(), count: EventLayoutCache.capacity)
+    }
+
+    deinit {
+        quick.deinitialize(count: EventLayoutCache.capacity)
+        quick.deallocate()
+    }
+
+    /// The layout of an event with this base list (`baseKind`, not 0), these own names and
+    /// no removal, if one is cached: the entry found last first, as events of one kind tend
+    /// to come in runs, then the others in order.
     @inline(__always)
-    func lastLayout(baseKind: UInt8, names: UnsafePointer<String>, count: Int) -> Unmanaged<EventLayout>? {
-        guard baseKind != 0, baseKind == lastKind, count == lastNameCount, let layout = lastLayoutRef else { return nil }
-        // Equal bits are equal strings (the entry holds its names, so their bits stay theirs).
-        if count > 0, memcmp(lastNames!, names, count * MemoryLayout<String>.stride) != 0 { return nil }
-        return layout
-    }
-
-    private func remember(_ e: Entry) {
-        guard e.baseKind != 0, e.absent.isEmpty else {
-            lastKind = 0
-            return
+    func quickLayout(baseKind: UInt8, names: UnsafePointer<String>, count: Int) -> Unmanaged<EventLayout>? {
+        guard baseKind != 0 else { return nil }
+        @inline(__always) func matches(_ q: UnsafeMutablePointer<QuickEntry>) -> Bool {
+            // Equal bits are equal strings (the entry holds its names, so their bits stay theirs).
+            q.pointee.baseKind == baseKind && q.pointee.nameCount == count
+                && (count == 0 || memcmp(q.pointee.names!, names, count * MemoryLayout<String>.stride) == 0)
         }
-        last = e
-        lastKind = e.baseKind
-        lastNameCount = e.names.count
-        lastNames = e.names.withUnsafeBytes { $0.baseAddress }   // the entry's array, never changed
-        lastLayoutRef = Unmanaged.passUnretained(e.layout)
+        if lastQuick.baseKind == baseKind, lastQuick.nameCount == count,
+           count == 0 || memcmp(lastQuick.names!, names, count * MemoryLayout<String>.stride) == 0 {
+            return lastQuick.layout
+        }
+        let entries = cached.count
+        var i = 0
+        while i < entries {
+            if matches(quick + i) {
+                lastHit = i
+                lastQuick = quick[i]
+                return quick[i].layout
+            }
+            i &+= 1
+        }
+        return nil
     }
+    /// The quick entry found or stored last, in the object itself (most events have the
+    /// layout of the event before); entries are only replaced by `store`, which resets it.
+    @exclusivity(unchecked) private var lastQuick = QuickEntry()
 
     func layout(base: [String], baseKind: UInt8, names: UnsafeBufferPointer<String>, absent: [Int]) -> EventLayout? {
         // Names are mostly literals, so the names of two events built by the same code have
@@ -941,30 +965,28 @@ final class EventLayoutCache {
             e.absent == absent && e.base.count + e.names.count == base.count + names.count
                 && e.base + e.names == base + Array(names)
         }
-        if lastHit < cached.count && sameBits(cached[lastHit]) {
-            remember(cached[lastHit])
-            return cached[lastHit].layout
-        }
+        if lastHit < cached.count && sameBits(cached[lastHit]) { return cached[lastHit].layout }
         for (i, e) in cached.enumerated() where sameBits(e) {
             lastHit = i
-            remember(e)
             return e.layout
         }
-        for e in cached where equal(e) {
-            remember(e)
+        for (i, e) in cached.enumerated() where equal(e) {
+            lastHit = i
             return e.layout
         }
         return nil
     }
 
     /// Layouts with a connection's shared values in their text (`EventLayout.withSharedValues`),
-    /// by connection and layout: 128 sets of two slots, the one used last first. A layout is
-    /// made on the second event of a connection with the same layout (making one costs a few
-    /// thousand instructions: not for the many connections, DNS over UDP say, with one event
-    /// each). Two ways: SMTP's connections alternate a few layouts each, and with one slot per
-    /// set pairs that fell together evicted each other and were made again and again (+9 M
-    /// on the SMTP sample). A slot holds its connection and layouts, so the identities it
-    /// compares cannot be reused meanwhile.
+    /// by connection and layout: 128 sets of four slots, most recently used first. A layout
+    /// is made on the second event of a connection with the same layout (making one costs a
+    /// few thousand instructions: not for the many connections, DNS over UDP say, with one
+    /// event each). Four ways: SMTP's connections alternate a few layouts each, some 40 pairs
+    /// on the bench; with one way per set pairs that fell together evicted each other and
+    /// were made again and again (+9 M on the SMTP sample), and with two, three of them fell
+    /// in one set in about one run of two (the sets follow heap addresses): 24 layouts made
+    /// on 20,000 packets, or ~300. A slot holds its connection and layouts, so the identities
+    /// it compares cannot be reused meanwhile.
     private struct FlowSlot {
         // Compared: the identities (a connection's by its text). Held: the objects, and so
         // the identities.
@@ -973,8 +995,8 @@ final class EventLayoutCache {
         var made: Unmanaged<EventLayout>?
         var objects: (EncodedFlow, EventLayout, EventLayout?)?
     }
-    private static let flowSets = 128
-    @exclusivity(unchecked) private var flowSlots = [FlowSlot](repeating: FlowSlot(), count: 2 * flowSets)
+    private static let flowSets = 128, flowWays = 4
+    @exclusivity(unchecked) private var flowSlots = [FlowSlot](repeating: FlowSlot(), count: flowWays * flowSets)
 
     @inline(__always)
     func flowLayout(_ layout: Unmanaged<EventLayout>, of event: EventStorage) -> Unmanaged<EventLayout>? {
@@ -984,19 +1006,22 @@ final class EventLayoutCache {
         let flowID = UnsafeMutableRawPointer(mutating: text), layoutID = layout.toOpaque()
         let mixed = (UInt64(UInt(bitPattern: flowID)) &* 0x9E37_79B9_7F4A_7C15 ^ UInt64(UInt(bitPattern: layoutID)))
             &* 0xC2B2_AE3D_27D4_EB4F
-        let first = Int(truncatingIfNeeded: mixed >> 57) &* 2   // 7 bits: the set
+        let first = Int(truncatingIfNeeded: mixed >> 57) &* EventLayoutCache.flowWays   // 7 bits: the set
         return flowSlots.withUnsafeMutableBufferPointer { slots in
             if slots[first].flowID == flowID && slots[first].layoutID == layoutID {
                 if let made = slots[first].made { return made }
                 return makeFlowLayout(layout, in: &slots[first])
             }
-            if slots[first + 1].flowID == flowID && slots[first + 1].layoutID == layoutID {
-                slots.swapAt(first, first + 1)
+            for way in 1..<EventLayoutCache.flowWays where slots[first + way].flowID == flowID
+                && slots[first + way].layoutID == layoutID {
+                // To the front, the others moved one down.
+                for w in stride(from: way, to: 0, by: -1) { slots.swapAt(first + w, first + w - 1) }
                 if let made = slots[first].made { return made }
                 return makeFlowLayout(layout, in: &slots[first])
             }
             guard let flow = event.sharedFlow else { return nil }
-            slots[first + 1] = slots[first]
+            // In front; the least recently used one goes.
+            for w in stride(from: EventLayoutCache.flowWays - 1, to: 0, by: -1) { slots[first + w] = slots[first + w - 1] }
             slots[first] = FlowSlot(flowID: flowID, layoutID: layoutID, made: nil, objects: (flow, layout.takeUnretainedValue(), nil))
             return nil
         }
@@ -1012,12 +1037,20 @@ final class EventLayoutCache {
 
     func store(_ base: [String], _ baseKind: UInt8, _ names: [String], _ absent: [Int], _ layout: EventLayout) {
         let entry = Entry(base: base, baseKind: baseKind, names: names, absent: absent, layout: layout)
+        let index: Int
         if cached.count < EventLayoutCache.capacity {
+            index = cached.count
             cached.append(entry)
         } else {
+            index = next
             cached[next] = entry   // full: replace in turn
             next = (next + 1) % EventLayoutCache.capacity
         }
-        remember(entry)
+        quick[index] = baseKind != 0 && absent.isEmpty
+            ? QuickEntry(baseKind: baseKind, names: entry.names.withUnsafeBytes { $0.baseAddress },  // never changed
+                         nameCount: entry.names.count, layout: Unmanaged.passUnretained(entry.layout))
+            : QuickEntry()
+        lastHit = index
+        lastQuick = quick[index]
     }
 }
