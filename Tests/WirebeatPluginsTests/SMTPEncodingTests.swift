@@ -15,6 +15,22 @@ import WirebeatCore
     }
 }
 
+/// The literals events get for verbs and types are the JSON strings of the names.
+@Test func verbAndTypeLiteralsAreTheirNamesInJSON() {
+    func text(_ s: StaticString) -> [UInt8] { Array(UnsafeBufferPointer(start: s.utf8Start, count: s.utf8CodeUnitCount)) }
+    for verb in Verb.allCases {
+        #expect(text(verb.json) == SMTPJSON.quoted(verb.name), "\(verb)")
+    }
+    for (literal, name) in [(SMTPJSON.prompt, "PROMPT"), (SMTPJSON.command, "COMMAND"), (SMTPJSON.mail, "MAIL"),
+                            (SMTPJSON.aborted, "ABORTED")] {
+        #expect(text(literal) == SMTPJSON.quoted(name))
+    }
+    // And `type` set from a literal is the event's type, as from an array.
+    var e = Event()
+    e.set("type", encodedJSON: "\"smtp\"" as StaticString)
+    #expect(e.type == "smtp")
+}
+
 /// Byte strings of every length up to 40, each with a byte of interest (escaped, non-ASCII,
 /// or just past such a class) at each position, and the plain ones.
 private func escapeCases() -> [[UInt8]] {

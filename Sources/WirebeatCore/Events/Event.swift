@@ -185,6 +185,19 @@ public struct Event: Sendable {
         if isTypeName(field) { storage.type = timestamp.rfc3339 }
     }
 
+    /// A constant already encoded as JSON text (`"\"COMMAND\""`): a literal's bytes are
+    /// immortal, so unlike an array's (one retain and release a call) they cost no
+    /// reference counting. The caller guarantees it is one valid JSON value.
+    public mutating func set(_ field: String, encodedJSON text: StaticString) {
+        begin(field)
+        storage.put(UnsafeBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
+        end()
+        if isTypeName(field) {
+            let bytes = Array(UnsafeBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
+            storage.type = (try? JSONParser.parse(bytes: bytes))?.stringValue
+        }
+    }
+
     /// A value already encoded as JSON text (e.g. per-connection text encoded once). The
     /// caller guarantees it is one valid JSON value.
     public mutating func set(_ field: String, encodedJSON bytes: [UInt8]) {

@@ -67,10 +67,11 @@ extension SMTPSession {
 /// encoded once, and reply phrases encoded as their lines arrive (no String per line), with
 /// the core's JSONWriter so the bytes are what it prints for the same values.
 enum SMTPJSON {
-    static let prompt = quoted("PROMPT")
-    static let command = quoted("COMMAND")
-    static let mail = quoted("MAIL")
-    static let aborted = quoted("ABORTED")
+    // Literals, not arrays: set for every event, an array costs a retain and a release.
+    static let prompt: StaticString = "\"PROMPT\""
+    static let command: StaticString = "\"COMMAND\""
+    static let mail: StaticString = "\"MAIL\""
+    static let aborted: StaticString = "\"ABORTED\""
 
     static func quoted(_ s: String) -> [UInt8] {
         var out: [UInt8] = []

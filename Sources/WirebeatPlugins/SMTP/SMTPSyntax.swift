@@ -65,12 +65,30 @@ enum Verb: Int, CaseIterable {
 
     /// The upper-case name (`""` for `other`).
     var name: String { Verb.names[rawValue] }
-    /// `name` as JSON text, for `Event.set(_:encodedJSON:)`.
-    var json: [UInt8] { Verb.jsonNames[rawValue] }
+    /// `name` as JSON text, for `Event.set(_:encodedJSON:)`: a literal (an array from a table
+    /// cost a retain and a release for every COMMAND event).
+    var json: StaticString {
+        switch self {
+        case .helo: "\"HELO\""
+        case .ehlo: "\"EHLO\""
+        case .mail: "\"MAIL\""
+        case .rcpt: "\"RCPT\""
+        case .data: "\"DATA\""
+        case .bdat: "\"BDAT\""
+        case .rset: "\"RSET\""
+        case .quit: "\"QUIT\""
+        case .starttls: "\"STARTTLS\""
+        case .auth: "\"AUTH\""
+        case .vrfy: "\"VRFY\""
+        case .expn: "\"EXPN\""
+        case .noop: "\"NOOP\""
+        case .help: "\"HELP\""
+        case .other: "\"\""
+        }
+    }
 
     private static let names = ["HELO", "EHLO", "MAIL", "RCPT", "DATA", "BDAT", "RSET", "QUIT", "STARTTLS",
                                 "AUTH", "VRFY", "EXPN", "NOOP", "HELP", ""]
-    private static let jsonNames = names.map(SMTPJSON.quoted)
     private static let starttlsBytes = Array("STARTTLS".utf8)
 
     init(_ word: UnsafeBufferPointer<UInt8>) {
