@@ -64,7 +64,7 @@ final class DNSHarness {
     }
 
     /// A UDP flow's connection, made once and kept, as the sniffer's flow table does (the
-    /// plugin's answer templates are per flow: `EventTemplate.isFor`).
+    /// plugin's answer templates are per flow: `EventTemplate.flowIdentity`).
     private var udpFlows: [UInt16: ConnectionInfo] = [:]
 
     func context(_ transport: Transport) -> PluginContext {

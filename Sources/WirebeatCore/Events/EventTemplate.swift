@@ -41,8 +41,8 @@ public final class EventTemplate {
 
     /// The prototype's `type`, for publishers that count events by type.
     public let type: String?
-    /// The connection whose values the text holds, kept so that `isFor` compares identities
-    /// of live objects only.
+    /// The connection whose values the text holds, kept alive so that its `flowIdentity` is
+    /// not reused by another flow while the template lives.
     private let flow: EncodedFlow?
     /// The line's text without the holes' values, and the runs of it: each run is followed
     /// by its hole, the last one by none. In raw memory: read for every event (an array read
@@ -115,10 +115,9 @@ public final class EventTemplate {
     /// integer's digits are stored in at once.
     private static let widestValue = Timestamp.jsonCount + 8
 
-    /// Whether the template's text holds this connection's values (the one it was made on).
-    public func isFor(_ connection: ConnectionInfo) -> Bool { flow != nil && connection.encoded === flow }
-    /// The `ConnectionInfo.flowIdentity` of the connection it was made on (nil: none), for
-    /// plugins that keep templates by flow: while the template lives, no other flow has it.
+    /// The `ConnectionInfo.flowIdentity` of the connection whose values the text holds (the
+    /// one it was made on; nil: none): a template is for a connection whose identity this is.
+    /// While the template lives, no other flow has it.
     public let flowIdentity: ObjectIdentifier?
 
     /// Appends the line of the event with these values (no newline).

@@ -7,7 +7,7 @@ import WirebeatCore
 /// builds no event for it.
 ///
 /// What else an answer's event holds comes from the pair's bytes (which a hit matched), the
-/// flow (which the template checks: `EventTemplate.isFor`) and the plugin's settings (fixed;
+/// flow (its identity is the template's: `EventTemplate.flowIdentity`) and the plugin's settings (fixed;
 /// `send_request` puts the query's text, ID included, in the event: no templates then).
 ///
 /// Two-way set-associative, like the render cache: a template is made the second time a pair

@@ -345,14 +345,13 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
         var probe: DNSRenderCache.Probe?
         // A stored pair's response has this one's bytes but the ID: its fingerprint is
         // known but the ID (hashing the bytes again was a third of this function's cycles).
-        if let answer = DNSEvents.cachedAnswer(query: query, response: response, known: context.connection,
-                                               settings: settings, cache: cache, probe: &probe) {
-            udpAnswered.insert(hash: key.hash, fingerprint: cache.responseFingerprint(answer.probe, id: id)
-                               ?? DNSPlugin.fingerprint(response, seed: fingerprintSeed), time: context.timestamp)
+        let answer = DNSEvents.cachedAnswer(query: query, response: response, known: context.connection,
+                                            settings: settings, cache: cache, probe: &probe)
+        udpAnswered.insert(hash: key.hash, fingerprint: probe.flatMap { cache.responseFingerprint($0, id: id) }
+                           ?? DNSPlugin.fingerprint(response, seed: fingerprintSeed), time: context.timestamp)
+        if let answer {
             publishCachedAnswer(answer, query: query, responseBytes: response.count, context: context, cache: cache)
         } else {
-            udpAnswered.insert(hash: key.hash, fingerprint: probe.flatMap { cache.responseFingerprint($0, id: id) }
-                               ?? DNSPlugin.fingerprint(response, seed: fingerprintSeed), time: context.timestamp)
             let m = DNSSeen(bytes: Array(response), time: context.timestamp, flow: context.connection, direction: direction,
                             lossHint: true)
             context.publish(DNSEvents.event(query: query.seen, hasQuery: true, response: m, hasResponse: true, notes: [],
