@@ -43,7 +43,7 @@ public final class PcapSource {
         guard (st.st_mode & S_IFMT) == S_IFREG else { throw CaptureError("\(path): not a regular file") }
         guard st.st_size > 0 else { throw CaptureError("\(path): empty file, not a pcap or pcapng capture") }
         var errbuf = [CChar](repeating: 0, count: Int(PCAP_ERRBUF_SIZE))
-        // The file is opened here so its stdio buffer can be 1 MiB: libpcap's own open reads
+        // The file is opened here so its stdio buffer can be 64 KiB: libpcap's own open reads
         // through the default 4 KiB one, a read(2) per 4 KiB (15,700 calls for 64 MB).
         guard let file = fopen(path, "rb") else {
             throw CaptureError("\(path): \(String(cString: strerror(errno)))")
@@ -70,7 +70,11 @@ public final class PcapSource {
         return source
     }
 
-    private static let fileBufferSize = 1 << 20
+    /// 64 KiB: a read(2) per 64 KiB still (1,000 calls for 64 MB), and the buffer the kernel
+    /// copies into stays in the reading core's L2 (512 KiB here) together with libpcap's and
+    /// the batches. With 1 MiB, each read evicted the L2: `_copy_to_iter` was 12–28% of the
+    /// SMTP bench's CPU (perf), 2% with 64 KiB, and every capture ran 4–29% faster.
+    private static let fileBufferSize = 64 * 1024
     /// The stdio buffer of a capture file: freed after `pcap_close` closed the file.
     private var fileBuffer: UnsafeMutablePointer<CChar>?
 
