@@ -232,7 +232,7 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
     /// with the query rate (a later copy is still published, as "unmatched response").
     static let duplicateWindow = TimeSpan.seconds(1)
     @exclusivity(unchecked) private var serial = 0
-    /// Bytes' buffers of paired queries, for the next queries (see `parseDatagram`). As many
+    /// Bytes' buffers of published messages, for the next datagrams (`bytes(of:)`). As many
     /// as a burst of queries takes: with 32, a third of the bench's queries found none and
     /// shared the sniffer's buffer, which then made a new one for the next datagram (~330
     /// instructions and a malloc each). Only small ones are kept: 512 of at most 2 KB.
@@ -272,16 +272,8 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
         // On the stack: only a query that waits becomes an object.
         // The payload is only lent for the call: a query's bytes are copied into the buffer
         // of a paired query, if any (no malloc there, and no free when the query goes).
-        let bytes: [UInt8]
-        if payload.count >= 12, !isResponse, var buffer = spareBuffers.popLast() {
-            // In place of its bytes, in one call (emptying it, then appending, took two).
-            payload.withUnsafeBufferPointer { buffer.replaceSubrange(0..<buffer.count, with: $0) }
-            bytes = buffer
-        } else {
-            bytes = payload.withUnsafeBufferPointer { Array($0) }
-        }
-        let m = DNSSeen(bytes: bytes, time: context.timestamp, flow: context.connection, direction: direction,
-                        lossHint: true)
+        let m = DNSSeen(bytes: payload.withUnsafeBufferPointer { bytes(of: $0) }, time: context.timestamp,
+                        flow: context.connection, direction: direction, lossHint: true)
         guard let header = m.header else {
             if direction == .original {
                 publishUDP(m, true, .absent, false, [], context)
@@ -318,14 +310,16 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
                                             transport: .udp, connectionID: 0, settings: settings, known: context.connection,
                                             cache: rendered))
             keepBuffer(of: query)
+            keepBuffer(m.message.bytes)
             return
         }
         if let answered = udpAnswered.fingerprint(of: key.hash), answered == fingerprint(m) {
             publishUDP(.absent, false, m, true, ["duplicate response"], context)
-            return
+        } else {
+            // On UDP a response without its query most often means the query was not captured.
+            publishUDP(.absent, false, m, true, ["unmatched response", "possible packet loss"], context)
         }
-        // On UDP a response without its query most often means the query was not captured.
-        publishUDP(.absent, false, m, true, ["unmatched response", "possible packet loss"], context)
+        keepBuffer(m.message.bytes)
     }
 
     /// Pairs the `response` (a header's worth at least) with its waiting query, if
@@ -352,11 +346,12 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
         if let answer {
             publishCachedAnswer(answer, query: query, responseBytes: response.count, context: context, cache: cache)
         } else {
-            let m = DNSSeen(bytes: Array(response), time: context.timestamp, flow: context.connection, direction: direction,
-                            lossHint: true)
+            let m = DNSSeen(bytes: bytes(of: response), time: context.timestamp, flow: context.connection,
+                            direction: direction, lossHint: true)
             context.publish(DNSEvents.event(query: query.seen, hasQuery: true, response: m, hasResponse: true, notes: [],
                                             transport: .udp, connectionID: 0, settings: settings, known: context.connection,
                                             cache: cache, probe: probe))
+            keepBuffer(m.message.bytes)
         }
         keepBuffer(of: query)
         return true
@@ -387,14 +382,27 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
         }
     }
 
-    /// Keeps the bytes' buffer of a paired query for the next query (its only reference once
-    /// the query is gone).
-    @inline(__always) private func keepBuffer(of query: DNSObserved) {
-        if spareBuffers.count < DNSPlugin.maxSpareBuffers,
-           query.seen.message.bytes.capacity <= DNSPlugin.maxSpareBufferCapacity {
-            spareBuffers.append(query.seen.message.bytes)
+    /// A datagram's bytes as an array: in a spare buffer when there is one (no malloc, and no
+    /// free when the message goes, since its buffer comes back: `keepBuffer`). Queries and
+    /// responses both: an `Array` of each response was a malloc and a free a pair (~400
+    /// instructions with the copy).
+    @inline(__always) private func bytes(of payload: UnsafeBufferPointer<UInt8>) -> [UInt8] {
+        guard payload.count >= 12, var buffer = spareBuffers.popLast() else { return Array(payload) }
+        // In place of its bytes, in one call (emptying it, then appending, took two).
+        buffer.replaceSubrange(0..<buffer.count, with: payload)
+        return buffer
+    }
+
+    /// Keeps the bytes' buffer of a message for the next datagram: its only reference once
+    /// the message is gone (a buffer something else still holds is copied, not changed, when
+    /// it is reused: arrays are values).
+    @inline(__always) private func keepBuffer(_ bytes: [UInt8]) {
+        if spareBuffers.count < DNSPlugin.maxSpareBuffers, bytes.capacity <= DNSPlugin.maxSpareBufferCapacity {
+            spareBuffers.append(bytes)
         }
     }
+
+    @inline(__always) private func keepBuffer(of query: DNSObserved) { keepBuffer(query.seen.message.bytes) }
 
     /// The event of messages seen on UDP (see `DNSEvents.event`).
     private func publishUDP(_ query: borrowing DNSSeen, _ hasQuery: Bool, _ response: borrowing DNSSeen,
