@@ -71,9 +71,10 @@ public final class PcapSource {
     }
 
     /// 64 KiB: a read(2) per 64 KiB still (1,000 calls for 64 MB), and the buffer the kernel
-    /// copies into stays in the reading core's L2 (512 KiB here) together with libpcap's and
-    /// the batches. With 1 MiB, each read evicted the L2: `_copy_to_iter` was 12–28% of the
-    /// SMTP bench's CPU (perf), 2% with 64 KiB, and every capture ran 4–29% faster.
+    /// copies into stays in the reading core's L2 (512 KiB here) with libpcap's packet and the
+    /// batches being filled. With 1 MiB, each read evicted the L2: the kernel's copy
+    /// (`_copy_to_iter`) was 12–43% of the SMTP bench's samples in `perf`, 2–5% with 64 KiB,
+    /// and HTTP ran 1.2–1.5× faster (BENCHMARKS.md, round 16).
     private static let fileBufferSize = 64 * 1024
     /// The stdio buffer of a capture file: freed after `pcap_close` closed the file.
     private var fileBuffer: UnsafeMutablePointer<CChar>?

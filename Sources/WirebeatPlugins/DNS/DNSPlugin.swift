@@ -270,8 +270,8 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
             return
         }
         // On the stack: only a query that waits becomes an object.
-        // The payload is only lent for the call: a query's bytes are copied into the buffer
-        // of a paired query, if any (no malloc there, and no free when the query goes).
+        // The payload is only lent for the call: its bytes are copied into a spare buffer, if
+        // any (`bytes(of:)`).
         let m = DNSSeen(bytes: payload.withUnsafeBufferPointer { bytes(of: $0) }, time: context.timestamp,
                         flow: context.connection, direction: direction, lossHint: true)
         guard let header = m.header else {
@@ -384,8 +384,7 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
 
     /// A datagram's bytes as an array: in a spare buffer when there is one (no malloc, and no
     /// free when the message goes, since its buffer comes back: `keepBuffer`). Queries and
-    /// responses both: an `Array` of each response was a malloc and a free a pair (~400
-    /// instructions with the copy).
+    /// responses both: an `Array` of each response was a malloc and a free a pair.
     @inline(__always) private func bytes(of payload: UnsafeBufferPointer<UInt8>) -> [UInt8] {
         guard payload.count >= 12, var buffer = spareBuffers.popLast() else { return Array(payload) }
         // In place of its bytes, in one call (emptying it, then appending, took two).
