@@ -201,11 +201,12 @@ final class TCPLayer {
         let isSYN = flags.contains(.syn), isACK = flags.contains(.ack)
 
         guard let c = connection(of: packet, key: key, isSYN: isSYN, isACK: isACK) else { return }
-        c._withUnsafeGuaranteedRef { process(packet, on: $0, isSYN: isSYN, isACK: isACK) }
+        c._withUnsafeGuaranteedRef { process(packet, on: $0, flags: flags, isSYN: isSYN, isACK: isACK) }
     }
 
-    @inline(__always) private func process(_ packet: DecodedPacket, on c: TCPConnection, isSYN: Bool, isACK: Bool) {
-        let flags = packet.flags
+    /// The segment on its connection (`flags`, `isSYN`, `isACK`: the packet's, read once).
+    @inline(__always) private func process(_ packet: DecodedPacket, on c: TCPConnection, flags: TCPFlags,
+                                           isSYN: Bool, isACK: Bool) {
         c.lastSeen = clock
         let direction: Direction = packet.source == c.info.client ? .original : .reverse
         let d = direction.rawValue, peer = direction.opposite.rawValue
