@@ -40,8 +40,9 @@ final class LineWriter: EventPublisher {
         if buffer.count >= flushThreshold { flush() }
     }
 
-    func publish(_ template: EventTemplate, _ values: EventTemplate.Values, build: () -> Event) {
-        formatTemplated(template, values, into: buffer)
+    func publish(_ template: EventTemplate, _ values: EventTemplate.Values,
+                 fields: (Int, inout FieldOutput) -> Void, build: () -> Event) {
+        formatTemplated(template, values, fields, into: buffer)
         if buffer.count >= flushThreshold { flush() }
     }
 
@@ -52,10 +53,11 @@ final class LineWriter: EventPublisher {
         out.append(0x0A)
     }
 
-    /// The same line, of an event given as its template (`EventPublisher.publish(_:_:build:)`).
-    func formatTemplated(_ template: EventTemplate, _ values: EventTemplate.Values, into out: OutputBuffer) {
+    /// The same line, of an event given as its template (`EventPublisher.publish(_:_:fields:build:)`).
+    func formatTemplated(_ template: EventTemplate, _ values: EventTemplate.Values,
+                         _ fields: (Int, inout FieldOutput) -> Void, into out: OutputBuffer) {
         if format == .bulk { out.append(bulkAction) }
-        template.write(values, into: out)
+        template.write(values, into: out, fields: fields)
         out.append(0x0A)
     }
 

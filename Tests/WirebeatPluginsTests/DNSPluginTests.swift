@@ -226,9 +226,10 @@ struct DNSPluginTests {
             event.writeCompactJSON(into: &line)
             lines.append(String(decoding: line, as: UTF8.self))
         }
-        func publish(_ template: EventTemplate, _ values: EventTemplate.Values, build: () -> Event) {
+        func publish(_ template: EventTemplate, _ values: EventTemplate.Values,
+                     fields: (Int, inout FieldOutput) -> Void, build: () -> Event) {
             let out = OutputBuffer()
-            template.write(values, into: out)
+            template.write(values, into: out, fields: fields)
             lines.append(String(decoding: out.bytes, as: UTF8.self))
             fromTemplates += 1
         }
@@ -236,7 +237,8 @@ struct DNSPluginTests {
 
     /// The cache of rendered values (`DNSRenderCache`) changes no byte: the same traffic
     /// through a plugin without it gives the same events, and so do the answers an output
-    /// writes from their templates (`DNSAnswerTemplates`). Pairs come back with other IDs
+    /// writes from their templates (`DNSAnswerTemplates`: of a cached pair, or of a flow's
+    /// plain answers, whose DNS values are written into them). Pairs come back with other IDs
     /// (hits), copies with one byte changed (which must not hit), queries and responses
     /// alone, over UDP on three flows and TCP, with and without the optional sections, with
     /// IDs of one to five digits and answers after a microsecond to over a minute.
@@ -341,9 +343,12 @@ struct DNSPluginTests {
             Issue.record("event \(i) written from its template differs:\n\(x)\n\(y)")
             break
         }
-        // Most cached answers written from templates (those of a pair and flow seen twice).
+        // Most cached answers written from templates (those of a pair and flow seen twice),
+        // and most other plain answers from their flow's (`DNSEvents.publishAnswer`).
         #expect(lineWriter.fromTemplates > 500)
         #expect(templated.plugin.answerTemplates?.made ?? 0 > 10)
+        #expect(templated.plugin.flowTemplates?.made ?? 0 > 3)
+        #expect(templated.plugin.flowTemplates?.used ?? 0 > DNSRenderCache.idleLookups)
         let cache = try #require(cached.plugin.rendered)
         // Most events are of a pair seen before.
         #expect(cache.hits > 1000)

@@ -2,7 +2,7 @@
 /// next of the same kind: its times, its duration, a number (e.g. a DNS ID). A plugin whose
 /// events repeat but for those (a DNS answer asked again on the same flow) makes one from the
 /// first such event (`init(prototype:holes:values:)`), then publishes the next ones as the
-/// template and their values (`EventPublisher.publish(_:_:build:)`): an output that writes
+/// template and their values (`EventPublisher.publish(_:_:fields:build:)`): an output that writes
 /// lines copies the text and writes the values, with no event built, set and laid out
 /// (~2,600 instructions of a DNS answer's ~7,400, most of them).
 ///
@@ -16,26 +16,43 @@ public final class EventTemplate {
         public var start: Timestamp
         public var end: Timestamp
         public var number: Int64
-        public init(start: Timestamp, end: Timestamp, number: Int64) {
+        /// The bytes of the request and of the response (as `Event.transaction` writes them).
+        public var requestBytes: Int64
+        public var responseBytes: Int64
+        public init(start: Timestamp, end: Timestamp, number: Int64 = 0, requestBytes: Int64 = 0,
+                    responseBytes: Int64 = 0) {
             self.start = start
             self.end = end
             self.number = number
+            self.requestBytes = requestBytes
+            self.responseBytes = responseBytes
         }
     }
 
     /// What goes in a hole: a time (as `Event.transaction` writes `@timestamp`, `event.start`
-    /// and `event.end`), `max(0, end - start)` in nanoseconds (`event.duration`), or `number`.
-    public enum Kind: UInt8, Sendable { case start, end, duration, number }
+    /// and `event.end`), `max(0, end - start)` in nanoseconds (`event.duration`), `number`,
+    /// a byte count (`requestBytes`, `responseBytes`, or their sum as `network.bytes`), or a
+    /// field's whole value written by the plugin when the line is (`field`: see `write`).
+    public enum Kind: UInt8, Sendable { case start, end, duration, number, requestBytes, responseBytes, bytes, field }
 
     /// A hole: the value of `field`, or (`part`) a range of bytes of it, holding `kind`.
+    /// Of kind `field`, the whole value, numbered `fieldNumber` for the plugin's writer.
     public struct Hole: Sendable {
         public var field: String
         public var part: Range<Int>?
         public var kind: Kind
+        public var fieldNumber: Int
         public init(_ field: String, part: Range<Int>? = nil, _ kind: Kind) {
             self.field = field
             self.part = part
             self.kind = kind
+            fieldNumber = 0
+        }
+        /// The whole value of `field`, written by the plugin for each line as field `number`.
+        public static func value(of field: String, number: Int) -> Hole {
+            var hole = Hole(field, .field)
+            hole.fieldNumber = number
+            return hole
         }
     }
 
@@ -52,6 +69,7 @@ public final class EventTemplate {
     private struct Run {
         var end: Int      // in `text`
         var hole: Kind?
+        var fieldNumber: Int
     }
     private let runs: UnsafeMutablePointer<Run>
     private let runCount: Int
@@ -62,15 +80,15 @@ public final class EventTemplate {
     /// is not in its line, two overlap, or the template would not write the prototype's line.
     public init?(prototype: Event, holes: [Hole], values: Values) {
         let (line, ranges) = prototype.compactJSONLocating(holes.map(\.field))
-        var cuts: [(range: Range<Int>, kind: Kind)] = []
+        var cuts: [(range: Range<Int>, kind: Kind, fieldNumber: Int)] = []
         for (hole, value) in zip(holes, ranges) {
             guard let value else { return nil }
             guard let part = hole.part else {
-                cuts.append((value, hole.kind))
+                cuts.append((value, hole.kind, hole.fieldNumber))
                 continue
             }
-            guard part.lowerBound >= 0, part.upperBound <= value.count else { return nil }
-            cuts.append(((value.lowerBound + part.lowerBound)..<(value.lowerBound + part.upperBound), hole.kind))
+            guard hole.kind != .field, part.lowerBound >= 0, part.upperBound <= value.count else { return nil }
+            cuts.append(((value.lowerBound + part.lowerBound)..<(value.lowerBound + part.upperBound), hole.kind, 0))
         }
         cuts.sort { $0.range.lowerBound < $1.range.lowerBound }
         for (a, b) in zip(cuts, cuts.dropFirst()) where a.range.upperBound > b.range.lowerBound { return nil }
@@ -80,11 +98,11 @@ public final class EventTemplate {
         var from = 0
         for cut in cuts {
             kept.append(contentsOf: line[from..<cut.range.lowerBound])
-            runs.append(Run(end: kept.count, hole: cut.kind))
+            runs.append(Run(end: kept.count, hole: cut.kind, fieldNumber: cut.fieldNumber))
             from = cut.range.upperBound
         }
         kept.append(contentsOf: line[from...])
-        runs.append(Run(end: kept.count, hole: nil))
+        runs.append(Run(end: kept.count, hole: nil, fieldNumber: 0))
 
         type = prototype.type
         flow = prototype.connectionText
@@ -101,8 +119,13 @@ public final class EventTemplate {
         self.runs = runMemory
         bound = kept.count + cuts.count * EventTemplate.widestValue + EventLayout.slack
 
+        // The plugin's values are the prototype's here.
+        let fieldValues = Dictionary(cuts.filter { $0.kind == .field }.map { ($0.fieldNumber, line[$0.range]) },
+                                     uniquingKeysWith: { a, _ in a })
         let check = OutputBuffer(capacity: bound)
-        write(values, into: check)
+        write(values, into: check) { number, out in
+            if let value = fieldValues[number] { value.withUnsafeBufferPointer { out.append($0) } }
+        }
         guard check.bytes.elementsEqual(line) else { return nil }
     }
 
@@ -120,14 +143,16 @@ public final class EventTemplate {
     /// While the template lives, no other flow has it.
     public let flowIdentity: ObjectIdentifier?
 
-    /// Appends the line of the event with these values (no newline).
-    public func write(_ values: Values, into out: OutputBuffer) {
-        let start = out.reserveTail(bound)
+    /// Appends the line of the event with these values (no newline); `fields` writes the
+    /// value of each hole of kind `field` (given its number) when the line gets there, as
+    /// complete JSON. A template without such holes never calls it.
+    public func write(_ values: Values, into out: OutputBuffer, fields: (Int, inout FieldOutput) -> Void) {
+        var start = out.reserveTail(bound)
         var p = start
         var from = 0
         // The start time is written once, and copied where it is wanted again (`@timestamp`
-        // and `event.start`).
-        var startText: UnsafeMutablePointer<UInt8>?
+        // and `event.start`). Where it is in `out`: a field's value may move the bytes.
+        var startText = -1
         EventBufferPool.withCurrent { pool in
             for run in UnsafeBufferPointer(start: runs, count: runCount) {
                 Event.copy(from: text + from, count: run.end &- from, to: p)
@@ -136,11 +161,11 @@ public final class EventTemplate {
                 switch run.hole {
                 case nil: break
                 case .start?:
-                    if let startText {
-                        Event.copy(from: startText, count: Timestamp.jsonCount, to: p)
+                    if startText >= 0 {
+                        Event.copy(from: out.base + startText, count: Timestamp.jsonCount, to: p)
                     } else {
                         values.start.writeRFC3339JSON(at: p, pool: pool)
-                        startText = p
+                        startText = p - out.base
                     }
                     p += Timestamp.jsonCount
                 case .end?:
@@ -150,10 +175,29 @@ public final class EventTemplate {
                     p = EventTemplate.writeInt(max(0, (values.end - values.start).nanoseconds), at: p)
                 case .number?:
                     p = EventTemplate.writeInt(values.number, at: p)
+                case .requestBytes?:
+                    p = EventTemplate.writeInt(values.requestBytes, at: p)
+                case .responseBytes?:
+                    p = EventTemplate.writeInt(values.responseBytes, at: p)
+                case .bytes?:
+                    p = EventTemplate.writeInt(values.requestBytes &+ values.responseBytes, at: p)
+                case .field?:
+                    // Written straight into `out` after what is there; then room for the rest
+                    // again (at most `bound` is left to write).
+                    out.commitTail(p - start)
+                    var value = FieldOutput(out)
+                    fields(run.fieldNumber, &value)
+                    start = out.reserveTail(bound)
+                    p = start
                 }
             }
         }
         out.commitTail(p - start)
+    }
+
+    /// The line of a template without holes of kind `field`.
+    public func write(_ values: Values, into out: OutputBuffer) {
+        write(values, into: out) { _, _ in preconditionFailure("a template with a field hole needs its writer") }
     }
 
     /// An integer's JSON at `p` (8 bytes to spare after it); returns the end.
@@ -184,4 +228,72 @@ public final class EventTemplate {
         var writtenCount: Int { p - start }
         mutating func truncate(to count: Int) { p = start + count }
     }
+}
+
+/// The value of a template's `field` hole being written (`EventTemplate.write`): appends go
+/// straight into the output line. The same calls as `JSONOutput` (offsets from the start of
+/// the value), so that a plugin writes a value once, generic over the two.
+public struct FieldOutput {
+    @usableFromInline let buffer: OutputBuffer
+    /// Where the value starts in the buffer.
+    @usableFromInline let start: Int
+
+    init(_ buffer: OutputBuffer) {
+        self.buffer = buffer
+        start = buffer.count
+    }
+
+    /// Bytes written into the value so far.
+    @inlinable @inline(__always) public var count: Int { buffer.count - start }
+
+    /// A byte already written.
+    @inlinable public subscript(index: Int) -> UInt8 {
+        get { precondition(index >= 0 && index < count); return buffer.base[start + index] }
+        nonmutating set { precondition(index >= 0 && index < count); buffer.base[start + index] = newValue }
+    }
+
+    @inlinable @inline(__always) public mutating func append(_ byte: UInt8) { buffer.appendByte(byte) }
+    @inlinable @inline(__always) public mutating func append(_ bytes: UnsafeBufferPointer<UInt8>) { buffer.appendBytes(bytes) }
+    @inlinable @inline(__always) public mutating func append(_ bytes: [UInt8]) {
+        bytes.withUnsafeBufferPointer { buffer.appendBytes($0) }
+    }
+    @inlinable @inline(__always) public mutating func append(_ text: StaticString) {
+        buffer.appendBytes(UnsafeBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
+    }
+
+    /// Appends again the bytes `range` of what was written (a value listed twice).
+    public mutating func appendCopy(of range: Range<Int>) {
+        precondition(range.lowerBound >= 0 && range.upperBound <= count)
+        let n = range.count
+        let to = buffer.reserveTail(n)   // may move the bytes: the source is read after
+        to.update(from: buffer.base + start + range.lowerBound, count: n)
+        buffer.commitTail(n)
+    }
+
+    /// The bytes of the value written so far (valid only in `body`).
+    public func withValueBytes<R>(_ body: (UnsafeBufferPointer<UInt8>) throws -> R) rethrows -> R {
+        try body(UnsafeBufferPointer(start: buffer.base + start, count: count))
+    }
+
+    /// A JSON string, as `JSONWriter.writeString` writes it.
+    public mutating func writeString(_ s: String) { JSONWriter.writeString(s, to: &self) }
+    /// UTF-8 bytes as a JSON string, as `JSONWriter.writeUTF8String` writes them.
+    public mutating func writeUTF8String(_ bytes: UnsafeBufferPointer<UInt8>) { JSONWriter.writeUTF8String(bytes, to: &self) }
+    public mutating func writeInt(_ value: Int64) { JSONWriter.writeInt(value, to: &self) }
+    /// `ip.description`'s text.
+    public mutating func writeText(of ip: IPAddress) { ip.writeText(to: &self) }
+}
+
+extension FieldOutput: JSONSink {
+    @inline(__always) mutating func put(_ byte: UInt8) { buffer.appendByte(byte) }
+    @inline(__always) mutating func put(_ bytes: UnsafeBufferPointer<UInt8>) { buffer.appendBytes(bytes) }
+    @inline(__always) mutating func putRaw(_ bytes: UnsafeRawBufferPointer) {
+        buffer.appendBytes(bytes.bindMemory(to: UInt8.self))
+    }
+    @inline(__always) mutating func putWord(_ word: UInt64, count: Int) {
+        UnsafeMutableRawPointer(buffer.reserveTail(8)).storeBytes(of: word, as: UInt64.self)
+        buffer.commitTail(count)
+    }
+    var writtenCount: Int { count }
+    mutating func truncate(to count: Int) { buffer.truncate(to: start + count) }
 }

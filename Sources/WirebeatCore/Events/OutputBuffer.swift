@@ -1,13 +1,17 @@
 /// A growable byte buffer that event lines are written into through a raw pointer: one
 /// capacity check per event instead of one per appended piece (an event is ~80 pieces).
 public final class OutputBuffer {
-    @exclusivity(unchecked) public private(set) var count = 0
-    @exclusivity(unchecked) public private(set) var capacity: Int
-    @exclusivity(unchecked) private var storage: UnsafeMutablePointer<UInt8>
+    // Internal names with public getters: the appends a plugin's field value is written
+    // with are inlinable (`FieldOutput`).
+    @exclusivity(unchecked) @usableFromInline var used = 0
+    @exclusivity(unchecked) @usableFromInline var room: Int
+    @exclusivity(unchecked) @usableFromInline var storage: UnsafeMutablePointer<UInt8>
+    public var count: Int { used }
+    public var capacity: Int { room }
 
     public init(capacity: Int = 1 << 16) {
-        self.capacity = max(capacity, 64)
-        storage = .allocate(capacity: self.capacity)
+        room = max(capacity, 64)
+        storage = .allocate(capacity: room)
     }
 
     deinit { storage.deallocate() }
@@ -16,9 +20,9 @@ public final class OutputBuffer {
     public var bytes: UnsafeBufferPointer<UInt8> { UnsafeBufferPointer(start: storage, count: count) }
 
     public func append(_ byte: UInt8) {
-        if count == capacity { grow(to: count + 1) }
-        storage[count] = byte
-        count += 1
+        if used == room { grow(to: used + 1) }
+        storage[used] = byte
+        used += 1
     }
 
     public func append(_ bytes: [UInt8]) {
@@ -35,17 +39,38 @@ public final class OutputBuffer {
         commitTail(bytes.count)
     }
 
-    public func removeAll() { count = 0 }
+    public func removeAll() { used = 0 }
+
+    /// The first byte (valid until the next write).
+    @inlinable var base: UnsafeMutablePointer<UInt8> { storage }
 
     /// Room for `n` more bytes at the returned address; `commitTail` says how many were used.
-    func reserveTail(_ n: Int) -> UnsafeMutablePointer<UInt8> {
-        if count + n > capacity { grow(to: count + n) }
-        return storage + count
+    @inlinable @inline(__always) func reserveTail(_ n: Int) -> UnsafeMutablePointer<UInt8> {
+        if used &+ n > room { grow(to: used &+ n) }
+        return storage + used
     }
 
-    func commitTail(_ n: Int) { count += n }
+    @inlinable @inline(__always) func commitTail(_ n: Int) { used &+= n }
 
-    private func grow(to needed: Int) {
-        storage = ByteBuffers.grow(storage, count: count, capacity: &capacity, toAtLeast: needed)
+    /// Appends through the inlinable path (a plugin's field value is written piece by piece).
+    @inlinable @inline(__always) func appendByte(_ byte: UInt8) {
+        reserveTail(1).pointee = byte
+        used &+= 1
+    }
+
+    @inlinable @inline(__always) func appendBytes(_ bytes: UnsafeBufferPointer<UInt8>) {
+        guard let from = bytes.baseAddress else { return }
+        reserveTail(bytes.count).update(from: from, count: bytes.count)
+        used &+= bytes.count
+    }
+
+    /// Drops what was written after `count` bytes.
+    func truncate(to count: Int) {
+        precondition(count >= 0 && count <= used)
+        used = count
+    }
+
+    @usableFromInline func grow(to needed: Int) {
+        storage = ByteBuffers.grow(storage, count: used, capacity: &room, toAtLeast: needed)
     }
 }

@@ -33,7 +33,7 @@ public enum ParallelReplay {
     /// Replays `file` with `workers` sniffers, one per thread, each with its own plugins
     /// (`makePlugins` is called once per worker, here). `formatLine` renders one event into a
     /// worker's buffer (it runs on the workers' threads), and `formatTemplated`, if given, the
-    /// same line from an event's template (`EventPublisher.publish(_:_:build:)`; without it,
+    /// same line from an event's template (`EventPublisher.publish(_:_:fields:build:)`; without it,
     /// such events are built and go to `formatLine`); `write` receives the merged output
     /// in order, on this thread, in buffers that stay valid until the next call of
     /// `release` (made before the workers' buffers are reused, and at the end): a writer may
@@ -43,7 +43,7 @@ public enum ParallelReplay {
     public static func run(file: String, workers: Int, makePlugins: () throws -> [LoadedPlugin],
                            tcpOptions: TCPOptions = TCPOptions(), logging: LoggingSetup = LoggingSetup(),
                            formatLine: @escaping (Event, OutputBuffer) -> Void,
-                           formatTemplated: ((EventTemplate, EventTemplate.Values, OutputBuffer) -> Void)? = nil,
+                           formatTemplated: ((EventTemplate, EventTemplate.Values, (Int, inout FieldOutput) -> Void, OutputBuffer) -> Void)? = nil,
                            write: (UnsafeBufferPointer<UInt8>) -> Void,
                            release: () -> Void = {}) throws -> Result {
         precondition(workers >= 2)
@@ -275,7 +275,7 @@ final class ShardPublisher: EventPublisher {
     private let formatLine: (Event, OutputBuffer) -> Void
     /// Not optional, with `writesTemplates` beside it: binding an optional closure to call
     /// it retained and released its context for every event.
-    private let formatTemplated: (EventTemplate, EventTemplate.Values, OutputBuffer) -> Void
+    private let formatTemplated: (EventTemplate, EventTemplate.Values, (Int, inout FieldOutput) -> Void, OutputBuffer) -> Void
     private let writesTemplates: Bool
     @exclusivity(unchecked) private var chunk: Chunk {
         didSet { current = Unmanaged.passUnretained(chunk) }
@@ -286,11 +286,11 @@ final class ShardPublisher: EventPublisher {
     @exclusivity(unchecked) private var sentWatermark = 0
 
     init(order: EventOrder, channel: HandOff<Chunk>, formatLine: @escaping (Event, OutputBuffer) -> Void,
-         formatTemplated: ((EventTemplate, EventTemplate.Values, OutputBuffer) -> Void)?) {
+         formatTemplated: ((EventTemplate, EventTemplate.Values, (Int, inout FieldOutput) -> Void, OutputBuffer) -> Void)?) {
         self.order = order
         self.channel = channel
         self.formatLine = formatLine
-        self.formatTemplated = formatTemplated ?? { _, _, _ in }
+        self.formatTemplated = formatTemplated ?? { _, _, _, _ in }
         writesTemplates = formatTemplated != nil
         let first = channel.fresh()
         chunk = first
@@ -317,11 +317,12 @@ final class ShardPublisher: EventPublisher {
         written = consume event   // its storage serves the event after next
     }
 
-    func publish(_ template: EventTemplate, _ values: EventTemplate.Values, build: () -> Event) {
+    func publish(_ template: EventTemplate, _ values: EventTemplate.Values,
+                 fields: (Int, inout FieldOutput) -> Void, build: () -> Event) {
         guard writesTemplates else { return publish(build()) }
         let key = order.key
         current._withUnsafeGuaranteedRef { chunk in
-            formatTemplated(template, values, chunk.buffer)
+            formatTemplated(template, values, fields, chunk.buffer)
             chunk.appendRecord(key: key, end: chunk.buffer.count)
         }
     }

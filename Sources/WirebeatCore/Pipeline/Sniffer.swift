@@ -287,9 +287,10 @@ final class CountingPublisher: EventPublisher {
         count(event)
         downstream.publish(event, sweepOrder: sweepOrder)
     }
-    func publish(_ template: EventTemplate, _ values: EventTemplate.Values, build: () -> Event) {
+    func publish(_ template: EventTemplate, _ values: EventTemplate.Values,
+                 fields: (Int, inout FieldOutput) -> Void, build: () -> Event) {
         tally(template.type ?? "unknown")
-        downstream.publish(template, values, build: build)
+        downstream.publish(template, values, fields: fields, build: build)
     }
     @exclusivity(unchecked) private var lastTally = 0
 

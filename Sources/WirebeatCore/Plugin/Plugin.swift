@@ -116,17 +116,25 @@ public protocol EventPublisher: AnyObject {
     /// call go out in increasing `sweepOrder`: parallel replay, where each worker has its
     /// own plugin instance, merges the workers' events by it into the single-thread order.
     func publish(_ event: consuming Event, sweepOrder: Int)
-    /// Publishes the event that `template` makes with `values` (see `EventTemplate`), which
-    /// is the event `build` makes: a publisher that writes compact JSON lines may write it
-    /// from the template, and any other publishes `build()` (the default). The same bytes
-    /// come out either way.
-    func publish(_ template: EventTemplate, _ values: EventTemplate.Values, build: () -> Event)
+    /// Publishes the event that `template` makes with `values` and the values `fields` writes
+    /// into its field holes (see `EventTemplate.write`), which is the event `build` makes: a
+    /// publisher that writes compact JSON lines may write it from the template, and any other
+    /// publishes `build()` (the default). The same bytes come out either way.
+    func publish(_ template: EventTemplate, _ values: EventTemplate.Values,
+                 fields: (Int, inout FieldOutput) -> Void, build: () -> Event)
 }
 
 extension EventPublisher {
     public func publish(_ event: consuming Event, sweepOrder: Int) { publish(event) }
-    public func publish(_ template: EventTemplate, _ values: EventTemplate.Values, build: () -> Event) {
+    public func publish(_ template: EventTemplate, _ values: EventTemplate.Values,
+                        fields: (Int, inout FieldOutput) -> Void, build: () -> Event) {
         publish(build())
+    }
+
+    /// Of a template without field holes.
+    public func publish(_ template: EventTemplate, _ values: EventTemplate.Values, build: () -> Event) {
+        publish(template, values, fields: { _, _ in preconditionFailure("a template with a field hole needs its writer") },
+                build: build)
     }
 }
 

@@ -79,8 +79,9 @@ final class DNSAnswerTemplates {
 
     /// An answer of this pair and flow published as an event (no template found): the
     /// second one in its set makes the template from it.
-    func saw(_ event: Event, slot: Int, generation: UInt32, idOffset: Int, id: UInt16, values: EventTemplate.Values,
-             flow: ObjectIdentifier) {
+    /// `holes`: the template's, called only to make it.
+    func saw(_ event: Event, slot: Int, generation: UInt32, holes: () -> [EventTemplate.Hole],
+             values: EventTemplate.Values, flow: ObjectIdentifier) {
         let set = DNSAnswerTemplates.set(slot: slot, flow: flow)
         for way in 0..<2 {
             let e = entries + (2 * set + way)
@@ -89,8 +90,7 @@ final class DNSAnswerTemplates {
             // Seen before: the template now (nil if the event does not make one; the entry
             // then stays as it is, and the next answer tries again). Made on this flow's
             // event, so its identity is the flow's (checked all the same).
-            guard let t = EventTemplate(prototype: event, holes: DNSAnswerTemplates.holes(idOffset: idOffset, id: id),
-                                        values: values), t.flowIdentity == flow else { return }
+            guard let t = EventTemplate(prototype: event, holes: holes(), values: values), t.flowIdentity == flow else { return }
             e.pointee.template = t
             e.pointee.ref = Unmanaged.passUnretained(t)
             recentWay[set] = UInt8(way)

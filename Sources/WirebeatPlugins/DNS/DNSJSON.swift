@@ -24,7 +24,14 @@ protocol DNSJSONOutput: DNSTextOutput {
     mutating func writeText(of ip: IPAddress)
 }
 
-extension JSONOutput: DNSJSONOutput {}
+/// An event's value being written (`JSONOutput`), or a template's field (`FieldOutput`):
+/// the text written so far can be read.
+protocol DNSValueOutput: DNSJSONOutput {
+    func withValueBytes<R>(_ body: (UnsafeBufferPointer<UInt8>) throws -> R) rethrows -> R
+}
+
+extension JSONOutput: DNSValueOutput {}
+extension FieldOutput: DNSValueOutput {}
 
 extension Array: DNSTextOutput, DNSJSONOutput where Element == UInt8 {
     @inline(__always) mutating func append(_ bytes: UnsafeBufferPointer<UInt8>) { append(contentsOf: bytes) }

@@ -36,6 +36,9 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
         // `send_request` puts the query's text, ID included, in every answer: not a template's.
         answerTemplates = cachesRenderedValues && !s.sendRequest ? DNSAnswerTemplates() : nil
         answerTemplatesRef = answerTemplates.map { Unmanaged.passUnretained($0) }
+        // Neither message's text in the event: the same fields in every answer of a flow.
+        flowTemplates = cachesRenderedValues && !s.sendRequest && !s.sendResponse ? DNSAnswerTemplates() : nil
+        flowTemplatesRef = flowTemplates.map { Unmanaged.passUnretained($0) }
     }
 
     // MARK: TCP
@@ -226,6 +229,9 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
     /// Templates of the events of cached answers, by pair and flow (UDP).
     let answerTemplates: DNSAnswerTemplates?
     private let answerTemplatesRef: Unmanaged<DNSAnswerTemplates>?
+    /// Templates of the lines of other answers, by flow (UDP: `DNSEvents.publishAnswer`).
+    let flowTemplates: DNSAnswerTemplates?
+    private let flowTemplatesRef: Unmanaged<DNSAnswerTemplates>?
 
     /// How long a paired response is remembered. A duplicated datagram follows its original
     /// within milliseconds; a window as long as `transaction_timeout` only made memory grow
@@ -304,11 +310,9 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
         let key = UDPKey(client: m.receiver, server: m.sender, id: header.id, vlans: vlans, seed: keySeed)
         if let query = udpWaiting.removeValue(forKey: key) {
             udpAnswered.insert(hash: key.hash, fingerprint: fingerprint(m), time: m.time)
-            // Called here, not through `publishUDP`: given to that, the query's message was copied
-            // out of its object (~250 instructions a pair).
-            context.publish(DNSEvents.event(query: query.seen, hasQuery: true, response: m, hasResponse: true, notes: [],
-                                            transport: .udp, connectionID: 0, settings: settings, known: context.connection,
-                                            cache: rendered))
+            // Not through `publishUDP`: given to that, the query's message was copied out of its
+            // object (~250 instructions a pair).
+            publishAnswer(query: query, response: m, probe: nil, context: context)
             keepBuffer(of: query)
             keepBuffer(m.message.bytes)
             return
@@ -348,9 +352,7 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
         } else {
             let m = DNSSeen(bytes: bytes(of: response), time: context.timestamp, flow: context.connection,
                             direction: direction, lossHint: true)
-            context.publish(DNSEvents.event(query: query.seen, hasQuery: true, response: m, hasResponse: true, notes: [],
-                                            transport: .udp, connectionID: 0, settings: settings, known: context.connection,
-                                            cache: cache, probe: probe))
+            publishAnswer(query: query, response: m, probe: probe, context: context)
             keepBuffer(m.message.bytes)
         }
         keepBuffer(of: query)
@@ -376,8 +378,8 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
                 return
             }
             let event = build()
-            templates.saw(event, slot: pair.slot, generation: pair.generation, idOffset: pair.idOffset, id: answer.id,
-                          values: values, flow: flow)
+            templates.saw(event, slot: pair.slot, generation: pair.generation,
+                          holes: { DNSAnswerTemplates.holes(idOffset: pair.idOffset, id: answer.id) }, values: values, flow: flow)
             context.publish(consume event)
         }
     }
@@ -402,6 +404,20 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
     }
 
     @inline(__always) private func keepBuffer(of query: DNSObserved) { keepBuffer(query.seen.message.bytes) }
+
+    /// The event of a waiting query and its response (see `DNSEvents.publishAnswer`).
+    @inline(__always) private func publishAnswer(query: DNSObserved, response: borrowing DNSSeen, probe: DNSRenderCache.Probe?,
+                                                 context: PluginContext) {
+        if let flowTemplatesRef {
+            flowTemplatesRef._withUnsafeGuaranteedRef { templates in
+                DNSEvents.publishAnswer(query: query, response: response, probe: probe, settings: settings, cache: rendered,
+                                        templates: templates, context: context)
+            }
+        } else {
+            DNSEvents.publishAnswer(query: query, response: response, probe: probe, settings: settings, cache: rendered,
+                                    templates: nil, context: context)
+        }
+    }
 
     /// The event of messages seen on UDP (see `DNSEvents.event`).
     private func publishUDP(_ query: borrowing DNSSeen, _ hasQuery: Bool, _ response: borrowing DNSSeen,

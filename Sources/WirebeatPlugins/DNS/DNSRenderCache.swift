@@ -3,7 +3,7 @@ import Glibc
 #endif
 import WirebeatCore
 
-/// The JSON text of the `dns`, `method`, `resource` and `query` values of recent events, by
+/// The JSON text of the `dns`, `method`, `query` and `resource` values of recent events, by
 /// the messages they were written from: their bytes but the ID (bytes 0–1). An event whose
 /// messages were seen before, byte for byte but the ID, gets those values copied, with its
 /// own ID put in, instead of written again record by record. That is every answer an
@@ -47,8 +47,8 @@ final class DNSRenderCache {
         var hash: UInt64 = 0
         var flags: UInt8 = 0
         var queryCount = 0, responseCount = 0
-        /// Text lengths: `dns` before its ID, after it, then `method`, `resource`, `query`.
-        var beforeID = 0, afterID = 0, method = 0, resource = 0, query = 0
+        /// Text lengths: `dns` before its ID, after it, then `method`, `query`, `resource`.
+        var beforeID = 0, afterID = 0, method = 0, query = 0, resource = 0
         var hasQuestion = false
         /// The response had no fault, and its (extended) RCODE: what an event takes from a
         /// response beyond these values (see `faultlessAnswer`).
@@ -186,10 +186,10 @@ final class DNSRenderCache {
         out.nextValue("method")
         out.append(next(slot.method))
         guard slot.hasQuestion else { return }
-        out.nextValue("resource")
-        out.append(next(slot.resource))
         out.nextValue("query")
         out.append(next(slot.query))
+        out.nextValue("resource")
+        out.append(next(slot.resource))
     }
 
     /// Of a hit whose stored pair has a response: that response's fingerprint with `id`,
@@ -243,8 +243,8 @@ final class DNSRenderCache {
     private var pendingHash: UInt64 = 0
 
     /// The parts of the text in order: the `dns` value in two (before and after the ID's
-    /// digits), then `method`, `resource` and `query`.
-    enum Part { case beforeID, afterID, method, resource, query }
+    /// digits), then `method`, `query` and `resource` (a line's order: `DNSEvents.setValues`).
+    enum Part { case beforeID, afterID, method, query, resource }
 
     func add(_ part: Part, _ text: UnsafeBufferPointer<UInt8>) {
         guard storing >= 0, !storeFailed else { return }

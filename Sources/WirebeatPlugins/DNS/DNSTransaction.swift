@@ -276,7 +276,7 @@ enum DNSEvents {
         return e
     }
 
-    /// `dns`, `method`, `resource` and `query` of the parsed messages `q` and `r`, each there
+    /// `dns`, `method`, `query` and `resource` of the parsed messages `q` and `r`, each there
     /// when its flag says so, one at least (`questionName`: the question's name as written in
     /// a JSON string; `questionLength`: its `uncompressedLength`; `isAnswer`: there is a
     /// response, parsed or not).
@@ -288,39 +288,66 @@ enum DNSEvents {
         // where its members would go (it nests dotted names into objects, and nothing else
         // sets `dns.*`), and one value costs far less to set than a dozen.
         // The four values in one call (`nextValue`): a call each cost ~150 instructions more.
+        // (In the order a line has them, as a flow's template writes them: `DNSFlowLines`.)
         e.set("dns", writingJSONTo: { out in
-            let id = writeDNS(query: q, hasQuery: hasQ, response: r, hasResponse: hasR, question: question,
-                              questionName: name, questionLength: questionLength, isAnswer: isAnswer, settings: settings,
-                              into: &out)
-            if let store {
-                out.withValueBytes { text in
-                    store.add(.beforeID, UnsafeBufferPointer(rebasing: text[..<id.lowerBound]))
-                    store.add(.afterID, UnsafeBufferPointer(rebasing: text[id.upperBound...]))
-                }
-            }
-            let h = hasR ? r.header : q.header
+            writeDNSValue(query: q, hasQuery: hasQ, response: r, hasResponse: hasR, question: question,
+                          questionName: name, questionLength: questionLength, isAnswer: isAnswer, settings: settings,
+                          store: store, into: &out)
             out.nextValue("method")
-            DNSEncoded.writeOpcode(h.opcode, into: &out)
-            if let store { out.withValueBytes { store.add(.method, $0) } }
+            writeMethod(hasR ? r.header : q.header, store: store, into: &out)
             guard let question else {
                 store?.finish()
                 return
             }
-            out.nextValue("resource")
-            out.append(DNSJSON.quote)
-            out.append(name)
-            out.append(DNSJSON.quote)
-            if let store { out.withValueBytes { store.add(.resource, $0) } }
-            // "class IN, type A, example.test"
             out.nextValue("query")
-            DNSEncoded.writeQueryStart(qclass: question.qclass, type: question.type, into: &out)
-            out.append(name)
-            out.append(DNSJSON.quote)
-            if let store {
-                out.withValueBytes { store.add(.query, $0) }
-                store.finish()
-            }
+            writeQuery(question, name: name, store: store, into: &out)
+            out.nextValue("resource")
+            writeResource(name: name, store: store, into: &out)
         })
+    }
+
+    /// The value of `dns` (see `writeDNS`), its text given to `store` (the cache's pair being stored).
+    static func writeDNSValue<Out: DNSValueOutput>(query q: borrowing DNSMessage, hasQuery hasQ: Bool,
+                                                   response r: borrowing DNSMessage, hasResponse hasR: Bool,
+                                                   question: DNSQuestionPlace?, questionName name: UnsafeBufferPointer<UInt8>,
+                                                   questionLength: Int?, isAnswer: Bool, settings: DNSConfig,
+                                                   store: DNSRenderCache?, into out: inout Out) {
+        let id = writeDNS(query: q, hasQuery: hasQ, response: r, hasResponse: hasR, question: question,
+                          questionName: name, questionLength: questionLength, isAnswer: isAnswer, settings: settings,
+                          into: &out)
+        if let store {
+            out.withValueBytes { text in
+                store.add(.beforeID, UnsafeBufferPointer(rebasing: text[..<id.lowerBound]))
+                store.add(.afterID, UnsafeBufferPointer(rebasing: text[id.upperBound...]))
+            }
+        }
+    }
+
+    /// The value of `method`, from the header `h` (the response's, else the query's).
+    @inline(__always) static func writeMethod<Out: DNSValueOutput>(_ h: DNSHeader, store: DNSRenderCache?, into out: inout Out) {
+        DNSEncoded.writeOpcode(h.opcode, into: &out)
+        if let store { out.withValueBytes { store.add(.method, $0) } }
+    }
+
+    /// The value of `query`: "class IN, type A, example.test".
+    @inline(__always) static func writeQuery<Out: DNSValueOutput>(_ question: DNSQuestionPlace, name: UnsafeBufferPointer<UInt8>,
+                                                                  store: DNSRenderCache?, into out: inout Out) {
+        DNSEncoded.writeQueryStart(qclass: question.qclass, type: question.type, into: &out)
+        out.append(name)
+        out.append(DNSJSON.quote)
+        if let store { out.withValueBytes { store.add(.query, $0) } }
+    }
+
+    /// The value of `resource`, the question's name; the last of a stored pair's values.
+    @inline(__always) static func writeResource<Out: DNSValueOutput>(name: UnsafeBufferPointer<UInt8>, store: DNSRenderCache?,
+                                                                     into out: inout Out) {
+        out.append(DNSJSON.quote)
+        out.append(name)
+        out.append(DNSJSON.quote)
+        if let store {
+            out.withValueBytes { store.add(.resource, $0) }
+            store.finish()
+        }
     }
 
     /// The bytes of the two messages, empty for one that is not there (the key of `DNSRenderCache`).
@@ -334,10 +361,11 @@ enum DNSEvents {
 
     /// Appends the `dns` object of an event (of the response, else of the query; the rest as
     /// `setValues`). Returns where the ID's digits are in it.
-    private static func writeDNS(query q: borrowing DNSMessage, hasQuery hasQ: Bool, response r: borrowing DNSMessage,
-                                 hasResponse hasR: Bool, question: DNSQuestionPlace?, questionName: UnsafeBufferPointer<UInt8>,
-                                 questionLength: Int?, isAnswer: Bool, settings: DNSConfig,
-                                 into json: inout JSONOutput) -> Range<Int> {
+    private static func writeDNS<Out: DNSJSONOutput>(query q: borrowing DNSMessage, hasQuery hasQ: Bool,
+                                                     response r: borrowing DNSMessage, hasResponse hasR: Bool,
+                                                     question: DNSQuestionPlace?, questionName: UnsafeBufferPointer<UInt8>,
+                                                     questionLength: Int?, isAnswer: Bool, settings: DNSConfig,
+                                                     into json: inout Out) -> Range<Int> {
         let h = hasR ? r.header : q.header
         // Where the answers' addresses are in `json`: `resolved_ip` lists them again.
         var addresses = AddressRanges()
@@ -448,9 +476,9 @@ enum DNSEvents {
     /// `"key":[records]`, after a comma unless it is the first member of the object that
     /// starts at `json[object]`; nothing when the section has no records.
     /// `addresses` gets where the JSON strings of A and AAAA data are.
-    private static func writeRecords(_ key: StaticString, _ m: borrowing DNSMessage, _ section: DNSSection, skipOPT: Bool,
-                                     object: Int, nameAt12: UnsafeBufferPointer<UInt8>?, addresses: inout AddressRanges,
-                                     into json: inout JSONOutput) {
+    private static func writeRecords<Out: DNSJSONOutput>(_ key: StaticString, _ m: borrowing DNSMessage, _ section: DNSSection,
+                                                         skipOPT: Bool, object: Int, nameAt12: UnsafeBufferPointer<UInt8>?,
+                                                         addresses: inout AddressRanges, into json: inout Out) {
         guard section.count > 0 else { return }
         var first = true
         m.bytes.withUnsafeBufferPointer { b in
@@ -486,7 +514,7 @@ enum DNSEvents {
     /// `dns.opt` / `dns.query_opt`: the OPT record's fields, each option with a value under
     /// its name, and `options`, every option's name in order. Rare: built from a list of
     /// members sorted by key, as the event would sort them as separate fields.
-    private static func writeOpt(_ edns: EDNS, extendedRcode: Bool, into json: inout JSONOutput) {
+    private static func writeOpt<Out: DNSJSONOutput>(_ edns: EDNS, extendedRcode: Bool, into json: inout Out) {
         var members: [(key: String, value: [UInt8])] = []
         func add(_ key: String, _ value: JSONValue) {
             var text: [UInt8] = []
@@ -515,5 +543,97 @@ enum DNSEvents {
             json.append(member.value)
         }
         json.append(UInt8(ascii: "}"))
+    }
+}
+
+// MARK: Lines from a flow's template
+
+extension DNSEvents {
+    /// The holes of a UDP answer's line in its flow's template (`publishAnswer`): its times
+    /// and byte counts, and the four values the plugin writes for each line. What is left is
+    /// the flow's (addresses, ports, Community ID), the type's and the status.
+    static let flowHoles: [EventTemplate.Hole] = [
+        .init("@timestamp", .start), .init("event.start", .start), .init("event.end", .end),
+        .init("event.duration", .duration), .init("client.bytes", .requestBytes), .init("source.bytes", .requestBytes),
+        .init("destination.bytes", .responseBytes), .init("server.bytes", .responseBytes),
+        .init("network.bytes", .bytes), .value(of: "dns", number: 0), .value(of: "method", number: 1),
+        .value(of: "query", number: 2), .value(of: "resource", number: 3),
+    ]
+
+    /// The keys of flow templates in `DNSAnswerTemplates` (no pair's slot is near as large):
+    /// answers of status OK and Error have a template each.
+    static let flowSlotOK = Int.max, flowSlotError = Int.max - 1
+
+    /// Publishes the event of a waiting UDP query and its parsed response (`probe`: the
+    /// cache's lookup of the pair, if made already). When both are plain messages (no note,
+    /// a question, the flow's own connection, neither message's text asked for), the event
+    /// has the same fields as every other such answer of its flow, and from the second one,
+    /// the line is written from the flow's template (`templates`), with the four DNS values
+    /// written straight into it: no event built, set and laid out (~2,000 instructions of
+    /// a pair whose names never repeat). Any other answer is an event, as before.
+    static func publishAnswer(query waiting: DNSObserved, response: borrowing DNSSeen, probe given: DNSRenderCache.Probe?,
+                              settings: DNSConfig, cache: DNSRenderCache?, templates: DNSAnswerTemplates?,
+                              context: PluginContext) {
+        // (`context.connection` each time, not in a local: a copy retained its strings.)
+        guard let templates, !settings.sendRequest, !settings.sendResponse, waiting.seen.isMessage, response.isMessage,
+              !waiting.seen.hasNotes, !response.hasNotes, context.connection.id == 0, context.connection.transport == .udp,
+              context.connection.client == waiting.seen.sender, context.connection.server == waiting.seen.receiver,
+              let question = waiting.seen.message.firstQuestionPlace else {
+            return context.publish(event(query: waiting.seen, hasQuery: true, response: response, hasResponse: true,
+                                         notes: [], transport: .udp, connectionID: 0, settings: settings,
+                                         known: context.connection, cache: cache, probe: given))
+        }
+        // The lookup `event` would make, made once for both ways.
+        var probe = DNSRenderCache.Probe.none
+        if let cache, waiting.seen.message.header.id == response.message.header.id,
+           !waiting.seen.message.parsed.mayReadID, !response.message.parsed.mayReadID {
+            let flags = DNSRenderCache.flags(hasQuery: true, hasResponse: true, isAnswer: true)
+            probe = given ?? withMessageBytes(waiting.seen.message, true, response.message, true) { q, r in
+                cache.probe(query: q, response: r, flags: flags)
+            }
+        }
+        let slot = response.message.rcode == 0 ? flowSlotOK : flowSlotError
+        let values = EventTemplate.Values(start: waiting.seen.time, end: response.time,
+                                          requestBytes: Int64(waiting.seen.size), responseBytes: Int64(response.size))
+        let flow = context.connection.flowIdentity
+        // A hit's values are the cache's: an event (rare here: most hits take `cachedAnswer`'s way).
+        guard !probe.hit, let template = templates.template(slot: slot, generation: 0, flow: flow) else {
+            let e = event(query: waiting.seen, hasQuery: true, response: response, hasResponse: true, notes: [],
+                          transport: .udp, connectionID: 0, settings: settings, known: context.connection,
+                          cache: cache, probe: probe)
+            if !probe.hit { templates.saw(e, slot: slot, generation: 0, holes: { flowHoles }, values: values, flow: flow) }
+            return context.publish(consume e)
+        }
+        let store = probe.store ? cache : nil
+        // The question's name as `event` writes it (see there), on the stack.
+        let length = question.nameLength
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 5 * (length ?? 255)) { buffer in
+            var text = DNSTextBuffer(buffer)
+            waiting.seen.message.bytes.withUnsafeBufferPointer { DNSName.write($0, at: question.start, into: &text, json: true) }
+            let name = text.text
+            template._withUnsafeGuaranteedRef { template in
+                context.publisher.publish(template, values, fields: { number, out in
+                    switch number {
+                    case 0:
+                        if let store {
+                            withMessageBytes(waiting.seen.message, true, response.message, true) { q, r in
+                                store.begin(probe, query: q, response: r, flags: DNSRenderCache.flags(hasQuery: true, hasResponse: true, isAnswer: true),
+                                            faultlessAnswer: response.message.faults.isEmpty, rcodeIsZero: response.message.rcode == 0)
+                            }
+                        }
+                        writeDNSValue(query: waiting.seen.message, hasQuery: true, response: response.message, hasResponse: true,
+                                      question: question, questionName: name, questionLength: length, isAnswer: true,
+                                      settings: settings, store: store, into: &out)
+                    case 1: writeMethod(response.message.header, store: store, into: &out)
+                    case 2: writeQuery(question, name: name, store: store, into: &out)
+                    default: writeResource(name: name, store: store, into: &out)
+                    }
+                }, build: {
+                    event(query: waiting.seen, hasQuery: true, response: response, hasResponse: true, notes: [],
+                          transport: .udp, connectionID: 0, settings: settings, known: context.connection,
+                          cache: cache, probe: probe)
+                })
+            }
+        }
     }
 }
