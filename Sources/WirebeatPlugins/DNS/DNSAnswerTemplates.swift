@@ -22,6 +22,8 @@ final class DNSAnswerTemplates {
         var template: EventTemplate?
         /// `template`, reached without a retain and a release (it holds it).
         var ref: Unmanaged<EventTemplate>?
+        /// Sightings without a template.
+        var seen: UInt32 = 0
     }
     private static let setCount = 256
     /// In raw memory, read for every cached answer: an array read from an object costs a
@@ -78,22 +80,28 @@ final class DNSAnswerTemplates {
     }
 
     /// An answer of this pair and flow published as an event (no template found): the
-    /// second one in its set makes the template from it.
+    /// `sightings`th one in its set (the second, unless said) makes the template from it.
     /// `holes`: the template's, called only to make it.
     func saw(_ event: Event, slot: Int, generation: UInt32, holes: () -> [EventTemplate.Hole],
-             values: EventTemplate.Values, flow: ObjectIdentifier) {
+             values: EventTemplate.Values, flow: ObjectIdentifier, sightings: UInt32 = 2) {
         let set = DNSAnswerTemplates.set(slot: slot, flow: flow)
         for way in 0..<2 {
             let e = entries + (2 * set + way)
             guard e.pointee.slot == slot, e.pointee.generation == generation, e.pointee.flow == flow,
                   e.pointee.template == nil else { continue }
-            // Seen before: the template now (nil if the event does not make one; the entry
-            // then stays as it is, and the next answer tries again). Made on this flow's
-            // event, so its identity is the flow's (checked all the same).
-            guard let t = EventTemplate(prototype: event, holes: holes(), values: values), t.flowIdentity == flow else { return }
+            recentWay[set] = UInt8(way)
+            e.pointee.seen &+= 1
+            guard e.pointee.seen >= sightings else { return }
+            // Seen enough: the template now (nil if the event does not make one; the entry
+            // then counts its sightings again, so that a failing one is not tried for every
+            // answer). Made on this flow's event, so its identity is the flow's (checked all
+            // the same).
+            guard let t = EventTemplate(prototype: event, holes: holes(), values: values), t.flowIdentity == flow else {
+                e.pointee.seen = 0
+                return
+            }
             e.pointee.template = t
             e.pointee.ref = Unmanaged.passUnretained(t)
-            recentWay[set] = UInt8(way)
             made &+= 1
             return
         }
@@ -101,7 +109,7 @@ final class DNSAnswerTemplates {
         // may be of a flow that ended; another flow may then get it, and its next answer
         // makes a template of its own event: still that flow's.)
         let way = 1 - Int(recentWay[set])
-        entries[2 * set + way] = Entry(slot: slot, generation: generation, flow: flow, template: nil, ref: nil)
+        entries[2 * set + way] = Entry(slot: slot, generation: generation, flow: flow, template: nil, ref: nil, seen: 1)
         recentWay[set] = UInt8(way)
     }
 }

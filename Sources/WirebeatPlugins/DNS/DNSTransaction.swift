@@ -560,6 +560,12 @@ extension DNSEvents {
         .value(of: "query", number: 2), .value(of: "resource", number: 3),
     ]
 
+    /// A flow's template is made from its 64th plain answer in a row (with no other flow in
+    /// its set meanwhile): making one costs about as much as 35 events, which a flow of a
+    /// few answers (a stub's A and AAAA from one socket, most often each from its own port)
+    /// would never win back; from the 64th on, each answer saves ~900 instructions.
+    static let flowTemplateSightings: UInt32 = 64
+
     /// The keys of flow templates in `DNSAnswerTemplates` (no pair's slot is near as large):
     /// answers of status OK and Error have a template each.
     static let flowSlotOK = Int.max, flowSlotError = Int.max - 1
@@ -567,10 +573,11 @@ extension DNSEvents {
     /// Publishes the event of a waiting UDP query and its parsed response (`probe`: the
     /// cache's lookup of the pair, if made already). When both are plain messages (no note,
     /// a question, the flow's own connection, neither message's text asked for), the event
-    /// has the same fields as every other such answer of its flow, and from the second one,
-    /// the line is written from the flow's template (`templates`), with the four DNS values
-    /// written straight into it: no event built, set and laid out (~2,000 instructions of
-    /// a pair whose names never repeat). Any other answer is an event, as before.
+    /// has the same fields as every other such answer of its flow, and once the flow has had
+    /// many (`flowTemplateSightings`), the line is written from the flow's template
+    /// (`templates`), the four DNS values straight into it: no event built, set and laid out
+    /// (~900 instructions of a pair's ~11,000, in traffic whose names never repeat). Any
+    /// other answer is an event, as before.
     static func publishAnswer(query waiting: DNSObserved, response: borrowing DNSSeen, probe given: DNSRenderCache.Probe?,
                               settings: DNSConfig, cache: DNSRenderCache?, templates: DNSAnswerTemplates?,
                               context: PluginContext) {
@@ -601,7 +608,10 @@ extension DNSEvents {
             let e = event(query: waiting.seen, hasQuery: true, response: response, hasResponse: true, notes: [],
                           transport: .udp, connectionID: 0, settings: settings, known: context.connection,
                           cache: cache, probe: probe)
-            if !probe.hit { templates.saw(e, slot: slot, generation: 0, holes: { flowHoles }, values: values, flow: flow) }
+            if !probe.hit {
+                templates.saw(e, slot: slot, generation: 0, holes: { flowHoles }, values: values, flow: flow,
+                              sightings: flowTemplateSightings)
+            }
             return context.publish(consume e)
         }
         let store = probe.store ? cache : nil
