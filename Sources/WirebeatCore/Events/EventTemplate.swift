@@ -160,6 +160,8 @@ public final class EventTemplate {
         // The start time is written once, and copied where it is wanted again (`@timestamp`
         // and `event.start`). Where it is in `out`: a field's value may move the bytes.
         var startText = -1
+        // One for every field of the line (each one made retained the buffer).
+        var value = FieldOutput(out)
         EventBufferPool.withCurrent { pool in
             for run in UnsafeBufferPointer(start: runs, count: runCount) {
                 Event.copy(from: text + from, count: run.end &- from, to: p)
@@ -192,7 +194,7 @@ public final class EventTemplate {
                     // Written straight into `out` after what is there; then room for the rest
                     // again (at most `bound` is left to write).
                     out.commitTail(p - start)
-                    var value = FieldOutput(out)
+                    value.start = out.count
                     fields(run.fieldNumber, &value)
                     start = out.reserveTail(bound)
                     p = start
@@ -243,7 +245,7 @@ public final class EventTemplate {
 public struct FieldOutput {
     @usableFromInline let buffer: OutputBuffer
     /// Where the value starts in the buffer.
-    @usableFromInline let start: Int
+    @usableFromInline var start: Int
 
     init(_ buffer: OutputBuffer) {
         self.buffer = buffer
