@@ -289,7 +289,7 @@ public struct FieldOutput {
     /// UTF-8 bytes as a JSON string, as `JSONWriter.writeUTF8String` writes them.
     public mutating func writeUTF8String(_ bytes: UnsafeBufferPointer<UInt8>) { JSONWriter.writeUTF8String(bytes, to: &self) }
     /// Inlinable for the usual small counts (ids, TTLs, lengths), as `JSONOutput.writeInt`.
-    @inlinable public mutating func writeInt(_ value: Int64) {
+    @inlinable @inline(__always) public mutating func writeInt(_ value: Int64) {
         if value >= 0 && value < 10 { buffer.appendByte(0x30 &+ UInt8(truncatingIfNeeded: value)); return }
         if value > 0 && value < 100_000_000 {
             let (word, count) = JSONWriter.digitsWord(UInt64(truncatingIfNeeded: value))
