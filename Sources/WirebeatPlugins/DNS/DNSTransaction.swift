@@ -35,6 +35,9 @@ struct DNSSeen {
     /// for an event that has some (`hasNotes`): kept as an array, they cost a release a
     /// message, and an array built at each parse.
     let note: String?
+    /// `note != nil`, kept: reading the optional string copied it (a retain, and a release
+    /// through its type's metadata) twice a pair.
+    private let hasNote: Bool
 
     /// `flow`: the flow it came in; `note`: one more, after those of the parse (TCP framing trouble).
     init(bytes: [UInt8], time: Timestamp, flow: ConnectionInfo, direction: Direction, lossHint: Bool, note: String? = nil) {
@@ -51,12 +54,13 @@ struct DNSSeen {
         let parsed = bytes.count >= 12 ? try? DNSMessage.read(bytes) : nil
         self.lossHint = lossHint
         self.note = note
+        hasNote = note != nil
         isMessage = parsed != nil
         message = DNSMessage(bytes: bytes, parsed: parsed ?? DNSMessage.Parsed.none)
     }
 
     /// There are `notes`.
-    var hasNotes: Bool { !isMessage || !message.faults.isEmpty || note != nil }
+    var hasNotes: Bool { !isMessage || !message.faults.isEmpty || hasNote }
 
     /// Notes about this message (faults, loss).
     var notes: [String] {
@@ -84,6 +88,7 @@ struct DNSSeen {
         receiver = sender
         lossHint = false
         note = nil
+        hasNote = false
     }
 
     /// What `DNSEvents` is given for a message that is not there (its flag says so).
