@@ -160,8 +160,9 @@ public final class EventTemplate {
         // The start time is written once, and copied where it is wanted again (`@timestamp`
         // and `event.start`). Where it is in `out`: a field's value may move the bytes.
         var startText = -1
-        // One for every field of the line (each one made retained the buffer).
-        var value = FieldOutput(out)
+        // One for every field of the line (each one made retained the buffer), made at the
+        // first: a line without fields (a DNS answer from the cache) retains nothing.
+        var value: FieldOutput?
         EventBufferPool.withCurrent { pool in
             for run in UnsafeBufferPointer(start: runs, count: runCount) {
                 Event.copy(from: text + from, count: run.end &- from, to: p)
@@ -194,8 +195,8 @@ public final class EventTemplate {
                     // Written straight into `out` after what is there; then room for the rest
                     // again (at most `bound` is left to write).
                     out.commitTail(p - start)
-                    value.start = out.count
-                    fields(run.fieldNumber, &value)
+                    if value == nil { value = FieldOutput(out) } else { value!.start = out.count }
+                    fields(run.fieldNumber, &value!)
                     start = out.reserveTail(bound)
                     p = start
                 }
