@@ -375,6 +375,10 @@ final class HandOff<Item: Reusable> {
     private var full: [Item] = []
     private var head = 0
     private var spare: [Item] = []
+    /// Threads waiting in `put` (for room) and in `take` (for an item): woken only when
+    /// there is one, so a hand-over with nobody waiting makes no system call.
+    private var sendersWaiting = 0
+    private var receiversWaiting = 0
 
     init() {
         pthread_mutex_init(mutex, nil)
@@ -406,12 +410,16 @@ final class HandOff<Item: Reusable> {
     /// `wait`, else returns false (the item not taken).
     func put(_ item: Item, wait: Bool) -> Bool {
         locked {
-            while full.count - head >= HandOff.depth {
+            if full.count - head >= HandOff.depth {
                 guard wait else { return false }
-                pthread_cond_wait(changed, mutex)
+                // Woken once half the items are taken, not at each one: a sender woken for
+                // every take ran for one item and slept again (a switch per batch).
+                sendersWaiting += 1
+                while full.count - head > HandOff.depth / 2 { pthread_cond_wait(changed, mutex) }
+                sendersWaiting -= 1
             }
             full.append(item)
-            pthread_cond_broadcast(changed)
+            if receiversWaiting > 0 { pthread_cond_broadcast(changed) }
             return true
         }
     }
@@ -419,17 +427,24 @@ final class HandOff<Item: Reusable> {
     /// Receiver: the next item, waiting for it.
     func take() -> Item {
         locked {
-            while head == full.count { pthread_cond_wait(changed, mutex) }
+            if head == full.count {
+                receiversWaiting += 1
+                while head == full.count { pthread_cond_wait(changed, mutex) }
+                receiversWaiting -= 1
+            }
             let item = full[head]
             head += 1
             if head == full.count { full.removeAll(keepingCapacity: true); head = 0 }
-            pthread_cond_broadcast(changed)
+            if sendersWaiting > 0 && full.count - head <= HandOff.depth / 2 { pthread_cond_broadcast(changed) }
             return item
         }
     }
 
     /// Receiver: whether an item is waiting (`take` would not wait).
     var hasWaiting: Bool { locked { head < full.count } }
+
+    /// Senders waiting in `put` for room (tests).
+    var waitingSenders: Int { locked { sendersWaiting } }
 
     /// Receiver: an item it is done with.
     func recycle(_ item: Item) {
