@@ -17,16 +17,8 @@ struct EventTemplateTests {
         return e
     }
 
-    static func writeDetail(_ items: Int, into out: inout JSONOutput) {
-        out.append(#"{"items":["#)
-        for i in 0..<items {
-            if i > 0 { out.append(UInt8(ascii: ",")) }
-            out.writeInt(Int64(i * 1_000_003))
-        }
-        out.append(#"]}"#)
-    }
-
-    static func writeDetail(_ items: Int, into out: inout FieldOutput) {
+    /// The same bytes into an event (`JSONOutput`) and into a template's line (`FieldOutput`).
+    static func writeDetail<Out: DetailOutput>(_ items: Int, into out: inout Out) {
         out.append(#"{"items":["#)
         for i in 0..<items {
             if i > 0 { out.append(UInt8(ascii: ",")) }
@@ -109,3 +101,13 @@ struct EventTemplateTests {
                               values: values) == nil)
     }
 }
+
+/// What `writeDetail` needs of a value's output: the calls `JSONOutput` and `FieldOutput` share.
+protocol DetailOutput {
+    mutating func append(_ text: StaticString)
+    mutating func append(_ byte: UInt8)
+    mutating func writeInt(_ value: Int64)
+}
+
+extension JSONOutput: DetailOutput {}
+extension FieldOutput: DetailOutput {}
