@@ -125,7 +125,7 @@ public struct RunCommand: ParsableCommand {
                     file: inputFile, workers: threads,
                     makePlugins: { try registry.load(config.protocols, logging: logging) },
                     tcpOptions: config.tcp, logging: logging,
-                    formatLine: writer.formatLine, formatTemplated: writer.formatTemplated,
+                    formatLine: writer.formatLine, formatTemplated: .init(writer.formatTemplated),
                     write: writer.gather(formatted:), release: writer.writeGathered)
             } catch {
                 writer.close()
