@@ -12,13 +12,25 @@ import CSupport
 /// Why one reader: each worker reading and decoding the whole file itself cost ~1,200
 /// instructions for every packet it then skipped (libpcap's reads ~450 of them), a sixth of
 /// the work on the benchmark captures.
+///
+/// It has no thread of its own: the workers take turns at it (`help`), one at a time, in
+/// rounds of up to `round` packets, and the one that runs low on input does the reading.
+/// A reading thread beside the workers left a core idle whenever the scheduler let one
+/// worker get ahead: the reader then waited for the other's full queue, the one ahead for
+/// its input (~20% of the two cores on the DNS bench, in `perf sched`).
 final class PacketRouter {
     private let source: PcapSource
     private let outputs: [HandOff<PacketBatch>]
+    /// Held by the worker that reads or hands out; everything below is touched only under it.
+    private let turn = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
     /// The batch being filled for each worker, referenced unretained in `route` (the array's
     /// elements cost a retain and a release each a packet): `batches` holds them.
     @exclusivity(unchecked) private var batches: [PacketBatch]
     @exclusivity(unchecked) private var filling: [Unmanaged<PacketBatch>]
+    /// The packet index each worker's last batch ended at: a batch with nothing new is not sent.
+    @exclusivity(unchecked) private var sentThrough: [Int]
+    /// Each worker's last batch is handed over.
+    @exclusivity(unchecked) private var sentLast: [Bool]
     @exclusivity(unchecked) private var decoder = PacketDecoder()
     private let sharding: FlowSharding
     /// The clocks of the capture as one sniffer keeps them (`PacketStamp`), and its sweeps:
@@ -28,8 +40,10 @@ final class PacketRouter {
     @exclusivity(unchecked) private var tcpSweeps = SweepSchedule()
     @exclusivity(unchecked) private var udpSweeps = SweepSchedule()
     private let hasUDPPlugins: Bool
-    @exclusivity(unchecked) private var sinceFlush = 0
     @exclusivity(unchecked) private var index = 0
+    /// The capture is read to its end (or its damage, `failure`).
+    @exclusivity(unchecked) private var ended = false
+    @exclusivity(unchecked) private var failure: Error?
     /// The counters of what the workers do not all see.
     @exclusivity(unchecked) private(set) var packets = 0
     @exclusivity(unchecked) private(set) var bytes = 0
@@ -39,9 +53,10 @@ final class PacketRouter {
     /// Where the capture stands: the last packet routed and the clocks with it.
     private var stamp: PacketStamp { PacketStamp(index: index, clock: clock, tcpClock: tcpClock) }
 
-    /// Packets between two hand-overs (or fewer, when a batch fills): each worker waits for
-    /// at most this many. 256 woke the workers ~9,000 times on the DNS capture, 1,024 ~3,500.
-    static let flushEvery = 1024
+    /// Packets read in one turn (or fewer, when a batch fills and its worker has no room):
+    /// each worker waits for at most this many. 256 woke the workers ~9,000 times on the
+    /// DNS capture, 1,024 ~3,500.
+    static let round = 1024
 
     init(source: PcapSource, outputs: [HandOff<PacketBatch>], sharding: FlowSharding, hasUDPPlugins: Bool) {
         self.source = source
@@ -50,26 +65,65 @@ final class PacketRouter {
         self.hasUDPPlugins = hasUDPPlugins
         batches = outputs.map { $0.fresh() }
         filling = batches.map { Unmanaged.passUnretained($0) }
+        sentThrough = Array(repeating: 0, count: outputs.count)
+        sentLast = Array(repeating: false, count: outputs.count)
+        pthread_mutex_init(turn, nil)
     }
 
-    /// Reads to the end (or to the damage, whose error ends the last batches) and sends
-    /// every worker its last batch.
-    func run() {
+    deinit {
+        pthread_mutex_destroy(turn)
+        turn.deallocate()
+    }
+
+    /// Called by `worker` between its batches: hands out what waits for the workers, then
+    /// reads a round if the caller's queue is low (it is ahead) or some worker has nothing.
+    /// `starving`: the caller has no input; it waits for its turn instead of going on when
+    /// another worker has it. Nothing here waits for a worker: a batch that finds its worker's
+    /// queue full stays here, and no round is read until it is handed over.
+    func help(_ worker: Int, starving: Bool) {
+        if starving {
+            pthread_mutex_lock(turn)
+        } else if pthread_mutex_trylock(turn) != 0 {
+            return
+        }
+        defer { pthread_mutex_unlock(turn) }
+        handOut()
+        guard !ended, !batches.contains(where: \.isFull) else { return }
+        let low = HandOff<PacketBatch>.depth / 2
+        guard starving || outputs[worker].waiting < low || outputs.contains(where: { $0.waiting == 0 }) else { return }
+        readRound()
+        handOut()
+    }
+
+    private func readRound() {
         let linkType = source.linkType
-        var failure: Error?
         let router = Unmanaged.passUnretained(self)
         do {
-            try source.forEachPacket { ts, frame, _ in
+            let more = try source.forSomePackets(limit: PacketRouter.round) { ts, frame, _ in
                 router._withUnsafeGuaranteedRef { $0.handle(linkType: linkType, timestamp: ts, frame: frame) }
             }
+            if !more { ended = true }
         } catch {
             failure = error
+            ended = true
         }
-        for (w, batch) in batches.enumerated() {
+    }
+
+    /// Every worker gets what it has not had, where its queue has room: its packets and
+    /// where the capture stands (so that none waits on the others' traffic), or at the end
+    /// its last batch.
+    private func handOut() {
+        for w in batches.indices where !sentLast[w] {
+            let batch = batches[w]
+            guard ended || !batch.isEmpty || sentThrough[w] < index else { continue }
             batch.end = stamp
-            batch.isLast = true
-            batch.failure = failure
-            outputs[w].put(batch)
+            if ended {
+                batch.isLast = true
+                batch.failure = failure
+            }
+            guard outputs[w].put(batch, wait: false) else { continue }
+            sentThrough[w] = index
+            if ended { sentLast[w] = true } else { renew(w) }
         }
     }
 
@@ -106,30 +160,24 @@ final class PacketRouter {
             owner = sharding.owner(of: packet, now: clock)
         }
         let stamp = PacketStamp(index: index, clock: clock, tcpClock: tcpClock)
-        var full = filling[owner]._withUnsafeGuaranteedRef { $0.append(packet, at: stamp) }
+        if filling[owner]._withUnsafeGuaranteedRef({ $0.append(packet, at: stamp) }) { filled(owner) }
         if sweep {
             for w in filling.indices where w != owner {
-                full = filling[w]._withUnsafeGuaranteedRef { $0.appendSweep(at: stamp, packet.transport) } || full
+                if filling[w]._withUnsafeGuaranteedRef({ $0.appendSweep(at: stamp, packet.transport) }) { filled(w) }
             }
         }
-        sinceFlush += 1
-        if full || sinceFlush >= PacketRouter.flushEvery { flush() }
     }
 
-    /// Hands every worker what it has, so that none waits on the others' traffic: first to
-    /// those with room, then (waiting) to the others, so that a worker that is behind does
-    /// not hold up the batch of one that waits for work.
-    private func flush() {
-        var full: [Int] = []
-        for w in batches.indices {
-            batches[w].end = stamp
-            if outputs[w].put(batches[w], wait: false) { renew(w) } else { full.append(w) }
-        }
-        for w in full {
-            outputs[w].put(batches[w])
+    /// Worker `w`'s batch is full: it goes now, or, if the worker has no room, the round ends
+    /// after this packet.
+    private func filled(_ w: Int) {
+        batches[w].end = stamp
+        if outputs[w].put(batches[w], wait: false) {
+            sentThrough[w] = index
             renew(w)
+        } else {
+            source.stopReading()
         }
-        sinceFlush = 0
     }
 
     private func renew(_ w: Int) {
@@ -191,6 +239,11 @@ final class PacketBatch: Reusable {
         p.storeBytes(of: stamp.clock.nanoseconds, toByteOffset: 16, as: Int64.self)
         p.storeBytes(of: stamp.tcpClock.nanoseconds, toByteOffset: 24, as: Int64.self)
     }
+
+    /// No records.
+    var isEmpty: Bool { count == 0 }
+    /// At or past the fill mark: sent before more goes in.
+    var isFull: Bool { count >= PacketBatch.fillMark }
 
     /// A packet of this worker's; true when the batch is full.
     func append(_ packet: DecodedPacket, at stamp: PacketStamp) -> Bool {

@@ -5,11 +5,11 @@ import Glibc
 /// Replays a capture file on several threads with the output of a single sniffer, byte for
 /// byte.
 ///
-/// One thread reads and decodes the capture (`PacketRouter`) and sends each packet, with its
-/// index and the packet clocks, to the worker that owns its flow (`FlowSharding`); the
-/// others get it only where a sweep is due. Each worker runs a sniffer with its own plugin
-/// instances on its packets, sweeps where one sniffer alone would, and formats its events
-/// into chunks, each event tagged with its
+/// The capture is read and decoded once (`PacketRouter`, which the workers take turns at),
+/// and each packet goes, with its index and the packet clocks, to the worker that owns its
+/// flow (`FlowSharding`); the others get it only where a sweep is due. Each worker runs a
+/// sniffer with its own plugin instances on its packets, sweeps where one sniffer alone
+/// would, and formats its events into chunks, each event tagged with its
 /// `EventOrderKey`; the calling thread merges the workers' chunks by key and writes them
 /// out. A chunk carries a watermark (every event of a packet up to it is in this or an
 /// earlier chunk), which is what lets the merge go on without waiting for the end. Every
@@ -66,7 +66,7 @@ public enum ParallelReplay {
         let router = PacketRouter(source: source, outputs: shards.map(\.input),
                                   sharding: FlowSharding(workers: workers, tcpIdleLimit: limits.tcp, udpIdleLimit: limits.udp),
                                   hasUDPPlugins: pluginSets[0].contains { $0.udp != nil })
-        let threads = shards.map { shard in WorkerThread { shard.run() } } + [WorkerThread { router.run() }]
+        let threads = shards.enumerated().map { w, shard in WorkerThread { shard.run(worker: w, router: router) } }
         merge(shards.map(\.channel), write: write, release: release)
         for thread in threads { thread.join() }
         let stats = shards.map(\.sniffer.stats)
@@ -208,11 +208,20 @@ public enum ParallelReplay {
             self.channel = channel
         }
 
-        /// Runs the sniffer on the router's batches until the last one.
-        func run() {
+        /// Runs the sniffer on the router's batches until the last one, taking its turns at
+        /// reading them (`PacketRouter.help`).
+        func run(worker: Int, router: PacketRouter) {
             let sniffer = self.sniffer, publisher = self.publisher
             while true {
-                let batch = input.take()
+                var next = input.take(wait: false)
+                if next == nil {
+                    // Before waiting for input, what is done goes out: the merge may be waiting
+                    // for this worker's watermark to move past another worker's events.
+                    publisher.flush()
+                    router.help(worker, starving: true)
+                    next = input.take(wait: false) ?? input.take()
+                }
+                let batch = next!
                 batch.forEach { record in
                     switch record {
                     case .packet(let packet, let stamp): sniffer.handle(packet, at: stamp)
@@ -225,9 +234,7 @@ public enum ParallelReplay {
                 if last { error = batch.failure }
                 input.recycle(batch)
                 if last { break }
-                // Before waiting for input, what is done goes out: the merge may be waiting
-                // for this worker's watermark to move past another worker's events.
-                if !input.hasWaiting { publisher.flush() }
+                router.help(worker, starving: false)
             }
             sniffer.finish()
             publisher.close()
@@ -442,9 +449,13 @@ final class HandOff<Item: Reusable> {
     }
 
     /// Receiver: the next item, waiting for it.
-    func take() -> Item {
+    func take() -> Item { take(wait: true)! }
+
+    /// Receiver: the next item; if none is there, waits for it if `wait`, else nil.
+    func take(wait: Bool) -> Item? {
         locked {
             if head == full.count {
+                guard wait else { return nil }
                 receiversWaiting += 1
                 while head == full.count { pthread_cond_wait(changed, mutex) }
                 receiversWaiting -= 1
@@ -459,6 +470,9 @@ final class HandOff<Item: Reusable> {
 
     /// Receiver: whether an item is waiting (`take` would not wait).
     var hasWaiting: Bool { locked { head < full.count } }
+
+    /// How many items are waiting.
+    var waiting: Int { locked { full.count - head } }
 
     /// Senders waiting in `put` for room (tests).
     var waitingSenders: Int { locked { sendersWaiting } }
