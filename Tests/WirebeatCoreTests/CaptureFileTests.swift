@@ -107,6 +107,54 @@ struct CaptureFileTests {
         #expect(try source.next { _, _, _ in Issue.record("packet after end") } == .end)
     }
 
+    /// Reading in rounds (a parallel replay's turns): every packet once, in order, whatever the
+    /// round's size and wherever a round is stopped, then the end, and the end again.
+    @Test(arguments: [1, 2, 3, 7])
+    func roundsWithStopsReadEveryPacketOnce(_ limit: Int) throws {
+        let dir = try makeTemporaryDirectory("rounds")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("rounds.pcap").path
+        let frames = (0..<11).flatMap { _ in Self.conversationFrames }
+        try Self.write(frames, to: path)
+        let source = try PcapSource.open(file: path)
+        var read: [[UInt8]] = []
+        var rounds = 0
+        // Stops after every third packet, and in the round after a stop, at its first packet.
+        var stopAtFirst = false
+        while true {
+            var inRound = 0
+            let more = try source.forSomePackets(limit: limit) { _, frame, _ in
+                read.append(Array(frame))
+                inRound += 1
+                if read.count % 3 == 0 || (stopAtFirst && inRound == 1) { source.stopReading() }
+            }
+            #expect(inRound <= limit)
+            stopAtFirst = inRound > 0 && read.count % 3 == 0
+            rounds += 1
+            if !more { break }
+            try #require(rounds < 10 * frames.count, "reads never end")
+        }
+        #expect(read == frames)
+        #expect(try source.forSomePackets(limit: limit) { _, _, _ in Issue.record("packet after end") } == false)
+    }
+
+    /// A capture cut short, read in rounds: the packets before the damage, then its error.
+    @Test func roundsStopAtTheDamageWithItsError() throws {
+        let dir = try makeTemporaryDirectory("rounds-cut")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("cut.pcap").path
+        let frames = Self.conversationFrames
+        try Self.write(frames, to: path)
+        try Self.chop(path, 3)
+        let source = try PcapSource.open(file: path)
+        var count = 0
+        let e = Self.captureError {
+            while try source.forSomePackets(limit: 2, { _, _, _ in count += 1 }) {}
+        }
+        #expect(e?.description.contains("truncated") == true, "\(String(describing: e))")
+        #expect(count == frames.count - 1)
+    }
+
     /// Cuts `count` bytes off the end of the file.
     static func chop(_ path: String, _ count: Int) throws {
         let data = try #require(FileManager.default.contents(atPath: path))

@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 @testable import WirebeatCore
 
@@ -70,5 +71,79 @@ struct PacketBatchTests {
         batch.forEach { _ in count += 1 }
         #expect(count == records)
         #expect(records * 1000 >= PacketBatch.fillMark - 200 * records)
+    }
+}
+
+/// The router as the workers use it, one turn at a time (`help`), with this test as both
+/// workers: a worker that takes nothing lets its queue fill, and then the router must neither
+/// wait nor read on (the other worker gets nothing new), and once that worker takes again,
+/// every packet reaches its worker once, in order, and each worker gets its last batch.
+struct PacketRouterTests {
+    @Test func aFullQueueStopsTheReadingAndNothingIsLost() throws {
+        let dir = try makeTemporaryDirectory("router")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("big.pcap").path
+        // Two UDP flows, alternating: the first goes to worker 0, the second to worker 1.
+        // 20 KB datagrams: a batch fills (`PacketBatch.fillMark`) after ~10 of them.
+        let payload = [UInt8](repeating: 0x5a, count: 20_000)
+        let a = Endpoint(ip: IPAddress("10.0.0.1")!, port: 4000), b = Endpoint(ip: IPAddress("10.0.0.2")!, port: 4001)
+        let server = Endpoint(ip: IPAddress("10.0.0.9")!, port: 5000)
+        let total = 400
+        let frames = (0..<total).map { i in PacketBuilder.ipv4UDP(src: i % 2 == 0 ? a : b, dst: server, payload: payload) }
+        try CaptureFileTests.write(frames, to: path)
+
+        let outputs = [HandOff<PacketBatch>(), HandOff<PacketBatch>()]
+        let router = PacketRouter(source: try PcapSource.open(file: path), outputs: outputs,
+                                  sharding: FlowSharding(workers: 2, tcpIdleLimit: .seconds(60), udpIdleLimit: .seconds(60)),
+                                  hasUDPPlugins: false)
+        var got: [[Int]] = [[], []]
+        var lastSeen = [false, false]
+        func drain(_ w: Int) {
+            while let batch = outputs[w].take(wait: false) {
+                #expect(!lastSeen[w], "a batch after the last one")
+                batch.forEach { record in
+                    if case .packet(_, let stamp) = record { got[w].append(stamp.index) }
+                }
+                if batch.isLast { lastSeen[w] = true }
+                outputs[w].recycle(batch)
+            }
+        }
+        // Worker 1 takes nothing: its queue fills, a full batch of its waits, and the reading stops.
+        var turns = 0
+        while outputs[1].waiting < HandOff<PacketBatch>.depth {
+            router.help(0, starving: true)
+            drain(0)
+            turns += 1
+            try #require(turns < 1_000, "worker 1's queue never filled")
+        }
+        // The reading goes on only until worker 1's next batch is full too (its packets
+        // alternate with worker 0's): at most one batch more of each.
+        let filledAt = got[0].count
+        let perBatch = PacketBatch.fillMark / payload.count + 1
+        for _ in 0..<perBatch + 1 {
+            router.help(0, starving: true)   // returns: no waiting for worker 1
+            drain(0)
+        }
+        let stoppedAt = got[0].count
+        #expect(stoppedAt - filledAt <= perBatch)
+        for _ in 0..<5 {
+            router.help(0, starving: true)
+            drain(0)
+        }
+        #expect(got[0].count == stoppedAt, "read on while a full batch could not be handed over")
+        #expect(outputs[1].waiting == HandOff<PacketBatch>.depth)
+        #expect(got[0].count < total / 2, "the whole capture was read past a full queue")
+        // Both take again: to the end.
+        turns = 0
+        while !(lastSeen[0] && lastSeen[1]) {
+            router.help(turns % 2, starving: turns % 3 == 0)
+            drain(0)
+            drain(1)
+            turns += 1
+            try #require(turns < 10_000, "no last batch")
+        }
+        #expect(got[0] == Array(stride(from: 1, through: total, by: 2)))
+        #expect(got[1] == Array(stride(from: 2, through: total, by: 2)))
+        #expect(router.packets == total)
     }
 }
