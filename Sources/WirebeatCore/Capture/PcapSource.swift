@@ -168,33 +168,26 @@ public final class PcapSource {
     /// call and copy of each record's header (~50 instructions a packet). Throws, after the
     /// packets before it, on damage (a capture truncated mid-record).
     public func forEachPacket(_ body: (Timestamp, UnsafeRawBufferPointer, Int) -> Void) throws {
-        let rc = withoutActuallyEscaping(body) { body in
-            let callback = PacketCallback(body)
-            return withExtendedLifetime(callback) {
-                // -1: every packet of the file.
-                pcap_dispatch(handle, -1, { user, header, data in
-                    guard let user, let header, let data else { return }
-                    let h = header.pointee
-                    let ts = Timestamp(seconds: Int64(h.ts.tv_sec), nanoseconds: Int64(h.ts.tv_usec))
-                    Unmanaged<PacketCallback>.fromOpaque(user)._withUnsafeGuaranteedRef {
-                        $0.body(ts, UnsafeRawBufferPointer(start: data, count: Int(h.caplen)), Int(h.len))
-                    }
-                }, Unmanaged.passUnretained(callback).toOpaque().assumingMemoryBound(to: UInt8.self))
-            }
-        }
-        if rc == PCAP_ERROR {
-            throw readError()
-        }
+        if dispatch(limit: -1, body) == PCAP_ERROR { throw readError() }  // -1: every packet of the file
     }
 
     /// Reads at most `limit` packets (fewer if `body` calls `stopReading`), as `forEachPacket`
     /// does; false once the file is at its end. Throws, after the packets before it, on
     /// damage. For a reader that takes turns with other work.
     public func forSomePackets(limit: Int, _ body: (Timestamp, UnsafeRawBufferPointer, Int) -> Void) throws -> Bool {
-        let rc = withoutActuallyEscaping(body) { body in
+        let rc = dispatch(limit: Int32(limit), body)
+        if rc == PCAP_ERROR { throw readError() }
+        // 0 only at the end: a stop returns the count so far, or, when libpcap sees the stop
+        // before its first packet (it keeps a stop past a call that read some), PCAP_ERROR_BREAK.
+        return rc != 0
+    }
+
+    /// `pcap_dispatch` of up to `limit` packets (-1: all) to `body`; its return code.
+    private func dispatch(limit: Int32, _ body: (Timestamp, UnsafeRawBufferPointer, Int) -> Void) -> Int32 {
+        withoutActuallyEscaping(body) { body in
             let callback = PacketCallback(body)
             return withExtendedLifetime(callback) {
-                pcap_dispatch(handle, Int32(limit), { user, header, data in
+                pcap_dispatch(handle, limit, { user, header, data in
                     guard let user, let header, let data else { return }
                     let h = header.pointee
                     let ts = Timestamp(seconds: Int64(h.ts.tv_sec), nanoseconds: Int64(h.ts.tv_usec))
@@ -204,10 +197,6 @@ public final class PcapSource {
                 }, Unmanaged.passUnretained(callback).toOpaque().assumingMemoryBound(to: UInt8.self))
             }
         }
-        if rc == PCAP_ERROR { throw readError() }
-        // 0 only at the end: a stop returns the count so far, or, when libpcap sees the stop
-        // before its first packet (it keeps a stop past a call that read some), PCAP_ERROR_BREAK.
-        return rc != 0
     }
 
     /// Ends the current `forSomePackets` after the packet being handled (called from its body).
