@@ -18,8 +18,15 @@ final class LineWriter: EventPublisher {
     private let bulkAction: [UInt8]
     private let buffer = OutputBuffer(capacity: 320 * 1024)
     private let flushThreshold = 256 * 1024
+    private let name: String
+
+    /// The first write that failed (e.g. a full disk), as "-o PATH: write failed: reason";
+    /// after it nothing more is written. The caller reports it after `close()` and exits
+    /// non-zero: a replay whose events did not all reach the output must not look done.
+    private(set) var failure: String?
 
     init(path: String?, format: OutputFormat, index: String) throws {
+        name = path.map { $0 == "-" ? "stdout" : $0 } ?? "stdout"
         if let path, path != "-" {
             guard let f = fopen(path, "w") else {
                 throw CaptureError("\(path): cannot open for writing: \(String(cString: strerror(errno)))")
@@ -82,13 +89,15 @@ final class LineWriter: EventPublisher {
     func writeGathered() {
         guard !gathered.isEmpty else { return }
         flush()  // anything written before through the FILE goes first
+        guard failure == nil else { gathered.removeAll(keepingCapacity: true); return }
         let fd = fileno(file)
         var first = 0
         while first < gathered.count {
             let n = gathered.withUnsafeBufferPointer { writev(fd, $0.baseAddress! + first, Int32(gathered.count - first)) }
             if n < 0 {
                 if errno == EINTR { continue }
-                break  // as fwrite's errors: the output is cut short (e.g. a closed pipe)
+                noteFailure(errno)
+                break
             }
             // A short write (a pipe): skip what went, resume inside the iovec it stopped in.
             var left = n
@@ -106,15 +115,20 @@ final class LineWriter: EventPublisher {
 
     func flush() {
         if buffer.count > 0 {
-            _ = fwrite(buffer.bytes.baseAddress, 1, buffer.count, file)
+            if failure == nil && fwrite(buffer.bytes.baseAddress, 1, buffer.count, file) < buffer.count { noteFailure(errno) }
             buffer.removeAll()
         }
-        fflush(file)
+        if failure == nil && fflush(file) != 0 { noteFailure(errno) }
     }
 
     func close() {
         writeGathered()
         flush()
-        if ownsFile { fclose(file) }
+        // A file on NFS or a full disk may only say so when it is closed.
+        if ownsFile && fclose(file) != 0 { noteFailure(errno) }
+    }
+
+    private func noteFailure(_ code: Int32) {
+        if failure == nil { failure = "\(name): write failed: \(String(cString: strerror(code)))" }
     }
 }

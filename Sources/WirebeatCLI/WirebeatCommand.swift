@@ -134,6 +134,7 @@ public struct RunCommand: ParsableCommand {
             writer.close()
             if stats { printStats(result.stats) }
             if let failure = result.failure { throw fail("\(failure)") }
+            if let failure = writer.failure { throw fail(failure) }
             return
         }
 
@@ -151,6 +152,7 @@ public struct RunCommand: ParsableCommand {
         writer.close()
         if stats { printStats(sniffer.stats) }
         if let failure { throw fail(failure) }
+        if let failure = writer.failure { throw fail(failure) }
     }
 
     /// Cores this process may run on.

@@ -7,6 +7,11 @@ import WirebeatCore
 struct CLITests {
     static let root = CorpusTests.root
     static let binary: String? = {
+        // Beside the test bundle first: the build these tests belong to, whatever its
+        // --scratch-path (a stale .build/debug/wirebeat would be tested instead otherwise).
+        let bundleDirectory = (CommandLine.arguments.first.map { ($0 as NSString).deletingLastPathComponent } ?? "")
+        let beside = (bundleDirectory as NSString).appendingPathComponent("wirebeat")
+        if !bundleDirectory.isEmpty, FileManager.default.isExecutableFile(atPath: beside) { return beside }
         for candidate in [".build/debug/wirebeat", ".build/x86_64-unknown-linux-gnu/debug/wirebeat",
                           ".build/aarch64-unknown-linux-gnu/debug/wirebeat"] {
             let path = (root as NSString).appendingPathComponent(candidate)
@@ -123,6 +128,32 @@ struct CLITests {
         try "protocols:\n  smtp:\n    ports: [25, 25]\n".write(toFile: path, atomically: true, encoding: .utf8)
         Self.expectOneLineError(try Self.run(["-I", "Captures/smtp/plain-mail.pcap", "-c", path]),
                                 mentioning: "protocols.smtp.ports")
+    }
+
+    /// A full disk (`/dev/full`) is an error, not a silent success with the events lost: in
+    /// one-thread replay, in parallel replay (the merge writes with writev), and on stdout.
+    @Test(.enabled(if: binary != nil && FileManager.default.fileExists(atPath: "/dev/full")),
+          arguments: [["-o", "/dev/full", "--workers", "1"], ["-o", "/dev/full", "--workers", "2"], ["-o", "-", "--workers", "2"]])
+    func aFailedWriteIsAnError(output: [String]) throws {
+        let arguments = ["-I", "Captures/smtp/plain-mail.pcap"] + output
+        let o: Outcome
+        if output[1] == "-" {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: Self.binary!)
+            process.arguments = arguments
+            process.currentDirectoryURL = URL(fileURLWithPath: Self.root)
+            process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: "/dev/full"))
+            let err = Pipe()
+            process.standardError = err
+            try process.run()
+            let stderr = err.fileHandleForReading.readDataToEndOfFile()
+            process.waitUntilExit()
+            o = Outcome(status: process.terminationStatus, stdout: "", stderr: String(decoding: stderr, as: UTF8.self))
+        } else {
+            o = try Self.run(arguments)
+        }
+        Self.expectOneLineError(o, mentioning: "write failed: No space left on device")
+        #expect(o.stderr.contains(output[1] == "-" ? "stdout" : "/dev/full"))
     }
 
     @Test(.enabled(if: binary != nil)) func bulkFormatPairsActionAndDocument() throws {
