@@ -41,6 +41,30 @@ struct MergeTests {
         merge.close()
     }
 
+    /// The window a crossing offer can fall in, opened on purpose: worker 1 hands over its
+    /// chunk and offers while worker 0 is between a run and taking the mutex again. That offer
+    /// returns at once; worker 0 must go round again and write worker 1's event too.
+    @Test func anOfferWhileAnotherWorkerRunsTheMergeIsServedByIt() {
+        let channels = [HandOff<Chunk>(), HandOff<Chunk>()]
+        let out = Output()
+        let merge = ParallelReplay.Merge(channels, write: { out.text += String(decoding: $0, as: UTF8.self) }, release: {})
+        var offeredMeanwhile = false
+        merge.afterRun = {
+            guard !offeredMeanwhile else { return }
+            offeredMeanwhile = true
+            #expect(out.text == "")  // packet 1 waits for worker 1
+            #expect(channels[1].put(Self.chunk(channels[1], worker: 1, packets: [2], watermark: 0, last: true), wait: false))
+            merge.offer()
+            #expect(out.text == "")  // not run here: worker 0 is running it
+        }
+        #expect(channels[0].put(Self.chunk(channels[0], worker: 0, packets: [1, 3], watermark: 0, last: true), wait: false))
+        merge.offer()
+        #expect(offeredMeanwhile)
+        #expect(out.text == "1.0 2.1 3.0 ")
+        #expect(merge.isFinished)
+        merge.close()
+    }
+
     /// Two threads hand over chunks and offer at the same time, as workers do (a full queue
     /// first runs the merge, then waits): every event comes out once, in key order.
     @Test(arguments: 0..<16)

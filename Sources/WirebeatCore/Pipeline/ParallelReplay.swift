@@ -151,6 +151,9 @@ public enum ParallelReplay {
         private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
         private var running = false
         private var again = false
+        /// Tests only: called after each run, before the mutex is taken again, where another
+        /// worker's offer must not be lost (`MergeTests`); nil in a replay.
+        var afterRun: (() -> Void)?
 
         init(_ channels: [HandOff<Chunk>], write: @escaping (UnsafeBufferPointer<UInt8>) -> Void,
              release: @escaping () -> Void) {
@@ -185,6 +188,7 @@ public enum ParallelReplay {
                 again = false
                 pthread_mutex_unlock(mutex)
                 run()
+                afterRun?()
                 pthread_mutex_lock(mutex)
             } while again
             running = false
