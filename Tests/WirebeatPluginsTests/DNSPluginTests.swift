@@ -235,6 +235,117 @@ struct DNSPluginTests {
         }
     }
 
+    /// Pairs that differ only in the name asked (`DNSRenderCache`, "Shapes") change no byte
+    /// either: every name is new (no exact hit), on three flows, as events and as lines from
+    /// the flows' templates, against a plugin without caches. Shapes whose name shows up in
+    /// more than the question (an answer's owner, a CNAME to `www.` and the name, an MX
+    /// exchange), names of several lengths, NXDOMAIN with an SOA, EDNS, with and without the
+    /// optional sections. Pairs that must never be answered from a shape: a pointer to a
+    /// suffix of the name (its text is not the name's), a name with a byte printed escaped,
+    /// a response whose name differs from the query's in case (DNS 0x20), a response cut short.
+    @Test(arguments: [false, true]) func shapesChangeNoByte(optionalSections: Bool) throws {
+        let settings: [String: ConfigValue] = optionalSections
+            ? ["include_authorities": .scalar("true"), "include_additionals": .scalar("true")] : [:]
+        let cached = DNSHarness(settings), plain = DNSHarness(settings, cachesRenderedValues: false)
+        let templated = DNSHarness(settings)
+        let lineWriter = LineWritingPublisher()
+        templated.sink = lineWriter
+        let pointerTo12: [UInt8] = [0xC0, 12]
+        // A response to `name` of family `k`; the query asks `name` (with EDNS for family 3).
+        func pair(_ k: Int, _ name: String, id: UInt16) -> ([UInt8], [UInt8]) {
+            let query = DNSBuilder.query(id: id, name, k == 6 ? DNSType.MX : DNSType.A, edns: k == 3)
+            switch k {
+            case 0, 3:   // A answers, owner a pointer to the question
+                var m = DNSBuilder(id: id, flags: 0x8580, counts: (1, 2, 1, k == 3 ? 2 : 1))
+                m.question(name, DNSType.A)
+                m.record(pointerTo12, DNSType.A, rdata: [192, 0, 2, 1])
+                m.record(pointerTo12, DNSType.A, rdata: [192, 0, 2, 2])
+                m.record("shape.test", DNSType.NS, rdata: DNSBuilder.name("ns1.shape.test"))
+                m.record("ns1.shape.test", DNSType.A, rdata: [192, 0, 2, 53])
+                if k == 3 { m.record([0], DNSType.OPT, rclass: 1232, rdata: []) }
+                return (query, m.bytes)
+            case 1:      // CNAME to www.<name>, then its address
+                var m = DNSBuilder(id: id, flags: 0x8580, counts: (1, 2, 0, 0))
+                m.question(name, DNSType.A)
+                m.record(pointerTo12, DNSType.CNAME, rdata: [3] + Array("www".utf8) + pointerTo12)
+                m.record([3] + Array("www".utf8) + pointerTo12, DNSType.A, rdata: [192, 0, 2, 9])
+                return (query, m.bytes)
+            case 2:      // NXDOMAIN, an SOA in the authority
+                var m = DNSBuilder(id: id, flags: 0x8583, counts: (1, 0, 1, 0))
+                m.question(name, DNSType.A)
+                m.record("shape.test", DNSType.SOA, rdata: DNSBuilder.name("ns1.shape.test") + DNSBuilder.name("admin.shape.test")
+                         + [0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, 4, 0, 0, 0, 5])
+                return (query, m.bytes)
+            case 6:      // MX, its exchange the name itself
+                var m = DNSBuilder(id: id, flags: 0x8580, counts: (1, 1, 0, 0))
+                m.question(name, DNSType.MX)
+                m.record(pointerTo12, DNSType.MX, rdata: [0, 10] + pointerTo12)
+                return (query, m.bytes)
+            case 4:      // never a shape: an answer owned by a pointer to the name's suffix (after its first label)
+                var m = DNSBuilder(id: id, flags: 0x8580, counts: (1, 2, 0, 0))
+                m.question(name, DNSType.A)
+                m.record(pointerTo12, DNSType.A, rdata: [192, 0, 2, 1])
+                m.record([0xC0, UInt8(12 + 1 + name.split(separator: ".")[0].utf8.count)], DNSType.A, rdata: [192, 0, 2, 3])
+                return (query, m.bytes)
+            case 5:      // a plain answer; or never from a shape: its name in other case (0x20), or cut short
+                var r = DNSBuilder.response(id: id, name)
+                if id % 3 == 0 { r[13] ^= 0x20 } else if id % 3 == 1 { r.removeLast(2) }
+                return (query, r)
+            default:
+                fatalError()
+            }
+        }
+        var rng = SeededRandom(seed: 0x54A9E)
+        var serial = 0
+        for i in 0..<3000 {
+            let k = Int.random(in: 0..<7, using: &rng)
+            // New names of one shape: the same labels' lengths, new bytes; names of a few lengths.
+            serial += 1
+            let digits = [6, 6, 6, 2, 9][i % 5]
+            var label = String(serial, radix: 36)
+            label = String(repeating: "z", count: max(0, digits - label.count)) + label
+            // (The second label too: a pointer to the name's suffix must not find one text.)
+            let name = (k == 5 && i % 4 == 0 ? "sp ce" : "h") + label + ".v" + label + ".shape.test"
+            let (q, r) = pair(k, name, id: UInt16(truncatingIfNeeded: i &* 7919))
+            let port = UInt16(40000 + i % 3)
+            for h in [cached, plain, templated] {
+                h.client = Endpoint(ip: h.client.ip, port: port)
+                h.udp(q, .original)
+                h.udp(r, .reverse, after: [0.000003, 0.0004, 0.02][i % 3])
+            }
+        }
+        for h in [cached, plain, templated] { h.plugin.finish(publisher: h.sink ?? h.publisher) }
+        let a = cached.lines, b = plain.lines, c = lineWriter.lines
+        #expect(a.count == b.count && c.count == b.count)
+        for (i, (x, y)) in zip(a, b).enumerated() where x != y {
+            Issue.record("event \(i) differs:\n\(x)\n\(y)")
+            break
+        }
+        for (i, (x, y)) in zip(c, b).enumerated() where x != y {
+            Issue.record("event \(i) written from its template differs:\n\(x)\n\(y)")
+            break
+        }
+        let shapes = try #require(cached.plugin.shapes)
+        // Most answers of the five families that have shapes, from them, without a parse.
+        #expect(shapes.unparsedAnswers > 1500)
+        #expect(lineWriter.fromTemplates > 1000)
+        #expect(try #require(cached.plugin.rendered).hits == 0)
+
+        // The families that must have none, alone: nothing stored.
+        let never = DNSHarness(settings)
+        for i in 0..<400 {
+            let k = [4, 5][i % 2]
+            let label = String(100_000 + i)
+            // (Family 5: by the ID, a response in other case, one cut short, or a name with a space.)
+            let id = UInt16(k == 5 ? 3 * i + (i / 2) % 3 : i)
+            let (q, r) = pair(k, (id % 3 == 2 ? "sp ce" : "h") + label + ".v" + label + ".shape.test", id: id)
+            never.udp(q, .original)
+            never.udp(r, .reverse)
+        }
+        #expect(try #require(never.plugin.shapes).stores == 0)
+        #expect(try #require(never.plugin.shapes).hits == 0)
+    }
+
     /// A flow's plain answers written from its template (`DNSEvents.publishAnswer`) are the
     /// lines their events write: names of every length (so every size of message), answers
     /// of status OK and Error (a template each), one to three addresses, waits of a

@@ -31,6 +31,10 @@ protocol DNSValueOutput: DNSJSONOutput {
 }
 
 extension JSONOutput: DNSValueOutput {}
+/// A value written on its own (`DNSEvents.shapeValues`).
+extension Array: DNSValueOutput where Element == UInt8 {
+    func withValueBytes<R>(_ body: (UnsafeBufferPointer<UInt8>) throws -> R) rethrows -> R { try withUnsafeBufferPointer(body) }
+}
 extension FieldOutput: DNSValueOutput {}
 
 extension Array: DNSTextOutput, DNSJSONOutput where Element == UInt8 {

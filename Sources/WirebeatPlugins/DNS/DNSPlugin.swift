@@ -26,6 +26,8 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
     init(config: PluginConfig, cachesRenderedValues: Bool) throws {
         rendered = cachesRenderedValues ? DNSRenderCache(fingerprintSeed: fingerprintSeed) : nil
         renderedRef = rendered.map { Unmanaged.passUnretained($0) }
+        shapes = cachesRenderedValues ? DNSRenderCache(fingerprintSeed: fingerprintSeed, masksQuestionName: true) : nil
+        shapesRef = shapes.map { Unmanaged.passUnretained($0) }
         var s = DNSConfig()
         s.sendRequest = try config.bool("send_request", default: s.sendRequest)
         s.sendResponse = try config.bool("send_response", default: s.sendResponse)
@@ -226,6 +228,10 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
     /// `rendered`, reached for every response without a retain and a release (`rendered`
     /// holds it for the plugin's life).
     private let renderedRef: Unmanaged<DNSRenderCache>?
+    /// Values of recent pairs by their shape: their bytes but the ID and the question's name
+    /// (`DNSRenderCache`, "Shapes"), for answers the first cache does not have.
+    let shapes: DNSRenderCache?
+    private let shapesRef: Unmanaged<DNSRenderCache>?
     /// Templates of the events of cached answers, by pair and flow (UDP).
     let answerTemplates: DNSAnswerTemplates?
     private let answerTemplatesRef: Unmanaged<DNSAnswerTemplates>?
@@ -269,9 +275,12 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
         // A response to a waiting query may need no parse (see `DNSEvents.cachedAnswer`);
         // not while the cache samples traffic that does not repeat (the way there costs
         // ~150 instructions more than the usual one when the pair is not found).
-        if isResponse, let renderedRef, renderedRef._withUnsafeGuaranteedRef({ $0.nextProbeLooksUp }),
+        if isResponse, let renderedRef, let shapesRef,
+           renderedRef._withUnsafeGuaranteedRef({ $0.nextProbeLooksUp }) || shapesRef._withUnsafeGuaranteedRef({ $0.nextProbeLooksUp }),
            renderedRef._withUnsafeGuaranteedRef({ cache in
-               payload.withUnsafeBufferPointer { pairCached($0, direction: direction, context: context, cache: cache) }
+               shapesRef._withUnsafeGuaranteedRef { shapes in
+                   payload.withUnsafeBufferPointer { pairCached($0, direction: direction, context: context, cache: cache, shapes: shapes) }
+               }
            }) {
             return
         }
@@ -331,7 +340,7 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
     /// (unparsed, uncopied: `DNSEvents.cachedAnswer`), else from the parsed response. False
     /// (nothing done) when no query waits for it: the caller then goes on as for any datagram.
     private func pairCached(_ response: UnsafeBufferPointer<UInt8>, direction: Direction, context: PluginContext,
-                            cache: DNSRenderCache) -> Bool {
+                            cache: DNSRenderCache, shapes: DNSRenderCache) -> Bool {
         // (`context.connection` each time, not in a local: a copy retained its strings.)
         let original = direction == .original
         let id = UInt16(response[0]) << 8 | UInt16(response[1])
@@ -341,22 +350,73 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
                          vlans: context.connection.vlans, seed: keySeed)
         guard let query = udpWaiting.removeValue(forKey: key) else { return false }
         var probe: DNSRenderCache.Probe?
-        // A stored pair's response has this one's bytes but the ID: its fingerprint is
-        // known but the ID (hashing the bytes again was a third of this function's cycles).
+        // The exact cache first (a pair asked again costs less from it): also while it samples,
+        // so that its lookups go on one in `idleSampling`.
         let answer = DNSEvents.cachedAnswer(query: query, response: response, known: context.connection,
                                             settings: settings, cache: cache, probe: &probe)
+        // A stored pair's response has this one's bytes but the ID: its fingerprint is
+        // known but the ID (hashing the bytes again was a third of this function's cycles).
         udpAnswered.insert(hash: key.hash, fingerprint: probe.flatMap { cache.responseFingerprint($0, id: id) }
                            ?? DNSPlugin.fingerprint(response, seed: fingerprintSeed), time: context.timestamp)
         if let answer {
             publishCachedAnswer(answer, query: query, responseBytes: response.count, context: context, cache: cache)
-        } else {
-            let m = DNSSeen(bytes: bytes(of: response), time: context.timestamp, flow: context.connection,
-                            direction: direction, lossHint: true)
-            publishAnswer(query: query, response: m, probe: probe, context: context)
-            keepBuffer(m.message.bytes)
+            keepBuffer(of: query)
+            return true
         }
+        // Else its shape, unless the exact cache found the pair or is about to store it.
+        var shape: DNSRenderCache.Probe?
+        if probe.map({ !$0.hit && !$0.store }) ?? true {
+            shape = DNSEvents.shapeProbe(query: query, response: response, known: context.connection, settings: settings,
+                                         shapes: shapes)
+            if let shape, let answer = DNSEvents.shapeAnswer(shape, response: response, shapes: shapes) {
+                publishShapeAnswer(answer, query: query, responseBytes: response.count, context: context, shapes: shapes)
+                keepBuffer(of: query)
+                return true
+            }
+        }
+        let m = DNSSeen(bytes: bytes(of: response), time: context.timestamp, flow: context.connection,
+                        direction: direction, lossHint: true)
+        publishAnswer(query: query, response: m, probe: probe, context: context)
+        if let shape, shape.store { DNSEvents.storeShape(shape, query: query, response: m, settings: settings, shapes: shapes) }
+        keepBuffer(m.message.bytes)
         keepBuffer(of: query)
         return true
+    }
+
+    /// The event of an answer whose values the cache of shapes has (`DNSEvents.shapeAnswer`):
+    /// as its flow's template (`DNSEvents.publishAnswer`'s) and values, the four DNS values
+    /// written from the shape with the question's name; else built, and offered to make that
+    /// template.
+    private func publishShapeAnswer(_ answer: DNSEvents.CachedAnswer, query: DNSObserved, responseBytes: Int,
+                                    context: PluginContext, shapes: DNSRenderCache) {
+        // The name as the writers print it (a plain name: shorter than its bytes), on the stack.
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: query.seen.message.bytes.count) { buffer in
+            let count = query.seen.message.bytes.withUnsafeBufferPointer { DNSRenderCache.plainNameText($0, into: buffer.baseAddress!) }
+            let name = UnsafeBufferPointer(rebasing: buffer[..<count])
+            func build() -> Event {
+                DNSEvents.event(of: answer, query: query, responseBytes: responseBytes, time: context.timestamp,
+                                known: context.connection, settings: settings, cache: shapes, name: name)
+            }
+            guard let flowTemplatesRef else { return context.publish(build()) }
+            let slot = answer.rcodeIsZero ? DNSEvents.flowSlotOK : DNSEvents.flowSlotError
+            let values = EventTemplate.Values(start: query.seen.time, end: context.timestamp,
+                                              requestBytes: Int64(query.seen.size), responseBytes: Int64(responseBytes))
+            let flow = context.connection.flowIdentity
+            flowTemplatesRef._withUnsafeGuaranteedRef { templates in
+                if let template = templates.template(slot: slot, generation: 0, flow: flow) {
+                    template._withUnsafeGuaranteedRef { t in
+                        context.publisher.publish(t, values, fields: { number, out in
+                            shapes.writeField(number, answer.probe, id: answer.id, name: name, into: &out)
+                        }, build: build)
+                    }
+                    return
+                }
+                let e = build()
+                templates.saw(e, slot: slot, generation: 0, holes: { DNSEvents.flowHoles }, values: values, flow: flow,
+                              sightings: DNSEvents.flowTemplateSightings)
+                context.publish(consume e)
+            }
+        }
     }
 
     /// The event of a cached answer: as its template and values when the pair has one on

@@ -86,7 +86,13 @@ final class DNSRenderCache {
     private(set) var stores = 0
     var unparsedAnswers = 0
 
-    init(seed: UInt64 = UInt64.random(in: .min ... .max), fingerprintSeed: UInt64 = UInt64.random(in: .min ... .max)) {
+    /// A cache of shapes (see "Shapes" below): its keys are pairs with the question's name
+    /// masked, and its text has a marker where that name goes.
+    let masksQuestionName: Bool
+
+    init(seed: UInt64 = UInt64.random(in: .min ... .max), fingerprintSeed: UInt64 = UInt64.random(in: .min ... .max),
+         masksQuestionName: Bool = false) {
+        self.masksQuestionName = masksQuestionName
         self.seed = seed
         self.fingerprintSeed = fingerprintSeed
         slots = .allocate(capacity: DNSRenderCache.slotCount)
@@ -171,32 +177,77 @@ final class DNSRenderCache {
     }
 
     /// Writes the stored values of a hit into the event being written (the `dns` value's
-    /// writer), with `id` in its place.
-    func write(_ probe: Probe, id: UInt16, into out: inout JSONOutput) {
+    /// writer), with `id` in its place (and, in a cache of shapes, `name`, the question's
+    /// name as the writers print it, where it goes).
+    func write(_ probe: Probe, id: UInt16, name: UnsafeBufferPointer<UInt8> = .init(start: nil, count: 0),
+               into out: inout JSONOutput) {
         let slot = slots[probe.slot]
-        var p = UnsafePointer(memory + probe.slot * DNSRenderCache.slotBytes + max(slot.queryCount - 2, 0)
-                              + max(slot.responseCount - 2, 0))
+        var p = text(of: probe)
         func next(_ n: Int) -> UnsafeBufferPointer<UInt8> {
             defer { p += n }
             return UnsafeBufferPointer(start: p, count: n)
         }
-        out.append(next(slot.beforeID))
+        append(next(slot.beforeID), name: name, into: &out)
         out.writeInt(Int64(id))
-        out.append(next(slot.afterID))
+        append(next(slot.afterID), name: name, into: &out)
         out.nextValue("method")
-        out.append(next(slot.method))
+        append(next(slot.method), name: name, into: &out)
         guard slot.hasQuestion else { return }
         out.nextValue("query")
-        out.append(next(slot.query))
+        append(next(slot.query), name: name, into: &out)
         out.nextValue("resource")
-        out.append(next(slot.resource))
+        append(next(slot.resource), name: name, into: &out)
+    }
+
+    /// Writes value `number` of a hit into a template's line (`DNSEvents.flowHoles`: 0 `dns`,
+    /// 1 `method`, 2 `query`, 3 `resource`), as `write` does.
+    func writeField<Out: DNSJSONOutput>(_ number: Int, _ probe: Probe, id: UInt16, name: UnsafeBufferPointer<UInt8>,
+                                        into out: inout Out) {
+        // Read in place: a copy of the slot for each of a line's four values cost more than they.
+        let slot = slots + probe.slot
+        let p = UnsafePointer(memory + probe.slot * DNSRenderCache.slotBytes + max(slot.pointee.queryCount - 2, 0)
+                              + max(slot.pointee.responseCount - 2, 0))
+        let beforeID = slot.pointee.beforeID, method = beforeID + slot.pointee.afterID
+        switch number {
+        case 0:
+            append(UnsafeBufferPointer(start: p, count: beforeID), name: name, into: &out)
+            out.writeInt(Int64(id))
+            append(UnsafeBufferPointer(start: p + beforeID, count: slot.pointee.afterID), name: name, into: &out)
+        case 1: append(UnsafeBufferPointer(start: p + method, count: slot.pointee.method), name: name, into: &out)
+        case 2:
+            append(UnsafeBufferPointer(start: p + method + slot.pointee.method, count: slot.pointee.query), name: name, into: &out)
+        default:
+            let resource = method + slot.pointee.method + slot.pointee.query
+            append(UnsafeBufferPointer(start: p + resource, count: slot.pointee.resource), name: name, into: &out)
+        }
+    }
+
+    /// Where a hit's text starts in its slot (after its key).
+    @inline(__always) private func text(of probe: Probe) -> UnsafePointer<UInt8> {
+        let slot = slots[probe.slot]
+        return UnsafePointer(memory + probe.slot * DNSRenderCache.slotBytes + max(slot.queryCount - 2, 0)
+                             + max(slot.responseCount - 2, 0))
+    }
+
+    /// Stored text, with `name` for each marker in a cache of shapes.
+    @inline(__always) private func append<Out: DNSTextOutput>(_ text: UnsafeBufferPointer<UInt8>, name: UnsafeBufferPointer<UInt8>,
+                                                             into out: inout Out) {
+        guard masksQuestionName else { return out.append(text) }
+        var rest = text
+        while let base = rest.baseAddress, !rest.isEmpty {
+            guard let marker = memchr(base, Int32(DNSRenderCache.nameMarker), rest.count) else { return out.append(rest) }
+            let k = UnsafeRawPointer(marker) - UnsafeRawPointer(base)
+            out.append(UnsafeBufferPointer(start: base, count: k))
+            out.append(name)
+            rest = UnsafeBufferPointer(start: base + k + 1, count: rest.count - k - 1)
+        }
     }
 
     /// Of a hit whose stored pair has a response: that response's fingerprint with `id`,
     /// which is the fingerprint of the response looked up (`DNSPlugin.fingerprint`): the same
     /// length and bytes after the ID. Nil otherwise.
     func responseFingerprint(_ probe: Probe, id: UInt16) -> Int? {
-        guard probe.hit, slots[probe.slot].responseCount > 0 else { return nil }
+        guard probe.hit, !masksQuestionName, slots[probe.slot].responseCount > 0 else { return nil }
         return DNSBytesHash.fingerprint(tail: slots[probe.slot].responseTail, id: id)
     }
 
@@ -275,6 +326,145 @@ final class DNSRenderCache {
             stores &+= 1
         }
         storing = -1
+    }
+
+    // MARK: Shapes (pairs that differ but in the question's name)
+
+    // Traffic whose names never repeat (a random-subdomain flood, a DGA, a lookup of hashed
+    // or numbered names) still gives its pairs one shape: the same bytes but the ID and the
+    // name asked, the same records. A second cache (`masksQuestionName`) keys pairs by their
+    // bytes with the content of the question's name masked (its label lengths kept, so
+    // every offset and pointer is the same), and stores their text with `nameMarker` where
+    // the name goes; a hit writes the stored text with the event's own name there.
+    //
+    // Exact by construction: a shape is stored only when its text, written again from the
+    // same pair with every byte of the name's labels changed, differs from the first in
+    // nothing but whole copies of the name at the markers (`marked`). A name whose text
+    // shows up any other way (a pointer to one of its suffixes, say) is seen there and the
+    // shape is not stored. Only plain names (letters, digits, hyphens: each byte printed as
+    // it is) on both sides, the response's the same bytes as the query's.
+
+    /// Marks where the question's name goes in a shape's text (JSON text has no raw NUL).
+    static let nameMarker: UInt8 = 0
+
+    /// Writes the key of the pair's shape into `key` (room for both messages): their bytes,
+    /// the question's name's label bytes all `a`. False (`key` then undefined) when the pair
+    /// may have no shape: the query asks no question, or its name at 12 is not plain (a
+    /// pointer, the root, a byte not printed as it is), or the response's is not the same bytes.
+    static func shapeKey(query q: UnsafeBufferPointer<UInt8>, response r: UnsafeBufferPointer<UInt8>,
+                         into key: UnsafeMutablePointer<UInt8>) -> Bool {
+        guard q.count > 13, r.count > 13, q[4] | q[5] != 0, let qb = q.baseAddress, let rb = r.baseAddress else { return false }
+        key.update(from: qb, count: q.count)
+        var i = 12
+        var notPlain: UInt8 = 0
+        while qb[i] != 0 {
+            let n = Int(qb[i])
+            guard n & 0xC0 == 0, i &+ 1 &+ n < q.count else { return false }
+            var k = i &+ 1
+            while k <= i &+ n {
+                notPlain |= DNSName.notPlainBit(qb[k])
+                key[k] = UInt8(ascii: "a")
+                k &+= 1
+            }
+            i &+= 1 &+ n
+        }
+        let length = i &+ 1 &- 12
+        guard length > 1, notPlain == 0, r.count >= 12 &+ length, memcmp(qb + 12, rb + 12, length) == 0 else { return false }
+        let responseKey = key + q.count
+        responseKey.update(from: rb, count: r.count)
+        (responseKey + 12).update(from: key + 12, count: length)  // the same name, masked
+        return true
+    }
+
+    /// The text of the plain name at 12 of `m` (`shapeKey` checked it) into `out` (room for
+    /// its length), as `DNSName.write` prints it: its labels, dots between; returns its length.
+    static func plainNameText(_ m: UnsafeBufferPointer<UInt8>, into out: UnsafeMutablePointer<UInt8>) -> Int {
+        var end = 12
+        while m[end] != 0 { end &+= 1 &+ Int(m[end]) }
+        let count = end &- 13
+        out.update(from: m.baseAddress! + 13, count: count)
+        var j = 12 &+ 1 &+ Int(m[12])
+        while j < end {
+            out[j &- 13] = UInt8(ascii: ".")
+            j &+= 1 &+ Int(m[j])
+        }
+        return count
+    }
+
+    /// `m` with the label bytes of its question's name (plain, at 12) set by `byte`.
+    static func withNameBytes(_ m: [UInt8], _ byte: (UInt8) -> UInt8) -> [UInt8] {
+        var out = m
+        var i = 12
+        while out[i] != 0 {
+            let n = Int(out[i])
+            for k in (i + 1)...(i + n) { out[k] = byte(out[k]) }
+            i += 1 + n
+        }
+        return out
+    }
+
+    /// The same pair with another name of the same shape: every label byte changed (`a` and
+    /// `b` are plain, and neither is the other).
+    static func otherName(_ m: [UInt8]) -> [UInt8] {
+        withNameBytes(m) { $0 == UInt8(ascii: "a") ? UInt8(ascii: "b") : UInt8(ascii: "a") }
+    }
+
+    /// A value as written for a pair (`a`) and for the same pair with another name (`b`), its
+    /// name's text `nameA` and `nameB` (of one length): `a` with a marker for each copy of
+    /// the name, if that is all that differs; nil otherwise.
+    static func marked(_ a: ArraySlice<UInt8>, _ b: ArraySlice<UInt8>, nameA: [UInt8], nameB: [UInt8]) -> [UInt8]? {
+        guard a.count == b.count, nameA.count == nameB.count, !a.contains(nameMarker) else { return nil }
+        var out: [UInt8] = []
+        out.reserveCapacity(a.count)
+        var i = a.startIndex, j = b.startIndex
+        while i < a.endIndex {
+            if a[i] == b[j] {
+                out.append(a[i])
+                i += 1
+                j += 1
+                continue
+            }
+            // A difference starts a copy of the name (its first byte is a label's: it differs).
+            guard a.endIndex - i >= nameA.count, a[i..<(i + nameA.count)].elementsEqual(nameA),
+                  b[j..<(j + nameB.count)].elementsEqual(nameB) else { return nil }
+            out.append(nameMarker)
+            i += nameA.count
+            j += nameB.count
+        }
+        return out
+    }
+
+    /// The four values of a pair, as the writers make them (`DNSEvents.shapeValues`).
+    struct Values {
+        var dns: [UInt8]
+        /// Where the ID's digits are in `dns`.
+        var id: Range<Int>
+        var method: [UInt8]
+        var query: [UInt8]
+        var resource: [UInt8]
+        /// The question's name as the writers print it.
+        var name: [UInt8]
+    }
+
+    /// Stores a pair's shape (`probe` found it the second time), given its values written
+    /// from it (`a`) and from it with another name (`b`), if they differ only by the name.
+    /// `query` and `response`: the pair's bytes with the name masked (`maskName`).
+    func storeShape(_ probe: Probe, query: UnsafeBufferPointer<UInt8>, response: UnsafeBufferPointer<UInt8>, flags: UInt8,
+                    _ a: Values, _ b: Values, rcodeIsZero: Bool) {
+        guard masksQuestionName, probe.store, a.id == b.id,
+              let beforeID = DNSRenderCache.marked(a.dns[..<a.id.lowerBound], b.dns[..<b.id.lowerBound], nameA: a.name, nameB: b.name),
+              let afterID = DNSRenderCache.marked(a.dns[a.id.upperBound...], b.dns[b.id.upperBound...], nameA: a.name, nameB: b.name),
+              let method = DNSRenderCache.marked(a.method[...], b.method[...], nameA: a.name, nameB: b.name),
+              let queryText = DNSRenderCache.marked(a.query[...], b.query[...], nameA: a.name, nameB: b.name),
+              let resource = DNSRenderCache.marked(a.resource[...], b.resource[...], nameA: a.name, nameB: b.name)
+        else { return }
+        begin(probe, query: query, response: response, flags: flags, faultlessAnswer: true, rcodeIsZero: rcodeIsZero)
+        beforeID.withUnsafeBufferPointer { add(.beforeID, $0) }
+        afterID.withUnsafeBufferPointer { add(.afterID, $0) }
+        method.withUnsafeBufferPointer { add(.method, $0) }
+        queryText.withUnsafeBufferPointer { add(.query, $0) }
+        resource.withUnsafeBufferPointer { add(.resource, $0) }
+        finish()
     }
 
     // MARK: Keys

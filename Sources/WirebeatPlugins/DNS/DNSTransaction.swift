@@ -198,14 +198,92 @@ enum DNSEvents {
         return CachedAnswer(probe: found, rcodeIsZero: rcodeIsZero, id: id)
     }
 
+    /// The lookup of a waiting UDP query's response, not yet parsed, in the cache of shapes
+    /// (`DNSRenderCache`, "Shapes"): nil when the pair cannot have a shape, else the probe
+    /// (its `store` for the caller to do once the response is parsed: `storeShape`).
+    /// The same conditions as `cachedAnswer`'s, and neither message's text in the event.
+    static func shapeProbe(query waiting: DNSObserved, response: UnsafeBufferPointer<UInt8>, known: ConnectionInfo,
+                           settings: DNSConfig, shapes: DNSRenderCache) -> DNSRenderCache.Probe? {
+        guard !settings.sendRequest, !settings.sendResponse, response.count >= 12, waiting.seen.isMessage,
+              !waiting.seen.hasNotes, !waiting.seen.message.parsed.mayReadID, known.id == 0, known.transport == .udp,
+              known.client == waiting.seen.sender, known.server == waiting.seen.receiver,
+              UInt16(response[0]) << 8 | UInt16(response[1]) == waiting.seen.message.header.id else { return nil }
+        return waiting.seen.message.bytes.withUnsafeBufferPointer { q -> DNSRenderCache.Probe? in
+            guard q.count + response.count <= DNSRenderCache.slotBytes / 2 else { return nil }
+            return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: q.count + response.count) { key in
+                guard DNSRenderCache.shapeKey(query: q, response: response, into: key.baseAddress!) else { return nil }
+                return shapes.probe(query: UnsafeBufferPointer(rebasing: key[..<q.count]),
+                                    response: UnsafeBufferPointer(rebasing: key[q.count...]),
+                                    flags: DNSRenderCache.flags(hasQuery: true, hasResponse: true, isAnswer: true))
+            }
+        }
+    }
+
+    /// A hit of `shapeProbe` the event can be made from: one whose stored pair's response
+    /// had no fault (every stored shape: `storeShape`), with its RCODE and ID.
+    static func shapeAnswer(_ probe: DNSRenderCache.Probe, response: UnsafeBufferPointer<UInt8>,
+                            shapes: DNSRenderCache) -> CachedAnswer? {
+        guard probe.hit, let rcodeIsZero = shapes.faultlessAnswer(probe) else { return nil }
+        shapes.unparsedAnswers &+= 1
+        return CachedAnswer(probe: probe, rcodeIsZero: rcodeIsZero, id: UInt16(response[0]) << 8 | UInt16(response[1]))
+    }
+
+    /// Stores the shape of a waiting UDP query and its parsed `response` (`probe`: the
+    /// `store` of `shapeProbe`), if neither has a fault and the values differ by the name only.
+    static func storeShape(_ probe: DNSRenderCache.Probe, query waiting: DNSObserved, response: borrowing DNSSeen,
+                           settings: DNSConfig, shapes: DNSRenderCache) {
+        let q = waiting.seen.message, r = response.message
+        guard probe.store, response.isMessage, !response.hasNotes, !r.parsed.mayReadID,
+              q.header.id == r.header.id, let a = shapeValues(query: q, response: r, settings: settings) else { return }
+        // The same pair with another name, parsed again (nothing of a parse is reused).
+        let otherQuery = DNSRenderCache.otherName(q.bytes), otherResponse = DNSRenderCache.otherName(r.bytes)
+        guard let pq = try? DNSMessage.read(otherQuery), let pr = try? DNSMessage.read(otherResponse),
+              pq.faults.isEmpty, pr.faults.isEmpty, !pq.mayReadID, !pr.mayReadID,
+              let b = shapeValues(query: DNSMessage(bytes: otherQuery, parsed: pq), response: DNSMessage(bytes: otherResponse, parsed: pr),
+                                  settings: settings) else { return }
+        var key = q.bytes + r.bytes
+        let keyed = key.withUnsafeMutableBufferPointer { k in
+            q.bytes.withUnsafeBufferPointer { qb in
+                r.bytes.withUnsafeBufferPointer { DNSRenderCache.shapeKey(query: qb, response: $0, into: k.baseAddress!) }
+            }
+        }
+        guard keyed else { return }
+        key.withUnsafeBufferPointer { k in
+            shapes.storeShape(probe, query: UnsafeBufferPointer(rebasing: k[..<q.bytes.count]),
+                              response: UnsafeBufferPointer(rebasing: k[q.bytes.count...]),
+                              flags: DNSRenderCache.flags(hasQuery: true, hasResponse: true, isAnswer: true),
+                              a, b, rcodeIsZero: r.rcode == 0)
+        }
+    }
+
+    /// The four values of a UDP answer as `publishAnswer` writes them, each in an array of
+    /// its own; nil unless the query's question is at 12.
+    static func shapeValues(query q: borrowing DNSMessage, response r: borrowing DNSMessage,
+                            settings: DNSConfig) -> DNSRenderCache.Values? {
+        guard let question = q.firstQuestionPlace, question.start == 12 else { return nil }
+        var name: [UInt8] = []
+        q.bytes.withUnsafeBufferPointer { DNSName.write($0, at: 12, into: &name, json: true) }
+        return name.withUnsafeBufferPointer { n in
+            var dns: [UInt8] = [], method: [UInt8] = [], query: [UInt8] = [], resource: [UInt8] = []
+            let id = writeDNS(query: q, hasQuery: true, response: r, hasResponse: true, question: question, questionName: n,
+                              questionLength: question.nameLength, isAnswer: true, settings: settings, into: &dns)
+            writeMethod(r.header, store: nil, into: &method)
+            writeQuery(question, name: n, store: nil, into: &query)
+            writeResource(name: n, store: nil, into: &resource)
+            return DNSRenderCache.Values(dns: dns, id: id, method: method, query: query, resource: resource, name: name)
+        }
+    }
+
     /// The event of a cached answer (`cachedAnswer`) to `waiting`, whose response of
     /// `responseBytes` came at `time`. Its bytes are what `event` makes of the parsed response.
+    /// `name`: the question's name as the writers print it, for a hit in a cache of shapes.
     static func event(of answer: CachedAnswer, query waiting: DNSObserved, responseBytes: Int, time: Timestamp,
-                      known: ConnectionInfo, settings: DNSConfig, cache: DNSRenderCache) -> Event {
+                      known: ConnectionInfo, settings: DNSConfig, cache: DNSRenderCache,
+                      name: UnsafeBufferPointer<UInt8> = .init(start: nil, count: 0)) -> Event {
         var e = Event.transaction(type: "dns", connection: known, start: waiting.seen.time, end: time,
                                   status: answer.rcodeIsZero ? .ok : .error, requestBytes: waiting.seen.size,
                                   responseBytes: responseBytes)
-        e.set("dns", writingJSONTo: { out in cache.write(answer.probe, id: answer.id, into: &out) })
+        e.set("dns", writingJSONTo: { out in cache.write(answer.probe, id: answer.id, name: name, into: &out) })
         if settings.sendRequest { e.set("request", waiting.seen.message.digText) }
         return e
     }
