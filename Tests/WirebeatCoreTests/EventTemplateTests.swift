@@ -84,6 +84,37 @@ struct EventTemplateTests {
         }
     }
 
+    /// Text holes (`Kind.text`): the values' text at each, twice in one value and once in
+    /// another, of any length (the line's room grows with it); a prototype whose text is not
+    /// at a hole makes no template.
+    @Test func writesTheTextAtEachTextHole() throws {
+        let t0 = Timestamp(seconds: 1_700_000_000)
+        func event(_ name: String) -> Event {
+            var e = Event.transaction(type: "proto", connection: Self.connection, start: t0, end: t0, status: .ok)
+            e.set("proto.pair", "\(name) and \(name)")
+            e.set("proto.name", name)
+            return e
+        }
+        let prototype = event("first")
+        let holes: [EventTemplate.Hole] = [.init("proto.pair", part: 1..<6, .text), .init("proto.pair", part: 11..<16, .text),
+                                           .init("proto.name", part: 1..<6, .text)]
+        let template = try "first".utf8CString.withUnsafeBufferPointer { c in
+            try c.withMemoryRebound(to: UInt8.self) { text in
+                try #require(EventTemplate(prototype: prototype, holes: holes,
+                                           values: .init(start: t0, end: t0, text: UnsafeBufferPointer(rebasing: text.dropLast()))))
+            }
+        }
+        for name in ["", "x", "second", String(repeating: "long", count: 2_000)] {
+            let out = OutputBuffer(capacity: 16)
+            Array(name.utf8).withUnsafeBufferPointer { template.write(.init(start: t0, end: t0, text: $0), into: out) }
+            #expect(Array(out.bytes) == Self.line(event(name)), "name of \(name.count) bytes")
+        }
+        let other = Array("other".utf8)
+        other.withUnsafeBufferPointer { text in
+            #expect(EventTemplate(prototype: prototype, holes: holes, values: .init(start: t0, end: t0, text: text)) == nil)
+        }
+    }
+
     /// A hole whose field the prototype does not have, or values that are not the
     /// prototype's, make no template.
     @Test func refusesWhatItCannotWriteBack() {

@@ -329,6 +329,8 @@ struct DNSPluginTests {
         // Most answers of the five families that have shapes, from them, without a parse.
         #expect(shapes.unparsedAnswers > 1500)
         #expect(lineWriter.fromTemplates > 1000)
+        // Shapes asked often on a flow get a template of their own (their name a text hole).
+        #expect(try #require(templated.plugin.answerTemplates).made >= 3)
         #expect(try #require(cached.plugin.rendered).hits == 0)
 
         // The families that must have none, alone: nothing stored.

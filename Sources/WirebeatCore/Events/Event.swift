@@ -549,7 +549,8 @@ public struct Event: Sendable {
             let names = allNames
             var ranges: [Range<Int>?] = Array(repeating: nil, count: fields.count)
             for (span, range) in located.values {
-                if let k = fields.firstIndex(of: names[span]) { ranges[k] = range }
+                // (Every index of the name: a template may cut one value in several places.)
+                for (k, field) in fields.enumerated() where field == names[span] { ranges[k] = range }
             }
             return (line, ranges)
         }

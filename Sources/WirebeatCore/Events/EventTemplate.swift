@@ -18,28 +18,33 @@ import Darwin
 /// the plugin uses it only for events whose every other value is the same.
 public final class EventTemplate {
     /// The values of one event.
-    public struct Values: Sendable {
+    public struct Values: @unchecked Sendable {  // `text` is lent for one call
         public var start: Timestamp
         public var end: Timestamp
         public var number: Int64
         /// The bytes of the request and of the response (as `Event.transaction` writes them).
         public var requestBytes: Int64
         public var responseBytes: Int64
+        /// What every hole of kind `text` holds, as it is written (e.g. a DNS name's text
+        /// inside a JSON string): memory the caller keeps valid for the publish call.
+        public var text: UnsafeBufferPointer<UInt8>
         public init(start: Timestamp, end: Timestamp, number: Int64 = 0, requestBytes: Int64 = 0,
-                    responseBytes: Int64 = 0) {
+                    responseBytes: Int64 = 0, text: UnsafeBufferPointer<UInt8> = .init(start: nil, count: 0)) {
             self.start = start
             self.end = end
             self.number = number
             self.requestBytes = requestBytes
             self.responseBytes = responseBytes
+            self.text = text
         }
     }
 
     /// What goes in a hole: a time (as `Event.transaction` writes `@timestamp`, `event.start`
     /// and `event.end`), `max(0, end - start)` in nanoseconds (`event.duration`), `number`,
-    /// a byte count (`requestBytes`, `responseBytes`, or their sum as `network.bytes`), or a
-    /// field's whole value written by the plugin when the line is (`field`: see `write`).
-    public enum Kind: UInt8, Sendable { case start, end, duration, number, requestBytes, responseBytes, bytes, field }
+    /// a byte count (`requestBytes`, `responseBytes`, or their sum as `network.bytes`), a
+    /// field's whole value written by the plugin when the line is (`field`: see `write`), or
+    /// the values' `text` (`text`: the same bytes in each such hole of a line).
+    public enum Kind: UInt8, Sendable { case start, end, duration, number, requestBytes, responseBytes, bytes, field, text }
 
     /// A hole: the value of `field`, or (`part`) a range of bytes of it, holding `kind`.
     /// Of kind `field`, the whole value, numbered `fieldNumber` for the plugin's writer.
@@ -79,8 +84,10 @@ public final class EventTemplate {
     }
     private let runs: UnsafeMutablePointer<Run>
     private let runCount: Int
-    /// Room a line takes at most: the text and the widest values.
+    /// Room a line takes at most: the text and the widest values, and `text` in each of its
+    /// `textHoles`.
     private let bound: Int
+    private let textHoles: Int
 
     /// A template of `prototype`, whose values are `values`, cut at `holes`; nil when a hole
     /// is not in its line, two overlap, or the template would not write the prototype's line.
@@ -124,6 +131,7 @@ public final class EventTemplate {
         runs.withUnsafeBufferPointer { runMemory.initialize(from: $0.baseAddress!, count: runs.count) }
         self.runs = runMemory
         bound = kept.count + cuts.count * EventTemplate.widestValue + EventLayout.slack
+        textHoles = cuts.filter { $0.kind == .text }.count
 
         // The plugin's values are the prototype's here.
         let fieldValues = Dictionary(cuts.filter { $0.kind == .field }.map { ($0.fieldNumber, line[$0.range]) },
@@ -154,7 +162,8 @@ public final class EventTemplate {
     /// value of each hole of kind `field` (given its number) when the line gets there, as
     /// complete JSON. A template without such holes never calls it.
     public func write(_ values: Values, into out: OutputBuffer, fields: (Int, inout FieldOutput) -> Void) {
-        var start = out.reserveTail(bound)
+        let room = bound &+ textHoles &* values.text.count
+        var start = out.reserveTail(room)
         var p = start
         var from = 0
         // The start time is written once, and copied where it is wanted again (`@timestamp`
@@ -191,13 +200,18 @@ public final class EventTemplate {
                     p = EventTemplate.writeInt(values.responseBytes, at: p)
                 case .bytes?:
                     p = EventTemplate.writeInt(values.requestBytes &+ values.responseBytes, at: p)
+                case .text?:
+                    if let from = values.text.baseAddress, values.text.count > 0 {
+                        EventStorage.copy(from: from, count: values.text.count, to: p)
+                    }
+                    p += values.text.count
                 case .field?:
                     // Written straight into `out` after what is there; then room for the rest
                     // again (at most `bound` is left to write).
                     out.commitTail(p - start)
                     if value == nil { value = FieldOutput(out) } else { value!.start = out.count }
                     fields(run.fieldNumber, &value!)
-                    start = out.reserveTail(bound)
+                    start = out.reserveTail(room)
                     p = start
                 }
             }

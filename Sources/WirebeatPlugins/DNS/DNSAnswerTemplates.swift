@@ -84,6 +84,15 @@ final class DNSAnswerTemplates {
     /// `holes`: the template's, called only to make it.
     func saw(_ event: Event, slot: Int, generation: UInt32, holes: () -> [EventTemplate.Hole],
              values: EventTemplate.Values, flow: ObjectIdentifier, sightings: UInt32 = 2) {
+        if sight(slot: slot, generation: generation, flow: flow, sightings: sightings) {
+            make(event, slot: slot, generation: generation, holes: holes, values: values, flow: flow)
+        }
+    }
+
+    /// An answer of this pair and flow without a template (`template` found none), however
+    /// it is published: true when it is the `sightings`th in its set, whose event is then to
+    /// make the template (`make`, before any other call).
+    func sight(slot: Int, generation: UInt32, flow: ObjectIdentifier, sightings: UInt32 = 2) -> Bool {
         let set = DNSAnswerTemplates.set(slot: slot, flow: flow)
         for way in 0..<2 {
             let e = entries + (2 * set + way)
@@ -91,11 +100,28 @@ final class DNSAnswerTemplates {
                   e.pointee.template == nil else { continue }
             recentWay[set] = UInt8(way)
             e.pointee.seen &+= 1
-            guard e.pointee.seen >= sightings else { return }
-            // Seen enough: the template now (nil if the event does not make one; the entry
-            // then counts its sightings again, so that a failing one is not tried for every
-            // answer). Made on this flow's event, so its identity is the flow's (checked all
-            // the same).
+            return e.pointee.seen >= sightings
+        }
+        // First sight: in the way used less recently. (An identity kept with no template
+        // may be of a flow that ended; another flow may then get it, and its next answer
+        // makes a template of its own event: still that flow's.)
+        let way = 1 - Int(recentWay[set])
+        entries[2 * set + way] = Entry(slot: slot, generation: generation, flow: flow, template: nil, ref: nil, seen: 1)
+        recentWay[set] = UInt8(way)
+        return sightings <= 1
+    }
+
+    /// Makes the template of the answer `sight` said true for, from its event: nil if the
+    /// event does not make one (the entry then counts its sightings again, so that a failing
+    /// one is not tried for every answer). Made on this flow's event, so its identity is the
+    /// flow's (checked all the same).
+    func make(_ event: Event, slot: Int, generation: UInt32, holes: () -> [EventTemplate.Hole],
+              values: EventTemplate.Values, flow: ObjectIdentifier) {
+        let set = DNSAnswerTemplates.set(slot: slot, flow: flow)
+        for way in 0..<2 {
+            let e = entries + (2 * set + way)
+            guard e.pointee.slot == slot, e.pointee.generation == generation, e.pointee.flow == flow,
+                  e.pointee.template == nil else { continue }
             guard let t = EventTemplate(prototype: event, holes: holes(), values: values), t.flowIdentity == flow else {
                 e.pointee.seen = 0
                 return
@@ -105,11 +131,5 @@ final class DNSAnswerTemplates {
             made &+= 1
             return
         }
-        // First sight: in the way used less recently. (An identity kept with no template
-        // may be of a flow that ended; another flow may then get it, and its next answer
-        // makes a template of its own event: still that flow's.)
-        let way = 1 - Int(recentWay[set])
-        entries[2 * set + way] = Entry(slot: slot, generation: generation, flow: flow, template: nil, ref: nil, seen: 1)
-        recentWay[set] = UInt8(way)
     }
 }

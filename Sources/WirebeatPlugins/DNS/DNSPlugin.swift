@@ -383,10 +383,13 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
         return true
     }
 
-    /// The event of an answer whose values the cache of shapes has (`DNSEvents.shapeAnswer`):
-    /// as its flow's template (`DNSEvents.publishAnswer`'s) and values, the four DNS values
-    /// written from the shape with the question's name; else built, and offered to make that
-    /// template.
+    /// The event of an answer whose values the cache of shapes has (`DNSEvents.shapeAnswer`),
+    /// the cheapest way there is: the shape's template on this flow (`DNSAnswerTemplates`,
+    /// the shape's slot after the exact cache's; its values the times, the ID and the name
+    /// asked); else the flow's template (`DNSEvents.publishAnswer`'s), its four DNS values
+    /// written from the shape; else built. The shape's template is made from its flow's
+    /// `flowTemplateSightings`th answer, as a flow's is: traffic of many shapes seen a few
+    /// times each on a flow (every name length its own) would never win back the making.
     private func publishShapeAnswer(_ answer: DNSEvents.CachedAnswer, query: DNSObserved, responseBytes: Int,
                                     context: PluginContext, shapes: DNSRenderCache) {
         // The name as the writers print it (a plain name: shorter than its bytes), on the stack.
@@ -397,24 +400,44 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
                 DNSEvents.event(of: answer, query: query, responseBytes: responseBytes, time: context.timestamp,
                                 known: context.connection, settings: settings, cache: shapes, name: name)
             }
-            guard let flowTemplatesRef else { return context.publish(build()) }
-            let slot = answer.rcodeIsZero ? DNSEvents.flowSlotOK : DNSEvents.flowSlotError
-            let values = EventTemplate.Values(start: query.seen.time, end: context.timestamp,
-                                              requestBytes: Int64(query.seen.size), responseBytes: Int64(responseBytes))
+            guard let answerTemplatesRef, let flowTemplatesRef else { return context.publish(build()) }
+            let pair = shapes.pairIdentity(answer.probe)
+            let shapeSlot = DNSRenderCache.slotCount + pair.slot
+            let shapeValues = EventTemplate.Values(start: query.seen.time, end: context.timestamp, number: Int64(answer.id),
+                                                   text: name)
             let flow = context.connection.flowIdentity
-            flowTemplatesRef._withUnsafeGuaranteedRef { templates in
-                if let template = templates.template(slot: slot, generation: 0, flow: flow) {
-                    template._withUnsafeGuaranteedRef { t in
-                        context.publisher.publish(t, values, fields: { number, out in
-                            shapes.writeField(number, answer.probe, id: answer.id, name: name, into: &out)
-                        }, build: build)
-                    }
+            answerTemplatesRef._withUnsafeGuaranteedRef { shapeTemplates in
+                if let template = shapeTemplates.template(slot: shapeSlot, generation: pair.generation, flow: flow) {
+                    template._withUnsafeGuaranteedRef { context.publisher.publish($0, shapeValues, build: build) }
                     return
                 }
-                let e = build()
-                templates.saw(e, slot: slot, generation: 0, holes: { DNSEvents.flowHoles }, values: values, flow: flow,
-                              sightings: DNSEvents.flowTemplateSightings)
-                context.publish(consume e)
+                let makesShapeTemplate = shapeTemplates.sight(slot: shapeSlot, generation: pair.generation, flow: flow,
+                                                              sightings: DNSEvents.flowTemplateSightings)
+                let flowSlot = answer.rcodeIsZero ? DNSEvents.flowSlotOK : DNSEvents.flowSlotError
+                let flowValues = EventTemplate.Values(start: query.seen.time, end: context.timestamp,
+                                                      requestBytes: Int64(query.seen.size), responseBytes: Int64(responseBytes))
+                flowTemplatesRef._withUnsafeGuaranteedRef { flowTemplates in
+                    let flowTemplate = flowTemplates.template(slot: flowSlot, generation: 0, flow: flow)
+                    if !makesShapeTemplate, let flowTemplate {
+                        flowTemplate._withUnsafeGuaranteedRef { t in
+                            context.publisher.publish(t, flowValues, fields: { number, out in
+                                shapes.writeField(number, answer.probe, id: answer.id, name: name, into: &out)
+                            }, build: build)
+                        }
+                        return
+                    }
+                    let event = build()
+                    if makesShapeTemplate {
+                        shapeTemplates.make(event, slot: shapeSlot, generation: pair.generation,
+                                            holes: { shapes.shapeHoles(answer.probe, id: answer.id, nameCount: count) },
+                                            values: shapeValues, flow: flow)
+                    }
+                    if flowTemplate == nil {
+                        flowTemplates.saw(event, slot: flowSlot, generation: 0, holes: { DNSEvents.flowHoles }, values: flowValues,
+                                          flow: flow, sightings: DNSEvents.flowTemplateSightings)
+                    }
+                    context.publish(consume event)
+                }
             }
         }
     }

@@ -222,6 +222,40 @@ final class DNSRenderCache {
         }
     }
 
+    /// Of a hit in a cache of shapes: the holes of its event's line in a template (see
+    /// `DNSAnswerTemplates.holes`): its times, its ID's digits, and the question's name (as
+    /// long as `nameCount`, its text) at each marker of the `dns`, `query` and `resource` values.
+    func shapeHoles(_ probe: Probe, id: UInt16, nameCount: Int) -> [EventTemplate.Hole] {
+        let slot = slots[probe.slot]
+        let p = text(of: probe)
+        let digits = id < 10 ? 1 : id < 100 ? 2 : id < 1_000 ? 3 : id < 10_000 ? 4 : 5
+        var holes = [EventTemplate.Hole("@timestamp", .start), EventTemplate.Hole("event.start", .start),
+                     EventTemplate.Hole("event.end", .end), EventTemplate.Hole("event.duration", .duration)]
+        // The markers of `count` bytes of text at `at`, as holes of `field` from `written` on
+        // in its value (each marker there becomes the name); returns where the text ends.
+        func names(_ field: String, at: Int, count: Int, written: Int) -> Int {
+            var out = written
+            for k in at..<(at + count) {
+                if p[k] == DNSRenderCache.nameMarker {
+                    holes.append(EventTemplate.Hole(field, part: out..<(out + nameCount), .text))
+                    out += nameCount
+                } else {
+                    out += 1
+                }
+            }
+            return out
+        }
+        let idAt = names("dns", at: 0, count: slot.beforeID, written: 0)
+        holes.append(EventTemplate.Hole("dns", part: idAt..<(idAt + digits), .number))
+        _ = names("dns", at: slot.beforeID, count: slot.afterID, written: idAt + digits)
+        let method = slot.beforeID + slot.afterID
+        _ = names("method", at: method, count: slot.method, written: 0)
+        guard slot.hasQuestion else { return holes }
+        _ = names("query", at: method + slot.method, count: slot.query, written: 0)
+        _ = names("resource", at: method + slot.method + slot.query, count: slot.resource, written: 0)
+        return holes
+    }
+
     /// Where a hit's text starts in its slot (after its key).
     @inline(__always) private func text(of probe: Probe) -> UnsafePointer<UInt8> {
         let slot = slots[probe.slot]
