@@ -235,6 +235,33 @@ struct DNSPluginTests {
         }
     }
 
+    /// The same traffic into three plugins: with its caches, without (the reference), and
+    /// with its caches into a publisher that writes templates as lines.
+    static func threeWays(_ settings: [String: ConfigValue])
+        -> (cached: DNSHarness, plain: DNSHarness, templated: DNSHarness, lineWriter: LineWritingPublisher) {
+        let cached = DNSHarness(settings), plain = DNSHarness(settings, cachesRenderedValues: false)
+        let templated = DNSHarness(settings)
+        let lineWriter = LineWritingPublisher()
+        templated.sink = lineWriter
+        return (cached, plain, templated, lineWriter)
+    }
+
+    /// The cached plugin's events and the template lines are the reference's, line for line.
+    static func expectSameLines(cached: DNSHarness, plain: DNSHarness, fromTemplates lineWriter: LineWritingPublisher,
+                                sourceLocation: SourceLocation = #_sourceLocation) {
+        let a = cached.lines, b = plain.lines, c = lineWriter.lines
+        #expect(a.count == b.count, sourceLocation: sourceLocation)
+        #expect(c.count == b.count, sourceLocation: sourceLocation)
+        for (i, (x, y)) in zip(a, b).enumerated() where x != y {
+            Issue.record("event \(i) differs:\n\(x)\n\(y)", sourceLocation: sourceLocation)
+            break
+        }
+        for (i, (x, y)) in zip(c, b).enumerated() where x != y {
+            Issue.record("event \(i) written from its template differs:\n\(x)\n\(y)", sourceLocation: sourceLocation)
+            break
+        }
+    }
+
     /// Pairs that differ only in the name asked (`DNSRenderCache`, "Shapes") change no byte
     /// either: every name is new (no exact hit), on three flows, as events and as lines from
     /// the flows' templates, against a plugin without caches. Shapes whose name shows up in
@@ -246,10 +273,7 @@ struct DNSPluginTests {
     @Test(arguments: [false, true]) func shapesChangeNoByte(optionalSections: Bool) throws {
         let settings: [String: ConfigValue] = optionalSections
             ? ["include_authorities": .scalar("true"), "include_additionals": .scalar("true")] : [:]
-        let cached = DNSHarness(settings), plain = DNSHarness(settings, cachesRenderedValues: false)
-        let templated = DNSHarness(settings)
-        let lineWriter = LineWritingPublisher()
-        templated.sink = lineWriter
+        let (cached, plain, templated, lineWriter) = Self.threeWays(settings)
         let pointerTo12: [UInt8] = [0xC0, 12]
         // A response to `name` of family `k`; the query asks `name` (with EDNS for family 3).
         func pair(_ k: Int, _ name: String, id: UInt16) -> ([UInt8], [UInt8]) {
@@ -315,16 +339,7 @@ struct DNSPluginTests {
             }
         }
         for h in [cached, plain, templated] { h.plugin.finish(publisher: h.sink ?? h.publisher) }
-        let a = cached.lines, b = plain.lines, c = lineWriter.lines
-        #expect(a.count == b.count && c.count == b.count)
-        for (i, (x, y)) in zip(a, b).enumerated() where x != y {
-            Issue.record("event \(i) differs:\n\(x)\n\(y)")
-            break
-        }
-        for (i, (x, y)) in zip(c, b).enumerated() where x != y {
-            Issue.record("event \(i) written from its template differs:\n\(x)\n\(y)")
-            break
-        }
+        Self.expectSameLines(cached: cached, plain: plain, fromTemplates: lineWriter)
         let shapes = try #require(cached.plugin.shapes)
         // Most answers of the five families that have shapes, from them, without a parse.
         #expect(shapes.unparsedAnswers > 1500)
@@ -400,10 +415,7 @@ struct DNSPluginTests {
     @Test(arguments: [false, true]) func renderCacheChangesNoByte(optionalSections: Bool) throws {
         let settings: [String: ConfigValue] = optionalSections
             ? ["include_authorities": .scalar("true"), "include_additionals": .scalar("true")] : [:]
-        let cached = DNSHarness(settings), plain = DNSHarness(settings, cachesRenderedValues: false)
-        let templated = DNSHarness(settings)
-        let lineWriter = LineWritingPublisher()
-        templated.sink = lineWriter
+        let (cached, plain, templated, lineWriter) = Self.threeWays(settings)
         var pairs: [([UInt8], [UInt8])] = [
             (DNSBuilder.query(id: 0, "example.test", DNSType.A, edns: true),
              DNSBuilder.response(id: 0, "example.test", addresses: [[192, 0, 2, 1], [192, 0, 2, 2]])),
@@ -487,17 +499,7 @@ struct DNSPluginTests {
             h.plugin.finish(publisher: h.sink ?? h.publisher)
         }
         #expect(cached.publisher.events.count > unique + 4000)
-        let a = cached.lines, b = plain.lines, c = lineWriter.lines
-        #expect(a.count == b.count)
-        #expect(c.count == b.count)
-        for (i, (x, y)) in zip(a, b).enumerated() where x != y {
-            Issue.record("event \(i) differs:\n\(x)\n\(y)")
-            break
-        }
-        for (i, (x, y)) in zip(c, b).enumerated() where x != y {
-            Issue.record("event \(i) written from its template differs:\n\(x)\n\(y)")
-            break
-        }
+        Self.expectSameLines(cached: cached, plain: plain, fromTemplates: lineWriter)
         // Most cached answers written from templates (those of a pair and flow seen twice),
         // and most other plain answers from their flow's (`DNSEvents.publishAnswer`).
         #expect(lineWriter.fromTemplates > 500)
