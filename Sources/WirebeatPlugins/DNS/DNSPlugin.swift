@@ -272,9 +272,9 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
     public func parseDatagram(_ payload: Span<UInt8>, direction: Direction, context: PluginContext) {
         serial += 1
         let isResponse = payload.count >= 12 && payload[2] & 0x80 != 0
-        // A response to a waiting query may need no parse (see `DNSEvents.cachedAnswer`);
-        // not while the cache samples traffic that does not repeat (the way there costs
-        // ~150 instructions more than the usual one when the pair is not found).
+        // A response to a waiting query may need no parse (see `DNSEvents.cachedAnswer` and
+        // `shapeAnswer`); not while both caches sample traffic that repeats neither way (the
+        // way there costs ~150 instructions more than the usual one when the pair is not found).
         if isResponse, let renderedRef, let shapesRef,
            renderedRef._withUnsafeGuaranteedRef({ $0.nextProbeLooksUp }) || shapesRef._withUnsafeGuaranteedRef({ $0.nextProbeLooksUp }),
            renderedRef._withUnsafeGuaranteedRef({ cache in
@@ -337,7 +337,8 @@ public final class DNSPlugin: TCPProtocolPlugin, UDPProtocolPlugin {
 
     /// Pairs the `response` (a header's worth at least) with its waiting query, if
     /// any, and publishes their event: from the values cached for the pair, when there are
-    /// (unparsed, uncopied: `DNSEvents.cachedAnswer`), else from the parsed response. False
+    /// (unparsed, uncopied: `DNSEvents.cachedAnswer`), or for its shape (`shapeAnswer`), else
+    /// from the parsed response (and its shape stored, if it is the second sighting). False
     /// (nothing done) when no query waits for it: the caller then goes on as for any datagram.
     private func pairCached(_ response: UnsafeBufferPointer<UInt8>, direction: Direction, context: PluginContext,
                             cache: DNSRenderCache, shapes: DNSRenderCache) -> Bool {
