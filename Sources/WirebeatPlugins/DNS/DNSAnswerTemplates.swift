@@ -52,11 +52,13 @@ final class DNSAnswerTemplates {
 
     /// The holes of an answer: its times, its duration and its ID's digits in `dns`.
     static func holes(idOffset: Int, id: UInt16) -> [EventTemplate.Hole] {
-        let digits = id < 10 ? 1 : id < 100 ? 2 : id < 1_000 ? 3 : id < 10_000 ? 4 : 5
-        return [EventTemplate.Hole("@timestamp", .start), EventTemplate.Hole("event.start", .start),
-                EventTemplate.Hole("event.end", .end), EventTemplate.Hole("event.duration", .duration),
-                EventTemplate.Hole("dns", part: idOffset..<(idOffset + digits), .number)]
+        [EventTemplate.Hole("@timestamp", .start), EventTemplate.Hole("event.start", .start),
+         EventTemplate.Hole("event.end", .end), EventTemplate.Hole("event.duration", .duration),
+         EventTemplate.Hole("dns", part: idOffset..<(idOffset + digits(id)), .number)]
     }
+
+    /// The digits of an ID's text.
+    static func digits(_ id: UInt16) -> Int { id < 10 ? 1 : id < 100 ? 2 : id < 1_000 ? 3 : id < 10_000 ? 4 : 5 }
 
     @inline(__always) private static func set(slot: Int, flow: ObjectIdentifier) -> Int {
         let x = (UInt64(UInt(bitPattern: flow)) ^ UInt64(slot) &* 0x9E37_79B9_7F4A_7C15) &* 0xC2B2_AE3D_27D4_EB4F

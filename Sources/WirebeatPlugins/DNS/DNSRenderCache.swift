@@ -181,22 +181,14 @@ final class DNSRenderCache {
     /// name as the writers print it, where it goes).
     func write(_ probe: Probe, id: UInt16, name: UnsafeBufferPointer<UInt8> = .init(start: nil, count: 0),
                into out: inout JSONOutput) {
-        let slot = slots[probe.slot]
-        var p = text(of: probe)
-        func next(_ n: Int) -> UnsafeBufferPointer<UInt8> {
-            defer { p += n }
-            return UnsafeBufferPointer(start: p, count: n)
-        }
-        append(next(slot.beforeID), name: name, into: &out)
-        out.writeInt(Int64(id))
-        append(next(slot.afterID), name: name, into: &out)
+        writeField(0, probe, id: id, name: name, into: &out)
         out.nextValue("method")
-        append(next(slot.method), name: name, into: &out)
-        guard slot.hasQuestion else { return }
+        writeField(1, probe, id: id, name: name, into: &out)
+        guard slots[probe.slot].hasQuestion else { return }
         out.nextValue("query")
-        append(next(slot.query), name: name, into: &out)
+        writeField(2, probe, id: id, name: name, into: &out)
         out.nextValue("resource")
-        append(next(slot.resource), name: name, into: &out)
+        writeField(3, probe, id: id, name: name, into: &out)
     }
 
     /// Writes value `number` of a hit into a template's line (`DNSEvents.flowHoles`: 0 `dns`,
@@ -205,8 +197,7 @@ final class DNSRenderCache {
                                         into out: inout Out) {
         // Read in place: a copy of the slot for each of a line's four values cost more than they.
         let slot = slots + probe.slot
-        let p = UnsafePointer(memory + probe.slot * DNSRenderCache.slotBytes + max(slot.pointee.queryCount - 2, 0)
-                              + max(slot.pointee.responseCount - 2, 0))
+        let p = text(of: probe)
         let beforeID = slot.pointee.beforeID, method = beforeID + slot.pointee.afterID
         switch number {
         case 0:
@@ -222,15 +213,14 @@ final class DNSRenderCache {
         }
     }
 
-    /// Of a hit in a cache of shapes: the holes of its event's line in a template (see
-    /// `DNSAnswerTemplates.holes`): its times, its ID's digits, and the question's name (as
-    /// long as `nameCount`, its text) at each marker of the `dns`, `query` and `resource` values.
+    /// Of a hit in a cache of shapes: the holes of its event's line in a template, a stored
+    /// pair's (`DNSAnswerTemplates.holes`: its times and its ID's digits) and the question's
+    /// name (as long as `nameCount`, its text) at each marker of the `dns`, `query` and
+    /// `resource` values.
     func shapeHoles(_ probe: Probe, id: UInt16, nameCount: Int) -> [EventTemplate.Hole] {
         let slot = slots[probe.slot]
         let p = text(of: probe)
-        let digits = id < 10 ? 1 : id < 100 ? 2 : id < 1_000 ? 3 : id < 10_000 ? 4 : 5
-        var holes = [EventTemplate.Hole("@timestamp", .start), EventTemplate.Hole("event.start", .start),
-                     EventTemplate.Hole("event.end", .end), EventTemplate.Hole("event.duration", .duration)]
+        var holes: [EventTemplate.Hole] = []
         // The markers of `count` bytes of text at `at`, as holes of `field` from `written` on
         // in its value (each marker there becomes the name); returns where the text ends.
         func names(_ field: String, at: Int, count: Int, written: Int) -> Int {
@@ -246,8 +236,8 @@ final class DNSRenderCache {
             return out
         }
         let idAt = names("dns", at: 0, count: slot.beforeID, written: 0)
-        holes.append(EventTemplate.Hole("dns", part: idAt..<(idAt + digits), .number))
-        _ = names("dns", at: slot.beforeID, count: slot.afterID, written: idAt + digits)
+        holes += DNSAnswerTemplates.holes(idOffset: idAt, id: id)
+        _ = names("dns", at: slot.beforeID, count: slot.afterID, written: idAt + DNSAnswerTemplates.digits(id))
         let method = slot.beforeID + slot.afterID
         _ = names("method", at: method, count: slot.method, written: 0)
         guard slot.hasQuestion else { return holes }
@@ -258,9 +248,9 @@ final class DNSRenderCache {
 
     /// Where a hit's text starts in its slot (after its key).
     @inline(__always) private func text(of probe: Probe) -> UnsafePointer<UInt8> {
-        let slot = slots[probe.slot]
-        return UnsafePointer(memory + probe.slot * DNSRenderCache.slotBytes + max(slot.queryCount - 2, 0)
-                             + max(slot.responseCount - 2, 0))
+        let slot = slots + probe.slot
+        return UnsafePointer(memory + probe.slot * DNSRenderCache.slotBytes + max(slot.pointee.queryCount - 2, 0)
+                             + max(slot.pointee.responseCount - 2, 0))
     }
 
     /// Stored text, with `name` for each marker in a cache of shapes.
@@ -425,22 +415,17 @@ final class DNSRenderCache {
         return count
     }
 
-    /// `m` with the label bytes of its question's name (plain, at 12) set by `byte`.
-    static func withNameBytes(_ m: [UInt8], _ byte: (UInt8) -> UInt8) -> [UInt8] {
+    /// The same pair with another name of the same shape: every label byte of the (plain)
+    /// name at 12 changed (`a` and `b` are plain, and neither is the other).
+    static func otherName(_ m: [UInt8]) -> [UInt8] {
         var out = m
         var i = 12
         while out[i] != 0 {
             let n = Int(out[i])
-            for k in (i + 1)...(i + n) { out[k] = byte(out[k]) }
+            for k in (i + 1)...(i + n) { out[k] = out[k] == UInt8(ascii: "a") ? UInt8(ascii: "b") : UInt8(ascii: "a") }
             i += 1 + n
         }
         return out
-    }
-
-    /// The same pair with another name of the same shape: every label byte changed (`a` and
-    /// `b` are plain, and neither is the other).
-    static func otherName(_ m: [UInt8]) -> [UInt8] {
-        withNameBytes(m) { $0 == UInt8(ascii: "a") ? UInt8(ascii: "b") : UInt8(ascii: "a") }
     }
 
     /// A value as written for a pair (`a`) and for the same pair with another name (`b`), its
@@ -482,7 +467,7 @@ final class DNSRenderCache {
 
     /// Stores a pair's shape (`probe` found it the second time), given its values written
     /// from it (`a`) and from it with another name (`b`), if they differ only by the name.
-    /// `query` and `response`: the pair's bytes with the name masked (`maskName`).
+    /// `query` and `response`: the pair's key (`shapeKey`).
     func storeShape(_ probe: Probe, query: UnsafeBufferPointer<UInt8>, response: UnsafeBufferPointer<UInt8>, flags: UInt8,
                     _ a: Values, _ b: Values, rcodeIsZero: Bool) {
         guard masksQuestionName, probe.store, a.id == b.id,

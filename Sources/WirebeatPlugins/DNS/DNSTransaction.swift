@@ -228,12 +228,12 @@ enum DNSEvents {
         return CachedAnswer(probe: probe, rcodeIsZero: rcodeIsZero, id: UInt16(response[0]) << 8 | UInt16(response[1]))
     }
 
-    /// Stores the shape of a waiting UDP query and its parsed `response` (`probe`: the
+    /// Stores the shape of a waiting UDP query and its parsed `response` (`probe`: a
     /// `store` of `shapeProbe`), if neither has a fault and the values differ by the name only.
     static func storeShape(_ probe: DNSRenderCache.Probe, query waiting: DNSObserved, response: borrowing DNSSeen,
                            settings: DNSConfig, shapes: DNSRenderCache) {
         let q = waiting.seen.message, r = response.message
-        guard probe.store, response.isMessage, !response.hasNotes, !r.parsed.mayReadID,
+        guard response.isMessage, !response.hasNotes, !r.parsed.mayReadID,
               q.header.id == r.header.id, let a = shapeValues(query: q, response: r, settings: settings) else { return }
         // The same pair with another name, parsed again (nothing of a parse is reused).
         let otherQuery = DNSRenderCache.otherName(q.bytes), otherResponse = DNSRenderCache.otherName(r.bytes)
